@@ -1,0 +1,5 @@
+import sys
+
+from igrs.cli import main
+
+sys.exit(main())

@@ -1,0 +1,221 @@
+"""The ``igrs`` command: a thin client of the public API.
+
+Exit status: 0 success; 1 the operation failed (device not found, network error, ...);
+2 usage error; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from igrs import __version__
+from igrs.constants import DEFAULT_MAX_AGE, IGRS_PORT
+from igrs.errors import IGRSError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-i", "--interface", action="append", metavar="IF",
+                   help="interface name or address to use (repeatable; default: $IGRS_INTERFACES, "
+                        "else every non-loopback interface)")
+    p.add_argument("--port", type=int, default=IGRS_PORT, help=f"ISDP UDP port (default {IGRS_PORT})")
+    p.add_argument("--ipv6", action="store_true", help="also use IPv6 (ff02::c) on link-local addresses")
+
+
+def _record_json(rec: Any, now: float) -> dict[str, Any]:
+    return {
+        "id": str(rec.device_id), "name": rec.name, "type": str(rec.device_type),
+        "address": rec.address, "location": rec.location, "age": round(rec.age(now), 1),
+        "interfaces": rec.interfaces,
+    }
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+# --- discover ------------------------------------------------------------------------------------
+async def cmd_discover(args: argparse.Namespace) -> int:
+    from igrs.control import ControlPoint
+    from igrs.core.discovery import DeviceAppeared, DeviceGone
+
+    async with ControlPoint(interfaces=args.interface, port=args.port, ipv6=args.ipv6) as cp:
+        loop = asyncio.get_running_loop()
+        if args.watch:
+            events = cp.events()
+            await cp.search(timeout=0, target=args.target, mx=args.mx)
+            async for ev in events:
+                rec, now = ev.device, loop.time()
+                kind = {DeviceAppeared: "appeared", DeviceGone: "gone"}.get(type(ev), "updated")
+                if args.json:
+                    out = {"event": kind, **_record_json(rec, now)}
+                    if isinstance(ev, DeviceGone):
+                        out["reason"] = ev.reason
+                    print(json.dumps(out), flush=True)
+                else:
+                    mark = {"appeared": "+", "gone": "-", "updated": "~"}[kind]
+                    extra = f" ({ev.reason})" if isinstance(ev, DeviceGone) else ""
+                    print(f"{mark} {rec.name!r} {rec.device_type.name} {rec.address} "
+                          f"{rec.device_id.uuid}{extra}", flush=True)
+            return EXIT_OK
+        found = await cp.search(timeout=args.timeout, target=args.target, mx=args.mx)
+        now = loop.time()
+        if args.json:
+            print(json.dumps([_record_json(r, now) for r in found], indent=2))
+        elif not found:
+            print("no IGRS devices found", file=sys.stderr)
+        else:
+            rows = [[str(r.device_id.uuid), r.name, r.device_type.name, r.address, f"{r.age(now):.1f}s"]
+                    for r in found]
+            print(_table(rows, ["ID", "NAME", "TYPE", "ADDRESS", "AGE"]))
+    return EXIT_OK
+
+
+# --- describe ------------------------------------------------------------------------------------
+async def cmd_describe(args: argparse.Namespace) -> int:
+    from igrs.control import ControlPoint
+    from igrs.wire import description as ddesc
+
+    async with ControlPoint(interfaces=args.interface, port=args.port, ipv6=args.ipv6) as cp:
+        await cp.search(timeout=args.timeout)
+        desc = await cp.describe(args.device)
+        if args.xml:
+            sys.stdout.write(ddesc.to_bytes(desc).decode())
+            sys.stdout.write("\n")
+            return EXIT_OK
+        rows = [
+            ["id", str(desc.device_id)], ["name", desc.name], ["type", str(desc.device_type)],
+            ["manufacturer", desc.manufacturer], ["model", desc.model_name],
+            ["location", cp.find(desc.device_id).location],
+            ["groups", ", ".join(g.name or g.group_id for g in desc.groups) or "-"],
+            ["services", ", ".join(f"{s.name or s.service_type} (#{s.service_id})"
+                                   for s in desc.services) or "-"],
+        ]
+        print(_table(rows, ["FIELD", "VALUE"]))
+    return EXIT_OK
+
+
+# --- device run ----------------------------------------------------------------------------------
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def cmd_device_run(args: argparse.Namespace) -> int:
+    from igrs.device import Device
+
+    device = Device(name=args.name, device_type=args.type, device_id=args.id,
+                    interfaces=args.interface, port=args.port, http_port=args.http_port,
+                    max_age=args.max_age, ipv6=args.ipv6)
+    async with device:
+        if args.json:
+            print(json.dumps({"event": "ready", "id": str(device.device_id), "location": device.location,
+                              "locations": device.locations}), flush=True)
+        else:
+            print(f"{device.name} ({device.device_type}) is up as {device.device_id}", flush=True)
+            for iface, url in device.locations.items():
+                print(f"  {iface}: {url}", flush=True)
+            print("Ctrl-C to stop (a DeviceOfflineAdvertisement is sent on exit)", flush=True)
+        await _until_signalled()
+    if args.json:
+        print(json.dumps({"event": "stopped", "id": str(device.device_id)}), flush=True)
+    return EXIT_OK
+
+
+# --- demo ----------------------------------------------------------------------------------------
+async def cmd_demo(args: argparse.Namespace) -> int:
+    from igrs.demo import run_demo
+
+    return await run_demo(interfaces=args.interface or ["lo"], port=args.port, duration=args.duration)
+
+
+# --- parser --------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="igrs", description="IGRS (ISO/IEC 14543-5) home-network tool")
+    parser.add_argument("--version", action="version", version=f"igrs {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("discover", help="find IGRS devices on the LAN")
+    _common(p)
+    p.add_argument("-t", "--timeout", type=float, default=1.5, help="seconds to listen (default 1.5)")
+    p.add_argument("--mx", type=int, default=1, help="MX: devices answer within this many seconds")
+    p.add_argument("--target", help="search target: a device type (TV), type URN or device id")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("-w", "--watch", action="store_true", help="keep watching: print devices coming and going")
+    p.set_defaults(func=cmd_discover)
+
+    p = sub.add_parser("describe", help="fetch and show a device's description document")
+    _common(p)
+    p.add_argument("device", help="device id, its UUID prefix, or its exact name")
+    p.add_argument("-t", "--timeout", type=float, default=1.5, help="seconds to search first")
+    p.add_argument("--xml", action="store_true", help="print the raw description XML")
+    p.set_defaults(func=cmd_describe)
+
+    p = sub.add_parser("device", help="run a device")
+    dsub = p.add_subparsers(dest="device_command", metavar="ACTION", required=True)
+    run = dsub.add_parser("run", help="announce a device until Ctrl-C, then say goodbye")
+    _common(run)
+    run.add_argument("--name", required=True, help="friendly name")
+    run.add_argument("--type", default="PC", help="device type: TV, PC, MobilePhone, STB, ... or a URN")
+    run.add_argument("--id", help="device id (urn:IGRS:Device:DeviceId:<uuid>); default: a new one")
+    run.add_argument("--http-port", type=int, help="TCP port of the /IGRS endpoint (default 3880, "
+                                                   "else a free one)")
+    run.add_argument("--max-age", type=int, default=DEFAULT_MAX_AGE, help="advertisement lifetime, seconds")
+    run.add_argument("--json", action="store_true", help="print machine-readable status lines")
+    run.set_defaults(func=cmd_device_run)
+
+    p = sub.add_parser("demo", help="a small simulated home (TV, PC, phone) on loopback")
+    _common(p)
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.set_defaults(func=cmd_demo)
+
+    with contextlib.suppress(ImportError):
+        from igrs.relay.cli import add_subcommands
+
+        add_subcommands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return asyncio.run(args.func(args))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except IGRSError as exc:
+        print(f"igrs: {exc.reason}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:
+        print(f"igrs: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Every protocol constant in one place (mirrored in specs/; provenance noted per value).
+
+When the official ISO/IEC 14543-5 text becomes available a conformance fix is a change here.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Final
+
+# --- transport (public source: IANA port 3880 tcp/udp "igrs"; group 224.0.0.110 "IGRS") ---
+IGRS_PORT: Final = 3880
+IPV4_GROUP: Final = "224.0.0.110"  # public source: IANA multicast registry
+IPV4_GROUP_ALT: Final = "239.255.255.250"  # public source: ezbox libezcfg (accepted on input)
+IPV6_GROUP: Final = "ff02::c"  # public source: ezbox libezcfg (link-local scope)
+MULTICAST_TTL: Final = 2  # project choice: as UPnP UDA; groups are link-local anyway
+
+# --- framing (public source: ezbox ezcfg-igrs.h, RFC 2774) ---
+IGRS_VERSION: Final = "IGRS/1.0"
+IGRS_EXT_URI: Final = "http://www.igrs.org/spec1.0"
+IGRS_EXT_URI_ALT: Final = "http://www.igrs.org/session"  # public source: ezbox 2010 (accepted)
+IGRS_PATH: Final = "/IGRS"
+DESCRIPTION_PATH: Final = "/IGRS/description.xml"  # project choice: plain GET of the same doc
+
+# --- XML namespaces ---
+SOAP12_NS: Final = "http://www.w3.org/2003/05/soap-envelope"  # project choice (emitted)
+SOAP12_DRAFT_NS: Final = "http://www.w3.org/2002/12/soap-envelope"  # public source: ezbox
+SOAP11_NS: Final = "http://schemas.xmlsoap.org/soap/envelope/"  # accepted on input
+SOAP_NAMESPACES: Final = (SOAP12_NS, SOAP12_DRAFT_NS, SOAP11_NS)
+IGRS_NS: Final = "http://www.igrs.org/spec1.0"  # public source: ezbox message bodies
+DEVICE_TEMPLATE_NS: Final = "http://www.igrs.org/igrs/DeviceTemplate"  # public source: ezbox
+SERVICE_DESCRIPTION_NS: Final = "http://www.igrs.org/igrs/ServiceDescription"
+
+# --- ISDP values (project choice: SSDP-shaped, "isdp:" tokens from ezbox comments) ---
+NTS_ALIVE: Final = "isdp:alive"
+NTS_BYEBYE: Final = "isdp:byebye"
+NTS_UPDATE: Final = "isdp:update"
+MAN_DISCOVER: Final = '"isdp:discover"'
+MAN_DISCOVER_ACCEPTED: Final = ("isdp:discover", "ssdp:discover")
+ST_ALL: Final = "isdp:all"
+ST_ALL_ACCEPTED: Final = ("isdp:all", "ssdp:all")
+SERVER_PRODUCT: Final = "igrs-python/0.1"
+
+# --- timers (project choice; public record silent) ---
+DEFAULT_MAX_AGE: Final = 1800  # s, CACHE-CONTROL max-age
+MIN_MAX_AGE: Final = 2  # s, smallest accepted (tests shorten max-age)
+MAX_MAX_AGE: Final = 86400  # s, larger values are clamped
+STARTUP_COPIES: Final = 2  # each announcement sent twice at start-up against loss
+COPY_SPACING: Final = 0.1  # s between the copies
+REANNOUNCE_FRACTION: Final = 0.5  # re-announce before max-age * this ...
+REANNOUNCE_JITTER: Final = 0.1  # ... minus up to this fraction of max-age at random
+DEFAULT_MX: Final = 2  # s
+MAX_MX: Final = 5  # s, MX above is clamped
+SEARCH_RETRIES: Final = 2  # a control point's search sends the M-SEARCH this many times
+
+# --- limits (project choice: anti-DoS caps) ---
+MAX_DATAGRAM: Final = 4096  # bytes; larger ISDP datagrams are dropped
+MAX_HEADER_LINE: Final = 1024  # bytes per header line
+MAX_HEADERS: Final = 48  # header lines per message
+MAX_HTTP_BODY: Final = 256 * 1024  # bytes of an M-POST body
+MAX_XML_DEPTH: Final = 48
+MAX_XML_ELEMENTS: Final = 20_000
+MAX_ID_LENGTH: Final = 256
+MAX_NAME_LENGTH: Final = 128
+MAX_URL_LENGTH: Final = 512
+REGISTRY_MAX_DEVICES: Final = 4096  # remote devices remembered by a control point
+SOURCE_RATE: Final = 50.0  # datagrams/s accepted from one source address ...
+SOURCE_BURST: Final = 200.0  # ... with this burst
+MAX_TRACKED_SOURCES: Final = 1024  # rate-limiter state entries (oldest evicted)
+RESPONDER_RATE: Final = 5.0  # search responses/s sent to one requester ...
+RESPONDER_BURST: Final = 10.0  # ... with this burst
+MAX_RESPONSE_BYTES_PER_REQUEST: Final = 2048  # bytes answered to one search, all datagrams
+MAX_PENDING_RESPONSES: Final = 256  # delayed search responses queued at once
+
+
+class ReturnCode(IntEnum):
+    """IGRS ReturnCode values (public source: 200; the rest project choice, HTTP-like)."""
+
+    SUCCESS = 200
+    BAD_MESSAGE = 400
+    NOT_AUTHENTICATED = 401
+    FORBIDDEN = 403
+    NOT_FOUND = 404
+    CONFLICT = 409
+    PRECONDITION_FAILED = 412
+    PAYLOAD_TOO_LARGE = 413
+    TOO_MANY_REQUESTS = 429
+    INTERNAL_ERROR = 500
+    NOT_IMPLEMENTED = 501
+    BUSY = 503
+    VERSION_NOT_SUPPORTED = 505

@@ -1,0 +1,222 @@
+"""``ControlPoint``: find IGRS devices, follow them coming and going, and describe them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator, Sequence
+from types import TracebackType
+from typing import Self
+
+from igrs.constants import IGRS_PORT, REGISTRY_MAX_DEVICES, ReturnCode
+from igrs.core.discovery import (
+    Action,
+    ControlPointDiscovery,
+    DeviceRecord,
+    DiscoveryEvent,
+    Interface,
+)
+from igrs.errors import DeviceNotFound, ProtocolError, RemoteError
+from igrs.net import interfaces as netifaces
+from igrs.net.driver import TimerDriver
+from igrs.net.http import IgrsHttpClient
+from igrs.net.isdp import IsdpEndpoints
+from igrs.wire import description as ddesc
+from igrs.wire import messages
+from igrs.wire.ids import DeviceId, DeviceType
+from igrs.wire.isdp import SearchTarget
+
+log = logging.getLogger(__name__)
+
+EVENT_QUEUE_LIMIT = 1024  # events kept per slow subscriber; older ones are dropped
+DEFAULT_SEARCH_TIMEOUT = 1.5
+DEFAULT_SEARCH_MX = 1
+
+Target = str | SearchTarget | DeviceType | DeviceId | None
+
+
+def _target(target: Target) -> SearchTarget:
+    if target is None:
+        return SearchTarget.all()
+    if isinstance(target, SearchTarget):
+        return target
+    if isinstance(target, DeviceType):
+        return SearchTarget("device_type", device_type=target)
+    if isinstance(target, DeviceId):
+        return SearchTarget("device", device_id=target)
+    if target.lower().startswith("urn:"):
+        return SearchTarget.parse(target)
+    return SearchTarget("device_type", device_type=DeviceType.parse(target))
+
+
+def record_matches(record: DeviceRecord, target: SearchTarget) -> bool:
+    if target.kind == "device":
+        return record.device_id == target.device_id
+    if target.kind == "device_type":
+        assert target.device_type is not None
+        return record.device_type.satisfies(target.device_type)
+    return target.kind == "all"
+
+
+class ControlPoint:
+    """Discovers devices on the chosen interfaces.
+
+    >>> async with ControlPoint(interfaces=["lo"]) as cp:
+    ...     for dev in await cp.search(timeout=1.5):
+    ...         print(dev.name, (await cp.describe(dev.device_id)).device_type)
+    """
+
+    def __init__(
+        self,
+        *,
+        interfaces: Sequence[str] | None = None,
+        port: int = IGRS_PORT,
+        ipv6: bool = False,
+        device_id: DeviceId | None = None,
+        max_devices: int = REGISTRY_MAX_DEVICES,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.device_id = device_id or DeviceId.new()
+        self.port = port
+        self._interface_specs = list(interfaces) if interfaces is not None else None
+        self._ipv6 = ipv6
+        self.discovery = ControlPointDiscovery(self.device_id, port=port, max_devices=max_devices, rng=rng)
+        self.http = IgrsHttpClient(self.device_id)
+        self.events_dropped = 0
+        self._endpoints: IsdpEndpoints | None = None
+        self._driver = TimerDriver(self.discovery.next_deadline, self._poll)
+        self._subscribers: list[asyncio.Queue[DiscoveryEvent]] = []
+        self._interfaces: list[Interface] = []
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        self._interfaces = netifaces.resolve(self._interface_specs, ipv6=self._ipv6)
+        self.discovery.set_interfaces(self._interfaces)
+        self._endpoints = IsdpEndpoints(self._interfaces, self.port, self._on_datagram)
+        await self._endpoints.start()
+        self._driver.start()
+
+    async def stop(self) -> None:
+        await self._driver.stop()
+        if self._endpoints is not None:
+            await self._endpoints.close()
+            self._endpoints = None
+        await self.http.close()
+
+    @property
+    def interfaces(self) -> list[Interface]:
+        return list(self._interfaces)
+
+    @property
+    def devices(self) -> list[DeviceRecord]:
+        return self.discovery.devices
+
+    # --- events ------------------------------------------------------------------------------
+    async def events(self) -> AsyncIterator[DiscoveryEvent]:
+        """DeviceAppeared / DeviceUpdated / DeviceGone, as they happen, for as long as you read."""
+        queue: asyncio.Queue[DiscoveryEvent] = asyncio.Queue(EVENT_QUEUE_LIMIT)
+        self._subscribers.append(queue)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._subscribers.remove(queue)
+
+    def _publish(self, events: list[DiscoveryEvent]) -> None:
+        for event in events:
+            for queue in self._subscribers:
+                if queue.full():  # a slow reader loses its oldest events, never our memory
+                    queue.get_nowait()
+                    self.events_dropped += 1
+                queue.put_nowait(event)
+
+    # --- search --------------------------------------------------------------------------------
+    async def search(self, timeout: float = DEFAULT_SEARCH_TIMEOUT, target: Target = None,
+                     mx: int = DEFAULT_SEARCH_MX) -> list[DeviceRecord]:
+        """Multicast a search; after ``timeout`` return the matching devices heard meanwhile."""
+        loop = asyncio.get_running_loop()
+        wanted = _target(target)
+        started = loop.time()
+        await self._execute(self.discovery.search(started, wanted, mx))
+        self._driver.wake()
+        await asyncio.sleep(timeout)
+        return sorted(
+            (r for r in self.discovery.devices if r.last_seen >= started and record_matches(r, wanted)),
+            key=lambda r: (r.name, str(r.device_id)),
+        )
+
+    def find(self, device: DeviceId | str | DeviceRecord) -> DeviceRecord:
+        """Look a known device up by record, id, id prefix (of the UUID) or exact name."""
+        if isinstance(device, DeviceRecord):
+            return device
+        if isinstance(device, DeviceId):
+            record = self.discovery.get(device)
+            if record is None:
+                raise DeviceNotFound(f"unknown device {device}")
+            return record
+        text = device.strip()
+        matches = [r for r in self.discovery.devices
+                   if text in (str(r.device_id), r.name) or str(r.device_id.uuid).startswith(text.lower())]
+        if len(matches) != 1:
+            raise DeviceNotFound(f"{'no' if not matches else 'more than one'} device matches {text!r}")
+        return matches[0]
+
+    async def describe(self, device: DeviceId | str | DeviceRecord) -> ddesc.DeviceDescription:
+        """Fetch the device description document (GetDeviceDescriptionRequest, clause 9.3)."""
+        record = self.find(device)
+        seq, frame = await self.http.send(record.location, messages.GetDeviceDescriptionRequest(),
+                                          record.device_id)
+        reply = frame.message
+        if isinstance(reply, messages.ErrorResponse):
+            raise RemoteError(reply.status.reason or "error",
+                              return_code=ReturnCode(reply.status.return_code)
+                              if reply.status.return_code in ReturnCode._value2member_map_ else None)
+        if not isinstance(reply, messages.GetDeviceDescriptionResponse):
+            raise ProtocolError(f"unexpected answer {frame.routing.message_type}")
+        if reply.status.acknowledge_id != seq:
+            raise ProtocolError("AcknowledgeId does not match the request's SequenceId")
+        if not reply.status.ok or reply.description is None:
+            raise RemoteError(reply.status.reason or f"return code {reply.status.return_code}")
+        if reply.description.device_id != record.device_id:
+            raise ProtocolError("description is of another device")
+        return reply.description
+
+    async def search_on_device(self, device: DeviceId | str | DeviceRecord, target: Target = None) -> bool:
+        """Ask one device directly whether it matches ``target`` (SearchDeviceRequestOnDevice)."""
+        record = self.find(device)
+        _, frame = await self.http.send(record.location, messages.SearchDeviceRequestOnDevice(_target(target)),
+                                        record.device_id)
+        reply = frame.message
+        if not isinstance(reply, messages.SearchDeviceResponseOnDevice):
+            raise ProtocolError(f"unexpected answer {frame.routing.message_type}")
+        return reply.matched
+
+    # --- I/O glue ------------------------------------------------------------------------------
+    def _on_datagram(self, data: bytes, source: tuple[str, int], interface: str) -> None:
+        now = asyncio.get_running_loop().time()
+        self._publish(self.discovery.on_datagram(data, source, interface, now))
+        self._driver.wake()
+
+    async def _poll(self, now: float) -> None:
+        actions, events = self.discovery.poll(now)
+        self._publish(events)
+        await self._execute(actions)
+
+    async def _execute(self, actions: list[Action]) -> None:
+        if self._endpoints is not None:
+            await self._endpoints.execute(actions)
+
+
+async def discover(timeout: float = DEFAULT_SEARCH_TIMEOUT, **kwargs: object) -> list[DeviceRecord]:
+    """One-shot search: ``await igrs.discover(interfaces=["lo"])``."""
+    async with ControlPoint(**kwargs) as cp:  # type: ignore[arg-type]
+        return await cp.search(timeout=timeout)
+

@@ -1,0 +1,1 @@
+"""asyncio adapters: the only layer with sockets (UDP via asyncio-dgram, HTTP via aiohttp)."""

@@ -1,0 +1,197 @@
+"""The ``M-POST /IGRS`` endpoint and client on aiohttp.
+
+aiohttp's C HTTP parser (llhttp) knows a fixed set of methods and refuses ``M-POST``
+(RFC 2774), so the server's connections use aiohttp's own pure-Python request parser,
+which accepts any method token. Everything else is stock aiohttp.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from aiohttp.http_parser import HttpRequestParserPy
+from aiohttp.web_exceptions import HTTPRequestEntityTooLarge
+from multidict import CIMultiDict
+
+from igrs.constants import DESCRIPTION_PATH, IGRS_PATH, MAX_HTTP_BODY, ReturnCode
+from igrs.errors import IGRSError, NotImplementedMessage, ProtocolError
+from igrs.wire import messages
+from igrs.wire.httpu import Headers
+from igrs.wire.ids import DeviceId
+from igrs.wire.messages import ErrorResponse, Frame, SoapMessage, Status
+
+log = logging.getLogger(__name__)
+
+RequestHandler = Callable[[Frame, str], Awaitable[SoapMessage]]
+DEFAULT_REQUEST_TIMEOUT = 5.0
+_HTTP_STATUS = {
+    ReturnCode.BAD_MESSAGE: 400, ReturnCode.NOT_FOUND: 404, ReturnCode.PAYLOAD_TOO_LARGE: 413,
+    ReturnCode.NOT_IMPLEMENTED: 501, ReturnCode.VERSION_NOT_SUPPORTED: 505,
+}
+
+
+class _AnyMethodServer(web.Server):
+    """A low-level aiohttp server whose connections accept any method token (M-POST)."""
+
+    def __call__(self) -> web.RequestHandler:  # type: ignore[override]
+        handler = super().__call__()
+        handler._parser = HttpRequestParserPy(  # type: ignore[attr-defined]
+            handler, self._loop, 2**16, max_line_size=8190, max_field_size=8190,
+            max_headers=64, payload_exception=aiohttp.web_exceptions.HTTPBadRequest,
+        )
+        return handler
+
+
+class IgrsHttpServer:
+    """Serves ``M-POST /IGRS`` (and POST) plus ``GET /IGRS/description.xml``."""
+
+    def __init__(self, device_id: DeviceId, handler: RequestHandler,
+                 description: Callable[[], bytes]) -> None:
+        self.device_id = device_id
+        self.handler = handler
+        self.description = description
+        self.errors: Counter[int] = Counter()
+        self.port: int = 0
+        self._runner: web.ServerRunner | None = None
+        self._seq = itertools.count(1)
+
+    async def start(self, addresses: list[str], port: int | None) -> int:
+        """Listen on ``addresses``; ``port`` None tries 3880 then an ephemeral port."""
+        server = _AnyMethodServer(self._dispatch, handler_cancellation=True)
+        self._runner = web.ServerRunner(server, shutdown_timeout=1.0, access_log=None)
+        await self._runner.setup()
+        candidates = [port] if port is not None else [3880, 0]
+        last_error: OSError | None = None
+        for candidate in candidates:
+            try:
+                self.port = await self._bind_all(addresses, candidate)
+                return self.port
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                last_error = exc
+                await self._runner.cleanup()
+                self._runner = web.ServerRunner(server, shutdown_timeout=1.0, access_log=None)
+                await self._runner.setup()
+        assert last_error is not None
+        raise last_error
+
+    async def _bind_all(self, addresses: list[str], port: int) -> int:
+        assert self._runner is not None
+        for address in addresses:
+            site = web.TCPSite(self._runner, address, port, reuse_address=True)
+            await site.start()
+            if port == 0:  # every interface on the same port as the first
+                port = self._runner.addresses[-1][1]
+        return port
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.path == DESCRIPTION_PATH and request.method in ("GET", "HEAD"):
+            return web.Response(body=self.description(), content_type="text/xml", charset="utf-8")
+        if request.path != IGRS_PATH:
+            return web.Response(status=404, text="not an IGRS endpoint\n")
+        if request.method not in ("M-POST", "POST"):
+            return web.Response(status=405, headers={"Allow": "M-POST, POST"})
+        peer = request.remote or ""
+        try:
+            body = await _read_capped(request)
+            frame = messages.decode(Headers(request.headers.items()), body)
+        except HTTPRequestEntityTooLarge:
+            return self._error(0, ReturnCode.PAYLOAD_TOO_LARGE, "body too large", None)
+        except ProtocolError as exc:
+            return self._error(0, exc.return_code, exc.reason, None)
+        routing = frame.routing
+        if routing.target is not None and routing.target != self.device_id:
+            return self._error(routing.sequence_id, ReturnCode.NOT_FOUND,
+                               "TargetDeviceId is not this device", routing.source)
+        try:
+            reply = await self.handler(frame, peer)
+        except NotImplementedMessage as exc:
+            return self._error(routing.sequence_id, exc.return_code, exc.reason, routing.source)
+        except IGRSError as exc:
+            return self._error(routing.sequence_id, exc.return_code, exc.reason, routing.source)
+        except Exception:
+            log.exception("handler failed for %s", routing.message_type)
+            return self._error(routing.sequence_id, ReturnCode.INTERNAL_ERROR, "internal error",
+                               routing.source)
+        return self._respond(reply, routing.source, 200)
+
+    def _error(self, ack: int, code: int, reason: str, target: DeviceId | None) -> web.Response:
+        self.errors[code] += 1
+        status = _HTTP_STATUS.get(ReturnCode(code) if code in ReturnCode._value2member_map_ else 0,
+                                  400 if 400 <= code < 500 else 500)
+        reply = ErrorResponse(Status(ack or 1, code, reason))
+        return self._respond(reply, target, status)
+
+    def _respond(self, reply: SoapMessage, target: DeviceId | None, status: int) -> web.Response:
+        headers, body = messages.encode(reply, source=self.device_id, target=target,
+                                        sequence_id=next(self._seq) & 0xFFFFFFFF or 1)
+        return web.Response(status=status, body=body, headers=CIMultiDict(headers))
+
+
+async def _read_capped(request: web.BaseRequest) -> bytes:
+    length = request.content_length
+    if length is not None and length > MAX_HTTP_BODY:
+        raise HTTPRequestEntityTooLarge(max_size=MAX_HTTP_BODY, actual_size=length)
+    body = await request.content.read(MAX_HTTP_BODY + 1)
+    if len(body) > MAX_HTTP_BODY:
+        raise HTTPRequestEntityTooLarge(max_size=MAX_HTTP_BODY, actual_size=len(body))
+    return body
+
+
+class IgrsHttpClient:
+    """Sends unicast IGRS messages and decodes the answer (one pooled aiohttp session)."""
+
+    def __init__(self, source: DeviceId, *, timeout: float = DEFAULT_REQUEST_TIMEOUT) -> None:
+        self.source = source
+        self.timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+        self._seq = itertools.count(1)
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                connector=aiohttp.TCPConnector(limit=64, limit_per_host=8),
+            )
+        return self._session
+
+    def next_sequence(self) -> int:
+        return next(self._seq) & 0xFFFFFFFF or 1
+
+    async def send(self, url: str, message: SoapMessage, target: DeviceId | None) -> tuple[int, Frame]:
+        """POST ``message``; return (sequence id used, decoded answer)."""
+        seq = self.next_sequence()
+        headers, body = messages.encode(message, source=self.source, target=target, sequence_id=seq)
+        try:
+            async with self._client().request(
+                "M-POST", url, data=body, headers=CIMultiDict(headers)) as resp:
+                data = await resp.content.read(MAX_HTTP_BODY + 1)
+                if len(data) > MAX_HTTP_BODY:
+                    raise ProtocolError("answer too large")
+                return seq, messages.decode(Headers(resp.headers.items()), data)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise IGRSError(f"{url}: {exc or type(exc).__name__}",
+                            return_code=ReturnCode.BUSY) from exc
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def error_from(frame: Frame) -> Any:
+    """The Status of an ErrorResponse frame, else None."""
+    return frame.message.status if isinstance(frame.message, ErrorResponse) else None

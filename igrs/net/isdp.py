@@ -1,0 +1,235 @@
+"""ISDP UDP endpoints on asyncio-dgram: one socket set per chosen interface.
+
+Per interface: one receive socket per multicast group, bound to the group address and
+joined on that interface only (``IP_MULTICAST_ALL`` off, so it hears that interface and
+nothing else), and one unicast socket bound to the interface address that sends
+(multicast with ``IP_MULTICAST_IF`` set explicitly — never the default multicast route)
+and receives unicast replies. Receive queues are bounded; excess datagrams are dropped
+and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import struct
+from collections import Counter
+from collections.abc import Callable
+
+import asyncio_dgram
+from asyncio_dgram.aio import DatagramServer, Protocol
+
+from igrs.constants import IPV4_GROUP, IPV4_GROUP_ALT, IPV6_GROUP, MAX_DATAGRAM, MULTICAST_TTL
+from igrs.core.discovery import Action, Interface, SendMulticast
+
+log = logging.getLogger(__name__)
+
+IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)
+IPV6_MULTICAST_ALL = getattr(socket, "IPV6_MULTICAST_ALL", 29)
+RECV_QUEUE_LIMIT = 512  # datagrams waiting per socket before new ones are dropped
+
+DatagramHandler = Callable[[bytes, tuple[str, int], str], None]
+
+
+class _BoundedProtocol(Protocol):  # type: ignore[misc]
+    """asyncio-dgram's protocol with a cap on queued datagrams (no unbounded growth)."""
+
+    def __init__(self, recvq: asyncio.Queue, excq: asyncio.Queue, drained: asyncio.Event,
+                 drops: Counter[str]) -> None:
+        super().__init__(recvq, excq, drained)
+        self._drops = drops
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if len(data) > MAX_DATAGRAM:
+            self._drops["oversized"] += 1
+        elif self._recvq.qsize() >= RECV_QUEUE_LIMIT:
+            self._drops["queue_full"] += 1
+        else:
+            super().datagram_received(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors (e.g. port unreachable after a reply) are not worth a queue entry.
+        log.debug("datagram error: %s", exc)
+
+
+async def _stream(sock: socket.socket, drops: Counter[str]) -> DatagramServer:
+    loop = asyncio.get_running_loop()
+    recvq: asyncio.Queue = asyncio.Queue()
+    excq: asyncio.Queue = asyncio.Queue()
+    drained = asyncio.Event()
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: _BoundedProtocol(recvq, excq, drained, drops), sock=sock)
+    return DatagramServer(transport, recvq, excq, drained)
+
+
+def _reuse(sock: socket.socket) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if hasattr(socket, "SO_REUSEPORT"):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+
+
+def _v4_group_socket(group: str, port: int, iface: Interface) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
+    try:
+        _reuse(sock)
+        sock.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
+        sock.bind((group, port))
+        mreq = struct.pack("4s4s", socket.inet_aton(group), socket.inet_aton(iface.address))
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _v4_unicast_socket(iface: Interface) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
+    try:
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(iface.address))
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, MULTICAST_TTL)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
+        sock.bind((iface.address, 0))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _v6_group_socket(port: int, iface: Interface) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
+    try:
+        _reuse(sock)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        with contextlib.suppress(OSError):  # Linux >= 4.20
+            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_MULTICAST_ALL, 0)
+        sock.bind((IPV6_GROUP, port, 0, iface.scope_id))
+        mreq = socket.inet_pton(socket.AF_INET6, IPV6_GROUP) + struct.pack("@I", iface.scope_id)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _v6_unicast_socket(iface: Interface) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
+    try:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, iface.scope_id)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, MULTICAST_TTL)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 1)
+        sock.bind((iface.address, 0, 0, iface.scope_id))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class IsdpEndpoints:
+    """The sockets of all chosen interfaces, feeding one datagram handler."""
+
+    def __init__(self, interfaces: list[Interface], port: int, handler: DatagramHandler,
+                 *, listen_groups: bool = True) -> None:
+        self.interfaces = {i.name: i for i in interfaces}
+        self.port = port
+        self.handler = handler
+        self.listen_groups = listen_groups
+        self.drops: Counter[str] = Counter()
+        self._unicast: dict[str, DatagramServer] = {}
+        self._streams: list[DatagramServer] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        try:
+            for iface in self.interfaces.values():
+                await self._open(iface)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _open(self, iface: Interface) -> None:
+        if iface.family == 4:
+            groups = [IPV4_GROUP, IPV4_GROUP_ALT] if self.listen_groups else []
+            group_socks = [_v4_group_socket(g, self.port, iface) for g in groups]
+            unicast = _v4_unicast_socket(iface)
+        else:
+            group_socks = [_v6_group_socket(self.port, iface)] if self.listen_groups else []
+            unicast = _v6_unicast_socket(iface)
+        for sock in [*group_socks, unicast]:
+            stream = await _stream(sock, self.drops)
+            self._streams.append(stream)
+            self._tasks.append(asyncio.create_task(self._reader(stream, iface.name)))
+            if sock is unicast:
+                self._unicast[iface.name] = stream
+
+    async def _reader(self, stream: DatagramServer, iface_name: str) -> None:
+        while True:
+            try:
+                data, addr = await stream.recv()
+            except (asyncio_dgram.TransportClosed, asyncio.CancelledError):
+                return
+            except OSError as exc:
+                log.debug("receive error on %s: %s", iface_name, exc)
+                continue
+            if data is None:
+                return
+            try:
+                self.handler(data, (addr[0], addr[1]), iface_name)
+            except Exception:  # a handler bug must not kill the receive loop
+                log.exception("ISDP handler failed on a datagram from %s", addr)
+
+    def local_address(self, iface_name: str) -> tuple[str, int]:
+        sockname = self._unicast[iface_name].sockname
+        return sockname[0], sockname[1]
+
+    async def send_multicast(self, iface_name: str, payload: bytes) -> None:
+        iface = self.interfaces[iface_name]
+        stream = self._unicast.get(iface_name)
+        if stream is None:
+            return
+        dest: tuple = (IPV4_GROUP, self.port) if iface.family == 4 else (
+            IPV6_GROUP, self.port, 0, iface.scope_id)
+        await self._send(stream, payload, dest)
+
+    async def send_unicast(self, iface_name: str, address: tuple[str, int], payload: bytes) -> None:
+        iface = self.interfaces[iface_name]
+        stream = self._unicast.get(iface_name)
+        if stream is None:
+            return
+        dest: tuple = address if iface.family == 4 else (address[0], address[1], 0, iface.scope_id)
+        await self._send(stream, payload, dest)
+
+    async def execute(self, actions: list[Action]) -> None:
+        """Send what a discovery state machine asked for (unknown interfaces skipped)."""
+        for action in actions:
+            if action.interface not in self.interfaces:
+                continue
+            if isinstance(action, SendMulticast):
+                await self.send_multicast(action.interface, action.payload)
+            else:
+                await self.send_unicast(action.interface, action.address, action.payload)
+
+    async def _send(self, stream: DatagramServer, payload: bytes, dest: tuple) -> None:
+        try:
+            await stream.send(payload, dest)
+        except OSError as exc:  # e.g. interface went down: log, keep running
+            self.drops["send_error"] += 1
+            log.warning("ISDP send to %s failed: %s", dest[0], exc)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for stream in self._streams:
+            stream.close()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        self._streams.clear()
+        self._unicast.clear()

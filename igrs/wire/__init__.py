@@ -1,0 +1,1 @@
+"""Sans-IO wire codec: bytes <-> typed IGRS messages. No sockets, no event loop, no clock."""

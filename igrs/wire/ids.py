@@ -1,0 +1,112 @@
+"""Validated identifier types (specs/identifiers.md)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Self
+
+from igrs.constants import MAX_ID_LENGTH
+from igrs.errors import ProtocolError
+
+DEVICE_ID_PREFIX = "urn:IGRS:Device:DeviceId:"  # public source: ezbox
+SERVICE_SECURITY_PREFIX = "urn:IGRS:ServiceSecurity:"  # public source: ezbox
+DEVICE_TYPE_PREFIX = "urn:IGRS:DeviceType:"  # project choice
+SERVICE_TYPE_PREFIX = "urn:IGRS:ServiceType:"  # project choice
+DEVICE_GROUP_PREFIX = "urn:IGRS:DeviceGroup:"  # project choice
+
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}\Z")
+UINT32_MAX = 0xFFFF_FFFF
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class DeviceId:
+    """``urn:IGRS:Device:DeviceId:<uuid>`` (RFC 4122 UUID, lower-case canonical form)."""
+
+    uuid: uuid.UUID
+
+    @classmethod
+    def new(cls) -> Self:
+        return cls(uuid.uuid4())
+
+    @classmethod
+    def parse(cls, text: str) -> Self:
+        text = text.strip()
+        if len(text) > MAX_ID_LENGTH:
+            raise ProtocolError("device id too long")
+        # Accept the prefix case-insensitively (URNs' NID is case-insensitive).
+        if text[: len(DEVICE_ID_PREFIX)].lower() != DEVICE_ID_PREFIX.lower():
+            raise ProtocolError(f"not a device id: {text[:60]!r}")
+        try:
+            return cls(uuid.UUID(text[len(DEVICE_ID_PREFIX) :]))
+        except ValueError:
+            raise ProtocolError(f"device id has no valid UUID: {text[:60]!r}") from None
+
+    def __str__(self) -> str:
+        return f"{DEVICE_ID_PREFIX}{self.uuid}"
+
+    @property
+    def short(self) -> str:
+        return str(self.uuid)[:8]
+
+
+def _typed_urn(prefix: str, kind: str, text: str) -> tuple[str, int]:
+    if len(text) > MAX_ID_LENGTH or not text.lower().startswith(prefix.lower()):
+        raise ProtocolError(f"not a {kind} URN: {text[:60]!r}")
+    rest = text[len(prefix) :]
+    name, sep, version = rest.rpartition(":")
+    if not sep or not _NAME.match(name) or not version.isdigit() or len(version) > 4:
+        raise ProtocolError(f"malformed {kind} URN: {text[:60]!r}")
+    return name, int(version)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceType:
+    """``urn:IGRS:DeviceType:<Name>:<version>``, e.g. TV, PC, MobilePhone, MediaServer."""
+
+    name: str
+    version: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> Self:
+        """Parse a URN, or accept a bare name such as ``TV`` (version 1)."""
+        text = text.strip()
+        if _NAME.match(text):
+            return cls(text, 1)
+        name, version = _typed_urn(DEVICE_TYPE_PREFIX, "device type", text)
+        return cls(name, version)
+
+    def __str__(self) -> str:
+        return f"{DEVICE_TYPE_PREFIX}{self.name}:{self.version}"
+
+    def satisfies(self, wanted: DeviceType) -> bool:
+        """A device of version N also answers searches for versions below N."""
+        return self.name == wanted.name and self.version >= wanted.version
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceType:
+    """``urn:IGRS:ServiceType:<Name>:<version>``."""
+
+    name: str
+    version: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> Self:
+        name, version = _typed_urn(SERVICE_TYPE_PREFIX, "service type", text.strip())
+        return cls(name, version)
+
+    def __str__(self) -> str:
+        return f"{SERVICE_TYPE_PREFIX}{self.name}:{self.version}"
+
+
+def parse_uint32(text: str, field: str, *, allow_zero: bool = False) -> int:
+    """Client, service, sequence and acknowledge ids: unsigned 32-bit, 0 reserved."""
+    text = text.strip()
+    if not text.isdigit() or len(text) > 10:
+        raise ProtocolError(f"{field} is not an unsigned integer: {text[:20]!r}")
+    value = int(text)
+    if value > UINT32_MAX or (value == 0 and not allow_zero):
+        raise ProtocolError(f"{field} out of range: {value}")
+    return value

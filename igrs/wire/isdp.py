@@ -1,0 +1,317 @@
+"""ISDP datagrams: device advertisement (9.1) and multicast device search (9.6).
+
+Wire shape (specs/isdp.md): SSDP-like HTTPU/HTTPMU with RFC 2774 IGRS extension headers.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import ClassVar, Final
+from urllib.parse import quote, unquote, urlsplit
+
+from igrs.constants import (
+    IGRS_EXT_URI,
+    IGRS_VERSION,
+    MAN_DISCOVER,
+    MAN_DISCOVER_ACCEPTED,
+    MAX_DATAGRAM,
+    MAX_MAX_AGE,
+    MAX_MX,
+    MAX_NAME_LENGTH,
+    MAX_URL_LENGTH,
+    MIN_MAX_AGE,
+    NTS_ALIVE,
+    NTS_BYEBYE,
+    NTS_UPDATE,
+    SERVER_PRODUCT,
+    ST_ALL,
+    ST_ALL_ACCEPTED,
+)
+from igrs.errors import ProtocolError
+from igrs.wire.httpu import Headers, HttpMessage, build_message, man_header, parse_message
+from igrs.wire.ids import DeviceId, DeviceType, ServiceType
+
+SERVER: Final = f"{IGRS_VERSION} {SERVER_PRODUCT}"
+_MAX_AGE = re.compile(r"(?:^|[,;\s])max-age\s*=\s*(\d{1,9})", re.IGNORECASE)
+_VERSION = re.compile(r"IGRS/(\d{1,3})\.(\d{1,3})\Z")
+
+
+# --- search targets -----------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class SearchTarget:
+    """An ST value: everything, one device, a device type, or a service type."""
+
+    kind: str  # "all" | "device" | "device_type" | "service_type"
+    device_id: DeviceId | None = None
+    device_type: DeviceType | None = None
+    service_type: ServiceType | None = None
+
+    @classmethod
+    def all(cls) -> SearchTarget:
+        return cls("all")
+
+    @classmethod
+    def parse(cls, text: str) -> SearchTarget:
+        text = text.strip()
+        if text.lower() in ST_ALL_ACCEPTED:
+            return cls("all")
+        lowered = text.lower()
+        if lowered.startswith("urn:igrs:device:deviceid:"):
+            return cls("device", device_id=DeviceId.parse(text))
+        if lowered.startswith("urn:igrs:devicetype:"):
+            return cls("device_type", device_type=DeviceType.parse(text))
+        if lowered.startswith("urn:igrs:servicetype:"):
+            return cls("service_type", service_type=ServiceType.parse(text))
+        raise ProtocolError(f"unsupported search target: {text[:60]!r}")
+
+    def __str__(self) -> str:
+        if self.kind == "device":
+            return str(self.device_id)
+        if self.kind == "device_type":
+            return str(self.device_type)
+        if self.kind == "service_type":
+            return str(self.service_type)
+        return ST_ALL
+
+
+# --- messages --------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class DeviceOnlineAdvertisement:
+    device_id: DeviceId
+    device_type: DeviceType
+    location: str
+    max_age: int
+    name: str = ""
+    server: str = SERVER
+    update: bool = False  # NTS isdp:update (same meaning, a changed description)
+
+    message_type: ClassVar[str] = "DeviceOnlineAdvertisement"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceOfflineAdvertisement:
+    device_id: DeviceId
+    device_type: DeviceType
+
+    message_type: ClassVar[str] = "DeviceOfflineAdvertisement"
+
+
+@dataclass(frozen=True, slots=True)
+class SearchDeviceRequest:
+    target: SearchTarget
+    mx: int
+    source_device_id: DeviceId | None = None
+
+    message_type: ClassVar[str] = "SearchDeviceRequest"
+
+
+@dataclass(frozen=True, slots=True)
+class SearchDeviceResponse:
+    device_id: DeviceId
+    device_type: DeviceType
+    location: str
+    max_age: int
+    target: SearchTarget
+    name: str = ""
+    requester: DeviceId | None = None
+    server: str = SERVER
+
+    message_type: ClassVar[str] = "SearchDeviceResponse"
+
+
+IsdpMessage = (
+    DeviceOnlineAdvertisement | DeviceOfflineAdvertisement | SearchDeviceRequest | SearchDeviceResponse
+)
+
+
+# --- encoding ------------------------------------------------------------------------------
+def _ext(message_type: str, source: DeviceId | None) -> list[tuple[str, str]]:
+    headers = [
+        man_header(IGRS_EXT_URI, "01"),
+        ("01-IGRSVersion", IGRS_VERSION),
+        ("01-IGRSMessageType", message_type),
+    ]
+    if source is not None:
+        headers.append(("01-SourceDeviceId", str(source)))
+    return headers
+
+
+def encode_name(name: str) -> str:
+    return quote(name, safe=" !$&'()*+,-./:;=?@_~")
+
+
+def encode(msg: IsdpMessage, *, host: str) -> bytes:
+    """Serialise an ISDP message; ``host`` is the ``HOST`` value, e.g. ``224.0.0.110:3880``."""
+    if isinstance(msg, DeviceOnlineAdvertisement):
+        headers = [
+            ("HOST", host),
+            ("CACHE-CONTROL", f"max-age={msg.max_age}"),
+            ("LOCATION", msg.location),
+            ("NT", str(msg.device_type)),
+            ("NTS", NTS_UPDATE if msg.update else NTS_ALIVE),
+            ("SERVER", msg.server),
+            ("USN", str(msg.device_id)),
+            *_ext(msg.message_type, msg.device_id),
+        ]
+        if msg.name:
+            headers.append(("01-DeviceName", encode_name(msg.name)))
+        return build_message("NOTIFY * HTTP/1.1", headers)
+    if isinstance(msg, DeviceOfflineAdvertisement):
+        headers = [
+            ("HOST", host),
+            ("NT", str(msg.device_type)),
+            ("NTS", NTS_BYEBYE),
+            ("USN", str(msg.device_id)),
+            *_ext(msg.message_type, msg.device_id),
+        ]
+        return build_message("NOTIFY * HTTP/1.1", headers)
+    if isinstance(msg, SearchDeviceRequest):
+        headers = [
+            ("HOST", host),
+            ("MAN", MAN_DISCOVER),
+            ("MX", str(msg.mx)),
+            ("ST", str(msg.target)),
+            *_ext(msg.message_type, msg.source_device_id),
+        ]
+        return build_message("M-SEARCH * HTTP/1.1", headers)
+    if isinstance(msg, SearchDeviceResponse):
+        headers = [
+            ("CACHE-CONTROL", f"max-age={msg.max_age}"),
+            ("EXT", ""),
+            ("LOCATION", msg.location),
+            ("SERVER", msg.server),
+            ("ST", str(msg.target)),
+            ("USN", str(msg.device_id)),
+            *_ext(msg.message_type, msg.device_id),
+            ("01-DeviceType", str(msg.device_type)),
+        ]
+        if msg.requester is not None:
+            headers.append(("01-TargetDeviceId", str(msg.requester)))
+        if msg.name:
+            headers.append(("01-DeviceName", encode_name(msg.name)))
+        return build_message("HTTP/1.1 200 OK", headers)
+    raise TypeError(f"not an ISDP message: {type(msg).__name__}")
+
+
+# --- decoding ------------------------------------------------------------------------------
+def _max_age(headers: Headers) -> int:
+    value = headers.one("CACHE-CONTROL")
+    m = _MAX_AGE.search(value)
+    if not m:
+        raise ProtocolError("CACHE-CONTROL without max-age")
+    return min(max(int(m.group(1)), MIN_MAX_AGE), MAX_MAX_AGE)
+
+
+def _location(headers: Headers) -> str:
+    value = headers.one("LOCATION")
+    if len(value) > MAX_URL_LENGTH:
+        raise ProtocolError("LOCATION too long")
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise ProtocolError("LOCATION is not a URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
+        raise ProtocolError("LOCATION must be an http(s) URL with a host")
+    return value
+
+
+def _usn(headers: Headers) -> DeviceId:
+    # Accept SSDP-style "<id>::<suffix>" on input.
+    return DeviceId.parse(headers.one("USN").partition("::")[0])
+
+
+def _name(headers: Headers, prefix: str) -> str:
+    raw = headers.optional_one(f"{prefix}-DeviceName")
+    if not raw:
+        return ""
+    name = unquote(raw, errors="strict") if "%" in raw else raw
+    if len(name) > MAX_NAME_LENGTH:
+        raise ProtocolError("device name too long")
+    if any(ord(c) < 32 for c in name):
+        raise ProtocolError("control character in device name")
+    return name
+
+
+def _check_ext(headers: Headers, expected: str) -> str:
+    """Validate the IGRS extension headers if present; return the prefix."""
+    prefix = headers.igrs_prefix()
+    version = headers.optional_one(f"{prefix}-IGRSVersion")
+    if version is not None:
+        m = _VERSION.match(version)
+        if not m:
+            raise ProtocolError(f"malformed IGRSVersion {version[:20]!r}")
+        if m.group(1) != "1":
+            raise ProtocolError(f"unsupported IGRS version {version}")
+    mtype = headers.optional_one(f"{prefix}-IGRSMessageType")
+    if mtype is not None and mtype != expected:
+        raise ProtocolError(f"message type {mtype[:40]!r} does not match {expected}")
+    return prefix
+
+
+def _optional_id(headers: Headers, name: str) -> DeviceId | None:
+    value = headers.optional_one(name)
+    return DeviceId.parse(value) if value else None
+
+
+def decode(data: bytes) -> IsdpMessage:
+    """Decode one datagram. Raises ProtocolError (with a reason) and nothing else."""
+    try:
+        return _decode(parse_message(data, max_size=MAX_DATAGRAM, allow_body=False))
+    except ProtocolError:
+        raise
+    except (ValueError, UnicodeError) as exc:  # defensive: stdlib parsers inside
+        raise ProtocolError(f"malformed datagram: {exc}") from None
+
+
+def _decode(msg: HttpMessage) -> IsdpMessage:
+    h = msg.headers
+    if msg.method == "NOTIFY":
+        if msg.target != "*":
+            raise ProtocolError("NOTIFY target must be *")
+        nts = h.one("NTS").lower()
+        device_id = _usn(h)
+        device_type = DeviceType.parse(h.one("NT"))
+        if nts == NTS_BYEBYE:
+            _check_ext(h, "DeviceOfflineAdvertisement")
+            return DeviceOfflineAdvertisement(device_id, device_type)
+        if nts in (NTS_ALIVE, NTS_UPDATE):
+            prefix = _check_ext(h, "DeviceOnlineAdvertisement")
+            return DeviceOnlineAdvertisement(
+                device_id, device_type, _location(h), _max_age(h), _name(h, prefix),
+                (h.optional_one("SERVER") or "")[:256], nts == NTS_UPDATE,
+            )
+        raise ProtocolError(f"unknown NTS {nts[:40]!r}")
+    if msg.method == "M-SEARCH":
+        if msg.target != "*":
+            raise ProtocolError("M-SEARCH target must be *")
+        mans = [v.strip().strip('"').lower() for v in h.get_all("MAN")]
+        if not any(m in MAN_DISCOVER_ACCEPTED for m in mans):
+            raise ProtocolError('M-SEARCH without MAN: "isdp:discover"')
+        mx_text = h.one("MX")
+        if not mx_text.isdigit() or len(mx_text) > 3:
+            raise ProtocolError("malformed MX")
+        prefix = _check_ext(h, "SearchDeviceRequest")
+        return SearchDeviceRequest(
+            SearchTarget.parse(h.one("ST")),
+            min(int(mx_text), MAX_MX),
+            _optional_id(h, f"{prefix}-SourceDeviceId"),
+        )
+    if msg.status is not None:
+        if msg.status != 200:
+            raise ProtocolError(f"search response status {msg.status}")
+        prefix = _check_ext(h, "SearchDeviceResponse")
+        type_text = h.optional_one(f"{prefix}-DeviceType")
+        target = SearchTarget.parse(h.one("ST"))
+        if type_text:
+            device_type = DeviceType.parse(type_text)
+        elif target.device_type is not None:
+            device_type = target.device_type
+        else:
+            raise ProtocolError("search response without a device type")
+        return SearchDeviceResponse(
+            _usn(h), device_type, _location(h), _max_age(h), target, _name(h, prefix),
+            _optional_id(h, f"{prefix}-TargetDeviceId"), (h.optional_one("SERVER") or "")[:256],
+        )
+    raise ProtocolError(f"unexpected ISDP method {msg.method!r}")

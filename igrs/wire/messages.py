@@ -1,0 +1,344 @@
+"""Unicast SOAP messages over ``M-POST /IGRS`` (RFC 2774) and their typed bodies.
+
+Every message of the catalogue (igrs.wire.catalogue) decodes: those with a typed body class
+registered here become that class, the rest become ``OpaqueMessage`` holding the body XML
+until a later layer gives them a type. Framing and body rules: specs/messages.md.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar, Protocol, Self
+
+from lxml import etree
+
+from igrs.constants import (
+    IGRS_EXT_URI,
+    IGRS_NS,
+    IGRS_PATH,
+    IGRS_VERSION,
+    MAX_HTTP_BODY,
+    SOAP12_NS,
+    ReturnCode,
+)
+from igrs.errors import ProtocolError, UnknownMessage
+from igrs.wire import description as ddesc
+from igrs.wire.catalogue import CATALOGUE, Framing, Kind, spec_for
+from igrs.wire.httpu import Headers, build_message, man_header, parse_message
+from igrs.wire.ids import DeviceId, DeviceType, parse_uint32
+from igrs.wire.isdp import SearchTarget, encode_name
+from igrs.wire.soap import build_envelope, parse_envelope
+from igrs.wire.xml import Element, child_text, qname
+
+CONTENT_TYPE = 'text/xml; charset="utf-8"'
+_VERSION = re.compile(r"IGRS/(\d{1,3})\.(\d{1,3})\Z")
+MAX_REASON = 256
+
+
+class SoapMessage(Protocol):
+    message_type: ClassVar[str]
+
+    def body(self) -> Element: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """What the ``01-`` extension headers carry."""
+
+    message_type: str
+    source: DeviceId
+    target: DeviceId | None
+    sequence_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    routing: Routing
+    message: SoapMessage
+
+
+def _el(local: str, text: str | None = None) -> Element:
+    el = etree.Element(qname(IGRS_NS, local), nsmap={None: IGRS_NS})
+    if text is not None:
+        el.text = text
+    return el
+
+
+def _sub(parent: Element, local: str, text: str) -> Element:
+    el = etree.SubElement(parent, qname(IGRS_NS, local))
+    el.text = text
+    return el
+
+
+def _expect(el: Element, local: str) -> None:
+    if el.tag != qname(IGRS_NS, local):
+        raise ProtocolError(f"body element is not {local}")
+
+
+# --- response status shared by every response ---------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Status:
+    acknowledge_id: int
+    return_code: int = ReturnCode.SUCCESS
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.return_code == ReturnCode.SUCCESS
+
+    def write(self, parent: Element) -> None:
+        _sub(parent, "AcknowledgeId", str(self.acknowledge_id))
+        _sub(parent, "ReturnCode", str(int(self.return_code)))
+        if self.reason:
+            _sub(parent, "Reason", self.reason[:MAX_REASON])
+
+    @classmethod
+    def read(cls, parent: Element) -> Status:
+        ack = parse_uint32(child_text(parent, IGRS_NS, "AcknowledgeId", max_len=10) or "",
+                           "AcknowledgeId")
+        code_text = child_text(parent, IGRS_NS, "ReturnCode", max_len=3) or ""
+        if not (code_text.isdigit() and len(code_text) == 3):
+            raise ProtocolError("ReturnCode is not a three-digit code")
+        reason = child_text(parent, IGRS_NS, "Reason", required=False, max_len=MAX_REASON) or ""
+        return cls(ack, int(code_text), reason)
+
+
+# --- typed bodies (clause 9.3, 9.6) --------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class GetDeviceDescriptionRequest:
+    message_type: ClassVar[str] = "GetDeviceDescriptionRequest"
+
+    def body(self) -> Element:
+        return _el(self.message_type)
+
+    @classmethod
+    def from_body(cls, el: Element) -> Self:
+        _expect(el, cls.message_type)
+        return cls()
+
+
+@dataclass(frozen=True, slots=True)
+class GetDeviceDescriptionResponse:
+    status: Status
+    description: ddesc.DeviceDescription | None = None
+    message_type: ClassVar[str] = "GetDeviceDescriptionResponse"
+
+    def body(self) -> Element:
+        el = _el(self.message_type)
+        self.status.write(el)
+        if self.description is not None:
+            el.append(ddesc.to_element(self.description))
+        return el
+
+    @classmethod
+    def from_body(cls, el: Element) -> Self:
+        _expect(el, cls.message_type)
+        status = Status.read(el)
+        root = el.find(qname(ddesc.NS, "root"))
+        if status.ok and root is None:
+            raise ProtocolError("successful GetDeviceDescriptionResponse without a description")
+        return cls(status, ddesc.from_element(root) if root is not None else None)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchDeviceRequestOnDevice:
+    target: SearchTarget
+    message_type: ClassVar[str] = "SearchDeviceRequestOnDevice"
+
+    def body(self) -> Element:
+        el = _el(self.message_type)
+        _sub(el, "SearchTarget", str(self.target))
+        return el
+
+    @classmethod
+    def from_body(cls, el: Element) -> Self:
+        _expect(el, cls.message_type)
+        return cls(SearchTarget.parse(child_text(el, IGRS_NS, "SearchTarget", max_len=256) or ""))
+
+
+@dataclass(frozen=True, slots=True)
+class SearchDeviceResponseOnDevice:
+    status: Status
+    matched: bool = False
+    device_type: DeviceType | None = None
+    name: str = ""
+    message_type: ClassVar[str] = "SearchDeviceResponseOnDevice"
+
+    def body(self) -> Element:
+        el = _el(self.message_type)
+        self.status.write(el)
+        _sub(el, "Matched", "true" if self.matched else "false")
+        if self.device_type is not None:
+            _sub(el, "DeviceType", str(self.device_type))
+        if self.name:
+            _sub(el, "DeviceName", self.name)
+        return el
+
+    @classmethod
+    def from_body(cls, el: Element) -> Self:
+        _expect(el, cls.message_type)
+        matched = child_text(el, IGRS_NS, "Matched", max_len=5)
+        if matched not in ("true", "false"):
+            raise ProtocolError("Matched must be true or false")
+        dtype = child_text(el, IGRS_NS, "DeviceType", required=False, max_len=256)
+        return cls(Status.read(el), matched == "true",
+                   DeviceType.parse(dtype) if dtype else None,
+                   child_text(el, IGRS_NS, "DeviceName", required=False, max_len=128) or "")
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorResponse:
+    """Answer to a request that could not be understood well enough to answer in kind."""
+
+    status: Status
+    message_type: ClassVar[str] = "ErrorResponse"
+
+    def body(self) -> Element:
+        el = _el(self.message_type)
+        self.status.write(el)
+        return el
+
+    @classmethod
+    def from_body(cls, el: Element) -> Self:
+        _expect(el, cls.message_type)
+        return cls(Status.read(el))
+
+
+@dataclass(frozen=True, slots=True)
+class OpaqueMessage:
+    """A catalogued message whose body has no typed class yet: the body kept as XML."""
+
+    name: str
+    body_xml: bytes
+
+    @property
+    def message_type(self) -> str:  # type: ignore[override]
+        return self.name
+
+    def body(self) -> Element:
+        return etree.fromstring(self.body_xml)
+
+
+BodyParser = Callable[[Element], SoapMessage]
+BODY_TYPES: dict[str, BodyParser] = {}
+
+
+def register(cls: type) -> type:
+    """Register a typed body class for its ``message_type`` (used by later layers too)."""
+    BODY_TYPES[cls.message_type] = cls.from_body  # type: ignore[attr-defined]
+    return cls
+
+
+for _cls in (GetDeviceDescriptionRequest, GetDeviceDescriptionResponse,
+             SearchDeviceRequestOnDevice, SearchDeviceResponseOnDevice, ErrorResponse):
+    register(_cls)
+
+
+# --- framing -------------------------------------------------------------------------------
+def soap_action(message_type: str) -> str:
+    spec = spec_for(message_type)
+    return spec.soap_action if spec else f"IGRS-{message_type}"
+
+
+def encode(message: SoapMessage, *, source: DeviceId, target: DeviceId | None,
+           sequence_id: int) -> tuple[list[tuple[str, str]], bytes]:
+    """Headers and body of a unicast message (request, response or notify)."""
+    mtype = message.message_type
+    headers = [
+        man_header(IGRS_EXT_URI, "01"),
+        ("01-IGRSVersion", IGRS_VERSION),
+        ("01-IGRSMessageType", mtype),
+        ("01-SourceDeviceId", str(source)),
+    ]
+    if target is not None:
+        headers.append(("01-TargetDeviceId", str(target)))
+    headers += [
+        ("01-SequenceId", str(sequence_id)),
+        ("Content-Type", CONTENT_TYPE),
+        man_header(SOAP12_NS, "02"),
+        ("02-SoapAction", f'"{soap_action(mtype)}"'),
+    ]
+    spec = CATALOGUE.get(mtype)
+    if (spec is not None and spec.kind is Kind.RESPONSE) or mtype == ErrorResponse.message_type:
+        headers += [("Ext", ""), ("Cache-Control", 'no-cache="Ext"')]
+    return headers, build_envelope(message.body())
+
+
+def decode(headers: Headers, body: bytes) -> Frame:
+    """Decode a unicast message from its headers and body; ProtocolError on any fault."""
+    try:
+        return _decode(headers, body)
+    except ProtocolError:
+        raise
+    except (ValueError, UnicodeError, TypeError) as exc:
+        raise ProtocolError(f"malformed message: {exc}") from None
+
+
+def _decode(headers: Headers, body: bytes) -> Frame:
+    p = headers.igrs_prefix()
+    version = headers.one(f"{p}-IGRSVersion")
+    m = _VERSION.match(version)
+    if not m:
+        raise ProtocolError(f"malformed IGRSVersion {version[:20]!r}")
+    if m.group(1) != "1":
+        raise ProtocolError(f"unsupported IGRS version {version[:20]}")
+    mtype = headers.one(f"{p}-IGRSMessageType")
+    spec = spec_for(mtype)
+    if spec is None and mtype != ErrorResponse.message_type:
+        raise UnknownMessage(f"unknown message type {mtype[:60]!r}")
+    if spec is not None and spec.framing is not Framing.SOAP:
+        raise ProtocolError(f"{mtype} is not sent over M-POST")
+    source = DeviceId.parse(headers.one(f"{p}-SourceDeviceId"))
+    target_text = headers.optional_one(f"{p}-TargetDeviceId")
+    target = DeviceId.parse(target_text) if target_text else None
+    seq = parse_uint32(headers.one(f"{p}-SequenceId"), "SequenceId")
+    action = headers.optional_one(f"{headers.soap_prefix()}-SoapAction")
+    if action is not None and action.strip().strip('"') != soap_action(mtype):
+        raise ProtocolError(f"SoapAction {action[:60]!r} does not match {mtype}")
+    if len(body) > MAX_HTTP_BODY:
+        raise ProtocolError("body too large")
+    el = parse_envelope(body)
+    parser = BODY_TYPES.get(mtype)
+    if parser is not None:
+        message = parser(el)
+    else:
+        if el.tag != qname(IGRS_NS, mtype):
+            raise ProtocolError(f"body element is not {mtype}")
+        message = OpaqueMessage(mtype, etree.tostring(el))
+    return Frame(Routing(mtype, source, target, seq), message)
+
+
+# --- whole HTTP messages (raw bytes: captures, fuzzing, non-aiohttp transports) ----------
+def build_request(host: str, headers: list[tuple[str, str]], body: bytes) -> bytes:
+    return build_message(f"M-POST {IGRS_PATH} HTTP/1.1", [("HOST", host), *headers], body)
+
+
+def build_response(headers: list[tuple[str, str]], body: bytes, status: int = 200) -> bytes:
+    reason = "OK" if status == 200 else "Error"
+    return build_message(f"HTTP/1.1 {status} {reason}", headers, body)
+
+
+def parse_http(data: bytes) -> Frame:
+    """Decode a complete M-POST request or its response from raw bytes."""
+    try:
+        msg = parse_message(data, max_size=MAX_HTTP_BODY + 16 * 1024, allow_body=True)
+    except ProtocolError:
+        raise
+    except (ValueError, UnicodeError) as exc:
+        raise ProtocolError(f"malformed HTTP message: {exc}") from None
+    if msg.method is not None:
+        if msg.method not in ("M-POST", "POST"):
+            raise ProtocolError(f"method {msg.method} is not M-POST")
+        if msg.target != IGRS_PATH:
+            raise ProtocolError(f"request target must be {IGRS_PATH}")
+    return decode(msg.headers, msg.body)
+
+
+__all__ = [
+    "BODY_TYPES", "ErrorResponse", "Frame", "GetDeviceDescriptionRequest",
+    "GetDeviceDescriptionResponse", "OpaqueMessage", "Routing", "SearchDeviceRequestOnDevice",
+    "SearchDeviceResponseOnDevice", "SoapMessage", "Status", "decode", "encode", "encode_name",
+    "parse_http", "register",
+]

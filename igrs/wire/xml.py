@@ -1,0 +1,100 @@
+"""The one place that configures lxml: no DTDs, no entities, no network, bounded trees."""
+
+from __future__ import annotations
+
+import re
+
+from lxml import etree
+
+from igrs.constants import MAX_HTTP_BODY, MAX_XML_DEPTH, MAX_XML_ELEMENTS
+from igrs.errors import LimitExceeded, ProtocolError
+
+Element = etree._Element
+
+_FORBIDDEN = re.compile(rb"<!(?:DOCTYPE|ENTITY)", re.IGNORECASE)
+
+
+def _new_parser() -> etree.XMLParser:
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        remove_comments=True,
+        remove_pis=True,
+        collect_ids=False,
+    )
+
+
+_PARSER = _new_parser()
+
+
+def parse_xml(
+    data: bytes,
+    *,
+    max_bytes: int = MAX_HTTP_BODY,
+    max_depth: int = MAX_XML_DEPTH,
+    max_elements: int = MAX_XML_ELEMENTS,
+) -> Element:
+    """Parse untrusted XML; any problem becomes a ProtocolError with a reason."""
+    if len(data) > max_bytes:
+        raise LimitExceeded(f"XML of {len(data)} bytes exceeds {max_bytes}")
+    if _FORBIDDEN.search(data):
+        # Document type declarations are never needed by IGRS; refusing them outright
+        # closes entity expansion (billion laughs) and external entities (XXE) for good.
+        raise ProtocolError("XML document type declarations are not accepted")
+    try:
+        root = etree.fromstring(data, _PARSER)
+    except etree.XMLSyntaxError as exc:
+        raise ProtocolError(f"malformed XML: {exc.msg}") from None
+    except (etree.LxmlError, ValueError) as exc:
+        raise ProtocolError(f"unparseable XML: {exc}") from None
+    if root is None:
+        raise ProtocolError("empty XML document")
+    _check_shape(root, max_depth, max_elements)
+    return root
+
+
+def _check_shape(root: Element, max_depth: int, max_elements: int) -> None:
+    depth = 0
+    count = 0
+    for event, _ in etree.iterwalk(root, events=("start", "end")):
+        if event == "start":
+            depth += 1
+            count += 1
+            if depth > max_depth:
+                raise LimitExceeded(f"XML nested deeper than {max_depth}")
+            if count > max_elements:
+                raise LimitExceeded(f"XML has more than {max_elements} elements")
+        else:
+            depth -= 1
+
+
+def to_bytes(root: Element) -> bytes:
+    return etree.tostring(root, xml_declaration=True, encoding="utf-8")
+
+
+def qname(ns: str, local: str) -> str:
+    return f"{{{ns}}}{local}"
+
+
+def local_name(el: Element) -> str:
+    tag = el.tag
+    if not isinstance(tag, str):
+        return ""
+    return tag.rpartition("}")[2]
+
+
+def child_text(parent: Element, ns: str, local: str, *, required: bool = True,
+               max_len: int = 1024) -> str | None:
+    """Text of the first child ``{ns}local`` (whitespace stripped), length-capped."""
+    el = parent.find(qname(ns, local))
+    if el is None:
+        if required:
+            raise ProtocolError(f"missing element {local}")
+        return None
+    text = (el.text or "").strip()
+    if len(text) > max_len:
+        raise LimitExceeded(f"element {local} longer than {max_len}")
+    return text

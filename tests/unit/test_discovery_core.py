@@ -1,0 +1,291 @@
+"""The sans-IO discovery state machines, driven with fake time (no sockets)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from igrs.constants import (
+    COPY_SPACING,
+    MAX_PENDING_RESPONSES,
+    RESPONDER_BURST,
+    SOURCE_BURST,
+    STARTUP_COPIES,
+)
+from igrs.core.discovery import (
+    ControlPointDiscovery,
+    DeviceAppeared,
+    DeviceDiscovery,
+    DeviceGone,
+    DeviceUpdated,
+    Interface,
+    SendMulticast,
+    SendUnicast,
+)
+from igrs.wire import isdp
+from igrs.wire.ids import DeviceId, DeviceType
+
+LAN = Interface.from_cidr("eth-a", "10.77.1.10/24")
+LAN2 = Interface.from_cidr("eth-b", "10.77.5.10/24")
+LOC = "http://10.77.1.10:3880/IGRS"
+
+
+def make_device(max_age: int = 100, seed: int = 1) -> DeviceDiscovery:
+    dev = DeviceDiscovery(DeviceId.new(), DeviceType("TV"), "TV", max_age=max_age, rng=random.Random(seed))
+    dev.set_interfaces({LAN: LOC}, 0.0)
+    return dev
+
+
+def run_until(machine: DeviceDiscovery, until: float) -> list:
+    """Poll every due deadline up to ``until``; return (time, action) pairs."""
+    out = []
+    while (deadline := machine.next_deadline()) is not None and deadline <= until:
+        out += [(deadline, a) for a in machine.poll(deadline)]
+    return out
+
+
+def decoded(action: SendMulticast | SendUnicast) -> isdp.IsdpMessage:
+    return isdp.decode(action.payload)
+
+
+class TestAdvertiser:
+    def test_start_announces_twice_then_reannounces_before_half_max_age(self) -> None:
+        dev = make_device(max_age=100)
+        first = dev.start(0.0)
+        later = run_until(dev, 60.0)
+        alive = [(0.0, a) for a in first] + later
+        assert [type(decoded(a)) for _, a in alive] == [isdp.DeviceOnlineAdvertisement] * len(alive)
+        times = [t for t, _ in alive]
+        assert times[:STARTUP_COPIES] == pytest.approx([i * COPY_SPACING for i in range(STARTUP_COPIES)])
+        reannounce = times[STARTUP_COPIES]
+        assert 40.0 <= reannounce < 50.0  # before max-age/2, jitter at most 10 % of max-age
+        msg = decoded(alive[0][1])
+        assert isinstance(msg, isdp.DeviceOnlineAdvertisement)
+        assert msg.location == LOC and msg.max_age == 100 and msg.name == "TV"
+
+    def test_reannounce_jitter_varies_between_devices(self) -> None:
+        times = set()
+        for seed in range(5):
+            dev = make_device(seed=seed)
+            dev.start(0.0)
+            times.add(round([t for t, _ in run_until(dev, 60.0)][-1], 3))
+        assert len(times) > 1
+
+    def test_stop_sends_byebye_copies_and_nothing_else(self) -> None:
+        dev = make_device()
+        dev.start(0.0)
+        actions = dev.stop(1.0) + [a for _, a in run_until(dev, 1000.0)]
+        assert len(actions) == STARTUP_COPIES
+        assert all(isinstance(decoded(a), isdp.DeviceOfflineAdvertisement) for a in actions)
+        assert dev.next_deadline() is None
+
+    def test_address_change_reannounces_with_new_location(self) -> None:
+        dev = make_device()
+        dev.start(0.0)
+        run_until(dev, 1.0)
+        moved = Interface.from_cidr("eth-a", "10.77.1.99/24")
+        actions = dev.set_interfaces({moved: "http://10.77.1.99:3880/IGRS"}, 5.0)
+        msg = decoded(actions[0])
+        assert isinstance(msg, isdp.DeviceOnlineAdvertisement)
+        assert msg.location == "http://10.77.1.99:3880/IGRS"
+
+    def test_leaving_an_interface_says_byebye_there(self) -> None:
+        dev = DeviceDiscovery(DeviceId.new(), DeviceType("PC"), "PC")
+        dev.set_interfaces({LAN: LOC, LAN2: "http://10.77.5.10:3880/IGRS"}, 0.0)
+        dev.start(0.0)
+        actions = dev.set_interfaces({LAN: LOC}, 3.0)
+        assert [(a.interface, type(decoded(a))) for a in actions] == [
+            ("eth-b", isdp.DeviceOfflineAdvertisement)]
+
+
+def search(target: isdp.SearchTarget | None = None, mx: int = 2, source: DeviceId | None = None) -> bytes:
+    req = isdp.SearchDeviceRequest(target or isdp.SearchTarget.all(), mx, source or DeviceId.new())
+    return isdp.encode(req, host="224.0.0.110:3880")
+
+
+class TestResponder:
+    def test_answers_within_mx_unicast_to_requester(self) -> None:
+        dev = make_device()
+        dev.start(0.0)
+        run_until(dev, 0.5)
+        dev.on_datagram(search(mx=2), ("10.77.1.20", 40000), "eth-a", 10.0)
+        answers = [(t, a) for t, a in run_until(dev, 13.0) if isinstance(a, SendUnicast)]
+        assert len(answers) == 1
+        t, action = answers[0]
+        assert 10.0 <= t <= 12.0
+        assert action.address == ("10.77.1.20", 40000)
+        msg = decoded(action)
+        assert isinstance(msg, isdp.SearchDeviceResponse)
+        assert msg.device_id == dev.device_id and msg.location == LOC
+
+    @pytest.mark.parametrize(("target", "answers"), [
+        (isdp.SearchTarget.all(), 1),
+        (isdp.SearchTarget.parse("urn:IGRS:DeviceType:TV:1"), 1),
+        (isdp.SearchTarget.parse("urn:IGRS:DeviceType:TV:2"), 0),  # we are version 1
+        (isdp.SearchTarget.parse("urn:IGRS:DeviceType:PC:1"), 0),
+        (isdp.SearchTarget.parse(str(DeviceId.new())), 0),
+    ])
+    def test_search_targets(self, target: isdp.SearchTarget, answers: int) -> None:
+        dev = make_device()
+        dev.start(0.0)
+        dev.on_datagram(search(target), ("10.77.1.20", 40000), "eth-a", 1.0)
+        assert sum(isinstance(a, SendUnicast) for _, a in run_until(dev, 10.0)) == answers
+
+    def test_own_device_id_target(self) -> None:
+        dev = make_device()
+        dev.start(0.0)
+        dev.on_datagram(search(isdp.SearchTarget("device", device_id=dev.device_id)),
+                        ("10.77.1.20", 40000), "eth-a", 1.0)
+        assert sum(isinstance(a, SendUnicast) for _, a in run_until(dev, 10.0)) == 1
+
+    def test_search_from_outside_the_subnet_is_ignored_and_counted(self) -> None:
+        dev = make_device()
+        dev.start(0.0)
+        dev.on_datagram(search(), ("192.0.2.99", 40000), "eth-a", 1.0)
+        assert not [a for _, a in run_until(dev, 10.0) if isinstance(a, SendUnicast)]
+        assert dev.drops.reasons["off_subnet"] == 1
+
+    def test_requester_rate_limited_no_amplification(self) -> None:
+        dev = make_device()
+        dev.start(0.0)
+        for i in range(200):  # distinct ports: not de-duplicated, only the rate limit stops them
+            dev.on_datagram(search(mx=1), ("10.77.1.20", 40000 + i), "eth-a", 1.0)
+        answers = [a for _, a in run_until(dev, 10.0) if isinstance(a, SendUnicast)]
+        assert len(answers) == int(RESPONDER_BURST)
+        assert dev.drops.reasons["requester_rate"] == 200 - int(RESPONDER_BURST)
+        for a in answers:
+            assert len(a.payload) <= 2048
+
+    def test_pending_responses_capped(self) -> None:
+        dev = make_device()
+        dev.start(0.0)
+        for i in range(MAX_PENDING_RESPONSES + 50):
+            dev.on_datagram(search(mx=5), (f"10.77.1.{2 + i % 250}", 40000 + i), "eth-a", 1.0)
+        assert dev.drops.reasons["responder_busy"] >= 50
+
+    def test_duplicate_search_answered_once(self) -> None:
+        dev = make_device()
+        dev.start(0.0)
+        data = search(mx=3)
+        dev.on_datagram(data, ("10.77.1.20", 40000), "eth-a", 1.0)
+        dev.on_datagram(data, ("10.77.1.20", 40000), "eth-a", 1.01)
+        assert sum(isinstance(a, SendUnicast) for _, a in run_until(dev, 10.0)) == 1
+
+    def test_malformed_datagrams_dropped_and_counted(self) -> None:
+        dev = make_device()
+        dev.start(0.0)
+        for junk in (b"", b"\xff\xfe", b"M-SEARCH * HTTP/1.1\r\nMX: x\r\n\r\n", b"GET / HTTP/1.1\r\n\r\n"):
+            assert dev.on_datagram(junk, ("10.77.1.20", 1), "eth-a", 1.0) == []
+        assert dev.drops.reasons["malformed"] == 4
+
+    def test_not_running_answers_nothing(self) -> None:
+        dev = make_device()
+        dev.on_datagram(search(), ("10.77.1.20", 40000), "eth-a", 1.0)
+        assert dev.next_deadline() is None
+
+
+def alive(dev_id: DeviceId, address: str = "10.77.1.30", max_age: int = 10, name: str = "PC",
+          dtype: str = "PC") -> bytes:
+    msg = isdp.DeviceOnlineAdvertisement(dev_id, DeviceType(dtype), f"http://{address}:3880/IGRS", max_age, name)
+    return isdp.encode(msg, host="224.0.0.110:3880")
+
+
+def byebye(dev_id: DeviceId) -> bytes:
+    return isdp.encode(isdp.DeviceOfflineAdvertisement(dev_id, DeviceType("PC")), host="224.0.0.110:3880")
+
+
+class TestRegistry:
+    def make(self, **kw: int) -> ControlPointDiscovery:
+        cp = ControlPointDiscovery(DeviceId.new(), **kw)
+        cp.set_interfaces([LAN, LAN2])
+        return cp
+
+    def test_appear_update_expire(self) -> None:
+        cp = self.make()
+        dev = DeviceId.new()
+        [ev] = cp.on_datagram(alive(dev), ("10.77.1.30", 5000), "eth-a", 0.0)
+        assert isinstance(ev, DeviceAppeared) and ev.device.name == "PC"
+        assert cp.on_datagram(alive(dev), ("10.77.1.30", 5000), "eth-a", 1.0) == []  # refresh only
+        [ev] = cp.on_datagram(alive(dev, name="Study PC"), ("10.77.1.30", 5000), "eth-a", 2.0)
+        assert isinstance(ev, DeviceUpdated) and ev.previous.name == "PC" and ev.device.name == "Study PC"
+        assert cp.next_deadline() == pytest.approx(12.0)
+        _, events = cp.poll(11.9)
+        assert events == []
+        _, events = cp.poll(12.0)
+        assert [type(e) for e in events] == [DeviceGone] and events[0].reason == "expired"
+        assert cp.devices == []
+
+    def test_byebye_removes_at_once(self) -> None:
+        cp = self.make()
+        dev = DeviceId.new()
+        cp.on_datagram(alive(dev), ("10.77.1.30", 5000), "eth-a", 0.0)
+        [ev] = cp.on_datagram(byebye(dev), ("10.77.1.30", 5000), "eth-a", 1.0)
+        assert isinstance(ev, DeviceGone) and ev.reason == "byebye"
+
+    def test_byebye_from_another_address_is_ignored(self) -> None:
+        cp = self.make()
+        dev = DeviceId.new()
+        cp.on_datagram(alive(dev), ("10.77.1.30", 5000), "eth-a", 0.0)
+        assert cp.on_datagram(byebye(dev), ("10.77.1.66", 5000), "eth-a", 1.0) == []
+        assert len(cp.devices) == 1
+
+    def test_two_interfaces_one_record(self) -> None:
+        cp = self.make()
+        dev = DeviceId.new()
+        cp.on_datagram(alive(dev, "10.77.1.30"), ("10.77.1.30", 5000), "eth-a", 0.0)
+        [ev] = cp.on_datagram(alive(dev, "10.77.5.30"), ("10.77.5.30", 5000), "eth-b", 0.1)
+        assert isinstance(ev, DeviceUpdated)
+        assert len(cp.devices) == 1
+        rec = cp.devices[0]
+        assert rec.address == "10.77.1.30"  # the primary address does not flap
+        assert rec.interfaces == ["eth-a", "eth-b"]
+        # Seen again on both: no further events.
+        assert cp.on_datagram(alive(dev, "10.77.1.30"), ("10.77.1.30", 5000), "eth-a", 0.2) == []
+        assert cp.on_datagram(alive(dev, "10.77.5.30"), ("10.77.5.30", 5000), "eth-b", 0.3) == []
+
+    def test_location_must_point_at_the_sender(self) -> None:
+        cp = self.make()
+        assert cp.on_datagram(alive(DeviceId.new(), "10.77.1.99"), ("10.77.1.30", 5000), "eth-a", 0.0) == []
+        assert cp.drops.reasons["location_mismatch"] == 1
+
+    def test_registry_cap(self) -> None:
+        cp = self.make(max_devices=10)
+        for i in range(20):
+            cp.on_datagram(alive(DeviceId.new()), ("10.77.1.30", 6000 + i), "eth-a", 0.0)
+        assert len(cp.devices) == 10
+        assert cp.drops.reasons["registry_full"] == 10
+
+    def test_per_source_rate_limit(self) -> None:
+        cp = self.make()
+        n = int(SOURCE_BURST) + 100
+        for _ in range(n):
+            cp.on_datagram(alive(DeviceId.new()), ("10.77.1.30", 5000), "eth-a", 0.0)
+        assert len(cp.devices) == int(SOURCE_BURST)
+        assert cp.drops.reasons["source_rate"] == 100
+
+    def test_own_messages_ignored(self) -> None:
+        cp = self.make()
+        assert cp.on_datagram(alive(cp.device_id), ("10.77.1.30", 5000), "eth-a", 0.0) == []
+
+    def test_search_sends_on_every_interface_with_retries(self) -> None:
+        cp = self.make()
+        first = cp.search(0.0, mx=1)
+        assert sorted(a.interface for a in first) == ["eth-a", "eth-b"]
+        req = isdp.decode(first[0].payload)
+        assert isinstance(req, isdp.SearchDeviceRequest) and req.mx == 1
+        assert req.source_device_id == cp.device_id
+        more, _ = cp.poll(1.0)
+        assert len(more) == 2
+
+    def test_response_for_another_control_point_is_dropped(self) -> None:
+        cp = self.make()
+        other = DeviceId.new()
+        dev = DeviceId.new()
+        resp = isdp.SearchDeviceResponse(dev, DeviceType("TV"), "http://10.77.1.30:1/IGRS", 100,
+                                         isdp.SearchTarget.all(), "TV", other)
+        assert cp.on_datagram(isdp.encode(resp, host=""), ("10.77.1.30", 5000), "eth-a", 0.0) == []
+        resp = isdp.SearchDeviceResponse(dev, DeviceType("TV"), "http://10.77.1.30:1/IGRS", 100,
+                                         isdp.SearchTarget.all(), "TV", cp.device_id)
+        [ev] = cp.on_datagram(isdp.encode(resp, host=""), ("10.77.1.30", 5000), "eth-a", 0.0)
+        assert isinstance(ev, DeviceAppeared)
