@@ -34,9 +34,14 @@ class TimerDriver:
         loop = asyncio.get_running_loop()
         while True:
             deadline = self._next_deadline()
-            timeout = None if deadline is None else max(0.0, deadline - loop.time())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+            # call_at + Event rather than wait_for: on Python 3.11 a wait_for that times out
+            # as it is cancelled can swallow the cancellation, and stop() would hang.
+            timer = loop.call_at(deadline, self._wake.set) if deadline is not None else None
+            try:
+                await self._wake.wait()
+            finally:
+                if timer is not None:
+                    timer.cancel()
             self._wake.clear()
             try:
                 await self._poll(loop.time())

@@ -132,7 +132,7 @@ class IgrsHttpServer:
         self.errors[code] += 1
         status = _HTTP_STATUS.get(ReturnCode(code) if code in ReturnCode._value2member_map_ else 0,
                                   400 if 400 <= code < 500 else 500)
-        reply = ErrorResponse(Status(ack or 1, code, reason))
+        reply = ErrorResponse(Status(ack, code, reason))
         return self._respond(reply, target, status)
 
     def _respond(self, reply: SoapMessage, target: DeviceId | None, status: int) -> web.Response:

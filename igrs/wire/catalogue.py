@@ -154,7 +154,7 @@ _SPECS: tuple[MessageSpec, ...] = (
 
 CATALOGUE: dict[str, MessageSpec] = {spec.name: spec for spec in _SPECS}
 BY_SOAP_ACTION: dict[str, MessageSpec] = {spec.soap_action: spec for spec in _SPECS}
-# Accepted on input only: the name ezbox used for the service-event unsubscribe (sic).
+# Other spellings accepted on input (none yet; ezbox reused the 9.7 name for 10.3).
 ALIASES: dict[str, str] = {}
 
 

@@ -12,7 +12,7 @@ from lxml import etree
 
 from igrs.constants import DEVICE_TEMPLATE_NS, MAX_NAME_LENGTH, MAX_URL_LENGTH
 from igrs.errors import LimitExceeded, ProtocolError
-from igrs.wire.ids import DeviceId, DeviceType
+from igrs.wire.ids import DeviceId, DeviceType, is_digits, parse_uint32
 from igrs.wire.xml import Element, child_text, parse_xml, qname
 
 NS = DEVICE_TEMPLATE_NS
@@ -126,7 +126,7 @@ def _parse_version(parent: Element, local: str) -> tuple[int, int]:
     if el is None:
         raise ProtocolError(f"missing element {local}")
     major, minor = _text(el, "major", max_len=4), _text(el, "minor", max_len=4)
-    if not (major and major.isdigit() and minor and minor.isdigit()):
+    if not (major and is_digits(major) and minor and is_digits(minor)):
         raise ProtocolError(f"malformed {local}")
     return int(major), int(minor)
 
@@ -160,12 +160,10 @@ def from_element(root: Element) -> DeviceDescription:
     )
     services = []
     for s in _list(dev, "serviceList", "service", MAX_SERVICES):
-        sid = _text(s, "serviceId", max_len=10) or ""
-        if not sid.isdigit():
-            raise ProtocolError("serviceId is not an unsigned integer")
+        sid = parse_uint32(_text(s, "serviceId", max_len=10) or "", "serviceId")
         services.append(ServiceRef(
             _text(s, "serviceType", max_len=MAX_URL_LENGTH) or "",
-            int(sid),
+            sid,
             _text(s, "serviceName", required=False) or "",
             tuple((x.text or "").strip() for x in _list(
                 s, "serviceSecurityIdList", "serviceSecurityId", MAX_SERVICE_SECURITY_IDS)),

@@ -21,9 +21,9 @@ from igrs.constants import (
 from igrs.errors import LimitExceeded, ProtocolError
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
-_MAN = re.compile(r'\s*"([^"]{1,256})"\s*(?:;\s*ns\s*=\s*([0-9]{2}))?\s*\Z')
-_REQUEST_LINE = re.compile(r"([A-Z][A-Z-]{0,15}) (\S{1,512}) HTTP/(\d)\.(\d)\Z")
-_STATUS_LINE = re.compile(r"HTTP/(\d)\.(\d) (\d{3})(?: (.{0,128}))?\Z")
+_MAN = re.compile(r'\s*"([^"]{1,256})"\s*(?:;\s*ns\s*=\s*([0-9]{2}))?\s*\Z', re.ASCII)
+_REQUEST_LINE = re.compile(r"([A-Z][A-Z-]{0,15}) (\S{1,512}) HTTP/([0-9])\.([0-9])\Z", re.ASCII)
+_STATUS_LINE = re.compile(r"HTTP/([0-9])\.([0-9]) ([0-9]{3})(?: (.{0,128}))?\Z", re.ASCII)
 SOAP_EXT_PREFIX = "02"
 
 
@@ -178,7 +178,7 @@ def parse_message(data: bytes, *, max_size: int, allow_body: bool) -> HttpMessag
         raise ProtocolError(f"unsupported HTTP version {version}")
     length_text = headers.optional_one("Content-Length")
     if length_text is not None:
-        if not length_text.isdigit() or len(length_text) > 9:
+        if not (length_text.isascii() and length_text.isdigit()) or len(length_text) > 9:
             raise ProtocolError("malformed Content-Length")
         length = int(length_text)
         if length > MAX_HTTP_BODY:

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Self
 
-from igrs.constants import MAX_ID_LENGTH
+from igrs.constants import MAX_ID_LENGTH, ReturnCode
 from igrs.errors import ProtocolError
 
 DEVICE_ID_PREFIX = "urn:IGRS:Device:DeviceId:"  # public source: ezbox
@@ -18,6 +18,22 @@ DEVICE_GROUP_PREFIX = "urn:IGRS:DeviceGroup:"  # project choice
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}\Z")
 UINT32_MAX = 0xFFFF_FFFF
+_IGRS_VERSION = re.compile(r"IGRS/([0-9]{1,3})\.([0-9]{1,3})\Z")
+
+
+def is_digits(text: str) -> bool:
+    """ASCII digits only (``str.isdigit`` also accepts other scripts' digits)."""
+    return text.isascii() and text.isdigit()
+
+
+def check_igrs_version(text: str) -> None:
+    """Accept ``IGRS/1.x``; another major version is refused with 505."""
+    m = _IGRS_VERSION.match(text.strip())
+    if not m:
+        raise ProtocolError(f"malformed IGRSVersion {text[:20]!r}")
+    if m.group(1) != "1":
+        raise ProtocolError(f"unsupported IGRS version {text[:20]}",
+                            return_code=ReturnCode.VERSION_NOT_SUPPORTED)
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -56,7 +72,7 @@ def _typed_urn(prefix: str, kind: str, text: str) -> tuple[str, int]:
         raise ProtocolError(f"not a {kind} URN: {text[:60]!r}")
     rest = text[len(prefix) :]
     name, sep, version = rest.rpartition(":")
-    if not sep or not _NAME.match(name) or not version.isdigit() or len(version) > 4:
+    if not sep or not _NAME.match(name) or not is_digits(version) or len(version) > 4:
         raise ProtocolError(f"malformed {kind} URN: {text[:60]!r}")
     return name, int(version)
 
@@ -104,7 +120,7 @@ class ServiceType:
 def parse_uint32(text: str, field: str, *, allow_zero: bool = False) -> int:
     """Client, service, sequence and acknowledge ids: unsigned 32-bit, 0 reserved."""
     text = text.strip()
-    if not text.isdigit() or len(text) > 10:
+    if not is_digits(text) or len(text) > 10:
         raise ProtocolError(f"{field} is not an unsigned integer: {text[:20]!r}")
     value = int(text)
     if value > UINT32_MAX or (value == 0 and not allow_zero):

@@ -16,6 +16,7 @@ from igrs.constants import (
     MAN_DISCOVER,
     MAN_DISCOVER_ACCEPTED,
     MAX_DATAGRAM,
+    MAX_HEADER_LINE,
     MAX_MAX_AGE,
     MAX_MX,
     MAX_NAME_LENGTH,
@@ -30,11 +31,10 @@ from igrs.constants import (
 )
 from igrs.errors import ProtocolError
 from igrs.wire.httpu import Headers, HttpMessage, build_message, man_header, parse_message
-from igrs.wire.ids import DeviceId, DeviceType, ServiceType
+from igrs.wire.ids import DeviceId, DeviceType, ServiceType, check_igrs_version, is_digits
 
 SERVER: Final = f"{IGRS_VERSION} {SERVER_PRODUCT}"
-_MAX_AGE = re.compile(r"(?:^|[,;\s])max-age\s*=\s*(\d{1,9})", re.IGNORECASE)
-_VERSION = re.compile(r"IGRS/(\d{1,3})\.(\d{1,3})\Z")
+_MAX_AGE = re.compile(r"(?:^|[,;\s])max-age\s*=\s*([0-9]{1,9})", re.IGNORECASE | re.ASCII)
 
 
 # --- search targets -----------------------------------------------------------------------
@@ -137,8 +137,24 @@ def _ext(message_type: str, source: DeviceId | None) -> list[tuple[str, str]]:
     return headers
 
 
+_NAME_SAFE = " !$&'()*+,-./:;=?@_~"
+_NAME_BUDGET = MAX_HEADER_LINE - len("01-DeviceName: ")
+
+
 def encode_name(name: str) -> str:
-    return quote(name, safe=" !$&'()*+,-./:;=?@_~")
+    """Percent-encode (UTF-8) a friendly name, cut at a character boundary so that the
+    header line stays within MAX_HEADER_LINE (a long CJK or emoji name otherwise would not)."""
+    encoded = quote(name, safe=_NAME_SAFE)
+    if len(encoded) <= _NAME_BUDGET:
+        return encoded
+    out, size = [], 0
+    for ch in name:
+        piece = quote(ch, safe=_NAME_SAFE)
+        if size + len(piece) > _NAME_BUDGET:
+            break
+        out.append(piece)
+        size += len(piece)
+    return "".join(out)
 
 
 def encode(msg: IsdpMessage, *, host: str) -> bytes:
@@ -239,11 +255,7 @@ def _check_ext(headers: Headers, expected: str) -> str:
     prefix = headers.igrs_prefix()
     version = headers.optional_one(f"{prefix}-IGRSVersion")
     if version is not None:
-        m = _VERSION.match(version)
-        if not m:
-            raise ProtocolError(f"malformed IGRSVersion {version[:20]!r}")
-        if m.group(1) != "1":
-            raise ProtocolError(f"unsupported IGRS version {version}")
+        check_igrs_version(version)
     mtype = headers.optional_one(f"{prefix}-IGRSMessageType")
     if mtype is not None and mtype != expected:
         raise ProtocolError(f"message type {mtype[:40]!r} does not match {expected}")
@@ -290,7 +302,7 @@ def _decode(msg: HttpMessage) -> IsdpMessage:
         if not any(m in MAN_DISCOVER_ACCEPTED for m in mans):
             raise ProtocolError('M-SEARCH without MAN: "isdp:discover"')
         mx_text = h.one("MX")
-        if not mx_text.isdigit() or len(mx_text) > 3:
+        if not is_digits(mx_text) or len(mx_text) > 3:
             raise ProtocolError("malformed MX")
         prefix = _check_ext(h, "SearchDeviceRequest")
         return SearchDeviceRequest(

@@ -7,9 +7,9 @@ until a later layer gives them a type. Framing and body rules: specs/messages.md
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import ClassVar, Protocol, Self
 
 from lxml import etree
@@ -20,21 +20,22 @@ from igrs.constants import (
     IGRS_PATH,
     IGRS_VERSION,
     MAX_HTTP_BODY,
+    MAX_NAME_LENGTH,
+    MAX_REASON,
+    MAX_URL_LENGTH,
     SOAP12_NS,
     ReturnCode,
 )
-from igrs.errors import ProtocolError, UnknownMessage
+from igrs.errors import LimitExceeded, ProtocolError, UnknownMessage
 from igrs.wire import description as ddesc
 from igrs.wire.catalogue import CATALOGUE, Framing, Kind, spec_for
 from igrs.wire.httpu import Headers, build_message, man_header, parse_message
-from igrs.wire.ids import DeviceId, DeviceType, parse_uint32
+from igrs.wire.ids import DeviceId, DeviceType, check_igrs_version, is_digits, parse_uint32
 from igrs.wire.isdp import SearchTarget, encode_name
 from igrs.wire.soap import build_envelope, parse_envelope
 from igrs.wire.xml import Element, child_text, qname
 
 CONTENT_TYPE = 'text/xml; charset="utf-8"'
-_VERSION = re.compile(r"IGRS/(\d{1,3})\.(\d{1,3})\Z")
-MAX_REASON = 256
 
 
 class SoapMessage(Protocol):
@@ -95,11 +96,11 @@ class Status:
             _sub(parent, "Reason", self.reason[:MAX_REASON])
 
     @classmethod
-    def read(cls, parent: Element) -> Status:
+    def read(cls, parent: Element, *, allow_zero_ack: bool = False) -> Status:
         ack = parse_uint32(child_text(parent, IGRS_NS, "AcknowledgeId", max_len=10) or "",
-                           "AcknowledgeId")
+                           "AcknowledgeId", allow_zero=allow_zero_ack)
         code_text = child_text(parent, IGRS_NS, "ReturnCode", max_len=3) or ""
-        if not (code_text.isdigit() and len(code_text) == 3):
+        if not (is_digits(code_text) and len(code_text) == 3):
             raise ProtocolError("ReturnCode is not a three-digit code")
         reason = child_text(parent, IGRS_NS, "Reason", required=False, max_len=MAX_REASON) or ""
         return cls(ack, int(code_text), reason)
@@ -155,7 +156,7 @@ class SearchDeviceRequestOnDevice:
     @classmethod
     def from_body(cls, el: Element) -> Self:
         _expect(el, cls.message_type)
-        return cls(SearchTarget.parse(child_text(el, IGRS_NS, "SearchTarget", max_len=256) or ""))
+        return cls(SearchTarget.parse(child_text(el, IGRS_NS, "SearchTarget", max_len=MAX_URL_LENGTH) or ""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,10 +183,10 @@ class SearchDeviceResponseOnDevice:
         matched = child_text(el, IGRS_NS, "Matched", max_len=5)
         if matched not in ("true", "false"):
             raise ProtocolError("Matched must be true or false")
-        dtype = child_text(el, IGRS_NS, "DeviceType", required=False, max_len=256)
+        dtype = child_text(el, IGRS_NS, "DeviceType", required=False, max_len=MAX_URL_LENGTH)
         return cls(Status.read(el), matched == "true",
                    DeviceType.parse(dtype) if dtype else None,
-                   child_text(el, IGRS_NS, "DeviceName", required=False, max_len=128) or "")
+                   child_text(el, IGRS_NS, "DeviceName", required=False, max_len=MAX_NAME_LENGTH) or "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +204,8 @@ class ErrorResponse:
     @classmethod
     def from_body(cls, el: Element) -> Self:
         _expect(el, cls.message_type)
-        return cls(Status.read(el))
+        # AcknowledgeId 0: the request's SequenceId could not be read.
+        return cls(Status.read(el, allow_zero_ack=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,12 +280,7 @@ def decode(headers: Headers, body: bytes) -> Frame:
 
 def _decode(headers: Headers, body: bytes) -> Frame:
     p = headers.igrs_prefix()
-    version = headers.one(f"{p}-IGRSVersion")
-    m = _VERSION.match(version)
-    if not m:
-        raise ProtocolError(f"malformed IGRSVersion {version[:20]!r}")
-    if m.group(1) != "1":
-        raise ProtocolError(f"unsupported IGRS version {version[:20]}")
+    check_igrs_version(headers.one(f"{p}-IGRSVersion"))
     mtype = headers.one(f"{p}-IGRSMessageType")
     spec = spec_for(mtype)
     if spec is None and mtype != ErrorResponse.message_type:
@@ -293,12 +290,16 @@ def _decode(headers: Headers, body: bytes) -> Frame:
     source = DeviceId.parse(headers.one(f"{p}-SourceDeviceId"))
     target_text = headers.optional_one(f"{p}-TargetDeviceId")
     target = DeviceId.parse(target_text) if target_text else None
-    seq = parse_uint32(headers.one(f"{p}-SequenceId"), "SequenceId")
+    seq_text = headers.optional_one(f"{p}-SequenceId")
+    if seq_text is None and (spec is None or spec.kind is not Kind.RESPONSE):
+        raise ProtocolError("missing header 01-SequenceId")
+    # ezbox's responses carry no SequenceId header (their AcknowledgeId is in the body).
+    seq = parse_uint32(seq_text, "SequenceId") if seq_text is not None else 0
     action = headers.optional_one(f"{headers.soap_prefix()}-SoapAction")
     if action is not None and action.strip().strip('"') != soap_action(mtype):
         raise ProtocolError(f"SoapAction {action[:60]!r} does not match {mtype}")
     if len(body) > MAX_HTTP_BODY:
-        raise ProtocolError("body too large")
+        raise LimitExceeded("body too large", return_code=ReturnCode.PAYLOAD_TOO_LARGE)
     el = parse_envelope(body)
     parser = BODY_TYPES.get(mtype)
     if parser is not None:
@@ -316,7 +317,7 @@ def build_request(host: str, headers: list[tuple[str, str]], body: bytes) -> byt
 
 
 def build_response(headers: list[tuple[str, str]], body: bytes, status: int = 200) -> bytes:
-    reason = "OK" if status == 200 else "Error"
+    reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
     return build_message(f"HTTP/1.1 {status} {reason}", headers, body)
 
 

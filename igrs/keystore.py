@@ -1,0 +1,233 @@
+"""Persistent security state: this device's identity and its paired devices.
+
+Layout of the state directory (specs/security.md §8), created 0700:
+
+* ``identity.key`` — the Ed25519 private key, PKCS#8 PEM, 0600;
+* ``device.json`` — ``{"device_id": "urn:IGRS:Device:DeviceId:<uuid>"}``, 0600;
+* ``peers.json`` — ``{"version": 1, "peers": [PairedDevice...]}``, 0600.
+
+Every file is written atomically (temporary file in the same directory, fsync, rename) under an
+advisory lock, so the CLI (``igrs pair``/``igrs unpair``) and a running device can share it.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    load_pem_private_key,
+)
+
+from igrs.core.security import LocalIdentity, PairingResult, fingerprint
+from igrs.errors import IGRSError, ProtocolError
+from igrs.wire.ids import DeviceId
+
+log = logging.getLogger(__name__)
+
+STATE_DIR_ENV = "IGRS_STATE_DIR"
+IDENTITY_FILE = "identity.key"
+DEVICE_FILE = "device.json"
+PEERS_FILE = "peers.json"
+LOCK_FILE = ".lock"
+FORMAT_VERSION = 1
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+
+class KeyStoreError(IGRSError):
+    """The state directory holds something unreadable or inconsistent."""
+
+
+def default_state_dir() -> Path:
+    env = os.environ.get(STATE_DIR_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path("~/.local/state/igrs").expanduser()
+
+
+@dataclass(frozen=True, slots=True)
+class PairedDevice:
+    """One pairing record."""
+
+    device_id: DeviceId
+    public_key: bytes
+    name: str
+    paired_at: float  # seconds since the epoch
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.public_key)
+
+    @classmethod
+    def from_pairing(cls, result: PairingResult, paired_at: float) -> PairedDevice:
+        return cls(result.peer, result.public_key, result.name, paired_at)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "device_id": str(self.device_id),
+            "public_key": base64.b64encode(self.public_key).decode("ascii"),
+            "fingerprint": self.fingerprint,
+            "name": self.name,
+            "paired_at": self.paired_at,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> PairedDevice:
+        try:
+            key = base64.b64decode(data["public_key"], validate=True)
+            if len(key) != 32:
+                raise ValueError("public key is not 32 bytes")
+            record = cls(
+                DeviceId.parse(data["device_id"]),
+                key,
+                str(data.get("name", "")),
+                float(data["paired_at"]),
+            )
+            stored = data.get("fingerprint")
+            if stored is not None and stored != record.fingerprint:
+                raise KeyStoreError(f"fingerprint mismatch for {record.device_id}")
+            return record
+        except (KeyError, TypeError, ValueError, ProtocolError) as exc:
+            raise KeyStoreError(f"malformed pairing record: {exc}") from exc
+
+
+class KeyStore:
+    """File-backed identity and pairing records in ``directory`` (default: $IGRS_STATE_DIR or
+    ~/.local/state/igrs)."""
+
+    def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
+        self.directory = Path(directory) if directory is not None else default_state_dir()
+
+    # --- files -------------------------------------------------------------------------
+    def _ensure_dir(self) -> None:
+        if not self.directory.exists():
+            self.directory.mkdir(parents=True, mode=DIR_MODE)
+            os.chmod(self.directory, DIR_MODE)  # mkdir's mode is filtered by the umask
+        elif self.directory.stat().st_mode & 0o077:
+            log.warning("state directory %s is accessible by other users", self.directory)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self._ensure_dir()
+        fd = os.open(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _write_atomic(self, name: str, data: bytes) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=self.directory)
+        try:
+            os.fchmod(fd, FILE_MODE)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.directory / name)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        dfd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+    # --- identity ----------------------------------------------------------------------
+    def load_or_create_identity(self, device_id: DeviceId | None = None) -> LocalIdentity:
+        """This device's identity; created on first use (``device_id`` is used only then)."""
+        with self._locked():
+            key_path = self.directory / IDENTITY_FILE
+            dev_path = self.directory / DEVICE_FILE
+            if key_path.exists():
+                return self._load_identity(key_path, dev_path)
+            identity = LocalIdentity.generate(device_id)
+            pem = identity.private_key.private_bytes(
+                Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()
+            )
+            self._write_atomic(DEVICE_FILE, _dump({"device_id": str(identity.device_id)}))
+            self._write_atomic(IDENTITY_FILE, pem)
+            log.info("created identity %s (%s)", identity.device_id, identity.fingerprint)
+            return identity
+
+    def _load_identity(self, key_path: Path, dev_path: Path) -> LocalIdentity:
+        if key_path.stat().st_mode & 0o077:
+            raise KeyStoreError(f"{key_path} is readable by other users; fix with chmod 600")
+        try:
+            key = load_pem_private_key(key_path.read_bytes(), password=None)
+            device_id = DeviceId.parse(json.loads(dev_path.read_bytes())["device_id"])
+        except (OSError, ValueError, KeyError, TypeError, ProtocolError) as exc:
+            raise KeyStoreError(f"cannot load identity from {self.directory}: {exc}") from exc
+        if not isinstance(key, Ed25519PrivateKey):
+            raise KeyStoreError(f"{key_path} is not an Ed25519 key")
+        return LocalIdentity.from_key(device_id, key)
+
+    # --- paired devices ----------------------------------------------------------------
+    def _read_peers(self) -> dict[DeviceId, PairedDevice]:
+        path = self.directory / PEERS_FILE
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        try:
+            doc = json.loads(raw)
+        except ValueError as exc:
+            raise KeyStoreError(f"{path} is not JSON: {exc}") from exc
+        if not isinstance(doc, dict) or doc.get("version") != FORMAT_VERSION:
+            raise KeyStoreError(f"{path} has an unknown format")
+        peers = doc.get("peers")
+        if not isinstance(peers, list):
+            raise KeyStoreError(f"{path} has no peer list")
+        records = (PairedDevice.from_json(item) for item in peers)
+        return {r.device_id: r for r in records}
+
+    def _write_peers(self, records: dict[DeviceId, PairedDevice]) -> None:
+        ordered = sorted(records.values(), key=lambda r: str(r.device_id))
+        doc = {"version": FORMAT_VERSION, "peers": [r.to_json() for r in ordered]}
+        self._write_atomic(PEERS_FILE, _dump(doc))
+
+    def peers(self) -> list[PairedDevice]:
+        return sorted(self._read_peers().values(), key=lambda r: (r.name, str(r.device_id)))
+
+    def get(self, device_id: DeviceId) -> PairedDevice | None:
+        return self._read_peers().get(device_id)
+
+    def peer_key(self, device_id: DeviceId) -> bytes | None:
+        """A :data:`igrs.core.security.PeerLookup` for the pipe handshake."""
+        record = self.get(device_id)
+        return record.public_key if record else None
+
+    def add(self, record: PairedDevice) -> None:
+        """Store a pairing record, replacing an older one for the same device."""
+        with self._locked():
+            records = self._read_peers()
+            records[record.device_id] = record
+            self._write_peers(records)
+
+    def remove(self, device_id: DeviceId) -> bool:
+        with self._locked():
+            records = self._read_peers()
+            if records.pop(device_id, None) is None:
+                return False
+            self._write_peers(records)
+            return True
+
+
+def _dump(doc: object) -> bytes:
+    return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()

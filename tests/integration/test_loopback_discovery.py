@@ -1,0 +1,154 @@
+"""Device and ControlPoint over real UDP multicast and HTTP on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+
+import pytest
+
+from igrs import ControlPoint, Device
+from igrs.constants import IPV4_GROUP, IPV4_GROUP_ALT
+from igrs.core.discovery import DeviceAppeared, DeviceGone, DeviceUpdated
+from igrs.wire import isdp
+from igrs.wire.ids import DeviceId, DeviceType
+
+LO = ["lo"]
+
+
+async def next_event(events, kind, timeout: float = 3.0):  # type: ignore[no-untyped-def]
+    async def wait():  # type: ignore[no-untyped-def]
+        async for ev in events:
+            if isinstance(ev, kind):
+                return ev
+        raise AssertionError("event stream ended")
+
+    return await asyncio.wait_for(wait(), timeout)
+
+
+def send_raw(payload: bytes, port: int, group: str = IPV4_GROUP) -> None:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
+    s.sendto(payload, (group, port))
+    s.close()
+
+
+async def test_announce_find_describe_byebye(free_udp_port: int) -> None:
+    async with ControlPoint(interfaces=LO, port=free_udp_port) as cp:
+        events = cp.events()
+        dev = Device(name="Living room TV", device_type="TV", interfaces=LO, port=free_udp_port, http_port=0)
+        await dev.start()
+        try:
+            appeared = await next_event(events, DeviceAppeared, timeout=1.0)
+            assert appeared.device.device_id == dev.device_id
+            assert appeared.device.name == "Living room TV"
+            assert appeared.device.location == dev.location
+            desc = await cp.describe(dev.device_id)
+            assert desc.device_id == dev.device_id and desc.name == "Living room TV"
+            assert desc.device_type == DeviceType("TV")
+        finally:
+            await dev.stop()
+        gone = await next_event(events, DeviceGone, timeout=1.0)
+        assert gone.device.device_id == dev.device_id and gone.reason == "byebye"
+        assert cp.devices == []
+
+
+async def test_search_finds_only_matching_targets(free_udp_port: int) -> None:
+    async with (
+        Device(name="TV", device_type="TV", interfaces=LO, port=free_udp_port, http_port=0) as tv,
+        Device(name="PC", device_type="PC", interfaces=LO, port=free_udp_port, http_port=0) as pc,
+        ControlPoint(interfaces=LO, port=free_udp_port) as cp,
+    ):
+        found = await cp.search(timeout=1.2, mx=1)
+        assert {r.device_id for r in found} == {tv.device_id, pc.device_id}
+        only_tv = await cp.search(timeout=1.2, target="TV", mx=1)
+        assert [r.device_id for r in only_tv] == [tv.device_id]
+        by_id = await cp.search(timeout=1.2, target=pc.device_id, mx=1)
+        assert [r.device_id for r in by_id] == [pc.device_id]
+        assert await cp.search_on_device(tv.device_id, "TV") is True
+        assert await cp.search_on_device(tv.device_id, "PC") is False
+
+
+async def test_control_point_started_late_finds_device_by_search(free_udp_port: int) -> None:
+    async with Device(name="PC", interfaces=LO, port=free_udp_port, http_port=0) as pc:
+        await asyncio.sleep(0.3)  # its start-up announcements are over
+        async with ControlPoint(interfaces=LO, port=free_udp_port) as cp:
+            assert cp.devices == []
+            found = await cp.search(timeout=1.2, mx=1)
+            assert [r.device_id for r in found] == [pc.device_id]
+
+
+async def test_reannounce_with_a_new_name_is_an_update(free_udp_port: int) -> None:
+    async with (
+        Device(name="Old", interfaces=LO, port=free_udp_port, http_port=0) as dev,
+        ControlPoint(interfaces=LO, port=free_udp_port) as cp,
+    ):
+        events = cp.events()
+        await cp.search(timeout=1.2)
+        dev.discovery.name = "New"
+        await dev.update_interfaces(dev.interfaces)  # re-announces at once
+        updated = await next_event(events, DeviceUpdated, timeout=2.0)
+        assert updated.device.name == "New" and updated.previous.name == "Old"
+
+
+async def test_both_groups_heard(free_udp_port: int) -> None:
+    """A device announcing on the ezbox group 239.255.255.250 is heard too."""
+    async with ControlPoint(interfaces=LO, port=free_udp_port) as cp:
+        events = cp.events()
+        dev_id = DeviceId.new()
+        msg = isdp.DeviceOnlineAdvertisement(dev_id, DeviceType("STB"), "http://127.0.0.1:9/IGRS", 60, "Box")
+        send_raw(isdp.encode(msg, host=f"{IPV4_GROUP_ALT}:{free_udp_port}"), free_udp_port, IPV4_GROUP_ALT)
+        appeared = await next_event(events, DeviceAppeared, timeout=1.0)
+        assert appeared.device.device_id == dev_id
+
+
+async def test_hostile_datagrams_are_dropped_counted_and_harmless(free_udp_port: int) -> None:
+    async with (
+        Device(name="TV", device_type="TV", interfaces=LO, port=free_udp_port, http_port=0) as tv,
+        ControlPoint(interfaces=LO, port=free_udp_port) as cp,
+    ):
+        junk = [
+            b"\xff" * 100,  # not UTF-8
+            b"M-SEARCH * HTTP/1.1\r\n" + b"X: y\r\n" * 200 + b"\r\n",  # header flood
+            b"NOTIFY * HTTP/1.1\r\nNTS: isdp:alive\r\n\r\n",  # missing headers
+            b"A" * 9000,  # oversized
+        ]
+        for payload in junk:
+            send_raw(payload, free_udp_port)
+        await asyncio.sleep(0.3)
+        assert tv.discovery.drops.reasons["malformed"] >= 3
+        assert cp.discovery.drops.reasons["malformed"] >= 3
+        # ... and the device still answers.
+        found = await cp.search(timeout=1.2, mx=1)
+        assert [r.device_id for r in found] == [tv.device_id]
+
+
+async def test_flood_of_fake_devices_cannot_grow_the_registry(free_udp_port: int) -> None:
+    async with ControlPoint(interfaces=LO, port=free_udp_port, max_devices=50) as cp:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
+        for _ in range(400):
+            msg = isdp.DeviceOnlineAdvertisement(
+                DeviceId.new(), DeviceType("TV"), "http://127.0.0.1:9/IGRS", 60
+            )
+            s.sendto(isdp.encode(msg, host="x"), (IPV4_GROUP, free_udp_port))
+        s.close()
+        await asyncio.sleep(0.5)
+        # (Some datagrams may already be lost in the kernel's receive buffer.)
+        assert len(cp.devices) == 50
+        assert cp.discovery.drops.reasons["registry_full"] > 0
+
+
+@pytest.mark.parametrize("group", [IPV4_GROUP])
+def test_sockets_never_use_the_default_multicast_route(group: str) -> None:
+    """Every sending socket sets IP_MULTICAST_IF (TESTBED.md hard rule 1)."""
+    from igrs.core.discovery import Interface
+    from igrs.net.isdp import _v4_unicast_socket
+
+    sock = _v4_unicast_socket(Interface.from_cidr("lo", "127.0.0.1/8"))
+    try:
+        raw = sock.getsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, 4)
+        assert socket.inet_ntoa(struct.pack("4s", raw)) == "127.0.0.1"
+    finally:
+        sock.close()
