@@ -96,7 +96,8 @@ class TestAdvertiser:
         dev.start(0.0)
         actions = dev.set_interfaces({LAN: LOC}, 3.0)
         assert [(a.interface, type(decoded(a))) for a in actions] == [
-            ("eth-b", isdp.DeviceOfflineAdvertisement)]
+            ("eth-b", isdp.DeviceOfflineAdvertisement)
+        ]
 
 
 def search(target: isdp.SearchTarget | None = None, mx: int = 2, source: DeviceId | None = None) -> bytes:
@@ -119,13 +120,16 @@ class TestResponder:
         assert isinstance(msg, isdp.SearchDeviceResponse)
         assert msg.device_id == dev.device_id and msg.location == LOC
 
-    @pytest.mark.parametrize(("target", "answers"), [
-        (isdp.SearchTarget.all(), 1),
-        (isdp.SearchTarget.parse("urn:IGRS:DeviceType:TV:1"), 1),
-        (isdp.SearchTarget.parse("urn:IGRS:DeviceType:TV:2"), 0),  # we are version 1
-        (isdp.SearchTarget.parse("urn:IGRS:DeviceType:PC:1"), 0),
-        (isdp.SearchTarget.parse(str(DeviceId.new())), 0),
-    ])
+    @pytest.mark.parametrize(
+        ("target", "answers"),
+        [
+            (isdp.SearchTarget.all(), 1),
+            (isdp.SearchTarget.parse("urn:IGRS:DeviceType:TV:1"), 1),
+            (isdp.SearchTarget.parse("urn:IGRS:DeviceType:TV:2"), 0),  # we are version 1
+            (isdp.SearchTarget.parse("urn:IGRS:DeviceType:PC:1"), 0),
+            (isdp.SearchTarget.parse(str(DeviceId.new())), 0),
+        ],
+    )
     def test_search_targets(self, target: isdp.SearchTarget, answers: int) -> None:
         dev = make_device()
         dev.start(0.0)
@@ -135,8 +139,9 @@ class TestResponder:
     def test_own_device_id_target(self) -> None:
         dev = make_device()
         dev.start(0.0)
-        dev.on_datagram(search(isdp.SearchTarget("device", device_id=dev.device_id)),
-                        ("10.77.1.20", 40000), "eth-a", 1.0)
+        dev.on_datagram(
+            search(isdp.SearchTarget("device", device_id=dev.device_id)), ("10.77.1.20", 40000), "eth-a", 1.0
+        )
         assert sum(isinstance(a, SendUnicast) for _, a in run_until(dev, 10.0)) == 1
 
     def test_search_from_outside_the_subnet_is_ignored_and_counted(self) -> None:
@@ -185,9 +190,12 @@ class TestResponder:
         assert dev.next_deadline() is None
 
 
-def alive(dev_id: DeviceId, address: str = "10.77.1.30", max_age: int = 10, name: str = "PC",
-          dtype: str = "PC") -> bytes:
-    msg = isdp.DeviceOnlineAdvertisement(dev_id, DeviceType(dtype), f"http://{address}:3880/IGRS", max_age, name)
+def alive(
+    dev_id: DeviceId, address: str = "10.77.1.30", max_age: int = 10, name: str = "PC", dtype: str = "PC"
+) -> bytes:
+    msg = isdp.DeviceOnlineAdvertisement(
+        dev_id, DeviceType(dtype), f"http://{address}:3880/IGRS", max_age, name
+    )
     return isdp.encode(msg, host="224.0.0.110:3880")
 
 
@@ -282,10 +290,12 @@ class TestRegistry:
         cp = self.make()
         other = DeviceId.new()
         dev = DeviceId.new()
-        resp = isdp.SearchDeviceResponse(dev, DeviceType("TV"), "http://10.77.1.30:1/IGRS", 100,
-                                         isdp.SearchTarget.all(), "TV", other)
+        resp = isdp.SearchDeviceResponse(
+            dev, DeviceType("TV"), "http://10.77.1.30:1/IGRS", 100, isdp.SearchTarget.all(), "TV", other
+        )
         assert cp.on_datagram(isdp.encode(resp, host=""), ("10.77.1.30", 5000), "eth-a", 0.0) == []
-        resp = isdp.SearchDeviceResponse(dev, DeviceType("TV"), "http://10.77.1.30:1/IGRS", 100,
-                                         isdp.SearchTarget.all(), "TV", cp.device_id)
+        resp = isdp.SearchDeviceResponse(
+            dev, DeviceType("TV"), "http://10.77.1.30:1/IGRS", 100, isdp.SearchTarget.all(), "TV", cp.device_id
+        )
         [ev] = cp.on_datagram(isdp.encode(resp, host=""), ("10.77.1.30", 5000), "eth-a", 0.0)
         assert isinstance(ev, DeviceAppeared)

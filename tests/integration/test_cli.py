@@ -1,0 +1,98 @@
+"""The ``igrs`` command as a shell user runs it: separate processes on loopback."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+IGRS = [sys.executable, "-m", "igrs"]
+
+
+def run(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*IGRS, *args], capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture
+def device(free_udp_port: int) -> Iterator[tuple[subprocess.Popen[str], dict[str, str]]]:
+    proc = subprocess.Popen(
+        [*IGRS, "device", "run", "--name", "Kitchen TV", "--type", "TV", "--interface", "lo",
+         "--port", str(free_udp_port), "--http-port", "0", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        ready = json.loads(proc.stdout.readline())
+        assert ready["event"] == "ready"
+        yield proc, ready
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+
+
+def test_discover_lists_a_running_device_within_two_seconds(device, free_udp_port: int) -> None:  # type: ignore[no-untyped-def]
+    _, ready = device
+    started = time.monotonic()
+    out = run("discover", "--interface", "lo", "--port", str(free_udp_port), "--json", "--timeout", "1.5")
+    elapsed = time.monotonic() - started
+    assert out.returncode == 0, out.stderr
+    found = json.loads(out.stdout)
+    assert [d["id"] for d in found] == [ready["id"]]
+    assert found[0]["name"] == "Kitchen TV"
+    assert found[0]["type"] == "urn:IGRS:DeviceType:TV:1"
+    assert found[0]["address"] == "127.0.0.1" and found[0]["interfaces"] == ["lo"]
+    assert elapsed < 5  # process start-up + the 1.5 s search; the search itself is bounded by MX
+    table = run("discover", "--interface", "lo", "--port", str(free_udp_port))
+    assert "Kitchen TV" in table.stdout and table.stdout.startswith("ID")
+
+
+def test_describe_by_uuid_prefix_and_as_xml(device, free_udp_port: int) -> None:  # type: ignore[no-untyped-def]
+    _, ready = device
+    prefix = ready["id"].rsplit(":", 1)[1][:8]
+    out = run("describe", prefix, "--interface", "lo", "--port", str(free_udp_port))
+    assert out.returncode == 0, out.stderr
+    assert "Kitchen TV" in out.stdout and "urn:IGRS:DeviceType:TV:1" in out.stdout
+    xml = run("describe", "Kitchen TV", "--xml", "--interface", "lo", "--port", str(free_udp_port))
+    assert xml.returncode == 0
+    assert 'xmlns="http://www.igrs.org/igrs/DeviceTemplate"' in xml.stdout
+    assert ready["id"] in xml.stdout
+
+
+def test_sigint_sends_byebye_seen_by_a_watcher(free_udp_port: int) -> None:
+    watcher = subprocess.Popen(
+        [*IGRS, "discover", "--watch", "--json", "--interface", "lo", "--port", str(free_udp_port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    dev = subprocess.Popen(
+        [*IGRS, "device", "run", "--name", "PC", "--interface", "lo", "--port", str(free_udp_port),
+         "--http-port", "0", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert watcher.stdout is not None and dev.stdout is not None
+        ready = json.loads(dev.stdout.readline())
+        appeared = json.loads(watcher.stdout.readline())
+        assert appeared["event"] == "appeared" and appeared["id"] == ready["id"]
+        dev.send_signal(signal.SIGINT)
+        assert dev.wait(timeout=10) == 0
+        gone = json.loads(watcher.stdout.readline())
+        assert gone == {**gone, "event": "gone", "id": ready["id"], "reason": "byebye"}
+    finally:
+        for proc in (dev, watcher):
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=10)
+
+
+def test_exit_codes(free_udp_port: int) -> None:
+    missing = run("describe", "nothing-here", "--interface", "lo", "--port", str(free_udp_port),
+                  "--timeout", "0.3")
+    assert missing.returncode == 1 and "no device matches" in missing.stderr
+    assert run("discover", "--interface", "no-such-if0").returncode == 1
+    assert run("discover", "--timeout", "not-a-number").returncode == 2
+    assert run().returncode == 2
