@@ -278,7 +278,19 @@ def decode(headers: Headers, body: bytes) -> Frame:
         raise ProtocolError(f"malformed message: {exc}") from None
 
 
+_bodies_loaded = False
+
+
+def _load_bodies() -> None:
+    """Register the typed bodies of igrs.wire.bodies (imported late: they import us)."""
+    global _bodies_loaded
+    if not _bodies_loaded:
+        _bodies_loaded = True
+        import igrs.wire.bodies  # noqa: F401
+
+
 def _decode(headers: Headers, body: bytes) -> Frame:
+    _load_bodies()
     p = headers.igrs_prefix()
     check_igrs_version(headers.one(f"{p}-IGRSVersion"))
     mtype = headers.one(f"{p}-IGRSMessageType")

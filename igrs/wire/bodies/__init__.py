@@ -1,0 +1,22 @@
+"""Typed SOAP bodies of the catalogue, one module per clause group.
+
+Importing this package registers every typed body with ``igrs.wire.messages`` (via
+``messages.register``); ``messages.decode`` imports it on first use. A module here defines
+frozen dataclasses with ``message_type``, ``body()`` and ``from_body()`` following the
+conventions of ``igrs.wire.messages`` (root element named after the message type in the
+IGRS namespace; responses start with ``Status``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+
+def load_all() -> None:
+    for info in pkgutil.iter_modules(__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{info.name}")
+
+
+load_all()
