@@ -24,6 +24,22 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-") or "device"
+
+
+def _state_dir(args: argparse.Namespace, role: str) -> str:
+    """--state-dir, else <$IGRS_STATE_DIR or ~/.local/state/igrs>/<role>."""
+    from igrs.keystore import default_state_dir
+
+    return args.state_dir or str(default_state_dir() / role)
+
+
+def _state_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--state-dir", help="where identity keys and pairings live (default: "
+                                       "$IGRS_STATE_DIR or ~/.local/state/igrs, one folder per role)")
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-i", "--interface", action="append", metavar="IF",
                    help="interface name or address to use (repeatable; default: $IGRS_INTERFACES, "
@@ -124,9 +140,17 @@ async def _until_signalled() -> None:
 async def cmd_device_run(args: argparse.Namespace) -> int:
     from igrs.device import Device
 
+    def show_pin(pin: str) -> None:
+        if args.json:
+            print(json.dumps({"event": "pin", "pin": pin}), flush=True)
+        else:
+            print(f"Pairing requested: type this PIN on the other device: {pin}", flush=True)
+
     device = Device(name=args.name, device_type=args.type, device_id=args.id,
                     interfaces=args.interface, port=args.port, http_port=args.http_port,
-                    max_age=args.max_age, ipv6=args.ipv6)
+                    max_age=args.max_age, ipv6=args.ipv6,
+                    state_dir=_state_dir(args, f"devices/{_slug(args.name)}"),
+                    on_pin=None if args.no_pairing else show_pin)
     async with device:
         if args.json:
             print(json.dumps({"event": "ready", "id": str(device.device_id), "location": device.location,
@@ -139,6 +163,65 @@ async def cmd_device_run(args: argparse.Namespace) -> int:
         await _until_signalled()
     if args.json:
         print(json.dumps({"event": "stopped", "id": str(device.device_id)}), flush=True)
+    return EXIT_OK
+
+
+# --- pairing -------------------------------------------------------------------------------------
+def _control_point(args: argparse.Namespace) -> Any:
+    from igrs.control import ControlPoint
+
+    return ControlPoint(interfaces=args.interface, port=args.port, ipv6=args.ipv6,
+                        state_dir=_state_dir(args, "controller"))
+
+
+async def cmd_pair(args: argparse.Namespace) -> int:
+    async with _control_point(args) as cp:
+        await cp.search(timeout=args.timeout)
+        record = cp.find(args.device)
+
+        async def ask(digits: int) -> str:
+            if args.pin:
+                return str(args.pin)
+            print(f"{record.name} shows a {digits}-digit PIN.", file=sys.stderr, flush=True)
+            return await asyncio.to_thread(input, "PIN: ")
+
+        paired = await cp.pair(record, ask)
+        print(f"paired with {paired.name or paired.device_id} ({paired.device_id})")
+        print(f"fingerprint {paired.fingerprint}")
+    return EXIT_OK
+
+
+def _paired_match(peers: list[Any], text: str) -> Any:
+    matches = [p for p in peers if text in (str(p.device_id), p.name)
+               or str(p.device_id.uuid).startswith(text.lower())]
+    if len(matches) != 1:
+        raise IGRSError(f"{'no' if not matches else 'more than one'} paired device matches {text!r}")
+    return matches[0]
+
+
+async def cmd_unpair(args: argparse.Namespace) -> int:
+    from igrs.keystore import KeyStore
+
+    store = KeyStore(_state_dir(args, "controller"))
+    peer = _paired_match(store.peers(), args.device)
+    store.remove(peer.device_id)
+    print(f"unpaired {peer.name or peer.device_id} ({peer.device_id})")
+    return EXIT_OK
+
+
+async def cmd_paired(args: argparse.Namespace) -> int:
+    from igrs.keystore import KeyStore
+
+    store = KeyStore(_state_dir(args, args.role))
+    peers = store.peers()
+    if args.json:
+        print(json.dumps([{"id": str(p.device_id), "name": p.name, "fingerprint": p.fingerprint,
+                           "paired_at": p.paired_at} for p in peers], indent=2))
+    elif not peers:
+        print("no paired devices", file=sys.stderr)
+    else:
+        print(_table([[str(p.device_id.uuid), p.name, p.fingerprint[:19] + "…"] for p in peers],
+                     ["ID", "NAME", "FINGERPRINT"]))
     return EXIT_OK
 
 
@@ -183,7 +266,29 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "else a free one)")
     run.add_argument("--max-age", type=int, default=DEFAULT_MAX_AGE, help="advertisement lifetime, seconds")
     run.add_argument("--json", action="store_true", help="print machine-readable status lines")
+    run.add_argument("--no-pairing", action="store_true", help="refuse PIN pairing requests")
+    _state_option(run)
     run.set_defaults(func=cmd_device_run)
+
+    p = sub.add_parser("pair", help="pair with a device by the PIN it shows")
+    _common(p)
+    _state_option(p)
+    p.add_argument("device", help="device id, its UUID prefix, or its exact name")
+    p.add_argument("--pin", help="the PIN (default: asked for)")
+    p.add_argument("-t", "--timeout", type=float, default=1.5, help="seconds to search first")
+    p.set_defaults(func=cmd_pair)
+
+    p = sub.add_parser("unpair", help="forget a paired device")
+    _state_option(p)
+    p.add_argument("device", help="device id, its UUID prefix, or its name")
+    p.set_defaults(func=cmd_unpair)
+
+    p = sub.add_parser("paired", help="list paired devices")
+    _state_option(p)
+    p.add_argument("--role", default="controller",
+                   help="whose pairings: controller (default) or devices/<name>")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_paired)
 
     p = sub.add_parser("demo", help="a small simulated home (TV, PC, phone) on loopback")
     _common(p)

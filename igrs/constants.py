@@ -74,6 +74,17 @@ MAX_RESPONSE_BYTES_PER_REQUEST: Final = 2048  # bytes answered to one search, al
 MAX_PENDING_RESPONSES: Final = 256  # delayed search responses queued at once
 
 
+# --- pipes and pairing (clause 9.2; project choices, specs/pipes.md) ---
+MAX_HANDSHAKE_DATA: Final = 4096  # bytes of one decoded HandshakeData
+MAX_PIPES: Final = 256  # established pipes a device keeps (all peers)
+MAX_PIPES_PER_PEER: Final = 8  # established pipes per peer device
+MAX_PENDING_HANDSHAKES: Final = 32  # half-open pipe handshakes
+HANDSHAKE_TIMEOUT: Final = 10.0  # s a half-open handshake may take
+KEEPALIVE_INTERVAL: Final = 15.0  # s between DeviceOnlineDetectionRequests on an idle pipe
+KEEPALIVE_MISSES: Final = 3  # unanswered keep-alives before the peer is declared gone
+PIPE_IDLE_TIMEOUT: Final = 60.0  # s without traffic after which a device drops a pipe
+
+
 class ReturnCode(IntEnum):
     """IGRS ReturnCode values (public source: 200; the rest project choice, HTTP-like)."""
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
+import time
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import Self
 
-from igrs.constants import IGRS_PORT, REGISTRY_MAX_DEVICES, ReturnCode
+from igrs.constants import IGRS_PORT, KEEPALIVE_INTERVAL, REGISTRY_MAX_DEVICES
 from igrs.core.discovery import (
     Action,
     ControlPointDiscovery,
@@ -17,11 +19,14 @@ from igrs.core.discovery import (
     DiscoveryEvent,
     Interface,
 )
-from igrs.errors import DeviceNotFound, ProtocolError, RemoteError
+from igrs.errors import DeviceNotFound, ProtocolError
+from igrs.keystore import PairedDevice, open_keystore
 from igrs.net import interfaces as netifaces
 from igrs.net.driver import TimerDriver
 from igrs.net.http import IgrsHttpClient
 from igrs.net.isdp import IsdpEndpoints
+from igrs.pipe import PinProvider, Pipe, check_answer, open_pipe
+from igrs.pipe import pair as pair_device
 from igrs.wire import description as ddesc
 from igrs.wire import messages
 from igrs.wire.ids import DeviceId, DeviceType
@@ -75,9 +80,17 @@ class ControlPoint:
         ipv6: bool = False,
         device_id: DeviceId | None = None,
         max_devices: int = REGISTRY_MAX_DEVICES,
+        state_dir: str | os.PathLike[str] | None = None,
+        name: str = "igrs control point",
+        keepalive_interval: float = KEEPALIVE_INTERVAL,
         rng: random.Random | None = None,
     ) -> None:
-        self.device_id = device_id or DeviceId.new()
+        self.keystore = open_keystore(state_dir)
+        self.identity = self.keystore.load_or_create_identity(device_id)
+        self.device_id = self.identity.device_id
+        self.name = name
+        self.keepalive_interval = keepalive_interval
+        self._pipes: dict[DeviceId, Pipe] = {}
         self.port = port
         self._interface_specs = list(interfaces) if interfaces is not None else None
         self._ipv6 = ipv6
@@ -105,6 +118,9 @@ class ControlPoint:
         self._driver.start()
 
     async def stop(self) -> None:
+        for pipe in list(self._pipes.values()):
+            await pipe.close("control point stopping")
+        self._pipes.clear()
         await self._driver.stop()
         if self._endpoints is not None:
             await self._endpoints.close()
@@ -174,30 +190,53 @@ class ControlPoint:
         record = self.find(device)
         seq, frame = await self.http.send(record.location, messages.GetDeviceDescriptionRequest(),
                                           record.device_id)
-        reply = frame.message
-        if isinstance(reply, messages.ErrorResponse):
-            raise RemoteError(reply.status.reason or "error",
-                              return_code=ReturnCode(reply.status.return_code)
-                              if reply.status.return_code in ReturnCode._value2member_map_ else None)
-        if not isinstance(reply, messages.GetDeviceDescriptionResponse):
-            raise ProtocolError(f"unexpected answer {frame.routing.message_type}")
-        if reply.status.acknowledge_id != seq:
-            raise ProtocolError("AcknowledgeId does not match the request's SequenceId")
-        if not reply.status.ok or reply.description is None:
-            raise RemoteError(reply.status.reason or f"return code {reply.status.return_code}")
-        if reply.description.device_id != record.device_id:
-            raise ProtocolError("description is of another device")
+        reply = check_answer(frame, messages.GetDeviceDescriptionResponse, seq)
+        if reply.description is None or reply.description.device_id != record.device_id:
+            raise ProtocolError("the description is missing or of another device")
         return reply.description
 
     async def search_on_device(self, device: DeviceId | str | DeviceRecord, target: Target = None) -> bool:
         """Ask one device directly whether it matches ``target`` (SearchDeviceRequestOnDevice)."""
         record = self.find(device)
-        _, frame = await self.http.send(record.location, messages.SearchDeviceRequestOnDevice(_target(target)),
-                                        record.device_id)
-        reply = frame.message
-        if not isinstance(reply, messages.SearchDeviceResponseOnDevice):
-            raise ProtocolError(f"unexpected answer {frame.routing.message_type}")
-        return reply.matched
+        seq, frame = await self.http.send(record.location,
+                                          messages.SearchDeviceRequestOnDevice(_target(target)),
+                                          record.device_id)
+        return check_answer(frame, messages.SearchDeviceResponseOnDevice, seq).matched
+
+    # --- pairing and pipes (9.2) -------------------------------------------------------------------
+    async def pair(self, device: DeviceId | str | DeviceRecord, pin: str | PinProvider) -> PairedDevice:
+        """Pair with a device by the PIN it shows; the pairing is stored in the keystore."""
+        record = self.find(device)
+
+        async def typed(_digits: int) -> str:
+            return pin if isinstance(pin, str) else await pin(_digits)
+
+        provider = typed if isinstance(pin, str) else pin
+        paired = await pair_device(self.http, record.location, self.identity, record.device_id,
+                                   provider, name=record.name, now=time.time)
+        self.keystore.add(paired)
+        return paired
+
+    def paired(self) -> list[PairedDevice]:
+        return self.keystore.peers()
+
+    async def unpair(self, device_id: DeviceId) -> bool:
+        pipe = self._pipes.pop(device_id, None)
+        if pipe is not None:
+            await pipe.close("unpaired")
+        return self.keystore.remove(device_id)
+
+    async def open_pipe(self, device: DeviceId | str | DeviceRecord, *, secure: bool = True) -> Pipe:
+        """A pipe to ``device`` (an open one is reused). A secure pipe needs a pairing."""
+        record = self.find(device)
+        pipe = self._pipes.get(record.device_id)
+        if pipe is not None and pipe.alive and pipe.secure == secure:
+            return pipe
+        pipe = await open_pipe(self.http, record.location, self.identity, record.device_id,
+                               self.keystore.peer_key, secure=secure,
+                               keepalive_interval=self.keepalive_interval)
+        self._pipes[record.device_id] = pipe
+        return pipe
 
     # --- I/O glue ------------------------------------------------------------------------------
     def _on_datagram(self, data: bytes, source: tuple[str, int], interface: str) -> None:

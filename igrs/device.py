@@ -1,32 +1,65 @@
-"""``Device``: one local IGRS device — announces itself, answers searches and serves its
-description. Later layers (pipes, sessions, services) hang their message handlers here."""
+"""``Device``: one local IGRS device — announces itself, answers searches, serves its
+description, accepts pipes (secure ones only from paired devices) and PIN pairing. Later
+layers (sessions, services, groups) register their message handlers in ``handlers``;
+everything but the description, discovery, pipe set-up and pairing needs a secure pipe."""
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
 import logging
+import os
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
 from igrs.constants import DEFAULT_MAX_AGE, IGRS_PATH, IGRS_PORT, ReturnCode
+from igrs.core import pipes as core_pipes
 from igrs.core.discovery import Action, DeviceDiscovery, Interface
-from igrs.errors import NotImplementedMessage
+from igrs.core.pipes import PipeRecord, PipeTable
+from igrs.core.security import PairingResponder, PinPairingHost
+from igrs.errors import NotImplementedMessage, SecurityError
+from igrs.keystore import PairedDevice, open_keystore
 from igrs.net import interfaces as netifaces
 from igrs.net.driver import TimerDriver
-from igrs.net.http import IgrsHttpServer
+from igrs.net.http import IgrsHttpServer, Reply, SealLater
 from igrs.net.isdp import IsdpEndpoints
 from igrs.wire import description as ddesc
 from igrs.wire import messages
+from igrs.wire.bodies import pipes as pb
 from igrs.wire.ids import DeviceId, DeviceType
-from igrs.wire.messages import Frame, SoapMessage, Status
+from igrs.wire.messages import Frame, Status
 
 log = logging.getLogger(__name__)
 
-MessageHandler = Callable[[Frame, str], Awaitable[SoapMessage]]
 INTERFACE_WATCH_INTERVAL = 5.0  # s between checks for changed interface addresses
+PAIRING_TIMEOUT = 60.0  # s between PairingStart and PairingConfirm
+
+# Served outside a secure pipe (clause 9.3/9.4, discovery, pipe set-up, pairing).
+OPEN_MESSAGES = frozenset({
+    "GetDeviceDescriptionRequest", "SearchDeviceRequestOnDevice", "CreatePipeRequest",
+    "AuthenticateRequest", "AuthenticateResultRequest", "CreatePipeResultRequest",
+    "DetachPipeNotify", "DeviceOnlineDetectionRequest", "PairingModeRequest",
+    "PairingStartRequest", "PairingConfirmRequest",
+})
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """Who sent a request: its address, and the pipe it came in (None: outside any pipe)."""
+
+    address: str
+    pipe: PipeRecord | None = None
+
+    @property
+    def secure(self) -> bool:
+        return self.pipe is not None and self.pipe.secure
+
+
+MessageHandler = Callable[[Frame, RequestContext], Awaitable[Reply]]
 
 
 def location_url(address: str, port: int) -> str:
@@ -55,13 +88,26 @@ class Device:
         manufacturer: str = "igrs-python",
         model_name: str = "igrs-python device",
         watch_interfaces: bool = True,
+        state_dir: str | os.PathLike[str] | None = None,
+        on_pin: Callable[[str], None] | None = None,
+        allow_non_secure_pipes: bool = True,
         rng: random.Random | None = None,
     ) -> None:
         self.name = name
         self.device_type = device_type if isinstance(device_type, DeviceType) else DeviceType.parse(device_type)
         if isinstance(device_id, str):
             device_id = DeviceId.parse(device_id)
-        self.device_id = device_id or DeviceId.new()
+        self.keystore = open_keystore(state_dir)
+        self.identity = self.keystore.load_or_create_identity(device_id)
+        if device_id is not None and self.identity.device_id != device_id:
+            log.warning("state directory holds device %s; ignoring --id %s", self.identity.device_id,
+                        device_id)
+        self.device_id = self.identity.device_id
+        self.pipes = PipeTable(self.identity, self.keystore.peer_key,
+                               allow_non_secure=allow_non_secure_pipes)
+        self.on_pin = on_pin
+        self._pin_host = PinPairingHost(self.identity, name=name) if on_pin is not None else None
+        self._pairing: tuple[int, DeviceId, PairingResponder, float] | None = None
         self.port = port
         self.http_port = http_port
         self.max_age = max_age
@@ -75,10 +121,19 @@ class Device:
         self.handlers: dict[str, MessageHandler] = {
             "GetDeviceDescriptionRequest": self._on_get_description,
             "SearchDeviceRequestOnDevice": self._on_search_on_device,
+            "CreatePipeRequest": self._on_pipe_step,
+            "AuthenticateRequest": self._on_pipe_step,
+            "AuthenticateResultRequest": self._on_pipe_step,
+            "CreatePipeResultRequest": self._on_pipe_step,
+            "DetachPipeNotify": self._on_detach,
+            "DeviceOnlineDetectionRequest": self._on_keepalive,
+            "PairingModeRequest": self._on_pairing_mode,
+            "PairingStartRequest": self._on_pairing_start,
+            "PairingConfirmRequest": self._on_pairing_confirm,
         }
         self.http = IgrsHttpServer(self.device_id, self._dispatch, self.description_bytes)
         self._endpoints: IsdpEndpoints | None = None
-        self._driver = TimerDriver(self.discovery.next_deadline, self._poll)
+        self._driver = TimerDriver(self._next_deadline, self._poll)
         self._watch_task: asyncio.Task[None] | None = None
         self._interfaces: list[Interface] = []
         self.locations: dict[str, str] = {}
@@ -162,7 +217,13 @@ class Device:
         self.discovery.on_datagram(data, source, interface, now)
         self._driver.wake()
 
+    def _next_deadline(self) -> float | None:
+        times = [t for t in (self.discovery.next_deadline(), self.pipes.next_deadline()) if t is not None]
+        return min(times, default=None)
+
     async def _poll(self, now: float) -> None:
+        for record in self.pipes.expire(now):
+            log.info("pipe %d with %s closed: idle", record.pipe_id, record.peer)
         await self._execute(self.discovery.poll(now))
 
     async def _execute(self, actions: list[Action]) -> None:
@@ -189,17 +250,108 @@ class Device:
         return next(iter(self.locations.values()), "")
 
     # --- unicast messages ------------------------------------------------------------------------
-    async def _dispatch(self, frame: Frame, peer: str) -> SoapMessage:
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    async def _dispatch(self, frame: Frame, address: str) -> Reply:
+        sealed = frame.message
+        if isinstance(sealed, pb.SecureMessage):
+            record = self.pipes.get(sealed.pipe_id, frame.routing.source, self._now())
+            channel = record.pipe.channel
+            if channel is None:
+                raise SecurityError("sealed message in a non-secure pipe")
+            inner = core_pipes.unseal(channel, frame)
+            reply = await self._handler(inner)(inner, RequestContext(address, record))
+            if reply is None or isinstance(reply, SealLater):
+                return reply
+            peer, pipe_id = frame.routing.source, record.pipe_id
+            return SealLater(reply, lambda m, seq: core_pipes.seal(
+                channel, pipe_id, m, source=self.device_id, target=peer, sequence_id=seq))
+        if frame.routing.message_type not in OPEN_MESSAGES:
+            self._handler(frame)  # 501 before 401 for what we do not serve at all
+            raise SecurityError(f"{frame.routing.message_type} needs a secure pipe",
+                                return_code=ReturnCode.NOT_AUTHENTICATED)
+        return await self._handler(frame)(frame, RequestContext(address))
+
+    def _handler(self, frame: Frame) -> MessageHandler:
         handler = self.handlers.get(frame.routing.message_type)
         if handler is None:
             raise NotImplementedMessage(f"{frame.routing.message_type} is not served by this device")
-        return await handler(frame, peer)
+        return handler
 
-    async def _on_get_description(self, frame: Frame, peer: str) -> SoapMessage:
+    async def _on_get_description(self, frame: Frame, ctx: RequestContext) -> Reply:
         return messages.GetDeviceDescriptionResponse(Status(frame.routing.sequence_id), self.description)
 
-    async def _on_search_on_device(self, frame: Frame, peer: str) -> SoapMessage:
+    async def _on_search_on_device(self, frame: Frame, ctx: RequestContext) -> Reply:
         assert isinstance(frame.message, messages.SearchDeviceRequestOnDevice)
         matched = self.discovery.matches(frame.message.target)
         return messages.SearchDeviceResponseOnDevice(
             Status(frame.routing.sequence_id, ReturnCode.SUCCESS), matched, self.device_type, self.name)
+
+    # --- pipes (9.2) -------------------------------------------------------------------------
+    async def _on_pipe_step(self, frame: Frame, ctx: RequestContext) -> Reply:
+        msg, peer, ack, now = frame.message, frame.routing.source, frame.routing.sequence_id, self._now()
+        if isinstance(msg, pb.CreatePipeRequest):
+            return self.pipes.on_create_pipe(peer, msg, ack, now)
+        if isinstance(msg, pb.AuthenticateRequest):
+            return self.pipes.on_authenticate(peer, msg, ack, now)
+        if isinstance(msg, pb.AuthenticateResultRequest):
+            return self.pipes.on_authenticate_result(peer, msg, ack, now)
+        assert isinstance(msg, pb.CreatePipeResultRequest)
+        reply = self.pipes.on_create_pipe_result(peer, msg, ack, now)
+        self._driver.wake()  # the idle deadline of the new pipe
+        log.info("pipe %d with %s established", reply.pipe_id, peer)
+        return reply
+
+    async def _on_detach(self, frame: Frame, ctx: RequestContext) -> Reply:
+        assert isinstance(frame.message, pb.DetachPipeNotify)
+        pipe_id = ctx.pipe.pipe_id if ctx.pipe is not None else frame.message.pipe_id
+        self.pipes.detach(pipe_id, frame.routing.source)
+        return None
+
+    async def _on_keepalive(self, frame: Frame, ctx: RequestContext) -> Reply:
+        assert isinstance(frame.message, pb.DeviceOnlineDetectionRequest)
+        if ctx.pipe is None:  # a non-secure pipe's probe arrives unsealed
+            self.pipes.get(frame.message.pipe_id, frame.routing.source, self._now())
+        return pb.DeviceOnlineDetectionResponse(Status(frame.routing.sequence_id))
+
+    # --- PIN pairing (project extension) -----------------------------------------------------------
+    async def _on_pairing_mode(self, frame: Frame, ctx: RequestContext) -> Reply:
+        if self._pin_host is None or self.on_pin is None:
+            raise SecurityError("this device has no way to show a PIN", return_code=ReturnCode.FORBIDDEN)
+        pin = self._pin_host.pin(self._now())
+        self.on_pin(pin)
+        return pb.PairingModeResponse(Status(frame.routing.sequence_id), self._pin_host.digits,
+                                      int(self._pin_host.pin_lifetime))
+
+    async def _on_pairing_start(self, frame: Frame, ctx: RequestContext) -> Reply:
+        assert isinstance(frame.message, pb.PairingStartRequest)
+        if self._pin_host is None:
+            raise SecurityError("pairing is not enabled on this device", return_code=ReturnCode.FORBIDDEN)
+        now = self._now()
+        responder, data = self._pin_host.accept(frame.message.data, now)
+        handshake_id = int.from_bytes(os.urandom(4), "big") or 1
+        self._pairing = (handshake_id, frame.routing.source, responder, now + PAIRING_TIMEOUT)
+        return pb.PairingStartResponse(Status(frame.routing.sequence_id), data, handshake_id=handshake_id)
+
+    async def _on_pairing_confirm(self, frame: Frame, ctx: RequestContext) -> Reply:
+        assert isinstance(frame.message, pb.PairingConfirmRequest)
+        pending, self._pairing = self._pairing, None
+        now = self._now()
+        if (pending is None or pending[0] != frame.message.handshake_id
+                or pending[1] != frame.routing.source or now > pending[3]):
+            raise SecurityError("no pairing in progress with this device",
+                                return_code=ReturnCode.PRECONDITION_FAILED)
+        responder = pending[2]
+        data = responder.on_confirm(frame.message.data, now)
+        result = responder.result
+        if result.peer != frame.routing.source:
+            raise SecurityError("paired identity is not the sender", return_code=ReturnCode.FORBIDDEN)
+        self.keystore.add(PairedDevice.from_pairing(result, paired_at=time.time()))
+        log.info("paired with %s (%s)", result.peer, result.fingerprint)
+        return pb.PairingConfirmResponse(Status(frame.routing.sequence_id), data)
+
+    def unpair(self, peer: DeviceId) -> bool:
+        """Forget a paired device and close its pipes."""
+        self.pipes.drop_peer(peer)
+        return self.keystore.remove(peer)

@@ -231,3 +231,40 @@ class KeyStore:
 
 def _dump(doc: object) -> bytes:
     return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
+
+
+class MemoryKeyStore:
+    """The KeyStore interface without files: identity and pairings live as long as the object.
+
+    The default for a Device or ControlPoint given no state directory (tests, demos); pass
+    ``state_dir`` to keep the identity and the paired devices across restarts.
+    """
+
+    def __init__(self) -> None:
+        self._identity: LocalIdentity | None = None
+        self._peers: dict[DeviceId, PairedDevice] = {}
+
+    def load_or_create_identity(self, device_id: DeviceId | None = None) -> LocalIdentity:
+        if self._identity is None:
+            self._identity = LocalIdentity.generate(device_id)
+        return self._identity
+
+    def peers(self) -> list[PairedDevice]:
+        return sorted(self._peers.values(), key=lambda r: (r.name, str(r.device_id)))
+
+    def get(self, device_id: DeviceId) -> PairedDevice | None:
+        return self._peers.get(device_id)
+
+    def peer_key(self, device_id: DeviceId) -> bytes | None:
+        record = self._peers.get(device_id)
+        return record.public_key if record else None
+
+    def add(self, record: PairedDevice) -> None:
+        self._peers[record.device_id] = record
+
+    def remove(self, device_id: DeviceId) -> bool:
+        return self._peers.pop(device_id, None) is not None
+
+
+def open_keystore(state_dir: str | os.PathLike[str] | None) -> KeyStore | MemoryKeyStore:
+    return KeyStore(state_dir) if state_dir is not None else MemoryKeyStore()

@@ -12,6 +12,7 @@ import itertools
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -29,7 +30,19 @@ from igrs.wire.messages import ErrorResponse, Frame, SoapMessage, Status
 
 log = logging.getLogger(__name__)
 
-RequestHandler = Callable[[Frame, str], Awaitable[SoapMessage]]
+Sealer = Callable[[SoapMessage, int], SoapMessage]
+
+
+@dataclass(frozen=True, slots=True)
+class SealLater:
+    """A reply to seal for a secure pipe once its SequenceId is chosen."""
+
+    inner: SoapMessage
+    seal: Sealer
+
+
+Reply = SoapMessage | SealLater | None  # None: a notify, answered 200 with no body
+RequestHandler = Callable[[Frame, str], Awaitable[Reply]]
 DEFAULT_REQUEST_TIMEOUT = 5.0
 _HTTP_STATUS = {
     ReturnCode.BAD_MESSAGE: 400, ReturnCode.NOT_FOUND: 404, ReturnCode.PAYLOAD_TOO_LARGE: 413,
@@ -126,6 +139,8 @@ class IgrsHttpServer:
             log.exception("handler failed for %s", routing.message_type)
             return self._error(routing.sequence_id, ReturnCode.INTERNAL_ERROR, "internal error",
                                routing.source)
+        if reply is None:
+            return web.Response(status=200)
         return self._respond(reply, routing.source, 200)
 
     def _error(self, ack: int, code: int, reason: str, target: DeviceId | None) -> web.Response:
@@ -135,9 +150,12 @@ class IgrsHttpServer:
         reply = ErrorResponse(Status(ack, code, reason))
         return self._respond(reply, target, status)
 
-    def _respond(self, reply: SoapMessage, target: DeviceId | None, status: int) -> web.Response:
-        headers, body = messages.encode(reply, source=self.device_id, target=target,
-                                        sequence_id=next(self._seq) & 0xFFFFFFFF or 1)
+    def _respond(self, reply: SoapMessage | SealLater, target: DeviceId | None,
+                 status: int) -> web.Response:
+        seq = next(self._seq) & 0xFFFFFFFF or 1
+        if isinstance(reply, SealLater):
+            reply = reply.seal(reply.inner, seq)
+        headers, body = messages.encode(reply, source=self.device_id, target=target, sequence_id=seq)
         return web.Response(status=status, body=body, headers=CIMultiDict(headers))
 
 
@@ -171,16 +189,22 @@ class IgrsHttpClient:
     def next_sequence(self) -> int:
         return next(self._seq) & 0xFFFFFFFF or 1
 
-    async def send(self, url: str, message: SoapMessage, target: DeviceId | None) -> tuple[int, Frame]:
-        """POST ``message``; return (sequence id used, decoded answer)."""
+    async def send(self, url: str, message: SoapMessage, target: DeviceId | None,
+                   seal: Sealer | None = None) -> tuple[int, Frame | None]:
+        """POST ``message`` (sealed by ``seal`` once its SequenceId is known); return the
+        sequence id used and the decoded answer (None: a bare 200, the answer to a notify)."""
         seq = self.next_sequence()
-        headers, body = messages.encode(message, source=self.source, target=target, sequence_id=seq)
+        wire_message = seal(message, seq) if seal is not None else message
+        headers, body = messages.encode(wire_message, source=self.source, target=target,
+                                        sequence_id=seq)
         try:
             async with self._client().request(
                 "M-POST", url, data=body, headers=CIMultiDict(headers)) as resp:
                 data = await resp.content.read(MAX_HTTP_BODY + 1)
                 if len(data) > MAX_HTTP_BODY:
                     raise ProtocolError("answer too large")
+                if resp.status == 200 and not data:
+                    return seq, None
                 return seq, messages.decode(Headers(resp.headers.items()), data)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise IGRSError(f"{url}: {exc or type(exc).__name__}",

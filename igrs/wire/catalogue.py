@@ -153,10 +153,25 @@ _SPECS: tuple[MessageSpec, ...] = (
 )
 
 CATALOGUE: dict[str, MessageSpec] = {spec.name: spec for spec in _SPECS}
-BY_SOAP_ACTION: dict[str, MessageSpec] = {spec.soap_action: spec for spec in _SPECS}
+
+# Project extensions (not in 14543-5-1): PIN pairing, for which no message is public.
+# Clause "ext"; listed in specs/messages.md §1.1 and specs/pipes.md.
+_EXTENSIONS: tuple[MessageSpec, ...] = (
+    _s("PairingModeRequest", "ext", RQ, UC, SOAP, "IGRS-X-PairingMode-Request", False, "PairingModeResponse"),
+    _s("PairingModeResponse", "ext", RS, UC, SOAP, "IGRS-X-PairingMode-Response", False),
+    _s("PairingStartRequest", "ext", RQ, UC, SOAP, "IGRS-X-PairingStart-Request", False,
+       "PairingStartResponse"),
+    _s("PairingStartResponse", "ext", RS, UC, SOAP, "IGRS-X-PairingStart-Response", False),
+    _s("PairingConfirmRequest", "ext", RQ, UC, SOAP, "IGRS-X-PairingConfirm-Request", False,
+       "PairingConfirmResponse"),
+    _s("PairingConfirmResponse", "ext", RS, UC, SOAP, "IGRS-X-PairingConfirm-Response", False),
+)
+EXTENSIONS: dict[str, MessageSpec] = {spec.name: spec for spec in _EXTENSIONS}
+BY_SOAP_ACTION: dict[str, MessageSpec] = {spec.soap_action: spec for spec in (*_SPECS, *_EXTENSIONS)}
 # Other spellings accepted on input (none yet; ezbox reused the 9.7 name for 10.3).
 ALIASES: dict[str, str] = {}
 
 
 def spec_for(name: str) -> MessageSpec | None:
-    return CATALOGUE.get(ALIASES.get(name, name))
+    name = ALIASES.get(name, name)
+    return CATALOGUE.get(name) or EXTENSIONS.get(name)

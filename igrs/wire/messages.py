@@ -225,6 +225,9 @@ class OpaqueMessage:
 
 BodyParser = Callable[[Element], SoapMessage]
 BODY_TYPES: dict[str, BodyParser] = {}
+# Body elements that stand for another message's body (e.g. a sealed SecureMessage),
+# keyed by element tag; the parser gets the element and the 01-IGRSMessageType value.
+WRAPPERS: dict[str, Callable[[Element, str], SoapMessage]] = {}
 
 
 def register(cls: type) -> type:
@@ -313,14 +316,20 @@ def _decode(headers: Headers, body: bytes) -> Frame:
     if len(body) > MAX_HTTP_BODY:
         raise LimitExceeded("body too large", return_code=ReturnCode.PAYLOAD_TOO_LARGE)
     el = parse_envelope(body)
-    parser = BODY_TYPES.get(mtype)
-    if parser is not None:
-        message = parser(el)
-    else:
-        if el.tag != qname(IGRS_NS, mtype):
-            raise ProtocolError(f"body element is not {mtype}")
-        message = OpaqueMessage(mtype, etree.tostring(el))
+    wrapper = WRAPPERS.get(el.tag)
+    message = wrapper(el, mtype) if wrapper is not None else parse_body(mtype, el)
     return Frame(Routing(mtype, source, target, seq), message)
+
+
+def parse_body(message_type: str, el: Element) -> SoapMessage:
+    """The typed message for a body element (OpaqueMessage where no type is registered)."""
+    _load_bodies()
+    parser = BODY_TYPES.get(message_type)
+    if parser is not None:
+        return parser(el)
+    if el.tag != qname(IGRS_NS, message_type):
+        raise ProtocolError(f"body element is not {message_type}")
+    return OpaqueMessage(message_type, etree.tostring(el))
 
 
 # --- whole HTTP messages (raw bytes: captures, fuzzing, non-aiohttp transports) ----------

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -19,11 +20,29 @@ def run(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def device(free_udp_port: int) -> Iterator[tuple[subprocess.Popen[str], dict[str, str]]]:
+def device(free_udp_port: int, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str]]]:
     proc = subprocess.Popen(
-        [*IGRS, "device", "run", "--name", "Kitchen TV", "--type", "TV", "--interface", "lo",
-         "--port", str(free_udp_port), "--http-port", "0", "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            *IGRS,
+            "device",
+            "run",
+            "--name",
+            "Kitchen TV",
+            "--type",
+            "TV",
+            "--interface",
+            "lo",
+            "--port",
+            str(free_udp_port),
+            "--http-port",
+            "0",
+            "--json",
+            "--state-dir",
+            str(tmp_path / "tv"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None
@@ -67,11 +86,28 @@ def test_describe_by_uuid_prefix_and_as_xml(device, free_udp_port: int) -> None:
 def test_sigint_sends_byebye_seen_by_a_watcher(free_udp_port: int) -> None:
     watcher = subprocess.Popen(
         [*IGRS, "discover", "--watch", "--json", "--interface", "lo", "--port", str(free_udp_port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     dev = subprocess.Popen(
-        [*IGRS, "device", "run", "--name", "PC", "--interface", "lo", "--port", str(free_udp_port),
-         "--http-port", "0", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            *IGRS,
+            "device",
+            "run",
+            "--name",
+            "PC",
+            "--interface",
+            "lo",
+            "--port",
+            str(free_udp_port),
+            "--http-port",
+            "0",
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert watcher.stdout is not None and dev.stdout is not None
@@ -90,9 +126,34 @@ def test_sigint_sends_byebye_seen_by_a_watcher(free_udp_port: int) -> None:
 
 
 def test_exit_codes(free_udp_port: int) -> None:
-    missing = run("describe", "nothing-here", "--interface", "lo", "--port", str(free_udp_port),
-                  "--timeout", "0.3")
+    missing = run(
+        "describe", "nothing-here", "--interface", "lo", "--port", str(free_udp_port), "--timeout", "0.3"
+    )
     assert missing.returncode == 1 and "no device matches" in missing.stderr
     assert run("discover", "--interface", "no-such-if0").returncode == 1
     assert run("discover", "--timeout", "not-a-number").returncode == 2
     assert run().returncode == 2
+
+
+def test_pair_unpair_and_list_with_the_pin_typed_at_the_prompt(device, free_udp_port: int, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    proc, ready = device
+    state = ["--state-dir", str(tmp_path / "controller")]
+    pair = subprocess.Popen(
+        [*IGRS, "pair", ready["id"], "--interface", "lo", "--port", str(free_udp_port), *state],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None and pair.stdin is not None
+        shown = json.loads(proc.stdout.readline())  # the device "shows" the PIN
+        assert shown["event"] == "pin" and len(shown["pin"]) == 6
+        out, err = pair.communicate(shown["pin"] + "\n", timeout=20)
+        assert pair.returncode == 0, err
+        assert "paired with Kitchen TV" in out and "fingerprint" in out
+    finally:
+        if pair.poll() is None:
+            pair.kill()
+    listed = run("paired", "--json", *state)
+    assert [p["id"] for p in json.loads(listed.stdout)] == [ready["id"]]
+    assert run("unpair", "Kitchen TV", *state).returncode == 0
+    assert json.loads(run("paired", "--json", *state).stdout) == []
+    assert run("unpair", "Kitchen TV", *state).returncode == 1

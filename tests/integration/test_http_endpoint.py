@@ -14,21 +14,24 @@ from igrs.wire import description as ddesc
 from igrs.wire import messages
 from igrs.wire.httpu import Headers
 from igrs.wire.ids import DeviceId
-from igrs.wire.messages import ErrorResponse, OpaqueMessage
+from igrs.wire.messages import ErrorResponse
 
 
 @pytest.fixture
 async def device(free_udp_port: int) -> AsyncIterator[Device]:
-    async with Device(name="TV", device_type="TV", interfaces=["lo"], port=free_udp_port,
-                      http_port=0, watch_interfaces=False) as dev:
+    async with Device(
+        name="TV", device_type="TV", interfaces=["lo"], port=free_udp_port, http_port=0, watch_interfaces=False
+    ) as dev:
         yield dev
 
 
-async def post(url: str, headers: list[tuple[str, str]], body: bytes,
-               method: str = "M-POST") -> tuple[int, messages.Frame | None, bytes]:
-    async with aiohttp.ClientSession() as s, s.request(
-        method, url, data=body, headers=CIMultiDict(headers)
-    ) as resp:
+async def post(
+    url: str, headers: list[tuple[str, str]], body: bytes, method: str = "M-POST"
+) -> tuple[int, messages.Frame | None, bytes]:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.request(method, url, data=body, headers=CIMultiDict(headers)) as resp,
+    ):
         data = await resp.read()
         try:
             frame = messages.decode(Headers(resp.headers.items()), data)
@@ -72,9 +75,11 @@ async def test_malformed_xml_gets_400(device: Device) -> None:
 
 
 async def test_xml_bomb_gets_400_fast(device: Device) -> None:
-    bomb = (b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa">'
-            + b"".join(f'<!ENTITY {chr(98 + i)} "{("&" + chr(97 + i) + ";") * 10}">'.encode() for i in range(8))
-            + b"]><x>&i;</x>")
+    bomb = (
+        b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa">'
+        + b"".join(f'<!ENTITY {chr(98 + i)} "{("&" + chr(97 + i) + ";") * 10}">'.encode() for i in range(8))
+        + b"]><x>&i;</x>"
+    )
     headers, _ = request(messages.GetDeviceDescriptionRequest(), device.device_id)
     status, frame, _ = await post(device.location, headers, bomb)
     assert status == 400 and error_code(frame) == ReturnCode.BAD_MESSAGE
@@ -89,8 +94,9 @@ async def test_unknown_message_type_gets_400(device: Device) -> None:
 
 
 async def test_catalogued_but_unserved_message_gets_501(device: Device) -> None:
-    body = b'<CreatePipeRequest xmlns="http://www.igrs.org/spec1.0"/>'
-    headers, envelope = request(OpaqueMessage("CreatePipeRequest", body), device.device_id)
+    del device.handlers["SearchDeviceRequestOnDevice"]  # a device that does not serve it
+    message = messages.SearchDeviceRequestOnDevice(messages.SearchTarget.all())
+    headers, envelope = request(message, device.device_id)
     status, frame, _ = await post(device.location, headers, envelope)
     assert status == 501 and error_code(frame) == ReturnCode.NOT_IMPLEMENTED
     assert frame is not None and frame.message.status.acknowledge_id == 42  # type: ignore[union-attr]

@@ -1,0 +1,202 @@
+"""The initiating side of device pipes and of PIN pairing (asyncio).
+
+``open_pipe`` runs the four-step handshake of clause 9.2 against a device; the resulting
+``Pipe`` seals every request (secure pipe), checks every answer, keeps the pipe alive with
+DeviceOnlineDetectionRequest and declares the peer gone after KEEPALIVE_MISSES unanswered
+probes. ``pair`` runs the PIN pairing extension. Written protocol: specs/pipes.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from igrs.constants import KEEPALIVE_INTERVAL, KEEPALIVE_MISSES, ReturnCode
+from igrs.core import pipes as core_pipes
+from igrs.core.security import EstablishedPipe, LocalIdentity, PairingInitiator, PeerLookup, PipeInitiator
+from igrs.errors import IGRSError, ProtocolError, RemoteError, SecurityError
+from igrs.keystore import PairedDevice
+from igrs.net.http import IgrsHttpClient
+from igrs.wire.bodies import pipes as bodies
+from igrs.wire.ids import DeviceId
+from igrs.wire.messages import ErrorResponse, Frame, SoapMessage
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M")
+PinProvider = Callable[[int], Awaitable[str]]  # (digits) -> the PIN the user typed
+
+
+def _return_code(code: int) -> ReturnCode | None:
+    return ReturnCode(code) if code in ReturnCode._value2member_map_ else None
+
+
+def check_answer(frame: Frame | None, expected: type[M], seq: int) -> M:
+    """The typed answer to request ``seq``, or the RemoteError/ProtocolError it deserves."""
+    if frame is None:
+        raise ProtocolError(f"empty answer where {expected.__name__} was expected")
+    reply = frame.message
+    if isinstance(reply, ErrorResponse):
+        raise RemoteError(reply.status.reason or f"return code {reply.status.return_code}",
+                          return_code=_return_code(reply.status.return_code))
+    if not isinstance(reply, expected):
+        raise ProtocolError(f"expected {expected.__name__}, got {frame.routing.message_type}")
+    status = getattr(reply, "status", None)
+    if status is not None:
+        if status.acknowledge_id != seq:
+            raise ProtocolError("AcknowledgeId does not match the request's SequenceId")
+        if not status.ok:
+            raise RemoteError(status.reason or f"return code {status.return_code}",
+                              return_code=_return_code(status.return_code))
+    return reply
+
+
+class Pipe:
+    """An established pipe from this node to a device."""
+
+    def __init__(self, http: IgrsHttpClient, location: str, established: EstablishedPipe,
+                 *, keepalive_interval: float = KEEPALIVE_INTERVAL,
+                 on_closed: Callable[[Pipe, str], None] | None = None) -> None:
+        self.http = http
+        self.location = location
+        self.established = established
+        self.keepalive_interval = keepalive_interval
+        self.on_closed = on_closed
+        self.closed_reason: str | None = None
+        self._keepalive: asyncio.Task[None] | None = None
+
+    @property
+    def pipe_id(self) -> int:
+        return self.established.pipe_id
+
+    @property
+    def peer(self) -> DeviceId:
+        return self.established.peer
+
+    @property
+    def secure(self) -> bool:
+        return self.established.secure
+
+    @property
+    def alive(self) -> bool:
+        return self.closed_reason is None
+
+    def start_keepalive(self) -> None:
+        if self.keepalive_interval > 0 and self._keepalive is None:
+            self._keepalive = asyncio.create_task(self._probe_loop(), name=f"igrs-keepalive-{self.pipe_id}")
+
+    def _sealer(self) -> Callable[[SoapMessage, int], SoapMessage] | None:
+        channel = self.established.channel
+        if channel is None:
+            return None
+        local, peer, pipe_id = self.established.local, self.peer, self.pipe_id
+        return lambda m, seq: core_pipes.seal(channel, pipe_id, m, source=local, target=peer,
+                                              sequence_id=seq)
+
+    async def exchange(self, message: SoapMessage) -> tuple[int, Frame | None]:
+        """Send ``message`` in the pipe; return (SequenceId, opened answer or None)."""
+        if not self.alive:
+            raise IGRSError(f"pipe {self.pipe_id} is closed: {self.closed_reason}",
+                            return_code=ReturnCode.PRECONDITION_FAILED)
+        seq, frame = await self.http.send(self.location, message, self.peer, seal=self._sealer())
+        if frame is not None and isinstance(frame.message, bodies.SecureMessage):
+            channel = self.established.channel
+            if channel is None or frame.message.pipe_id != self.pipe_id:
+                raise SecurityError("sealed answer on a pipe without those keys")
+            frame = core_pipes.unseal(channel, frame)
+        elif frame is not None and self.secure and not isinstance(frame.message, ErrorResponse):
+            raise SecurityError("unsealed answer in a secure pipe")
+        return seq, frame
+
+    async def request(self, message: SoapMessage, expected: type[M]) -> M:
+        seq, frame = await self.exchange(message)
+        return check_answer(frame, expected, seq)
+
+    async def _probe_loop(self) -> None:
+        misses = 0
+        while self.alive:
+            await asyncio.sleep(self.keepalive_interval)
+            try:
+                await asyncio.wait_for(
+                    self.request(bodies.DeviceOnlineDetectionRequest(self.pipe_id),
+                                 bodies.DeviceOnlineDetectionResponse),
+                    timeout=max(1.0, self.keepalive_interval))
+                misses = 0
+            except (IGRSError, TimeoutError) as exc:
+                misses += 1
+                log.debug("keep-alive %d/%d of pipe %d failed: %s", misses, KEEPALIVE_MISSES,
+                          self.pipe_id, exc)
+                if isinstance(exc, RemoteError) and exc.return_code == ReturnCode.NOT_AUTHENTICATED:
+                    self._mark_closed("the device no longer knows this pipe")
+                elif misses >= KEEPALIVE_MISSES:
+                    self._mark_closed("the device stopped answering (keep-alive)")
+
+    def _mark_closed(self, reason: str) -> None:
+        if self.closed_reason is None:
+            self.closed_reason = reason
+            if self.on_closed is not None:
+                self.on_closed(self, reason)
+
+    async def close(self, reason: str = "closed by the application") -> None:
+        """Detach (DetachPipeNotify) and stop the keep-alive."""
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keepalive
+            self._keepalive = None
+        if self.alive:
+            with contextlib.suppress(IGRSError, OSError):
+                await self.exchange(bodies.DetachPipeNotify(self.pipe_id, reason))
+            self._mark_closed(reason)
+
+
+async def open_pipe(http: IgrsHttpClient, location: str, identity: LocalIdentity, peer: DeviceId,
+                    peers: PeerLookup, *, secure: bool = True,
+                    keepalive_interval: float = KEEPALIVE_INTERVAL) -> Pipe:
+    """Create a pipe to ``peer`` at ``location`` (CreatePipe → Authenticate →
+    AuthenticateResult → CreatePipeResult)."""
+    if secure and peers(peer) is None:
+        raise SecurityError(f"{peer} is not paired; pair first (igrs pair)",
+                            return_code=ReturnCode.FORBIDDEN)
+    init = PipeInitiator(identity, peer, peers=peers, secure=secure)
+
+    async def step(message: SoapMessage, expected: type[M]) -> M:
+        seq, frame = await http.send(location, message, peer)
+        return check_answer(frame, expected, seq)
+
+    r1 = await step(bodies.CreatePipeRequest(secure, init.create_pipe_request()), bodies.CreatePipeResponse)
+    hid = r1.handshake_id
+    r2 = await step(bodies.AuthenticateRequest(hid, init.on_create_pipe_response(r1.data)),
+                    bodies.AuthenticateResponse)
+    r3 = await step(bodies.AuthenticateResultRequest(hid, init.on_authenticate_response(r2.data)),
+                    bodies.AuthenticateResultResponse)
+    if not r3.pipe_id:
+        raise ProtocolError("AuthenticateResultResponse assigned no PipeId")
+    d4 = init.on_authenticate_result_response(r3.data, pipe_id=r3.pipe_id)
+    r4 = await step(bodies.CreatePipeResultRequest(hid, d4), bodies.CreatePipeResultResponse)
+    established = init.on_create_pipe_result_response(r4.data)
+    pipe = Pipe(http, location, established, keepalive_interval=keepalive_interval)
+    pipe.start_keepalive()
+    return pipe
+
+
+async def pair(http: IgrsHttpClient, location: str, identity: LocalIdentity, peer: DeviceId,
+               pin: PinProvider, *, name: str = "", now: Callable[[], float]) -> PairedDevice:
+    """PIN pairing with the device at ``location``: it shows a PIN, ``pin`` supplies what the
+    user typed. Returns the pairing record (the caller stores it)."""
+
+    async def step(message: SoapMessage, expected: type[M]) -> M:
+        seq, frame = await http.send(location, message, peer)
+        return check_answer(frame, expected, seq)
+
+    mode = await step(bodies.PairingModeRequest(), bodies.PairingModeResponse)
+    typed = await pin(mode.digits)
+    init = PairingInitiator(identity, peer, typed, name=name)
+    r1 = await step(bodies.PairingStartRequest(0, init.start()), bodies.PairingStartResponse)
+    r2 = await step(bodies.PairingConfirmRequest(r1.handshake_id, init.on_reply(r1.data)),
+                    bodies.PairingConfirmResponse)
+    result = init.on_done(r2.data)
+    return PairedDevice.from_pairing(result, paired_at=now())
