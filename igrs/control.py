@@ -188,7 +188,7 @@ class ControlPoint:
     async def describe(self, device: DeviceId | str | DeviceRecord) -> ddesc.DeviceDescription:
         """Fetch the device description document (GetDeviceDescriptionRequest, clause 9.3)."""
         record = self.find(device)
-        seq, frame = await self.http.send(record.location, messages.GetDeviceDescriptionRequest(),
+        seq, frame = await self.http.send(record.url, messages.GetDeviceDescriptionRequest(),
                                           record.device_id)
         reply = check_answer(frame, messages.GetDeviceDescriptionResponse, seq)
         if reply.description is None or reply.description.device_id != record.device_id:
@@ -198,7 +198,7 @@ class ControlPoint:
     async def search_on_device(self, device: DeviceId | str | DeviceRecord, target: Target = None) -> bool:
         """Ask one device directly whether it matches ``target`` (SearchDeviceRequestOnDevice)."""
         record = self.find(device)
-        seq, frame = await self.http.send(record.location,
+        seq, frame = await self.http.send(record.url,
                                           messages.SearchDeviceRequestOnDevice(_target(target)),
                                           record.device_id)
         return check_answer(frame, messages.SearchDeviceResponseOnDevice, seq).matched
@@ -212,7 +212,7 @@ class ControlPoint:
             return pin if isinstance(pin, str) else await pin(_digits)
 
         provider = typed if isinstance(pin, str) else pin
-        paired = await pair_device(self.http, record.location, self.identity, record.device_id,
+        paired = await pair_device(self.http, record.url, self.identity, record.device_id,
                                    provider, name=record.name, now=time.time)
         self.keystore.add(paired)
         return paired
@@ -232,7 +232,7 @@ class ControlPoint:
         pipe = self._pipes.get(record.device_id)
         if pipe is not None and pipe.alive and pipe.secure == secure:
             return pipe
-        pipe = await open_pipe(self.http, record.location, self.identity, record.device_id,
+        pipe = await open_pipe(self.http, record.url, self.identity, record.device_id,
                                self.keystore.peer_key, secure=secure,
                                keepalive_interval=self.keepalive_interval)
         self._pipes[record.device_id] = pipe

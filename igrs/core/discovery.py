@@ -352,6 +352,14 @@ class DeviceRecord:
     def interfaces(self) -> list[str]:
         return sorted({iface for iface, _ in self.seen_on})
 
+    @property
+    def url(self) -> str:
+        """``location`` made reachable: a link-local IPv6 host gets the zone it was heard on."""
+        addr, _, zone = self.address.partition("%")
+        if not zone or f"[{addr}]" not in self.location:
+            return self.location
+        return self.location.replace(f"[{addr}]", f"[{addr}%{zone}]", 1)
+
 
 @dataclass(frozen=True, slots=True)
 class DeviceAppeared:
@@ -498,6 +506,8 @@ class ControlPointDiscovery:
         # to ``seen_on`` (no flapping between a two-homed device's addresses). A new address
         # on the primary interface (the device moved) replaces it.
         primary_iface = next((i for i, a in previous.seen_on if a == previous.address), interface)
+        if ":" in previous.address and ":" not in address:
+            primary_iface = interface  # prefer an IPv4 address: no zone needed to reach it
         seen_on = previous.seen_on | {(interface, address)}
         if interface == primary_iface and address != previous.address:
             seen_on = frozenset(p for p in seen_on if p != (interface, previous.address))

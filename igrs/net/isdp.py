@@ -179,8 +179,11 @@ class IsdpEndpoints:
                 continue
             if data is None:
                 return
+            host = addr[0]
+            if len(addr) == 4 and addr[3] and "%" not in host:
+                host = f"{host}%{addr[3]}"  # keep the zone of link-local IPv6 senders
             try:
-                self.handler(data, (addr[0], addr[1]), iface_name)
+                self.handler(data, (host, addr[1]), iface_name)
             except Exception:  # a handler bug must not kill the receive loop
                 log.exception("ISDP handler failed on a datagram from %s", addr)
 
@@ -202,7 +205,8 @@ class IsdpEndpoints:
         stream = self._unicast.get(iface_name)
         if stream is None:
             return
-        dest: tuple = address if iface.family == 4 else (address[0], address[1], 0, iface.scope_id)
+        dest: tuple = address if iface.family == 4 else (
+            address[0].partition("%")[0], address[1], 0, iface.scope_id)
         await self._send(stream, payload, dest)
 
     async def execute(self, actions: list[Action]) -> None:

@@ -299,3 +299,17 @@ class TestRegistry:
         )
         [ev] = cp.on_datagram(isdp.encode(resp, host=""), ("10.77.1.30", 5000), "eth-a", 0.0)
         assert isinstance(ev, DeviceAppeared)
+
+
+def test_ipv4_sighting_becomes_primary_and_zones_make_urls_reachable() -> None:
+    v6 = Interface.from_cidr("eth-a%6", "fe80::1/64", scope_id=2)
+    cp = ControlPointDiscovery(DeviceId.new())
+    cp.set_interfaces([LAN, v6])
+    dev = DeviceId.new()
+    msg6 = isdp.DeviceOnlineAdvertisement(dev, DeviceType("TV"), "http://[fe80::9]:80/IGRS", 60)
+    [ev] = cp.on_datagram(isdp.encode(msg6, host="x"), ("fe80::9%2", 5000), "eth-a%6", 0.0)
+    assert ev.device.url == "http://[fe80::9%2]:80/IGRS"
+    cp.on_datagram(alive(dev, "10.77.1.30"), ("10.77.1.30", 5000), "eth-a", 0.1)
+    rec = cp.devices[0]
+    assert rec.address == "10.77.1.30" and rec.url == rec.location == "http://10.77.1.30:3880/IGRS"
+    assert rec.interfaces == ["eth-a", "eth-a%6"]
