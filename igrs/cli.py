@@ -125,16 +125,13 @@ async def cmd_describe(args: argparse.Namespace) -> int:
 
 
 # --- device run ----------------------------------------------------------------------------------
-async def _until_signalled() -> None:
+def _catch_signals() -> asyncio.Event:
+    """An event set by SIGINT/SIGTERM (installed before anything announces readiness)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+    return stop
 
 
 async def cmd_device_run(args: argparse.Namespace) -> int:
@@ -151,6 +148,7 @@ async def cmd_device_run(args: argparse.Namespace) -> int:
                     max_age=args.max_age, ipv6=args.ipv6,
                     state_dir=_state_dir(args, f"devices/{_slug(args.name)}"),
                     on_pin=None if args.no_pairing else show_pin)
+    stop = _catch_signals()
     async with device:
         if args.json:
             print(json.dumps({"event": "ready", "id": str(device.device_id), "location": device.location,
@@ -160,7 +158,7 @@ async def cmd_device_run(args: argparse.Namespace) -> int:
             for iface, url in device.locations.items():
                 print(f"  {iface}: {url}", flush=True)
             print("Ctrl-C to stop (a DeviceOfflineAdvertisement is sent on exit)", flush=True)
-        await _until_signalled()
+        await stop.wait()
     if args.json:
         print(json.dumps({"event": "stopped", "id": str(device.device_id)}), flush=True)
     return EXIT_OK

@@ -168,3 +168,12 @@ def free_udp_port() -> int:
 @pytest.fixture
 def free_tcp_port() -> int:
     return _nb.free_port("tcp")
+
+
+@pytest.fixture(autouse=True)
+def isolated_state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Identity keys and pairings of every test (and its subprocesses) in a fresh folder,
+    never in the user's ~/.local/state/igrs."""
+    state = tmp_path_factory.mktemp("igrs-state")
+    monkeypatch.setenv("IGRS_STATE_DIR", str(state))
+    return state

@@ -54,6 +54,11 @@ class Interface:
     address: str
     network: IPNetwork
     scope_id: int = 0
+    device: str = ""  # the OS interface name, when ``name`` is made unique from it
+
+    @property
+    def os_name(self) -> str:
+        return self.device or self.name
 
     @property
     def family(self) -> int:

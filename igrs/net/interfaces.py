@@ -43,7 +43,7 @@ def _unique_names(found: list[Interface]) -> list[Interface]:
         name = iface.name if iface.family == 4 else f"{iface.name}%6"
         if seen[key] > 1:
             name = f"{name}#{seen[key]}"
-        out.append(Interface(name, iface.address, iface.network, iface.scope_id))
+        out.append(Interface(name, iface.address, iface.network, iface.scope_id, iface.name))
     return out
 
 

@@ -64,16 +64,21 @@ async def _stream(sock: socket.socket, drops: Counter[str]) -> DatagramServer:
     return DatagramServer(transport, recvq, excq, drained)
 
 
-def _reuse(sock: socket.socket) -> None:
+def _reuse(sock: socket.socket, iface: Interface) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if hasattr(socket, "SO_REUSEPORT"):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if hasattr(socket, "SO_BINDTODEVICE"):
+        # Sockets of one process bound to the same group and port on several interfaces
+        # otherwise share its datagrams arbitrarily: tie each to its own interface.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, iface.os_name.encode())
 
 
 def _v4_group_socket(group: str, port: int, iface: Interface) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
     try:
-        _reuse(sock)
+        _reuse(sock, iface)
         sock.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
         sock.bind((group, port))
         mreq = struct.pack("4s4s", socket.inet_aton(group), socket.inet_aton(iface.address))
@@ -102,7 +107,7 @@ def _v4_unicast_socket(iface: Interface) -> socket.socket:
 def _v6_group_socket(port: int, iface: Interface) -> socket.socket:
     sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
     try:
-        _reuse(sock)
+        _reuse(sock, iface)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         with contextlib.suppress(OSError):  # Linux >= 4.20
             sock.setsockopt(socket.IPPROTO_IPV6, IPV6_MULTICAST_ALL, 0)
