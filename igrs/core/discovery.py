@@ -40,7 +40,7 @@ from igrs.constants import (
 from igrs.core.ratelimit import KeyedRateLimiter
 from igrs.errors import ProtocolError
 from igrs.wire import isdp
-from igrs.wire.ids import DeviceId, DeviceType
+from igrs.wire.ids import DeviceId, DeviceType, ServiceType
 from igrs.wire.isdp import SearchTarget
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -171,6 +171,7 @@ class DeviceDiscovery:
         self.drops = DropCounter()
         self.answered = 0
         self.running = False
+        self.service_types: set[ServiceType] = set()  # answered for service-type searches
         self._interfaces: dict[str, Interface] = {}
         self._locations: dict[str, str] = {}
         self._timers = _Timers()
@@ -273,6 +274,10 @@ class DeviceDiscovery:
         """Handle a datagram received on ``interface``; only searches concern a device."""
         if not self.running:
             return []
+        if not data.startswith(b"M-SEARCH"):
+            # Only searches concern a device: other devices' announcements are not decoded
+            # (a start-up storm of many devices costs each of them next to nothing).
+            return []
         try:
             msg = isdp.decode(data)
         except ProtocolError:
@@ -290,6 +295,10 @@ class DeviceDiscovery:
         if target.kind == "device_type":
             assert target.device_type is not None
             return self.device_type.satisfies(target.device_type)
+        if target.kind == "service_type":
+            wanted = target.service_type
+            assert wanted is not None
+            return any(s.name == wanted.name and s.version >= wanted.version for s in self.service_types)
         return False
 
     def on_search(self, req: isdp.SearchDeviceRequest, source: Address, interface: str,

@@ -12,7 +12,7 @@ from lxml import etree
 
 from igrs.constants import DEVICE_TEMPLATE_NS, MAX_NAME_LENGTH, MAX_URL_LENGTH
 from igrs.errors import LimitExceeded, ProtocolError
-from igrs.wire.ids import DeviceId, DeviceType, is_digits, parse_uint32
+from igrs.wire.ids import DeviceId, DeviceType, check_name, is_digits, parse_uint32
 from igrs.wire.xml import Element, child_text, parse_xml, qname
 
 NS = DEVICE_TEMPLATE_NS
@@ -74,7 +74,7 @@ def to_element(desc: DeviceDescription) -> Element:
     _version(root, "deviceTemplateVersion", desc.template_version)
     dev = _sub(root, "device")
     _sub(dev, "deviceType", str(desc.device_type))
-    _sub(dev, "deviceName", desc.name)
+    _sub(dev, "deviceName", check_name(desc.name))
     _sub(dev, "manufacturer", desc.manufacturer)
     if desc.manufacturer_url is not None:
         _sub(dev, "manufacturerURL", desc.manufacturer_url)

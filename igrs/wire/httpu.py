@@ -132,26 +132,32 @@ def _split_head(data: bytes) -> tuple[bytes, bytes]:
     return data, b""
 
 
-def parse_head(head: str) -> tuple[str, Headers]:
-    """Parse a start line and header block (no body)."""
-    lines = head.replace("\r\n", "\n").split("\n")
-    if len(lines) - 1 > MAX_HEADERS:
+_CTL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def parse_head(raw: bytes) -> tuple[str, Headers]:
+    """Parse a start line and header block (no body); limits are counted in bytes."""
+    raw_lines = raw.split(b"\n")
+    if len(raw_lines) - 1 > MAX_HEADERS:
         raise LimitExceeded(f"more than {MAX_HEADERS} header lines")
-    start = lines[0]
-    if len(start) > MAX_HEADER_LINE:
+    lengths = [len(line) - line.endswith(b"\r") for line in raw_lines]
+    if lengths[0] > MAX_HEADER_LINE:
         raise LimitExceeded("start line too long")
+    if max(lengths) > MAX_HEADER_LINE:
+        raise LimitExceeded(f"header line longer than {MAX_HEADER_LINE} bytes")
+    lines = _decode(raw).split("\n")
+    start = lines[0].removesuffix("\r")
     headers = Headers()
     for line in lines[1:]:
+        line = line.removesuffix("\r")
         if not line:
             continue
-        if len(line) > MAX_HEADER_LINE:
-            raise LimitExceeded(f"header line longer than {MAX_HEADER_LINE} bytes")
         if line[0] in " \t":
             raise ProtocolError("obsolete header line folding")
         name, sep, value = line.partition(":")
         if not sep or not _TOKEN.match(name):
             raise ProtocolError(f"malformed header line: {line[:40]!r}")
-        if any(ord(c) < 32 and c != "\t" for c in value):
+        if _CTL.search(value):
             raise ProtocolError(f"control character in header {name}")
         headers.add(name, value.strip())
     return start, headers
@@ -164,7 +170,7 @@ def parse_message(data: bytes, *, max_size: int, allow_body: bool) -> HttpMessag
     if not data:
         raise ProtocolError("empty message")
     raw_head, body = _split_head(data)
-    start, headers = parse_head(_decode(raw_head))
+    start, headers = parse_head(raw_head)
     if m := _REQUEST_LINE.match(start):
         method, target, status, reason = m.group(1), m.group(2), None, ""
         version = f"{m.group(3)}.{m.group(4)}"

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Self
 
-from igrs.constants import MAX_ID_LENGTH, ReturnCode
+from igrs.constants import MAX_ID_LENGTH, MAX_NAME_LENGTH, ReturnCode
 from igrs.errors import ProtocolError
 
 DEVICE_ID_PREFIX = "urn:IGRS:Device:DeviceId:"  # public source: ezbox
@@ -19,6 +19,17 @@ DEVICE_GROUP_PREFIX = "urn:IGRS:DeviceGroup:"  # project choice
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}\Z")
 UINT32_MAX = 0xFFFF_FFFF
 _IGRS_VERSION = re.compile(r"IGRS/([0-9]{1,3})\.([0-9]{1,3})\Z")
+
+
+def check_name(name: str) -> str:
+    """A friendly name every peer can decode: 1..MAX_NAME_LENGTH characters, no control
+    characters, no surrounding spaces (a header would not keep them). ValueError otherwise:
+    encoders refuse to emit what decoders refuse to read."""
+    if not name or len(name) > MAX_NAME_LENGTH:
+        raise ValueError(f"a name has 1 to {MAX_NAME_LENGTH} characters: {name[:40]!r}")
+    if name != name.strip() or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise ValueError(f"a name has no control characters or surrounding spaces: {name[:40]!r}")
+    return name
 
 
 def is_digits(text: str) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import ClassVar, Final
 from urllib.parse import quote, unquote, urlsplit
 
@@ -31,7 +32,7 @@ from igrs.constants import (
 )
 from igrs.errors import ProtocolError
 from igrs.wire.httpu import Headers, HttpMessage, build_message, man_header, parse_message
-from igrs.wire.ids import DeviceId, DeviceType, ServiceType, check_igrs_version, is_digits
+from igrs.wire.ids import DeviceId, DeviceType, ServiceType, check_igrs_version, check_name, is_digits
 
 SERVER: Final = f"{IGRS_VERSION} {SERVER_PRODUCT}"
 _MAX_AGE = re.compile(r"(?:^|[,;\s])max-age\s*=\s*([0-9]{1,9})", re.IGNORECASE | re.ASCII)
@@ -138,6 +139,7 @@ def _ext(message_type: str, source: DeviceId | None) -> list[tuple[str, str]]:
 
 
 _NAME_SAFE = " !$&'()*+,-./:;=?@_~"
+_NAME_CTL = re.compile(r"[\x00-\x1f\x7f]")
 _NAME_BUDGET = MAX_HEADER_LINE - len("01-DeviceName: ")
 
 
@@ -171,7 +173,7 @@ def encode(msg: IsdpMessage, *, host: str) -> bytes:
             *_ext(msg.message_type, msg.device_id),
         ]
         if msg.name:
-            headers.append(("01-DeviceName", encode_name(msg.name)))
+            headers.append(("01-DeviceName", encode_name(check_name(msg.name))))
         return build_message("NOTIFY * HTTP/1.1", headers)
     if isinstance(msg, DeviceOfflineAdvertisement):
         headers = [
@@ -205,7 +207,7 @@ def encode(msg: IsdpMessage, *, host: str) -> bytes:
         if msg.requester is not None:
             headers.append(("01-TargetDeviceId", str(msg.requester)))
         if msg.name:
-            headers.append(("01-DeviceName", encode_name(msg.name)))
+            headers.append(("01-DeviceName", encode_name(check_name(msg.name))))
         return build_message("HTTP/1.1 200 OK", headers)
     raise TypeError(f"not an ISDP message: {type(msg).__name__}")
 
@@ -219,17 +221,27 @@ def _max_age(headers: Headers) -> int:
     return min(max(int(m.group(1)), MIN_MAX_AGE), MAX_MAX_AGE)
 
 
-def _location(headers: Headers) -> str:
-    value = headers.one("LOCATION")
+@lru_cache(maxsize=1024)
+def _valid_location(value: str) -> str | None:
+    """None if ``value`` is a usable http(s) URL with a host, else the reason (cached: a
+    device repeats its LOCATION in every datagram)."""
     if len(value) > MAX_URL_LENGTH:
-        raise ProtocolError("LOCATION too long")
+        return "LOCATION too long"
     try:
         parts = urlsplit(value)
         port = parts.port
     except ValueError:
-        raise ProtocolError("LOCATION is not a URL") from None
+        return "LOCATION is not a URL"
     if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
-        raise ProtocolError("LOCATION must be an http(s) URL with a host")
+        return "LOCATION must be an http(s) URL with a host"
+    return None
+
+
+def _location(headers: Headers) -> str:
+    value = headers.one("LOCATION")
+    reason = _valid_location(value)
+    if reason is not None:
+        raise ProtocolError(reason)
     return value
 
 
@@ -245,7 +257,7 @@ def _name(headers: Headers, prefix: str) -> str:
     name = unquote(raw, errors="strict") if "%" in raw else raw
     if len(name) > MAX_NAME_LENGTH:
         raise ProtocolError("device name too long")
-    if any(ord(c) < 32 for c in name):
+    if _NAME_CTL.search(name):
         raise ProtocolError("control character in device name")
     return name
 

@@ -30,7 +30,7 @@ from igrs.errors import LimitExceeded, ProtocolError, UnknownMessage
 from igrs.wire import description as ddesc
 from igrs.wire.catalogue import CATALOGUE, Framing, Kind, spec_for
 from igrs.wire.httpu import Headers, build_message, man_header, parse_message
-from igrs.wire.ids import DeviceId, DeviceType, check_igrs_version, is_digits, parse_uint32
+from igrs.wire.ids import DeviceId, DeviceType, check_igrs_version, check_name, is_digits, parse_uint32
 from igrs.wire.isdp import SearchTarget, encode_name
 from igrs.wire.soap import build_envelope, parse_envelope
 from igrs.wire.xml import Element, child_text, qname
@@ -174,7 +174,7 @@ class SearchDeviceResponseOnDevice:
         if self.device_type is not None:
             _sub(el, "DeviceType", str(self.device_type))
         if self.name:
-            _sub(el, "DeviceName", self.name)
+            _sub(el, "DeviceName", check_name(self.name))
         return el
 
     @classmethod

@@ -14,8 +14,18 @@ Element = etree._Element
 _FORBIDDEN = re.compile(rb"<!(?:DOCTYPE|ENTITY)", re.IGNORECASE)
 
 
+class _RefuseEverything(etree.Resolver):  # type: ignore[misc]
+    """No external resource is ever loaded, whatever a document declares."""
+
+    def resolve(self, system_url: str, public_id: str, context: object) -> object:
+        raise ProtocolError("external resources are not loaded")
+
+
 def _new_parser() -> etree.XMLParser:
-    return etree.XMLParser(
+    parser = etree.XMLParser(
+        # The byte check for DOCTYPE below only holds if lxml reads those same bytes: a
+        # fixed encoding stops an encoding declaration (UTF-16, UTF-7, ...) from hiding one.
+        encoding="utf-8",
         resolve_entities=False,
         no_network=True,
         load_dtd=False,
@@ -25,6 +35,8 @@ def _new_parser() -> etree.XMLParser:
         remove_pis=True,
         collect_ids=False,
     )
+    parser.resolvers.add(_RefuseEverything())
+    return parser
 
 
 _PARSER = _new_parser()

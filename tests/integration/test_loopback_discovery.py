@@ -117,7 +117,7 @@ async def test_hostile_datagrams_are_dropped_counted_and_harmless(free_udp_port:
         for payload in junk:
             send_raw(payload, free_udp_port)
         await asyncio.sleep(0.3)
-        assert tv.discovery.drops.reasons["malformed"] >= 3
+        assert tv.discovery.drops.reasons["malformed"] >= 1  # the broken M-SEARCH
         assert cp.discovery.drops.reasons["malformed"] >= 3
         # ... and the device still answers.
         found = await cp.search(timeout=1.2, mx=1)

@@ -1,0 +1,939 @@
+#!/usr/bin/env python3
+"""Discovery benchmarks: codec throughput, search latency on loopback, process footprint.
+
+Every figure is a ratio against a baseline measured in the same run, printed with the
+absolute numbers. Nothing here asserts a time: goals are reported as met / not met.
+
+    python benchmarks/bench_discovery.py                 # everything (about 1-2 minutes)
+    python benchmarks/bench_discovery.py --quick         # fewer repeats (about 30 s)
+    python benchmarks/bench_discovery.py --only codec    # codec | latency | footprint
+
+Multicast stays on loopback: devices and control points use ``interfaces=["lo"]`` and
+a random free UDP port; the SSDP baseline sets ``IP_MULTICAST_IF`` to 127.0.0.1.
+
+Machine-readable results: one ``BENCH-RESULT {json}`` line per figure on stdout (the
+protocol ``benchmarks/run`` collects; see benchmarks/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import json
+import os
+import random
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+BENCH = "discovery"
+HERE = Path(__file__).resolve().parent
+LO = ["lo"]
+QUICK = os.environ.get("IGRS_BENCH_QUICK", "") not in ("", "0")
+
+
+# --- result protocol --------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    """One reported figure: ``value`` of the subject vs ``baseline_value`` of the baseline."""
+
+    name: str
+    value: float
+    unit: str
+    baseline: str
+    baseline_value: float
+    better: str  # "higher" | "lower": which direction of value is an improvement
+    goal: str = ""
+    met: bool | None = None
+    note: str = ""
+    bench: str = BENCH
+
+    @property
+    def ratio(self) -> float:
+        return self.value / self.baseline_value if self.baseline_value else float("nan")
+
+    def emit(self) -> None:
+        data = asdict(self)
+        data["ratio"] = self.ratio
+        print("BENCH-RESULT " + json.dumps(data, ensure_ascii=False), flush=True)
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def fmt_rate(v: float) -> str:
+    return f"{v / 1000:,.1f} k/s" if v >= 1000 else f"{v:,.0f} /s"
+
+
+# --- a. codec throughput -------------------------------------------------------------------------
+
+N_DISTINCT = 1024  # distinct packets per corpus: larger than every LRU cache in the baselines
+
+ROOMS = ["Living room", "Kitchen", "Bedroom", "Study", "客厅", "卧室", "Hall", "Garage"]
+KINDS = ["TV", "STB", "MediaServer", "PC", "MobilePhone", "AudioRenderer"]
+
+
+def igrs_corpus(seed: int = 1) -> dict[str, list[Any]]:
+    """Realistic ISDP datagrams (each from a different device) and the messages behind them."""
+    from igrs.wire import isdp
+    from igrs.wire.ids import DeviceId, DeviceType
+
+    rng = random.Random(seed)
+    host = "224.0.0.110:3880"
+    online, responses = [], []
+    for i in range(N_DISTINCT):
+        did = DeviceId(uuid.UUID(int=rng.getrandbits(128), version=4))
+        dtype = DeviceType(rng.choice(KINDS), rng.randint(1, 2))
+        location = f"http://192.168.{rng.randint(0, 3)}.{rng.randint(2, 254)}:{rng.randint(1024, 65000)}/IGRS"
+        name = f"{rng.choice(ROOMS)} {dtype.name} {i}"
+        online.append(isdp.DeviceOnlineAdvertisement(did, dtype, location, 1800, name))
+        requester = DeviceId(uuid.UUID(int=rng.getrandbits(128), version=4))
+        responses.append(
+            isdp.SearchDeviceResponse(did, dtype, location, 1800, isdp.SearchTarget.all(), name, requester)
+        )
+    return {
+        "online_msgs": online,
+        "response_msgs": responses,
+        "online_bytes": [isdp.encode(m, host=host) for m in online],
+        "response_bytes": [isdp.encode(m, host="") for m in responses],
+    }
+
+
+def ssdp_corpus(seed: int = 2) -> dict[str, list[Any]]:
+    """Equivalent UPnP SSDP packets: NOTIFY ssdp:alive and the unicast search response."""
+    rng = random.Random(seed)
+    notify, response, notify_headers = [], [], []
+    for i in range(N_DISTINCT):
+        udn = f"uuid:{uuid.UUID(int=rng.getrandbits(128), version=4)}"
+        nt = f"urn:schemas-upnp-org:device:{rng.choice(['MediaRenderer', 'MediaServer'])}:1"
+        ip = f"192.168.{rng.randint(0, 3)}.{rng.randint(2, 254)}"
+        loc = f"http://{ip}:{rng.randint(1024, 65000)}/description.xml"
+        headers = {
+            "HOST": "239.255.255.250:1900",
+            "CACHE-CONTROL": "max-age=1800",
+            "LOCATION": loc,
+            "NT": nt,
+            "NTS": "ssdp:alive",
+            "SERVER": "Linux/5.10 UPnP/1.0 igrs-bench/1.0",
+            "USN": f"{udn}::{nt}",
+            "BOOTID.UPNP.ORG": "1",
+            "CONFIGID.UPNP.ORG": "1",
+            "X-FRIENDLY-NAME": f"{rng.choice(ROOMS)} {i}",
+        }
+        notify_headers.append(headers)
+        notify.append(
+            ("NOTIFY * HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode()
+        )
+        response.append(
+            (
+                "HTTP/1.1 200 OK\r\nCACHE-CONTROL: max-age=1800\r\nEXT:\r\n"
+                f"LOCATION: {loc}\r\nSERVER: Linux/5.10 UPnP/1.0 igrs-bench/1.0\r\nST: {nt}\r\n"
+                f"USN: {udn}::{nt}\r\nBOOTID.UPNP.ORG: 1\r\nCONFIGID.UPNP.ORG: 1\r\n\r\n"
+            ).encode()
+        )
+    return {"notify_bytes": notify, "response_bytes": response, "notify_headers": notify_headers}
+
+
+def mdns_corpus(seed: int = 3) -> dict[str, list[Any]]:
+    """One device's mDNS answer per packet (PTR + SRV + TXT + A), as a responder sends it."""
+    from zeroconf import DNSAddress, DNSOutgoing, DNSPointer, DNSService, DNSText, const
+
+    rng = random.Random(seed)
+    outs = []
+    for i in range(N_DISTINCT):
+        service = "_igrs-bench._tcp.local."
+        inst = f"{rng.choice(ROOMS)} TV {i}.{service}"
+        host = f"tv-{i}.local."
+        out = DNSOutgoing(const._FLAGS_QR_RESPONSE | const._FLAGS_AA)
+        out.add_answer_at_time(DNSPointer(service, const._TYPE_PTR, const._CLASS_IN, 4500, inst), 0)
+        out.add_additional_answer(
+            DNSService(
+                inst,
+                const._TYPE_SRV,
+                const._CLASS_IN | const._CLASS_UNIQUE,
+                120,
+                0,
+                0,
+                rng.randint(1024, 65000),
+                host,
+            )
+        )
+        out.add_additional_answer(
+            DNSText(
+                inst,
+                const._TYPE_TXT,
+                const._CLASS_IN | const._CLASS_UNIQUE,
+                4500,
+                b"\x0fmd=igrs-bench TV\x06pv=1.0\x14id=01:6B:30:FF:51:37\x05c#=12",
+            )
+        )
+        out.add_additional_answer(
+            DNSAddress(
+                host,
+                const._TYPE_A,
+                const._CLASS_IN | const._CLASS_UNIQUE,
+                120,
+                socket.inet_aton(f"192.168.1.{rng.randint(2, 254)}"),
+            )
+        )
+        outs.append(out)
+    return {"outgoing": outs, "packets": [o.packets()[0] for o in outs]}
+
+
+def measure(
+    subjects: dict[str, tuple[Callable[[Any], Any], Sequence[Any]]], repeats: int, min_time: float = 0.15
+) -> dict[str, float]:
+    """Operations per CPU second of each subject: best of ``repeats`` rounds, subjects
+    interleaved within every round so that machine load affects them alike. Each sample loops
+    over the corpus as often as needed to take ``min_time`` seconds. CPU time of this
+    (single-threaded) process, not wall time: time spent preempted by other processes on a
+    shared machine does not count against either side."""
+    loops: dict[str, int] = {}
+    for name, (fn, items) in subjects.items():  # warm-up + calibration
+        n, t0 = 0, time.process_time()
+        while time.process_time() - t0 < min_time / 3:
+            for x in items:
+                fn(x)
+            n += 1
+        per_pass = (time.process_time() - t0) / n
+        loops[name] = max(1, int(min_time / per_pass))
+    best = dict.fromkeys(subjects, 0.0)
+    for _ in range(repeats):
+        for name, (fn, items) in subjects.items():
+            t0 = time.process_time()
+            for _ in range(loops[name]):
+                for x in items:
+                    fn(x)
+            rate = loops[name] * len(items) / (time.process_time() - t0)
+            best[name] = max(best[name], rate)
+    return best
+
+
+def codec_rates(repeats: int, pure_zeroconf: bool = False) -> dict[str, float]:
+    from async_upnp_client.ssdp import build_ssdp_packet, decode_ssdp_packet
+    from zeroconf import DNSIncoming
+    from zeroconf._protocol.outgoing import State
+
+    STATE_INIT = State.init.value
+
+    from igrs.wire import isdp
+
+    ig, ss, md = igrs_corpus(), ssdp_corpus(), mdns_corpus()
+    remote = ("192.168.1.77", 1900)
+    host = "224.0.0.110:3880"
+
+    # Each subject is one plain call per item, so loop overheads are alike.
+    def igrs_decode(d: bytes) -> object:
+        return isdp.decode(d)
+
+    def igrs_encode_online(m: Any) -> bytes:
+        return isdp.encode(m, host=host)
+
+    def igrs_encode_response(m: Any) -> bytes:
+        return isdp.encode(m, host="")
+
+    def aupnp_decode(d: bytes) -> object:
+        return decode_ssdp_packet(d, None, remote)
+
+    def aupnp_build(h: dict[str, str]) -> bytes:
+        return build_ssdp_packet("NOTIFY * HTTP/1.1", h)
+
+    def zc_parse(p: bytes) -> object:
+        return DNSIncoming(p).answers()
+
+    def zc_build(o: Any) -> object:
+        packets = o.packets()
+        o.state, o.finished, o.packets_data = STATE_INIT, False, []  # as zeroconf's own benchmark
+        o._reset_for_next_packet()
+        return packets
+
+    if pure_zeroconf:
+        return measure(
+            {
+                "igrs decode online": (igrs_decode, ig["online_bytes"]),
+                "zeroconf-pure DNSIncoming": (zc_parse, md["packets"]),
+            },
+            repeats,
+        )
+    return measure(
+        {
+            "igrs decode online": (igrs_decode, ig["online_bytes"]),
+            "igrs decode response": (igrs_decode, ig["response_bytes"]),
+            "igrs encode online": (igrs_encode_online, ig["online_msgs"]),
+            "igrs encode response": (igrs_encode_response, ig["response_msgs"]),
+            "a-u-c decode NOTIFY (cold)": (aupnp_decode, ss["notify_bytes"]),
+            "a-u-c decode response (cold)": (aupnp_decode, ss["response_bytes"]),
+            "a-u-c decode NOTIFY (cached)": (aupnp_decode, ss["notify_bytes"][:64]),
+            "a-u-c build NOTIFY": (aupnp_build, ss["notify_headers"]),
+            "zeroconf DNSIncoming": (zc_parse, md["packets"]),
+            "zeroconf DNSOutgoing": (zc_build, md["outgoing"]),
+        },
+        repeats,
+    )
+
+
+def _pure_zeroconf_copy(dest: Path) -> Path:
+    """A copy of the installed zeroconf without its compiled (Cython) modules."""
+    import zeroconf
+
+    src = Path(zeroconf.__file__).parent
+    target = dest / "zeroconf"
+    shutil.copytree(src, target, ignore=shutil.ignore_patterns("*.so", "*.pyd", "*.c", "__pycache__"))
+    return dest
+
+
+def bench_codec(repeats: int) -> list[Result]:
+    import zeroconf._protocol.incoming as zinc
+
+    compiled = not zinc.__file__.endswith(".py")
+    say(f"== a. codec throughput ({N_DISTINCT} distinct packets per corpus, best of {repeats}) ==")
+    r = codec_rates(repeats)
+    pure: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = _pure_zeroconf_copy(Path(tmp))
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(path), os.environ.get("PYTHONPATH", "")])}
+        proc = subprocess.run(
+            [sys.executable, __file__, "--codec-worker", str(repeats)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if proc.returncode == 0:
+            pure = json.loads(proc.stdout.strip().splitlines()[-1])
+        else:
+            say(f"  (pure-Python zeroconf run failed: {proc.stderr.strip()[-300:]})")
+    for name, v in r.items():
+        say(f"  {name:32s} {fmt_rate(v):>12s}")
+    for name, v in pure.items():
+        say(f"  {name + ' [pure run]':32s} {fmt_rate(v):>12s}")
+    say(f"  (installed zeroconf build: {'Cython-compiled' if compiled else 'pure Python'})")
+    zc = "zeroconf DNSIncoming" + (" (Cython)" if compiled else "")
+    out = [
+        Result(
+            "ISDP decode DeviceOnlineAdvertisement",
+            r["igrs decode online"],
+            "msg/s",
+            "a-u-c decode_ssdp_packet NOTIFY (cold)",
+            r["a-u-c decode NOTIFY (cold)"],
+            "higher",
+            goal=">= 1.0x",
+            met=r["igrs decode online"] >= r["a-u-c decode NOTIFY (cold)"],
+        ),
+        Result(
+            "ISDP decode SearchDeviceResponse",
+            r["igrs decode response"],
+            "msg/s",
+            "a-u-c decode_ssdp_packet 200 OK (cold)",
+            r["a-u-c decode response (cold)"],
+            "higher",
+            goal=">= 1.0x",
+            met=r["igrs decode response"] >= r["a-u-c decode response (cold)"],
+        ),
+        Result(
+            "ISDP decode DeviceOnlineAdvertisement",
+            r["igrs decode online"],
+            "msg/s",
+            "a-u-c decode NOTIFY (LRU-cached repeat)",
+            r["a-u-c decode NOTIFY (cached)"],
+            "higher",
+            note="information: a-u-c caches whole packets; repeats cost a dict lookup",
+        ),
+        Result(
+            "ISDP decode DeviceOnlineAdvertisement",
+            r["igrs decode online"],
+            "msg/s",
+            zc + " 1 device (PTR+SRV+TXT+A)",
+            r["zeroconf DNSIncoming"],
+            "higher",
+        ),
+        Result(
+            "ISDP encode DeviceOnlineAdvertisement",
+            r["igrs encode online"],
+            "msg/s",
+            "a-u-c build_ssdp_packet NOTIFY",
+            r["a-u-c build NOTIFY"],
+            "higher",
+        ),
+        Result(
+            "ISDP encode SearchDeviceResponse",
+            r["igrs encode response"],
+            "msg/s",
+            "zeroconf DNSOutgoing.packets() 1 device",
+            r["zeroconf DNSOutgoing"],
+            "higher",
+        ),
+    ]
+    if pure:
+        out.append(
+            Result(
+                "ISDP decode DeviceOnlineAdvertisement",
+                pure["igrs decode online"],
+                "msg/s",
+                "zeroconf DNSIncoming pure Python",
+                pure["zeroconf-pure DNSIncoming"],
+                "higher",
+                goal="~1.0x (anchors §18.1)",
+                met=pure["igrs decode online"] >= 0.9 * pure["zeroconf-pure DNSIncoming"],
+            )
+        )
+    return out
+
+
+def codec_worker(repeats: int) -> None:
+    import zeroconf._protocol.incoming as zinc
+
+    if not zinc.__file__.endswith(".py"):
+        raise SystemExit(f"expected pure-Python zeroconf, got {zinc.__file__}")
+    print(json.dumps(codec_rates(repeats, pure_zeroconf=True)))
+
+
+# --- b. discovery latency --------------------------------------------------------------------------
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def raise_nofile() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+async def _device_worker(port: int, count: int, tag: str) -> None:
+    from igrs import Device
+
+    raise_nofile()
+    devices = [
+        Device(
+            name=f"{tag}-{i}", device_type="TV", interfaces=LO, port=port, http_port=0, watch_interfaces=False
+        )
+        for i in range(count)
+    ]
+    await asyncio.gather(*(d.start() for d in devices))
+    print("READY", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_reader(sys.stdin.fileno(), stop.set)  # the parent closing our stdin also stops us
+    await stop.wait()
+    await asyncio.gather(*(d.stop() for d in devices), return_exceptions=True)
+
+
+class _SsdpResponder(asyncio.DatagramProtocol):
+    """The simplest correct SSDP device: answers M-SEARCH after U(0, MX), like an IGRS device."""
+
+    def __init__(self, n: int, tag: str) -> None:
+        self.udn = f"uuid:{uuid.uuid4()}"
+        self.n, self.tag = n, tag
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if not data.startswith(b"M-SEARCH"):
+            return
+        m = re.search(rb"(?im)^MX:\s*(\d+)", data)
+        mx = int(m.group(1)) if m else 1
+        nt = "urn:schemas-upnp-org:device:MediaRenderer:1"
+        payload = (
+            f"HTTP/1.1 200 OK\r\nCACHE-CONTROL: max-age=1800\r\nEXT:\r\n"
+            f"LOCATION: http://127.0.0.1:{9000 + self.n}/desc.xml\r\nSERVER: Linux UPnP/1.0 bench/1\r\n"
+            f"ST: ssdp:all\r\nUSN: {self.udn}::{nt}\r\nX-TAG: {self.tag}\r\n\r\n"
+        ).encode()
+        loop = asyncio.get_running_loop()
+        loop.call_later(random.uniform(0, mx), self._send, payload, addr)
+
+    def _send(self, payload: bytes, addr: tuple[str, int]) -> None:
+        if self.transport is not None:
+            self.transport.sendto(payload, addr)
+
+
+def _ssdp_socket(group: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_MULTICAST_ALL", 49), 0)
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
+    sock.bind((group, port))
+    mreq = struct.pack("4s4s", socket.inet_aton(group), socket.inet_aton("127.0.0.1"))
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+    sock.setblocking(False)
+    return sock
+
+
+async def _ssdp_worker(port: int, count: int, tag: str, first: int) -> None:
+    raise_nofile()
+    loop = asyncio.get_running_loop()
+    transports = []
+    for i in range(count):
+        factory = functools.partial(_SsdpResponder, first + i, tag)
+        t, _ = await loop.create_datagram_endpoint(factory, sock=_ssdp_socket("239.255.255.250", port))
+        transports.append(t)
+    print("READY", flush=True)
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_reader(sys.stdin.fileno(), stop.set)
+    await stop.wait()
+    for t in transports:
+        t.close()
+
+
+class WorkerPool:
+    """``procs`` subprocesses of this script, each running ``per`` devices or responders."""
+
+    def __init__(self, mode: str, procs: int, per: int, port: int, tag: str) -> None:
+        self.procs: list[subprocess.Popen[str]] = []
+        for k in range(procs):
+            self.procs.append(
+                subprocess.Popen(
+                    [sys.executable, __file__, mode, str(port), str(per), f"{tag}-{k}", str(k * per)],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+            )
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        for p in self.procs:
+            assert p.stdout is not None
+            while True:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("device workers did not start")
+                line = p.stdout.readline()
+                if not line:
+                    raise RuntimeError(f"device worker exited with {p.wait()}")
+                if line.strip() == "READY":
+                    break
+        self.wait_idle()
+
+    def wait_idle(self, quiet: float = 0.02, timeout: float = 120.0) -> None:
+        """Wait until the workers' CPU use falls below ``quiet`` of a core: the storm of
+        start-up announcements (every device hears every other device's) is over."""
+        tick = os.sysconf("SC_CLK_TCK")
+
+        def cpu() -> float:
+            total = 0
+            for p in self.procs:
+                fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])  # utime + stime
+            return total / tick
+
+        deadline = time.monotonic() + timeout
+        last = cpu()
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            now = cpu()
+            if now - last < quiet * 0.5 * len(self.procs):
+                return
+            last = now
+
+    def close(self) -> None:
+        for p in self.procs:
+            with contextlib.suppress(OSError):
+                assert p.stdin is not None
+                p.stdin.close()
+        for p in self.procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+@dataclass
+class SearchRun:
+    found: int
+    expected: int
+    all_found_after: float | None  # seconds from the search until the last device arrived
+    arrivals: list[float]
+
+
+async def igrs_search_once(port: int, prefix: str, expected: int, mx: int) -> SearchRun:
+    from igrs import ControlPoint
+    from igrs.core.discovery import DeviceAppeared
+
+    loop = asyncio.get_running_loop()
+    arrivals: list[float] = []
+    async with ControlPoint(interfaces=LO, port=port) as cp:
+        events = cp.events()
+        t0 = loop.time()
+        search = asyncio.create_task(cp.search(timeout=mx + 1.0, mx=mx))
+
+        async def collect() -> None:
+            async for ev in events:
+                if isinstance(ev, DeviceAppeared) and ev.device.name.startswith(prefix):
+                    arrivals.append(loop.time() - t0)
+                    if len(arrivals) >= expected:
+                        return
+
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(collect(), mx + 1.0)
+        await search
+    return SearchRun(len(arrivals), expected, max(arrivals) if len(arrivals) >= expected else None, arrivals)
+
+
+async def aupnp_search_once(port: int, tag: str, expected: int, mx: int) -> SearchRun:
+    from async_upnp_client.search import SsdpSearchListener
+
+    loop = asyncio.get_running_loop()
+    seen: dict[str, float] = {}
+    t0 = loop.time()
+
+    async def on_response(headers: Any) -> None:
+        if str(headers.get("x-tag", "")).startswith(tag):
+            seen.setdefault(str(headers.get("usn")), loop.time() - t0)
+
+    # async_search() would send MX = its listening time; the listener lets us send MX = mx
+    # and listen mx + 1 s, as the igrs control point does.
+    listener = SsdpSearchListener(
+        async_callback=on_response,
+        loop=loop,
+        source=("127.0.0.1", 0),
+        target=("239.255.255.250", port),
+        timeout=mx,
+        async_connect_callback=None,
+    )
+    await listener.async_start()
+    t0 = loop.time()
+    listener.async_search()
+    await asyncio.sleep(mx + 1.0)
+    listener.async_stop()
+    arrivals = sorted(seen.values())
+    return SearchRun(len(arrivals), expected, max(arrivals) if len(arrivals) >= expected else None, arrivals)
+
+
+def summarize(runs: list[SearchRun]) -> dict[str, float]:
+    done = [r.all_found_after for r in runs if r.all_found_after is not None]
+    pooled = [a for r in runs for a in r.arrivals]
+    return {
+        "median_all": statistics.median(done) if done else float("nan"),
+        "max_all": max(done) if done else float("nan"),
+        "missed": float(sum(r.expected - r.found for r in runs)),
+        "incomplete": float(sum(1 for r in runs if r.all_found_after is None)),
+        "p50_device": statistics.median(pooled) if pooled else float("nan"),
+    }
+
+
+def bench_latency(devices: int, procs: int, searches: int, mx: int, with_aupnp: bool) -> list[Result]:
+    say(f"== b. discovery latency: {devices} devices in {procs} processes, {searches} searches, MX {mx} ==")
+    per = devices // procs
+    devices = per * procs
+    port = free_udp_port()
+    tag = f"bench{os.getpid()}"
+    pool = WorkerPool("--device-worker", procs, per, port, tag)
+    t_start = time.monotonic()
+    try:
+        pool.wait_ready()
+        say(
+            f"  {devices} igrs devices up and idle in {time.monotonic() - t_start:.1f} s on lo, UDP port {port}"
+        )
+
+        async def run_all() -> list[SearchRun]:
+            runs = []
+            for i in range(searches):
+                run = await igrs_search_once(port, tag, devices, mx)
+                runs.append(run)
+                say(
+                    f"  igrs search {i + 1:2d}: found {run.found}/{devices}, all after "
+                    + (f"{run.all_found_after:.3f} s" if run.all_found_after is not None else "-- (incomplete)")
+                )
+                await asyncio.sleep(0.3)
+            return runs
+
+        igrs_runs = asyncio.run(run_all())
+    finally:
+        pool.close()
+    s = summarize(igrs_runs)
+    ideal = mx * devices / (devices + 1)  # expected max of N uniform delays on [0, MX]
+    say(
+        f"  igrs: median {s['median_all']:.3f} s, max {s['max_all']:.3f} s, missed {int(s['missed'])}, "
+        f"median device arrival {s['p50_device']:.3f} s (ideal max {ideal:.3f} s)"
+    )
+    out = [
+        Result(
+            f"search {devices} devices: median time to all (MX {mx})",
+            s["median_all"],
+            "s",
+            f"ideal: E[max of {devices} U(0,MX)]",
+            ideal,
+            "lower",
+            goal="< 1.5 s, none missed",
+            met=s["median_all"] < 1.5 and s["missed"] == 0,
+            note=f"missed {int(s['missed'])} over {searches} searches",
+        ),
+        Result(
+            f"search {devices} devices: worst time to all (MX {mx})",
+            s["max_all"],
+            "s",
+            "MX",
+            float(mx),
+            "lower",
+        ),
+        Result(
+            f"search {devices} devices: devices missed (sum of {searches})",
+            s["missed"],
+            "devices",
+            "expected",
+            0.0,
+            "lower",
+            goal="0",
+            met=s["missed"] == 0,
+        ),
+    ]
+    if with_aupnp:
+        port = free_udp_port()
+        pool = WorkerPool("--ssdp-worker", procs, per, port, tag)
+        try:
+            pool.wait_ready()
+
+            async def run_aupnp() -> list[SearchRun]:
+                runs = []
+                for i in range(searches):
+                    run = await aupnp_search_once(port, tag, devices, mx)
+                    runs.append(run)
+                    say(
+                        f"  a-u-c search {i + 1:2d}: found {run.found}/{devices}, all after "
+                        + (f"{run.all_found_after:.3f} s" if run.all_found_after is not None else "--")
+                    )
+                    await asyncio.sleep(0.3)
+                return runs
+
+            a = summarize(asyncio.run(run_aupnp()))
+        finally:
+            pool.close()
+        say(f"  a-u-c: median {a['median_all']:.3f} s, max {a['max_all']:.3f} s, missed {int(a['missed'])}")
+        out.append(
+            Result(
+                f"search {devices} devices: median time to all (MX {mx})",
+                s["median_all"],
+                "s",
+                f"a-u-c async_search, {devices} SSDP responders U(0,MX)",
+                a["median_all"],
+                "lower",
+                note=f"a-u-c missed {int(a['missed'])}",
+            )
+        )
+    return out
+
+
+# --- c. footprint ------------------------------------------------------------------------------------
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def idle_rss(argv: list[str], ready: str | None, settle: float = 2.0) -> int:
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        t0 = time.monotonic()
+        if ready is not None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if ready in line:
+                    break
+            else:
+                raise RuntimeError(f"{argv[:4]} exited: {proc.stderr.read() if proc.stderr else ''}")
+        time.sleep(max(0.0, settle - (time.monotonic() - t0)))
+        return rss_kib(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wall(argv: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def importtime_us(stmt: str, module: str = "igrs") -> int:
+    """Cumulative import time of ``module`` reported by ``-X importtime`` (microseconds)."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", stmt], capture_output=True, text=True, check=True
+    )
+    total = 0
+    for line in proc.stderr.splitlines():
+        parts = [p.strip() for p in line.removeprefix("import time:").split("|")]
+        if (
+            len(parts) == 3
+            and parts[1].isdigit()
+            and parts[2].split(".")[0] == module
+            and parts[2] == parts[2].lstrip()
+        ):
+            total += int(parts[1])
+    return total
+
+
+def igrs_command() -> list[str]:
+    script = Path(sys.executable).parent / "igrs"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "igrs"]
+
+
+def bench_footprint(runs: int) -> list[Result]:
+    say(f"== c. footprint (median of {runs} runs) ==")
+    py = sys.executable
+    device_rss, base_rss = [], []
+    for _ in range(max(1, runs // 2)):
+        port = free_udp_port()
+        device_rss.append(
+            idle_rss(
+                [
+                    *igrs_command(),
+                    "device",
+                    "run",
+                    "--interface",
+                    "lo",
+                    "--port",
+                    str(port),
+                    "--http-port",
+                    "0",
+                    "--name",
+                    "bench-footprint",
+                ],
+                ready="is up",
+            )
+        )
+        base_rss.append(idle_rss([py, "-c", "import asyncio; asyncio.run(asyncio.sleep(5))"], ready=None))
+    dev_mb, base_mb = statistics.median(device_rss) / 1024, statistics.median(base_rss) / 1024
+    say(f"  idle `igrs device run` RSS {dev_mb:.1f} MB; bare asyncio python {base_mb:.1f} MB")
+    t_pass, t_import, t_device = [], [], []
+    for _ in range(runs):  # interleaved, so load drifts hit all three alike
+        t_pass.append(wall([py, "-c", "pass"]))
+        t_import.append(wall([py, "-c", "import igrs"]))
+        t_device.append(wall([py, "-c", "import igrs; igrs.Device"]))
+    mp, mi, md = (statistics.median(t) * 1000 for t in (t_pass, t_import, t_device))
+    it_igrs = importtime_us("import igrs") / 1000
+    it_dev = importtime_us("import igrs; igrs.Device", module="igrs") / 1000
+    say(
+        f"  python -c pass {mp:.0f} ms; import igrs {mi:.0f} ms "
+        f"(igrs itself {it_igrs:.1f} ms by -X importtime); "
+        f"import igrs; igrs.Device {md:.0f} ms"
+    )
+    return [
+        Result(
+            "idle `igrs device run --interface lo` RSS after 2 s",
+            dev_mb,
+            "MB",
+            "bare python asyncio.sleep",
+            base_mb,
+            "lower",
+            goal="<= 40 MB",
+            met=dev_mb <= 40,
+        ),
+        Result(
+            "python -c 'import igrs' wall time",
+            mi,
+            "ms",
+            "python -c pass",
+            mp,
+            "lower",
+            goal="<= 250 ms",
+            met=mi <= 250,
+            note=f"igrs modules {it_igrs:.1f} ms (-X importtime)",
+        ),
+        Result(
+            "python -c 'import igrs; igrs.Device' wall time",
+            md,
+            "ms",
+            "python -c pass",
+            mp,
+            "lower",
+            note=f"igrs.* modules {it_dev:.1f} ms (-X importtime); information",
+        ),
+    ]
+
+
+# --- main ------------------------------------------------------------------------------------------
+
+
+def print_table(results: list[Result]) -> None:
+    say()
+    say(f"{'metric':58s} {'value':>14s}  {'baseline':48s} {'base value':>14s} {'ratio':>8s}  goal")
+    for r in results:
+
+        def v(x: float, unit: str) -> str:
+            return fmt_rate(x) if unit == "msg/s" else f"{x:,.3f} {unit}" if unit == "s" else f"{x:,.1f} {unit}"
+
+        met = "" if r.met is None else (" met" if r.met else " NOT met")
+        say(
+            f"{r.name[:58]:58s} {v(r.value, r.unit):>14s}  {r.baseline[:48]:48s} "
+            f"{v(r.baseline_value, r.unit):>14s} {r.ratio:7.2f}x  {r.goal}{met}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", action="append", choices=["codec", "latency", "footprint"])
+    p.add_argument("--quick", action="store_true", default=QUICK, help="fewer repeats ($IGRS_BENCH_QUICK=1)")
+    p.add_argument("--devices", type=int, default=200)
+    p.add_argument("--procs", type=int, default=4)
+    p.add_argument("--searches", type=int, default=None, help="default 10 (quick: 4)")
+    p.add_argument("--mx", type=int, default=1)
+    p.add_argument(
+        "--no-aupnp-latency", action="store_true", help="skip the async-upnp-client latency baseline"
+    )
+    args = p.parse_args(argv)
+    only = set(args.only or ["codec", "latency", "footprint"])
+    results: list[Result] = []
+    if "codec" in only:
+        results += bench_codec(repeats=3 if args.quick else 7)
+    if "latency" in only:
+        results += bench_latency(
+            args.devices,
+            args.procs,
+            args.searches or (4 if args.quick else 10),
+            args.mx,
+            with_aupnp=not args.no_aupnp_latency,
+        )
+    if "footprint" in only:
+        results += bench_footprint(runs=5 if args.quick else 11)
+    print_table(results)
+    for r in results:
+        r.emit()
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--codec-worker":
+        codec_worker(int(sys.argv[2]))
+    elif len(sys.argv) > 1 and sys.argv[1] in ("--device-worker", "--ssdp-worker"):
+        _, mode, port_s, count_s, tag_s, first_s = sys.argv
+        if mode == "--device-worker":
+            asyncio.run(_device_worker(int(port_s), int(count_s), tag_s))
+        else:
+            asyncio.run(_ssdp_worker(int(port_s), int(count_s), tag_s, int(first_s)))
+    else:
+        sys.exit(main())
