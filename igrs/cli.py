@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import signal
@@ -148,6 +149,10 @@ async def cmd_device_run(args: argparse.Namespace) -> int:
                     max_age=args.max_age, ipv6=args.ipv6,
                     state_dir=_state_dir(args, f"devices/{_slug(args.name)}"),
                     on_pin=None if args.no_pairing else show_pin)
+    if args.sample_service:
+        from igrs.demo import Volume
+
+        device.add_service(Volume())
     stop = _catch_signals()
     async with device:
         if args.json:
@@ -180,8 +185,9 @@ async def cmd_pair(args: argparse.Namespace) -> int:
         async def ask(digits: int) -> str:
             if args.pin:
                 return str(args.pin)
-            print(f"{record.name} shows a {digits}-digit PIN.", file=sys.stderr, flush=True)
-            return await asyncio.to_thread(input, "PIN: ")
+            print(f"{record.name} shows a {digits}-digit PIN.\nPIN: ", end="", file=sys.stderr,
+                  flush=True)  # the prompt on stderr: stdout stays the result
+            return (await asyncio.to_thread(sys.stdin.readline)).strip()
 
         paired = await cp.pair(record, ask)
         print(f"paired with {paired.name or paired.device_id} ({paired.device_id})")
@@ -221,6 +227,80 @@ async def cmd_paired(args: argparse.Namespace) -> int:
         print(_table([[str(p.device_id.uuid), p.name, p.fingerprint[:19] + "…"] for p in peers],
                      ["ID", "NAME", "FINGERPRINT"]))
     return EXIT_OK
+
+
+# --- services ------------------------------------------------------------------------------------
+def _service_target(text: str) -> str | int:
+    """A service id, a type URN, or a short type name (``Volume`` -> its :1 URN)."""
+    if text.isascii() and text.isdigit():
+        return int(text)
+    return text if text.lower().startswith("urn:") else f"urn:IGRS:ServiceType:{text}:1"
+
+
+def _value(text: str) -> Any:
+    """key=value arguments: JSON where it parses (5, true, [1,2], "x"), else the text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+async def cmd_services(args: argparse.Namespace) -> int:
+    async with _control_point(args) as cp:
+        found = await cp.search(timeout=args.timeout)
+        records = [cp.find(args.device)] if args.device else found
+        rows, out = [], []
+        for rec in records:
+            desc = await cp.describe(rec)
+            for s in desc.services:
+                rows.append([rec.name, str(s.service_id), s.name, s.service_type])
+                out.append({"device": str(rec.device_id), "device_name": rec.name, "id": s.service_id,
+                            "name": s.name, "type": s.service_type})
+        if args.json:
+            print(json.dumps(out, indent=2))
+        elif not rows:
+            print("no services found", file=sys.stderr)
+        else:
+            print(_table(rows, ["DEVICE", "ID", "NAME", "TYPE"]))
+    return EXIT_OK
+
+
+async def cmd_call(args: argparse.Namespace) -> int:
+    kwargs = {}
+    for item in args.arguments:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise IGRSError(f"argument {item!r} is not key=value")
+        kwargs[key] = _value(value)
+    async with _control_point(args) as cp:
+        await cp.search(timeout=args.timeout)
+        async with cp.session(args.device, _service_target(args.service)) as svc:
+            result = await getattr(svc, args.action)(**kwargs)
+    print(json.dumps(result) if args.json or not isinstance(result, str) else result)
+    return EXIT_OK
+
+
+async def cmd_watch(args: argparse.Namespace) -> int:
+    stop = _catch_signals()
+    async with _control_point(args) as cp:
+        await cp.search(timeout=args.timeout)
+        async with cp.session(args.device, _service_target(args.service)) as svc, \
+                svc.subscribe(*args.attributes) as changes:
+            reader = asyncio.ensure_future(_print_changes(changes, args.json))
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (reader, stopper):
+                task.cancel()
+    return EXIT_OK
+
+
+async def _print_changes(changes: Any, as_json: bool) -> None:
+    async for change in changes:
+        if as_json:
+            print(json.dumps({"attribute": change.name, "value": change.value,
+                              "sequence": change.sequence}), flush=True)
+        else:
+            print(f"{change.name} = {change.value!r}", flush=True)
 
 
 # --- demo ----------------------------------------------------------------------------------------
@@ -265,6 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-age", type=int, default=DEFAULT_MAX_AGE, help="advertisement lifetime, seconds")
     run.add_argument("--json", action="store_true", help="print machine-readable status lines")
     run.add_argument("--no-pairing", action="store_true", help="refuse PIN pairing requests")
+    run.add_argument("--sample-service", action="store_true",
+                     help="share the sample Volume service (to try igrs call / igrs watch)")
     _state_option(run)
     run.set_defaults(func=cmd_device_run)
 
@@ -288,11 +370,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_paired)
 
+    p = sub.add_parser("services", help="list the services devices share")
+    _common(p)
+    _state_option(p)
+    p.add_argument("device", nargs="?", help="one device (default: every device found)")
+    p.add_argument("-t", "--timeout", type=float, default=1.5, help="seconds to search first")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_services)
+
+    p = sub.add_parser("call", help="invoke a service action (needs a pairing)")
+    _common(p)
+    _state_option(p)
+    p.add_argument("device", help="device id, its UUID prefix, or its exact name")
+    p.add_argument("service", help="service id, type URN, or type name (Volume)")
+    p.add_argument("action", help="action name")
+    p.add_argument("arguments", nargs="*", metavar="KEY=VALUE", help="arguments (JSON values)")
+    p.add_argument("-t", "--timeout", type=float, default=1.5, help="seconds to search first")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_call)
+
+    p = sub.add_parser("watch", help="print a service's attribute changes (needs a pairing)")
+    _common(p)
+    _state_option(p)
+    p.add_argument("device", help="device id, its UUID prefix, or its exact name")
+    p.add_argument("service", help="service id, type URN, or type name")
+    p.add_argument("attributes", nargs="*", help="attributes (default: every notifiable one)")
+    p.add_argument("-t", "--timeout", type=float, default=1.5, help="seconds to search first")
+    p.add_argument("--json", action="store_true", help="one JSON line per change")
+    p.set_defaults(func=cmd_watch)
+
     p = sub.add_parser("demo", help="a small simulated home (TV, PC, phone) on loopback")
     _common(p)
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.set_defaults(func=cmd_demo)
 
+    from igrs.cli_groups import add_subcommands as add_group_commands
+
+    add_group_commands(sub)
     with contextlib.suppress(ImportError):
         from igrs.relay.cli import add_subcommands
 
@@ -309,7 +423,9 @@ def main(argv: list[str] | None = None) -> int:
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
-        return asyncio.run(args.func(args))
+        result = args.func(args)
+        # Most commands are coroutines; some (igrs relay ...) run their own loop.
+        return asyncio.run(result) if inspect.iscoroutine(result) else int(result)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except IGRSError as exc:

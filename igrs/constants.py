@@ -101,3 +101,42 @@ class ReturnCode(IntEnum):
     NOT_IMPLEMENTED = 501
     BUSY = 503
     VERSION_NOT_SUPPORTED = 505
+
+# --- device groups (clauses 9.5, 9.8) ---
+# Values: project choice (public record silent, facts §12.8); commentary in specs/groups.md.
+GROUP_ST_ALL: Final = "urn:IGRS:DeviceGroup:all"  # ST of a search for every group
+GROUP_MAX_MEMBERS: Final = 64  # members in one group's table (master table, peer view, registry)
+GROUP_MAX_LOCAL: Final = 32  # groups one device creates or joins (= joinedGroupList cap)
+GROUP_REGISTRY_MAX: Final = 1024  # remote groups a searcher remembers
+GROUP_LEASE: Final = 1800  # s, membership lease a master grants; slaves renew at half of it
+GROUP_JOIN_TIMEOUT: Final = 10.0  # s to wait for a JoinCentralisedDeviceGroupResponse
+GROUP_RETRY_DELAY: Final = 30.0  # s before a failed lease renewal is tried again
+GROUP_REJOIN_WINDOW: Final = 300.0  # s a slave waits for a lost master to come back
+
+# --- services, sessions and events (clauses 9.7, 10.x) ---
+# Values: project choice (public record silent, facts §8/§12.2) unless noted; commentary in
+# specs/sessions.md, specs/services.md and specs/events.md.
+MAX_USER_ID_LENGTH: Final = 127  # public source: EZ-H (SourceUserId <= 127 characters)
+MAX_TOKEN_LENGTH: Final = 4096  # characters of a UserInfo Token
+MAX_SESSIONS_PER_PEER: Final = 64  # open sessions one peer device may hold on this device
+MAX_SESSIONS: Final = 1024  # open sessions on this device in total
+SEQUENCE_WINDOW: Final = 1024  # recent SequenceIds remembered per session (duplicates -> 409)
+MAX_ARGUMENTS: Final = 64  # arguments of one invocation / attributes of one notification
+MAX_VALUE_DEPTH: Final = 4  # nesting of list/dict values
+MAX_VALUE_ITEMS: Final = 4096  # items in all lists/dicts of one value
+MAX_STRING_VALUE: Final = 65536  # characters of one string (or base64 text) value
+MAX_SERVICES: Final = 64  # services one ServiceHost holds
+DEFAULT_SUBSCRIPTION: Final = 1800  # s, subscription lifetime when none is asked for
+MIN_SUBSCRIPTION: Final = 5  # s, shorter requests are raised to this
+MAX_SUBSCRIPTION: Final = 86400  # s, longer requests are clamped
+MAX_SUBSCRIPTIONS_PER_SUBSCRIBER: Final = 32  # live subscriptions of one subscriber device
+MAX_SUBSCRIPTIONS: Final = 512  # live subscriptions on this device in total
+MAX_CALLBACK_URL: Final = 256  # characters of an event callback location (CallStranger rule)
+EVENT_QUEUE_LIMIT: Final = 1024  # queued changes per subscription before coalescing
+EVENT_BATCH_MAX: Final = 256  # changes carried by one notification
+NOTIFY_TIMEOUT: Final = 10.0  # s for one notification delivery
+NOTIFY_MAX_FAILURES: Final = 3  # consecutive failed deliveries end a subscription
+NOTIFY_RETRY_DELAY: Final = 1.0  # s before a failed delivery is retried (doubles each time)
+SLOW_SUBSCRIBER_GRACE: Final = 60.0  # s a subscription may stay coalesced before it is ended
+RECENTLY_ENDED: Final = 1024  # ended subscription ids remembered (renew -> 412, not 404)
+AGENT_EVENT_QUEUE: Final = 1024  # changes buffered per subscription iterator on the client

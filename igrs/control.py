@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
 import time
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Self
 
-from igrs.constants import IGRS_PORT, KEEPALIVE_INTERVAL, REGISTRY_MAX_DEVICES
+from igrs.agent import ServiceAgent, ServiceProxy
+from igrs.constants import IGRS_PATH, IGRS_PORT, KEEPALIVE_INTERVAL, REGISTRY_MAX_DEVICES, ReturnCode
+from igrs.core import pipes as core_pipes
 from igrs.core.discovery import (
     Action,
     ControlPointDiscovery,
@@ -19,18 +23,20 @@ from igrs.core.discovery import (
     DiscoveryEvent,
     Interface,
 )
-from igrs.errors import DeviceNotFound, ProtocolError
+from igrs.errors import DeviceNotFound, IGRSError, ProtocolError, SecurityError
 from igrs.keystore import PairedDevice, open_keystore
 from igrs.net import interfaces as netifaces
 from igrs.net.driver import TimerDriver
-from igrs.net.http import IgrsHttpClient
+from igrs.net.http import IgrsHttpClient, IgrsHttpServer, Reply
 from igrs.net.isdp import IsdpEndpoints
 from igrs.pipe import PinProvider, Pipe, check_answer, open_pipe
 from igrs.pipe import pair as pair_device
 from igrs.wire import description as ddesc
 from igrs.wire import messages
+from igrs.wire.bodies import pipes as pb
 from igrs.wire.ids import DeviceId, DeviceType
 from igrs.wire.isdp import SearchTarget
+from igrs.wire.messages import Frame
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +97,8 @@ class ControlPoint:
         self.name = name
         self.keepalive_interval = keepalive_interval
         self._pipes: dict[DeviceId, Pipe] = {}
+        self._agents: dict[DeviceId, ServiceAgent] = {}
+        self._callbacks: IgrsHttpServer | None = None
         self.port = port
         self._interface_specs = list(interfaces) if interfaces is not None else None
         self._ipv6 = ipv6
@@ -118,9 +126,16 @@ class ControlPoint:
         self._driver.start()
 
     async def stop(self) -> None:
+        for agent in self._agents.values():
+            with contextlib.suppress(Exception):
+                await agent.aclose()
+        self._agents.clear()
         for pipe in list(self._pipes.values()):
             await pipe.close("control point stopping")
         self._pipes.clear()
+        if self._callbacks is not None:
+            await self._callbacks.close()
+            self._callbacks = None
         await self._driver.stop()
         if self._endpoints is not None:
             await self._endpoints.close()
@@ -237,6 +252,69 @@ class ControlPoint:
                                keepalive_interval=self.keepalive_interval)
         self._pipes[record.device_id] = pipe
         return pipe
+
+    # --- services: sessions, invocation, events (10.x) ------------------------------------------
+    async def agent(self, device: DeviceId | str | DeviceRecord) -> ServiceAgent:
+        """The client agent for ``device``'s services, over a secure pipe (pair first)."""
+        record = self.find(device)
+        agent = self._agents.get(record.device_id)
+        if agent is not None:
+            return agent
+        await self.open_pipe(record)
+        await self._start_callbacks()
+
+        async def request(message: messages.SoapMessage) -> Frame | None:
+            pipe = await self.open_pipe(record.device_id)
+            _, frame = await pipe.exchange(message)
+            return frame
+
+        agent = ServiceAgent(request, location=lambda: self._callback_url(record.device_id),
+                             device=record.device_id)
+        self._agents[record.device_id] = agent
+        return agent
+
+    @asynccontextmanager
+    async def session(self, device: DeviceId | str | DeviceRecord,
+                      service: str | int) -> AsyncIterator[ServiceProxy]:
+        """``async with cp.session(tv, "urn:IGRS:ServiceType:X:1") as svc: await svc.Action(...)``"""
+        agent = await self.agent(device)
+        async with agent.session(service) as proxy:
+            yield proxy
+
+    async def _start_callbacks(self) -> None:
+        if self._callbacks is None:
+            server = IgrsHttpServer(self.device_id, self._on_callback, lambda: b"")
+            await server.start([i.address if i.family == 4 else f"{i.address}%{i.scope_id}"
+                                for i in self._interfaces], 0)
+            self._callbacks = server
+
+    def _callback_url(self, device_id: DeviceId) -> str:
+        """Our event endpoint, on the interface the device was heard on."""
+        assert self._callbacks is not None
+        record = self.discovery.get(device_id)
+        by_name = {i.name: i for i in self._interfaces}
+        iface = next((by_name[n] for n, a in sorted(record.seen_on) if a == record.address and n in by_name),
+                     None) if record else None
+        iface = iface or self._interfaces[0]
+        host = iface.address if iface.family == 4 else f"[{iface.address}]"
+        return f"http://{host}:{self._callbacks.port}{IGRS_PATH}"
+
+    async def _on_callback(self, frame: Frame, address: str) -> Reply:
+        """Notifications from devices: accepted only sealed in a secure pipe we created."""
+        sealed = frame.message
+        if not isinstance(sealed, pb.SecureMessage):
+            raise SecurityError("notifications must come sealed in a secure pipe",
+                                return_code=ReturnCode.NOT_AUTHENTICATED)
+        pipe = self._pipes.get(frame.routing.source)
+        channel = pipe.established.channel if pipe is not None else None
+        if pipe is None or channel is None or pipe.pipe_id != sealed.pipe_id:
+            raise SecurityError("no such pipe with this device", return_code=ReturnCode.NOT_AUTHENTICATED)
+        inner = core_pipes.unseal(channel, frame)
+        agent = self._agents.get(frame.routing.source)
+        if agent is None:
+            raise IGRSError("no subscriptions with this device", return_code=ReturnCode.NOT_FOUND)
+        agent.deliver(inner)
+        return None
 
     # --- I/O glue ------------------------------------------------------------------------------
     def _on_datagram(self, data: bytes, source: tuple[str, int], interface: str) -> None:

@@ -16,6 +16,27 @@ from collections.abc import Sequence
 from igrs.control import ControlPoint
 from igrs.core.discovery import DeviceAppeared, DeviceGone, DeviceUpdated
 from igrs.device import Device
+from igrs.service import Service, action, attribute
+
+
+class Volume(Service):
+    """A sample service: a TV's volume, to call and watch from a control point."""
+
+    service_type = "urn:IGRS:ServiceType:Volume:1"
+    name = "Volume"
+    level = attribute(int, 20, notifiable=True)
+    muted = attribute(bool, False, notifiable=True)
+
+    @action
+    async def SetLevel(self, level: int) -> int:
+        self.level = max(0, min(100, level))
+        return self.level
+
+    @action
+    async def Mute(self, muted: bool) -> bool:
+        self.muted = muted
+        return self.muted
+
 
 HOME = (("Living room TV", "TV"), ("Study PC", "PC"), ("Alice's phone", "MobilePhone"))
 

@@ -25,17 +25,21 @@ from igrs.errors import NotImplementedMessage, SecurityError
 from igrs.keystore import PairedDevice, open_keystore
 from igrs.net import interfaces as netifaces
 from igrs.net.driver import TimerDriver
-from igrs.net.http import IgrsHttpServer, Reply, SealLater
+from igrs.net.http import IgrsHttpClient, IgrsHttpServer, Reply, SealLater
 from igrs.net.isdp import IsdpEndpoints
+from igrs.service import Service
+from igrs.services_host import PeerInfo, ServiceHost
 from igrs.wire import description as ddesc
 from igrs.wire import messages
 from igrs.wire.bodies import pipes as pb
-from igrs.wire.ids import DeviceId, DeviceType
-from igrs.wire.messages import Frame, Status
+from igrs.wire.groups import is_group_datagram
+from igrs.wire.ids import DeviceId, DeviceType, ServiceType, check_name
+from igrs.wire.messages import Frame, SoapMessage, Status
 
 log = logging.getLogger(__name__)
 
 INTERFACE_WATCH_INTERVAL = 5.0  # s between checks for changed interface addresses
+SERVICE_MAINTENANCE_INTERVAL = 1.0  # s between subscription expiry checks
 PAIRING_TIMEOUT = 60.0  # s between PairingStart and PairingConfirm
 
 # Served outside a secure pipe (clause 9.3/9.4, discovery, pipe set-up, pairing).
@@ -93,7 +97,7 @@ class Device:
         allow_non_secure_pipes: bool = True,
         rng: random.Random | None = None,
     ) -> None:
-        self.name = name
+        self.name = check_name(name)
         self.device_type = device_type if isinstance(device_type, DeviceType) else DeviceType.parse(device_type)
         if isinstance(device_id, str):
             device_id = DeviceId.parse(device_id)
@@ -132,6 +136,12 @@ class Device:
             "PairingConfirmRequest": self._on_pairing_confirm,
         }
         self.http = IgrsHttpServer(self.device_id, self._dispatch, self.description_bytes)
+        self.services = ServiceHost(self._send_notification, require_secure=True)
+        self.handlers.update({name: self._on_service_message for name in ServiceHost.HANDLED})
+        self._client = IgrsHttpClient(self.device_id)
+        self._maintenance: asyncio.Task[None] | None = None
+        # Device groups (9.5) this device belongs to, for joinedGroupList (igrs.groups sets it).
+        self.group_source: Callable[[], Sequence[ddesc.GroupRef]] | None = None
         self._endpoints: IsdpEndpoints | None = None
         self._driver = TimerDriver(self._next_deadline, self._poll)
         self._watch_task: asyncio.Task[None] | None = None
@@ -157,6 +167,7 @@ class Device:
             await self._close_io()
             raise
         self._driver.start()
+        self._maintenance = asyncio.create_task(self._maintain_services())
         if self._watch:
             self._watch_task = asyncio.create_task(self._watch_interfaces())
         log.info("device %s (%s) up at %s", self.name, self.device_id, ", ".join(self.locations.values()))
@@ -172,9 +183,12 @@ class Device:
 
     async def stop(self) -> None:
         """Say goodbye (DeviceOfflineAdvertisement, repeated) and release everything."""
-        if self._watch_task is not None:
-            self._watch_task.cancel()
-            self._watch_task = None
+        for task in (self._watch_task, self._maintenance):
+            if task is not None:
+                task.cancel()
+        self._watch_task = self._maintenance = None
+        await self.services.aclose()
+        await self._client.close()
         await self._driver.stop()
         if self._endpoints is not None:
             loop = asyncio.get_running_loop()
@@ -213,6 +227,8 @@ class Device:
 
     # --- I/O glue ------------------------------------------------------------------------------
     def _on_datagram(self, data: bytes, source: tuple[str, int], interface: str) -> None:
+        if b"DeviceGroup" in data and is_group_datagram(data):
+            return  # device groups (9.5/9.8) are handled by igrs.groups.GroupManager
         now = asyncio.get_running_loop().time()
         self.discovery.on_datagram(data, source, interface, now)
         self._driver.wake()
@@ -224,6 +240,8 @@ class Device:
     async def _poll(self, now: float) -> None:
         for record in self.pipes.expire(now):
             log.info("pipe %d with %s closed: idle", record.pipe_id, record.peer)
+            if not any(r.peer == record.peer for r in self.pipes.pipes):
+                self.services.drop_peer(record.peer)
         await self._execute(self.discovery.poll(now))
 
     async def _execute(self, actions: list[Action]) -> None:
@@ -236,7 +254,49 @@ class Device:
         return ddesc.DeviceDescription(
             device_id=self.device_id, device_type=self.device_type, name=self.name,
             manufacturer=self.manufacturer, model_name=self.model_name,
+            groups=tuple(self.group_source()) if self.group_source is not None else (),
+            services=tuple(ddesc.ServiceRef(s.service_type, s.service_id, s.name, s.security_ids)
+                           for s in self.services.services),
         )
+
+    # --- services (10.x): the resource-sharing manager --------------------------------------------
+    def add_service(self, service: Service, service_id: int | None = None) -> int:
+        """Share ``service`` from this device; returns its service id."""
+        sid = self.services.add(service, service_id)
+        self.discovery.service_types = {ServiceType.parse(s.service_type) for s in self.services.services}
+        return sid
+
+    async def remove_service(self, service_id: int) -> None:
+        await self.services.remove(service_id)
+        self.discovery.service_types = {ServiceType.parse(s.service_type) for s in self.services.services}
+
+    async def _on_service_message(self, frame: Frame, ctx: RequestContext) -> Reply:
+        pipe = ctx.pipe
+        peer = PeerInfo(frame.routing.source, ctx.address.partition("%")[0], secure=ctx.secure,
+                        key_schedule=pipe.pipe.session_keys if pipe is not None else None)
+        return await self.services.handle(frame, peer)
+
+    async def _send_notification(self, target: str | DeviceId, message: SoapMessage,
+                                 subscriber: str | None) -> None:
+        """Deliver an event to a subscriber's callback, sealed in its secure pipe."""
+        if isinstance(target, DeviceId):
+            log.debug("no callback to reach %s for %s", target, message.message_type)
+            return
+        peer = DeviceId.parse(subscriber) if subscriber else None
+        pipe = next((r for r in reversed(self.pipes.pipes) if r.peer == peer and r.secure), None)
+        if pipe is None or pipe.pipe.channel is None:
+            raise SecurityError(f"no secure pipe to {subscriber} for its notification")
+        channel, pipe_id = pipe.pipe.channel, pipe.pipe_id
+        _, answer = await self._client.send(target, message, peer, seal=lambda m, seq: core_pipes.seal(
+            channel, pipe_id, m, source=self.device_id, target=peer, sequence_id=seq))
+        if answer is not None and isinstance(answer.message, messages.ErrorResponse):
+            raise SecurityError(answer.message.status.reason or "notification refused",
+                                return_code=ReturnCode.FORBIDDEN)
+
+    async def _maintain_services(self) -> None:
+        while True:
+            await asyncio.sleep(SERVICE_MAINTENANCE_INTERVAL)
+            self.services.expire()
 
     def description_bytes(self) -> bytes:
         return ddesc.to_bytes(self.description)
@@ -352,6 +412,7 @@ class Device:
         return pb.PairingConfirmResponse(Status(frame.routing.sequence_id), data)
 
     def unpair(self, peer: DeviceId) -> bool:
-        """Forget a paired device and close its pipes."""
+        """Forget a paired device and close its pipes (its sessions and subscriptions end)."""
         self.pipes.drop_peer(peer)
+        self.services.drop_peer(peer)
         return self.keystore.remove(peer)

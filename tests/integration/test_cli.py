@@ -157,3 +157,40 @@ def test_pair_unpair_and_list_with_the_pin_typed_at_the_prompt(device, free_udp_
     assert run("unpair", "Kitchen TV", *state).returncode == 0
     assert json.loads(run("paired", "--json", *state).stdout) == []
     assert run("unpair", "Kitchen TV", *state).returncode == 1
+
+
+def test_services_call_and_watch_a_sample_service(free_udp_port: int, tmp_path: Path) -> None:
+    common = ["--interface", "lo", "--port", str(free_udp_port)]
+    state = ["--state-dir", str(tmp_path / "controller")]
+    dev = subprocess.Popen(
+        [*IGRS, "device", "run", "--name", "Den TV", "--type", "TV", *common, "--http-port", "0",
+         "--json", "--sample-service", "--state-dir", str(tmp_path / "tv")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    watcher = None
+    try:
+        assert dev.stdout is not None
+        ready = json.loads(dev.stdout.readline())
+        listed = json.loads(run("services", "Den TV", *common, *state, "--json").stdout)
+        assert [(s["name"], s["type"]) for s in listed] == [("Volume", "urn:IGRS:ServiceType:Volume:1")]
+        # Without a pairing, calling is refused...
+        refused = run("call", "Den TV", "Volume", "SetLevel", "level=33", *common, *state)
+        assert refused.returncode == 1 and "not paired" in refused.stderr
+        pair = subprocess.Popen([*IGRS, "pair", ready["id"], *common, *state], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        pin = json.loads(dev.stdout.readline())["pin"]
+        assert pair.communicate(pin + "\n", timeout=20)[0].startswith("paired with Den TV")
+        # ... and after it, works; a watcher sees the change.
+        watcher = subprocess.Popen([*IGRS, "watch", "Den TV", "Volume", "level", *common, *state, "--json"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert watcher.stdout is not None
+        assert json.loads(watcher.stdout.readline())["value"] == 20  # the initial value
+        called = run("call", "Den TV", "Volume", "SetLevel", "level=33", *common, *state)
+        assert called.returncode == 0, called.stderr
+        assert called.stdout.strip() == "33"
+        assert json.loads(watcher.stdout.readline()) == {"attribute": "level", "value": 33, "sequence": 1}
+    finally:
+        for proc in (watcher, dev):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)

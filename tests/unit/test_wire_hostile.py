@@ -262,7 +262,7 @@ def test_hostile_location(location: str) -> None:
 
 def test_encoder_refuses_header_injection() -> None:
     msg = isdp.DeviceOnlineAdvertisement(D1, TV, "http://h/\r\nX-Injected: 1", 1800, "TV")
-    with pytest.raises(ValueError, match="line break|control characters"):
+    with pytest.raises(ValueError, match=r"line break|control characters"):
         isdp.encode(msg, host=HOST)
     # a name with a line break is refused outright (igrs.wire.ids.check_name)
     with pytest.raises(ValueError, match="control characters"):

@@ -1,0 +1,102 @@
+"""The resource-sharing manager end to end over loopback: a service shared by a Device,
+called and watched by a paired ControlPoint through a secure pipe; refused to strangers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from igrs import ControlPoint, Device
+from igrs.constants import ReturnCode
+from igrs.errors import IGRSError, RemoteError
+from igrs.service import Service, action, attribute
+
+LO = ["lo"]
+RENDERER = "urn:IGRS:ServiceType:Volume:1"
+
+
+class Volume(Service):
+    service_type = RENDERER
+    name = "TV volume"
+    level = attribute(int, 20, notifiable=True)
+    muted = attribute(bool, False, notifiable=True)
+
+    @action
+    async def SetLevel(self, level: int) -> int:
+        if not 0 <= level <= 100:
+            raise IGRSError("level must be 0..100", return_code=ReturnCode.BAD_MESSAGE)
+        self.level = level
+        return self.level
+
+    @action
+    async def Add(self, a: int, b: int) -> int:
+        return a + b
+
+
+@pytest.fixture
+async def tv(free_udp_port: int) -> AsyncIterator[tuple[Device, list[str]]]:
+    pins: list[str] = []
+    async with Device(name="TV", device_type="TV", interfaces=LO, port=free_udp_port, http_port=0,
+                      on_pin=pins.append, watch_interfaces=False) as dev:
+        dev.add_service(Volume())
+        yield dev, pins
+
+
+async def paired_cp(port: int, tv: Device, pins: list[str]) -> ControlPoint:
+    cp = ControlPoint(interfaces=LO, port=port, keepalive_interval=0)
+    await cp.start()
+    await cp.search(timeout=1.2, mx=1)
+
+    async def read_pin(_digits: int) -> str:
+        return pins[-1]
+
+    await cp.pair(tv.device_id, read_pin)
+    return cp
+
+
+async def test_session_invoke_and_attribute_events(tv: tuple[Device, list[str]], free_udp_port: int) -> None:
+    dev, pins = tv
+    cp = await paired_cp(free_udp_port, dev, pins)
+    try:
+        desc = await cp.describe(dev.device_id)
+        assert [s.service_type for s in desc.services] == [RENDERER]
+        async with cp.session(dev.device_id, RENDERER) as svc:
+            assert await svc.Add(a=2, b=40) == 42
+            async with svc.subscribe("level") as changes:
+                stream = changes.__aiter__()
+                first = await asyncio.wait_for(stream.__anext__(), 5)
+                assert (first.name, first.value) == ("level", 20)  # the initial value
+                assert await svc.SetLevel(level=55) == 55
+                change = await asyncio.wait_for(stream.__anext__(), 5)
+                assert (change.name, change.value) == ("level", 55)
+            with pytest.raises(RemoteError) as err:
+                await svc.SetLevel(level=500)
+            assert err.value.return_code == ReturnCode.BAD_MESSAGE
+            assert await svc.get("level") == 55
+    finally:
+        await cp.stop()
+
+
+async def test_many_concurrent_invocations_are_not_mixed_up(tv: tuple[Device, list[str]],
+                                                            free_udp_port: int) -> None:
+    dev, pins = tv
+    cp = await paired_cp(free_udp_port, dev, pins)
+    try:
+        async with cp.session(dev.device_id, RENDERER) as svc:
+            results = await asyncio.gather(*(svc.Add(a=i, b=1000) for i in range(200)))
+            assert results == [i + 1000 for i in range(200)]
+    finally:
+        await cp.stop()
+
+
+async def test_an_unpaired_control_point_cannot_use_the_service(tv: tuple[Device, list[str]],
+                                                               free_udp_port: int) -> None:
+    dev, _ = tv
+    async with ControlPoint(interfaces=LO, port=free_udp_port) as stranger:
+        await stranger.search(timeout=1.2, mx=1)
+        assert (await stranger.describe(dev.device_id)).name == "TV"  # the description: yes
+        with pytest.raises(IGRSError):
+            async with stranger.session(dev.device_id, RENDERER) as svc:  # anything else: no
+                await svc.Add(a=1, b=2)
