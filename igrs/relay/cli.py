@@ -1,0 +1,365 @@
+"""``igrs relay ...`` commands: a thin client of the public relay API.
+
+Hook into the main CLI with ``add_subcommands(subparsers)``; each leaf sets ``args.func``,
+a plain callable returning the exit status (it runs the command's coroutine with
+``asyncio.run``). Standalone: ``python -m igrs.relay.cli <command> ...``.
+
+Credentials: ``register-user`` / ``register-device`` can ``--save FILE`` a JSON file
+``{"relay", "id", "token", "fingerprint" | "cafile"}`` that the other commands read with
+``--creds FILE`` (written with mode 0600: the token is a secret).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from igrs.relay.client import RelayClient, register_device, register_user
+from igrs.relay.config import DEFAULT_RELAY_PORT, RelayConfig
+from igrs.relay.errors import RelayError
+from igrs.relay.limits import Limits
+from igrs.relay.payloads import DEFAULT_NAMESPACE
+from igrs.relay.server import RelayNode, tune_asyncio_tls
+
+Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+def _runner(cmd: Command) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return asyncio.run(cmd(args))
+        except KeyboardInterrupt:
+            return 130
+        except (RelayError, OSError, ValueError) as e:
+            print(f"igrs relay: {e}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def _out(obj: Any) -> None:
+    print(json.dumps(obj, indent=2) if not isinstance(obj, str) else obj, flush=True)
+
+
+# ---------------------------------------------------------------- connection options
+def _add_conn(p: argparse.ArgumentParser, creds: bool = True) -> None:
+    if creds:
+        p.add_argument("--creds", type=Path, help="credentials JSON (from --save)")
+    p.add_argument("--relay", help=f"relay address host:port (default port {DEFAULT_RELAY_PORT})")
+    p.add_argument("--fingerprint", help="pinned SHA-256 fingerprint of the relay certificate")
+    p.add_argument("--cafile", help="CA/certificate file to verify the relay with")
+
+
+def _conn(args: argparse.Namespace) -> dict[str, Any]:
+    creds: dict[str, Any] = {}
+    if getattr(args, "creds", None):
+        creds = json.loads(Path(args.creds).read_text())
+    relay = args.relay or creds.get("relay")
+    if not relay:
+        raise ValueError("no relay address: give --relay or --creds")
+    tls = {"fingerprint": args.fingerprint or creds.get("fingerprint"),
+           "cafile": args.cafile or creds.get("cafile")}
+    if not tls["fingerprint"] and not tls["cafile"]:
+        raise ValueError("give --fingerprint or --cafile (TLS is always verified)")
+    return {"relay": relay, **creds, **{k: v for k, v in tls.items() if v}}
+
+
+def _tls(c: dict[str, Any]) -> dict[str, Any]:
+    return {k: c[k] for k in ("fingerprint", "cafile") if c.get(k)}
+
+
+def _client(args: argparse.Namespace, **kw: Any) -> RelayClient:
+    c = _conn(args)
+    if "id" not in c or "token" not in c:
+        raise ValueError("this command needs --creds with an id and a token")
+    return RelayClient(c["relay"], principal=c["id"], token=c["token"], **_tls(c), **kw)
+
+
+def _save(path: Path | None, c: dict[str, Any], pid: str, token: str) -> None:
+    if path is None:
+        return
+    data = {"relay": c["relay"], "id": pid, "token": token, **_tls(c)}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+
+
+# ---------------------------------------------------------------- commands
+async def cmd_serve(args: argparse.Namespace) -> int:
+    limits = Limits()
+    if args.max_connections is not None:
+        limits = replace(limits, max_connections=args.max_connections)
+    cfg = RelayConfig(
+        host=args.host,
+        port=args.port,
+        state_dir=args.state_dir,
+        cert_file=args.cert,
+        key_file=args.key,
+        cert_hosts=args.cert_host or ["localhost", "127.0.0.1", args.host],
+        limits=limits,
+        open_registration=not args.closed_registration,
+        node_id=args.node_id,
+    )
+    backbone = None
+    if args.nats:
+        from igrs.relay.backbone.nats import NatsBackbone  # optional extra "cluster"
+
+        backbone = NatsBackbone(args.nats.split(","), node_id=args.node_id, limits=limits)
+    tune_asyncio_tls()
+    node = RelayNode(cfg, backbone)
+    await node.start()
+    print(f"relay node {node.node_id} listening on {args.host}:{node.port}", flush=True)
+    print(f"certificate {node.cert_file}", flush=True)
+    print(f"fingerprint SHA256 {node.fingerprint}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await node.close()
+    return 0
+
+
+async def cmd_register_user(args: argparse.Namespace) -> int:
+    c = _conn(args)
+    p, token = await register_user(c["relay"], args.name, **_tls(c))
+    _save(args.save, c, str(p), token)
+    _out({"id": str(p), "token": token})
+    return 0
+
+
+async def cmd_register_device(args: argparse.Namespace) -> int:
+    c = _conn(args)
+    p, token = await register_device(c["relay"], args.name, args.verify_code,
+                                     device=args.device_id, device_type=args.device_type,
+                                     **_tls(c))
+    _save(args.save, c, str(p), token)
+    _out({"id": str(p), "token": token})
+    return 0
+
+
+def _request_cmd(op: str, build: Callable[[argparse.Namespace], dict[str, Any]]) -> Command:
+    async def cmd(args: argparse.Namespace) -> int:
+        async with _client(args, reconnect=False) as c:
+            _out(await c.request(op, **build(args)))
+        return 0
+
+    return cmd
+
+
+async def cmd_request(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {}
+    for kv in args.args:
+        k, sep, v = kv.partition("=")
+        if not sep:
+            raise ValueError(f"arguments are key=value (JSON values allowed): {kv!r}")
+        try:
+            body[k] = json.loads(v)
+        except ValueError:
+            body[k] = v
+    async with _client(args, reconnect=False) as c:
+        _out(await c.request(args.op, **body))
+    return 0
+
+
+async def cmd_send(args: argparse.Namespace) -> int:
+    data = sys.stdin.buffer.read() if args.text == "-" else args.text.encode()
+    async with _client(args, reconnect=False) as c:
+        if args.to_user_devices:
+            _out(await c.multicast(data, user=args.to, namespace=args.namespace,
+                                   durable=args.durable))
+        else:
+            _out(await c.send(args.to, data, namespace=args.namespace, durable=args.durable))
+    return 0
+
+
+async def cmd_listen(args: argparse.Namespace) -> int:
+    async with _client(args) as c:
+        if args.presence:
+            for pid, online in (await c.subscribe_presence()).items():
+                print(f"presence {pid} {'online' if online else 'offline'}", flush=True)
+        print(f"listening as {c.principal}", flush=True)
+
+        async def presence() -> None:
+            while True:
+                ev = await c.presence.get()
+                print(f"presence {ev.principal} {'online' if ev.online else 'offline'}",
+                      flush=True)
+
+        async def notes() -> None:
+            while True:
+                print(f"notify {json.dumps(await c.notifications.get())}", flush=True)
+
+        side = [asyncio.create_task(presence()), asyncio.create_task(notes())]
+        try:
+            n = 0
+            while args.count is None or n < args.count:
+                m = await c.receive(timeout=args.timeout)
+                n += 1
+                tag = " stored" if m.stored else ""
+                print(f"message {m.source} {m.namespace}{tag} {m.text}", flush=True)
+        except TimeoutError:
+            return 0 if args.count is None else 2
+        finally:
+            for t in side:
+                t.cancel()
+    return 0
+
+
+async def cmd_gateway(args: argparse.Namespace) -> int:
+    from igrs.control import ControlPoint
+    from igrs.relay.gateway import HomeGateway
+
+    async with ControlPoint(interfaces=args.interface or None, port=args.port) as cp, \
+            _client(args) as c:
+        print(f"gateway {c.principal} serving the home LAN", flush=True)
+        await HomeGateway(c, cp).serve()
+    return 0
+
+
+async def cmd_home_devices(args: argparse.Namespace) -> int:
+    from igrs.relay.gateway import list_home_devices
+
+    async with _client(args, reconnect=False) as c:
+        _out(await list_home_devices(c, args.gateway, search_timeout=args.search_timeout))
+    return 0
+
+
+async def cmd_presence(args: argparse.Namespace) -> int:
+    async with _client(args, reconnect=False) as c:
+        _out(await c.query_presence(args.ids or None))
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    relay = subparsers.add_parser("relay", help="IGRS 2.0 remote-access relay (specs/relay.md)")
+    sub = relay.add_subparsers(dest="relay_command", required=True)
+    _add_commands(sub)
+
+
+def _add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("serve", help="run a relay node (embedded SQLite, or --nats cluster)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=DEFAULT_RELAY_PORT)
+    p.add_argument("--state-dir", type=Path, default=Path("relay-state"),
+                   help="SQLite database and generated certificate live here")
+    p.add_argument("--cert", type=Path, help="PEM certificate (default: self-signed, created)")
+    p.add_argument("--key", type=Path, help="PEM private key for --cert")
+    p.add_argument("--cert-host", action="append", help="name/IP for the generated cert")
+    p.add_argument("--closed-registration", action="store_true",
+                   help="refuse register-user/register-device from clients")
+    p.add_argument("--max-connections", type=int)
+    p.add_argument("--nats", help="NATS server URL(s), comma-separated: cluster backbone")
+    p.add_argument("--node-id")
+    p.set_defaults(func=_runner(cmd_serve))
+
+    p = sub.add_parser("register-user", help="create an RA user; prints id and token")
+    _add_conn(p, creds=False)
+    p.add_argument("--name", required=True)
+    p.add_argument("--save", type=Path, help="write a credentials file")
+    p.set_defaults(func=_runner(cmd_register_user))
+
+    p = sub.add_parser("register-device", help="create an RA device with a verification code")
+    _add_conn(p, creds=False)
+    p.add_argument("--name", required=True)
+    p.add_argument("--verify-code", required=True)
+    p.add_argument("--device-id", help="urn:IGRS:Device:DeviceId:<uuid> (default: new)")
+    p.add_argument("--device-type", default="Unknown")
+    p.add_argument("--save", type=Path)
+    p.set_defaults(func=_runner(cmd_register_device))
+
+    p = sub.add_parser("bind", help="bind a device to the user in --creds")
+    _add_conn(p)
+    p.add_argument("--device", required=True)
+    p.add_argument("--verify-code", required=True)
+    p.set_defaults(func=_runner(_request_cmd(
+        "bind", lambda a: {"device": a.device, "verify_code": a.verify_code})))
+
+    p = sub.add_parser("unbind", help="unbind a device")
+    _add_conn(p)
+    p.add_argument("--device", required=True)
+    p.set_defaults(func=_runner(_request_cmd("unbind", lambda a: {"device": a.device})))
+
+    p = sub.add_parser("friend", help="send (or accept, with --accept/--deny) a friend request")
+    _add_conn(p)
+    p.add_argument("--user", required=True)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--accept", action="store_true")
+    g.add_argument("--deny", action="store_true")
+    p.set_defaults(func=_runner(_friend))
+
+    p = sub.add_parser("relations", help="list relationships")
+    _add_conn(p)
+    p.set_defaults(func=_runner(_request_cmd("relations", lambda a: {})))
+
+    p = sub.add_parser("presence", help="online status of related parties")
+    _add_conn(p)
+    p.add_argument("ids", nargs="*")
+    p.set_defaults(func=_runner(cmd_presence))
+
+    p = sub.add_parser("send", help="send a message (TEXT, or - for stdin)")
+    _add_conn(p)
+    p.add_argument("--to", required=True, help="user or device id")
+    p.add_argument("--to-user-devices", action="store_true",
+                   help="point-to-multipoint: every device bound to the --to user")
+    p.add_argument("--durable", action="store_true", help="store if offline (at-least-once)")
+    p.add_argument("--namespace", default=DEFAULT_NAMESPACE)
+    p.add_argument("text")
+    p.set_defaults(func=_runner(cmd_send))
+
+    p = sub.add_parser("listen", help="print messages (and presence) as they arrive")
+    _add_conn(p)
+    p.add_argument("--count", type=int, help="exit after this many messages")
+    p.add_argument("--timeout", type=float, help="exit after this long without a message")
+    p.add_argument("--presence", action="store_true", help="also print presence changes")
+    p.set_defaults(func=_runner(cmd_listen))
+
+    p = sub.add_parser("gateway", help="serve as the home gateway (lists the LAN's devices)")
+    _add_conn(p)
+    p.add_argument("--interface", action="append", help="LAN interface (name or address)")
+    p.add_argument("--port", type=int, default=3880, help="IGRS discovery port")
+    p.set_defaults(func=_runner(cmd_gateway))
+
+    p = sub.add_parser("home-devices", help="list a home's devices through its gateway")
+    _add_conn(p)
+    p.add_argument("--gateway", required=True, help="the gateway's device id")
+    p.add_argument("--search-timeout", type=float, default=1.5)
+    p.set_defaults(func=_runner(cmd_home_devices))
+
+    p = sub.add_parser("request", help="any relay op: request OP key=value ...")
+    _add_conn(p)
+    p.add_argument("op")
+    p.add_argument("args", nargs="*")
+    p.set_defaults(func=_runner(cmd_request))
+
+
+async def _friend(args: argparse.Namespace) -> int:
+    if args.accept or args.deny:
+        return await _request_cmd("friend_respond", lambda a: {
+            "user": a.user, "accept": bool(a.accept)})(args)
+    return await _request_cmd("friend_request", lambda a: {"user": a.user})(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="igrs relay", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="relay_command", required=True)
+    _add_commands(sub)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""The relay frame: the one binary format of the project, declared once with ``construct``.
+
+Layout (big-endian, 48-byte header; specs/relay.md "Frame layout")::
+
+    version u8 | type u8 | flags u16 | id u64 | source 16B | target 16B | length u32 | payload
+
+Sans-IO: :class:`FrameDecoder` is fed bytes and yields frames, or raises :class:`FrameError`
+naming what was wrong, before buffering more than one header plus ``max_payload`` bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import IntEnum, IntFlag
+
+import construct as c
+
+from igrs.relay.errors import RelayCode, RelayError
+
+VERSION = 1
+HEADER_SIZE = 48
+NIL = uuid.UUID(int=0)
+
+
+class FrameType(IntEnum):
+    AUTH = 0x01  # c->s  JSON {id, token}
+    AUTH_OK = 0x02  # s->c  JSON {id, node, limits}
+    REQUEST = 0x03  # c->s  JSON {op, ...}
+    RESPONSE = 0x04  # s->c  JSON result, id = request id
+    ERROR = 0x05  # s->c  code u16 + reason, id = request id (0: none)
+    GOAWAY = 0x06  # s->c  code u16 + reason; the relay closes after it
+    PING = 0x07  # both
+    PONG = 0x08  # both
+    BYE = 0x09  # c->s  clean goodbye (presence goes offline at once)
+    MESSAGE = 0x10  # c->s  point-to-point: target in header, payload namespace + body
+    MULTICAST = 0x11  # c->s  point-to-multipoint: payload targets + namespace + body
+    DELIVER = 0x12  # s->c  a message for you: source in header, id = stored id (durable)
+    ACK = 0x13  # c->s  id = the DELIVER id of a durable message
+    RECEIPT = 0x14  # s->c  JSON {status}, id = MESSAGE id (when ACK_REQUESTED)
+    PRESENCE = 0x20  # s->c  JSON {id, online}
+    NOTIFY = 0x21  # s->c  JSON relationship event {event, from, ...}
+
+
+class Flags(IntFlag):
+    NONE = 0
+    DURABLE = 0x0001  # store until acknowledged (offline storage, at-least-once)
+    ACK_REQUESTED = 0x0002  # sender wants a RECEIPT
+    STORED = 0x0004  # on DELIVER: was stored (sender may be offline now); ACK it
+    SOURCE_USER = 0x0100  # source uuid is a user (else a device, or nil)
+    TARGET_USER = 0x0200  # target uuid is a user
+
+
+_TYPES = frozenset(int(t) for t in FrameType)
+CLIENT_TYPES = frozenset(
+    {
+        FrameType.AUTH,
+        FrameType.REQUEST,
+        FrameType.PING,
+        FrameType.PONG,
+        FrameType.BYE,
+        FrameType.MESSAGE,
+        FrameType.MULTICAST,
+        FrameType.ACK,
+    }
+)
+SERVER_TYPES = frozenset(
+    {
+        FrameType.AUTH_OK,
+        FrameType.RESPONSE,
+        FrameType.ERROR,
+        FrameType.GOAWAY,
+        FrameType.PING,
+        FrameType.PONG,
+        FrameType.DELIVER,
+        FrameType.RECEIPT,
+        FrameType.PRESENCE,
+        FrameType.NOTIFY,
+    }
+)
+
+Uuid = c.ExprAdapter(
+    c.Bytes(16),
+    decoder=lambda obj, ctx: uuid.UUID(bytes=bytes(obj)),
+    encoder=lambda obj, ctx: obj.bytes,
+)
+
+HEADER = c.Struct(
+    "version" / c.Int8ub,
+    "type" / c.Int8ub,
+    "flags" / c.Int16ub,
+    "id" / c.Int64ub,
+    "source" / Uuid,
+    "target" / Uuid,
+    "length" / c.Int32ub,
+)
+FRAME = c.Struct("header" / HEADER, "payload" / c.Bytes(c.this.header.length))
+assert HEADER.sizeof() == HEADER_SIZE
+
+
+def _struct_format(decl: c.Struct) -> str:
+    """The ``struct`` format equivalent to a flat construct Struct of fixed-size fields.
+
+    The hot path packs and unpacks with it (0.2 us instead of ~30 us per header); it is
+    derived from the one declaration above, so the two cannot drift apart (tests check it).
+    """
+    fmt = ">"
+    for sub in decl.subcons:
+        sc = sub.subcon
+        while isinstance(sc, c.Adapter):
+            sc = sc.subcon
+        if isinstance(sc, c.FormatField):
+            fmt += sc.fmtstr.lstrip("<>=!")
+        elif isinstance(sc, c.Bytes) and isinstance(sc.length, int):
+            fmt += f"{sc.length}s"
+        else:  # pragma: no cover - the declaration is fixed
+            raise TypeError(f"no struct equivalent for {sub.name}")
+    return fmt
+
+
+_HEADER_STRUCT = struct.Struct(_struct_format(HEADER))
+assert _HEADER_STRUCT.size == HEADER_SIZE
+
+
+class FrameError(RelayError):
+    """Bytes that are not a valid frame: the connection that sent them is closed."""
+
+
+@dataclass(slots=True, frozen=True)
+class Frame:
+    type: FrameType
+    id: int = 0
+    flags: Flags = Flags.NONE
+    source: uuid.UUID = NIL
+    target: uuid.UUID = NIL
+    payload: bytes = field(default=b"", repr=False)
+    version: int = VERSION
+
+    def encode(self) -> bytes:
+        return encode(self)
+
+
+_pack = _HEADER_STRUCT.pack
+_unpack = _HEADER_STRUCT.unpack
+
+
+def encode(frame: Frame) -> bytes:
+    return _pack(
+        frame.version, frame.type, frame.flags, frame.id, frame.source.bytes,
+        frame.target.bytes, len(frame.payload),
+    ) + frame.payload
+
+
+def decode(data: bytes, *, max_payload: int) -> Frame:
+    """Decode exactly one frame (used by tests and tools); see :class:`FrameDecoder`."""
+    dec = FrameDecoder(max_payload=max_payload)
+    frames = list(dec.feed(data))
+    if len(frames) != 1 or dec.buffered:
+        raise FrameError(RelayCode.BAD_FRAME, "not exactly one frame")
+    return frames[0]
+
+
+class FrameDecoder:
+    """Incremental decoder. ``feed`` yields whole frames; raises FrameError on bad input."""
+
+    __slots__ = ("_buf", "_header", "max_payload")
+
+    def __init__(self, *, max_payload: int) -> None:
+        self.max_payload = max_payload
+        self._buf = bytearray()
+        self._header: tuple[int, int, int, int, bytes, bytes, int] | None = None
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> Iterator[Frame]:
+        self._buf += data
+        while True:
+            if self._header is None:
+                if len(self._buf) < HEADER_SIZE:
+                    return
+                self._header = self._parse_header(bytes(self._buf[:HEADER_SIZE]))
+                del self._buf[:HEADER_SIZE]
+            version, ftype, flags, fid, source, target, length = self._header
+            if len(self._buf) < length:
+                return
+            payload = bytes(self._buf[:length])
+            del self._buf[:length]
+            self._header = None
+            yield Frame(
+                type=FrameType(ftype),
+                id=fid,
+                flags=Flags(flags),
+                source=uuid.UUID(bytes=source),
+                target=uuid.UUID(bytes=target),
+                payload=payload,
+                version=version,
+            )
+
+    def _parse_header(self, raw: bytes) -> tuple[int, int, int, int, bytes, bytes, int]:
+        if raw[0] != VERSION:
+            raise FrameError(RelayCode.VERSION, f"unsupported frame version {raw[0]}")
+        h = _unpack(raw)
+        if h[1] not in _TYPES:
+            raise FrameError(RelayCode.BAD_FRAME, f"unknown frame type 0x{h[1]:02x}")
+        if h[6] > self.max_payload:
+            raise FrameError(
+                RelayCode.TOO_LARGE,
+                f"frame payload {h[6]} bytes exceeds the cap of {self.max_payload}",
+            )
+        return h
+
+    def at_eof(self) -> None:
+        """Call when the peer closed: a partial frame left over is a truncation."""
+        if self._buf or self._header is not None:
+            raise FrameError(RelayCode.BAD_FRAME, "truncated frame at end of stream")

@@ -1,0 +1,89 @@
+"""Sans-IO state of one client connection on a relay node.
+
+Bytes in (with ``now``) -> validated frames out, or a :class:`FrameError` that tells the
+shell to send GOAWAY with that code and reason and close *this* connection only.
+
+States: AWAIT_AUTH -> OPEN -> CLOSED. Before AUTH only AUTH, PING, BYE and the
+pre-authentication REQUEST ops (registration) are accepted.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from igrs.relay.errors import RelayCode
+from igrs.relay.frames import CLIENT_TYPES, Frame, FrameDecoder, FrameError, FrameType
+from igrs.relay.ids import Principal
+from igrs.relay.limits import Limits, TokenBucket
+
+PRE_AUTH_TYPES = frozenset({FrameType.AUTH, FrameType.REQUEST, FrameType.PING, FrameType.BYE})
+PRE_AUTH_OPS = frozenset({"register_user", "register_device"})
+
+
+class State(Enum):
+    AWAIT_AUTH = "await-auth"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class ServerSession:
+    __slots__ = ("_decoder", "_flood", "last_frame", "opened", "principal", "state")
+
+    def __init__(self, limits: Limits, now: float) -> None:
+        self.state = State.AWAIT_AUTH
+        self.principal: Principal | None = None
+        self.opened = now
+        self.last_frame = now
+        self._decoder = FrameDecoder(max_payload=limits.max_frame_payload)
+        self._flood = TokenBucket(limits.flood_rate, limits.flood_burst, now)
+
+    def receive(self, data: bytes, now: float) -> list[Frame]:
+        """Decode and screen incoming bytes. Raises FrameError (close the connection)."""
+        if self.state is State.CLOSED:
+            return []
+        out: list[Frame] = []
+        try:
+            for frame in self._decoder.feed(data):
+                self._screen(frame, now)
+                out.append(frame)
+        except FrameError:
+            self.state = State.CLOSED
+            raise
+        return out
+
+    def _screen(self, frame: Frame, now: float) -> None:
+        if not self._flood.take(now):
+            raise FrameError(RelayCode.FLOOD, "frame flood: too many frames per second")
+        self.last_frame = now
+        if frame.type not in CLIENT_TYPES:
+            raise FrameError(
+                RelayCode.BAD_FRAME, f"frame type {frame.type.name} not allowed from a client"
+            )
+        if self.state is State.AWAIT_AUTH:
+            if frame.type not in PRE_AUTH_TYPES:
+                raise FrameError(
+                    RelayCode.NOT_AUTHENTICATED, f"{frame.type.name} before AUTH"
+                )
+        elif frame.type is FrameType.AUTH:
+            raise FrameError(RelayCode.BAD_FRAME, "AUTH on an authenticated connection")
+
+    def eof(self) -> None:
+        """The peer closed its side; raises FrameError if a frame was cut short."""
+        state, self.state = self.state, State.CLOSED
+        if state is not State.CLOSED:
+            self._decoder.at_eof()
+
+    def authenticated(self, principal: Principal) -> None:
+        self.principal = principal
+        self.state = State.OPEN
+
+    def timeout(self, now: float, limits: Limits) -> FrameError | None:
+        """Return the error to close with if this connection has timed out."""
+        if self.state is State.AWAIT_AUTH and now - self.opened > limits.auth_timeout:
+            return FrameError(RelayCode.TIMEOUT, "no AUTH within the auth timeout")
+        if self.state is State.OPEN and now - self.last_frame > limits.idle_timeout:
+            return FrameError(RelayCode.TIMEOUT, "idle timeout: no frame received")
+        return None
+
+    def close(self) -> None:
+        self.state = State.CLOSED

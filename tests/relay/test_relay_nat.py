@@ -1,0 +1,166 @@
+"""A home behind a masquerading NAT router; the relay and a remote phone on the WAN side.
+
+The home TV cannot be reached inbound (shown: a direct TCP connect from the WAN fails), yet
+it receives messages pushed through the relay over the connection it opened outward.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from netbed import Host, LineReader, NetBed, free_port
+
+pytestmark = pytest.mark.netns
+
+RELAY_CLI = [sys.executable, "-m", "igrs.relay.cli"]
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {
+    **os.environ,
+    "PYTHONUNBUFFERED": "1",
+    "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+}
+
+TCP_PROBE = """
+import socket, sys
+s = socket.socket(); s.settimeout(float(sys.argv[3]))
+try:
+    s.connect((sys.argv[1], int(sys.argv[2]))); print("connected")
+except OSError as e:
+    print(type(e).__name__, e.errno)
+"""
+LISTENER = """
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(); print("listening", flush=True)
+while True:
+    c, _ = s.accept(); c.close()
+"""
+
+
+def run(host: Host, *args: str, timeout: float = 30) -> str:
+    cp = host.run([*RELAY_CLI, *args], timeout=timeout, env=ENV, cwd=ROOT)
+    assert cp.returncode == 0, f"{args[0]} on {host.name}: {cp.stderr}"
+    return cp.stdout
+
+
+def probe(host: Host, addr: str, port: int, timeout: float = 2.0) -> str:
+    cp = host.run([sys.executable, "-c", TCP_PROBE, addr, str(port), str(timeout)], timeout=timeout + 10)
+    return cp.stdout.strip()
+
+
+def test_home_device_behind_nat_gets_pushed_messages(netbed: NetBed, tmp_path: Path) -> None:
+    home, wan = netbed.lan("home"), netbed.lan("wan")
+    router = netbed.router("rt", inside=home, outside=wan)
+    tv = netbed.host("tv", home, gateway=router)
+    relay = netbed.host("relay", wan)
+    phone = netbed.host("phone", wan)
+    port, svc = free_port("tcp"), free_port("tcp")
+
+    # 1. the home device is not reachable inbound, although it listens
+    listener = tv.popen([sys.executable, "-c", LISTENER, tv.addr, str(svc)], stdout=subprocess.PIPE, text=True)
+    assert LineReader(listener.stdout).wait_for(lambda ln: ln == "listening", 10)
+    assert probe(router, tv.addr, svc) == "connected"  # reachable inside the home
+    assert "errno" not in probe(router, tv.addr, svc)
+    assert probe(phone, tv.addr, svc).startswith("OSError 101")  # no route to the home LAN
+    assert router.outside is not None
+    phone.sh(f"ip route add {home.subnet} via {router.outside.addr}")
+    before = router.dropped_unsolicited()
+    assert probe(phone, tv.addr, svc, timeout=1.5) in ("TimeoutError None", "timeout None", "TimeoutError 110")
+    assert router.dropped_unsolicited() > before  # the NAT dropped the unsolicited SYNs
+
+    # 2. the relay on the WAN
+    srv = relay.popen(
+        [
+            *RELAY_CLI,
+            "serve",
+            "--host",
+            relay.addr,
+            "--port",
+            str(port),
+            "--state-dir",
+            str(tmp_path / "relay"),
+            "--cert-host",
+            relay.addr,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+        cwd=ROOT,
+    )
+    out, err = LineReader(srv.stdout), LineReader(srv.stderr)
+    fp_line = out.wait_for(lambda ln: ln.startswith("fingerprint"), 20)
+    assert fp_line, f"relay did not start: {err.text()}"
+    conn = ["--relay", f"{relay.addr}:{port}", "--fingerprint", fp_line.split()[-1]]
+
+    # 3. accounts: the TV registers itself from the home; the phone's user binds it
+    user_c, tv_c = tmp_path / "phone.json", tmp_path / "tv.json"
+    user_id = json.loads(run(phone, "register-user", *conn, "--name", "alice", "--save", str(user_c)))["id"]
+    tv_id = json.loads(
+        run(
+            tv,
+            "register-device",
+            *conn,
+            "--name",
+            "living-room-tv",
+            "--device-type",
+            "TV",
+            "--verify-code",
+            "4711",
+            "--save",
+            str(tv_c),
+        )
+    )["id"]
+    run(phone, "bind", "--creds", str(user_c), "--device", tv_id, "--verify-code", "4711")
+
+    # 4. one message stored while the TV is away, then the TV connects outward and listens
+    stored = json.loads(
+        run(phone, "send", "--creds", str(user_c), "--to", tv_id, "--durable", "recorded while you were off")
+    )
+    assert stored["status"] == "stored"
+    lst = tv.popen(
+        [*RELAY_CLI, "listen", "--creds", str(tv_c), "--count", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+        cwd=ROOT,
+    )
+    lout, lerr = LineReader(lst.stdout), LineReader(lst.stderr)
+    first = lout.wait_for(lambda ln: ln.startswith("message"), 20)
+    assert first == f"message {user_id} urn:IGRS:relay:app stored recorded while you were off", lerr.text()
+    presence = json.loads(run(phone, "presence", "--creds", str(user_c)))
+    assert presence["online"] == {tv_id: True}
+
+    # 5. a live push from the WAN phone reaches the TV through the relay
+    receipt = json.loads(run(phone, "send", "--creds", str(user_c), "--to", tv_id, "play channel 5"))
+    assert receipt == {"status": "delivered"}
+    second = lout.wait_for(lambda ln: ln.startswith("message"), 20)
+    assert second == f"message {user_id} urn:IGRS:relay:app play channel 5"
+    assert lst.wait(20) == 0
+
+    # 6. remote access to the home: the TV now acts as gateway; the phone, on the WAN,
+    #    lists the home LAN's IGRS devices through the relay
+    pc = netbed.host("pc", home, gateway=router)
+    dport = free_port("udp")
+    dev = pc.popen([sys.executable, "-m", "igrs", "device", "run", "--name", "Study PC",
+                    "--type", "PC", "--port", str(dport), "--json"],
+                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
+    ready = LineReader(dev.stdout).wait_for(lambda ln: '"ready"' in ln, 20)
+    assert ready, "home device did not start"
+    pc_id = json.loads(ready)["id"]
+    gw = tv.popen([*RELAY_CLI, "gateway", "--creds", str(tv_c), "--interface",
+                   tv.iface_on(home).name, "--port", str(dport)],
+                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
+    gout, gerr = LineReader(gw.stdout), LineReader(gw.stderr)
+    assert gout.wait_for(lambda ln: ln.startswith("gateway "), 20), gerr.text()
+    devices = json.loads(run(phone, "home-devices", "--creds", str(user_c), "--gateway", tv_id,
+                             "--search-timeout", "1.5"))
+    names = {d["device_id"]: d["name"] for d in devices}
+    assert names.get(pc_id) == "Study PC", (devices, gerr.text())
+    assert all(d["address"].startswith("10.77.") for d in devices)
