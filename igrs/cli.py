@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import inspect
 import json
 import logging
@@ -311,7 +310,9 @@ async def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # --- parser --------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, relay: bool = False) -> argparse.ArgumentParser:
+    """The full parser. The relay commands are only loaded when ``relay`` (they pull in the
+    relay node; an idle device should not carry them)."""
     parser = argparse.ArgumentParser(prog="igrs", description="IGRS (ISO/IEC 14543-5) home-network tool")
     parser.add_argument("--version", action="version", version=f"igrs {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
@@ -407,15 +408,21 @@ def build_parser() -> argparse.ArgumentParser:
     from igrs.cli_groups import add_subcommands as add_group_commands
 
     add_group_commands(sub)
-    with contextlib.suppress(ImportError):
+    if relay:
         from igrs.relay.cli import add_subcommands
 
         add_subcommands(sub)
+    else:
+        p = sub.add_parser("relay", help="IGRS 2.0 relay: serve, register, bind, send, listen, ... "
+                                         "(igrs relay --help)", add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(func=lambda _args: main(["relay", "--help"]))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    words = sys.argv[1:] if argv is None else argv
+    parser = build_parser(relay=next((w for w in words if not w.startswith("-")), "") == "relay")
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -14,15 +14,12 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from igrs.constants import DEFAULT_MAX_AGE, IGRS_PATH, IGRS_PORT, ReturnCode
-from igrs.core import pipes as core_pipes
 from igrs.core.discovery import Action, DeviceDiscovery, Interface
-from igrs.core.pipes import PipeRecord, PipeTable
-from igrs.core.security import PairingResponder, PinPairingHost
 from igrs.errors import NotImplementedMessage, SecurityError
-from igrs.keystore import PairedDevice, open_keystore
+from igrs.keystore import KeyStore, MemoryKeyStore, open_keystore
 from igrs.net import interfaces as netifaces
 from igrs.net.driver import TimerDriver
 from igrs.net.http import IgrsHttpClient, IgrsHttpServer, Reply, SealLater
@@ -35,6 +32,10 @@ from igrs.wire.bodies import pipes as pb
 from igrs.wire.groups import is_group_datagram
 from igrs.wire.ids import DeviceId, DeviceType, ServiceType, check_name
 from igrs.wire.messages import Frame, SoapMessage, Status
+
+if TYPE_CHECKING:  # pipes and pairing load their cipher modules on first use
+    from igrs.core.pipes import PipeRecord, PipeTable
+    from igrs.core.security import LocalIdentity, PairingResponder, PinPairingHost
 
 log = logging.getLogger(__name__)
 
@@ -101,16 +102,15 @@ class Device:
         self.device_type = device_type if isinstance(device_type, DeviceType) else DeviceType.parse(device_type)
         if isinstance(device_id, str):
             device_id = DeviceId.parse(device_id)
-        self.keystore = open_keystore(state_dir)
-        self.identity = self.keystore.load_or_create_identity(device_id)
-        if device_id is not None and self.identity.device_id != device_id:
-            log.warning("state directory holds device %s; ignoring --id %s", self.identity.device_id,
-                        device_id)
-        self.device_id = self.identity.device_id
-        self.pipes = PipeTable(self.identity, self.keystore.peer_key,
-                               allow_non_secure=allow_non_secure_pipes)
+        self.keystore: KeyStore | MemoryKeyStore = open_keystore(state_dir)
+        self.device_id = self.keystore.device_id(device_id)
+        if device_id is not None and self.device_id != device_id:
+            log.warning("state directory holds device %s; ignoring --id %s", self.device_id, device_id)
         self.on_pin = on_pin
-        self._pin_host = PinPairingHost(self.identity, name=name) if on_pin is not None else None
+        self._allow_non_secure = allow_non_secure_pipes
+        self._identity: LocalIdentity | None = None
+        self._pipes: PipeTable | None = None
+        self._pin_host: PinPairingHost | None = None
         self._pairing: tuple[int, DeviceId, PairingResponder, float] | None = None
         self.port = port
         self.http_port = http_port
@@ -234,11 +234,12 @@ class Device:
         self._driver.wake()
 
     def _next_deadline(self) -> float | None:
-        times = [t for t in (self.discovery.next_deadline(), self.pipes.next_deadline()) if t is not None]
+        pipes = self._pipes.next_deadline() if self._pipes is not None else None
+        times = [t for t in (self.discovery.next_deadline(), pipes) if t is not None]
         return min(times, default=None)
 
     async def _poll(self, now: float) -> None:
-        for record in self.pipes.expire(now):
+        for record in self._pipes.expire(now) if self._pipes is not None else ():
             log.info("pipe %d with %s closed: idle", record.pipe_id, record.peer)
             if not any(r.peer == record.peer for r in self.pipes.pipes):
                 self.services.drop_peer(record.peer)
@@ -283,10 +284,13 @@ class Device:
             log.debug("no callback to reach %s for %s", target, message.message_type)
             return
         peer = DeviceId.parse(subscriber) if subscriber else None
-        pipe = next((r for r in reversed(self.pipes.pipes) if r.peer == peer and r.secure), None)
+        records = self._pipes.pipes if self._pipes is not None else []
+        pipe = next((r for r in reversed(records) if r.peer == peer and r.secure), None)
         if pipe is None or pipe.pipe.channel is None:
             raise SecurityError(f"no secure pipe to {subscriber} for its notification")
         channel, pipe_id = pipe.pipe.channel, pipe.pipe_id
+        from igrs.core import pipes as core_pipes
+
         _, answer = await self._client.send(target, message, peer, seal=lambda m, seq: core_pipes.seal(
             channel, pipe_id, m, source=self.device_id, target=peer, sequence_id=seq))
         if answer is not None and isinstance(answer.message, messages.ErrorResponse):
@@ -316,6 +320,8 @@ class Device:
     async def _dispatch(self, frame: Frame, address: str) -> Reply:
         sealed = frame.message
         if isinstance(sealed, pb.SecureMessage):
+            from igrs.core import pipes as core_pipes
+
             record = self.pipes.get(sealed.pipe_id, frame.routing.source, self._now())
             channel = record.pipe.channel
             if channel is None:
@@ -376,20 +382,45 @@ class Device:
         return pb.DeviceOnlineDetectionResponse(Status(frame.routing.sequence_id))
 
     # --- PIN pairing (project extension) -----------------------------------------------------------
+    @property
+    def identity(self) -> LocalIdentity:
+        """This device's key pair (created or loaded when first needed)."""
+        if self._identity is None:
+            self._identity = self.keystore.load_or_create_identity(self.device_id)
+        return self._identity
+
+    @property
+    def pipes(self) -> PipeTable:
+        if self._pipes is None:
+            from igrs.core.pipes import PipeTable
+
+            self._pipes = PipeTable(self.identity, self.keystore.peer_key,
+                                    allow_non_secure=self._allow_non_secure)
+        return self._pipes
+
+    def _pin_host_or_none(self) -> PinPairingHost | None:
+        if self._pin_host is None and self.on_pin is not None:
+            from igrs.core.security import PinPairingHost
+
+            self._pin_host = PinPairingHost(self.identity, name=self.name)
+        return self._pin_host
+
     async def _on_pairing_mode(self, frame: Frame, ctx: RequestContext) -> Reply:
-        if self._pin_host is None or self.on_pin is None:
+        host = self._pin_host_or_none()
+        if host is None or self.on_pin is None:
             raise SecurityError("this device has no way to show a PIN", return_code=ReturnCode.FORBIDDEN)
-        pin = self._pin_host.pin(self._now())
+        pin = host.pin(self._now())
         self.on_pin(pin)
-        return pb.PairingModeResponse(Status(frame.routing.sequence_id), self._pin_host.digits,
-                                      int(self._pin_host.pin_lifetime))
+        return pb.PairingModeResponse(Status(frame.routing.sequence_id), host.digits,
+                                      int(host.pin_lifetime))
 
     async def _on_pairing_start(self, frame: Frame, ctx: RequestContext) -> Reply:
         assert isinstance(frame.message, pb.PairingStartRequest)
-        if self._pin_host is None:
+        host = self._pin_host_or_none()
+        if host is None:
             raise SecurityError("pairing is not enabled on this device", return_code=ReturnCode.FORBIDDEN)
         now = self._now()
-        responder, data = self._pin_host.accept(frame.message.data, now)
+        responder, data = host.accept(frame.message.data, now)
         handshake_id = int.from_bytes(os.urandom(4), "big") or 1
         self._pairing = (handshake_id, frame.routing.source, responder, now + PAIRING_TIMEOUT)
         return pb.PairingStartResponse(Status(frame.routing.sequence_id), data, handshake_id=handshake_id)
@@ -407,12 +438,15 @@ class Device:
         result = responder.result
         if result.peer != frame.routing.source:
             raise SecurityError("paired identity is not the sender", return_code=ReturnCode.FORBIDDEN)
+        from igrs.keystore import PairedDevice
+
         self.keystore.add(PairedDevice.from_pairing(result, paired_at=time.time()))
         log.info("paired with %s (%s)", result.peer, result.fingerprint)
         return pb.PairingConfirmResponse(Status(frame.routing.sequence_id), data)
 
     def unpair(self, peer: DeviceId) -> bool:
         """Forget a paired device and close its pipes (its sessions and subscriptions end)."""
-        self.pipes.drop_peer(peer)
+        if self._pipes is not None:
+            self._pipes.drop_peer(peer)
         self.services.drop_peer(peer)
         return self.keystore.remove(peer)

@@ -22,19 +22,13 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import (
-    Encoding,
-    NoEncryption,
-    PrivateFormat,
-    load_pem_private_key,
-)
-
-from igrs.core.security import LocalIdentity, PairingResult, fingerprint
 from igrs.errors import IGRSError, ProtocolError
 from igrs.wire.ids import DeviceId
+
+if TYPE_CHECKING:  # the key modules are imported when a key is first needed
+    from igrs.core.security import LocalIdentity, PairingResult
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +64,8 @@ class PairedDevice:
 
     @property
     def fingerprint(self) -> str:
+        from igrs.core.security.identity import fingerprint
+
         return fingerprint(self.public_key)
 
     @classmethod
@@ -150,14 +146,40 @@ class KeyStore:
             os.close(dfd)
 
     # --- identity ----------------------------------------------------------------------
+    def device_id(self, default: DeviceId | None = None) -> DeviceId:
+        """The stored device id; on first use ``default`` (or a new one) is stored. Reads no
+        key, so a device that never pairs never loads the key modules."""
+        with self._locked():
+            dev_path = self.directory / DEVICE_FILE
+            stored = self._stored_device_id(dev_path)
+            if stored is not None:
+                return stored
+            device_id = default or DeviceId.new()
+            self._write_atomic(DEVICE_FILE, _dump({"device_id": str(device_id)}))
+            return device_id
+
+    @staticmethod
+    def _stored_device_id(dev_path: Path) -> DeviceId | None:
+        try:
+            return DeviceId.parse(json.loads(dev_path.read_bytes())["device_id"])
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError, ProtocolError) as exc:
+            raise KeyStoreError(f"cannot read {dev_path}: {exc}") from exc
+
     def load_or_create_identity(self, device_id: DeviceId | None = None) -> LocalIdentity:
-        """This device's identity; created on first use (``device_id`` is used only then)."""
+        """This device's identity; created on first use, for the stored device id if there is
+        one, else for ``device_id``."""
+        from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+        from igrs.core.security.identity import LocalIdentity
+
         with self._locked():
             key_path = self.directory / IDENTITY_FILE
             dev_path = self.directory / DEVICE_FILE
             if key_path.exists():
                 return self._load_identity(key_path, dev_path)
-            identity = LocalIdentity.generate(device_id)
+            identity = LocalIdentity.generate(self._stored_device_id(dev_path) or device_id)
             pem = identity.private_key.private_bytes(
                 Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()
             )
@@ -167,6 +189,11 @@ class KeyStore:
             return identity
 
     def _load_identity(self, key_path: Path, dev_path: Path) -> LocalIdentity:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        from igrs.core.security.identity import LocalIdentity
+
         if key_path.stat().st_mode & 0o077:
             raise KeyStoreError(f"{key_path} is readable by other users; fix with chmod 600")
         try:
@@ -242,11 +269,21 @@ class MemoryKeyStore:
 
     def __init__(self) -> None:
         self._identity: LocalIdentity | None = None
+        self._device_id: DeviceId | None = None
         self._peers: dict[DeviceId, PairedDevice] = {}
 
+    def device_id(self, default: DeviceId | None = None) -> DeviceId:
+        if self._identity is not None:
+            return self._identity.device_id
+        if self._device_id is None:
+            self._device_id = default or DeviceId.new()
+        return self._device_id
+
     def load_or_create_identity(self, device_id: DeviceId | None = None) -> LocalIdentity:
+        from igrs.core.security.identity import LocalIdentity
+
         if self._identity is None:
-            self._identity = LocalIdentity.generate(device_id)
+            self._identity = LocalIdentity.generate(self._device_id or device_id)
         return self._identity
 
     def peers(self) -> list[PairedDevice]:

@@ -23,12 +23,11 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from igrs._aio import wait_event
 from igrs.constants import MAX_SERVICES, NOTIFY_TIMEOUT, ReturnCode
 from igrs.core.events import ATTRIBUTE, DEVICE, SERVICE, Batch, Subscription, SubscriptionTable
-from igrs.core.security.session_keys import SessionKeySchedule, key_check_value
 from igrs.core.sessions import SessionTable
 from igrs.errors import IGRSError, ProtocolError
 from igrs.service import Service
@@ -38,6 +37,9 @@ from igrs.wire.bodies import sessions as ss
 from igrs.wire.bodies.sessions import NamedValues, Value
 from igrs.wire.ids import DeviceId, ServiceType
 from igrs.wire.messages import Frame, SoapMessage, Status
+
+if TYPE_CHECKING:  # the cipher modules load only when session keys are used
+    from igrs.core.security.session_keys import SessionKeySchedule
 
 log = logging.getLogger(__name__)
 
@@ -402,6 +404,8 @@ class ServiceHost:
         except ValueError as exc:
             return answer(ReturnCode.BAD_MESSAGE, str(exc)[:200])
         session.key = key
+        from igrs.core.security.session_keys import key_check_value
+
         return answer(kcv=key_check_value(key))
 
     async def _on_transfer_key(self, frame: Frame, peer: PeerInfo) -> SoapMessage:
