@@ -43,6 +43,7 @@ class SealLater:
 
 Reply = SoapMessage | SealLater | None  # None: a notify, answered 200 with no body
 RequestHandler = Callable[[Frame, str], Awaitable[Reply]]
+RawHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 DEFAULT_REQUEST_TIMEOUT = 5.0
 _HTTP_STATUS = {
     ReturnCode.BAD_MESSAGE: 400, ReturnCode.NOT_FOUND: 404, ReturnCode.PAYLOAD_TOO_LARGE: 413,
@@ -72,6 +73,7 @@ class IgrsHttpServer:
         self.description = description
         self.errors: Counter[int] = Counter()
         self.port: int = 0
+        self.mounts: dict[str, RawHandler] = {}  # path prefix -> plain HTTP handler (profiles)
         self._runner: web.ServerRunner | None = None
         self._seq = itertools.count(1)
 
@@ -110,7 +112,17 @@ class IgrsHttpServer:
             await self._runner.cleanup()
             self._runner = None
 
+    def mount(self, prefix: str, handler: RawHandler) -> None:
+        """Serve plain HTTP under ``prefix`` (e.g. ``/av/``, ``/files/``) on the same port:
+        application profiles stream media and files there, beside ``/IGRS``."""
+        if not prefix.startswith("/") or not prefix.endswith("/") or prefix.startswith(IGRS_PATH + "/"):
+            raise ValueError(f"bad mount prefix {prefix!r}")
+        self.mounts[prefix] = handler
+
     async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
+        for prefix, raw in self.mounts.items():
+            if request.path.startswith(prefix):
+                return await raw(request)
         if request.path == DESCRIPTION_PATH and request.method in ("GET", "HEAD"):
             return web.Response(body=self.description(), content_type="text/xml", charset="utf-8")
         if request.path != IGRS_PATH:
