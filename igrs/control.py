@@ -22,6 +22,7 @@ from igrs.core.discovery import (
     DeviceRecord,
     DiscoveryEvent,
     Interface,
+    ServiceRecord,
 )
 from igrs.errors import DeviceNotFound, IGRSError, ProtocolError, SecurityError
 from igrs.keystore import PairedDevice, open_keystore
@@ -34,7 +35,7 @@ from igrs.pipe import pair as pair_device
 from igrs.wire import description as ddesc
 from igrs.wire import messages
 from igrs.wire.bodies import pipes as pb
-from igrs.wire.ids import DeviceId, DeviceType
+from igrs.wire.ids import DeviceId, DeviceType, ServiceType
 from igrs.wire.isdp import SearchTarget
 from igrs.wire.messages import Frame
 
@@ -183,6 +184,23 @@ class ControlPoint:
             (r for r in self.discovery.devices if r.last_seen >= started and record_matches(r, wanted)),
             key=lambda r: (r.name, str(r.device_id)),
         )
+
+    async def search_services(self, service_type: str | ServiceType, timeout: float = DEFAULT_SEARCH_TIMEOUT,
+                              mx: int = DEFAULT_SEARCH_MX) -> list[ServiceRecord]:
+        """SearchServiceRequest (10.2) by multicast: the services of a type shared on the LAN."""
+        loop = asyncio.get_running_loop()
+        stype = service_type if isinstance(service_type, ServiceType) else (
+            ServiceType.parse(service_type) if service_type.lower().startswith("urn:")
+            else ServiceType(service_type))
+        started = loop.time()
+        target = SearchTarget("service_type", service_type=stype)
+        await self._execute(self.discovery.search(started, target, mx))
+        self._driver.wake()
+        await asyncio.sleep(timeout)
+        return sorted((s for s in self.discovery.services
+                       if s.last_seen >= started and s.service_type.name == stype.name
+                       and s.service_type.version >= stype.version),
+                      key=lambda s: (s.name, str(s.device_id), s.service_id))
 
     def find(self, device: DeviceId | str | DeviceRecord) -> DeviceRecord:
         """Look a known device up by record, id, id prefix (of the UUID) or exact name."""

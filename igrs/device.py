@@ -140,6 +140,7 @@ class Device:
         self.handlers.update({name: self._on_service_message for name in ServiceHost.HANDLED})
         self._client = IgrsHttpClient(self.device_id)
         self._maintenance: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Future[None]] = set()
         # Device groups (9.5) this device belongs to, for joinedGroupList (igrs.groups sets it).
         self.group_source: Callable[[], Sequence[ddesc.GroupRef]] | None = None
         self._endpoints: IsdpEndpoints | None = None
@@ -264,12 +265,22 @@ class Device:
     def add_service(self, service: Service, service_id: int | None = None) -> int:
         """Share ``service`` from this device; returns its service id."""
         sid = self.services.add(service, service_id)
-        self.discovery.service_types = {ServiceType.parse(s.service_type) for s in self.services.services}
+        self._advertise_services()
         return sid
 
     async def remove_service(self, service_id: int) -> None:
         await self.services.remove(service_id)
-        self.discovery.service_types = {ServiceType.parse(s.service_type) for s in self.services.services}
+        self._advertise_services()
+
+    def _advertise_services(self) -> None:
+        """ServiceOnline/OfflineAdvertisement (10.1) for what changed, at once if running."""
+        services = {s.service_id: (ServiceType.parse(s.service_type), s.name) for s in self.services.services}
+        running = self._endpoints is not None
+        actions = self.discovery.set_services(services, asyncio.get_running_loop().time() if running else 0.0)
+        if actions:
+            task = asyncio.ensure_future(self._execute(actions))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def _on_service_message(self, frame: Frame, ctx: RequestContext) -> Reply:
         pipe = ctx.pipe

@@ -146,7 +146,7 @@ class _Reannounce:
 @dataclass(frozen=True, slots=True)
 class _Respond:
     key: tuple[str, int, str]  # (requester ip, port, ST) for de-duplication
-    action: SendUnicast
+    actions: tuple[SendUnicast, ...]
 
 
 class DeviceDiscovery:
@@ -171,7 +171,7 @@ class DeviceDiscovery:
         self.drops = DropCounter()
         self.answered = 0
         self.running = False
-        self.service_types: set[ServiceType] = set()  # answered for service-type searches
+        self._services: dict[int, tuple[ServiceType, str]] = {}  # service id -> (type, name)
         self._interfaces: dict[str, Interface] = {}
         self._locations: dict[str, str] = {}
         self._timers = _Timers()
@@ -192,7 +192,7 @@ class DeviceDiscovery:
         actions: list[Action] = []
         if self.running:
             # Say goodbye where we leave, then hello (with the new LOCATION) where we changed.
-            actions += [self._byebye(self._interfaces[name]) for name in gone]
+            actions += [a for name in gone for a in self._byebye(self._interfaces[name])]
         self._interfaces, self._locations = new, locations
         if self.running:
             for name in changed:
@@ -217,7 +217,7 @@ class DeviceDiscovery:
         self.running = False
         self._timers.clear()
         self._pending.clear()
-        actions: list[Action] = [self._byebye(i) for i in self._interfaces.values()]
+        actions: list[Action] = [a for i in self._interfaces.values() for a in self._byebye(i)]
         for copy in range(1, STARTUP_COPIES):
             for name in self._interfaces:
                 self._timers.add(now + copy * COPY_SPACING, _Announce(name, byebye=True))
@@ -226,22 +226,25 @@ class DeviceDiscovery:
     def _announce_burst(self, name: str, now: float) -> list[Action]:
         for copy in range(1, STARTUP_COPIES):
             self._timers.add(now + copy * COPY_SPACING, _Announce(name))
-        return [self._alive(self._interfaces[name])]
+        return list(self._alive(self._interfaces[name]))
 
     def _schedule_reannounce(self, now: float) -> None:
         self._generation += 1
         delay = self.max_age * REANNOUNCE_FRACTION - self.rng.uniform(0, REANNOUNCE_JITTER * self.max_age)
         self._timers.add(now + max(delay, 0.5), _Reannounce(self._generation))
 
-    def _alive(self, iface: Interface) -> SendMulticast:
+    def _alive(self, iface: Interface) -> list[SendMulticast]:
+        """The device's advertisement on ``iface``, then one per shared service."""
         msg = isdp.DeviceOnlineAdvertisement(
             self.device_id, self.device_type, self._locations[iface.name], self.max_age, self.name
         )
-        return SendMulticast(iface.name, isdp.encode(msg, host=group_host(iface, self.port)))
+        return [SendMulticast(iface.name, isdp.encode(msg, host=group_host(iface, self.port))),
+                *(self._service_alive(iface, sid, st, name) for sid, (st, name) in self._services.items())]
 
-    def _byebye(self, iface: Interface) -> SendMulticast:
+    def _byebye(self, iface: Interface) -> list[SendMulticast]:
         msg = isdp.DeviceOfflineAdvertisement(self.device_id, self.device_type)
-        return SendMulticast(iface.name, isdp.encode(msg, host=group_host(iface, self.port)))
+        return [*(self._service_byebye(iface, sid, st) for sid, (st, _) in self._services.items()),
+                SendMulticast(iface.name, isdp.encode(msg, host=group_host(iface, self.port)))]
 
     # timers
     def next_deadline(self) -> float | None:
@@ -255,18 +258,18 @@ class DeviceDiscovery:
                 if iface is None:
                     continue
                 if item.byebye:
-                    actions.append(self._byebye(iface))
+                    actions += self._byebye(iface)
                 elif self.running:
-                    actions.append(self._alive(iface))
+                    actions += self._alive(iface)
             elif isinstance(item, _Reannounce):
                 if self.running and item.generation == self._generation:
-                    actions += [self._alive(i) for i in self._interfaces.values()]
+                    actions += [a for i in self._interfaces.values() for a in self._alive(i)]
                     self._schedule_reannounce(now)
             elif isinstance(item, _Respond):
                 self._pending.discard(item.key)
                 if self.running:
                     self.answered += 1
-                    actions.append(item.action)
+                    actions.extend(item.actions)
         return actions
 
     # input
@@ -283,7 +286,7 @@ class DeviceDiscovery:
         except ProtocolError:
             self.drops.drop("malformed")
             return []
-        if isinstance(msg, isdp.SearchDeviceRequest):
+        if isinstance(msg, isdp.SearchDeviceRequest | isdp.SearchServiceRequest):
             self.on_search(msg, source, interface, now)
         return []
 
@@ -298,16 +301,64 @@ class DeviceDiscovery:
         if target.kind == "service_type":
             wanted = target.service_type
             assert wanted is not None
-            return any(s.name == wanted.name and s.version >= wanted.version for s in self.service_types)
+            return any(self._service_matches(s, target) for s, _ in self._services.values())
         return False
 
-    def on_search(self, req: isdp.SearchDeviceRequest, source: Address, interface: str,
-                  now: float) -> None:
+    @staticmethod
+    def _service_matches(stype: ServiceType, target: SearchTarget) -> bool:
+        wanted = target.service_type
+        return wanted is not None and stype.name == wanted.name and stype.version >= wanted.version
+
+    # services (10.1): advertised with the device, one datagram per service
+    def set_services(self, services: dict[int, tuple[ServiceType, str]], now: float) -> list[Action]:
+        """Set the shared services; announce new ones and say goodbye for removed ones."""
+        added = {sid: v for sid, v in services.items() if self._services.get(sid) != v}
+        removed = {sid: v for sid, v in self._services.items() if sid not in services}
+        self._services = dict(services)
+        if not self.running:
+            return []
+        actions: list[Action] = []
+        for iface in self._interfaces.values():
+            actions += [self._service_byebye(iface, sid, stype) for sid, (stype, _) in removed.items()]
+            actions += [self._service_alive(iface, sid, stype, name) for sid, (stype, name) in added.items()]
+        return actions
+
+    def _service_alive(self, iface: Interface, sid: int, stype: ServiceType, name: str) -> SendMulticast:
+        msg = isdp.ServiceOnlineAdvertisement(self.device_id, stype, sid, self._locations[iface.name],
+                                              self.max_age, name)
+        return SendMulticast(iface.name, isdp.encode(msg, host=group_host(iface, self.port)))
+
+    def _service_byebye(self, iface: Interface, sid: int, stype: ServiceType) -> SendMulticast:
+        msg = isdp.ServiceOfflineAdvertisement(self.device_id, stype, sid)
+        return SendMulticast(iface.name, isdp.encode(msg, host=group_host(iface, self.port)))
+
+    def on_search(self, req: isdp.SearchDeviceRequest | isdp.SearchServiceRequest, source: Address,
+                  interface: str, now: float) -> None:
+        """Schedule the answer to a search (device search 9.6, or service search 10.2)."""
+        if isinstance(req, isdp.SearchServiceRequest):
+            if req.source_device_id == self.device_id:
+                return
+            answers: list[isdp.IsdpMessage] = [
+                isdp.SearchServiceResponse(self.device_id, self.device_type, stype, sid,
+                                           self._locations.get(interface, ""), self.max_age, name,
+                                           req.source_device_id)
+                for sid, (stype, name) in sorted(self._services.items())
+                if self._service_matches(stype, req.target)
+            ]
+        else:
+            if req.source_device_id == self.device_id or not self.matches(req.target):
+                return
+            answers = [isdp.SearchDeviceResponse(
+                self.device_id, self.device_type, self._locations.get(interface, ""), self.max_age,
+                req.target, self.name, req.source_device_id)]
+        if answers:
+            self._respond(answers, str(req.target), req.mx, source, interface, now)
+
+    def _respond(self, answers: list[isdp.IsdpMessage], target: str, mx: int, source: Address,
+                 interface: str, now: float) -> None:
         iface = self._interfaces.get(interface)
         if iface is None:
             self.drops.drop("unknown_interface")
-            return
-        if req.source_device_id == self.device_id or not self.matches(req.target):
             return
         try:
             src_ip = ipaddress.ip_address(source[0].partition("%")[0])
@@ -318,7 +369,7 @@ class DeviceDiscovery:
             # Anti-reflection: a search from outside the link is spoofed or misrouted.
             self.drops.drop("off_subnet")
             return
-        key = (str(src_ip), source[1], str(req.target))
+        key = (str(src_ip), source[1], target)
         if key in self._pending:
             return  # an answer to this requester and target is already on its way
         if len(self._pending) >= MAX_PENDING_RESPONSES:
@@ -327,17 +378,19 @@ class DeviceDiscovery:
         if not self._requesters.allow(str(src_ip), now):
             self.drops.drop("requester_rate")
             return
-        response = isdp.SearchDeviceResponse(
-            self.device_id, self.device_type, self._locations[interface], self.max_age,
-            req.target, self.name, req.source_device_id,
-        )
-        payload = isdp.encode(response, host="")
-        if len(payload) > MAX_RESPONSE_BYTES_PER_REQUEST:
-            self.drops.drop("response_too_large")
+        payloads, budget = [], MAX_RESPONSE_BYTES_PER_REQUEST
+        for answer in answers:  # no amplification: the bytes answered to one search are capped
+            payload = isdp.encode(answer, host="")
+            if len(payload) > budget:
+                self.drops.drop("response_too_large")
+                break
+            budget -= len(payload)
+            payloads.append(SendUnicast(interface, source, payload))
+        if not payloads:
             return
-        mx = min(max(req.mx, 0), MAX_MX)
         self._pending.add(key)
-        self._timers.add(now + self.rng.uniform(0, mx), _Respond(key, SendUnicast(interface, source, payload)))
+        delay = self.rng.uniform(0, min(max(mx, 0), MAX_MX))
+        self._timers.add(now + delay, _Respond(key, tuple(payloads)))
 
 
 # --- the control point side ----------------------------------------------------------------------
@@ -396,6 +449,24 @@ DiscoveryEvent = DeviceAppeared | DeviceUpdated | DeviceGone
 
 
 @dataclass(frozen=True, slots=True)
+class ServiceRecord:
+    """A service a remote device shares, as heard by a control point (10.1/10.2)."""
+
+    device_id: DeviceId
+    service_type: ServiceType
+    service_id: int
+    name: str
+    location: str
+    address: str
+    max_age: int
+    last_seen: float
+
+    @property
+    def expires_at(self) -> float:
+        return self.last_seen + self.max_age
+
+
+@dataclass(frozen=True, slots=True)
 class _SearchCopy:
     payloads: tuple[tuple[str, bytes], ...]
 
@@ -427,6 +498,7 @@ class ControlPointDiscovery:
         self.drops = DropCounter()
         self._interfaces: dict[str, Interface] = {}
         self._devices: dict[DeviceId, DeviceRecord] = {}
+        self._services: dict[tuple[DeviceId, int], ServiceRecord] = {}
         self._timers = _Timers()
         self._sources = KeyedRateLimiter(SOURCE_RATE, SOURCE_BURST, MAX_TRACKED_SOURCES)
 
@@ -440,12 +512,21 @@ class ControlPointDiscovery:
     def get(self, device_id: DeviceId) -> DeviceRecord | None:
         return self._devices.get(device_id)
 
+    @property
+    def services(self) -> list[ServiceRecord]:
+        return list(self._services.values())
+
     def search(self, now: float, target: SearchTarget | None = None, mx: int = DEFAULT_MX,
                retries: int = SEARCH_RETRIES) -> list[Action]:
-        """M-SEARCH on every interface now, and ``retries - 1`` more copies spread over MX."""
+        """M-SEARCH on every interface now, and ``retries - 1`` more copies spread over MX.
+
+        A service-type target sends SearchServiceRequest (10.2), any other SearchDeviceRequest.
+        """
         target = target or SearchTarget.all()
         mx = min(max(mx, 1), MAX_MX)
-        req = isdp.SearchDeviceRequest(target, mx, self.device_id)
+        req: isdp.IsdpMessage = (isdp.SearchServiceRequest(target, mx, self.device_id)
+                                 if target.kind == "service_type"
+                                 else isdp.SearchDeviceRequest(target, mx, self.device_id))
         payloads = tuple(
             (name, isdp.encode(req, host=group_host(iface, self.port)))
             for name, iface in self._interfaces.items()
@@ -460,7 +541,8 @@ class ControlPointDiscovery:
         return min(deadlines) if deadlines else None
 
     def _next_expiry(self) -> float | None:
-        return min((d.expires_at for d in self._devices.values()), default=None)
+        return min((r.expires_at for r in (*self._devices.values(), *self._services.values())),
+                   default=None)
 
     def poll(self, now: float) -> tuple[list[Action], list[DiscoveryEvent]]:
         actions: list[Action] = []
@@ -472,6 +554,9 @@ class ControlPointDiscovery:
             if record.expires_at <= now:
                 del self._devices[device_id]
                 events.append(DeviceGone(record, "expired"))
+        for key, service in list(self._services.items()):
+            if service.expires_at <= now:
+                del self._services[key]
         return actions, events
 
     def on_datagram(self, data: bytes, source: Address, interface: str,
@@ -491,7 +576,13 @@ class ControlPointDiscovery:
                 # Only the address a device was seen at may say goodbye for it.
                 return []
             del self._devices[msg.device_id]
+            for key in [k for k in self._services if k[0] == msg.device_id]:
+                del self._services[key]
             return [DeviceGone(record, "byebye")]
+        if isinstance(msg, isdp.ServiceOnlineAdvertisement | isdp.SearchServiceResponse
+                      | isdp.ServiceOfflineAdvertisement):
+            self._on_service(msg, source[0], now)
+            return []
         if isinstance(msg, isdp.DeviceOnlineAdvertisement | isdp.SearchDeviceResponse):
             if msg.device_id == self.device_id:
                 return []
@@ -537,6 +628,28 @@ class ControlPointDiscovery:
         if any(getattr(previous, f) != getattr(record, f) for f in visible):
             return [DeviceUpdated(record, previous)]
         return []
+
+    def _on_service(self, msg: isdp.ServiceOnlineAdvertisement | isdp.SearchServiceResponse
+                    | isdp.ServiceOfflineAdvertisement, address: str, now: float) -> None:
+        key = (msg.device_id, msg.service_id)
+        if isinstance(msg, isdp.ServiceOfflineAdvertisement):
+            known = self._services.get(key)
+            if known is not None and known.address == address:
+                del self._services[key]
+            return
+        if msg.device_id == self.device_id:
+            return
+        if isinstance(msg, isdp.SearchServiceResponse) and msg.requester not in (None, self.device_id):
+            self.drops.drop("not_for_us")
+            return
+        if not _host_matches(msg.location, address):
+            self.drops.drop("location_mismatch")
+            return
+        if key not in self._services and len(self._services) >= self.max_devices:
+            self.drops.drop("registry_full")
+            return
+        self._services[key] = ServiceRecord(msg.device_id, msg.service_type, msg.service_id, msg.name,
+                                            msg.location, address, msg.max_age, now)
 
     def forget(self, device_id: DeviceId) -> DeviceRecord | None:
         return self._devices.pop(device_id, None)

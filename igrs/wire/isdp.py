@@ -32,7 +32,15 @@ from igrs.constants import (
 )
 from igrs.errors import ProtocolError
 from igrs.wire.httpu import Headers, HttpMessage, build_message, man_header, parse_message
-from igrs.wire.ids import DeviceId, DeviceType, ServiceType, check_igrs_version, check_name, is_digits
+from igrs.wire.ids import (
+    DeviceId,
+    DeviceType,
+    ServiceType,
+    check_igrs_version,
+    check_name,
+    is_digits,
+    parse_uint32,
+)
 
 SERVER: Final = f"{IGRS_VERSION} {SERVER_PRODUCT}"
 _MAX_AGE = re.compile(r"(?:^|[,;\s])max-age\s*=\s*([0-9]{1,9})", re.IGNORECASE | re.ASCII)
@@ -121,8 +129,55 @@ class SearchDeviceResponse:
     message_type: ClassVar[str] = "SearchDeviceResponse"
 
 
+# --- services (10.1, 10.2) ---------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ServiceOnlineAdvertisement:
+    device_id: DeviceId
+    service_type: ServiceType
+    service_id: int
+    location: str
+    max_age: int
+    name: str = ""
+
+    message_type: ClassVar[str] = "ServiceOnlineAdvertisement"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceOfflineAdvertisement:
+    device_id: DeviceId
+    service_type: ServiceType
+    service_id: int
+
+    message_type: ClassVar[str] = "ServiceOfflineAdvertisement"
+
+
+@dataclass(frozen=True, slots=True)
+class SearchServiceRequest:
+    target: SearchTarget  # kind "service_type"
+    mx: int
+    source_device_id: DeviceId | None = None
+
+    message_type: ClassVar[str] = "SearchServiceRequest"
+
+
+@dataclass(frozen=True, slots=True)
+class SearchServiceResponse:
+    device_id: DeviceId
+    device_type: DeviceType
+    service_type: ServiceType
+    service_id: int
+    location: str
+    max_age: int
+    name: str = ""
+    requester: DeviceId | None = None
+
+    message_type: ClassVar[str] = "SearchServiceResponse"
+
+
 IsdpMessage = (
     DeviceOnlineAdvertisement | DeviceOfflineAdvertisement | SearchDeviceRequest | SearchDeviceResponse
+    | ServiceOnlineAdvertisement | ServiceOfflineAdvertisement | SearchServiceRequest
+    | SearchServiceResponse
 )
 
 
@@ -209,6 +264,46 @@ def encode(msg: IsdpMessage, *, host: str) -> bytes:
         if msg.name:
             headers.append(("01-DeviceName", encode_name(check_name(msg.name))))
         return build_message("HTTP/1.1 200 OK", headers)
+    return _encode_service(msg, host)
+
+
+def _service_headers(msg: ServiceOnlineAdvertisement | ServiceOfflineAdvertisement
+                     | SearchServiceResponse) -> list[tuple[str, str]]:
+    headers = [
+        ("USN", f"{msg.device_id}::{msg.service_type}"),
+        *_ext(msg.message_type, msg.device_id),
+        ("01-ServiceId", str(msg.service_id)),
+    ]
+    name = getattr(msg, "name", "")
+    if name:
+        headers.append(("01-ServiceName", encode_name(check_name(name))))
+    return headers
+
+
+def _encode_service(msg: IsdpMessage, host: str) -> bytes:
+    if isinstance(msg, ServiceOnlineAdvertisement):
+        return build_message("NOTIFY * HTTP/1.1", [
+            ("HOST", host), ("CACHE-CONTROL", f"max-age={msg.max_age}"), ("LOCATION", msg.location),
+            ("NT", str(msg.service_type)), ("NTS", NTS_ALIVE), ("SERVER", SERVER), *_service_headers(msg),
+        ])
+    if isinstance(msg, ServiceOfflineAdvertisement):
+        return build_message("NOTIFY * HTTP/1.1", [
+            ("HOST", host), ("NT", str(msg.service_type)), ("NTS", NTS_BYEBYE), *_service_headers(msg),
+        ])
+    if isinstance(msg, SearchServiceRequest):
+        return build_message("M-SEARCH * HTTP/1.1", [
+            ("HOST", host), ("MAN", MAN_DISCOVER), ("MX", str(msg.mx)), ("ST", str(msg.target)),
+            *_ext(msg.message_type, msg.source_device_id),
+        ])
+    if isinstance(msg, SearchServiceResponse):
+        headers = [
+            ("CACHE-CONTROL", f"max-age={msg.max_age}"), ("EXT", ""), ("LOCATION", msg.location),
+            ("SERVER", SERVER), ("ST", str(msg.service_type)), *_service_headers(msg),
+            ("01-DeviceType", str(msg.device_type)),
+        ]
+        if msg.requester is not None:
+            headers.append(("01-TargetDeviceId", str(msg.requester)))
+        return build_message("HTTP/1.1 200 OK", headers)
     raise TypeError(f"not an ISDP message: {type(msg).__name__}")
 
 
@@ -289,8 +384,75 @@ def decode(data: bytes) -> IsdpMessage:
         raise ProtocolError(f"malformed datagram: {exc}") from None
 
 
+def _service_id(headers: Headers, prefix: str) -> int:
+    return parse_uint32(headers.one(f"{prefix}-ServiceId"), "ServiceId")
+
+
+def _service_name(headers: Headers, prefix: str) -> str:
+    raw = headers.optional_one(f"{prefix}-ServiceName")
+    if not raw:
+        return ""
+    name = unquote(raw, errors="strict") if "%" in raw else raw
+    if len(name) > MAX_NAME_LENGTH or _NAME_CTL.search(name):
+        raise ProtocolError("malformed service name")
+    return name
+
+
+def _service_usn(headers: Headers, service_type: ServiceType) -> DeviceId:
+    device, sep, stype = headers.one("USN").partition("::")
+    if sep and stype != str(service_type):
+        raise ProtocolError("USN names another service type than NT/ST")
+    return DeviceId.parse(device)
+
+
+def _decode_service(msg: HttpMessage, mtype: str, prefix: str) -> IsdpMessage:
+    h = msg.headers
+    if mtype == "ServiceOnlineAdvertisement" and msg.method == "NOTIFY":
+        stype = ServiceType.parse(h.one("NT"))
+        if h.one("NTS").lower() not in (NTS_ALIVE, NTS_UPDATE):
+            raise ProtocolError("ServiceOnlineAdvertisement must be isdp:alive")
+        return ServiceOnlineAdvertisement(_service_usn(h, stype), stype, _service_id(h, prefix),
+                                          _location(h), _max_age(h), _service_name(h, prefix))
+    if mtype == "ServiceOfflineAdvertisement" and msg.method == "NOTIFY":
+        stype = ServiceType.parse(h.one("NT"))
+        if h.one("NTS").lower() != NTS_BYEBYE:
+            raise ProtocolError("ServiceOfflineAdvertisement must be isdp:byebye")
+        return ServiceOfflineAdvertisement(_service_usn(h, stype), stype, _service_id(h, prefix))
+    if mtype == "SearchServiceRequest" and msg.method == "M-SEARCH":
+        target = SearchTarget.parse(h.one("ST"))
+        if target.kind != "service_type":
+            raise ProtocolError("SearchServiceRequest needs a service type ST")
+        return SearchServiceRequest(target, _mx(h), _optional_id(h, f"{prefix}-SourceDeviceId"))
+    if mtype == "SearchServiceResponse" and msg.status == 200:
+        stype = ServiceType.parse(h.one("ST"))
+        return SearchServiceResponse(
+            _service_usn(h, stype), DeviceType.parse(h.one(f"{prefix}-DeviceType")), stype,
+            _service_id(h, prefix), _location(h), _max_age(h), _service_name(h, prefix),
+            _optional_id(h, f"{prefix}-TargetDeviceId"))
+    raise ProtocolError(f"{mtype} in the wrong kind of datagram")
+
+
+def _mx(headers: Headers) -> int:
+    mans = [v.strip().strip('"').lower() for v in headers.get_all("MAN")]
+    if not any(m in MAN_DISCOVER_ACCEPTED for m in mans):
+        raise ProtocolError('M-SEARCH without MAN: "isdp:discover"')
+    mx_text = headers.one("MX")
+    if not is_digits(mx_text) or len(mx_text) > 3:
+        raise ProtocolError("malformed MX")
+    return min(int(mx_text), MAX_MX)
+
+
+_SERVICE_TYPES = frozenset({"ServiceOnlineAdvertisement", "ServiceOfflineAdvertisement",
+                            "SearchServiceRequest", "SearchServiceResponse"})
+
+
 def _decode(msg: HttpMessage) -> IsdpMessage:
     h = msg.headers
+    prefix = h.igrs_prefix()
+    mtype = h.optional_one(f"{prefix}-IGRSMessageType")
+    if mtype in _SERVICE_TYPES:
+        _check_ext(h, mtype)
+        return _decode_service(msg, mtype, prefix)
     if msg.method == "NOTIFY":
         if msg.target != "*":
             raise ProtocolError("NOTIFY target must be *")
@@ -310,18 +472,10 @@ def _decode(msg: HttpMessage) -> IsdpMessage:
     if msg.method == "M-SEARCH":
         if msg.target != "*":
             raise ProtocolError("M-SEARCH target must be *")
-        mans = [v.strip().strip('"').lower() for v in h.get_all("MAN")]
-        if not any(m in MAN_DISCOVER_ACCEPTED for m in mans):
-            raise ProtocolError('M-SEARCH without MAN: "isdp:discover"')
-        mx_text = h.one("MX")
-        if not is_digits(mx_text) or len(mx_text) > 3:
-            raise ProtocolError("malformed MX")
+        mx = _mx(h)
         prefix = _check_ext(h, "SearchDeviceRequest")
         return SearchDeviceRequest(
-            SearchTarget.parse(h.one("ST")),
-            min(int(mx_text), MAX_MX),
-            _optional_id(h, f"{prefix}-SourceDeviceId"),
-        )
+            SearchTarget.parse(h.one("ST")), mx, _optional_id(h, f"{prefix}-SourceDeviceId"))
     if msg.status is not None:
         if msg.status != 200:
             raise ProtocolError(f"search response status {msg.status}")

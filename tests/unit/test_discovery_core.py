@@ -24,7 +24,7 @@ from igrs.core.discovery import (
     SendUnicast,
 )
 from igrs.wire import isdp
-from igrs.wire.ids import DeviceId, DeviceType
+from igrs.wire.ids import DeviceId, DeviceType, ServiceType
 
 LAN = Interface.from_cidr("eth-a", "10.77.1.10/24")
 LAN2 = Interface.from_cidr("eth-b", "10.77.5.10/24")
@@ -314,3 +314,52 @@ def test_ipv4_sighting_becomes_primary_and_zones_make_urls_reachable() -> None:
     rec = cp.devices[0]
     assert rec.address == "10.77.1.30" and rec.url == rec.location == "http://10.77.1.30:3880/IGRS"
     assert rec.interfaces == ["eth-a", "eth-a%6"]
+
+
+class TestServices:
+    VOL = ServiceType("Volume")
+
+    def make(self) -> DeviceDiscovery:
+        dev = make_device()
+        dev.set_services({7: (self.VOL, "Volume"), 9: (ServiceType("Clock", 2), "Clock")}, 0.0)
+        return dev
+
+    def test_services_advertised_with_the_device_and_said_goodbye(self) -> None:
+        dev = self.make()
+        first = [decoded(a) for a in dev.start(0.0)]
+        assert [type(m).__name__ for m in first] == [
+            "DeviceOnlineAdvertisement", "ServiceOnlineAdvertisement", "ServiceOnlineAdvertisement"]
+        assert {m.service_id for m in first[1:]} == {7, 9}  # type: ignore[union-attr]
+        removed = [decoded(a) for a in dev.set_services({7: (self.VOL, "Volume")}, 1.0)]
+        assert [(type(m).__name__, m.service_id) for m in removed] == [("ServiceOfflineAdvertisement", 9)]  # type: ignore[union-attr]
+        last = [type(decoded(a)).__name__ for a in dev.stop(2.0)]
+        assert last == ["ServiceOfflineAdvertisement", "DeviceOfflineAdvertisement"]
+
+    def test_service_search_answers_each_matching_service(self) -> None:
+        dev = self.make()
+        dev.start(0.0)
+        target = isdp.SearchTarget("service_type", service_type=ServiceType("Clock", 1))
+        req = isdp.encode(isdp.SearchServiceRequest(target, 1, DeviceId.new()), host="x")
+        dev.on_datagram(req, ("10.77.1.20", 40000), "eth-a", 1.0)
+        answers = [decoded(a) for _, a in run_until(dev, 3.0) if isinstance(a, SendUnicast)]
+        assert [(type(m).__name__, m.service_id) for m in answers] == [("SearchServiceResponse", 9)]  # type: ignore[union-attr]
+        none = isdp.SearchTarget("service_type", service_type=ServiceType("Clock", 3))
+        other = isdp.encode(isdp.SearchServiceRequest(none, 1), host="x")
+        dev.on_datagram(other, ("10.77.1.21", 1), "eth-a", 4.0)
+        assert not [a for _, a in run_until(dev, 7.0) if isinstance(a, SendUnicast)]
+
+    def test_registry_keeps_services_until_offline_expiry_or_byebye(self) -> None:
+        cp = ControlPointDiscovery(DeviceId.new())
+        cp.set_interfaces([LAN])
+        dev = DeviceId.new()
+        ad = isdp.ServiceOnlineAdvertisement(dev, self.VOL, 7, "http://10.77.1.30:3880/IGRS", 10, "Vol")
+        cp.on_datagram(isdp.encode(ad, host="x"), ("10.77.1.30", 5000), "eth-a", 0.0)
+        assert [(s.service_id, s.name) for s in cp.services] == [(7, "Vol")]
+        spoof = isdp.ServiceOfflineAdvertisement(dev, self.VOL, 7)
+        cp.on_datagram(isdp.encode(spoof, host="x"), ("10.77.1.66", 5000), "eth-a", 1.0)
+        assert len(cp.services) == 1  # only the address it was heard at may withdraw it
+        cp.on_datagram(isdp.encode(spoof, host="x"), ("10.77.1.30", 5000), "eth-a", 1.0)
+        assert cp.services == []
+        cp.on_datagram(isdp.encode(ad, host="x"), ("10.77.1.30", 5000), "eth-a", 2.0)
+        cp.poll(12.0)
+        assert cp.services == []
