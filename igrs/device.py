@@ -17,7 +17,15 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from igrs.constants import DEFAULT_MAX_AGE, IGRS_PATH, IGRS_PORT, ReturnCode
-from igrs.core.discovery import Action, DeviceDiscovery, Interface
+from igrs.core.discovery import (
+    Action,
+    ControlPointDiscovery,
+    DeviceAppeared,
+    DeviceDiscovery,
+    DeviceGone,
+    DiscoveryEvent,
+    Interface,
+)
 from igrs.errors import NotImplementedMessage, SecurityError
 from igrs.keystore import KeyStore, MemoryKeyStore, open_keystore
 from igrs.net import interfaces as netifaces
@@ -141,6 +149,9 @@ class Device:
         self._client = IgrsHttpClient(self.device_id)
         self._maintenance: asyncio.Task[None] | None = None
         self._background: set[asyncio.Future[None]] = set()
+        # Other devices as this one hears them, for device-event subscribers (9.7); created
+        # on the first subscription so that an idle device decodes no one else's datagrams.
+        self._neighbours: ControlPointDiscovery | None = None
         # Device groups (9.5) this device belongs to, for joinedGroupList (igrs.groups sets it).
         self.group_source: Callable[[], Sequence[ddesc.GroupRef]] | None = None
         self._endpoints: IsdpEndpoints | None = None
@@ -232,11 +243,19 @@ class Device:
             return  # device groups (9.5/9.8) are handled by igrs.groups.GroupManager
         now = asyncio.get_running_loop().time()
         self.discovery.on_datagram(data, source, interface, now)
+        if self._neighbours is not None:
+            self._publish_device_events(self._neighbours.on_datagram(data, source, interface, now))
         self._driver.wake()
+
+    def _publish_device_events(self, events: list[DiscoveryEvent]) -> None:
+        for ev in events:
+            if isinstance(ev, DeviceAppeared | DeviceGone):
+                self.services.publish_device_event(ev.device.device_id, isinstance(ev, DeviceAppeared))
 
     def _next_deadline(self) -> float | None:
         pipes = self._pipes.next_deadline() if self._pipes is not None else None
-        times = [t for t in (self.discovery.next_deadline(), pipes) if t is not None]
+        neighbours = self._neighbours.next_deadline() if self._neighbours is not None else None
+        times = [t for t in (self.discovery.next_deadline(), pipes, neighbours) if t is not None]
         return min(times, default=None)
 
     async def _poll(self, now: float) -> None:
@@ -245,6 +264,9 @@ class Device:
             if not any(r.peer == record.peer for r in self.pipes.pipes):
                 self.services.drop_peer(record.peer)
         await self._execute(self.discovery.poll(now))
+        if self._neighbours is not None:
+            _, events = self._neighbours.poll(now)
+            self._publish_device_events(events)
 
     async def _execute(self, actions: list[Action]) -> None:
         if self._endpoints is not None:
@@ -283,6 +305,10 @@ class Device:
             task.add_done_callback(self._background.discard)
 
     async def _on_service_message(self, frame: Frame, ctx: RequestContext) -> Reply:
+        if frame.routing.message_type == "SubscribeDeviceEventRequest" and self._neighbours is None:
+            # Start hearing other devices (their announcements) for device events (9.7).
+            self._neighbours = ControlPointDiscovery(self.device_id, port=self.port)
+            self._neighbours.set_interfaces(self._interfaces)
         pipe = ctx.pipe
         peer = PeerInfo(frame.routing.source, ctx.address.partition("%")[0], secure=ctx.secure,
                         key_schedule=pipe.pipe.session_keys if pipe is not None else None)

@@ -116,3 +116,30 @@ async def test_services_are_advertised_and_found_by_service_search(free_udp_port
             await dev.remove_service(sid)
             await asyncio.sleep(0.3)  # the ServiceOfflineAdvertisement
             assert [s for s in cp.discovery.services if s.device_id == dev.device_id] == []
+
+
+async def test_device_event_subscription_reports_other_devices(tv: tuple[Device, list[str]],
+                                                               free_udp_port: int) -> None:
+    """9.7: the TV tells a subscriber when it hears another device come and go."""
+    dev, pins = tv
+    cp = await paired_cp(free_udp_port, dev, pins)
+    try:
+        agent = await cp.agent(dev.device_id)
+        async with agent.device_events(duration=60) as events:
+            stream = events.__aiter__()
+            await asyncio.sleep(0.2)  # subscribed: the TV now listens to announcements
+            pc = Device(name="PC", interfaces=LO, port=free_udp_port, http_port=0, watch_interfaces=False)
+            await pc.start()
+            try:
+                seen = await asyncio.wait_for(stream.__anext__(), 5)
+                while seen.device_id != pc.device_id:
+                    seen = await asyncio.wait_for(stream.__anext__(), 5)
+                assert seen.online is True
+            finally:
+                await pc.stop()
+            gone = await asyncio.wait_for(stream.__anext__(), 5)
+            while gone.device_id != pc.device_id:
+                gone = await asyncio.wait_for(stream.__anext__(), 5)
+            assert gone.online is False
+    finally:
+        await cp.stop()
