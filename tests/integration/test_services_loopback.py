@@ -103,19 +103,21 @@ async def test_an_unpaired_control_point_cannot_use_the_service(tv: tuple[Device
 
 
 async def test_services_are_advertised_and_found_by_service_search(free_udp_port: int) -> None:
-    async with ControlPoint(interfaces=LO, port=free_udp_port) as cp:
-        async with Device(name="Den TV", device_type="TV", interfaces=LO, port=free_udp_port, http_port=0,
-                          watch_interfaces=False) as dev:
-            sid = dev.add_service(Volume())
-            await asyncio.sleep(0.3)  # the ServiceOnlineAdvertisement
-            [heard] = [s for s in cp.discovery.services if s.device_id == dev.device_id]
-            assert (heard.service_id, str(heard.service_type), heard.name) == (sid, RENDERER, "TV volume")
-            found = await cp.search_services("Volume", timeout=1.2)
-            assert [(s.device_id, s.service_id) for s in found] == [(dev.device_id, sid)]
-            assert await cp.search_services("urn:IGRS:ServiceType:Volume:2", timeout=1.2) == []
-            await dev.remove_service(sid)
-            await asyncio.sleep(0.3)  # the ServiceOfflineAdvertisement
-            assert [s for s in cp.discovery.services if s.device_id == dev.device_id] == []
+    async with (
+        ControlPoint(interfaces=LO, port=free_udp_port) as cp,
+        Device(name="Den TV", device_type="TV", interfaces=LO, port=free_udp_port, http_port=0,
+               watch_interfaces=False) as dev,
+    ):
+        sid = dev.add_service(Volume())
+        await asyncio.sleep(0.3)  # the ServiceOnlineAdvertisement
+        [heard] = [s for s in cp.discovery.services if s.device_id == dev.device_id]
+        assert (heard.service_id, str(heard.service_type), heard.name) == (sid, RENDERER, "TV volume")
+        found = await cp.search_services("Volume", timeout=1.2)
+        assert [(s.device_id, s.service_id) for s in found] == [(dev.device_id, sid)]
+        assert await cp.search_services("urn:IGRS:ServiceType:Volume:2", timeout=1.2) == []
+        await dev.remove_service(sid)
+        await asyncio.sleep(0.3)  # the ServiceOfflineAdvertisement
+        assert [s for s in cp.discovery.services if s.device_id == dev.device_id] == []
 
 
 async def test_device_event_subscription_reports_other_devices(tv: tuple[Device, list[str]],
