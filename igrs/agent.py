@@ -246,7 +246,7 @@ class ServiceProxy:
         _check(reply.status, action)
         return dict(reply.results)
 
-    async def call(self, action: str, **kwargs: Value) -> Any:
+    async def call(self, action: str, /, **kwargs: Value) -> Any:
         """Invoke ``action`` with keyword arguments; returns its typed result (or None)."""
         return (await self._invoke(action, tuple(kwargs.items()))).get("result")
 

@@ -23,9 +23,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from igrs.errors import IGRSError
 from igrs.relay.client import RelayClient, register_device, register_user
 from igrs.relay.config import DEFAULT_RELAY_PORT, RelayConfig
-from igrs.relay.errors import RelayError
 from igrs.relay.limits import Limits
 from igrs.relay.payloads import DEFAULT_NAMESPACE
 from igrs.relay.server import RelayNode, tune_asyncio_tls
@@ -39,7 +39,7 @@ def _runner(cmd: Command) -> Callable[[argparse.Namespace], int]:
             return asyncio.run(cmd(args))
         except KeyboardInterrupt:
             return 130
-        except (RelayError, OSError, ValueError) as e:
+        except (IGRSError, OSError, ValueError) as e:
             print(f"igrs relay: {e}", file=sys.stderr)
             return 1
 
@@ -160,15 +160,7 @@ def _request_cmd(op: str, build: Callable[[argparse.Namespace], dict[str, Any]])
 
 
 async def cmd_request(args: argparse.Namespace) -> int:
-    body: dict[str, Any] = {}
-    for kv in args.args:
-        k, sep, v = kv.partition("=")
-        if not sep:
-            raise ValueError(f"arguments are key=value (JSON values allowed): {kv!r}")
-        try:
-            body[k] = json.loads(v)
-        except ValueError:
-            body[k] = v
+    body = _kwargs(args.args)
     async with _client(args, reconnect=False) as c:
         _out(await c.request(args.op, **body))
     return 0
@@ -220,20 +212,74 @@ async def cmd_listen(args: argparse.Namespace) -> int:
 
 async def cmd_gateway(args: argparse.Namespace) -> int:
     from igrs.control import ControlPoint
+    from igrs.keystore import default_state_dir
     from igrs.relay.gateway import HomeGateway
 
-    async with ControlPoint(interfaces=args.interface or None, port=args.port) as cp, \
-            _client(args) as c:
-        print(f"gateway {c.principal} serving the home LAN", flush=True)
-        await HomeGateway(c, cp).serve()
+    state = args.state_dir or default_state_dir() / "controller"
+    async with ControlPoint(interfaces=args.interface or None, port=args.port,
+                            state_dir=state) as cp, _client(args) as c:
+        paired = ", ".join(p.name or str(p.device_id) for p in cp.paired()) or "none"
+        print(f"gateway {c.principal} serving the home LAN (paired: {paired})", flush=True)
+        gateway = asyncio.create_task(HomeGateway(c, cp, owners_only=args.owners_only).serve())
+        try:  # other messages to the gateway device are printed, as by listen
+            async for m in c.messages():
+                print(f"message {m.source} {m.namespace} {m.text}", flush=True)
+        finally:
+            gateway.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await gateway
     return 0
 
 
+def _kwargs(items: list[str]) -> dict[str, Any]:
+    """key=value arguments: JSON where it parses (5, true, [1,2], "x"), else the text."""
+    out: dict[str, Any] = {}
+    for kv in items:
+        k, sep, v = kv.partition("=")
+        if not sep or not k:
+            raise ValueError(f"arguments are key=value (JSON values allowed): {kv!r}")
+        try:
+            out[k] = json.loads(v)
+        except ValueError:
+            out[k] = v
+    return out
+
+
+def _home(args: argparse.Namespace, c: RelayClient) -> Any:
+    from igrs.relay.gateway import RemoteHome
+
+    return RemoteHome(c, args.gateway, timeout=args.timeout)
+
+
 async def cmd_home_devices(args: argparse.Namespace) -> int:
-    from igrs.relay.gateway import list_home_devices
+    async with _client(args, reconnect=False) as c:
+        _out(await _home(args, c).devices(search_timeout=args.search_timeout,
+                                          services=not args.no_services))
+    return 0
+
+
+async def cmd_invoke(args: argparse.Namespace) -> int:
+    from igrs.relay.gateway import decode_value, encode_value
+
+    kwargs = {k: decode_value(v) for k, v in _kwargs(args.arguments).items()}
+    async with _client(args, reconnect=False) as c:
+        result = await _home(args, c).invoke(args.device, args.service, args.action, **kwargs)
+    print(json.dumps(encode_value(result)), flush=True)
+    return 0
+
+
+async def cmd_home_get(args: argparse.Namespace) -> int:
+    from igrs.relay.gateway import encode_value
 
     async with _client(args, reconnect=False) as c:
-        _out(await list_home_devices(c, args.gateway, search_timeout=args.search_timeout))
+        values = await _home(args, c).get(args.device, args.service, *args.names)
+    _out(encode_value(values))
+    return 0
+
+
+async def cmd_home_describe(args: argparse.Namespace) -> int:
+    async with _client(args, reconnect=False) as c:
+        _out(await _home(args, c).describe(args.device, args.service))
     return 0
 
 
@@ -327,17 +373,50 @@ def _add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--presence", action="store_true", help="also print presence changes")
     p.set_defaults(func=_runner(cmd_listen))
 
-    p = sub.add_parser("gateway", help="serve as the home gateway (lists the LAN's devices)")
+    p = sub.add_parser("gateway", help="serve as the home gateway: remote users list the LAN's "
+                                        "devices and invoke their services")
     _add_conn(p)
     p.add_argument("--interface", action="append", help="LAN interface (name or address)")
     p.add_argument("--port", type=int, default=3880, help="IGRS discovery port")
+    p.add_argument("--state-dir", type=Path,
+                   help="the control point's identity and pairings (pair home devices into it "
+                        "with: igrs pair --state-dir DIR DEVICE); default: as igrs pair, "
+                        "$IGRS_STATE_DIR or ~/.local/state/igrs, /controller")
+    p.add_argument("--owners-only", action="store_true",
+                   help="serve only the users the gateway is bound to (not linked devices)")
     p.set_defaults(func=_runner(cmd_gateway))
 
-    p = sub.add_parser("home-devices", help="list a home's devices through its gateway")
-    _add_conn(p)
-    p.add_argument("--gateway", required=True, help="the gateway's device id")
+    def home(name: str, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_)
+        _add_conn(p)
+        p.add_argument("--gateway", required=True, help="the gateway's device id")
+        p.add_argument("--timeout", type=float, default=20.0,
+                       help="seconds to wait for the gateway's answer")
+        return p
+
+    p = home("home-devices", "list a home's devices and their services through its gateway")
     p.add_argument("--search-timeout", type=float, default=1.5)
+    p.add_argument("--no-services", action="store_true", help="skip the device descriptions")
     p.set_defaults(func=_runner(cmd_home_devices))
+
+    p = home("invoke", "invoke a service action on a home device through its gateway")
+    p.add_argument("device", help="device id (or its exact name, or UUID prefix)")
+    p.add_argument("service", help="service type URN, type name (Volume) or service id")
+    p.add_argument("action")
+    p.add_argument("arguments", nargs="*", metavar="KEY=VALUE",
+                   help='arguments, JSON values (bytes: {"$bytes": base64})')
+    p.set_defaults(func=_runner(cmd_invoke))
+
+    p = home("home-get", "read service attributes of a home device through its gateway")
+    p.add_argument("device")
+    p.add_argument("service")
+    p.add_argument("names", nargs="*", help="attribute names (default: all)")
+    p.set_defaults(func=_runner(cmd_home_get))
+
+    p = home("home-describe", "a home service's actions and attributes, through its gateway")
+    p.add_argument("device")
+    p.add_argument("service")
+    p.set_defaults(func=_runner(cmd_home_describe))
 
     p = sub.add_parser("request", help="any relay op: request OP key=value ...")
     _add_conn(p)

@@ -107,6 +107,7 @@ class RelayClient:
         self.connections = 0  # successful (re)connections so far
         self.closed_reason: RelayError | None = None
         self._messages: asyncio.Queue[Message] = asyncio.Queue()
+        self._routes: dict[str, asyncio.Queue[Message]] = {}
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Frame]] = {}
         self._writer: asyncio.StreamWriter | None = None
@@ -303,7 +304,7 @@ class RelayClient:
             if stored and frame.id in self._seen:
                 self._send_ack(frame.id)  # redelivery of one already handed over
                 return
-            self._messages.put_nowait(
+            self._routes.get(msg.namespace, self._messages).put_nowait(
                 Message(_source(frame), msg.namespace, msg.body, frame.id, stored)
             )
         elif t in (FrameType.RESPONSE, FrameType.RECEIPT, FrameType.AUTH_OK, FrameType.PONG):
@@ -439,6 +440,24 @@ class RelayClient:
     async def messages(self) -> AsyncIterator[Message]:
         while True:
             yield await self.receive()
+
+    def route(self, namespace: str) -> asyncio.Queue[Message]:
+        """From now on, messages in ``namespace`` go to a queue of their own (returned; the
+        same one on every call) instead of :meth:`receive`. Messages of that namespace already
+        waiting move there. Its reader acknowledges stored messages with :meth:`ack`."""
+        q = self._routes.get(namespace)
+        if q is None:
+            q = self._routes[namespace] = asyncio.Queue()
+            keep: list[Message] = []
+            while not self._messages.empty():
+                m = self._messages.get_nowait()
+                if m.namespace == namespace:
+                    q.put_nowait(m)
+                else:
+                    keep.append(m)
+            for m in keep:
+                self._messages.put_nowait(m)
+        return q
 
     def ack(self, msg: Message) -> None:
         """Acknowledge a stored message: the relay deletes it (at-least-once delivery)."""

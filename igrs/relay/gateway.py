@@ -1,40 +1,132 @@
 """Remote access to a home: a home device acting as gateway for remote users.
 
 The gateway is an RA device bound to its owner. It keeps its outbound relay connection and
-answers requests in the namespace ``urn:IGRS:relay:gateway`` (project choice) by looking at
-the home LAN with an IGRS 1.0 ``ControlPoint``. Today it answers ``list_devices``; relaying
-service invocations waits for the core protocol's session/invocation layer.
+runs an IGRS 1.0 ``ControlPoint`` on the home LAN, **paired** (locally, by the owner: ``igrs
+pair --state-dir DIR``) with the home devices whose services it may use. Remote parties
+send requests as point-to-point extension messages in the namespace
+``urn:IGRS:relay:gateway`` (project choice); JSON bodies (specs/relay.md, "Remote access
+to a home"):
 
-Request  (MESSAGE body, JSON): {"op": "list_devices", "req": <int>, "timeout": <s>}
-Response (MESSAGE body, JSON): {"req": <int>, "devices": [{device_id, name, device_type,
-                                address, location}]}  or  {"req": <int>, "error": <text>}
+    request  {"op": "list_devices" | "describe" | "invoke" | "get", "req": n, ...}
+    answer   {"req": n, ...result}   or   {"req": n, "error": {"code": int, "reason": str}}
+
+Authorisation: the relay lets only related parties reach the gateway; the gateway checks
+again against its own relationship table (owners, and linked devices unless
+``owners_only``) before it touches the LAN.
+
+The remote side is :class:`RemoteHome`::
+
+    home = RemoteHome(client, gateway_id)
+    await home.devices()                                         # devices and their services
+    await home.invoke(tv_id, "urn:IGRS:ServiceType:Volume:1", "SetLevel", level=30)  # -> 30
+    await home.get(tv_id, "Volume", "level")                     # -> {"level": 30}
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import itertools
 import json
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+import math
+import weakref
+from enum import IntEnum
+from typing import Any
 
+from igrs.constants import ReturnCode
+from igrs.errors import DeviceNotFound, IGRSError, SecurityError
 from igrs.relay.client import Message, RelayClient
 from igrs.relay.errors import RelayError
 from igrs.relay.ids import Principal
+from igrs.wire.bodies.services import STANDARD_OPERATIONS
+from igrs.wire.ids import DeviceId
 
 log = logging.getLogger(__name__)
 
 GATEWAY_NS = "urn:IGRS:relay:gateway"
-MAX_SEARCH_TIMEOUT = 10.0
-_req_ids = itertools.count(1)
+MAX_SEARCH_TIMEOUT = 10.0  # s, cap on a list_devices search
+DEFAULT_SEARCH_TIMEOUT = 1.5
+LOOKUP_SEARCH = 1.0  # s, search once when a named device is not known yet
+DESCRIBE_TIMEOUT = 3.0  # s, per device description in list_devices
+LAN_TIMEOUT = 15.0  # s, all LAN work of one request
+MAX_INFLIGHT = 16  # requests being worked on at once; more: 503
+AUTH_TTL = 2.0  # s, the gateway's copy of its relationships is refreshed at least this often
+AUTH_MISS_REFRESH = 0.25  # s, an unknown sender refreshes it at most this often
+REMOTE_TIMEOUT = 20.0  # s, the remote side waits this long for an answer
+MAX_REQ = 2**53  # request ids are JSON-safe integers
+BYTES_TAG = "$bytes"
 
 
-class Searcher(Protocol):
-    async def search(self, timeout: float = ...) -> Any: ...
+class GatewayCode(IntEnum):
+    """Error codes of gateway answers (HTTP-like, as igrs.constants.ReturnCode)."""
+
+    BAD_REQUEST = 400  # malformed request, arguments that do not fit the action
+    FORBIDDEN = 403  # sender not related to the gateway (owner / linked device)
+    NOT_FOUND = 404  # no such device on the LAN, service, or action
+    STALE = 408  # request came from offline storage: not executed
+    NOT_PAIRED = 412  # the gateway is not paired with that device (pair it locally)
+    TOO_LARGE = 413  # the answer does not fit in one relay message
+    INTERNAL = 500  # the device's action failed, or a gateway bug
+    UNKNOWN_OP = 501
+    BUSY = 503  # too many requests in flight at the gateway
+    LAN_TIMEOUT = 504  # the home device did not answer in time
 
 
-def _record(r: Any) -> dict[str, str]:
+_RETURN_CODES = {c.value for c in ReturnCode}
+
+
+class GatewayError(IGRSError):
+    """An error answer of the gateway (or no answer at all: 504), with its code."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason, return_code=ReturnCode(code) if code in _RETURN_CODES else None)
+        self.code = int(code)
+
+    def __str__(self) -> str:
+        return f"gateway: {self.code} {self.reason}"
+
+
+# --------------------------------------------------------------------- typed values
+def encode_value(value: Any) -> Any:
+    """An IGRS typed value as JSON: int, float, bool, string, list and dict map to
+    themselves; bytes become ``{"$bytes": base64}``."""
+    if isinstance(value, bytes | bytearray):
+        return {BYTES_TAG: base64.b64encode(value).decode("ascii")}
+    if isinstance(value, list | tuple):
+        return [encode_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): encode_value(v) for k, v in value.items()}
+    return value
+
+
+def decode_value(value: Any) -> Any:
+    """The inverse of :func:`encode_value` (ValueError on a malformed ``$bytes``)."""
+    if isinstance(value, dict):
+        if len(value) == 1 and BYTES_TAG in value:
+            data = value[BYTES_TAG]
+            if not isinstance(data, str):
+                raise ValueError("$bytes must be a base64 string")
+            return base64.b64decode(data, validate=True)
+        return {k: decode_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [decode_value(v) for v in value]
+    return value
+
+
+def service_target(service: str | int) -> str | int:
+    """A service id, a type URN, or a short type name (``Volume`` -> its :1 URN)."""
+    if isinstance(service, int):
+        return service
+    text = service.strip()
+    if text.isascii() and text.isdigit():
+        return int(text)
+    return text if text.lower().startswith("urn:") else f"urn:IGRS:ServiceType:{text}:1"
+
+
+# --------------------------------------------------------------------- the gateway
+def _record(r: Any) -> dict[str, Any]:
     return {
         "device_id": str(r.device_id),
         "name": str(r.name),
@@ -44,74 +136,378 @@ def _record(r: Any) -> dict[str, str]:
     }
 
 
+def _text(req: dict[str, Any], key: str) -> str:
+    v = req.get(key)
+    if not isinstance(v, str) or not v or len(v) > 256:
+        raise GatewayError(GatewayCode.BAD_REQUEST, f"{key!r} must be a non-empty string")
+    return v
+
+
+def _service_arg(req: dict[str, Any]) -> str | int:
+    v = req.get("service")
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v
+    return service_target(_text(req, "service"))
+
+
+def _error(code: int, reason: str) -> dict[str, Any]:
+    return {"error": {"code": int(code), "reason": reason}}
+
+
 class HomeGateway:
-    """``await HomeGateway(client, control_point).serve()`` answers remote requests."""
+    """``await HomeGateway(client, control_point).serve()`` answers remote requests.
+
+    ``control_point`` is an ``igrs.ControlPoint`` on the home LAN; its keystore holds the
+    pairings with the devices remote users may invoke. ``owners_only`` refuses linked
+    devices (403); by default every party the relay relates to the gateway may use it.
+    """
 
     def __init__(
         self,
         client: RelayClient,
-        control_point: Searcher,
-        other: Callable[[Message], Awaitable[None]] | None = None,
+        control_point: Any,
+        *,
+        owners_only: bool = False,
+        max_inflight: int = MAX_INFLIGHT,
+        lan_timeout: float = LAN_TIMEOUT,
+        auth_ttl: float = AUTH_TTL,
     ) -> None:
         self.client = client
         self.cp = control_point
-        self.other = other  # messages in other namespaces go here (else dropped)
-        self.served = 0
+        self.owners_only = owners_only
+        self.max_inflight = max_inflight
+        self.lan_timeout = lan_timeout
+        self.auth_ttl = auth_ttl
+        self.served = 0  # answers sent (results and errors)
+        self.refused = 0  # requests refused as not authorised
+        self._inflight = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._allowed: frozenset[str] = frozenset()
+        self._allowed_at = -math.inf
+        self._auth_lock = asyncio.Lock()
+        self._ops = {
+            "list_devices": self._op_list,
+            "describe": self._op_describe,
+            "invoke": self._op_invoke,
+            "get": self._op_get,
+        }
 
     async def serve(self) -> None:
-        async for msg in self.client.messages():
-            if msg.namespace != GATEWAY_NS:
-                if self.other is not None:
-                    await self.other(msg)
-                continue
-            task = asyncio.create_task(self._answer(msg))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        """Answer requests until cancelled. Only the gateway namespace is taken from the
+        client (:meth:`RelayClient.route`); other messages stay for :meth:`receive`."""
+        queue = self.client.route(GATEWAY_NS)
+        try:
+            while True:
+                msg = await queue.get()
+                if msg.stored:
+                    self.client.ack(msg)
+                self._dispatch(msg)
+        finally:
+            for t in list(self._tasks):
+                t.cancel()
 
-    async def _answer(self, msg: Message) -> None:
-        reply: dict[str, Any]
+    def _dispatch(self, msg: Message) -> None:
         try:
             req = json.loads(msg.body)
-            rid = int(req.get("req", 0))
-        except (ValueError, TypeError, AttributeError):
+            rid = req["req"]
+            if not isinstance(rid, int) or isinstance(rid, bool) or not 0 < rid <= MAX_REQ:
+                raise ValueError("bad req")
+        except (ValueError, TypeError, KeyError):
+            log.info("gateway: dropped a malformed request from %s", msg.source)
             return
+        if msg.stored:  # a request from offline storage may be hours old: never executed
+            self._reply(msg.source, rid, _error(GatewayCode.STALE, "stored request not executed"))
+            return
+        if self._inflight >= self.max_inflight:
+            self._reply(msg.source, rid, _error(GatewayCode.BUSY, "gateway busy"))
+            return
+        self._inflight += 1
+        task = asyncio.create_task(self._answer(msg.source, rid, req))
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._inflight -= 1
+
+    async def _answer(self, source: Principal, rid: int, req: dict[str, Any]) -> None:
+        self._reply(source, rid, await self.handle(source, req))
+
+    async def handle(self, source: Principal, req: dict[str, Any]) -> dict[str, Any]:
+        """One request from ``source``: the answer body (without ``req``)."""
         try:
-            if req.get("op") != "list_devices":
-                raise ValueError(f"unknown gateway op {req.get('op')!r}")
-            timeout = min(float(req.get("timeout", 1.5)), MAX_SEARCH_TIMEOUT)
-            records = await self.cp.search(timeout=timeout)
-            reply = {"req": rid, "devices": [_record(r) for r in records]}
-        except Exception as e:  # report to the remote user, keep serving
-            reply = {"req": rid, "error": f"{type(e).__name__}: {e}"}
+            if not await self.authorised(source):
+                self.refused += 1
+                raise GatewayError(GatewayCode.FORBIDDEN, "not related to this gateway")
+            op = self._ops.get(req.get("op"))  # type: ignore[arg-type]
+            if op is None:
+                raise GatewayError(GatewayCode.UNKNOWN_OP, f"unknown gateway op {req.get('op')!r}")
+            async with asyncio.timeout(self.lan_timeout):
+                return await op(req)
+        except GatewayError as e:
+            return _error(e.code, e.reason)
+        except SecurityError as e:  # the device refused our pipe: the pairing is gone
+            return _error(GatewayCode.NOT_PAIRED, e.reason)
+        except DeviceNotFound as e:
+            return _error(GatewayCode.NOT_FOUND, e.reason)
+        except IGRSError as e:  # RemoteError: the device's own return code, passed on
+            return _error(int(e.return_code), e.reason)
+        except TimeoutError:
+            return _error(GatewayCode.LAN_TIMEOUT, "the home device did not answer in time")
+        except OSError as e:  # the LAN path to the device failed
+            return _error(GatewayCode.LAN_TIMEOUT, f"{type(e).__name__}: {e}")
+        except (ValueError, TypeError) as e:  # e.g. a malformed $bytes value
+            return _error(GatewayCode.BAD_REQUEST, f"{type(e).__name__}: {e}")
+        except Exception as e:  # a bug: report it, keep serving
+            log.exception("gateway request failed")
+            return _error(GatewayCode.INTERNAL, f"{type(e).__name__}: {e}")
+
+    def _reply(self, target: Principal, rid: int, answer: dict[str, Any]) -> None:
         self.served += 1
+        body = json.dumps({"req": rid, **answer}, separators=(",", ":"))
+        if len(body) + len(GATEWAY_NS) + 1 > self.client.max_payload:
+            body = json.dumps({"req": rid, **_error(GatewayCode.TOO_LARGE,
+                                                   "answer too large for the relay")})
+        task = asyncio.create_task(self._send(target, body))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, target: Principal, body: str) -> None:
         try:
-            await self.client.send(msg.source, json.dumps(reply), namespace=GATEWAY_NS,
-                                   wait=False)
+            await self.client.send(target, body, namespace=GATEWAY_NS, wait=False)
         except RelayError as e:
-            log.warning("gateway reply to %s failed: %s", msg.source, e)
+            log.warning("gateway answer to %s failed: %s", target, e)
+
+    # ----------------------------------------------------------------- authorisation
+    async def authorised(self, source: Principal) -> bool:
+        """Is ``source`` an owner of the gateway (or a linked device, unless owners_only)?
+        From the relay's relationship table, refreshed every ``auth_ttl`` seconds and
+        when an unknown party asks (at most every AUTH_MISS_REFRESH)."""
+        key = str(source)
+        loop = asyncio.get_running_loop()
+        age = loop.time() - self._allowed_at
+        if age > self.auth_ttl or (key not in self._allowed and age > AUTH_MISS_REFRESH):
+            async with self._auth_lock:
+                if loop.time() - self._allowed_at > min(self.auth_ttl, AUTH_MISS_REFRESH):
+                    table = (await self.client.request("relations")).get("relations", {})
+                    kinds = ("owned_by",) if self.owners_only else ("owned_by", "linked")
+                    self._allowed = frozenset(p for k in kinds for p in table.get(k, []))
+                    self._allowed_at = loop.time()
+        return key in self._allowed
+
+    # ----------------------------------------------------------------- LAN side
+    async def _find(self, req: dict[str, Any]) -> Any:
+        text = _text(req, "device")
+        try:
+            return self.cp.find(text)
+        except DeviceNotFound:
+            target = None
+            with contextlib.suppress(IGRSError):
+                target = DeviceId.parse(text)
+            await self.cp.search(timeout=LOOKUP_SEARCH, target=target)
+            return self.cp.find(text)
+
+    def _need_pairing(self, record: Any) -> None:
+        if self.cp.keystore.peer_key(record.device_id) is None:
+            raise GatewayError(GatewayCode.NOT_PAIRED,
+                               f"the gateway is not paired with {record.name} ({record.device_id})")
+
+    async def _op_list(self, req: dict[str, Any]) -> dict[str, Any]:
+        timeout = req.get("timeout", DEFAULT_SEARCH_TIMEOUT)
+        if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout < 0:
+            raise GatewayError(GatewayCode.BAD_REQUEST, "'timeout' must be a number >= 0")
+        records = await self.cp.search(timeout=min(float(timeout), MAX_SEARCH_TIMEOUT))
+        devices = [_record(r) for r in records]
+        if req.get("services", True):
+            await asyncio.gather(*(self._add_services(r, d) for r, d in zip(records, devices,
+                                                                             strict=True)))
+        return {"devices": devices}
+
+    async def _add_services(self, record: Any, out: dict[str, Any]) -> None:
+        out["paired"] = self.cp.keystore.peer_key(record.device_id) is not None
+        try:
+            async with asyncio.timeout(DESCRIBE_TIMEOUT):
+                desc = await self.cp.describe(record)
+        except (IGRSError, OSError, TimeoutError) as e:
+            out["services"] = None
+            out["error"] = {"code": int(getattr(e, "return_code", GatewayCode.LAN_TIMEOUT)),
+                            "reason": getattr(e, "reason", None) or "no description"}
+            return
+        out["services"] = [{"service_id": s.service_id, "name": s.name,
+                            "service_type": s.service_type} for s in desc.services]
+
+    async def _op_describe(self, req: dict[str, Any]) -> dict[str, Any]:
+        record = await self._find(req)
+        self._need_pairing(record)
+        service = _service_arg(req)
+        agent = await self.cp.agent(record)
+        if isinstance(service, int):
+            sid = service
+        else:
+            found = await agent.services(service)
+            if not found:
+                raise GatewayError(GatewayCode.NOT_FOUND, f"no service {service} on {record.name}")
+            sid = found[0].service_id
+        d = await agent.describe(sid)
+        return {"service": {
+            "service_id": d.service_id, "name": d.name, "service_type": d.service_type,
+            "actions": [{"name": a.name, "result": a.result,
+                         "params": [{"name": p.name, "type": p.type, "required": p.required}
+                                    for p in a.params]} for a in d.actions],
+            "attributes": [{"name": a.name, "type": a.type, "mutability": a.mutability,
+                            "notifiable": a.notifiable} for a in d.attributes],
+        }}
+
+    async def _op_invoke(self, req: dict[str, Any]) -> dict[str, Any]:
+        action = _text(req, "action")
+        if action in STANDARD_OPERATIONS:
+            raise GatewayError(GatewayCode.BAD_REQUEST,
+                               f"{action} is a standard operation, not an action (use op get)")
+        args = req.get("args", {})
+        if not isinstance(args, dict):
+            raise GatewayError(GatewayCode.BAD_REQUEST, "'args' must be an object")
+        if "action" in args:
+            raise GatewayError(GatewayCode.BAD_REQUEST, "an argument cannot be named 'action'")
+        kwargs = {str(k): decode_value(v) for k, v in args.items()}
+        record = await self._find(req)
+        self._need_pairing(record)
+        async with self.cp.session(record, _service_arg(req)) as svc:
+            result = await svc.call(action, **kwargs)
+        return {"result": encode_value(result)}
+
+    async def _op_get(self, req: dict[str, Any]) -> dict[str, Any]:
+        names = req.get("names", [])
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise GatewayError(GatewayCode.BAD_REQUEST, "'names' must be a list of strings")
+        record = await self._find(req)
+        self._need_pairing(record)
+        async with self.cp.session(record, _service_arg(req)) as svc:
+            values = await svc.get(*names)
+        if len(names) == 1:
+            values = {names[0]: values}
+        return {"values": encode_value(values)}
+
+
+# --------------------------------------------------------------------- the remote side
+_req_ids = itertools.count(1)
+
+
+class _Replies:
+    """Routes gateway answers arriving on one client to the calls waiting for them."""
+
+    def __init__(self, client: RelayClient) -> None:
+        self.client = client
+        self.queue = client.route(GATEWAY_NS)
+        self.waiting: dict[tuple[str, int], asyncio.Future[dict[str, Any]]] = {}
+        self.pump: asyncio.Task[None] | None = None
+
+    def expect(self, key: tuple[str, int]) -> asyncio.Future[dict[str, Any]]:
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.waiting[key] = fut
+        if self.pump is None or self.pump.done():
+            self.pump = asyncio.create_task(self._run())
+        return fut
+
+    def forget(self, key: tuple[str, int]) -> None:
+        self.waiting.pop(key, None)
+        if not self.waiting and self.pump is not None:
+            self.pump.cancel()
+            self.pump = None
+
+    async def _run(self) -> None:
+        while True:
+            msg = await self.queue.get()
+            if msg.stored:
+                self.client.ack(msg)
+            try:
+                reply = json.loads(msg.body)
+                fut = self.waiting.get((str(msg.source), reply["req"]))
+            except (ValueError, TypeError, KeyError):
+                continue
+            if fut is not None and not fut.done():
+                fut.set_result(reply)
+
+
+_replies: weakref.WeakKeyDictionary[RelayClient, _Replies] = weakref.WeakKeyDictionary()
+
+
+class RemoteHome:
+    """A home, reached from anywhere through its gateway (an RA device related to us).
+
+    Errors: :class:`GatewayError` with the gateway's code (or 504 when it does not answer
+    within ``timeout``); RelayError from the relay itself (403 not related, 410 gateway
+    offline). One client should not also serve as a gateway (both read the namespace).
+    """
+
+    def __init__(self, client: RelayClient, gateway: Principal | str, *,
+                 timeout: float = REMOTE_TIMEOUT) -> None:
+        self.client = client
+        self.gateway = Principal.parse(gateway) if isinstance(gateway, str) else gateway
+        self.timeout = timeout
+
+    async def call(self, op: str, args: dict[str, Any] | None = None, *,
+                   timeout: float | None = None) -> dict[str, Any]:
+        """Send one request ``{"op": op, **args}``; the answer (GatewayError for an error
+        answer). ``timeout``: seconds to wait for it (default: the instance's)."""
+        rid = next(_req_ids)
+        replies = _replies.get(self.client)
+        if replies is None:
+            replies = _replies[self.client] = _Replies(self.client)
+        key = (str(self.gateway), rid)
+        fut = replies.expect(key)
+        wait = self.timeout if timeout is None else timeout
+        try:
+            await self.client.send(self.gateway, json.dumps({"op": op, "req": rid, **(args or {})}),
+                                   namespace=GATEWAY_NS)
+            try:
+                reply = await asyncio.wait_for(fut, wait)
+            except TimeoutError:
+                raise GatewayError(GatewayCode.LAN_TIMEOUT,
+                                   f"no answer from the gateway within {wait:g} s") from None
+        finally:
+            replies.forget(key)
+        err = reply.get("error")
+        if err is not None:
+            if isinstance(err, dict):
+                raise GatewayError(int(err.get("code", 500)), str(err.get("reason", "")))
+            raise GatewayError(GatewayCode.INTERNAL, str(err))
+        return reply
+
+    async def devices(self, *, search_timeout: float = DEFAULT_SEARCH_TIMEOUT,
+                      services: bool = True) -> list[dict[str, Any]]:
+        """The home LAN's devices (with their services from their descriptions)."""
+        reply = await self.call("list_devices", {"timeout": search_timeout, "services": services},
+                                timeout=self.timeout + search_timeout)
+        return list(reply["devices"])
+
+    async def describe(self, device: str, service: str | int) -> dict[str, Any]:
+        """Actions and attributes of one service (the gateway must be paired with it)."""
+        reply = await self.call("describe", {"device": str(device),
+                                             "service": service_target(service)})
+        return dict(reply["service"])
+
+    async def invoke(self, device: str, service: str | int, action: str, /, **args: Any) -> Any:
+        """Invoke ``action`` with typed keyword arguments; its typed result (or None)."""
+        reply = await self.call("invoke", {"device": str(device), "action": action,
+                                           "service": service_target(service),
+                                           "args": encode_value(args)})
+        return decode_value(reply.get("result"))
+
+    async def get(self, device: str, service: str | int, *names: str) -> dict[str, Any]:
+        """Attribute values (findServiceAttribute): these names, or all."""
+        reply = await self.call("get", {"device": str(device), "names": list(names),
+                                        "service": service_target(service)})
+        return dict(decode_value(reply["values"]))
 
 
 async def list_home_devices(
     client: RelayClient, gateway: Principal | str, *, search_timeout: float = 1.5,
-    timeout: float = 15.0,
-) -> list[dict[str, str]]:
+    timeout: float = REMOTE_TIMEOUT, services: bool = True,
+) -> list[dict[str, Any]]:
     """From anywhere: ask a home gateway (through the relay) which devices its LAN has."""
-    rid = next(_req_ids)
-    body = json.dumps({"op": "list_devices", "req": rid, "timeout": search_timeout})
-    await client.send(gateway, body, namespace=GATEWAY_NS)
-    aside: list[Message] = []
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                msg = await client._messages.get()
-                if msg.namespace == GATEWAY_NS:
-                    reply = json.loads(msg.body)
-                    if reply.get("req") == rid:
-                        if "error" in reply:
-                            raise RuntimeError(f"gateway: {reply['error']}")
-                        return list(reply["devices"])
-                aside.append(msg)
-    finally:
-        for m in aside:  # not ours: leave them for the application
-            client._messages.put_nowait(m)
+    return await RemoteHome(client, gateway, timeout=timeout).devices(
+        search_timeout=search_timeout, services=services)
+
+
+__all__ = ["GATEWAY_NS", "GatewayCode", "GatewayError", "HomeGateway", "RemoteHome",
+           "decode_value", "encode_value", "list_home_devices", "service_target"]

@@ -38,6 +38,13 @@ class Headers:
         for name, value in items:
             self.add(name, value)
 
+    @classmethod
+    def _built(cls, items: list[tuple[str, str]], index: dict[str, list[str]]) -> Headers:
+        """From already-split fields (the parser's fast path)."""
+        headers = cls.__new__(cls)
+        headers._items, headers._index = items, index
+        return headers
+
     def add(self, name: str, value: str) -> None:
         self._items.append((name, value))
         self._index.setdefault(name.lower(), []).append(value)
@@ -140,27 +147,35 @@ def parse_head(raw: bytes) -> tuple[str, Headers]:
     raw_lines = raw.split(b"\n")
     if len(raw_lines) - 1 > MAX_HEADERS:
         raise LimitExceeded(f"more than {MAX_HEADERS} header lines")
-    lengths = [len(line) - line.endswith(b"\r") for line in raw_lines]
-    if lengths[0] > MAX_HEADER_LINE:
-        raise LimitExceeded("start line too long")
-    if max(lengths) > MAX_HEADER_LINE:
-        raise LimitExceeded(f"header line longer than {MAX_HEADER_LINE} bytes")
-    lines = _decode(raw).split("\n")
-    start = lines[0].removesuffix("\r")
-    headers = Headers()
+    if max(map(len, raw_lines)) > MAX_HEADER_LINE:  # exact check (a CR does not count) only then
+        lengths = [len(line) - line.endswith(b"\r") for line in raw_lines]
+        if lengths[0] > MAX_HEADER_LINE:
+            raise LimitExceeded("start line too long")
+        if max(lengths) > MAX_HEADER_LINE:
+            raise LimitExceeded(f"header line longer than {MAX_HEADER_LINE} bytes")
+    lines = _decode(raw).replace("\r\n", "\n").split("\n")
+    start = lines[0]
+    items: list[tuple[str, str]] = []
+    index: dict[str, list[str]] = {}
+    token, ctl = _TOKEN.match, _CTL.search
     for line in lines[1:]:
-        line = line.removesuffix("\r")
         if not line:
             continue
         if line[0] in " \t":
             raise ProtocolError("obsolete header line folding")
         name, sep, value = line.partition(":")
-        if not sep or not _TOKEN.match(name):
+        if not sep or not token(name):
             raise ProtocolError(f"malformed header line: {line[:40]!r}")
-        if _CTL.search(value):
+        if ctl(value):
             raise ProtocolError(f"control character in header {name}")
-        headers.add(name, value.strip())
-    return start, headers
+        value = value.strip()
+        items.append((name, value))
+        key = name.lower()
+        if key in index:
+            index[key].append(value)
+        else:
+            index[key] = [value]
+    return start, Headers._built(items, index)
 
 
 def parse_message(data: bytes, *, max_size: int, allow_body: bool) -> HttpMessage:

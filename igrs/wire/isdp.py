@@ -30,7 +30,7 @@ from igrs.constants import (
     ST_ALL,
     ST_ALL_ACCEPTED,
 )
-from igrs.errors import ProtocolError
+from igrs.errors import LimitExceeded, ProtocolError
 from igrs.wire.httpu import Headers, HttpMessage, build_message, man_header, parse_message
 from igrs.wire.ids import (
     DeviceId,
@@ -375,7 +375,18 @@ def _optional_id(headers: Headers, name: str) -> DeviceId | None:
 
 
 def decode(data: bytes) -> IsdpMessage:
-    """Decode one datagram. Raises ProtocolError (with a reason) and nothing else."""
+    """Decode one datagram. Raises ProtocolError (with a reason) and nothing else.
+
+    Devices repeat the same bytes in every announcement, so recent results are cached (the
+    messages are immutable); the cache is small and keyed by the whole datagram.
+    """
+    if len(data) > MAX_DATAGRAM:
+        raise LimitExceeded(f"message of {len(data)} bytes exceeds {MAX_DATAGRAM}")
+    return _decode_cached(bytes(data))
+
+
+@lru_cache(maxsize=256)
+def _decode_cached(data: bytes) -> IsdpMessage:
     try:
         return _decode(parse_message(data, max_size=MAX_DATAGRAM, allow_body=False))
     except ProtocolError:

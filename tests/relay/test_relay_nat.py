@@ -144,23 +144,61 @@ def test_home_device_behind_nat_gets_pushed_messages(netbed: NetBed, tmp_path: P
     assert second == f"message {user_id} urn:IGRS:relay:app play channel 5"
     assert lst.wait(20) == 0
 
-    # 6. remote access to the home: the TV now acts as gateway; the phone, on the WAN,
-    #    lists the home LAN's IGRS devices through the relay
+    # 6. remote access to the home: the TV is also an IGRS device on the home LAN (its IGRS
+    #    id is its relay id) sharing the sample Volume service, and acts as gateway; a PC is
+    #    another home device. The owner pairs the gateway with the TV, locally, once.
     pc = netbed.host("pc", home, gateway=router)
     dport = free_port("udp")
+    lan_if = tv.iface_on(home).name
     dev = pc.popen([sys.executable, "-m", "igrs", "device", "run", "--name", "Study PC",
-                    "--type", "PC", "--port", str(dport), "--json"],
+                    "--type", "PC", "--port", str(dport), "--json",
+                    "--state-dir", str(tmp_path / "pc-dev")],
                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
+    tvdev = tv.popen([sys.executable, "-m", "igrs", "device", "run", "--name", "Living room TV",
+                      "--type", "TV", "--id", tv_id, "--sample-service", "-i", lan_if,
+                      "--port", str(dport), "--json", "--state-dir", str(tmp_path / "tv-dev")],
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
     ready = LineReader(dev.stdout).wait_for(lambda ln: '"ready"' in ln, 20)
     assert ready, "home device did not start"
     pc_id = json.loads(ready)["id"]
-    gw = tv.popen([*RELAY_CLI, "gateway", "--creds", str(tv_c), "--interface",
-                   tv.iface_on(home).name, "--port", str(dport)],
+    tv_out = LineReader(tvdev.stdout)
+    assert tv_out.wait_for(lambda ln: '"ready"' in ln, 20), "the TV's IGRS device did not start"
+    gw_state = str(tmp_path / "gateway-cp")
+    pair = tv.popen([sys.executable, "-m", "igrs", "pair", tv_id, "-i", lan_if, "--port", str(dport),
+                     "--state-dir", gw_state],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                    env=ENV, cwd=ROOT)
+    pin = tv_out.wait_for(lambda ln: '"pin"' in ln, 20)
+    assert pin, "the TV showed no PIN"
+    out_pair, err_pair = pair.communicate(json.loads(pin)["pin"] + "\n", timeout=30)
+    assert pair.returncode == 0 and out_pair.startswith("paired with Living room TV"), err_pair
+
+    gw = tv.popen([*RELAY_CLI, "gateway", "--creds", str(tv_c), "--interface", lan_if,
+                   "--port", str(dport), "--state-dir", gw_state],
                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
     gout, gerr = LineReader(gw.stdout), LineReader(gw.stderr)
     assert gout.wait_for(lambda ln: ln.startswith("gateway "), 20), gerr.text()
+
+    #    the phone, on the WAN, lists the home's devices and their services ...
     devices = json.loads(run(phone, "home-devices", "--creds", str(user_c), "--gateway", tv_id,
                              "--search-timeout", "1.5"))
-    names = {d["device_id"]: d["name"] for d in devices}
-    assert names.get(pc_id) == "Study PC", (devices, gerr.text())
+    by_id = {d["device_id"]: d for d in devices}
+    assert by_id[pc_id]["name"] == "Study PC", (devices, gerr.text())
+    assert by_id[tv_id]["paired"] is True and by_id[pc_id]["paired"] is False
+    assert [s["service_type"] for s in by_id[tv_id]["services"]] == ["urn:IGRS:ServiceType:Volume:1"]
     assert all(d["address"].startswith("10.77.") for d in devices)
+    #    ... invokes the TV's Volume service through the relay and sees the typed result
+    gw_cmd = ["--creds", str(user_c), "--gateway", tv_id]
+    assert run(phone, "invoke", *gw_cmd, tv_id, "Volume", "SetLevel", "level=30").strip() == "30"
+    assert json.loads(run(phone, "home-get", *gw_cmd, tv_id, "Volume", "level")) == {"level": 30}
+    refused = phone.run([*RELAY_CLI, "invoke", *gw_cmd, pc_id, "Volume", "SetLevel", "level=5"],
+                        timeout=30, env=ENV, cwd=ROOT)
+    assert refused.returncode == 1 and "gateway: 412" in refused.stderr  # PC: not paired
+
+    # 7. an unrelated relay user on the WAN is refused by the relay
+    mallory_c = tmp_path / "mallory.json"
+    run(phone, "register-user", *conn, "--name", "mallory", "--save", str(mallory_c))
+    denied = phone.run([*RELAY_CLI, "invoke", "--creds", str(mallory_c), "--gateway", tv_id, tv_id,
+                        "Volume", "SetLevel", "level=99"], timeout=30, env=ENV, cwd=ROOT)
+    assert denied.returncode == 1 and "403 FORBIDDEN" in denied.stderr, denied.stderr
+    assert json.loads(run(phone, "home-get", *gw_cmd, tv_id, "Volume", "level")) == {"level": 30}
