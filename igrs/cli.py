@@ -48,6 +48,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ipv6", action="store_true", help="also use IPv6 (ff02::c) on link-local addresses")
 
 
+def _via_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--via", choices=["isdp", "mdns", "both"], default="isdp",
+                   help="find devices by ISDP multicast (default), mDNS/DNS-SD (_igrs._tcp; "
+                        "needs igrs[dnssd]) or both")
+
+
 def _record_json(rec: Any, now: float) -> dict[str, Any]:
     return {
         "id": str(rec.device_id), "name": rec.name, "type": str(rec.device_type),
@@ -68,7 +74,8 @@ async def cmd_discover(args: argparse.Namespace) -> int:
     from igrs.control import ControlPoint
     from igrs.core.discovery import DeviceAppeared, DeviceGone
 
-    async with ControlPoint(interfaces=args.interface, port=args.port, ipv6=args.ipv6) as cp:
+    async with ControlPoint(interfaces=args.interface, port=args.port, ipv6=args.ipv6,
+                            via=args.via) as cp:
         loop = asyncio.get_running_loop()
         if args.watch:
             events = cp.events()
@@ -105,7 +112,8 @@ async def cmd_describe(args: argparse.Namespace) -> int:
     from igrs.control import ControlPoint
     from igrs.wire import description as ddesc
 
-    async with ControlPoint(interfaces=args.interface, port=args.port, ipv6=args.ipv6) as cp:
+    async with ControlPoint(interfaces=args.interface, port=args.port, ipv6=args.ipv6,
+                            via=args.via) as cp:
         await cp.search(timeout=args.timeout)
         desc = await cp.describe(args.device)
         if args.xml:
@@ -147,7 +155,7 @@ async def cmd_device_run(args: argparse.Namespace) -> int:
                     interfaces=args.interface, port=args.port, http_port=args.http_port,
                     max_age=args.max_age, ipv6=args.ipv6,
                     state_dir=_state_dir(args, f"devices/{_slug(args.name)}"),
-                    on_pin=None if args.no_pairing else show_pin)
+                    on_pin=None if args.no_pairing else show_pin, dnssd=args.dnssd)
     if args.sample_service:
         from igrs.demo import Volume
 
@@ -173,7 +181,7 @@ def _control_point(args: argparse.Namespace) -> Any:
     from igrs.control import ControlPoint
 
     return ControlPoint(interfaces=args.interface, port=args.port, ipv6=args.ipv6,
-                        state_dir=_state_dir(args, "controller"))
+                        state_dir=_state_dir(args, "controller"), via=getattr(args, "via", "isdp"))
 
 
 async def cmd_pair(args: argparse.Namespace) -> int:
@@ -325,6 +333,7 @@ def build_parser(*, relay: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--target", help="search target: a device type (TV), type URN or device id")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("-w", "--watch", action="store_true", help="keep watching: print devices coming and going")
+    _via_option(p)
     p.set_defaults(func=cmd_discover)
 
     p = sub.add_parser("describe", help="fetch and show a device's description document")
@@ -332,6 +341,7 @@ def build_parser(*, relay: bool = False) -> argparse.ArgumentParser:
     p.add_argument("device", help="device id, its UUID prefix, or its exact name")
     p.add_argument("-t", "--timeout", type=float, default=1.5, help="seconds to search first")
     p.add_argument("--xml", action="store_true", help="print the raw description XML")
+    _via_option(p)
     p.set_defaults(func=cmd_describe)
 
     p = sub.add_parser("device", help="run a device")
@@ -346,6 +356,8 @@ def build_parser(*, relay: bool = False) -> argparse.ArgumentParser:
     run.add_argument("--max-age", type=int, default=DEFAULT_MAX_AGE, help="advertisement lifetime, seconds")
     run.add_argument("--json", action="store_true", help="print machine-readable status lines")
     run.add_argument("--no-pairing", action="store_true", help="refuse PIN pairing requests")
+    run.add_argument("--dnssd", action="store_true",
+                     help="also announce over mDNS/DNS-SD as _igrs._tcp (needs igrs[dnssd])")
     run.add_argument("--sample-service", action="store_true",
                      help="share the sample Volume service (to try igrs call / igrs watch)")
     _state_option(run)
@@ -354,6 +366,7 @@ def build_parser(*, relay: bool = False) -> argparse.ArgumentParser:
     p = sub.add_parser("pair", help="pair with a device by the PIN it shows")
     _common(p)
     _state_option(p)
+    _via_option(p)
     p.add_argument("device", help="device id, its UUID prefix, or its exact name")
     p.add_argument("--pin", help="the PIN (default: asked for)")
     p.add_argument("-t", "--timeout", type=float, default=1.5, help="seconds to search first")
@@ -374,6 +387,7 @@ def build_parser(*, relay: bool = False) -> argparse.ArgumentParser:
     p = sub.add_parser("services", help="list the services devices share")
     _common(p)
     _state_option(p)
+    _via_option(p)
     p.add_argument("device", nargs="?", help="one device (default: every device found)")
     p.add_argument("-t", "--timeout", type=float, default=1.5, help="seconds to search first")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -382,6 +396,7 @@ def build_parser(*, relay: bool = False) -> argparse.ArgumentParser:
     p = sub.add_parser("call", help="invoke a service action (needs a pairing)")
     _common(p)
     _state_option(p)
+    _via_option(p)
     p.add_argument("device", help="device id, its UUID prefix, or its exact name")
     p.add_argument("service", help="service id, type URN, or type name (Volume)")
     p.add_argument("action", help="action name")
@@ -393,6 +408,7 @@ def build_parser(*, relay: bool = False) -> argparse.ArgumentParser:
     p = sub.add_parser("watch", help="print a service's attribute changes (needs a pairing)")
     _common(p)
     _state_option(p)
+    _via_option(p)
     p.add_argument("device", help="device id, its UUID prefix, or its exact name")
     p.add_argument("service", help="service id, type URN, or type name")
     p.add_argument("attributes", nargs="*", help="attributes (default: every notifiable one)")

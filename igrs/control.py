@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from igrs.agent import ServiceAgent, ServiceProxy
 from igrs.constants import IGRS_PATH, IGRS_PORT, KEEPALIVE_INTERVAL, REGISTRY_MAX_DEVICES, ReturnCode
@@ -38,6 +38,9 @@ from igrs.wire.bodies import pipes as pb
 from igrs.wire.ids import DeviceId, DeviceType, ServiceType
 from igrs.wire.isdp import SearchTarget
 from igrs.wire.messages import Frame
+
+if TYPE_CHECKING:
+    from igrs.bridges.dnssd import DnsSdFeed
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +94,12 @@ class ControlPoint:
         name: str = "igrs control point",
         keepalive_interval: float = KEEPALIVE_INTERVAL,
         rng: random.Random | None = None,
+        via: str = "isdp",
     ) -> None:
+        if via not in ("isdp", "mdns", "both"):
+            raise ValueError(f"via must be isdp, mdns or both, not {via!r}")
+        self.via = via  # how search() finds devices: ISDP, mDNS/DNS-SD (igrs.bridges.dnssd), both
+        self._dnssd: DnsSdFeed | None = None
         self.keystore = open_keystore(state_dir)
         self.identity = self.keystore.load_or_create_identity(device_id)
         self.device_id = self.identity.device_id
@@ -125,6 +133,10 @@ class ControlPoint:
         self._endpoints = IsdpEndpoints(self._interfaces, self.port, self._on_datagram)
         await self._endpoints.start()
         self._driver.start()
+        if self.via != "isdp":
+            from igrs.bridges.dnssd import attach_dnssd
+
+            self._dnssd = await attach_dnssd(self)
 
     async def stop(self) -> None:
         for agent in self._agents.values():
@@ -137,6 +149,9 @@ class ControlPoint:
         if self._callbacks is not None:
             await self._callbacks.close()
             self._callbacks = None
+        if self._dnssd is not None:
+            await self._dnssd.stop()
+            self._dnssd = None
         await self._driver.stop()
         if self._endpoints is not None:
             await self._endpoints.close()
@@ -152,15 +167,20 @@ class ControlPoint:
         return self.discovery.devices
 
     # --- events ------------------------------------------------------------------------------
-    async def events(self) -> AsyncIterator[DiscoveryEvent]:
-        """DeviceAppeared / DeviceUpdated / DeviceGone, as they happen, for as long as you read."""
+    def events(self) -> AsyncIterator[DiscoveryEvent]:
+        """DeviceAppeared / DeviceUpdated / DeviceGone from the moment of this call (not of the
+        first read), for as long as you read; ``aclose()`` the iterator when done."""
         queue: asyncio.Queue[DiscoveryEvent] = asyncio.Queue(EVENT_QUEUE_LIMIT)
         self._subscribers.append(queue)
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            self._subscribers.remove(queue)
+
+        async def stream() -> AsyncIterator[DiscoveryEvent]:
+            try:
+                while True:
+                    yield await queue.get()
+            finally:
+                self._subscribers.remove(queue)
+
+        return stream()
 
     def _publish(self, events: list[DiscoveryEvent]) -> None:
         for event in events:
@@ -177,7 +197,10 @@ class ControlPoint:
         loop = asyncio.get_running_loop()
         wanted = _target(target)
         started = loop.time()
-        await self._execute(self.discovery.search(started, wanted, mx))
+        if self._dnssd is not None:
+            self._dnssd.refresh()  # what mDNS holds counts as seen by this search
+        if self.via != "mdns":
+            await self._execute(self.discovery.search(started, wanted, mx))
         self._driver.wake()
         await asyncio.sleep(timeout)
         return sorted(

@@ -42,6 +42,7 @@ from igrs.wire.ids import DeviceId, DeviceType, ServiceType, check_name
 from igrs.wire.messages import Frame, SoapMessage, Status
 
 if TYPE_CHECKING:  # pipes and pairing load their cipher modules on first use
+    from igrs.bridges.dnssd import DnsSdAdvertiser
     from igrs.core.pipes import PipeRecord, PipeTable
     from igrs.core.security import LocalIdentity, PairingResponder, PinPairingHost
 
@@ -105,6 +106,7 @@ class Device:
         on_pin: Callable[[str], None] | None = None,
         allow_non_secure_pipes: bool = True,
         rng: random.Random | None = None,
+        dnssd: bool = False,
     ) -> None:
         self.name = check_name(name)
         self.device_type = device_type if isinstance(device_type, DeviceType) else DeviceType.parse(device_type)
@@ -159,6 +161,8 @@ class Device:
         self._watch_task: asyncio.Task[None] | None = None
         self._interfaces: list[Interface] = []
         self.locations: dict[str, str] = {}
+        self._dnssd_enabled = dnssd  # also announce over mDNS/DNS-SD (igrs.bridges.dnssd)
+        self._dnssd: DnsSdAdvertiser | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def __aenter__(self) -> Self:
@@ -174,8 +178,15 @@ class Device:
         self._interfaces = netifaces.resolve(self._interface_specs, ipv6=self._ipv6)
         try:
             await self._open(self._interfaces)
+            if self._dnssd_enabled:
+                from igrs.bridges.dnssd import start_dnssd
+
+                self._dnssd = await start_dnssd(self)
             await self._execute(self.discovery.start(loop.time()))
         except BaseException:
+            if self._dnssd is not None:
+                await self._dnssd.stop()
+                self._dnssd = None
             await self._close_io()
             raise
         self._driver.start()
@@ -199,6 +210,9 @@ class Device:
             if task is not None:
                 task.cancel()
         self._watch_task = self._maintenance = None
+        if self._dnssd is not None:  # the mDNS goodbye first
+            await self._dnssd.stop()
+            self._dnssd = None
         await self.services.aclose()
         await self._client.close()
         await self._driver.stop()
@@ -236,6 +250,8 @@ class Device:
         # control point there ages the entry out at max-age instead.
         await self._execute(await self._open(interfaces))
         self._driver.wake()
+        if self._dnssd is not None:
+            await self._dnssd.update()
 
     # --- I/O glue ------------------------------------------------------------------------------
     def _on_datagram(self, data: bytes, source: tuple[str, int], interface: str) -> None:
