@@ -51,8 +51,9 @@ class SubscriptionEnded(IGRSError):
     return_code = ReturnCode.PRECONDITION_FAILED
 
 
-def _code(value: int) -> ReturnCode | None:
-    return ReturnCode(value) if value in ReturnCode._value2member_map_ else None
+def _code(value: int) -> int:
+    """The peer's code: a ReturnCode where known, else the int itself (profile codes)."""
+    return ReturnCode(value) if value in ReturnCode._value2member_map_ else value
 
 
 def _check(status: Status, what: str) -> None:

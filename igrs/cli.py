@@ -160,6 +160,10 @@ async def cmd_device_run(args: argparse.Namespace) -> int:
         from igrs.demo import Volume
 
         device.add_service(Volume())
+    if args.share_folder:
+        from igrs.profiles.file import attach_file_server
+
+        attach_file_server(device, args.share_folder)
     stop = _catch_signals()
     async with device:
         if args.json:
@@ -360,6 +364,8 @@ def build_parser(*, relay: bool = False) -> argparse.ArgumentParser:
                      help="also announce over mDNS/DNS-SD as _igrs._tcp (needs igrs[dnssd])")
     run.add_argument("--sample-service", action="store_true",
                      help="share the sample Volume service (to try igrs call / igrs watch)")
+    run.add_argument("--share-folder", action="append", metavar="[NAME=]PATH[:rw]",
+                     help="share a folder with paired devices (File profile; read-only unless :rw)")
     _state_option(run)
     run.set_defaults(func=cmd_device_run)
 
@@ -422,8 +428,10 @@ def build_parser(*, relay: bool = False) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     from igrs.cli_groups import add_subcommands as add_group_commands
+    from igrs.profiles.file.cli import add_subcommands as add_file_commands
 
     add_group_commands(sub)
+    add_file_commands(sub)
     if relay:
         from igrs.relay.cli import add_subcommands
 

@@ -140,3 +140,22 @@ NOTIFY_RETRY_DELAY: Final = 1.0  # s before a failed delivery is retried (double
 SLOW_SUBSCRIBER_GRACE: Final = 60.0  # s a subscription may stay coalesced before it is ended
 RECENTLY_ENDED: Final = 1024  # ended subscription ids remembered (renew -> 412, not 404)
 AGENT_EVENT_QUEUE: Final = 1024  # changes buffered per subscription iterator on the client
+
+# --- file profile (14543-5-22) ---
+# Values: project choice (public record silent, facts §6); commentary in specs/file-profile.md.
+# Return codes beyond ReturnCode (receivers treat unknown codes by their first digit):
+FILE_PATH_REFUSED: Final = 422  # hostile/malformed path or a symlink escape (RFC 4918 422)
+FILE_CHECKSUM_MISMATCH: Final = 460  # upload's SHA-256 differs (tus checksum extension 460)
+FILE_QUOTA_EXCEEDED: Final = 507  # share quota or disk space exceeded (RFC 4918 507)
+FILE_RANGE_NOT_SATISFIABLE: Final = 416  # HTTP status of a GET range beyond the file (RFC 9110)
+# Limits and timers:
+FILE_MAX_PATH: Final = 4096  # bytes of a virtual path (Linux PATH_MAX)
+FILE_MAX_COMPONENT: Final = 255  # bytes of one path component (NAME_MAX)
+FILE_BROWSE_LIMIT: Final = 250  # entries per browse page at most (fits MAX_HTTP_BODY)
+FILE_BROWSE_BYTES: Final = 96 * 1024  # estimated body bytes per browse page at most
+FILE_MAX_UPLOAD: Final = 1 << 40  # bytes of one upload unless the server sets less (413 above)
+FILE_TOKEN_LIFETIME: Final = 300.0  # s a transfer capability URL may be first used / resumed
+FILE_MAX_TOKENS: Final = 1024  # live capability URLs per server (oldest dropped)
+FILE_MAX_UPLOADS_PER_PEER: Final = 16  # partial uploads one peer may keep per share
+FILE_PARTIAL_LIFETIME: Final = 7 * 86400  # s an untouched partial upload is kept for resumption
+FILE_HTTP_PREFIX: Final = "/files/"  # the mounted transfer prefix on the device's HTTP port

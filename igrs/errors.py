@@ -8,9 +8,10 @@ from igrs.constants import ReturnCode
 class IGRSError(Exception):
     """Base of every error the stack raises on purpose."""
 
-    return_code: ReturnCode = ReturnCode.INTERNAL_ERROR
+    # A ReturnCode, or a plain int for a code defined by a profile (e.g. the File profile's).
+    return_code: int = ReturnCode.INTERNAL_ERROR
 
-    def __init__(self, reason: str, *, return_code: ReturnCode | None = None) -> None:
+    def __init__(self, reason: str, *, return_code: int | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         if return_code is not None:

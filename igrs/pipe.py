@@ -30,8 +30,8 @@ M = TypeVar("M")
 PinProvider = Callable[[int], Awaitable[str]]  # (digits) -> the PIN the user typed
 
 
-def _return_code(code: int) -> ReturnCode | None:
-    return ReturnCode(code) if code in ReturnCode._value2member_map_ else None
+def _return_code(code: int) -> int:
+    return ReturnCode(code) if code in ReturnCode._value2member_map_ else code
 
 
 def check_answer(frame: Frame | None, expected: type[M], seq: int) -> M:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import inspect
 import logging
 import random
@@ -61,6 +62,11 @@ class PeerInfo:
     address: str
     secure: bool = True
     key_schedule: SessionKeySchedule | None = None
+
+
+# The peer whose request an action is running for (read it in an @action: who is calling).
+current_peer: contextvars.ContextVar[PeerInfo | None] = contextvars.ContextVar("igrs_current_peer",
+                                                                               default=None)
 
 
 def _fail(code: ReturnCode, reason: str) -> IGRSError:
@@ -458,7 +464,11 @@ class ServiceHost:
                     msg.action, service, msg.service_id, session.session_id, peer, msg.arguments
                 )
             else:
-                value = await service.invoke(msg.action, msg.arguments)
+                token = current_peer.set(peer)
+                try:
+                    value = await service.invoke(msg.action, msg.arguments)
+                finally:
+                    current_peer.reset(token)
                 results = () if value is None else (("result", value),)
         except IGRSError as exc:
             return answer(exc.return_code, exc.reason)

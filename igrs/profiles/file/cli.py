@@ -1,0 +1,297 @@
+"""``igrs file ls|stat|get|put|rm|mv|mkdir|serve``: the File profile from the command line.
+
+``add_subcommands(subparsers)`` registers ``file`` on ``igrs/cli.py``'s parser (handlers are
+``async`` functions of ``args``, run by ``cli.main``). The client commands use the
+controller's keystore (``igrs pair`` first, same ``--state-dir``). Transfers show a progress
+bar (rich, when installed and stderr is a terminal) and resume where an interrupted run
+stopped: run the same command again. ``igrs file serve`` runs a device sharing folders
+(the same thing ``igrs device run --share-folder`` does once wired in).
+
+Standalone (before the lead wires it into igrs/cli.py): ``python -m igrs.profiles.file.cli``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import posixpath
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from igrs.constants import IGRS_PORT
+from igrs.errors import IGRSError
+
+EXIT_OK = 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-i", "--interface", action="append", metavar="IF",
+                   help="interface name or address (repeatable; default: $IGRS_INTERFACES, else the LAN)")
+    p.add_argument("--port", type=int, default=IGRS_PORT, help=f"ISDP UDP port (default {IGRS_PORT})")
+    p.add_argument("--state-dir", help="identity keys and pairings (default: as igrs pair)")
+    p.add_argument("-t", "--timeout", type=float, default=1.5, help="seconds to search first")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    top = subparsers.add_parser("file", help="shared folders: ls, stat, get, put, rm, mv, mkdir, serve")
+    sub = top.add_subparsers(dest="file_command", metavar="ACTION", required=True)
+
+    p = sub.add_parser("ls", help="list a directory (/ lists the shares)")
+    _common(p)
+    p.add_argument("device", help="device id, its UUID prefix, or its exact name")
+    p.add_argument("path", nargs="?", default="/", help="remote path, /<share>/... (default /)")
+    p.set_defaults(func=cmd_ls)
+
+    p = sub.add_parser("stat", help="show a file's or directory's details")
+    _common(p)
+    p.add_argument("device")
+    p.add_argument("path")
+    p.add_argument("--checksum", action="store_true", help="also the SHA-256 of a file")
+    p.set_defaults(func=cmd_stat)
+
+    p = sub.add_parser("get", help="download a file (resumes an interrupted download)")
+    _common(p)
+    p.add_argument("device")
+    p.add_argument("path", help="remote file")
+    p.add_argument("local", nargs="?", help="local file or directory (default: ./<name>)")
+    p.add_argument("--restart", action="store_true", help="ignore a partial download and start over")
+    p.add_argument("--no-verify", action="store_true", help="skip the SHA-256 check")
+    p.add_argument("--limit-rate", type=float, metavar="BYTES_PER_S", help="throttle the transfer")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_get)
+
+    p = sub.add_parser("put", help="upload a file (resumes an interrupted upload)")
+    _common(p)
+    p.add_argument("device")
+    p.add_argument("local", help="local file")
+    p.add_argument("path", help="remote file, or a directory ending in / (the local name is kept)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing remote file")
+    p.add_argument("--limit-rate", type=float, metavar="BYTES_PER_S", help="throttle the transfer")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_put)
+
+    p = sub.add_parser("rm", help="delete a file or directory")
+    _common(p)
+    p.add_argument("device")
+    p.add_argument("path")
+    p.add_argument("-r", "--recursive", action="store_true", help="delete a directory and its content")
+    p.set_defaults(func=cmd_rm)
+
+    p = sub.add_parser("mv", help="rename or move")
+    _common(p)
+    p.add_argument("device")
+    p.add_argument("path", help="source")
+    p.add_argument("target", help="target")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing target file")
+    p.set_defaults(func=cmd_mv)
+
+    p = sub.add_parser("mkdir", help="make a directory")
+    _common(p)
+    p.add_argument("device")
+    p.add_argument("path")
+    p.add_argument("-p", "--parents", action="store_true", help="make missing parents too")
+    p.set_defaults(func=cmd_mkdir)
+
+    p = sub.add_parser("serve", help="run a device sharing folders until Ctrl-C")
+    p.add_argument("-i", "--interface", action="append", metavar="IF", help="interface (repeatable)")
+    p.add_argument("--port", type=int, default=IGRS_PORT, help=f"ISDP UDP port (default {IGRS_PORT})")
+    p.add_argument("--state-dir", help="this device's keys and pairings")
+    p.add_argument("--name", default="File server", help="friendly name")
+    p.add_argument("--type", default="PC", help="device type")
+    p.add_argument("--http-port", type=int, help="TCP port of /IGRS and /files/")
+    p.add_argument("--share-folder", action="append", required=True, metavar="[NAME=]PATH[:rw]",
+                   help="share a folder (read-only for paired devices unless :rw; repeatable)")
+    p.add_argument("--json", action="store_true", help="machine-readable status lines")
+    p.set_defaults(func=cmd_serve)
+
+
+# --- plumbing ------------------------------------------------------------------------------------
+def _state_dir(args: argparse.Namespace, role: str) -> str:
+    from igrs.keystore import default_state_dir
+
+    return args.state_dir or str(default_state_dir() / role)
+
+
+@contextlib.asynccontextmanager
+async def _files(args: argparse.Namespace) -> AsyncIterator[Any]:
+    from igrs.control import ControlPoint
+    from igrs.profiles.file.client import FileClient
+
+    async with ControlPoint(interfaces=args.interface, port=args.port,
+                            state_dir=_state_dir(args, "controller")) as cp:
+        await cp.search(timeout=args.timeout)
+        async with FileClient.connect(cp, args.device) as files:
+            yield files
+
+
+@contextlib.contextmanager
+def _progress(args: argparse.Namespace, label: str) -> Iterator[Callable[[int, int], None] | None]:
+    if args.no_progress or args.json or not sys.stderr.isatty():
+        yield None
+        return
+    try:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+    except ImportError:  # no rich: a plain percentage line
+        def plain(done: int, total: int) -> None:
+            print(f"\r{label}: {100 * done // max(total, 1)}%", end="", file=sys.stderr, flush=True)
+
+        yield plain
+        print(file=sys.stderr)
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  TimeRemainingColumn(), console=Console(stderr=True)) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _interrupted(what: str, exc: BaseException) -> IGRSError:
+    return IGRSError(f"{what} interrupted ({exc or type(exc).__name__}); run the same command again to resume")
+
+
+def _say(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
+    print(json.dumps(data) if args.json else text, flush=True)
+
+
+# --- commands ------------------------------------------------------------------------------------
+async def cmd_ls(args: argparse.Namespace) -> int:
+    async with _files(args) as files:
+        entries = await files.ls(args.path)
+    if args.json:
+        print(json.dumps([{"name": e.name, "type": e.type, "size": e.size, "mtime": e.mtime, "access": e.access}
+                          for e in entries], indent=2))
+        return EXIT_OK
+    for e in entries:
+        kind = {"dir": "d", "share": "s", "file": "-"}.get(e.type, "?")
+        extra = f"  ({e.access})" if e.access else ""
+        print(f"{kind} {e.size:>14,}  {e.name}{'/' if e.type in ('dir', 'share') else ''}{extra}")
+    return EXIT_OK
+
+
+async def cmd_stat(args: argparse.Namespace) -> int:
+    async with _files(args) as files:
+        info = await files.stat(args.path, checksum=args.checksum)
+    print(json.dumps(info, indent=2) if args.json else "\n".join(f"{k}: {v}" for k, v in info.items()))
+    return EXIT_OK
+
+
+async def cmd_get(args: argparse.Namespace) -> int:
+    import aiohttp
+
+    name = posixpath.basename(args.path.rstrip("/")) or "download"
+    local = Path(args.local) if args.local else Path(name)
+    if local.is_dir():
+        local = local / name
+    async with _files(args) as files:
+        with _progress(args, name) as progress:
+            try:
+                dest = await files.get(args.path, local, resume=not args.restart, verify=not args.no_verify,
+                                       progress=progress, rate_limit=args.limit_rate)
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                raise _interrupted("download", exc) from None
+    _say(args, {"event": "done", "path": str(dest)}, f"saved {dest}")
+    return EXIT_OK
+
+
+async def cmd_put(args: argparse.Namespace) -> int:
+    import aiohttp
+
+    local = Path(args.local)
+    remote = args.path + local.name if args.path.endswith("/") else args.path
+
+    def resumed(offset: int) -> None:
+        _say(args, {"event": "resume", "offset": offset}, f"resuming at byte {offset:,}")
+
+    async with _files(args) as files:
+        with _progress(args, local.name) as progress:
+            try:
+                digest = await files.put(local, remote, overwrite=args.overwrite, progress=progress,
+                                         rate_limit=args.limit_rate, on_resume=resumed)
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                raise _interrupted("upload", exc) from None
+    _say(args, {"event": "done", "path": remote, "sha256": digest}, f"stored {remote} (sha256 {digest})")
+    return EXIT_OK
+
+
+async def cmd_rm(args: argparse.Namespace) -> int:
+    async with _files(args) as files:
+        await files.rm(args.path, recursive=args.recursive)
+    return EXIT_OK
+
+
+async def cmd_mv(args: argparse.Namespace) -> int:
+    async with _files(args) as files:
+        await files.mv(args.path, args.target, overwrite=args.overwrite)
+    return EXIT_OK
+
+
+async def cmd_mkdir(args: argparse.Namespace) -> int:
+    async with _files(args) as files:
+        await files.mkdir(args.path, parents=args.parents)
+    return EXIT_OK
+
+
+async def cmd_serve(args: argparse.Namespace) -> int:
+    from igrs.device import Device
+    from igrs.profiles.file.server import attach_file_server
+
+    slug = "".join(c if c.isalnum() else "-" for c in args.name.lower()).strip("-") or "device"
+
+    def show_pin(pin: str) -> None:
+        _say(args, {"event": "pin", "pin": pin}, f"Pairing requested: type this PIN on the other device: {pin}")
+
+    device = Device(name=args.name, device_type=args.type, interfaces=args.interface, port=args.port,
+                    http_port=args.http_port, state_dir=_state_dir(args, f"devices/{slug}"), on_pin=show_pin)
+    server = attach_file_server(device, args.share_folder)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with device:
+        shares = {n: {"path": str(s.root), "writable": s.writable} for n, s in server.shares.items()}
+        ready = {"event": "ready", "id": str(device.device_id), "location": device.location, "shares": shares}
+        _say(args, ready,
+             f"{device.name} shares {', '.join(shares)} as {device.device_id} at {device.location}")
+        await stop.wait()
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry point: ``python -m igrs.profiles.file.cli file ls DEVICE /``."""
+    from igrs import cli
+
+    parser = argparse.ArgumentParser(prog="igrs")
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    add_subcommands(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
+    args = parser.parse_args(argv)
+    import logging
+
+    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)])
+    try:
+        return asyncio.run(args.func(args))
+    except KeyboardInterrupt:
+        return cli.EXIT_INTERRUPTED
+    except (IGRSError, OSError) as exc:
+        print(f"igrs: {getattr(exc, 'reason', exc)}", file=sys.stderr)
+        return cli.EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

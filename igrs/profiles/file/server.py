@@ -1,0 +1,623 @@
+"""The File profile server (ISO/IEC 14543-5-22 scope; design: specs/file-profile.md).
+
+    from igrs.profiles.file import SharedFolder, attach_file_server
+    server = attach_file_server(device, [SharedFolder("photos", "/srv/photos"),
+                                         SharedFolder("inbox", "/srv/inbox", writable=True)])
+
+``FileServer`` is an IGRS service (``urn:IGRS:ServiceType:FileServer:1``): its actions
+browse, stat and change the shared folders; ``BeginGet`` / ``BeginPut`` hand out
+short-lived capability URLs under ``/files/`` on the device's own HTTP port, where the
+bytes move as plain HTTP (GET with ranges; PUT resumable at an offset, SHA-256 verified).
+Permissions are per paired device; every action learns its caller from the secure pipe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import errno
+import ipaddress
+import logging
+import os
+import secrets
+import shutil
+import stat as st
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from igrs.constants import (
+    FILE_BROWSE_BYTES,
+    FILE_BROWSE_LIMIT,
+    FILE_HTTP_PREFIX,
+    FILE_MAX_TOKENS,
+    FILE_MAX_UPLOAD,
+    FILE_MAX_UPLOADS_PER_PEER,
+    FILE_PARTIAL_LIFETIME,
+    FILE_QUOTA_EXCEEDED,
+    FILE_TOKEN_LIFETIME,
+    ReturnCode,
+)
+from igrs.errors import IGRSError
+from igrs.profiles.file import paths
+from igrs.profiles.file.paths import PARTIAL_DIR, PathRefused, Resolved
+from igrs.profiles.file.transfer import COMMITTED, TransferError, Upload, expire_partials, partials
+from igrs.service import Service, action, attribute
+
+if TYPE_CHECKING:
+    from igrs.device import Device
+
+log = logging.getLogger(__name__)
+
+SERVICE_TYPE = "urn:IGRS:ServiceType:FileServer:1"
+RO, RW, NONE = "ro", "rw", "none"
+READ_CHUNK = 1 << 20
+LISTING_TTL = 5.0  # s a sorted directory listing is reused for paging
+
+
+# --- who is calling -----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Caller:
+    device_id: str
+    address: str
+
+
+_CALLER: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("igrs_file_caller", default=None)
+
+
+def current_caller() -> Caller | None:
+    """The peer whose InvokeServiceRequest is being handled (None outside an invocation).
+
+    Read from ``igrs.services_host.current_peer`` when the core provides it, else from the
+    context variable that ``attach_file_server`` sets around the device's invoke handler."""
+    import igrs.services_host as sh
+
+    core = getattr(sh, "current_peer", None)
+    if isinstance(core, contextvars.ContextVar):
+        peer = core.get(None)
+        if peer is not None:
+            return Caller(str(peer.device_id), peer.address)
+    return _CALLER.get()
+
+
+def install_caller_hook(device: Device) -> None:
+    """Wrap the device's InvokeServiceRequest handler so actions can see their caller."""
+    name = "InvokeServiceRequest"
+    inner = device.handlers[name]
+    if getattr(inner, "_igrs_file_caller", False):
+        return
+
+    async def with_caller(frame: Any, ctx: Any) -> Any:
+        token = _CALLER.set(Caller(str(frame.routing.source), ctx.address.partition("%")[0]))
+        try:
+            return await inner(frame, ctx)
+        finally:
+            _CALLER.reset(token)
+
+    with_caller._igrs_file_caller = True  # type: ignore[attr-defined]
+    device.handlers[name] = with_caller
+
+
+# --- shares -------------------------------------------------------------------------------------
+@dataclass
+class SharedFolder:
+    """A folder shared under ``name``. Access of a paired device: ``peers[device_id]`` if
+    set ("ro", "rw" or "none"), else "rw" when ``writable``, else "ro" (the default policy:
+    paired devices read, nobody writes unless the share says so)."""
+
+    name: str
+    path: str | os.PathLike[str]
+    writable: bool = False
+    peers: dict[str, str] = field(default_factory=dict)
+    quota: int | None = None  # bytes the share may hold in total (files + partial uploads)
+    max_upload: int = FILE_MAX_UPLOAD
+
+    def __post_init__(self) -> None:
+        paths.split("/" + self.name)  # PathRefused if the name is not one safe component
+        if "/" in self.name or not self.name:
+            raise ValueError(f"bad share name {self.name!r}")
+        self.root = Path(os.path.realpath(self.path))
+        if not self.root.is_dir():
+            raise ValueError(f"{self.path} is not a directory")
+        for access in self.peers.values():
+            if access not in (RO, RW, NONE):
+                raise ValueError(f"access must be ro, rw or none, not {access!r}")
+
+    def access(self, device_id: str) -> str:
+        return self.peers.get(device_id, RW if self.writable else RO)
+
+
+def parse_share_spec(text: str) -> SharedFolder:
+    """``PATH[:rw|:ro]`` or ``NAME=PATH[:rw|:ro]`` (the CLI's ``--share-folder``)."""
+    name, sep, rest = text.partition("=")
+    if not sep or "/" in name:
+        name, rest = "", text
+    writable = False
+    base, colon, mode = rest.rpartition(":")
+    if colon and mode in (RO, RW):
+        rest, writable = base, mode == RW
+    name = name or Path(os.path.realpath(rest)).name or "files"
+    return SharedFolder(name, rest, writable=writable)
+
+
+# --- capabilities ---------------------------------------------------------------------------------
+@dataclass
+class Grant:
+    kind: str  # "get" | "put"
+    share: str
+    rel: tuple[str, ...]
+    peer: str
+    address: str
+    expires: float
+    upload: Upload | None = None
+    overwrite: bool = False
+
+
+def _same_host(a: str, b: str) -> bool:
+    try:
+        x, y = ipaddress.ip_address(a.partition("%")[0]), ipaddress.ip_address(b.partition("%")[0])
+    except ValueError:
+        return a == b
+    x = x.ipv4_mapped or x if isinstance(x, ipaddress.IPv6Address) else x
+    y = y.ipv4_mapped or y if isinstance(y, ipaddress.IPv6Address) else y
+    return x == y
+
+
+def _err(code: int, reason: str) -> IGRSError:
+    return IGRSError(reason, return_code=code)  # type: ignore[arg-type]
+
+
+def _kind(mode: int) -> str:
+    return "dir" if st.S_ISDIR(mode) else "file" if st.S_ISREG(mode) else "other"
+
+
+def _entry(name: str, s: os.stat_result) -> dict[str, str]:
+    return {"name": name, "type": _kind(s.st_mode), "size": str(s.st_size if st.S_ISREG(s.st_mode) else 0),
+            "mtime": f"{s.st_mtime:.6f}"}
+
+
+# --- the service --------------------------------------------------------------------------------
+class FileServer(Service):
+    """Shared folders of one device (actions: specs/file-profile.md §4)."""
+
+    service_type = SERVICE_TYPE
+    name = "File server"
+    # The last change made through this service: {"op", "path", "to", "seq"} (watch = subscribe).
+    change = attribute(dict[str, str], {}, notifiable=True)
+
+    def __init__(self, folders: Iterable[SharedFolder] = (), *, token_lifetime: float = FILE_TOKEN_LIFETIME,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.shares: dict[str, SharedFolder] = {}
+        for folder in folders:
+            self.add_folder(folder)
+        self.token_lifetime = token_lifetime
+        self.clock = clock
+        self._grants: OrderedDict[str, Grant] = OrderedDict()
+        self._uploads: dict[str, Upload] = {}
+        self._listings: dict[str, tuple[int, float, list[dict[str, str]]]] = {}
+        self._usage: dict[str, tuple[float, int]] = {}
+        self._hashes: dict[tuple[int, int, int, int], str] = {}
+        self._seq = 0
+
+    def add_folder(self, folder: SharedFolder) -> None:
+        if folder.name in self.shares:
+            raise ValueError(f"share {folder.name!r} exists")
+        self.shares[folder.name] = folder
+        with contextlib.suppress(OSError):
+            expire_partials(folder.root, FILE_PARTIAL_LIFETIME)
+
+    # --- access -------------------------------------------------------------------------------
+    def _caller(self) -> Caller:
+        caller = current_caller()
+        if caller is None:
+            raise _err(ReturnCode.FORBIDDEN, "the caller is unknown (no secure pipe)")
+        return caller
+
+    def _share_of(self, name: str, caller: Caller) -> tuple[SharedFolder, str]:
+        share = self.shares.get(name)
+        access = share.access(caller.device_id) if share is not None else NONE
+        if share is None or access == NONE:
+            raise paths.not_found("share")  # shares a peer may not use are not disclosed
+        return share, access
+
+    def _target(self, path: str, *, write: bool = False) -> tuple[SharedFolder, Resolved]:
+        parts = paths.split(path)
+        if not parts:
+            raise _err(ReturnCode.FORBIDDEN, "the top level lists the shares; it cannot be changed")
+        share, access = self._share_of(parts[0], self._caller())
+        if write and access != RW:
+            raise _err(ReturnCode.FORBIDDEN, f"share {share.name!r} is read-only for this device")
+        return share, paths.resolve(share.root, share.name, parts[1:])
+
+    def _changed(self, op: str, path: str, to: str = "") -> None:
+        self._seq += 1
+        self._listings.clear()
+        self._usage.clear()
+        self.change = {"op": op, "path": path, "to": to, "seq": str(self._seq)}
+
+    # --- browsing -------------------------------------------------------------------------------
+    def _listing(self, target: Resolved, share: SharedFolder) -> list[dict[str, str]]:
+        key = str(target.real)
+        try:
+            dir_stat = os.stat(target.real)
+        except FileNotFoundError:
+            raise paths.not_found("directory") from None
+        if not st.S_ISDIR(dir_stat.st_mode):
+            raise _err(ReturnCode.CONFLICT, "not a directory")
+        cached = self._listings.get(key)
+        now = self.clock()
+        if cached is not None and cached[0] == dir_stat.st_mtime_ns and now - cached[1] < LISTING_TTL:
+            return cached[2]
+        root_real = str(share.root)
+        out = []
+        with os.scandir(target.real) as it:
+            for e in it:
+                if target.is_root and e.name == PARTIAL_DIR:
+                    continue
+                try:
+                    if e.is_symlink() and not paths.within(root_real, os.path.realpath(e.path)):
+                        continue  # symlinks leaving the share are not shown (nor followed)
+                    out.append(_entry(e.name, e.stat()))
+                except OSError:
+                    continue
+        out.sort(key=lambda x: x["name"])
+        if len(self._listings) > 64:
+            self._listings.clear()
+        self._listings[key] = (dir_stat.st_mtime_ns, now, out)
+        return out
+
+    @action
+    async def Browse(self, path: str, offset: int = 0, limit: int = 100) -> list[dict[str, str]]:
+        """Entries of a directory sorted by name, from ``offset``; at most ``limit`` (and a
+        body-size budget) per page: an empty page is the end. ``/`` lists the shares."""
+        if offset < 0 or limit < 1:
+            raise _err(ReturnCode.BAD_MESSAGE, "offset must be >= 0 and limit >= 1")
+        limit = min(limit, FILE_BROWSE_LIMIT)
+        parts = paths.split(path)
+        if not parts:
+            caller = self._caller()
+            rows = []
+            for name, share in sorted(self.shares.items()):
+                access = share.access(caller.device_id)
+                if access != NONE:
+                    with contextlib.suppress(OSError):
+                        rows.append({**_entry(name, os.stat(share.root)), "type": "share", "access": access})
+            return rows[offset:offset + limit]
+        share, target = self._target(path)
+        entries = await asyncio.to_thread(self._listing, target, share) if offset == 0 else \
+            self._listing(target, share)
+        page, budget = [], FILE_BROWSE_BYTES
+        for entry in entries[offset:offset + limit]:
+            budget -= 96 + 6 * len(entry["name"].encode())  # worst-case XML escaping
+            if budget < 0 and page:
+                break
+            page.append(entry)
+        return page
+
+    @action
+    async def Stat(self, path: str, checksum: bool = False) -> dict[str, str]:
+        """name, type (file/dir/share/other), size, mtime, access; ``entries`` for a directory;
+        ``sha256`` of a file when ``checksum``."""
+        parts = paths.split(path)
+        if not parts:
+            return {"name": "/", "type": "dir", "size": "0", "mtime": "0", "access": RO,
+                    "entries": str(len(await self.Browse("/", 0, FILE_BROWSE_LIMIT)))}
+        share, target = self._target(path)
+        try:
+            s = os.stat(target.real)
+        except FileNotFoundError:
+            raise paths.not_found("file or directory") from None
+        out = _entry(parts[-1], s)
+        out["access"] = share.access(self._caller().device_id)
+        if target.is_root:
+            out["type"] = "share"
+        if st.S_ISDIR(s.st_mode):
+            out["entries"] = str(len(await asyncio.to_thread(self._listing, target, share)))
+        elif checksum and st.S_ISREG(s.st_mode):
+            out["sha256"] = await self._sha256(target.real, s)
+        return out
+
+    async def _sha256(self, real: Path, s: os.stat_result) -> str:
+        key = (s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns)
+        digest = self._hashes.get(key)
+        if digest is None:
+            from igrs.profiles.file.transfer import file_sha256
+
+            digest = await asyncio.to_thread(file_sha256, real)
+            if len(self._hashes) > 1024:
+                self._hashes.clear()
+            self._hashes[key] = digest
+        return digest
+
+    # --- changing -------------------------------------------------------------------------------
+    @action
+    async def MakeDirectory(self, path: str, parents: bool = False) -> None:
+        _, target = self._target(path, write=True)
+        try:
+            if parents:
+                target.real.mkdir(parents=True, exist_ok=False)
+            else:
+                os.mkdir(target.real)
+        except FileExistsError:
+            raise _err(ReturnCode.CONFLICT, "exists") from None
+        except FileNotFoundError:
+            raise paths.not_found("parent directory") from None
+        self._changed("mkdir", target.virtual)
+
+    @action
+    async def Delete(self, path: str, recursive: bool = False) -> None:
+        """Delete a file, an empty directory, or (``recursive``) a directory tree."""
+        _, target = self._target(path, write=True)
+        if target.is_root:
+            raise _err(ReturnCode.FORBIDDEN, "a share itself cannot be deleted")
+        real = target.real
+        try:
+            if real.is_dir():
+                if recursive:
+                    await asyncio.to_thread(shutil.rmtree, real)
+                else:
+                    os.rmdir(real)
+            else:
+                os.unlink(real)
+        except FileNotFoundError:
+            raise paths.not_found("file or directory") from None
+        except OSError as exc:
+            if exc.errno == errno.ENOTEMPTY:
+                raise _err(ReturnCode.CONFLICT, "directory not empty (recursive=true deletes it)") from None
+            raise
+        self._changed("delete", target.virtual)
+
+    @action
+    async def Move(self, source: str, target: str, overwrite: bool = False) -> None:
+        """Rename / move within the device's shares (a directory never replaces anything)."""
+        _, src = self._target(source, write=True)
+        _, dst = self._target(target, write=True)
+        if src.is_root or dst.is_root:
+            raise _err(ReturnCode.FORBIDDEN, "a share itself cannot be moved or replaced")
+        if not src.real.exists():
+            raise paths.not_found("source")
+        if paths.within(str(src.real), str(dst.real)):
+            raise _err(ReturnCode.CONFLICT, "cannot move a directory into itself")
+        if dst.real.exists() and (not overwrite or dst.real.is_dir() or src.real.is_dir()):
+            raise _err(ReturnCode.CONFLICT, "the target exists")
+        if not dst.real.parent.is_dir():
+            raise paths.not_found("target directory")
+        try:
+            os.replace(src.real, dst.real) if overwrite else _rename_noreplace(src.real, dst.real)
+        except FileExistsError:
+            raise _err(ReturnCode.CONFLICT, "the target exists") from None
+        except OSError as exc:
+            if exc.errno == errno.EXDEV:
+                raise _err(ReturnCode.CONFLICT, "source and target are on different file systems") from None
+            raise
+        self._changed("move", src.virtual, dst.virtual)
+
+    # --- transfers ------------------------------------------------------------------------------
+    def _grant(self, grant: Grant) -> str:
+        now = self.clock()
+        for key in [k for k, g in self._grants.items() if g.expires < now]:
+            self._grants.pop(key)
+        while len(self._grants) >= FILE_MAX_TOKENS:
+            self._grants.popitem(last=False)
+        token = secrets.token_urlsafe(24)
+        self._grants[token] = grant
+        return FILE_HTTP_PREFIX + token
+
+    @action
+    async def BeginGet(self, path: str, checksum: bool = False) -> dict[str, str]:
+        """A capability URL (path on this device's HTTP port) to GET the file, with ranges:
+        ``url``, ``size``, ``mtime``, ``expires`` (s), ``sha256`` when ``checksum``."""
+        caller = self._caller()
+        share, target = self._target(path)
+        try:
+            s = os.stat(target.real)
+        except FileNotFoundError:
+            raise paths.not_found("file") from None
+        if not st.S_ISREG(s.st_mode):
+            raise _err(ReturnCode.CONFLICT, "not a regular file")
+        url = self._grant(Grant("get", share.name, target.rel, caller.device_id, caller.address,
+                                self.clock() + self.token_lifetime))
+        out = {"url": url, "size": str(s.st_size), "mtime": f"{s.st_mtime:.6f}",
+               "expires": str(int(self.token_lifetime))}
+        if checksum:
+            out["sha256"] = await self._sha256(target.real, s)
+        return out
+
+    def _usage_of(self, share: SharedFolder) -> int:
+        cached = self._usage.get(share.name)
+        if cached is not None and self.clock() - cached[0] < LISTING_TTL:
+            return cached[1]
+        total = 0
+        for dirpath, _dirs, files in os.walk(share.root):
+            for f in files:
+                with contextlib.suppress(OSError):
+                    total += os.lstat(os.path.join(dirpath, f)).st_size
+        self._usage[share.name] = (self.clock(), total)
+        return total
+
+    @action
+    async def BeginPut(self, path: str, size: int, sha256: str, overwrite: bool = False) -> dict[str, str]:
+        """A capability URL to PUT ``size`` bytes whose SHA-256 is ``sha256`` to ``path``:
+        ``url``, ``upload`` (id), ``offset`` (bytes already held: resume from there)."""
+        caller = self._caller()
+        share, target = self._target(path, write=True)
+        if target.is_root:
+            raise _err(ReturnCode.CONFLICT, "a share is a directory")
+        if size > share.max_upload:
+            raise _err(ReturnCode.PAYLOAD_TOO_LARGE, f"larger than the {share.max_upload} bytes allowed")
+        if not target.real.parent.is_dir():
+            raise paths.not_found("parent directory")
+        existing = 0
+        if target.real.exists():
+            if target.real.is_dir():
+                raise _err(ReturnCode.CONFLICT, "a directory has that name")
+            if not overwrite:
+                raise _err(ReturnCode.CONFLICT, "the file exists (overwrite=true replaces it)")
+            existing = target.real.stat().st_size
+        sha256 = sha256.lower()
+        held = partials(share.root)
+        upload_key = _upload_key(caller.device_id, share.name, target.virtual, size, sha256)
+        if (sum(p.get("peer") == caller.device_id for p in held) >= FILE_MAX_UPLOADS_PER_PEER
+                and upload_key not in {p["id"] for p in held}):
+            raise _err(ReturnCode.TOO_MANY_REQUESTS, "too many unfinished uploads from this device")
+        have = next((int(p["offset"]) for p in held  # type: ignore[call-overload]
+                     if p["id"] == upload_key and p.get("size") == size), 0)
+        needed = size - have
+        if share.quota is not None:
+            others = sum(int(p["size"]) - int(p["offset"]) for p in held  # type: ignore[call-overload]
+                         if p["id"] != upload_key)
+            used = await asyncio.to_thread(self._usage_of, share)
+            if used + others + needed - existing > share.quota:
+                raise _err(FILE_QUOTA_EXCEEDED, "the share's quota would be exceeded")
+        if shutil.disk_usage(share.root).free < needed:
+            raise _err(FILE_QUOTA_EXCEEDED, "not enough free disk space")
+        up = self._uploads.get(upload_key)
+        if up is None or up.state != "receiving":
+            up = await asyncio.to_thread(Upload.open, share.root, share.name, target.virtual,
+                                         caller.device_id, size, sha256)
+            self._uploads[up.id] = up
+        url = self._grant(Grant("put", share.name, target.rel, caller.device_id, caller.address,
+                                self.clock() + self.token_lifetime, up, overwrite))
+        return {"url": url, "upload": up.id, "offset": str(up.offset), "size": str(size),
+                "expires": str(int(self.token_lifetime))}
+
+    @action
+    async def CancelPut(self, upload: str) -> None:
+        """Forget an unfinished upload of this device (its partial data is deleted)."""
+        caller = self._caller()
+        for share in self.shares.values():
+            for p in partials(share.root):
+                if p["id"] == upload and p.get("peer") == caller.device_id:
+                    up = self._uploads.pop(upload, None)
+                    if up is not None and up.busy:
+                        raise _err(ReturnCode.CONFLICT, "the upload is in progress")
+                    for suffix in (".part", ".json"):
+                        with contextlib.suppress(FileNotFoundError):
+                            (share.root / PARTIAL_DIR / f"{upload}{suffix}").unlink()
+                    return
+        raise paths.not_found("upload")
+
+    # --- plain HTTP under /files/ --------------------------------------------------------------
+    async def handle_http(self, request: web.BaseRequest) -> web.StreamResponse:
+        token = request.path[len(FILE_HTTP_PREFIX):]
+        grant = self._grants.get(token)
+        now = self.clock()
+        if grant is None or grant.expires < now:
+            return web.Response(status=404, text="no such transfer (expired?)\n")
+        if not _same_host(request.remote or "", grant.address):
+            return web.Response(status=403, text="this transfer belongs to another device\n")
+        share = self.shares.get(grant.share)
+        if share is None or share.access(grant.peer) == NONE:
+            return web.Response(status=403, text="access withdrawn\n")
+        try:
+            target = paths.resolve(share.root, share.name, grant.rel)
+        except PathRefused as exc:
+            return web.Response(status=exc.return_code, text=exc.reason + "\n")
+        if grant.kind == "get":
+            if request.method not in ("GET", "HEAD"):
+                return web.Response(status=405, headers={"Allow": "GET, HEAD"})
+            if not target.real.is_file():
+                return web.Response(status=404, text="no such file\n")
+            return web.FileResponse(target.real, chunk_size=READ_CHUNK,
+                                    headers={"Accept-Ranges": "bytes", "Cache-Control": "no-store"})
+        assert grant.upload is not None
+        grant.expires = now + self.token_lifetime  # an upload in use stays resumable
+        up = grant.upload
+        headers = {"Upload-Offset": str(up.offset), "Upload-Length": str(up.size)}
+        if request.method == "HEAD":
+            return web.Response(status=200, headers=headers)
+        if request.method not in ("PUT", "PATCH"):
+            return web.Response(status=405, headers={"Allow": "PUT, PATCH, HEAD"})
+        if share.access(grant.peer) != RW:
+            return web.Response(status=403, text="read-only\n")
+        return await self._receive(request, grant, up, target)
+
+    async def _receive(self, request: web.BaseRequest, grant: Grant, up: Upload,
+                       target: Resolved) -> web.StreamResponse:
+        try:
+            offset = int(request.headers.get("Upload-Offset", "0"))
+        except ValueError:
+            return web.Response(status=400, text="bad Upload-Offset\n")
+        if up.busy:
+            return web.Response(status=409, text="the upload is in progress elsewhere\n",
+                                headers={"Upload-Offset": str(up.offset)})
+        if up.state == COMMITTED:
+            return web.json_response({"offset": up.size, "complete": True, "sha256": up.sha256}, status=200)
+        if offset != up.offset:
+            return web.Response(status=409, text=f"the upload is at offset {up.offset}\n",
+                                headers={"Upload-Offset": str(up.offset)})
+        length = request.content_length
+        if length is not None and offset + length > up.size:
+            return web.Response(status=413, text="more than the declared size\n")
+        up.busy = True
+        try:
+            await asyncio.to_thread(up.prepare)
+            pending: bytearray = bytearray()
+            async for chunk in request.content.iter_chunked(READ_CHUNK):
+                pending += chunk
+                if len(pending) >= READ_CHUNK:
+                    data, pending = bytes(pending), bytearray()
+                    await asyncio.to_thread(up.write, data)
+            if pending:
+                await asyncio.to_thread(up.write, bytes(pending))
+            if not up.complete:
+                return web.json_response({"offset": up.offset, "complete": False},
+                                         headers={"Upload-Offset": str(up.offset)})
+            digest = await asyncio.to_thread(up.finish, target.real, grant.overwrite)
+        except TransferError as exc:
+            return web.json_response({"offset": up.offset, "error": exc.reason, "code": int(exc.return_code)},
+                                     status=int(exc.return_code), headers={"Upload-Offset": str(up.offset)})
+        except (ConnectionError, asyncio.CancelledError):
+            log.info("upload %s interrupted at %d of %d bytes", up.id, up.offset, up.size)
+            raise
+        except Exception as exc:  # the stream broke (client gone): keep what was received
+            log.info("upload %s interrupted at %d of %d bytes: %s", up.id, up.offset, up.size, exc)
+            return web.Response(status=400, text="upload interrupted\n",
+                                headers={"Upload-Offset": str(up.offset)})
+        finally:
+            up.busy = False
+            if up.state != "receiving":
+                self._uploads.pop(up.id, None)
+            up.close()
+        self._changed("put", target.virtual)
+        return web.json_response({"offset": up.offset, "complete": True, "sha256": digest}, status=201,
+                                 headers={"Upload-Offset": str(up.offset)})
+
+
+def _upload_key(peer: str, share: str, path: str, size: int, sha256: str) -> str:
+    from igrs.profiles.file.transfer import upload_id
+
+    return upload_id(peer, share, path, size, sha256)
+
+
+def _rename_noreplace(src: Path, dst: Path) -> None:
+    """rename without replacing (hard link + unlink for files; checked rename for dirs)."""
+    if src.is_dir() and not src.is_symlink():
+        if dst.exists():
+            raise FileExistsError(str(dst))
+        os.rename(src, dst)
+        return
+    os.link(src, dst, follow_symlinks=False)
+    os.unlink(src)
+
+
+def attach_file_server(device: Device, folders: Iterable[SharedFolder | str], *,
+                       service_id: int | None = None, **kwargs: Any) -> FileServer:
+    """Share ``folders`` (SharedFolder or ``PATH[:rw]`` / ``NAME=PATH[:rw]`` specs) from
+    ``device``: adds the FileServer service, mounts ``/files/`` and installs the caller hook.
+    Call before or after ``device.start()``."""
+    server = FileServer([f if isinstance(f, SharedFolder) else parse_share_spec(f) for f in folders], **kwargs)
+    install_caller_hook(device)
+    device.add_service(server, service_id)
+    device.http.mount(FILE_HTTP_PREFIX, server.handle_http)
+    return server
+
+
+__all__ = ["SERVICE_TYPE", "Caller", "FileServer", "SharedFolder", "attach_file_server", "current_caller",
+           "parse_share_spec"]
