@@ -161,6 +161,15 @@ def _find_group(manager: Any, text: str) -> Any:
     return matches[0]
 
 
+def _show_pin(as_json: bool) -> Any:
+    """Print the PIN a pairing request asks for (members pair with the master to join)."""
+
+    def show(pin: str) -> None:
+        print(json.dumps({"event": "pin", "pin": pin}) if as_json else f"pairing PIN: {pin}", flush=True)
+
+    return show
+
+
 def _device_id(text: str | None) -> Any:
     from igrs.wire.ids import DeviceId
 
@@ -172,8 +181,9 @@ async def cmd_create(args: argparse.Namespace) -> int:
     from igrs import Device
     from igrs.wire.groups import GroupId
 
-    async with Device(name=args.device_name, device_id=args.id, interfaces=args.interface, port=args.port,
-                      state_dir=args.state_dir) as device, _groups(args, args.device_name, device) as groups:
+    device = Device(name=args.device_name, device_id=args.id, interfaces=args.interface, port=args.port,
+                    state_dir=args.state_dir, on_pin=_show_pin(args.json))
+    async with device, _groups(args, args.device_name, device) as groups:
         device_id = device.device_id
         printer = asyncio.create_task(_print_events(groups, args.json))
         gid = GroupId.parse(args.group_id) if args.group_id else None
@@ -192,8 +202,9 @@ async def cmd_join(args: argparse.Namespace) -> int:
     from igrs import Device
     from igrs.wire.groups import GroupKind
 
-    async with Device(name=args.device_name, device_id=args.id, interfaces=args.interface, port=args.port,
-                      state_dir=args.state_dir) as device, _groups(args, args.device_name, device) as groups:
+    device = Device(name=args.device_name, device_id=args.id, interfaces=args.interface, port=args.port,
+                    state_dir=args.state_dir, on_pin=_show_pin(args.json))
+    async with device, _groups(args, args.device_name, device) as groups:
         device_id = device.device_id
         await groups.search(timeout=args.timeout, mx=1)
         record = _find_group(groups, args.group)

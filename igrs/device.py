@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
-from igrs.constants import DEFAULT_MAX_AGE, IGRS_PATH, IGRS_PORT, ReturnCode
+from igrs.constants import DEFAULT_MAX_AGE, IGRS_PATH, IGRS_PORT, NOTIFY_TIMEOUT, ReturnCode
 from igrs.core.discovery import (
     Action,
     ControlPointDiscovery,
@@ -148,7 +148,8 @@ class Device:
         self.http = IgrsHttpServer(self.device_id, self._dispatch, self.description_bytes)
         self.services = ServiceHost(self._send_notification, require_secure=True)
         self.handlers.update({name: self._on_service_message for name in ServiceHost.HANDLED})
-        self._client = IgrsHttpClient(self.device_id)
+        # Its client only delivers notifications: NOTIFY_TIMEOUT bounds each (specs/events.md).
+        self._client = IgrsHttpClient(self.device_id, timeout=NOTIFY_TIMEOUT)
         self._maintenance: asyncio.Task[None] | None = None
         self._background: set[asyncio.Future[None]] = set()
         # Other devices as this one hears them, for device-event subscribers (9.7); created

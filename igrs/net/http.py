@@ -7,13 +7,16 @@ which accepts any method token. Everything else is stock aiohttp.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
 import itertools
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -45,6 +48,7 @@ Reply = SoapMessage | SealLater | None  # None: a notify, answered 200 with no b
 RequestHandler = Callable[[Frame, str], Awaitable[Reply]]
 RawHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 DEFAULT_REQUEST_TIMEOUT = 5.0
+PER_HOST_REQUESTS = 8  # requests in flight to one host; more wait their turn, in order
 _HTTP_STATUS = {
     ReturnCode.BAD_MESSAGE: 400, ReturnCode.NOT_FOUND: 404, ReturnCode.PAYLOAD_TOO_LARGE: 413,
     ReturnCode.NOT_IMPLEMENTED: 501, ReturnCode.VERSION_NOT_SUPPORTED: 505,
@@ -189,14 +193,34 @@ class IgrsHttpClient:
         self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None
         self._seq = itertools.count(1)
+        # host:port -> (FIFO slots, users). Requests queue here, *before* they are sealed,
+        # not in aiohttp's pool: its queue lets new requests overtake waiting ones, and a
+        # sealed record that waits behind hundreds of younger ones falls out of the peer's
+        # replay window (specs/security.md) or times out.
+        self._slots: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
-                connector=aiohttp.TCPConnector(limit=64, limit_per_host=8),
+                connector=aiohttp.TCPConnector(limit=64, limit_per_host=PER_HOST_REQUESTS),
             )
         return self._session
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, url: str) -> AsyncIterator[None]:
+        key = urlsplit(url).netloc
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._slots[key] = (asyncio.Semaphore(PER_HOST_REQUESTS), [0])
+        slot[1][0] += 1
+        try:
+            async with slot[0]:
+                yield
+        finally:
+            slot[1][0] -= 1
+            if not slot[1][0]:
+                self._slots.pop(key, None)
 
     def next_sequence(self) -> int:
         return next(self._seq) & 0xFFFFFFFF or 1
@@ -205,22 +229,25 @@ class IgrsHttpClient:
                    seal: Sealer | None = None) -> tuple[int, Frame | None]:
         """POST ``message`` (sealed by ``seal`` once its SequenceId is known); return the
         sequence id used and the decoded answer (None: a bare 200, the answer to a notify)."""
-        seq = self.next_sequence()
-        wire_message = seal(message, seq) if seal is not None else message
-        headers, body = messages.encode(wire_message, source=self.source, target=target,
-                                        sequence_id=seq)
         try:
-            async with self._client().request(
-                "M-POST", url, data=body, headers=CIMultiDict(headers)) as resp:
-                data = await resp.content.read(MAX_HTTP_BODY + 1)
-                if len(data) > MAX_HTTP_BODY:
-                    raise ProtocolError("answer too large")
-                if resp.status == 200 and not data:
-                    return seq, None
-                return seq, messages.decode(Headers(resp.headers.items()), data)
+            async with asyncio.timeout(self.timeout), self._turn(url):
+                seq = self.next_sequence()
+                wire_message = seal(message, seq) if seal is not None else message
+                headers, body = messages.encode(wire_message, source=self.source, target=target,
+                                                sequence_id=seq)
+                return await self._post(url, headers, body, seq)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise IGRSError(f"{url}: {exc or type(exc).__name__}",
                             return_code=ReturnCode.BUSY) from exc
+
+    async def _post(self, url: str, headers: Any, body: bytes, seq: int) -> tuple[int, Frame | None]:
+        async with self._client().request("M-POST", url, data=body, headers=CIMultiDict(headers)) as resp:
+            data = await resp.content.read(MAX_HTTP_BODY + 1)
+            if len(data) > MAX_HTTP_BODY:
+                raise ProtocolError("answer too large")
+            if resp.status == 200 and not data:
+                return seq, None
+            return seq, messages.decode(Headers(resp.headers.items()), data)
 
     async def close(self) -> None:
         if self._session is not None:
