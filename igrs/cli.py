@@ -422,16 +422,22 @@ def build_parser(*, relay: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON line per change")
     p.set_defaults(func=cmd_watch)
 
-    p = sub.add_parser("demo", help="a small simulated home (TV, PC, phone) on loopback")
+    p = sub.add_parser("demo", help="the TV/PC sharing demo: a PC, a TV and a phone on loopback, narrated")
     _common(p)
-    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    port = next(a for a in p._actions if a.dest == "port")
+    port.default, port.help = None, "ISDP UDP port (default: a free random one, so demos never meet)"
+    p.add_argument("--duration", type=float, default=None,
+                   help="stay up this many seconds after the scenario (default: until Ctrl-C)")
     p.set_defaults(func=cmd_demo)
 
     from igrs.cli_groups import add_subcommands as add_group_commands
     from igrs.profiles.file.cli import add_subcommands as add_file_commands
 
+    from igrs.conformance.cli import add_subcommands as add_conformance_commands
+
     add_group_commands(sub)
     add_file_commands(sub)
+    add_conformance_commands(sub)
     if relay:
         from igrs.relay.cli import add_subcommands
 

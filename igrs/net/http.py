@@ -49,10 +49,18 @@ RequestHandler = Callable[[Frame, str], Awaitable[Reply]]
 RawHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 DEFAULT_REQUEST_TIMEOUT = 5.0
 PER_HOST_REQUESTS = 8  # requests in flight to one host; more wait their turn, in order
-_HTTP_STATUS = {
-    ReturnCode.BAD_MESSAGE: 400, ReturnCode.NOT_FOUND: 404, ReturnCode.PAYLOAD_TOO_LARGE: 413,
-    ReturnCode.NOT_IMPLEMENTED: 501, ReturnCode.VERSION_NOT_SUPPORTED: 505,
-}
+def _http_status(code: int) -> int:
+    """The HTTP status of an ErrorResponse equals its ReturnCode (specs/return-codes.md)."""
+    return code if 400 <= code <= 599 else 500
+
+
+def _request_sequence(headers: Headers) -> int:
+    """The request's SequenceId if its header can be read (for an ErrorResponse's ack), else 0."""
+    try:
+        text = headers.optional_one(f"{headers.igrs_prefix()}-SequenceId") or ""
+        return int(text) if text.isascii() and text.isdigit() and len(text) <= 10 else 0
+    except ProtocolError:
+        return 0
 
 
 class _AnyMethodServer(web.Server):
@@ -134,13 +142,14 @@ class IgrsHttpServer:
         if request.method not in ("M-POST", "POST"):
             return web.Response(status=405, headers={"Allow": "M-POST, POST"})
         peer = request.remote or ""
+        headers = Headers(request.headers.items())
         try:
             body = await _read_capped(request)
-            frame = messages.decode(Headers(request.headers.items()), body)
+            frame = messages.decode(headers, body)
         except HTTPRequestEntityTooLarge:
-            return self._error(0, ReturnCode.PAYLOAD_TOO_LARGE, "body too large", None)
+            return self._error(_request_sequence(headers), ReturnCode.PAYLOAD_TOO_LARGE, "body too large", None)
         except ProtocolError as exc:
-            return self._error(0, exc.return_code, exc.reason, None)
+            return self._error(_request_sequence(headers), exc.return_code, exc.reason, None)
         routing = frame.routing
         if routing.target is not None and routing.target != self.device_id:
             return self._error(routing.sequence_id, ReturnCode.NOT_FOUND,
@@ -161,10 +170,8 @@ class IgrsHttpServer:
 
     def _error(self, ack: int, code: int, reason: str, target: DeviceId | None) -> web.Response:
         self.errors[code] += 1
-        status = _HTTP_STATUS.get(ReturnCode(code) if code in ReturnCode._value2member_map_ else 0,
-                                  400 if 400 <= code < 500 else 500)
-        reply = ErrorResponse(Status(ack, code, reason))
-        return self._respond(reply, target, status)
+        reply = ErrorResponse(Status(ack & 0xFFFFFFFF, code, reason))
+        return self._respond(reply, target, _http_status(code))
 
     def _respond(self, reply: SoapMessage | SealLater, target: DeviceId | None,
                  status: int) -> web.Response:

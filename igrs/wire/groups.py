@@ -13,21 +13,16 @@ import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import ClassVar, Final, Self
-from urllib.parse import quote, unquote
 
 from igrs.constants import (
     GROUP_ST_ALL,
-    IGRS_EXT_URI,
     IGRS_VERSION,
     MAN_DISCOVER,
     MAN_DISCOVER_ACCEPTED,
     MAX_DATAGRAM,
-    MAX_HEADER_LINE,
     MAX_ID_LENGTH,
-    MAX_MAX_AGE,
     MAX_MX,
     MAX_NAME_LENGTH,
-    MIN_MAX_AGE,
     NTS_ALIVE,
     NTS_BYEBYE,
     NTS_UPDATE,
@@ -35,8 +30,9 @@ from igrs.constants import (
     ST_ALL_ACCEPTED,
 )
 from igrs.errors import ProtocolError
-from igrs.wire.httpu import Headers, HttpMessage, build_message, man_header, parse_message
+from igrs.wire.httpu import Headers, HttpMessage, build_message, parse_message
 from igrs.wire.ids import DEVICE_GROUP_PREFIX, DeviceId, check_igrs_version, is_digits
+from igrs.wire.isdp import decode_name, encode_name, ext_headers, max_age_of, optional_device_id
 
 SERVER: Final = f"{IGRS_VERSION} {SERVER_PRODUCT}"
 _MAX_AGE = re.compile(r"(?:^|[,;\s])max-age\s*=\s*([0-9]{1,9})", re.IGNORECASE | re.ASCII)
@@ -95,21 +91,12 @@ def check_group_name(name: str) -> str:
     return name
 
 
-_NAME_SAFE = " !$&'()*+,-./:;=?@_~"
 _NAME_HEADER = "01-DeviceGroupName"
-_NAME_BUDGET = MAX_HEADER_LINE - len(f"{_NAME_HEADER}: ")
 
 
 def encode_group_name(name: str) -> str:
     """Percent-encode (UTF-8) a group name, cut at a whole character to fit one header line."""
-    out, size = [], 0
-    for ch in name:
-        piece = quote(ch, safe=_NAME_SAFE)
-        if size + len(piece) > _NAME_BUDGET:
-            break
-        out.append(piece)
-        size += len(piece)
-    return "".join(out)
+    return encode_name(name, _NAME_HEADER)
 
 
 # --- messages ----------------------------------------------------------------------------------
@@ -200,15 +187,7 @@ def _st(target: GroupId | None) -> str:
 
 
 # --- encoding ----------------------------------------------------------------------------------
-def _ext(message_type: str, source: DeviceId | None) -> list[tuple[str, str]]:
-    headers = [
-        man_header(IGRS_EXT_URI, "01"),
-        ("01-IGRSVersion", IGRS_VERSION),
-        ("01-IGRSMessageType", message_type),
-    ]
-    if source is not None:
-        headers.append(("01-SourceDeviceId", str(source)))
-    return headers
+_ext = ext_headers
 
 
 def encode(msg: GroupDatagram, *, host: str) -> bytes:
@@ -269,19 +248,11 @@ def encode(msg: GroupDatagram, *, host: str) -> bytes:
 
 
 # --- decoding ----------------------------------------------------------------------------------
-def _max_age(headers: Headers) -> int:
-    m = _MAX_AGE.search(headers.one("CACHE-CONTROL"))
-    if not m:
-        raise ProtocolError("CACHE-CONTROL without max-age")
-    return min(max(int(m.group(1)), MIN_MAX_AGE), MAX_MAX_AGE)
+_max_age = max_age_of
 
 
 def _name(headers: Headers, prefix: str) -> str:
-    raw = headers.optional_one(f"{prefix}-DeviceGroupName")
-    if not raw:
-        return ""
-    name = unquote(raw, errors="strict") if "%" in raw else raw
-    return check_group_name(name)
+    return check_group_name(decode_name(headers, f"{prefix}-DeviceGroupName", "group name"))
 
 
 def _usn(headers: Headers) -> DeviceId:
@@ -295,9 +266,7 @@ def _target(text: str) -> GroupId | None:
     return GroupId.parse(text)
 
 
-def _optional_id(headers: Headers, name: str) -> DeviceId | None:
-    value = headers.optional_one(name)
-    return DeviceId.parse(value) if value else None
+_optional_id = optional_device_id
 
 
 def _group_type(msg: HttpMessage) -> str | None:

@@ -182,7 +182,8 @@ IsdpMessage = (
 
 
 # --- encoding ------------------------------------------------------------------------------
-def _ext(message_type: str, source: DeviceId | None) -> list[tuple[str, str]]:
+def ext_headers(message_type: str, source: DeviceId | None) -> list[tuple[str, str]]:
+    """The IGRS extension headers every ISDP datagram carries (also used by igrs.wire.groups)."""
     headers = [
         man_header(IGRS_EXT_URI, "01"),
         ("01-IGRSVersion", IGRS_VERSION),
@@ -195,19 +196,19 @@ def _ext(message_type: str, source: DeviceId | None) -> list[tuple[str, str]]:
 
 _NAME_SAFE = " !$&'()*+,-./:;=?@_~"
 _NAME_CTL = re.compile(r"[\x00-\x1f\x7f]")
-_NAME_BUDGET = MAX_HEADER_LINE - len("01-DeviceName: ")
 
 
-def encode_name(name: str) -> str:
+def encode_name(name: str, header: str = "01-DeviceName") -> str:
     """Percent-encode (UTF-8) a friendly name, cut at a character boundary so that the
-    header line stays within MAX_HEADER_LINE (a long CJK or emoji name otherwise would not)."""
+    ``header`` line stays within MAX_HEADER_LINE (a long CJK or emoji name otherwise would not)."""
+    budget = MAX_HEADER_LINE - len(header) - 2
     encoded = quote(name, safe=_NAME_SAFE)
-    if len(encoded) <= _NAME_BUDGET:
+    if len(encoded) <= budget:
         return encoded
     out, size = [], 0
     for ch in name:
         piece = quote(ch, safe=_NAME_SAFE)
-        if size + len(piece) > _NAME_BUDGET:
+        if size + len(piece) > budget:
             break
         out.append(piece)
         size += len(piece)
@@ -225,7 +226,7 @@ def encode(msg: IsdpMessage, *, host: str) -> bytes:
             ("NTS", NTS_UPDATE if msg.update else NTS_ALIVE),
             ("SERVER", msg.server),
             ("USN", str(msg.device_id)),
-            *_ext(msg.message_type, msg.device_id),
+            *ext_headers(msg.message_type, msg.device_id),
         ]
         if msg.name:
             headers.append(("01-DeviceName", encode_name(check_name(msg.name))))
@@ -236,7 +237,7 @@ def encode(msg: IsdpMessage, *, host: str) -> bytes:
             ("NT", str(msg.device_type)),
             ("NTS", NTS_BYEBYE),
             ("USN", str(msg.device_id)),
-            *_ext(msg.message_type, msg.device_id),
+            *ext_headers(msg.message_type, msg.device_id),
         ]
         return build_message("NOTIFY * HTTP/1.1", headers)
     if isinstance(msg, SearchDeviceRequest):
@@ -245,7 +246,7 @@ def encode(msg: IsdpMessage, *, host: str) -> bytes:
             ("MAN", MAN_DISCOVER),
             ("MX", str(msg.mx)),
             ("ST", str(msg.target)),
-            *_ext(msg.message_type, msg.source_device_id),
+            *ext_headers(msg.message_type, msg.source_device_id),
         ]
         return build_message("M-SEARCH * HTTP/1.1", headers)
     if isinstance(msg, SearchDeviceResponse):
@@ -256,7 +257,7 @@ def encode(msg: IsdpMessage, *, host: str) -> bytes:
             ("SERVER", msg.server),
             ("ST", str(msg.target)),
             ("USN", str(msg.device_id)),
-            *_ext(msg.message_type, msg.device_id),
+            *ext_headers(msg.message_type, msg.device_id),
             ("01-DeviceType", str(msg.device_type)),
         ]
         if msg.requester is not None:
@@ -271,7 +272,7 @@ def _service_headers(msg: ServiceOnlineAdvertisement | ServiceOfflineAdvertiseme
                      | SearchServiceResponse) -> list[tuple[str, str]]:
     headers = [
         ("USN", f"{msg.device_id}::{msg.service_type}"),
-        *_ext(msg.message_type, msg.device_id),
+        *ext_headers(msg.message_type, msg.device_id),
         ("01-ServiceId", str(msg.service_id)),
     ]
     name = getattr(msg, "name", "")
@@ -293,7 +294,7 @@ def _encode_service(msg: IsdpMessage, host: str) -> bytes:
     if isinstance(msg, SearchServiceRequest):
         return build_message("M-SEARCH * HTTP/1.1", [
             ("HOST", host), ("MAN", MAN_DISCOVER), ("MX", str(msg.mx)), ("ST", str(msg.target)),
-            *_ext(msg.message_type, msg.source_device_id),
+            *ext_headers(msg.message_type, msg.source_device_id),
         ])
     if isinstance(msg, SearchServiceResponse):
         headers = [
@@ -308,7 +309,8 @@ def _encode_service(msg: IsdpMessage, host: str) -> bytes:
 
 
 # --- decoding ------------------------------------------------------------------------------
-def _max_age(headers: Headers) -> int:
+def max_age_of(headers: Headers) -> int:
+    """CACHE-CONTROL max-age, clamped to [MIN_MAX_AGE, MAX_MAX_AGE]."""
     value = headers.one("CACHE-CONTROL")
     m = _MAX_AGE.search(value)
     if not m:
@@ -345,16 +347,21 @@ def _usn(headers: Headers) -> DeviceId:
     return DeviceId.parse(headers.one("USN").partition("::")[0])
 
 
-def _name(headers: Headers, prefix: str) -> str:
-    raw = headers.optional_one(f"{prefix}-DeviceName")
+def decode_name(headers: Headers, header: str, what: str = "device name") -> str:
+    """A percent-encoded friendly name header ("" when absent), length- and content-checked."""
+    raw = headers.optional_one(header)
     if not raw:
         return ""
     name = unquote(raw, errors="strict") if "%" in raw else raw
     if len(name) > MAX_NAME_LENGTH:
-        raise ProtocolError("device name too long")
+        raise ProtocolError(f"{what} too long")
     if _NAME_CTL.search(name):
-        raise ProtocolError("control character in device name")
+        raise ProtocolError(f"control character in {what}")
     return name
+
+
+def _name(headers: Headers, prefix: str) -> str:
+    return decode_name(headers, f"{prefix}-DeviceName")
 
 
 def _check_ext(headers: Headers, expected: str) -> str:
@@ -369,7 +376,7 @@ def _check_ext(headers: Headers, expected: str) -> str:
     return prefix
 
 
-def _optional_id(headers: Headers, name: str) -> DeviceId | None:
+def optional_device_id(headers: Headers, name: str) -> DeviceId | None:
     value = headers.optional_one(name)
     return DeviceId.parse(value) if value else None
 
@@ -400,13 +407,7 @@ def _service_id(headers: Headers, prefix: str) -> int:
 
 
 def _service_name(headers: Headers, prefix: str) -> str:
-    raw = headers.optional_one(f"{prefix}-ServiceName")
-    if not raw:
-        return ""
-    name = unquote(raw, errors="strict") if "%" in raw else raw
-    if len(name) > MAX_NAME_LENGTH or _NAME_CTL.search(name):
-        raise ProtocolError("malformed service name")
-    return name
+    return decode_name(headers, f"{prefix}-ServiceName", "service name")
 
 
 def _service_usn(headers: Headers, service_type: ServiceType) -> DeviceId:
@@ -423,7 +424,7 @@ def _decode_service(msg: HttpMessage, mtype: str, prefix: str) -> IsdpMessage:
         if h.one("NTS").lower() not in (NTS_ALIVE, NTS_UPDATE):
             raise ProtocolError("ServiceOnlineAdvertisement must be isdp:alive")
         return ServiceOnlineAdvertisement(_service_usn(h, stype), stype, _service_id(h, prefix),
-                                          _location(h), _max_age(h), _service_name(h, prefix))
+                                          _location(h), max_age_of(h), _service_name(h, prefix))
     if mtype == "ServiceOfflineAdvertisement" and msg.method == "NOTIFY":
         stype = ServiceType.parse(h.one("NT"))
         if h.one("NTS").lower() != NTS_BYEBYE:
@@ -433,13 +434,13 @@ def _decode_service(msg: HttpMessage, mtype: str, prefix: str) -> IsdpMessage:
         target = SearchTarget.parse(h.one("ST"))
         if target.kind != "service_type":
             raise ProtocolError("SearchServiceRequest needs a service type ST")
-        return SearchServiceRequest(target, _mx(h), _optional_id(h, f"{prefix}-SourceDeviceId"))
+        return SearchServiceRequest(target, _mx(h), optional_device_id(h, f"{prefix}-SourceDeviceId"))
     if mtype == "SearchServiceResponse" and msg.status == 200:
         stype = ServiceType.parse(h.one("ST"))
         return SearchServiceResponse(
             _service_usn(h, stype), DeviceType.parse(h.one(f"{prefix}-DeviceType")), stype,
-            _service_id(h, prefix), _location(h), _max_age(h), _service_name(h, prefix),
-            _optional_id(h, f"{prefix}-TargetDeviceId"))
+            _service_id(h, prefix), _location(h), max_age_of(h), _service_name(h, prefix),
+            optional_device_id(h, f"{prefix}-TargetDeviceId"))
     raise ProtocolError(f"{mtype} in the wrong kind of datagram")
 
 
@@ -476,7 +477,7 @@ def _decode(msg: HttpMessage) -> IsdpMessage:
         if nts in (NTS_ALIVE, NTS_UPDATE):
             prefix = _check_ext(h, "DeviceOnlineAdvertisement")
             return DeviceOnlineAdvertisement(
-                device_id, device_type, _location(h), _max_age(h), _name(h, prefix),
+                device_id, device_type, _location(h), max_age_of(h), _name(h, prefix),
                 (h.optional_one("SERVER") or "")[:256], nts == NTS_UPDATE,
             )
         raise ProtocolError(f"unknown NTS {nts[:40]!r}")
@@ -486,7 +487,7 @@ def _decode(msg: HttpMessage) -> IsdpMessage:
         mx = _mx(h)
         prefix = _check_ext(h, "SearchDeviceRequest")
         return SearchDeviceRequest(
-            SearchTarget.parse(h.one("ST")), mx, _optional_id(h, f"{prefix}-SourceDeviceId"))
+            SearchTarget.parse(h.one("ST")), mx, optional_device_id(h, f"{prefix}-SourceDeviceId"))
     if msg.status is not None:
         if msg.status != 200:
             raise ProtocolError(f"search response status {msg.status}")
@@ -500,7 +501,7 @@ def _decode(msg: HttpMessage) -> IsdpMessage:
         else:
             raise ProtocolError("search response without a device type")
         return SearchDeviceResponse(
-            _usn(h), device_type, _location(h), _max_age(h), target, _name(h, prefix),
-            _optional_id(h, f"{prefix}-TargetDeviceId"), (h.optional_one("SERVER") or "")[:256],
+            _usn(h), device_type, _location(h), max_age_of(h), target, _name(h, prefix),
+            optional_device_id(h, f"{prefix}-TargetDeviceId"), (h.optional_one("SERVER") or "")[:256],
         )
     raise ProtocolError(f"unexpected ISDP method {msg.method!r}")

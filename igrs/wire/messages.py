@@ -60,22 +60,27 @@ class Frame:
     message: SoapMessage
 
 
-def _el(local: str, text: str | None = None) -> Element:
+# Helpers for every typed body (here and in igrs.wire.bodies): elements in the IGRS namespace.
+def body_element(local: str, text: str | None = None) -> Element:
     el = etree.Element(qname(IGRS_NS, local), nsmap={None: IGRS_NS})
     if text is not None:
         el.text = text
     return el
 
 
-def _sub(parent: Element, local: str, text: str) -> Element:
+def sub_element(parent: Element, local: str, text: str | None = None) -> Element:
     el = etree.SubElement(parent, qname(IGRS_NS, local))
-    el.text = text
+    if text is not None:
+        el.text = text
     return el
 
 
-def _expect(el: Element, local: str) -> None:
+def expect_element(el: Element, local: str) -> None:
     if el.tag != qname(IGRS_NS, local):
         raise ProtocolError(f"body element is not {local}")
+
+
+_el, _sub, _expect = body_element, sub_element, expect_element
 
 
 # --- response status shared by every response ---------------------------------------------

@@ -11,30 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Self
 
-from lxml import etree
-
 from igrs.constants import GROUP_MAX_MEMBERS, IGRS_NS, MAX_ID_LENGTH, MAX_MAX_AGE, MAX_NAME_LENGTH, MIN_MAX_AGE
 from igrs.errors import LimitExceeded, ProtocolError
 from igrs.wire.groups import GroupId, check_group_name
 from igrs.wire.ids import DeviceId, is_digits
-from igrs.wire.messages import Status, register
+from igrs.wire.messages import Status, body_element, expect_element, register, sub_element
 from igrs.wire.xml import Element, child_text, qname
 
-
-def _el(local: str) -> Element:
-    return etree.Element(qname(IGRS_NS, local), nsmap={None: IGRS_NS})
-
-
-def _sub(parent: Element, local: str, text: str | None = None) -> Element:
-    el = etree.SubElement(parent, qname(IGRS_NS, local))
-    if text is not None:
-        el.text = text
-    return el
-
-
-def _expect(el: Element, local: str) -> None:
-    if el.tag != qname(IGRS_NS, local):
-        raise ProtocolError(f"body element is not {local}")
+_el, _sub, _expect = body_element, sub_element, expect_element
 
 
 def _group_id(el: Element) -> GroupId:

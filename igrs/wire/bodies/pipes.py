@@ -12,28 +12,16 @@ import binascii
 from dataclasses import dataclass
 from typing import ClassVar, Self
 
-from lxml import etree
-
 from igrs.constants import IGRS_NS, MAX_HANDSHAKE_DATA, MAX_HTTP_BODY, MAX_REASON
 from igrs.errors import ProtocolError
 from igrs.wire.ids import parse_uint32
-from igrs.wire.messages import WRAPPERS, Status, register
+from igrs.wire.messages import WRAPPERS, Status, body_element, expect_element, register, sub_element
 from igrs.wire.xml import Element, child_text, qname
 
 _B64_MAX = (MAX_HANDSHAKE_DATA * 4) // 3 + 8
 
 
-def _el(local: str) -> Element:
-    return etree.Element(qname(IGRS_NS, local), nsmap={None: IGRS_NS})
-
-
-def _sub(parent: Element, local: str, text: str) -> None:
-    etree.SubElement(parent, qname(IGRS_NS, local)).text = text
-
-
-def _expect(el: Element, local: str) -> None:
-    if el.tag != qname(IGRS_NS, local):
-        raise ProtocolError(f"body element is not {local}")
+_el, _sub, _expect = body_element, sub_element, expect_element
 
 
 def _b64(el: Element, local: str, *, required: bool = True) -> bytes:

@@ -40,7 +40,7 @@ from igrs.constants import (
 )
 from igrs.errors import LimitExceeded, ProtocolError
 from igrs.wire.ids import parse_uint32
-from igrs.wire.messages import Status, register
+from igrs.wire.messages import Status, body_element, register, sub_element
 from igrs.wire.xml import Element, child_text, qname
 
 Value = int | float | bool | str | bytes | list["Value"] | dict[str, "Value"]
@@ -55,15 +55,7 @@ _B64_RE = re.compile(r"[A-Za-z0-9+/]*={0,2}\Z")
 
 
 # --- small helpers shared by the body modules ---------------------------------------------
-def el(local: str) -> Element:
-    return etree.Element(qname(IGRS_NS, local), nsmap={None: IGRS_NS})
-
-
-def sub(parent: Element, local: str, text: str | None = None) -> Element:
-    child = etree.SubElement(parent, qname(IGRS_NS, local))
-    if text is not None:
-        child.text = text
-    return child
+el, sub = body_element, sub_element
 
 
 def expect(body: Element, message_type: str, *, session_wrapper: bool = False) -> None:

@@ -1,0 +1,165 @@
+"""Deliberately broken reference devices: each is ``igrs.Device`` with ONE rule broken, and
+names the catalogue case that must catch it (``CAUGHT_BY``). The conformance tests run
+the suite against each and expect that case to fail — the proof that the suite can fail.
+
+Never use these outside tests and demos of the suite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, ClassVar
+
+from aiohttp import web
+
+from igrs.core.discovery import Action, SendMulticast, SendUnicast
+from igrs.device import OPEN_MESSAGES, Device, RequestContext
+from igrs.net.http import Reply
+from igrs.wire import description as ddesc
+from igrs.wire import isdp, messages
+from igrs.wire.catalogue import CATALOGUE
+from igrs.wire.messages import Frame, Status
+
+
+class BrokenDevice(Device):
+    RULE: ClassVar[str] = ""
+    CAUGHT_BY: ClassVar[tuple[str, ...]] = ()
+
+
+class LateSearchResponseDevice(BrokenDevice):
+    """Answers searches MX + 2.5 s late (isdp.md §9 rule 7)."""
+
+    RULE = "search responses are sent within MX"
+    CAUGHT_BY = ("DISC-002",)
+    EXTRA_DELAY = 2.5
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._late: set[asyncio.Task[None]] = set()
+
+    async def _execute(self, actions: list[Action]) -> None:
+        answers = [a for a in actions if isinstance(a, SendUnicast) and a.payload.startswith(b"HTTP/1.1 200")]
+        await super()._execute([a for a in actions if a not in answers])
+        for a in answers:
+            task = asyncio.create_task(self._send_late(a))
+            self._late.add(task)
+            task.add_done_callback(self._late.discard)
+
+    async def _send_late(self, action: Action) -> None:
+        await asyncio.sleep(1 + self.EXTRA_DELAY)  # the suite searches with MX 1
+        await super()._execute([action])
+
+    async def stop(self) -> None:
+        for task in list(self._late):
+            task.cancel()
+        await super().stop()
+
+
+class InvalidDescriptionDevice(BrokenDevice):
+    """Serves a description without the required <manufacturer> at /IGRS/description.xml."""
+
+    RULE = "the description is valid against device-description.xsd"
+    CAUGHT_BY = ("DESC-001",)
+
+    def description_bytes(self) -> bytes:
+        return ddesc.to_bytes(self.description).replace(
+            f"<manufacturer>{self.manufacturer}</manufacturer>".encode(), b"")
+
+
+class WrongAcknowledgeIdDevice(BrokenDevice):
+    """Answers GetDeviceDescriptionRequest with AcknowledgeId = SequenceId + 1."""
+
+    RULE = "AcknowledgeId equals the request's SequenceId"
+    CAUGHT_BY = ("FRM-001",)
+
+    async def _on_get_description(self, frame: Frame, ctx: RequestContext) -> Reply:
+        ack = (frame.routing.sequence_id + 1) & 0xFFFFFFFF or 1
+        return messages.GetDeviceDescriptionResponse(Status(ack), self.description)
+
+
+class UnknownTypeAcceptedDevice(BrokenDevice):
+    """Answers any message type it does not know with a bare 200."""
+
+    RULE = "an unknown message type is refused with 400"
+    CAUGHT_BY = ("FRM-003",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        inner = self.http._dispatch
+
+        async def dispatch(request: web.BaseRequest) -> web.StreamResponse:
+            mtype = next((v for k, v in request.headers.items() if k.lower().endswith("-igrsmessagetype")), "")
+            if request.path == "/IGRS" and mtype and mtype not in CATALOGUE:
+                await request.read()
+                return web.Response(status=200)
+            return await inner(request)
+
+        self.http._dispatch = dispatch  # type: ignore[method-assign]
+
+
+class UnsealedAcceptedDevice(BrokenDevice):
+    """Serves secure-pipe-only messages (sessions, invocation) outside any pipe."""
+
+    RULE = "a message that needs a secure pipe is refused unsealed (401)"
+    CAUGHT_BY = ("SEC-001",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.services.require_secure = False
+
+    async def _dispatch(self, frame: Frame, address: str) -> Reply:
+        if frame.routing.message_type not in OPEN_MESSAGES and not hasattr(frame.message, "pipe_id"):
+            return await self._handler(frame)(frame, RequestContext(address))
+        return await super()._dispatch(frame, address)
+
+
+class NoByebyeDevice(BrokenDevice):
+    """Stops without a DeviceOfflineAdvertisement."""
+
+    RULE = "a device says byebye on a clean stop"
+    CAUGHT_BY = ("DISC-006",)
+
+    async def _execute(self, actions: list[Action]) -> None:
+        await super()._execute([a for a in actions
+                                if not (isinstance(a, SendMulticast) and b"isdp:byebye" in a.payload)])
+
+
+class VersionAs400Device(BrokenDevice):
+    """Answers an unsupported IGRS major version with 400 instead of 505 (ezbox's way)."""
+
+    RULE = "an unsupported IGRS major version is refused with 505"
+    CAUGHT_BY = ("FRM-004",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        inner = self.http._error
+
+        def error(ack: int, code: int, reason: str, target: Any) -> web.Response:
+            return inner(ack, 400 if code == 505 else code, reason, target)
+
+        self.http._error = error  # type: ignore[method-assign]
+
+
+class WedgedByGarbageDevice(BrokenDevice):
+    """Stops answering searches after the first datagram it cannot decode."""
+
+    RULE = "malformed datagrams do not stop the device answering searches"
+    CAUGHT_BY = ("DISC-005",)
+    wedged = False
+
+    def _on_datagram(self, data: bytes, source: tuple[str, int], interface: str) -> None:
+        if self.wedged:
+            return
+        try:
+            isdp.decode(data)
+        except Exception:
+            self.wedged = True
+            return
+        super()._on_datagram(data, source, interface)
+
+
+BROKEN_DEVICES: tuple[type[BrokenDevice], ...] = (
+    LateSearchResponseDevice, InvalidDescriptionDevice, WrongAcknowledgeIdDevice,
+    UnknownTypeAcceptedDevice, UnsealedAcceptedDevice, NoByebyeDevice, VersionAs400Device,
+    WedgedByGarbageDevice,
+)

@@ -1,0 +1,86 @@
+"""``igrs conformance run TARGET`` (active suite) and ``igrs conformance pcap FILE``
+(passive check of a capture). ``add_subcommands(subparsers)`` registers ``conformance``
+on ``igrs/cli.py``'s parser; handlers return the exit status."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from igrs.constants import IGRS_PORT
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    conf = subparsers.add_parser("conformance", help="check an IGRS device against specs/ (test suite)")
+    sub = conf.add_subparsers(dest="conformance_command", metavar="ACTION", required=True)
+
+    p = sub.add_parser("run", help="run the conformance cases against a device")
+    p.add_argument("target", help="device id, UUID prefix or name (found by ISDP search), "
+                                  "or host:port of its /IGRS endpoint")
+    p.add_argument("--profile", default="core", choices=["core", "av", "file", "all"])
+    p.add_argument("--pin", help="PIN the device shows, for the cases that need pairing")
+    p.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
+    p.add_argument("--html", metavar="FILE", help="write an HTML report")
+    p.add_argument("-i", "--interface", action="append", metavar="IF",
+                   help="interface name or address to test on (repeatable; first IPv4 one is used)")
+    p.add_argument("--port", type=int, default=IGRS_PORT, help=f"ISDP UDP port (default {IGRS_PORT})")
+    p.add_argument("--case", action="append", metavar="ID", help="run only these case ids (repeatable)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("pcap", help="check the IGRS datagrams and M-POSTs in a pcap capture")
+    p.add_argument("file", help="pcap file (libpcap format, Ethernet/Linux-cooked/raw IPv4)")
+    p.add_argument("--port", type=int, default=IGRS_PORT, help=f"ISDP UDP port (default {IGRS_PORT})")
+    p.set_defaults(func=cmd_pcap)
+
+    p = sub.add_parser("cases", help="list the catalogue's cases")
+    p.add_argument("--profile", default="all", choices=["core", "av", "file", "all"])
+    p.set_defaults(func=cmd_cases)
+
+
+async def cmd_run(args: argparse.Namespace) -> int:
+    from igrs.conformance.report import to_html, to_junit, to_text
+    from igrs.conformance.runner import run_suite
+
+    report = await run_suite(args.target, args.profile, pin=args.pin, interfaces=args.interface,
+                             port=args.port, only=args.case)
+    print(to_text(report))
+    if args.junit:
+        Path(args.junit).write_bytes(to_junit(report))
+    if args.html:
+        Path(args.html).write_bytes(to_html(report))
+    return EXIT_OK if report.passed else EXIT_FAILED
+
+
+def cmd_pcap(args: argparse.Namespace) -> int:
+    from igrs.conformance.passive import check_pcap
+
+    violations, seen = check_pcap(args.file, port=args.port)
+    for v in violations:
+        print(v)
+    print(f"{seen} IGRS message(s) checked, {len(violations)} violation(s)", file=sys.stderr)
+    return EXIT_FAILED if violations else EXIT_OK
+
+
+def cmd_cases(args: argparse.Namespace) -> int:
+    from igrs.conformance.catalogue import load_cases, select
+
+    for c in select(load_cases(), args.profile):
+        print(f"{c.id:9} {'M' if c.mandatory else 'O'} {c.clause:18} {c.title}")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (``python -m igrs.conformance run ...``), same arguments as
+    ``igrs conformance``."""
+    import asyncio
+    import inspect
+
+    parser = argparse.ArgumentParser(prog="python -m igrs.conformance")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add_subcommands(sub)
+    args = parser.parse_args(["conformance", *(sys.argv[1:] if argv is None else argv)])
+    result = args.func(args)
+    return asyncio.run(result) if inspect.iscoroutine(result) else int(result)

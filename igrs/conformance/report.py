@@ -1,0 +1,117 @@
+"""Reports of a run: JUnit XML (CI) and a self-contained HTML page (people)."""
+
+from __future__ import annotations
+
+import html
+import time
+from xml.etree import ElementTree as ET
+
+from igrs.conformance.runner import ERROR, FAIL, PASS, SKIP, CaseResult, Report
+
+
+def _evidence(r: CaseResult) -> str:
+    return "\n\n".join(e.text() for e in r.evidence) or "(no messages exchanged)"
+
+
+def to_junit(report: Report) -> bytes:
+    counts = report.counts()
+    suite = ET.Element("testsuite", {
+        "name": f"igrs-conformance.{report.profile}", "tests": str(len(report.results)),
+        "failures": str(counts[FAIL]), "errors": str(counts[ERROR]), "skipped": str(counts[SKIP]),
+        "time": f"{sum(r.duration for r in report.results):.3f}",
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(report.started)),
+    })
+    props = ET.SubElement(suite, "properties")
+    for name, value in (("target", report.target), ("device_id", report.device_id),
+                        ("location", report.location), ("profile", report.profile)):
+        ET.SubElement(props, "property", {"name": name, "value": value})
+    if report.error:
+        ET.SubElement(props, "property", {"name": "run_error", "value": report.error})
+    for r in report.results:
+        c = r.case
+        tc = ET.SubElement(suite, "testcase", {
+            "classname": f"igrs.conformance.{c.id.split('-')[0].lower()}",
+            "name": f"{c.id} [{c.clause}] {c.title}", "time": f"{r.duration:.3f}",
+        })
+        p = ET.SubElement(tc, "properties")
+        for name, value in (("id", c.id), ("clause", c.clause), ("spec", c.spec),
+                            ("mandatory", str(c.mandatory).lower()), ("verdict", r.verdict)):
+            ET.SubElement(p, "property", {"name": name, "value": value})
+        if r.verdict == FAIL:
+            level = "mandatory" if c.mandatory else "optional"
+            el = ET.SubElement(tc, "failure", {"message": r.reason, "type": level})
+            el.text = f"Expected: {c.expected}\n\nEvidence:\n{_evidence(r)}"
+        elif r.verdict == ERROR:
+            el = ET.SubElement(tc, "error", {"message": r.reason})
+            el.text = _evidence(r)
+        elif r.verdict == SKIP:
+            ET.SubElement(tc, "skipped", {"message": r.reason})
+    ET.indent(suite)
+    return ET.tostring(suite, encoding="utf-8", xml_declaration=True)
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:70em}
+h1{font-size:1.4em} table{border-collapse:collapse;width:100%} th,td{border:1px solid #ccc;padding:.3em .5em;
+text-align:left;vertical-align:top} th{background:#f2f2f2} .pass{background:#e6f4ea} .fail{background:#fce8e6}
+.error{background:#fef3e0} .skip{background:#f1f3f4;color:#555} .v{font-weight:bold;text-transform:uppercase}
+pre{background:#f8f8f8;border:1px solid #ddd;padding:.6em;overflow:auto;font-size:.85em;white-space:pre-wrap}
+.summary span{display:inline-block;margin-right:1.2em;padding:.2em .6em;border-radius:.3em}
+.verdict-ok{color:#137333} .verdict-bad{color:#c5221f}
+"""
+
+
+def to_html(report: Report) -> bytes:
+    e = html.escape
+    counts = report.counts()
+    ok = report.passed
+    rows = []
+    for r in report.results:
+        c = r.case
+        rows.append(
+            f'<tr class="{r.verdict}"><td><a href="#{e(c.id)}">{e(c.id)}</a></td><td>{e(c.clause)}</td>'
+            f"<td>{e(c.title)}</td><td>{'mandatory' if c.mandatory else 'optional'}</td>"
+            f'<td class="v">{e(r.verdict)}</td><td>{e(r.reason)}</td></tr>')
+    details = []
+    for r in report.results:
+        if r.verdict not in (FAIL, ERROR):
+            continue
+        c = r.case
+        details.append(
+            f'<section id="{e(c.id)}"><h3>{e(c.id)} — {e(c.title)} ({e(r.verdict)})</h3>'
+            f"<p><b>Clause</b> {e(c.clause)}; <b>spec</b> {e(c.spec)}</p>"
+            f"<p><b>Expected</b>: {e(c.expected)}</p><p><b>Found</b>: {e(r.reason)}</p>"
+            f"<p><b>Steps</b>:</p><ol>{''.join(f'<li>{e(s)}</li>' for s in c.steps)}</ol>"
+            "<p><b>Evidence</b> (messages exchanged, &gt; sent, &lt; received):</p>"
+            f"<pre>{e(_evidence(r))}</pre></section>")
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"/><title>IGRS conformance: {e(report.target)}</title>
+<style>{_CSS}</style></head><body>
+<h1>IGRS conformance report — profile {e(report.profile)}</h1>
+<p>Target <b>{e(report.target)}</b>, device id <code>{e(report.device_id or '?')}</code>,
+location <code>{e(report.location or '?')}</code>, run at
+{e(time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(report.started)))}.</p>
+<p class="{'verdict-ok' if ok else 'verdict-bad'}"><b>{'PASSED' if ok else 'FAILED'}</b>
+{e(report.error) if report.error else f'— {len(report.mandatory_failures)} mandatory failure(s)'}</p>
+<p class="summary"><span class="pass">{counts[PASS]} pass</span><span class="fail">{counts[FAIL]} fail</span>
+<span class="error">{counts[ERROR]} error</span><span class="skip">{counts[SKIP]} skip</span></p>
+<table><thead><tr><th>Case</th><th>Clause</th><th>Title</th><th>Level</th><th>Verdict</th><th>Reason</th></tr></thead>
+<tbody>{''.join(rows)}</tbody></table>
+<h2>Failures and errors</h2>{''.join(details) or '<p>None.</p>'}
+</body></html>
+"""
+    return page.encode("utf-8")
+
+
+def to_text(report: Report) -> str:
+    lines = [f"IGRS conformance, profile {report.profile}: {report.target} ({report.device_id or '?'})"]
+    if report.error:
+        lines.append(f"  run error: {report.error}")
+    for r in report.results:
+        level = "M" if r.case.mandatory else "O"
+        lines.append(f"  {r.verdict.upper():5} {level} {r.case.id:9} {r.case.clause:18} {r.case.title}"
+                     + (f"\n        -> {r.reason}" if r.reason and r.verdict != PASS else ""))
+    c = report.counts()
+    lines.append(f"{'PASSED' if report.passed else 'FAILED'}: {c[PASS]} pass, {c[FAIL]} fail, "
+                 f"{c[ERROR]} error, {c[SKIP]} skip; {len(report.mandatory_failures)} mandatory failure(s)")
+    return "\n".join(lines)
