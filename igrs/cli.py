@@ -107,6 +107,18 @@ async def cmd_discover(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _located(cp: Any, device: str, timeout: float) -> Any:
+    """Search, then find ``device``; on a busy network or device, one more search."""
+    from igrs.errors import DeviceNotFound
+
+    await cp.search(timeout=timeout)
+    try:
+        return cp.find(device)
+    except DeviceNotFound:
+        await cp.search(timeout=timeout)
+        return cp.find(device)
+
+
 # --- describe ------------------------------------------------------------------------------------
 async def cmd_describe(args: argparse.Namespace) -> int:
     from igrs.control import ControlPoint
@@ -114,8 +126,7 @@ async def cmd_describe(args: argparse.Namespace) -> int:
 
     async with ControlPoint(interfaces=args.interface, port=args.port, ipv6=args.ipv6,
                             via=args.via) as cp:
-        await cp.search(timeout=args.timeout)
-        desc = await cp.describe(args.device)
+        desc = await cp.describe(await _located(cp, args.device, args.timeout))
         if args.xml:
             sys.stdout.write(ddesc.to_bytes(desc).decode())
             sys.stdout.write("\n")
@@ -190,8 +201,7 @@ def _control_point(args: argparse.Namespace) -> Any:
 
 async def cmd_pair(args: argparse.Namespace) -> int:
     async with _control_point(args) as cp:
-        await cp.search(timeout=args.timeout)
-        record = cp.find(args.device)
+        record = await _located(cp, args.device, args.timeout)
 
         async def ask(digits: int) -> str:
             if args.pin:
@@ -258,8 +268,10 @@ def _value(text: str) -> Any:
 
 async def cmd_services(args: argparse.Namespace) -> int:
     async with _control_point(args) as cp:
-        found = await cp.search(timeout=args.timeout)
-        records = [cp.find(args.device)] if args.device else found
+        if args.device:
+            records = [await _located(cp, args.device, args.timeout)]
+        else:
+            records = await cp.search(timeout=args.timeout)
         rows, out = [], []
         for rec in records:
             desc = await cp.describe(rec)
@@ -284,8 +296,8 @@ async def cmd_call(args: argparse.Namespace) -> int:
             raise IGRSError(f"argument {item!r} is not key=value")
         kwargs[key] = _value(value)
     async with _control_point(args) as cp:
-        await cp.search(timeout=args.timeout)
-        async with cp.session(args.device, _service_target(args.service)) as svc:
+        record = await _located(cp, args.device, args.timeout)
+        async with cp.session(record, _service_target(args.service)) as svc:
             result = await getattr(svc, args.action)(**kwargs)
     print(json.dumps(result) if args.json or not isinstance(result, str) else result)
     return EXIT_OK
@@ -294,8 +306,8 @@ async def cmd_call(args: argparse.Namespace) -> int:
 async def cmd_watch(args: argparse.Namespace) -> int:
     stop = _catch_signals()
     async with _control_point(args) as cp:
-        await cp.search(timeout=args.timeout)
-        async with cp.session(args.device, _service_target(args.service)) as svc, \
+        record = await _located(cp, args.device, args.timeout)
+        async with cp.session(record, _service_target(args.service)) as svc, \
                 svc.subscribe(*args.attributes) as changes:
             reader = asyncio.ensure_future(_print_changes(changes, args.json))
             stopper = asyncio.ensure_future(stop.wait())
@@ -431,9 +443,8 @@ def build_parser(*, relay: bool = False) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     from igrs.cli_groups import add_subcommands as add_group_commands
-    from igrs.profiles.file.cli import add_subcommands as add_file_commands
-
     from igrs.conformance.cli import add_subcommands as add_conformance_commands
+    from igrs.profiles.file.cli import add_subcommands as add_file_commands
 
     add_group_commands(sub)
     add_file_commands(sub)
