@@ -120,10 +120,11 @@ class Pipe:
         while self.alive:
             await asyncio.sleep(self.keepalive_interval)
             try:
-                await asyncio.wait_for(
-                    self.request(bodies.DeviceOnlineDetectionRequest(self.pipe_id),
-                                 bodies.DeviceOnlineDetectionResponse),
-                    timeout=max(1.0, self.keepalive_interval))
+                # asyncio.timeout, not wait_for: a close() that cancels this loop as a probe
+                # completes must not be swallowed (Python 3.11), or close() would wait forever.
+                async with asyncio.timeout(max(1.0, self.keepalive_interval)):
+                    await self.request(bodies.DeviceOnlineDetectionRequest(self.pipe_id),
+                                       bodies.DeviceOnlineDetectionResponse)
                 misses = 0
             except (IGRSError, TimeoutError) as exc:
                 misses += 1
