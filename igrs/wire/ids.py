@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Self
 
 from igrs.constants import MAX_ID_LENGTH, MAX_NAME_LENGTH, ReturnCode
@@ -52,6 +52,11 @@ class DeviceId:
     """``urn:IGRS:Device:DeviceId:<uuid>`` (RFC 4122 UUID, lower-case canonical form)."""
 
     uuid: uuid.UUID
+    # The URN text, computed once: ids are formatted into every header and AEAD tag input.
+    _text: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_text", f"{DEVICE_ID_PREFIX}{self.uuid}")
 
     @classmethod
     def new(cls) -> Self:
@@ -71,7 +76,7 @@ class DeviceId:
             raise ProtocolError(f"device id has no valid UUID: {text[:60]!r}") from None
 
     def __str__(self) -> str:
-        return f"{DEVICE_ID_PREFIX}{self.uuid}"
+        return self._text
 
     @property
     def short(self) -> str:

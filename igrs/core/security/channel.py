@@ -82,7 +82,8 @@ def _aad(counter: int, message_type: str, source: str, target: str, sequence_id:
 
 
 def _nonce(iv: bytes, counter: int) -> bytes:
-    return bytes(a ^ b for a, b in zip(iv, bytes(4) + u64(counter), strict=True))
+    """iv XOR (4 zero bytes || 64-bit counter), as one integer operation."""
+    return (int.from_bytes(iv, "big") ^ counter).to_bytes(len(iv), "big")
 
 
 class SecureChannel:
