@@ -15,6 +15,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "Device": "igrs.device",
     "ControlPoint": "igrs.control",
+    "Service": "igrs.service",
+    "action": "igrs.service",
+    "attribute": "igrs.service",
     "discover": "igrs.control",
     "DeviceRecord": "igrs.core.discovery",
     "DeviceAppeared": "igrs.core.discovery",
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
     from igrs.core.discovery import DeviceAppeared, DeviceGone, DeviceRecord, DeviceUpdated
     from igrs.device import Device
     from igrs.errors import IGRSError, ProtocolError, SecurityError
+    from igrs.service import Service, action, attribute
     from igrs.wire.description import DeviceDescription
     from igrs.wire.ids import DeviceId, DeviceType, ServiceType
 
