@@ -158,8 +158,56 @@ class WedgedByGarbageDevice(BrokenDevice):
         super()._on_datagram(data, source, interface)
 
 
+class ReplayAcceptedDevice(BrokenDevice):
+    """Forgets the replay window of a secure pipe before each sealed message: a replayed
+    record opens again (pipes.md §3)."""
+
+    RULE = "a replayed sealed request is refused"
+    CAUGHT_BY = ("SEC-003",)
+
+    async def _dispatch(self, frame: Frame, address: str) -> Reply:
+        from igrs.core.security.channel import ReplayWindow
+        from igrs.wire.bodies import pipes as pb
+
+        if isinstance(frame.message, pb.SecureMessage):
+            record = self.pipes.get(frame.message.pipe_id, frame.routing.source, self._now())
+            channel = record.pipe.channel
+            if channel is not None:
+                channel._window = ReplayWindow(channel._window.size)
+        return await super()._dispatch(frame, address)
+
+
+class OffSubnetAnsweredDevice(BrokenDevice):
+    """Answers searches from any source, on-link or not (isdp.md §9 rule 1: anti-reflection)."""
+
+    RULE = "searches from off-subnet sources are ignored"
+    CAUGHT_BY = ("DISC-008",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        import dataclasses
+        import ipaddress
+
+        super().__init__(*args, **kwargs)
+        disc = self.discovery
+        inner = disc._respond
+        anywhere = ipaddress.ip_network("0.0.0.0/0")
+
+        def respond(answers: Any, target: str, mx: int, source: Any, interface: str, now: float) -> None:
+            iface = disc._interfaces.get(interface)
+            if iface is None or iface.family != 4:
+                return inner(answers, target, mx, source, interface, now)
+            disc._interfaces[interface] = dataclasses.replace(iface, network=anywhere)
+            try:
+                return inner(answers, target, mx, source, interface, now)
+            finally:
+                disc._interfaces[interface] = iface
+
+        disc._respond = respond  # type: ignore[method-assign]
+
+
 BROKEN_DEVICES: tuple[type[BrokenDevice], ...] = (
     LateSearchResponseDevice, InvalidDescriptionDevice, WrongAcknowledgeIdDevice,
     UnknownTypeAcceptedDevice, UnsealedAcceptedDevice, NoByebyeDevice, VersionAs400Device,
-    WedgedByGarbageDevice,
+    WedgedByGarbageDevice, ReplayAcceptedDevice,
 )
+NAMESPACE_ONLY: tuple[type[BrokenDevice], ...] = (OffSubnetAnsweredDevice,)  # needs a second subnet

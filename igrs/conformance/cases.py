@@ -219,6 +219,22 @@ async def disc_005(ctx: Context) -> None:
         raise CaseFailed("the answer after the malformed datagrams was late")
 
 
+@check("DISC-008")
+async def disc_008(ctx: Context) -> None:
+    src = ctx.off_subnet_source
+    import ipaddress
+
+    if ipaddress.ip_address(src) in ctx.iface.network:
+        raise CaseSkipped(f"{src} is on the test interface's subnet {ctx.iface.network}")
+    try:
+        sent, got = await search_once(ctx, "isdp:all", SEARCH_MX, SEARCH_MX + GRACE + 0.5, source=src)
+    except OSError as exc:
+        raise CaseSkipped(f"cannot search from {src}: {exc}") from None
+    for dg, msg in got:
+        if isinstance(msg, isdp.SearchDeviceResponse) and msg.device_id == ctx.device_id:
+            raise CaseFailed(f"answered a search from off-subnet {src} ({dg.at - sent:.2f} s later)")
+
+
 @check("DISC-006")
 async def disc_006(ctx: Context) -> None:
     assert ctx.lifecycle is not None and ctx.listener is not None
@@ -487,3 +503,85 @@ async def frm_010(ctx: Context) -> None:
         problems.append(f"HTTP status {res.status} != ReturnCode {frame.message.status.return_code}")
     if problems:
         raise CaseFailed("; ".join(problems))
+
+
+# --- pairing-based cases (--pin) ----------------------------------------------------------------------
+async def _pair(ctx: Context) -> tuple[object, object]:
+    """Pair the test device with the DUT once per run (the PIN from ``--pin``); return
+    (identity, paired record)."""
+    from igrs.core.security.identity import LocalIdentity
+    from igrs.errors import IGRSError
+    from igrs.net.http import IgrsHttpClient
+    from igrs.pipe import pair
+
+    if "paired" in ctx.facts:
+        return ctx.facts["identity"], ctx.facts["paired"]
+    if "pair_error" in ctx.facts:
+        raise CaseSkipped(f"pairing failed earlier: {ctx.facts['pair_error']}")
+    pin = ctx.pin
+    assert pin is not None
+
+    async def provider(digits: int) -> str:
+        return pin if isinstance(pin, str) else await pin(digits)
+
+    me = LocalIdentity.generate(ctx.searcher_id)
+    client = IgrsHttpClient(ctx.searcher_id, timeout=30.0)
+    url = f"http://{ctx.host}:{ctx.port}/IGRS"
+    try:
+        paired = await pair(client, url, me, ctx.device_id, provider, name="", now=time.time)  # type: ignore[arg-type]
+    except IGRSError as exc:
+        ctx.facts["pair_error"] = str(exc)
+        ctx.rec.add("!", url, b"", f"pairing failed: {exc}")
+        raise CaseSkipped(f"pairing with the PIN failed: {exc}") from None
+    finally:
+        await client.close()
+    ctx.rec.add("<", url, b"", f"paired, fingerprint {paired.fingerprint}")
+    ctx.facts["identity"], ctx.facts["paired"] = me, paired
+    return me, paired
+
+
+async def _secure_pipe(ctx: Context) -> tuple[object, object]:
+    """A fresh secure pipe to the DUT (pairing first if needed): (pipe, http client)."""
+    from igrs.errors import IGRSError
+    from igrs.net.http import IgrsHttpClient
+    from igrs.pipe import open_pipe
+
+    me, paired = await _pair(ctx)
+    client = IgrsHttpClient(ctx.searcher_id, timeout=10.0)
+    url = f"http://{ctx.host}:{ctx.port}/IGRS"
+    key = paired.public_key  # type: ignore[attr-defined]
+    try:
+        pipe = await open_pipe(client, url, me, ctx.device_id, lambda d: key if d == ctx.device_id else None,  # type: ignore[arg-type]
+                               secure=True, keepalive_interval=3600)
+    except IGRSError as exc:
+        await client.close()
+        ctx.rec.add("!", url, b"", f"secure pipe refused after pairing: {exc}")
+        raise CaseFailed(f"paired, but the secure pipe was refused: {exc}") from None
+    ctx.rec.add("<", url, b"", f"secure pipe {pipe.pipe_id} established")
+    return pipe, client
+
+
+@check("SEC-003")
+async def sec_003(ctx: Context) -> None:
+    from igrs.wire.bodies import pipes as pb
+
+    pipe, client = await _secure_pipe(ctx)
+    try:
+        seq = new_seq()
+        sealed = pipe._sealer()(pb.DeviceOnlineDetectionRequest(pipe.pipe_id), seq)  # type: ignore[attr-defined]
+        data = request_bytes(ctx, sealed, seq=seq)
+        first = await post(ctx, data, f"sealed DeviceOnlineDetectionRequest in pipe {pipe.pipe_id}")  # type: ignore[attr-defined]
+        if first.status != 200:
+            raise CaseSkipped(f"the original sealed request was answered HTTP {first.status}")
+        replay = await post(ctx, data, "the same bytes again (replay)")
+        if replay.status == 200:
+            raise CaseFailed("the replayed sealed request was accepted (HTTP 200)")
+        frame = frame_of(replay)
+        if not isinstance(frame.message, messages.ErrorResponse):
+            raise CaseFailed(f"replay answered {frame.routing.message_type}, not ErrorResponse")
+        if frame.message.status.return_code not in (400, 401):
+            raise CaseFailed(f"replay refused with ReturnCode {frame.message.status.return_code}, "
+                             f"expected 401 or 400")
+    finally:
+        await pipe.close("conformance")  # type: ignore[attr-defined]
+        await client.close()  # type: ignore[attr-defined]

@@ -21,13 +21,17 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     p.add_argument("target", help="device id, UUID prefix or name (found by ISDP search), "
                                   "or host:port of its /IGRS endpoint")
     p.add_argument("--profile", default="core", choices=["core", "av", "file", "all"])
-    p.add_argument("--pin", help="PIN the device shows, for the cases that need pairing")
+    p.add_argument("--pin", help="PIN the device shows, for the cases that need pairing; '-' reads "
+                                 "it from stdin once the device shows it")
     p.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
     p.add_argument("--html", metavar="FILE", help="write an HTML report")
     p.add_argument("-i", "--interface", action="append", metavar="IF",
                    help="interface name or address to test on (repeatable; first IPv4 one is used)")
     p.add_argument("--port", type=int, default=IGRS_PORT, help=f"ISDP UDP port (default {IGRS_PORT})")
     p.add_argument("--case", action="append", metavar="ID", help="run only these case ids (repeatable)")
+    p.add_argument("--off-subnet-source", metavar="ADDR",
+                   help="an address of this host, on the test interface but outside the device's "
+                        "subnet: enables DISC-008 (off-subnet searches are ignored)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("pcap", help="check the IGRS datagrams and M-POSTs in a pcap capture")
@@ -44,14 +48,28 @@ async def cmd_run(args: argparse.Namespace) -> int:
     from igrs.conformance.report import to_html, to_junit, to_text
     from igrs.conformance.runner import run_suite
 
-    report = await run_suite(args.target, args.profile, pin=args.pin, interfaces=args.interface,
-                             port=args.port, only=args.case)
+    report = await run_suite(args.target, args.profile, pin=_pin_source(args.pin), interfaces=args.interface,
+                             port=args.port, only=args.case, off_subnet_source=args.off_subnet_source)
     print(to_text(report))
     if args.junit:
         Path(args.junit).write_bytes(to_junit(report))
     if args.html:
         Path(args.html).write_bytes(to_html(report))
     return EXIT_OK if report.passed else EXIT_FAILED
+
+
+def _pin_source(pin: str | None):  # type: ignore[no-untyped-def]
+    """``--pin -``: ask on stderr, read a line from stdin when the device shows its PIN."""
+    if pin != "-":
+        return pin
+
+    async def ask(digits: int) -> str:
+        import asyncio
+
+        print(f"The device shows a {digits}-digit PIN. PIN: ", end="", file=sys.stderr, flush=True)
+        return (await asyncio.to_thread(sys.stdin.readline)).strip()
+
+    return ask
 
 
 def cmd_pcap(args: argparse.Namespace) -> int:

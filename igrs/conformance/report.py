@@ -57,7 +57,9 @@ text-align:left;vertical-align:top} th{background:#f2f2f2} .pass{background:#e6f
 .error{background:#fef3e0} .skip{background:#f1f3f4;color:#555} .v{font-weight:bold;text-transform:uppercase}
 pre{background:#f8f8f8;border:1px solid #ddd;padding:.6em;overflow:auto;font-size:.85em;white-space:pre-wrap}
 .summary span{display:inline-block;margin-right:1.2em;padding:.2em .6em;border-radius:.3em}
-.verdict-ok{color:#137333} .verdict-bad{color:#c5221f}
+.verdict-ok,.verdict-bad{font-size:1.15em;padding:.4em .8em;border-radius:.3em}
+.verdict-ok{color:#137333;background:#e6f4ea} .verdict-bad{color:#c5221f;background:#fce8e6}
+td.id,td.clause,td.level,td.v{white-space:nowrap} td.reason{font-size:.9em}
 """
 
 
@@ -68,10 +70,12 @@ def to_html(report: Report) -> bytes:
     rows = []
     for r in report.results:
         c = r.case
+        # only failures and errors have a details section to link to
+        case_id = f'<a href="#{e(c.id)}">{e(c.id)}</a>' if r.verdict in (FAIL, ERROR) else e(c.id)
         rows.append(
-            f'<tr class="{r.verdict}"><td><a href="#{e(c.id)}">{e(c.id)}</a></td><td>{e(c.clause)}</td>'
-            f"<td>{e(c.title)}</td><td>{'mandatory' if c.mandatory else 'optional'}</td>"
-            f'<td class="v">{e(r.verdict)}</td><td>{e(r.reason)}</td></tr>')
+            f'<tr class="{r.verdict}"><td class="id">{case_id}</td><td class="clause">{e(c.clause)}</td>'
+            f"<td>{e(c.title)}</td><td class=\"level\">{'mandatory' if c.mandatory else 'optional'}</td>"
+            f'<td class="v">{e(r.verdict)}</td><td class="reason">{e(r.reason)}</td></tr>')
     details = []
     for r in report.results:
         if r.verdict not in (FAIL, ERROR):

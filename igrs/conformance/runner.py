@@ -11,6 +11,7 @@ A run fails when a mandatory case is ``fail`` or ``error``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -100,6 +101,7 @@ class Context:
     capabilities: set[str] = field(default_factory=set)
     facts: dict[str, Any] = field(default_factory=dict)
     group: str = IPV4_GROUP
+    off_subnet_source: str = ""  # an address of this host outside the DUT's subnet (DISC-008)
 
     @property
     def group_addr(self) -> tuple[str, int]:
@@ -128,9 +130,12 @@ _ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
 
 
 async def search_once(ctx: Context, st: str, mx: int, wait: float,
-                      until: Callable[[Any], bool] | None = None) -> tuple[float, list[Any]]:
-    """Send one M-SEARCH from a fresh unicast socket; return (sent time, [(Datagram, decoded|exc)])."""
-    sock = UnicastSocket(ctx.iface, ctx.rec)
+                      until: Callable[[Any], bool] | None = None,
+                      source: str = "") -> tuple[float, list[Any]]:
+    """Send one M-SEARCH from a fresh unicast socket (bound to ``source``, an address on the
+    test interface, if given); return (sent time, [(Datagram, decoded|exc)])."""
+    iface = dataclasses.replace(ctx.iface, address=source) if source else ctx.iface
+    sock = UnicastSocket(iface, ctx.rec)
     try:
         req = isdp.SearchDeviceRequest(isdp.SearchTarget.parse(st), mx, ctx.searcher_id)
         sent = await sock.send(isdp.encode(req, host=f"{ctx.group}:{ctx.isdp_port}"), ctx.group_addr,
@@ -197,7 +202,7 @@ async def run_suite(target: str, profile: str = "core",
                     pin: str | Callable[[int], Awaitable[str]] | None = None,
                     interfaces: list[str] | None = None, port: int = IGRS_PORT, *,
                     lifecycle: Lifecycle | None = None, only: list[str] | None = None,
-                    case_timeout: float = 20.0) -> Report:
+                    case_timeout: float = 20.0, off_subnet_source: str | None = None) -> Report:
     """Run the catalogue's cases of ``profile`` against ``target``; never raises for a DUT fault."""
     from igrs.conformance import cases as _cases  # noqa: F401 - registers the checks
 
@@ -214,6 +219,9 @@ async def run_suite(target: str, profile: str = "core",
         ctx.capabilities.add("lifecycle")
     if pin is not None:
         ctx.capabilities.add("pin")
+    if off_subnet_source:
+        ctx.off_subnet_source = off_subnet_source
+        ctx.capabilities.add("second-subnet")
     ctx.listener = GroupListener(ctx.iface, ctx.group, port)
     ctx.listener.start()
     try:

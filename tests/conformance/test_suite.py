@@ -15,7 +15,7 @@ from lxml import etree
 
 from igrs import Device
 from igrs.conformance import Lifecycle, load_cases, run_suite
-from igrs.conformance.broken import BROKEN_DEVICES, BrokenDevice
+from igrs.conformance.broken import BROKEN_DEVICES, NAMESPACE_ONLY, BrokenDevice
 from igrs.conformance.passive import check_pcap, write_pcap
 from igrs.conformance.report import to_html, to_junit
 from igrs.conformance.runner import FAIL, PASS, SKIP
@@ -34,6 +34,19 @@ async def stop_quietly(device: Device) -> None:
         await device.stop()
 
 
+class PinShown:
+    """``on_pin`` of a device under test and the suite's PIN source: the PIN the device shows."""
+
+    def __init__(self) -> None:
+        self.pins: asyncio.Queue[str] = asyncio.Queue()
+
+    def __call__(self, pin: str) -> None:
+        self.pins.put_nowait(pin)
+
+    async def read(self, _digits: int) -> str:
+        return await asyncio.wait_for(self.pins.get(), 10)
+
+
 def test_catalogue_is_complete_data() -> None:
     from igrs.conformance import cases  # noqa: F401 - registers the checks
     from igrs.conformance.runner import CHECKS
@@ -43,9 +56,9 @@ def test_catalogue_is_complete_data() -> None:
     assert len(ids) == len(set(ids)) >= 20
     for c in specs:
         assert c.clause.startswith("14543-5") and c.steps and c.expected and c.title
-    # every case has a check except those that need a bed this slice does not build
-    assert {c.id for c in specs} - set(CHECKS) <= {"DISC-008", "SEC-003"}
-    for b in BROKEN_DEVICES:
+    # every case has a check (DISC-008 and SEC-003 need a namespace bed or --pin to run)
+    assert {c.id for c in specs} - set(CHECKS) == set()
+    for b in (*BROKEN_DEVICES, *NAMESPACE_ONLY):
         assert set(b.CAUGHT_BY) <= set(ids), b
 
 
@@ -79,6 +92,17 @@ def test_own_device_passes_every_mandatory_case(good_report) -> None:  # type: i
         assert verdicts[cid] == PASS, cid
 
 
+async def test_own_device_refuses_a_replay(free_udp_port: int) -> None:
+    shown = PinShown()
+    dev = Device(name="Replay TV", interfaces=LO, port=free_udp_port, http_port=0, on_pin=shown)
+    async with dev:
+        report = await run_suite("Replay TV", "core", interfaces=LO, port=free_udp_port, pin=shown.read,
+                                 only=["SEC-003", "SEC-002"])
+    assert [(r.case.id, r.verdict) for r in report.results] == [("SEC-002", PASS), ("SEC-003", PASS)], (
+        [r.reason for r in report.results])
+    assert any("replay" in e.note for e in report.result("SEC-003").evidence)
+
+
 def test_junit_report(good_report) -> None:  # type: ignore[no-untyped-def]
     root = ET.fromstring(to_junit(good_report))
     counts = good_report.counts()
@@ -106,9 +130,11 @@ def test_html_report_is_well_formed(good_report) -> None:  # type: ignore[no-unt
 
 @pytest.mark.parametrize("broken", BROKEN_DEVICES, ids=lambda b: b.__name__)
 async def test_broken_device_is_caught(broken: type[BrokenDevice], free_udp_port: int) -> None:
-    dev = broken(name="Broken", device_type="TV", interfaces=LO, port=free_udp_port, http_port=0)
+    shown = PinShown()
+    dev = broken(name="Broken", device_type="TV", interfaces=LO, port=free_udp_port, http_port=0,
+                 on_pin=shown)
     try:
-        report = await run_suite("Broken", "core", interfaces=LO, port=free_udp_port,
+        report = await run_suite("Broken", "core", interfaces=LO, port=free_udp_port, pin=shown.read,
                                  lifecycle=managed(dev), only=list(broken.CAUGHT_BY))
     finally:
         await stop_quietly(dev)
@@ -116,9 +142,9 @@ async def test_broken_device_is_caught(broken: type[BrokenDevice], free_udp_port
     for cid in broken.CAUGHT_BY:
         result = report.result(cid)
         assert result.verdict == FAIL, (cid, result.verdict, result.reason)
-        assert result.case.mandatory == (cid != "DISC-006")
+        assert result.case.mandatory == (cid not in ("DISC-006", "SEC-003"))
         assert result.evidence or cid == "DISC-006", "a failure carries its evidence"
-    assert not report.passed or broken.CAUGHT_BY == ("DISC-006",)
+    assert not report.passed or broken.CAUGHT_BY in (("DISC-006",), ("SEC-003",))
 
 
 async def test_address_target_and_unknown_target(free_udp_port: int) -> None:
