@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
+from _result import BenchResult
 from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -37,22 +37,8 @@ QUICK = os.environ.get("IGRS_BENCH_QUICK", "") not in ("", "0")
 
 
 @dataclass
-class Result:
-    name: str
-    value: float
-    unit: str
-    baseline: str
-    baseline_value: float
-    better: str = "higher"
-    goal: str = ""
-    met: bool | None = None
-    note: str = ""
+class Result(BenchResult):
     bench: str = BENCH
-
-    def emit(self) -> None:
-        data = asdict(self)
-        data["ratio"] = self.value / self.baseline_value if self.baseline_value else float("nan")
-        print("BENCH-RESULT " + json.dumps(data), flush=True)
 
 
 async def curl_many(url: str, clients: int) -> tuple[float, int]:

@@ -39,9 +39,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from _result import BenchResult, say
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -55,30 +57,8 @@ PAYLOAD = "x" * 64
 
 
 @dataclass
-class Result:
-    name: str
-    value: float
-    unit: str
-    baseline: str
-    baseline_value: float
-    better: str
-    goal: str = ""
-    met: bool | None = None
-    note: str = ""
+class Result(BenchResult):
     bench: str = BENCH
-
-    @property
-    def ratio(self) -> float:
-        return self.value / self.baseline_value if self.baseline_value else float("nan")
-
-    def emit(self) -> None:
-        data = asdict(self)
-        data["ratio"] = self.ratio
-        print("BENCH-RESULT " + json.dumps(data, ensure_ascii=False), flush=True)
-
-
-def say(text: str = "") -> None:
-    print(text, flush=True)
 
 
 def free_udp_port() -> int:

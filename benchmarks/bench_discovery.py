@@ -37,9 +37,11 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from _result import BenchResult, say
 
 BENCH = "discovery"
 HERE = Path(__file__).resolve().parent
@@ -51,32 +53,8 @@ QUICK = os.environ.get("IGRS_BENCH_QUICK", "") not in ("", "0")
 
 
 @dataclass
-class Result:
-    """One reported figure: ``value`` of the subject vs ``baseline_value`` of the baseline."""
-
-    name: str
-    value: float
-    unit: str
-    baseline: str
-    baseline_value: float
-    better: str  # "higher" | "lower": which direction of value is an improvement
-    goal: str = ""
-    met: bool | None = None
-    note: str = ""
+class Result(BenchResult):
     bench: str = BENCH
-
-    @property
-    def ratio(self) -> float:
-        return self.value / self.baseline_value if self.baseline_value else float("nan")
-
-    def emit(self) -> None:
-        data = asdict(self)
-        data["ratio"] = self.ratio
-        print("BENCH-RESULT " + json.dumps(data, ensure_ascii=False), flush=True)
-
-
-def say(text: str = "") -> None:
-    print(text, flush=True)
 
 
 def fmt_rate(v: float) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import json
 import os
 import random
 import socket
@@ -24,9 +23,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
+from _result import BenchResult
 from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -36,22 +36,8 @@ QUICK = os.environ.get("IGRS_BENCH_QUICK", "") not in ("", "0")
 
 
 @dataclass
-class Result:
-    name: str
-    value: float
-    unit: str
-    baseline: str
-    baseline_value: float
-    better: str
-    goal: str = ""
-    met: bool | None = None
-    note: str = ""
+class Result(BenchResult):
     bench: str = BENCH
-
-    def emit(self) -> None:
-        data = asdict(self)
-        data["ratio"] = self.value / self.baseline_value if self.baseline_value else float("nan")
-        print("BENCH-RESULT " + json.dumps(data), flush=True)
 
 
 def free_udp_port() -> int:
