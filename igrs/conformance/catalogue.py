@@ -1,4 +1,5 @@
-"""The test-case catalogue: ``specs/conformance/cases.toml`` (data), read with ``tomllib``."""
+"""The test-case catalogue (data, read with ``tomllib``): ``specs/conformance/cases.toml``
+(core) followed by every ``cases-<area>.toml`` beside it in name order (profiles, groups...)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-CATALOGUE_PATHS = (
-    Path(__file__).resolve().parents[2] / "specs" / "conformance" / "cases.toml",  # source tree
-    Path(__file__).resolve().parent / "cases.toml",  # a packaged copy, if shipped
+CATALOGUE_DIRS = (
+    Path(__file__).resolve().parents[2] / "specs" / "conformance",  # source tree
+    Path(__file__).resolve().parent,  # the packaged copy (pyproject package-data)
 )
 PROFILES = ("core", "av", "file", "all")
 
@@ -27,18 +28,21 @@ class CaseSpec:
     expected: str
 
 
-def catalogue_path() -> Path:
-    for path in CATALOGUE_PATHS:
-        if path.is_file():
-            return path
+def catalogue_files(directory: Path | None = None) -> list[Path]:
+    """``cases.toml`` then ``cases-*.toml`` of the first catalogue directory that has one."""
+    for d in ([directory] if directory else CATALOGUE_DIRS):
+        if (d / "cases.toml").is_file():
+            return [d / "cases.toml", *sorted(d.glob("cases-*.toml"))]
     raise FileNotFoundError("specs/conformance/cases.toml not found")
 
 
-def load_cases(path: Path | None = None) -> list[CaseSpec]:
-    data = tomllib.loads((path or catalogue_path()).read_text(encoding="utf-8"))
+def load_cases(directory: Path | None = None) -> list[CaseSpec]:
+    raws = []
+    for path in catalogue_files(directory):
+        raws += tomllib.loads(path.read_text(encoding="utf-8")).get("case", [])
     cases = []
     seen: set[str] = set()
-    for raw in data["case"]:
+    for raw in raws:
         if raw["id"] in seen:
             raise ValueError(f"duplicate case id {raw['id']}")
         seen.add(raw["id"])

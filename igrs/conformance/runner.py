@@ -119,6 +119,19 @@ def check(case_id: str) -> Callable[[CaseFn], CaseFn]:
     return deco
 
 
+def load_checks() -> dict[str, CaseFn]:
+    """Import every ``igrs/conformance/cases*.py`` module: each registers its checks."""
+    import importlib
+    import pkgutil
+
+    import igrs.conformance as pkg
+
+    for mod in pkgutil.iter_modules(pkg.__path__):
+        if mod.name.startswith("cases"):
+            importlib.import_module(f"igrs.conformance.{mod.name}")
+    return CHECKS
+
+
 def _decoded(data: bytes) -> Any:
     try:
         return isdp.decode(data)
@@ -204,8 +217,7 @@ async def run_suite(target: str, profile: str = "core",
                     lifecycle: Lifecycle | None = None, only: list[str] | None = None,
                     case_timeout: float = 20.0, off_subnet_source: str | None = None) -> Report:
     """Run the catalogue's cases of ``profile`` against ``target``; never raises for a DUT fault."""
-    from igrs.conformance import cases as _cases  # noqa: F401 - registers the checks
-
+    load_checks()
     specs = select(load_cases(), profile)
     if only:
         specs = [c for c in specs if c.id in only]
