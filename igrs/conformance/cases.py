@@ -506,71 +506,18 @@ async def frm_010(ctx: Context) -> None:
 
 
 # --- pairing-based cases (--pin) ----------------------------------------------------------------------
-async def _pair(ctx: Context) -> tuple[object, object]:
-    """Pair the test device with the DUT once per run (the PIN from ``--pin``); return
-    (identity, paired record)."""
-    from igrs.core.security.identity import LocalIdentity
-    from igrs.errors import IGRSError
-    from igrs.net.http import IgrsHttpClient
-    from igrs.pipe import pair
-
-    if "paired" in ctx.facts:
-        return ctx.facts["identity"], ctx.facts["paired"]
-    if "pair_error" in ctx.facts:
-        raise CaseSkipped(f"pairing failed earlier: {ctx.facts['pair_error']}")
-    pin = ctx.pin
-    assert pin is not None
-
-    async def provider(digits: int) -> str:
-        return pin if isinstance(pin, str) else await pin(digits)
-
-    me = LocalIdentity.generate(ctx.searcher_id)
-    client = IgrsHttpClient(ctx.searcher_id, timeout=30.0)
-    url = f"http://{ctx.host}:{ctx.port}/IGRS"
-    try:
-        paired = await pair(client, url, me, ctx.device_id, provider, name="", now=time.time)  # type: ignore[arg-type]
-    except IGRSError as exc:
-        ctx.facts["pair_error"] = str(exc)
-        ctx.rec.add("!", url, b"", f"pairing failed: {exc}")
-        raise CaseSkipped(f"pairing with the PIN failed: {exc}") from None
-    finally:
-        await client.close()
-    ctx.rec.add("<", url, b"", f"paired, fingerprint {paired.fingerprint}")
-    ctx.facts["identity"], ctx.facts["paired"] = me, paired
-    return me, paired
-
-
-async def _secure_pipe(ctx: Context) -> tuple[object, object]:
-    """A fresh secure pipe to the DUT (pairing first if needed): (pipe, http client)."""
-    from igrs.errors import IGRSError
-    from igrs.net.http import IgrsHttpClient
-    from igrs.pipe import open_pipe
-
-    me, paired = await _pair(ctx)
-    client = IgrsHttpClient(ctx.searcher_id, timeout=10.0)
-    url = f"http://{ctx.host}:{ctx.port}/IGRS"
-    key = paired.public_key  # type: ignore[attr-defined]
-    try:
-        pipe = await open_pipe(client, url, me, ctx.device_id, lambda d: key if d == ctx.device_id else None,  # type: ignore[arg-type]
-                               secure=True, keepalive_interval=3600)
-    except IGRSError as exc:
-        await client.close()
-        ctx.rec.add("!", url, b"", f"secure pipe refused after pairing: {exc}")
-        raise CaseFailed(f"paired, but the secure pipe was refused: {exc}") from None
-    ctx.rec.add("<", url, b"", f"secure pipe {pipe.pipe_id} established")
-    return pipe, client
-
-
 @check("SEC-003")
 async def sec_003(ctx: Context) -> None:
+    from igrs.conformance.peer import TestPeer
     from igrs.wire.bodies import pipes as pb
 
-    pipe, client = await _secure_pipe(ctx)
+    peer = await TestPeer.of(ctx)
+    pipe = await peer.pipe()
     try:
         seq = new_seq()
-        sealed = pipe._sealer()(pb.DeviceOnlineDetectionRequest(pipe.pipe_id), seq)  # type: ignore[attr-defined]
+        sealed = pipe._sealer()(pb.DeviceOnlineDetectionRequest(pipe.pipe_id), seq)  # type: ignore[misc]
         data = request_bytes(ctx, sealed, seq=seq)
-        first = await post(ctx, data, f"sealed DeviceOnlineDetectionRequest in pipe {pipe.pipe_id}")  # type: ignore[attr-defined]
+        first = await post(ctx, data, f"sealed DeviceOnlineDetectionRequest in pipe {pipe.pipe_id}")
         if first.status != 200:
             raise CaseSkipped(f"the original sealed request was answered HTTP {first.status}")
         replay = await post(ctx, data, "the same bytes again (replay)")
@@ -583,5 +530,4 @@ async def sec_003(ctx: Context) -> None:
             raise CaseFailed(f"replay refused with ReturnCode {frame.message.status.return_code}, "
                              f"expected 401 or 400")
     finally:
-        await pipe.close("conformance")  # type: ignore[attr-defined]
-        await client.close()  # type: ignore[attr-defined]
+        await pipe.close("conformance")

@@ -102,6 +102,7 @@ class Context:
     facts: dict[str, Any] = field(default_factory=dict)
     group: str = IPV4_GROUP
     off_subnet_source: str = ""  # an address of this host outside the DUT's subnet (DISC-008)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)  # run after the last case
 
     @property
     def group_addr(self) -> tuple[str, int]:
@@ -256,6 +257,8 @@ async def run_suite(target: str, profile: str = "core",
             report.results.append(await _run_case(ctx, case, case_timeout))
         report.results.sort(key=lambda r: specs.index(r.case))
     finally:
+        for close in reversed(ctx.closers):
+            await close()
         await ctx.listener.close()
     return report
 
