@@ -205,9 +205,132 @@ class OffSubnetAnsweredDevice(BrokenDevice):
         disc._respond = respond  # type: ignore[method-assign]
 
 
+class NoReorderingDevice(BrokenDevice):
+    """Keeps a replay window of one record: any reordering of sealed requests is refused
+    (security.md §5: a window of 256 tolerates moderate reordering)."""
+
+    RULE = "reordered sealed records within the replay window are accepted"
+    CAUGHT_BY = ("SEC-004",)
+
+    async def _dispatch(self, frame: Frame, address: str) -> Reply:
+        from igrs.core.security.channel import ReplayWindow
+        from igrs.wire.bodies import pipes as pb
+
+        if isinstance(frame.message, pb.SecureMessage):
+            channel = self.pipes.get(frame.message.pipe_id, frame.routing.source, self._now()).pipe.channel
+            if channel is not None and channel._window.size != 1:
+                window = ReplayWindow(1)
+                if channel._window.highest >= 0:
+                    window.accept(channel._window.highest)
+                channel._window = window
+        return await super()._dispatch(frame, address)
+
+
+class TamperDropsPipeDevice(BrokenDevice):
+    """Closes the secure pipe when a sealed record fails to open: anyone who can send one
+    forged datagram cuts the pipe (pipes.md §3: a record that fails to open changes nothing)."""
+
+    RULE = "a sealed record that fails to open changes nothing"
+    CAUGHT_BY = ("SEC-005",)
+
+    async def _dispatch(self, frame: Frame, address: str) -> Reply:
+        from igrs.errors import SecurityError
+        from igrs.wire.bodies import pipes as pb
+
+        try:
+            return await super()._dispatch(frame, address)
+        except SecurityError:
+            if isinstance(frame.message, pb.SecureMessage):
+                self.pipes.detach(frame.message.pipe_id, frame.routing.source)
+            raise
+
+
+class UnknownServiceSessionDevice(BrokenDevice):
+    """Opens a session for any TargetServiceId, listed or not (sessions.md §4: 404)."""
+
+    RULE = "a session with an unknown service is refused 404"
+    CAUGHT_BY = ("SES-002",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        host = self.services
+        inner = host._handlers["CreateSessionRequest"]
+
+        async def create(frame: Frame, peer: Any) -> Any:
+            from dataclasses import replace
+
+            msg = frame.message
+            if msg.service_id in host._services or not host._services:
+                return await inner(frame, peer)
+            first = next(iter(host._services))  # quietly bound to the first service instead
+            reply = await inner(replace(frame, message=replace(msg, service_id=first)), peer)
+            return replace(reply, service_id=msg.service_id)
+
+        host._handlers["CreateSessionRequest"] = create
+
+
+class BadArgumentsAs500Device(BrokenDevice):
+    """Answers wrongly typed or missing arguments with 500 instead of 400 (services.md §3)."""
+
+    RULE = "wrongly typed or missing arguments are refused 400"
+    CAUGHT_BY = ("SES-004",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        host = self.services
+        inner = host._handlers["InvokeServiceRequest"]
+
+        async def invoke(frame: Frame, peer: Any) -> Any:
+            from dataclasses import replace
+
+            reply = await inner(frame, peer)
+            if reply.status.return_code == 400:
+                return replace(reply, status=replace(reply.status, return_code=500, reason="the action failed"))
+            return reply
+
+        host._handlers["InvokeServiceRequest"] = invoke
+
+
+class NeverExpiresDevice(BrokenDevice):
+    """Never removes expired event subscriptions: one past its TerminationTime can still be
+    renewed (events.md §3)."""
+
+    RULE = "a subscription ends at its TerminationTime"
+    CAUGHT_BY = ("EVT-004",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.services.subscriptions.expire = lambda now: []  # type: ignore[method-assign]
+
+
+class CallbackAnywhereDevice(BrokenDevice):
+    """Accepts a callback Location on any host: a subscriber can aim notifications at a third
+    party (events.md §4, CallStranger CVE-2020-12695)."""
+
+    RULE = "a callback Location must point back at the subscriber"
+    CAUGHT_BY = ("EVT-006",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from urllib.parse import urlsplit
+
+        super().__init__(*args, **kwargs)
+        table = self.services.subscriptions
+        inner = table.subscribe
+
+        def subscribe(kind: str, subscriber: str, address: str, location: str, *rest: Any, **kw: Any) -> Any:
+            try:
+                host = urlsplit(location).hostname or address
+            except ValueError:
+                host = address
+            return inner(kind, subscriber, host, location, *rest, **kw)
+
+        table.subscribe = subscribe  # type: ignore[method-assign]
+
+
 BROKEN_DEVICES: tuple[type[BrokenDevice], ...] = (
     LateSearchResponseDevice, InvalidDescriptionDevice, WrongAcknowledgeIdDevice,
     UnknownTypeAcceptedDevice, UnsealedAcceptedDevice, NoByebyeDevice, VersionAs400Device,
-    WedgedByGarbageDevice, ReplayAcceptedDevice,
+    WedgedByGarbageDevice, ReplayAcceptedDevice, NoReorderingDevice, TamperDropsPipeDevice,
+    UnknownServiceSessionDevice, BadArgumentsAs500Device, NeverExpiresDevice, CallbackAnywhereDevice,
 )
 NAMESPACE_ONLY: tuple[type[BrokenDevice], ...] = (OffSubnetAnsweredDevice,)  # needs a second subnet

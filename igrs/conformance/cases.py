@@ -9,6 +9,7 @@ import os
 import random
 import time
 from functools import lru_cache
+from typing import Any
 from urllib.parse import urlsplit
 
 from lxml import etree
@@ -531,3 +532,79 @@ async def sec_003(ctx: Context) -> None:
                              f"expected 401 or 400")
     finally:
         await pipe.close("conformance")
+
+
+# --- robustness of sealed traffic (--pin) -------------------------------------------------------------
+async def _send_sealed(ctx: Context, pipe: Any, sealed: messages.SoapMessage, seq: int,
+                       note: str, **edits: Any) -> HttpResult:
+    return await post(ctx, request_bytes(ctx, sealed, seq=seq, **edits), note)
+
+
+def _expect_refused(res: HttpResult, what: str) -> None:
+    if res.status == 200:
+        raise CaseFailed(f"{what} was accepted (HTTP 200)")
+    frame = frame_of(res)
+    if not isinstance(frame.message, messages.ErrorResponse):
+        raise CaseFailed(f"{what}: answered {frame.routing.message_type}, not ErrorResponse")
+    if frame.message.status.return_code not in (400, 401):
+        raise CaseFailed(f"{what}: refused with ReturnCode {frame.message.status.return_code}, "
+                         "expected 401 or 400")
+
+
+def _expect_ok(res: HttpResult, what: str) -> None:
+    if res.status != 200:
+        raise CaseFailed(f"{what}: HTTP {res.status}, expected 200")
+
+
+@check("SEC-004")
+async def sec_004(ctx: Context) -> None:
+    from igrs.conformance.peer import TestPeer
+    from igrs.wire.bodies import pipes as pb
+
+    pipe = await (await TestPeer.of(ctx)).pipe()
+    seal = pipe._sealer()
+    assert seal is not None
+    probe = pb.DeviceOnlineDetectionRequest(pipe.pipe_id)
+    (qa, a), (qb, b) = [(q, seal(probe, q)) for q in (new_seq(), new_seq())]
+    _expect_ok(await _send_sealed(ctx, pipe, b, qb, "record n+1 sent first"), "record n+1")
+    _expect_ok(await _send_sealed(ctx, pipe, a, qa, "record n sent after n+1"), "record n after n+1")
+    qs = new_seq()
+    stale = seal(probe, qs)
+    for _ in range(1100):
+        seal(probe, 1)  # advance our record counter without sending
+    qt = new_seq()
+    _expect_ok(await _send_sealed(ctx, pipe, seal(probe, qt), qt, "record 1,100 counters ahead"),
+               "the newest record")
+    _expect_refused(await _send_sealed(ctx, pipe, stale, qs, "stale record, 1,100 counters behind"),
+                    "a record older than the replay window")
+    qf = new_seq()
+    _expect_ok(await _send_sealed(ctx, pipe, seal(probe, qf), qf, "fresh record after the refusal"),
+               "a fresh record after the stale one")
+
+
+@check("SEC-005")
+async def sec_005(ctx: Context) -> None:
+    import dataclasses
+
+    from igrs.conformance.peer import TestPeer
+    from igrs.wire.bodies import pipes as pb
+
+    pipe = await (await TestPeer.of(ctx)).pipe()
+    seal = pipe._sealer()
+    assert seal is not None
+    seq = new_seq()
+    good = seal(pb.DeviceOnlineDetectionRequest(pipe.pipe_id), seq)
+    assert isinstance(good, pb.SecureMessage)
+    record = good.record
+    flipped = record[:-20] + bytes([record[-20] ^ 0x01]) + record[-19:]
+    variants: list[tuple[str, pb.SecureMessage, dict[str, Any]]] = [
+        ("one ciphertext bit flipped", dataclasses.replace(good, record=flipped), {}),
+        ("last 8 bytes cut off", dataclasses.replace(good, record=record[:-8]), {}),
+        ("record cut to 5 bytes", dataclasses.replace(good, record=record[:5]), {}),
+        ("another PipeId", dataclasses.replace(good, pipe_id=(pipe.pipe_id % 0xFFFFFFFE) + 1), {}),
+        ("01-SequenceId header changed", good, {"replace": {"01-SequenceId": str(seq ^ 0x5A5A)}}),
+    ]
+    for note, variant, edits in variants:
+        _expect_refused(await _send_sealed(ctx, pipe, variant, seq, note, **edits), f"a record with {note}")
+    _expect_ok(await _send_sealed(ctx, pipe, good, seq, "the unaltered record, last"),
+               "the unaltered record after the altered copies")

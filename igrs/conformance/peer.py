@@ -37,6 +37,10 @@ class TestPeer:
         self.cp = cp
         self.record = record
         self.paired = False
+        self.notifications: list[Frame] = []  # opened notifications that reached our callback
+        self.raw_subscriptions: set[int] = set()  # subscribed by a case, not by the agent
+        self._agent: ServiceAgent | None = None
+        self.last_seq = 0  # the 01-SequenceId of the last exchange
 
     @classmethod
     async def of(cls, ctx: Context) -> TestPeer:
@@ -97,7 +101,25 @@ class TestPeer:
         return pipe
 
     async def agent(self) -> ServiceAgent:
-        return await self.cp.agent(self.record)
+        """The client agent (which also serves our callback Location). Notifications are
+        recorded as evidence; those for a case's own subscriptions are accepted here."""
+        if self._agent is None:
+            agent = await self.cp.agent(self.record)
+            inner = agent.deliver
+
+            def deliver(frame: Frame) -> None:
+                self.notifications.append(frame)
+                self.record_message("<", frame.message, "notification at our callback, opened")
+                if getattr(frame.message, "subscription_id", None) in self.raw_subscriptions:
+                    return None
+                return inner(frame)
+
+            agent.deliver = deliver  # type: ignore[method-assign]
+            self._agent = agent
+        return self._agent
+
+    async def callback_location(self) -> str:
+        return (await self.agent()).location()
 
     async def exchange(self, message: messages.SoapMessage, note: str = "") -> Frame:
         """Send ``message`` sealed in the secure pipe; return the opened answer (an
@@ -114,8 +136,25 @@ class TestPeer:
         if frame is None:
             raise CaseFailed(f"{message.message_type} was answered with an empty 200, not a response")
         self.record_message("<", frame.message, f"answer to SequenceId {seq}, opened")
-        self.ctx.facts["last_seq"] = seq
+        self.last_seq = seq
         return frame
+
+    async def notify(self, message: messages.SoapMessage, note: str = "") -> None:
+        """Send a notify sealed in the pipe; it must be answered with an empty 200."""
+        from igrs.errors import IGRSError
+
+        pipe = await self.pipe()
+        self.record_message(">", message, f"sealed in pipe {pipe.pipe_id}" + (f"; {note}" if note else ""))
+        try:
+            _, frame = await pipe.exchange(message)
+        except (IGRSError, OSError) as exc:
+            self.ctx.rec.add("!", self.record.location, b"", f"{type(exc).__name__}: {exc}")
+            raise CaseFailed(f"{message.message_type} was refused ({exc})") from None
+        if frame is not None:
+            self.record_message("<", frame.message, "answer, opened")
+            raise CaseFailed(f"{message.message_type} was answered with {frame.routing.message_type}, "
+                             "not an empty 200")
+        self.ctx.rec.add("<", self.record.location, b"", "empty 200")
 
     def record_message(self, direction: str, message: Any, note: str) -> None:
         try:

@@ -19,6 +19,7 @@ from igrs.conformance.broken import BROKEN_DEVICES, NAMESPACE_ONLY, BrokenDevice
 from igrs.conformance.passive import check_pcap, write_pcap
 from igrs.conformance.report import to_html, to_junit
 from igrs.conformance.runner import FAIL, PASS, SKIP
+from igrs.demo import Volume
 from igrs.wire import isdp
 from igrs.wire.ids import DeviceId, DeviceType
 
@@ -93,15 +94,25 @@ def test_own_device_passes_every_mandatory_case(good_report) -> None:  # type: i
         assert verdicts[cid] == PASS, cid
 
 
-async def test_own_device_refuses_a_replay(free_udp_port: int) -> None:
+async def test_own_device_passes_the_paired_cases(free_udp_port: int) -> None:
+    """Every case that needs the PIN (pipes, services, sessions, events) passes on igrs.Device
+    with a service; the pairing is made once and reused."""
     shown = PinShown()
-    dev = Device(name="Replay TV", interfaces=LO, port=free_udp_port, http_port=0, on_pin=shown)
+    dev = Device(name="Paired TV", interfaces=LO, port=free_udp_port, http_port=0, on_pin=shown)
+    dev.add_service(Volume())
+    paired_cases = [c.id for c in load_cases() if "pin" in c.requires and c.id[:3] in ("SEC", "SVC", "SES", "EVT")]
+    assert len(paired_cases) >= 16
     async with dev:
-        report = await run_suite("Replay TV", "core", interfaces=LO, port=free_udp_port, pin=shown.read,
-                                 only=["SEC-003", "SEC-002"])
-    assert [(r.case.id, r.verdict) for r in report.results] == [("SEC-002", PASS), ("SEC-003", PASS)], (
-        [r.reason for r in report.results])
+        report = await run_suite("Paired TV", "core", interfaces=LO, port=free_udp_port, pin=shown.read,
+                                 only=["SEC-002", *paired_cases])
+    verdicts = {r.case.id: (r.verdict, r.reason) for r in report.results}
+    assert all(v == PASS for v, _ in verdicts.values()), verdicts
+    assert shown.pins.empty() and len(dev.keystore.peers()) == 1  # one pairing for the whole run
     assert any("replay" in e.note for e in report.result("SEC-003").evidence)
+    # sealed exchanges are shown as plaintext evidence
+    assert any(b"CreateSessionRequest" in e.data for e in report.result("SES-002").evidence)
+    assert any(b"InvokeServiceRequest" in e.data and "sealed" in e.note
+               for e in report.result("SES-004").evidence)
 
 
 def test_junit_report(good_report) -> None:  # type: ignore[no-untyped-def]
@@ -134,6 +145,7 @@ async def test_broken_device_is_caught(broken: type[BrokenDevice], free_udp_port
     shown = PinShown()
     dev = broken(name="Broken", device_type="TV", interfaces=LO, port=free_udp_port, http_port=0,
                  on_pin=shown)
+    dev.add_service(Volume())  # the session and invocation cases need a service
     try:
         report = await run_suite("Broken", "core", interfaces=LO, port=free_udp_port, pin=shown.read,
                                  lifecycle=managed(dev), only=list(broken.CAUGHT_BY))
@@ -143,7 +155,7 @@ async def test_broken_device_is_caught(broken: type[BrokenDevice], free_udp_port
     for cid in broken.CAUGHT_BY:
         result = report.result(cid)
         assert result.verdict == FAIL, (cid, result.verdict, result.reason)
-        assert result.case.mandatory == (cid not in ("DISC-006", "SEC-003"))
+        assert result.case.mandatory == (cid not in ("DISC-006", "SEC-003")), cid
         assert result.evidence or cid == "DISC-006", "a failure carries its evidence"
     assert not report.passed or broken.CAUGHT_BY in (("DISC-006",), ("SEC-003",))
 
