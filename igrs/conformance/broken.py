@@ -327,10 +327,26 @@ class CallbackAnywhereDevice(BrokenDevice):
         table.subscribe = subscribe  # type: ignore[method-assign]
 
 
+class ZeroRandomPinDevice(BrokenDevice):
+    """Its PIN generator is fed zero bytes (a broken random source): the PIN is always 000000,
+    whatever the display says (security.md §4: a fresh random PIN per pairing)."""
+
+    RULE = "the pairing PIN is random"
+    CAUGHT_BY = ("SEC-006",)
+
+    def _pin_host_or_none(self) -> Any:
+        from igrs.core.security import PinPairingHost
+
+        if self._pin_host is None and self.on_pin is not None:
+            self._pin_host = PinPairingHost(self.identity, name=self.name, urandom=lambda n: bytes(n))
+        return self._pin_host
+
+
 BROKEN_DEVICES: tuple[type[BrokenDevice], ...] = (
     LateSearchResponseDevice, InvalidDescriptionDevice, WrongAcknowledgeIdDevice,
     UnknownTypeAcceptedDevice, UnsealedAcceptedDevice, NoByebyeDevice, VersionAs400Device,
     WedgedByGarbageDevice, ReplayAcceptedDevice, NoReorderingDevice, TamperDropsPipeDevice,
     UnknownServiceSessionDevice, BadArgumentsAs500Device, NeverExpiresDevice, CallbackAnywhereDevice,
+    ZeroRandomPinDevice,
 )
 NAMESPACE_ONLY: tuple[type[BrokenDevice], ...] = (OffSubnetAnsweredDevice,)  # needs a second subnet

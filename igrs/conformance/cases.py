@@ -534,6 +534,37 @@ async def sec_003(ctx: Context) -> None:
         await pipe.close("conformance")
 
 
+# --- pairing ---------------------------------------------------------------------------------------
+GUESSED_PINS = ("000000", "123456")
+
+
+@check("SEC-006")
+async def sec_006(ctx: Context) -> None:
+    from igrs.core.security.identity import LocalIdentity
+    from igrs.errors import IGRSError
+    from igrs.net.http import IgrsHttpClient
+    from igrs.pipe import pair
+
+    url = f"http://{ctx.host}:{ctx.port}/IGRS"
+    for guess in GUESSED_PINS:
+        me = LocalIdentity.generate(DeviceId.new())  # not the run's paired identity
+        client = IgrsHttpClient(me.device_id, timeout=10.0)
+
+        async def typed(_digits: int, guess: str = guess) -> str:
+            return guess[:_digits].rjust(_digits, "0")
+
+        ctx.rec.add(">", url, b"", f"pairing as {me.device_id} with the guessed PIN {guess}")
+        try:
+            paired = await pair(client, url, me, ctx.device_id, typed, name="igrs conformance", now=time.time)  # type: ignore[arg-type]
+        except IGRSError as exc:
+            ctx.rec.add("<", url, b"", f"not paired: {type(exc).__name__}: {exc}")
+            continue
+        finally:
+            await client.close()
+        ctx.rec.add("<", url, b"", f"PAIRED with the guessed PIN {guess}, fingerprint {paired.fingerprint}")
+        raise CaseFailed(f"the guessed PIN {guess} paired: the PIN is fixed or predictable")
+
+
 # --- robustness of sealed traffic (--pin) -------------------------------------------------------------
 async def _send_sealed(ctx: Context, pipe: Any, sealed: messages.SoapMessage, seq: int,
                        note: str, **edits: Any) -> HttpResult:

@@ -27,6 +27,9 @@ from igrs.wire import isdp
 from igrs.wire.ids import DeviceId
 
 PASS, FAIL, SKIP, ERROR = "pass", "fail", "skip", "error"
+# Run after everything else, in this order: SEC-006's failed pairings count towards the DUT's
+# lock-out; DISC-006 stops the DUT.
+RUN_LAST = ("SEC-006", "DISC-006")
 
 
 class CaseFailed(Exception):
@@ -251,8 +254,7 @@ async def run_suite(target: str, profile: str = "core",
             return report
         ctx.rec.take()
         report.device_id, report.location = str(ctx.device_id), ctx.location
-        # DISC-006 stops the DUT: run it last.
-        ordered = sorted(specs, key=lambda c: c.id == "DISC-006")
+        ordered = sorted(specs, key=lambda c: RUN_LAST.index(c.id) if c.id in RUN_LAST else -1)
         for case in ordered:
             report.results.append(await _run_case(ctx, case, case_timeout))
         report.results.sort(key=lambda r: specs.index(r.case))
