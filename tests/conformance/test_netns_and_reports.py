@@ -97,6 +97,12 @@ def test_suite_passes_a_device_on_another_host(lab_run: dict[str, Any]) -> None:
     assert by_id["SEC-003"] == "pass", diag
     for cid in ("DISC-002", "DISC-003", "DISC-005", "DESC-001", "FRM-001", "SEC-001", "SEC-002"):
         assert by_id[cid] == "pass", (cid, diag)
+    # everything sealed in the pipe ran across the two hosts: services, sessions, events
+    # (the test device's callback Location on the tester), sealed-record robustness, PIN guessing
+    paired = [cid for cid in by_id if cid.split("-")[0] in ("SVC", "SES", "EVT")]
+    assert len(paired) >= 13
+    for cid in (*paired, "SEC-004", "SEC-005", "SEC-006"):
+        assert by_id[cid] == "pass", (cid, diag)
     assert by_id["DISC-001"] == by_id["DISC-006"] == "skip"  # no lifecycle from a CLI run
     assert int(root.get("errors", "0")) == 0
     assert f"http://{r['dut_addr']}:" in r["html"].read_text()
