@@ -34,10 +34,22 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ig
                         "subnet: enables DISC-008 (off-subnet searches are ignored)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("pcap", help="check the IGRS datagrams and M-POSTs in a pcap capture")
-    p.add_argument("file", help="pcap file (libpcap format, Ethernet/Linux-cooked/raw IPv4)")
+    p = sub.add_parser("pcap", help="check the IGRS datagrams and M-POSTs in a capture file (passive)")
+    p.add_argument("file", help="pcap or pcapng file (Ethernet, Linux cooked, raw IP or loopback links; "
+                                "IPv4 and IPv6)")
     p.add_argument("--port", type=int, default=IGRS_PORT, help=f"ISDP UDP port (default {IGRS_PORT})")
+    p.add_argument("--json", action="store_true", help="one JSON object per violation, then a summary")
     p.set_defaults(func=cmd_pcap)
+
+    p = sub.add_parser("watch", help="check the IGRS datagrams on the network as they pass (passive)")
+    p.add_argument("-i", "--interface", action="append", metavar="IF",
+                   help="interface name or address to listen on (repeatable; default: every LAN "
+                        "interface); the ISDP groups are joined there only, nothing is sent")
+    p.add_argument("--port", type=int, default=IGRS_PORT, help=f"ISDP UDP port (default {IGRS_PORT})")
+    p.add_argument("--ipv6", action="store_true", help="also listen on [ff02::c] (link-local IPv6)")
+    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: Ctrl-C)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(func=cmd_watch)
 
     p = sub.add_parser("cases", help="list the catalogue's cases")
     p.add_argument("--profile", default="all", choices=["core", "av", "file", "all"])
@@ -73,13 +85,38 @@ def _pin_source(pin: str | None):  # type: ignore[no-untyped-def]
 
 
 def cmd_pcap(args: argparse.Namespace) -> int:
-    from igrs.conformance.passive import check_pcap
+    import json
 
-    violations, seen = check_pcap(args.file, port=args.port)
-    for v in violations:
-        print(v)
-    print(f"{seen} IGRS message(s) checked, {len(violations)} violation(s)", file=sys.stderr)
-    return EXIT_FAILED if violations else EXIT_OK
+    from igrs.conformance.capture import CaptureError
+    from igrs.conformance.passive import check_capture
+
+    try:
+        report = check_capture(args.file, port=args.port)
+    except (CaptureError, OSError) as exc:
+        print(f"igrs: {args.file}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for v in report.violations:
+        print(json.dumps({"event": "violation", **v.to_json()}) if args.json else v)
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    summary = f"{report.seen} IGRS message(s) checked, {len(report.violations)} violation(s)"
+    if args.json:
+        print(json.dumps({"event": "summary", "checked": report.seen, "violations": len(report.violations),
+                          "notes": report.notes}))
+    print(summary, file=sys.stderr)
+    return EXIT_FAILED if report.violations else EXIT_OK
+
+
+async def cmd_watch(args: argparse.Namespace) -> int:
+    from igrs.conformance.watch import watch
+    from igrs.net import interfaces as netifaces
+
+    try:
+        interfaces = netifaces.resolve(args.interface, ipv6=args.ipv6)
+    except netifaces.InterfaceError as exc:
+        print(f"igrs: {exc.reason}", file=sys.stderr)
+        return EXIT_USAGE
+    return await watch(interfaces, port=args.port, duration=args.duration, as_json=args.json)
 
 
 def cmd_cases(args: argparse.Namespace) -> int:

@@ -16,12 +16,9 @@ from lxml import etree
 from igrs import Device
 from igrs.conformance import Lifecycle, load_cases, run_suite
 from igrs.conformance.broken import BROKEN_DEVICES, NAMESPACE_ONLY, BrokenDevice
-from igrs.conformance.passive import check_pcap, write_pcap
 from igrs.conformance.report import to_html, to_junit
 from igrs.conformance.runner import FAIL, PASS, SKIP
 from igrs.demo import Volume
-from igrs.wire import isdp
-from igrs.wire.ids import DeviceId, DeviceType
 
 LO = ["lo"]
 
@@ -202,26 +199,6 @@ def test_cli_exit_status_and_reports(tmp_path, free_udp_port: int) -> None:  # t
     finally:
         proc.kill()
         proc.wait(timeout=5)
-
-
-def test_pcap_checker(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    did = DeviceId.new()
-    def alive(location: str) -> bytes:
-        msg = isdp.DeviceOnlineAdvertisement(did, DeviceType("TV"), location, 1800)
-        return isdp.encode(msg, host="224.0.0.110:3880")
-
-    good, spoofed = alive("http://10.77.1.10:3880/IGRS"), alive("http://10.77.1.99:3880/IGRS")
-    path = tmp_path / "c.pcap"
-    write_pcap(str(path), [
-        (1.0, "10.77.1.10", 3880, "224.0.0.110", 3880, good),
-        (2.0, "10.77.1.10", 3880, "224.0.0.110", 3880, spoofed),
-        (3.0, "10.77.1.11", 5000, "224.0.0.110", 3880, b"M-SEARCH * HTTP/1.1\r\nMX: x\r\n\r\n"),
-        (4.0, "10.77.1.11", 5000, "10.77.1.12", 53, b"not igrs"),
-    ])
-    violations, seen = check_pcap(str(path))
-    assert seen == 3
-    assert len(violations) == 2
-    assert "LOCATION host 10.77.1.99" in violations[0] and "does not decode" in violations[1]
 
 
 def test_packaged_catalogue_matches_specs() -> None:
