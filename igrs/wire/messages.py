@@ -28,7 +28,7 @@ from igrs.constants import (
 )
 from igrs.errors import LimitExceeded, ProtocolError, UnknownMessage
 from igrs.wire import description as ddesc
-from igrs.wire.catalogue import CATALOGUE, Framing, Kind, spec_for
+from igrs.wire.catalogue import Framing, Kind, spec_for
 from igrs.wire.httpu import Headers, build_message, man_header, parse_message
 from igrs.wire.ids import DeviceId, DeviceType, check_igrs_version, check_name, is_digits, parse_uint32
 from igrs.wire.isdp import SearchTarget, encode_name
@@ -270,7 +270,7 @@ def encode(message: SoapMessage, *, source: DeviceId, target: DeviceId | None,
         man_header(SOAP12_NS, "02"),
         ("02-SoapAction", f'"{soap_action(mtype)}"'),
     ]
-    spec = CATALOGUE.get(mtype)
+    spec = spec_for(mtype)  # the catalogue and the pairing extensions (messages.md §1.1)
     if (spec is not None and spec.kind is Kind.RESPONSE) or mtype == ErrorResponse.message_type:
         headers += [("Ext", ""), ("Cache-Control", 'no-cache="Ext"')]
     return headers, build_envelope(message.body())

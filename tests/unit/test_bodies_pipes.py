@@ -77,3 +77,18 @@ def test_secure_message_wraps_any_type() -> None:
     assert frame.routing.message_type == "InvokeServiceRequest"
     assert frame.message == sealed
     assert XSD.is_valid(etree.tostring(sealed.body()))
+
+
+@pytest.mark.parametrize("message, ext", [
+    (pb.PairingModeResponse(Status(3), 6, 120), True),  # a pairing extension response
+    (messages.GetDeviceDescriptionResponse(Status(3), None), True),  # a catalogue response
+    (messages.ErrorResponse(Status(3, 400, "bad")), True),
+    (pb.PairingModeRequest(), False),
+    (pb.DeviceOnlineDetectionRequest(7), False),
+], ids=lambda v: type(v).__name__ if not isinstance(v, bool) else str(v))
+def test_responses_carry_ext(message: messages.SoapMessage, ext: bool) -> None:
+    """messages.md §3: every response (the pairing extensions' too) carries Ext with
+    Cache-Control: no-cache="Ext"; requests do not. Found by the passive checker."""
+    headers, _ = messages.encode(message, source=DeviceId.new(), target=DeviceId.new(), sequence_id=9)
+    names = {k.lower(): v for k, v in headers}
+    assert ("ext" in names and names.get("cache-control") == 'no-cache="Ext"') is ext
