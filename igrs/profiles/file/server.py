@@ -556,16 +556,17 @@ class FileServer(Service):
         if length is not None and offset + length > up.size:
             return web.Response(status=413, text="more than the declared size\n")
         up.busy = True
+        pending = bytearray()  # received, not yet written: kept if the stream breaks
         try:
             await asyncio.to_thread(up.prepare)
-            pending: bytearray = bytearray()
             async for chunk in request.content.iter_chunked(READ_CHUNK):
                 pending += chunk
                 if len(pending) >= READ_CHUNK:
                     data, pending = bytes(pending), bytearray()
                     await asyncio.to_thread(up.write, data)
             if pending:
-                await asyncio.to_thread(up.write, bytes(pending))
+                data, pending = bytes(pending), bytearray()  # handed over: never written twice
+                await asyncio.to_thread(up.write, data)
             if not up.complete:
                 return web.json_response({"offset": up.offset, "complete": False},
                                          headers={"Upload-Offset": str(up.offset)})
@@ -574,9 +575,11 @@ class FileServer(Service):
             return web.json_response({"offset": up.offset, "error": exc.reason, "code": int(exc.return_code)},
                                      status=int(exc.return_code), headers={"Upload-Offset": str(up.offset)})
         except (ConnectionError, asyncio.CancelledError):
+            _keep_received(up, pending)
             log.info("upload %s interrupted at %d of %d bytes", up.id, up.offset, up.size)
             raise
         except Exception as exc:  # the stream broke (client gone): keep what was received
+            _keep_received(up, pending)
             log.info("upload %s interrupted at %d of %d bytes: %s", up.id, up.offset, up.size, exc)
             return web.Response(status=400, text="upload interrupted\n",
                                 headers={"Upload-Offset": str(up.offset)})
@@ -588,6 +591,16 @@ class FileServer(Service):
         self._changed("put", target.virtual)
         return web.json_response({"offset": up.offset, "complete": True, "sha256": digest}, status=201,
                                  headers={"Upload-Offset": str(up.offset)})
+
+
+def _keep_received(up: Upload, pending: bytearray) -> None:
+    """Append the bytes that arrived before the stream broke (buffered, not yet written), so
+    the upload resumes after the last byte received, not after the last full buffer. Written
+    synchronously: this runs on the way out of a cancelled handler (at most ``READ_CHUNK``)."""
+    if pending and up.state == "receiving":
+        with contextlib.suppress(TransferError, OSError):
+            up.write(bytes(pending))
+        pending.clear()
 
 
 def _upload_key(peer: str, share: str, path: str, size: int, sha256: str) -> str:
