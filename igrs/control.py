@@ -305,7 +305,7 @@ class ControlPoint:
         await self._start_callbacks()
 
         async def request(message: messages.SoapMessage) -> Frame | None:
-            pipe = await self.open_pipe(record.device_id)
+            pipe = await self.open_pipe(record)  # the record: it may not be in the registry
             _, frame = await pipe.exchange(message)
             return frame
 

@@ -95,7 +95,7 @@ def to_html(report: Report) -> bytes:
 <p>Target <b>{e(report.target)}</b>, device id <code>{e(report.device_id or '?')}</code>,
 location <code>{e(report.location or '?')}</code>, run at
 {e(time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(report.started)))}.</p>
-<p class="{'verdict-ok' if ok else 'verdict-bad'}"><b>{'PASSED' if ok else 'FAILED'}</b>
+<p class="{'verdict-ok' if ok else 'verdict-bad'}"><b>{report.verdict}</b>
 {e(report.error) if report.error else f'— {len(report.mandatory_failures)} mandatory failure(s)'}</p>
 <p class="summary"><span class="pass">{counts[PASS]} pass</span><span class="fail">{counts[FAIL]} fail</span>
 <span class="error">{counts[ERROR]} error</span><span class="skip">{counts[SKIP]} skip</span></p>
@@ -116,6 +116,6 @@ def to_text(report: Report) -> str:
         lines.append(f"  {r.verdict.upper():5} {level} {r.case.id:9} {r.case.clause:18} {r.case.title}"
                      + (f"\n        -> {r.reason}" if r.reason and r.verdict != PASS else ""))
     c = report.counts()
-    lines.append(f"{'PASSED' if report.passed else 'FAILED'}: {c[PASS]} pass, {c[FAIL]} fail, "
+    lines.append(f"{report.verdict}: {c[PASS]} pass, {c[FAIL]} fail, "
                  f"{c[ERROR]} error, {c[SKIP]} skip; {len(report.mandatory_failures)} mandatory failure(s)")
     return "\n".join(lines)

@@ -20,7 +20,7 @@ from typing import Any
 
 from igrs.conformance.catalogue import CaseSpec, load_cases, select
 from igrs.conformance.rawnet import Exchange, GroupListener, Recorder, UnicastSocket, http_exchange
-from igrs.constants import IGRS_PORT, IPV4_GROUP
+from igrs.constants import DESCRIPTION_PATH, IGRS_PATH, IGRS_PORT, IPV4_GROUP
 from igrs.core.discovery import Interface
 from igrs.net import interfaces as netifaces
 from igrs.wire import isdp
@@ -80,7 +80,19 @@ class Report:
 
     @property
     def passed(self) -> bool:
-        return not self.error and not self.mandatory_failures
+        """No mandatory failure, and something was actually checked: a run whose every case
+        was skipped (no --pin, no such service) certifies nothing."""
+        checked = any(r.verdict in (PASS, FAIL) for r in self.results)
+        return not self.error and not self.mandatory_failures and checked
+
+    @property
+    def verdict(self) -> str:
+        """PASSED, FAILED, or NOTHING CHECKED (every case skipped)."""
+        if self.passed:
+            return "PASSED"
+        if not self.error and not self.mandatory_failures:
+            return "NOTHING CHECKED"
+        return "FAILED"
 
     def result(self, case_id: str) -> CaseResult:
         return next(r for r in self.results if r.case.id == case_id)
@@ -105,6 +117,7 @@ class Context:
     facts: dict[str, Any] = field(default_factory=dict)
     group: str = IPV4_GROUP
     off_subnet_source: str = ""  # an address of this host outside the DUT's subnet (DISC-008)
+    profile: str = "core"  # what the run was asked for (AV-001/FILE-001 only require a profile named)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)  # run after the last case
 
     @property
@@ -170,10 +183,10 @@ async def _resolve(ctx: Context, target: str) -> None:
     m = _ADDRESS.match(target)
     if m and not target.lower().startswith("urn:"):
         ctx.host, ctx.port = m.group(1).strip("[]"), int(m.group(2))
-        ctx.location = f"http://{m.group(1)}:{ctx.port}/IGRS/description.xml"
-        res = await http_exchange(ctx.host, ctx.port, _get("/IGRS/description.xml", ctx), ctx.rec)
+        ctx.location = f"http://{m.group(1)}:{ctx.port}{IGRS_PATH}"  # where its messages go
+        res = await http_exchange(ctx.host, ctx.port, _get(DESCRIPTION_PATH, ctx), ctx.rec)
         if res.status != 200:
-            raise LookupError(f"GET /IGRS/description.xml at {target} answered {res.status}")
+            raise LookupError(f"GET {DESCRIPTION_PATH} at {target} answered {res.status}")
         ctx.device_id = ddesc.from_bytes(res.body).device_id
         return
     wanted = target.lower()
@@ -230,7 +243,7 @@ async def run_suite(target: str, profile: str = "core",
     if not ifaces:
         report.error = "no IPv4 interface to test on"
         return report
-    ctx = Context(ifaces[0], port, Recorder(), DeviceId.new(), lifecycle=lifecycle, pin=pin)
+    ctx = Context(ifaces[0], port, Recorder(), DeviceId.new(), lifecycle=lifecycle, pin=pin, profile=profile)
     if lifecycle is not None:
         ctx.capabilities.add("lifecycle")
     if pin is not None:
