@@ -207,3 +207,19 @@ def test_packaged_catalogue_matches_specs() -> None:
     specs = {p.name: p.read_bytes() for p in (root / "specs" / "conformance").glob("cases*.toml")}
     packaged = {p.name: p.read_bytes() for p in (root / "igrs" / "conformance").glob("cases*.toml")}
     assert packaged == specs, "copy specs/conformance/cases*.toml to igrs/conformance/"
+
+
+def test_readme_counts_match_the_catalogue() -> None:
+    """specs/conformance/README.md states how many cases each area has: keep it true."""
+    import re
+    from collections import Counter
+
+    text = (Path(__file__).resolve().parents[2] / "specs" / "conformance" / "README.md").read_text()
+    cases = load_cases()
+    areas = Counter(c.id.split("-")[0] for c in cases)
+    assert f"the catalogue: {len(cases)} cases" in text
+    summary = text.split("the catalogue:")[1][:200]
+    stated = {a: int(n) for a, n in re.findall(r"\b([A-Z]{2,4}) (\d+)\b", summary)}
+    assert stated == {a: n for a, n in areas.items() if a not in ("AV", "FILE")}
+    for profile in ("core", "av", "file"):
+        assert f"{profile} {sum(1 for c in cases if profile in c.profiles)}" in text.replace("\n", " ")
