@@ -5,10 +5,10 @@ Loopback only (interfaces=["lo"]), a free ISDP port per test."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 
 import pytest
+from conformance_harness import PinShown  # type: ignore[import-not-found]
 
 from igrs import Device
 from igrs.conformance import Lifecycle, load_cases, run_suite
@@ -21,18 +21,6 @@ NEEDS_A_GROUP = ("GRP-001", "GRP-002", "GRP-003", "GRP-005", "GRP-006", "GRP-008
                  "GRP-011")
 
 
-class PinShown:
-    """``on_pin`` of a device under test and the suite's PIN source (as in test_suite.py)."""
-
-    def __init__(self) -> None:
-        self.pins: asyncio.Queue[str] = asyncio.Queue()
-
-    def __call__(self, pin: str) -> None:
-        self.pins.put_nowait(pin)
-
-    async def read(self, _digits: int) -> str:
-        async with asyncio.timeout(10):
-            return await self.pins.get()
 
 
 async def run_groups(device: Device, shown: PinShown, port: int, only: list[str] | None = None) -> Report:

@@ -19,6 +19,7 @@ from xml.etree import ElementTree as ET
 
 import aiohttp
 import pytest
+from conformance_harness import PinShown  # type: ignore[import-not-found]
 from netbed import LineReader
 from yarl import URL
 
@@ -44,17 +45,6 @@ SECRET = "top secret, beside the shares"
 pytestmark = pytest.mark.timeout(120)
 
 
-class PinShown:
-    """``on_pin`` of a device under test and the suite's PIN source."""
-
-    def __init__(self) -> None:
-        self.pins: asyncio.Queue[str] = asyncio.Queue()
-
-    def __call__(self, pin: str) -> None:
-        self.pins.put_nowait(pin)
-
-    async def read(self, _digits: int) -> str:
-        return await asyncio.wait_for(self.pins.get(), 10)
 
 
 @dataclass
@@ -144,7 +134,7 @@ def profile_ids(prefix: str) -> set[str]:
 # --- the project's own device passes ------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def own_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Report]:
-    from tests_conformance_port import free_udp  # type: ignore[import-not-found]
+    from conformance_harness import free_udp  # type: ignore[import-not-found]
 
     home = make_home(tmp_path_factory.mktemp("own"))
     port = free_udp()

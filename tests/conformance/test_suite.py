@@ -11,6 +11,7 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import pytest
+from conformance_harness import PinShown  # type: ignore[import-not-found]
 from lxml import etree
 
 from igrs import Device
@@ -32,17 +33,6 @@ async def stop_quietly(device: Device) -> None:
         await device.stop()
 
 
-class PinShown:
-    """``on_pin`` of a device under test and the suite's PIN source: the PIN the device shows."""
-
-    def __init__(self) -> None:
-        self.pins: asyncio.Queue[str] = asyncio.Queue()
-
-    def __call__(self, pin: str) -> None:
-        self.pins.put_nowait(pin)
-
-    async def read(self, _digits: int) -> str:
-        return await asyncio.wait_for(self.pins.get(), 10)
 
 
 def test_catalogue_is_complete_data() -> None:
@@ -63,7 +53,7 @@ def test_catalogue_is_complete_data() -> None:
 
 @pytest.fixture(scope="module")
 def good_report(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    from tests_conformance_port import free_udp  # type: ignore[import-not-found]
+    from conformance_harness import free_udp  # type: ignore[import-not-found]
 
     port = free_udp()
 
