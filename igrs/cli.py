@@ -334,9 +334,9 @@ async def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # --- parser --------------------------------------------------------------------------------------
-def build_parser(*, relay: bool = False) -> argparse.ArgumentParser:
-    """The full parser. The relay commands are only loaded when ``relay`` (they pull in the
-    relay node; an idle device should not carry them)."""
+def build_parser(*, relay: bool = False, file: bool = False) -> argparse.ArgumentParser:
+    """The full parser. The relay and file commands are only loaded when ``relay`` / ``file``
+    (they pull in the relay node and aiohttp's web server; an idle device should carry neither)."""
     parser = argparse.ArgumentParser(prog="igrs", description="IGRS (ISO/IEC 14543-5) home-network tool")
     parser.add_argument("--version", action="version", version=f"igrs {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
@@ -444,26 +444,36 @@ def build_parser(*, relay: bool = False) -> argparse.ArgumentParser:
 
     from igrs.cli_groups import add_subcommands as add_group_commands
     from igrs.conformance.cli import add_subcommands as add_conformance_commands
-    from igrs.profiles.file.cli import add_subcommands as add_file_commands
 
     add_group_commands(sub)
-    add_file_commands(sub)
+    if file:
+        from igrs.profiles.file.cli import add_subcommands as add_file_commands
+
+        add_file_commands(sub)
+    else:
+        _placeholder(sub, "file", "shared folders: ls, stat, get, put, rm, mv, mkdir, serve (igrs file --help)")
     add_conformance_commands(sub)
     if relay:
         from igrs.relay.cli import add_subcommands
 
         add_subcommands(sub)
     else:
-        p = sub.add_parser("relay", help="IGRS 2.0 relay: serve, register, bind, send, listen, ... "
-                                         "(igrs relay --help)", add_help=False)
-        p.add_argument("rest", nargs=argparse.REMAINDER)
-        p.set_defaults(func=lambda _args: main(["relay", "--help"]))
+        _placeholder(sub, "relay", "IGRS 2.0 relay: serve, register, bind, send, listen, ... "
+                                   "(igrs relay --help)")
     return parser
+
+
+def _placeholder(sub: argparse._SubParsersAction, name: str, text: str) -> None:  # type: ignore[type-arg]
+    """A command whose parser is built only when it is the command given (main rebuilds)."""
+    p = sub.add_parser(name, help=text, add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=lambda _args: main([name, "--help"]))
 
 
 def main(argv: list[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else argv
-    parser = build_parser(relay=next((w for w in words if not w.startswith("-")), "") == "relay")
+    command = next((w for w in words if not w.startswith("-")), "")
+    parser = build_parser(relay=command == "relay", file=command == "file")
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -73,6 +73,17 @@ RESPONDER_BURST: Final = 10.0  # ... with this burst
 MAX_RESPONSE_BYTES_PER_REQUEST: Final = 2048  # bytes answered to one search, all datagrams
 MAX_PENDING_RESPONSES: Final = 256  # delayed search responses queued at once
 
+# --- the device's HTTP server (project choice; specs/transport.md, specs/timers-and-limits.md) ---
+HTTP_MAX_LINE: Final = 8190  # bytes of a request line or one header line
+HTTP_MAX_HEADER_FIELDS: Final = 64  # header lines of one request
+HTTP_MAX_HEAD: Final = 65536  # bytes of a request line plus headers
+HTTP_MAX_CONNECTIONS: Final = 256  # open TCP connections (more are answered 503 and closed)
+HTTP_MAX_PIPELINE: Final = 16  # requests read ahead on one connection before the answers are written
+HTTP_HEADER_TIMEOUT: Final = 10.0  # s from a request's first byte to the end of its headers
+HTTP_BODY_TIMEOUT: Final = 30.0  # s from the end of the headers to the end of the body
+HTTP_IDLE_TIMEOUT: Final = 75.0  # s a kept-alive connection may stay idle between requests
+HTTP_LINGER_TIME: Final = 2.0  # s input is still read (and dropped) after an error answer
+
 
 # --- pipes and pairing (clause 9.2; project choices, specs/pipes.md) ---
 MAX_HANDSHAKE_DATA: Final = 4096  # bytes of one decoded HandshakeData

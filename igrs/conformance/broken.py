@@ -10,11 +10,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any, ClassVar
 
-from aiohttp import web
-
 from igrs.core.discovery import Action, SendMulticast, SendUnicast
 from igrs.device import OPEN_MESSAGES, Device, RequestContext
 from igrs.net.http import Reply
+from igrs.net.httpserver import HttpAnswer, HttpRequest
 from igrs.wire import description as ddesc
 from igrs.wire import isdp, messages
 from igrs.wire.catalogue import CATALOGUE
@@ -85,16 +84,15 @@ class UnknownTypeAcceptedDevice(BrokenDevice):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        inner = self.http._dispatch
+        inner = self.http.answer
 
-        async def dispatch(request: web.BaseRequest) -> web.StreamResponse:
-            mtype = next((v for k, v in request.headers.items() if k.lower().endswith("-igrsmessagetype")), "")
+        async def answer(request: HttpRequest) -> HttpAnswer:
+            mtype = next((v for k, v in request.headers if k.lower().endswith("-igrsmessagetype")), "")
             if request.path == "/IGRS" and mtype and mtype not in CATALOGUE:
-                await request.read()
-                return web.Response(status=200)
+                return HttpAnswer(200, [])
             return await inner(request)
 
-        self.http._dispatch = dispatch  # type: ignore[method-assign]
+        self.http.answer = answer  # type: ignore[method-assign]
 
 
 class UnsealedAcceptedDevice(BrokenDevice):
@@ -134,7 +132,7 @@ class VersionAs400Device(BrokenDevice):
         super().__init__(*args, **kwargs)
         inner = self.http._error
 
-        def error(ack: int, code: int, reason: str, target: Any) -> web.Response:
+        def error(ack: int, code: int, reason: str, target: Any) -> HttpAnswer:
             return inner(ack, 400 if code == 505 else code, reason, target)
 
         self.http._error = error  # type: ignore[method-assign]

@@ -1,8 +1,9 @@
-"""The ``M-POST /IGRS`` endpoint and client on aiohttp.
+"""The ``M-POST /IGRS`` endpoint and client, on the own HTTP/1.1 server and client
+(igrs/net/httpserver.py, igrs/net/httpclient.py).
 
-aiohttp's C HTTP parser (llhttp) knows a fixed set of methods and refuses ``M-POST``
-(RFC 2774), so the server's connections use aiohttp's own pure-Python request parser,
-which accepts any method token. Everything else is stock aiohttp.
+The server answers ``/IGRS`` and ``/IGRS/description.xml`` itself; a request under a mounted
+prefix (the profiles' plain HTTP handlers, written for aiohttp) hands its connection to
+aiohttp (igrs/net/aiohttp_bridge.py), which is imported on the first mount or hand-off only.
 """
 
 from __future__ import annotations
@@ -15,21 +16,23 @@ import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import aiohttp
-from aiohttp import web
-from aiohttp.http_parser import HttpRequestParserPy
-from aiohttp.web_exceptions import HTTPRequestEntityTooLarge
-from multidict import CIMultiDict
-
 from igrs.constants import DESCRIPTION_PATH, IGRS_PATH, MAX_HTTP_BODY, ReturnCode
-from igrs.errors import IGRSError, NotImplementedMessage, ProtocolError
+from igrs.errors import IGRSError, LimitExceeded, NotImplementedMessage, ProtocolError
+from igrs.net.httpclient import HttpClientPool
+from igrs.net.httpserver import TEXT, HttpAnswer, HttpLimits, HttpRequest, HttpServer
 from igrs.wire import messages
+from igrs.wire.http11 import BadResponse, request_bytes
 from igrs.wire.httpu import Headers
 from igrs.wire.ids import DeviceId
 from igrs.wire.messages import ErrorResponse, Frame, SoapMessage, Status
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    RawHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +47,16 @@ class SealLater:
     seal: Sealer
 
 
+NOTIFY_ACCEPTED = (("Ext", ""), ("Cache-Control", 'no-cache="Ext"'))
 Reply = SoapMessage | SealLater | None  # None: a notify, answered 200 with no body
 RequestHandler = Callable[[Frame, str], Awaitable[Reply]]
-RawHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 DEFAULT_REQUEST_TIMEOUT = 5.0
 PER_HOST_REQUESTS = 8  # requests in flight to one host; more wait their turn, in order
+MAX_CLIENT_CONNECTIONS = 64  # requests (so connections) in flight to all hosts together
+CLIENT_IDLE_TIMEOUT = 15.0  # s an unused kept-alive client connection stays open (< HTTP_IDLE_TIMEOUT)
+_DESCRIPTION_HEADERS = [("Content-Type", "text/xml; charset=utf-8")]
+
+
 def _http_status(code: int) -> int:
     """The HTTP status of an ErrorResponse equals its ReturnCode (specs/return-codes.md)."""
     return code if 400 <= code <= 599 else 500
@@ -63,37 +71,24 @@ def _request_sequence(headers: Headers) -> int:
         return 0
 
 
-class _AnyMethodServer(web.Server):
-    """A low-level aiohttp server whose connections accept any method token (M-POST)."""
-
-    def __call__(self) -> web.RequestHandler:  # type: ignore[override]
-        handler = super().__call__()
-        handler._parser = HttpRequestParserPy(  # type: ignore[attr-defined]
-            handler, self._loop, 2**16, max_line_size=8190, max_field_size=8190,
-            max_headers=64, payload_exception=aiohttp.web_exceptions.HTTPBadRequest,
-        )
-        return handler
-
-
 class IgrsHttpServer:
-    """Serves ``M-POST /IGRS`` (and POST) plus ``GET /IGRS/description.xml``."""
+    """Serves ``M-POST /IGRS`` (and POST) plus ``GET /IGRS/description.xml``; mounted
+    prefixes go to their plain HTTP handlers (through aiohttp)."""
 
     def __init__(self, device_id: DeviceId, handler: RequestHandler,
-                 description: Callable[[], bytes]) -> None:
+                 description: Callable[[], bytes], *, limits: HttpLimits | None = None) -> None:
         self.device_id = device_id
         self.handler = handler
         self.description = description
         self.errors: Counter[int] = Counter()
         self.port: int = 0
         self.mounts: dict[str, RawHandler] = {}  # path prefix -> plain HTTP handler (profiles)
-        self._runner: web.ServerRunner | None = None
+        self.server = HttpServer(self, limits)
+        self._web: Any = None  # the aiohttp server of handed-over connections, once needed
         self._seq = itertools.count(1)
 
     async def start(self, addresses: list[str], port: int | None) -> int:
         """Listen on ``addresses``; ``port`` None tries 3880 then an ephemeral port."""
-        server = _AnyMethodServer(self._dispatch, handler_cancellation=True)
-        self._runner = web.ServerRunner(server, shutdown_timeout=1.0, access_log=None)
-        await self._runner.setup()
         candidates = [port] if port is not None else [3880, 0]
         last_error: OSError | None = None
         for candidate in candidates:
@@ -101,61 +96,76 @@ class IgrsHttpServer:
                 self.port = await self._bind_all(addresses, candidate)
                 return self.port
             except OSError as exc:
+                await self.server.unlisten()
                 if exc.errno != errno.EADDRINUSE:
                     raise
                 last_error = exc
-                await self._runner.cleanup()
-                self._runner = web.ServerRunner(server, shutdown_timeout=1.0, access_log=None)
-                await self._runner.setup()
         assert last_error is not None
         raise last_error
 
     async def _bind_all(self, addresses: list[str], port: int) -> int:
-        assert self._runner is not None
         for address in addresses:
-            site = web.TCPSite(self._runner, address, port, reuse_address=True)
-            await site.start()
+            bound = await self.server.listen(address, port)
             if port == 0:  # every interface on the same port as the first
-                port = self._runner.addresses[-1][1]
+                port = bound
         return port
 
     async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self.server.close()
+        if self._web is not None:
+            self._web.pre_shutdown()  # no new request on the handed-over connections ...
+            await self._web.shutdown(1.0)  # ... and up to 1 s for those in progress
+            self._web = None
 
     def mount(self, prefix: str, handler: RawHandler) -> None:
         """Serve plain HTTP under ``prefix`` (e.g. ``/av/``, ``/files/``) on the same port:
         application profiles stream media and files there, beside ``/IGRS``."""
         if not prefix.startswith("/") or not prefix.endswith("/") or prefix.startswith(IGRS_PATH + "/"):
             raise ValueError(f"bad mount prefix {prefix!r}")
+        import igrs.net.aiohttp_bridge  # noqa: F401  (now, not on the first request)
+
         self.mounts[prefix] = handler
 
-    async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
-        for prefix, raw in self.mounts.items():
-            if request.path.startswith(prefix):
-                return await raw(request)
-        if request.path == DESCRIPTION_PATH and request.method in ("GET", "HEAD"):
-            return web.Response(body=self.description(), content_type="text/xml", charset="utf-8")
-        if request.path != IGRS_PATH:
-            return web.Response(status=404, text="not an IGRS endpoint\n")
-        if request.method not in ("M-POST", "POST"):
-            return web.Response(status=405, headers={"Allow": "M-POST, POST"})
-        peer = request.remote or ""
-        headers = Headers(request.headers.items())
+    # --- the own server's application (igrs.net.httpserver.HttpApp) --------------------------
+    def mounted(self, path: str) -> bool:
+        return bool(self.mounts) and any(path.startswith(prefix) for prefix in self.mounts)
+
+    def takeover(self) -> asyncio.Protocol:
+        if self._web is None:
+            from igrs.net.aiohttp_bridge import make_server
+
+            self._web = make_server(self._dispatch, self.server.limits.idle_timeout)
+        return self._web()  # type: ignore[no-any-return]
+
+    def handed_off(self) -> int:
+        return len(self._web.connections) if self._web is not None else 0
+
+    def refuse_body(self, request: HttpRequest) -> HttpAnswer:
+        if request.path == IGRS_PATH and request.method in ("M-POST", "POST"):
+            return self._error(_request_sequence(request.headers), ReturnCode.PAYLOAD_TOO_LARGE,
+                               "body too large", None)
+        return HttpAnswer(413, TEXT, b"request body too large\n")
+
+    async def answer(self, request: HttpRequest) -> HttpAnswer:
+        """The answer to a request outside the mounted prefixes (the seam the deliberately
+        broken devices of igrs.conformance.broken wrap)."""
+        path, method = request.path, request.method
+        if path == DESCRIPTION_PATH and method in ("GET", "HEAD"):
+            return HttpAnswer(200, _DESCRIPTION_HEADERS, self.description())
+        if path != IGRS_PATH:
+            return HttpAnswer(404, TEXT, b"not an IGRS endpoint\n")
+        if method not in ("M-POST", "POST"):
+            return HttpAnswer(405, [("Allow", "M-POST, POST")])
         try:
-            body = await _read_capped(request)
-            frame = messages.decode(headers, body)
-        except HTTPRequestEntityTooLarge:
-            return self._error(_request_sequence(headers), ReturnCode.PAYLOAD_TOO_LARGE, "body too large", None)
+            frame = messages.decode(request.headers, request.body)
         except ProtocolError as exc:
-            return self._error(_request_sequence(headers), exc.return_code, exc.reason, None)
+            return self._error(_request_sequence(request.headers), exc.return_code, exc.reason, None)
         routing = frame.routing
         if routing.target is not None and routing.target != self.device_id:
             return self._error(routing.sequence_id, ReturnCode.NOT_FOUND,
                                "TargetDeviceId is not this device", routing.source)
         try:
-            reply = await self.handler(frame, peer)
+            reply = await self.handler(frame, request.peer)
         except NotImplementedMessage as exc:
             return self._error(routing.sequence_id, exc.return_code, exc.reason, routing.source)
         except IGRSError as exc:
@@ -164,65 +174,58 @@ class IgrsHttpServer:
             log.exception("handler failed for %s", routing.message_type)
             return self._error(routing.sequence_id, ReturnCode.INTERNAL_ERROR, "internal error",
                                routing.source)
-        if reply is None:
-            return web.Response(status=200)
+        if reply is None:  # an accepted notify: 200, Ext, no body (messages.md §3)
+            return HttpAnswer(200, list(NOTIFY_ACCEPTED))
         return self._respond(reply, routing.source, 200)
 
-    def _error(self, ack: int, code: int, reason: str, target: DeviceId | None) -> web.Response:
+    async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
+        """The handler of the connections handed to aiohttp."""
+        for prefix, raw in self.mounts.items():
+            if request.path.startswith(prefix):
+                return await raw(request)
+        from igrs.net.aiohttp_bridge import serve
+
+        return await serve(self, request)
+
+    def _error(self, ack: int, code: int, reason: str, target: DeviceId | None) -> HttpAnswer:
         self.errors[code] += 1
         reply = ErrorResponse(Status(ack & 0xFFFFFFFF, code, reason))
         return self._respond(reply, target, _http_status(code))
 
     def _respond(self, reply: SoapMessage | SealLater, target: DeviceId | None,
-                 status: int) -> web.Response:
+                 status: int) -> HttpAnswer:
         seq = next(self._seq) & 0xFFFFFFFF or 1
         if isinstance(reply, SealLater):
             reply = reply.seal(reply.inner, seq)
         headers, body = messages.encode(reply, source=self.device_id, target=target, sequence_id=seq)
-        return web.Response(status=status, body=body, headers=CIMultiDict(headers))
-
-
-async def _read_capped(request: web.BaseRequest) -> bytes:
-    length = request.content_length
-    if length is not None and length > MAX_HTTP_BODY:
-        raise HTTPRequestEntityTooLarge(max_size=MAX_HTTP_BODY, actual_size=length)
-    body = await request.content.read(MAX_HTTP_BODY + 1)
-    if len(body) > MAX_HTTP_BODY:
-        raise HTTPRequestEntityTooLarge(max_size=MAX_HTTP_BODY, actual_size=len(body))
-    return body
+        return HttpAnswer(status, headers, body)
 
 
 class IgrsHttpClient:
-    """Sends unicast IGRS messages and decodes the answer (one pooled aiohttp session)."""
+    """Sends unicast IGRS messages and decodes the answer (the own HTTP client: kept-alive
+    connections per host, igrs/net/httpclient.py)."""
 
     def __init__(self, source: DeviceId, *, timeout: float = DEFAULT_REQUEST_TIMEOUT) -> None:
         self.source = source
         self.timeout = timeout
-        self._session: aiohttp.ClientSession | None = None
+        self._pool = HttpClientPool(max_body=MAX_HTTP_BODY, idle_timeout=CLIENT_IDLE_TIMEOUT)
+        self._connections = asyncio.Semaphore(MAX_CLIENT_CONNECTIONS)
+        self._endpoints: dict[str, _Endpoint] = {}  # URL -> where to send (a few peers' URLs)
         self._seq = itertools.count(1)
-        # host:port -> (FIFO slots, users). Requests queue here, *before* they are sealed,
-        # not in aiohttp's pool: its queue lets new requests overtake waiting ones, and a
-        # sealed record that waits behind hundreds of younger ones falls out of the peer's
-        # replay window (specs/security.md) or times out.
-        self._slots: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
-                connector=aiohttp.TCPConnector(limit=64, limit_per_host=PER_HOST_REQUESTS),
-            )
-        return self._session
+        # (host, port) -> (FIFO slots, users). Requests queue here, *before* they are sealed:
+        # a pool whose queue let new requests overtake waiting ones would leave a sealed
+        # record waiting behind hundreds of younger ones, out of the peer's replay window
+        # (specs/security.md), or timed out.
+        self._slots: dict[tuple[str, int], tuple[asyncio.Semaphore, list[int]]] = {}
 
     @contextlib.asynccontextmanager
-    async def _turn(self, url: str) -> AsyncIterator[None]:
-        key = urlsplit(url).netloc
+    async def _turn(self, key: tuple[str, int]) -> AsyncIterator[None]:
         slot = self._slots.get(key)
         if slot is None:
             slot = self._slots[key] = (asyncio.Semaphore(PER_HOST_REQUESTS), [0])
         slot[1][0] += 1
         try:
-            async with slot[0]:
+            async with slot[0], self._connections:
                 yield
         finally:
             slot[1][0] -= 1
@@ -236,30 +239,60 @@ class IgrsHttpClient:
                    seal: Sealer | None = None) -> tuple[int, Frame | None]:
         """POST ``message`` (sealed by ``seal`` once its SequenceId is known); return the
         sequence id used and the decoded answer (None: a bare 200, the answer to a notify)."""
+        endpoint = self._endpoints.get(url)
+        if endpoint is None:
+            try:
+                endpoint = _endpoint(url)
+            except ValueError as exc:
+                raise IGRSError(f"{url}: {exc}", return_code=ReturnCode.BUSY) from exc
+            if len(self._endpoints) >= 256:
+                self._endpoints.clear()
+            self._endpoints[url] = endpoint
         try:
-            async with asyncio.timeout(self.timeout), self._turn(url):
+            async with asyncio.timeout(self.timeout), self._turn((endpoint.host, endpoint.port)):
                 seq = self.next_sequence()
                 wire_message = seal(message, seq) if seal is not None else message
                 headers, body = messages.encode(wire_message, source=self.source, target=target,
                                                 sequence_id=seq)
-                return await self._post(url, headers, body, seq)
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise IGRSError(f"{url}: {exc or type(exc).__name__}",
+                return await self._post(endpoint, headers, body, seq)
+        except (TimeoutError, OSError, BadResponse) as exc:
+            raise IGRSError(f"{url}: {str(exc) or type(exc).__name__}",
                             return_code=ReturnCode.BUSY) from exc
 
-    async def _post(self, url: str, headers: Any, body: bytes, seq: int) -> tuple[int, Frame | None]:
-        async with self._client().request("M-POST", url, data=body, headers=CIMultiDict(headers)) as resp:
-            data = await resp.content.read(MAX_HTTP_BODY + 1)
-            if len(data) > MAX_HTTP_BODY:
-                raise ProtocolError("answer too large")
-            if resp.status == 200 and not data:
-                return seq, None
-            return seq, messages.decode(Headers(resp.headers.items()), data)
+    async def _post(self, endpoint: _Endpoint, headers: list[tuple[str, str]], body: bytes,
+                    seq: int) -> tuple[int, Frame | None]:
+        data = request_bytes("M-POST", endpoint.target, endpoint.host_header, headers, body)
+        try:
+            resp = await self._pool.request(endpoint.host, endpoint.port, data)
+        except LimitExceeded:
+            raise ProtocolError("answer too large") from None
+        if resp.status == 200 and not resp.body:
+            return seq, None
+        return seq, messages.decode(resp.headers, resp.body)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        self._pool.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Endpoint:
+    host: str  # to connect to (an IPv6 literal may carry its zone)
+    port: int
+    host_header: str
+    target: str
+
+
+def _endpoint(url: str) -> _Endpoint:
+    """Where to send a request for ``url`` (http only); ValueError if it cannot be used."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ValueError(f"not an http URL: {url[:80]!r}")
+    host = parts.hostname
+    plain = host.partition("%")[0]
+    port = parts.port or 80
+    host_header = f"[{plain}]:{port}" if ":" in plain else f"{plain}:{port}"
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return _Endpoint(host, port, host_header, target)
 
 
 def error_from(frame: Frame) -> Any:

@@ -1,0 +1,151 @@
+"""A small HTTP/1.1 client for the IGRS messages: kept-alive connections per host, one request
+at a time on each, on asyncio Protocol and the sans-IO igrs.wire.http11 (specs/transport.md,
+"HTTP client"). Ordering and the per-host cap are the caller's (IgrsHttpClient._turn).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+
+from igrs.wire.http11 import BadResponse, Response, ResponseReader
+
+Key = tuple[str, int]
+
+
+class HttpClientPool:
+    """Connections to any number of hosts; idle ones are reused (last parked, first taken)
+    and closed after ``idle_timeout`` seconds."""
+
+    def __init__(self, *, max_body: int, idle_timeout: float) -> None:
+        self.max_body = max_body
+        self.idle_timeout = idle_timeout
+        self._idle: defaultdict[Key, list[_Connection]] = defaultdict(list)
+        self._open: set[_Connection] = set()
+
+    async def request(self, host: str, port: int, data: bytes) -> Response:
+        """Send ``data`` (a whole request) and return the answer. OSError / BadResponse /
+        LimitExceeded (a body over ``max_body``); the connection is closed after any of them."""
+        key = (host, port)
+        conn = self._take(key)
+        if conn is None:
+            loop = asyncio.get_running_loop()
+            _, conn = await loop.create_connection(lambda: _Connection(self, key), host, port)
+        try:
+            response = await conn.exchange(data, self.max_body)
+        except BaseException:
+            conn.abort()
+            raise
+        if response.keep_alive and conn.usable():
+            self._park(conn)
+        else:
+            conn.close()
+        return response
+
+    def close(self) -> None:
+        for conn in list(self._open):
+            conn.abort()
+        self._idle.clear()
+
+    def _take(self, key: Key) -> _Connection | None:
+        idle = self._idle.get(key)
+        while idle:
+            conn = idle.pop()
+            if conn.usable():
+                conn.unpark()
+                return conn
+        return None
+
+    def _park(self, conn: _Connection) -> None:
+        self._idle[conn.key].append(conn)
+        conn.park(self.idle_timeout)
+
+    def _forget(self, conn: _Connection) -> None:
+        self._open.discard(conn)
+        idle = self._idle.get(conn.key)
+        if idle is not None and conn in idle:
+            idle.remove(conn)
+            if not idle:
+                del self._idle[conn.key]
+
+
+class _Connection(asyncio.Protocol):
+    __slots__ = ("_reader", "_timer", "_transport", "_waiter", "key", "pool")
+
+    def __init__(self, pool: HttpClientPool, key: Key) -> None:
+        self.pool = pool
+        self.key = key
+        self._transport: asyncio.Transport | None = None
+        self._reader: ResponseReader | None = None
+        self._waiter: asyncio.Future[Response] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self.pool._open.add(self)
+
+    def usable(self) -> bool:
+        return self._transport is not None and not self._transport.is_closing()
+
+    async def exchange(self, data: bytes, max_body: int) -> Response:
+        assert self._transport is not None and self._waiter is None
+        self._reader = ResponseReader(max_body)
+        self._waiter = asyncio.get_running_loop().create_future()
+        self._transport.write(data)
+        try:
+            return await self._waiter
+        finally:
+            self._waiter = self._reader = None
+
+    def data_received(self, data: bytes) -> None:
+        reader = self._reader
+        if reader is None:  # nothing asked: a confused peer
+            self.abort()
+            return
+        try:
+            response = reader.feed(data)
+        except Exception as exc:  # BadResponse, LimitExceeded
+            self._settle(exc)
+            return
+        if response is not None:
+            self._settle(response)
+
+    def eof_received(self) -> bool:
+        if self._reader is not None:
+            try:
+                self._settle(self._reader.feed_eof())
+            except BadResponse as exc:
+                self._settle(exc)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self.unpark()
+        self.pool._forget(self)
+        self._settle(ConnectionResetError(f"connection lost: {exc}" if exc else "server closed the connection"))
+
+    def _settle(self, outcome: Response | Exception) -> None:
+        waiter, self._reader = self._waiter, None
+        if waiter is None or waiter.done():
+            return
+        if isinstance(outcome, Exception):
+            waiter.set_exception(outcome)
+        else:
+            waiter.set_result(outcome)
+
+    def park(self, idle_timeout: float) -> None:
+        self._timer = asyncio.get_running_loop().call_later(idle_timeout, self.close)
+
+    def unpark(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
