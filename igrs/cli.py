@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import inspect
 import json
 import logging
 import signal
 import sys
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 from igrs import __version__
@@ -176,7 +178,8 @@ async def cmd_device_run(args: argparse.Namespace) -> int:
 
         attach_file_server(device, args.share_folder)
     stop = _catch_signals()
-    async with device:
+    async with device, contextlib.AsyncExitStack() as profiles:
+        await _attach_av(device, args, profiles)
         if args.json:
             print(json.dumps({"event": "ready", "id": str(device.device_id), "location": device.location,
                               "locations": device.locations}), flush=True)
@@ -189,6 +192,32 @@ async def cmd_device_run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"event": "stopped", "id": str(device.device_id)}), flush=True)
     return EXIT_OK
+
+
+async def _attach_av(device: Any, args: argparse.Namespace, stack: contextlib.AsyncExitStack) -> None:
+    """``--media-folder``: a MediaServer over those folders; ``--renderer``: a MediaRenderer
+    (a TV with a virtual screen). Both closed when the device stops."""
+    if args.media_folder:
+        from igrs.profiles.av.server import attach_media_server
+
+        folders = dict(_named_folder(spec) for spec in args.media_folder)
+        server = await attach_media_server(device, folders)
+        stack.push_async_callback(server.aclose)
+    if args.renderer:
+        from igrs.profiles.av.renderer import attach_renderer
+
+        renderer = await attach_renderer(device)
+        stack.push_async_callback(renderer.aclose)
+
+
+def _named_folder(spec: str) -> tuple[str, str]:
+    name, sep, path = spec.partition("=")
+    if not sep:
+        path = name
+        name = Path(path).name or path
+    if not Path(path).is_dir():
+        raise SystemExit(f"igrs: --media-folder {spec}: not a directory")
+    return name, path
 
 
 # --- pairing -------------------------------------------------------------------------------------
@@ -378,6 +407,10 @@ def build_parser(*, relay: bool = False, file: bool = False) -> argparse.Argumen
                      help="share the sample Volume service (to try igrs call / igrs watch)")
     run.add_argument("--share-folder", action="append", metavar="[NAME=]PATH[:rw]",
                      help="share a folder with paired devices (File profile; read-only unless :rw)")
+    run.add_argument("--media-folder", action="append", metavar="[NAME=]PATH",
+                     help="share the media in a folder (AV profile: a MediaServer; repeatable)")
+    run.add_argument("--renderer", action="store_true",
+                     help="be a TV: a MediaRenderer with a virtual screen (AV profile)")
     _state_option(run)
     run.set_defaults(func=cmd_device_run)
 

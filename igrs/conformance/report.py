@@ -59,7 +59,7 @@ pre{background:#f8f8f8;border:1px solid #ddd;padding:.6em;overflow:auto;font-siz
 .summary span{display:inline-block;margin-right:1.2em;padding:.2em .6em;border-radius:.3em}
 .verdict-ok,.verdict-bad{font-size:1.15em;padding:.4em .8em;border-radius:.3em}
 .verdict-ok{color:#137333;background:#e6f4ea} .verdict-bad{color:#c5221f;background:#fce8e6}
-td.id,td.clause,td.level,td.v{white-space:nowrap} td.reason{font-size:.9em}
+td.id,td.level,td.v{white-space:nowrap} td.clause{max-width:16em} td.reason{font-size:.9em}
 """
 
 

@@ -17,8 +17,11 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 import pytest
+from conformance_harness import make_home  # type: ignore[import-not-found]
 from conftest import skip_or_fail
 from netbed import LineReader, NetBed, netns_unavailable_reason
+
+from igrs.conformance import load_cases
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(240)]
 
@@ -52,15 +55,22 @@ def lab_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     with NetBed() as bed:
         lan = bed.lan("lab")
         dut_host, tester = bed.host("dut", lan), bed.host("tester", lan)
+        # a second tester address, off the DUT's subnet with a route back: DISC-008, FILE-009
+        tester.run(["ip", "addr", "add", f"{OFF_SUBNET}/24", "dev", tester.iface_on(lan).name], check=True)
+        dut_host.run(["ip", "route", "add", "10.77.99.0/24", "dev", dut_host.iface_on(lan).name], check=True)
+        home = make_home(tmp / "home")  # what the DUT shares: media (AV) and folders (File)
         dut = dut_host.popen([*IGRS, "device", "run", "--name", DUT_NAME, "--type", "TV", "--json",
-                              "--sample-service", "--max-age", "8", "--state-dir", str(tmp / "dut")],
+                              "--sample-service", "--max-age", "8", "--state-dir", str(tmp / "dut"),
+                              "--media-folder", f"Media={home.media}", "--renderer",
+                              "--share-folder", f"pub={home.pub}", "--share-folder", f"inbox={home.inbox}:rw"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=igrs_env())
         out, err = LineReader(dut.stdout), LineReader(dut.stderr)
         ready = out.wait_for(lambda s: '"event": "ready"' in s, 20)
         assert ready, f"device did not start: {out.text()} {err.text()}"
         junit, page = tmp / "report.xml", tmp / "report.html"
-        suite = tester.popen([*IGRS, "conformance", "run", DUT_NAME, "--interface", tester.iface_on(lan).name,
-                              "--pin", "-", "--junit", str(junit), "--html", str(page)],
+        suite = tester.popen([*IGRS, "conformance", "run", DUT_NAME, "--interface", tester.addr,
+                              "--off-subnet-source", OFF_SUBNET, "--profile", "all", "--pin", "-",
+                              "--junit", str(junit), "--html", str(page)],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env={**igrs_env(), "IGRS_STATE_DIR": str(tmp / "tester")})
         suite_out, suite_err = LineReader(suite.stdout), LineReader(suite.stderr)
@@ -99,10 +109,11 @@ def test_suite_passes_a_device_on_another_host(lab_run: dict[str, Any]) -> None:
         assert by_id[cid] == "pass", (cid, diag)
     # everything sealed in the pipe ran across the two hosts: services, sessions, events
     # (the test device's callback Location on the tester), sealed-record robustness, PIN guessing
-    paired = [cid for cid in by_id if cid.split("-")[0] in ("SVC", "SES", "EVT")]
-    assert len(paired) >= 13
-    for cid in (*paired, "SEC-004", "SEC-005", "SEC-006"):
-        assert by_id[cid] == "pass", (cid, diag)
+    paired = [cid for cid in by_id if cid.split("-")[0] in ("SVC", "SES", "EVT", "AV", "FILE")]
+    assert len(paired) >= 34  # --profile all: the AV and File profile cases too
+    optional = {c.id for c in load_cases() if not c.mandatory}
+    for cid in (*paired, "SEC-004", "SEC-005", "SEC-006", "DISC-008"):
+        assert by_id[cid] == "pass" or (cid in optional and by_id[cid] == "skip"), (cid, by_id[cid], diag)
     assert by_id["DISC-001"] == by_id["DISC-006"] == "skip"  # no lifecycle from a CLI run
     assert int(root.get("errors", "0")) == 0
     assert f"http://{r['dut_addr']}:" in r["html"].read_text()

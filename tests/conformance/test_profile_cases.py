@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -19,7 +18,7 @@ from xml.etree import ElementTree as ET
 
 import aiohttp
 import pytest
-from conformance_harness import PinShown  # type: ignore[import-not-found]
+from conformance_harness import SECRET, Home, PinShown, make_home  # type: ignore[import-not-found]
 from netbed import LineReader
 from yarl import URL
 
@@ -34,50 +33,13 @@ from igrs.conformance.broken_profiles import (
 from igrs.conformance.report import to_text
 from igrs.conformance.runner import FAIL, PASS, SKIP, Report
 from igrs.constants import FILE_PATH_REFUSED
-from igrs.demo import bundled_clip, holiday_photo, night_photo, write_png, write_tone
 from igrs.errors import IGRSError
 from igrs.profiles.av import MediaServer, attach_media_server, attach_renderer
-from igrs.profiles.file import SharedFolder, attach_file_server
+from igrs.profiles.file import attach_file_server
 from igrs.profiles.file.client import FileClient, error_code
 
 LO = ["lo"]
-SECRET = "top secret, beside the shares"
 pytestmark = pytest.mark.timeout(120)
-
-
-
-
-@dataclass
-class Home:
-    """What a device under test shares: media (AV) and two folders (File), a secret beside them."""
-
-    root: Path
-    media: Path
-    pub: Path
-    inbox: Path
-    secret: Path
-
-    def shares(self) -> list[SharedFolder]:
-        return [SharedFolder("pub", self.pub), SharedFolder("inbox", self.inbox, writable=True)]
-
-    def outside(self) -> set[str]:
-        """Names beside the shares (where a traversal would leave traces)."""
-        return {p.name for p in self.root.iterdir()} - {"media", "pub", "inbox", "secret.txt"}
-
-
-def make_home(root: Path) -> Home:
-    media, pub, inbox = root / "media", root / "pub", root / "inbox"
-    for d in (media, media / "Night", pub, pub / "sub", inbox):
-        d.mkdir(parents=True)
-    write_png(media / "holiday.png", 48, 32, holiday_photo)
-    write_tone(media / "tone.wav", 0.3)
-    shutil.copyfile(bundled_clip(), media / "clip.mp4")
-    write_png(media / "Night" / "moon.png", 32, 24, night_photo)
-    (pub / "hello.txt").write_text("hello from the shared folder\n")
-    (pub / "sub" / "data.bin").write_bytes(bytes(range(256)) * 200)
-    secret = root / "secret.txt"
-    secret.write_text(SECRET)
-    return Home(root, media, pub, inbox, secret)
 
 
 @dataclass
