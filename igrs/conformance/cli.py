@@ -1,6 +1,6 @@
-"""``igrs conformance run TARGET`` (active suite) and ``igrs conformance pcap FILE``
-(passive check of a capture). ``add_subcommands(subparsers)`` registers ``conformance``
-on ``igrs/cli.py``'s parser; handlers return the exit status."""
+"""``igrs conformance run TARGET`` (the active suite), ``cases`` (the catalogue), ``pcap FILE``
+and ``watch`` (passive checks of a capture and of live traffic). ``add_subcommands(subparsers)``
+registers ``conformance`` on ``igrs/cli.py``'s parser; handlers return the exit status."""
 
 from __future__ import annotations
 
