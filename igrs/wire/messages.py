@@ -32,7 +32,7 @@ from igrs.wire.catalogue import Framing, Kind, spec_for
 from igrs.wire.httpu import Headers, build_message, man_header, parse_message
 from igrs.wire.ids import DeviceId, DeviceType, check_igrs_version, check_name, is_digits, parse_uint32
 from igrs.wire.isdp import SearchTarget, encode_name
-from igrs.wire.soap import build_envelope, parse_envelope
+from igrs.wire.soap import build_envelope, build_envelope_around, parse_envelope
 from igrs.wire.xml import Element, child_text, qname
 
 CONTENT_TYPE = 'text/xml; charset="utf-8"'
@@ -61,8 +61,18 @@ class Frame:
 
 
 # Helpers for every typed body (here and in igrs.wire.bodies): elements in the IGRS namespace.
+_BODY_TEMPLATES: dict[str, Element] = {}
+
+
 def body_element(local: str, text: str | None = None) -> Element:
-    el = etree.Element(qname(IGRS_NS, local), nsmap={None: IGRS_NS})
+    # Copying an empty parentless template is several times cheaper than etree.Element with
+    # an nsmap, and gives the same element (a new document each time).
+    template = _BODY_TEMPLATES.get(local)
+    if template is None:
+        template = etree.Element(qname(IGRS_NS, local), nsmap={None: IGRS_NS})
+        if len(_BODY_TEMPLATES) < 512:
+            _BODY_TEMPLATES[local] = template
+    el: Element = template.__copy__()
     if text is not None:
         el.text = text
     return el
@@ -252,28 +262,47 @@ def soap_action(message_type: str) -> str:
     return spec.soap_action if spec else f"IGRS-{message_type}"
 
 
+_HeaderTemplate = tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]
+_HEADER_TEMPLATES: dict[str, _HeaderTemplate] = {}
+
+
+def _header_template(mtype: str) -> _HeaderTemplate:
+    """The headers of a message type around its ids (RFC 2774: constant per type), cached."""
+    template = _HEADER_TEMPLATES.get(mtype)
+    if template is None:
+        head = (
+            man_header(IGRS_EXT_URI, "01"),
+            ("01-IGRSVersion", IGRS_VERSION),
+            ("01-IGRSMessageType", mtype),
+        )
+        tail = [
+            ("Content-Type", CONTENT_TYPE),
+            man_header(SOAP12_NS, "02"),
+            ("02-SoapAction", f'"{soap_action(mtype)}"'),
+        ]
+        spec = spec_for(mtype)  # the catalogue and the pairing extensions (messages.md §1.1)
+        if (spec is not None and spec.kind is Kind.RESPONSE) or mtype == ErrorResponse.message_type:
+            tail += [("Ext", ""), ("Cache-Control", 'no-cache="Ext"')]
+        template = (head, tuple(tail))
+        if len(_HEADER_TEMPLATES) < 512:
+            _HEADER_TEMPLATES[mtype] = template
+    return template
+
+
 def encode(message: SoapMessage, *, source: DeviceId, target: DeviceId | None,
            sequence_id: int) -> tuple[list[tuple[str, str]], bytes]:
     """Headers and body of a unicast message (request, response or notify)."""
-    mtype = message.message_type
-    headers = [
-        man_header(IGRS_EXT_URI, "01"),
-        ("01-IGRSVersion", IGRS_VERSION),
-        ("01-IGRSMessageType", mtype),
-        ("01-SourceDeviceId", str(source)),
-    ]
+    head, tail = _header_template(message.message_type)
+    headers = [*head, ("01-SourceDeviceId", str(source))]
     if target is not None:
         headers.append(("01-TargetDeviceId", str(target)))
-    headers += [
-        ("01-SequenceId", str(sequence_id)),
-        ("Content-Type", CONTENT_TYPE),
-        man_header(SOAP12_NS, "02"),
-        ("02-SoapAction", f'"{soap_action(mtype)}"'),
-    ]
-    spec = spec_for(mtype)  # the catalogue and the pairing extensions (messages.md §1.1)
-    if (spec is not None and spec.kind is Kind.RESPONSE) or mtype == ErrorResponse.message_type:
-        headers += [("Ext", ""), ("Cache-Control", 'no-cache="Ext"')]
-    return headers, build_envelope(message.body())
+    headers.append(("01-SequenceId", str(sequence_id)))
+    headers += tail
+    # A body that can serialise itself without a tree (a sealed SecureMessage) does so;
+    # its bytes are those of body() (tests compare them).
+    wire_body: Callable[[], bytes | None] | None = getattr(message, "wire_body", None)
+    raw = wire_body() if wire_body is not None else None
+    return headers, build_envelope_around(raw) if raw is not None else build_envelope(message.body())
 
 
 def decode(headers: Headers, body: bytes) -> Frame:
@@ -297,6 +326,35 @@ def _load_bodies() -> None:
         import igrs.wire.bodies  # noqa: F401
 
 
+_SOAP_PREFIXES: dict[tuple[str, ...], str] = {}
+
+
+def _soap_prefix(headers: Headers) -> str:
+    """headers.soap_prefix(), remembered per set of MAN values (all it depends on)."""
+    key = tuple(headers.get_all("MAN"))
+    prefix = _SOAP_PREFIXES.get(key)
+    if prefix is None:
+        prefix = headers.soap_prefix()
+        if len(_SOAP_PREFIXES) >= 256:
+            _SOAP_PREFIXES.clear()
+        _SOAP_PREFIXES[key] = prefix
+    return prefix
+
+
+_DEVICE_IDS: dict[str, DeviceId] = {}
+
+
+def _device_id(text: str) -> DeviceId:
+    """DeviceId.parse with a small cache: a peer sends the same two ids on every message."""
+    device_id = _DEVICE_IDS.get(text)
+    if device_id is None:
+        device_id = DeviceId.parse(text)  # raises on a bad id: only valid ids are cached
+        if len(_DEVICE_IDS) >= 256:
+            _DEVICE_IDS.clear()
+        _DEVICE_IDS[text] = device_id
+    return device_id
+
+
 def _decode(headers: Headers, body: bytes) -> Frame:
     _load_bodies()
     p = headers.igrs_prefix()
@@ -307,15 +365,15 @@ def _decode(headers: Headers, body: bytes) -> Frame:
         raise UnknownMessage(f"unknown message type {mtype[:60]!r}")
     if spec is not None and spec.framing is not Framing.SOAP:
         raise ProtocolError(f"{mtype} is not sent over M-POST")
-    source = DeviceId.parse(headers.one(f"{p}-SourceDeviceId"))
+    source = _device_id(headers.one(f"{p}-SourceDeviceId"))
     target_text = headers.optional_one(f"{p}-TargetDeviceId")
-    target = DeviceId.parse(target_text) if target_text else None
+    target = _device_id(target_text) if target_text else None
     seq_text = headers.optional_one(f"{p}-SequenceId")
     if seq_text is None and (spec is None or spec.kind is not Kind.RESPONSE):
         raise ProtocolError("missing header 01-SequenceId")
     # ezbox's responses carry no SequenceId header (their AcknowledgeId is in the body).
     seq = parse_uint32(seq_text, "SequenceId") if seq_text is not None else 0
-    action = headers.optional_one(f"{headers.soap_prefix()}-SoapAction")
+    action = headers.optional_one(f"{_soap_prefix(headers)}-SoapAction")
     if action is not None and action.strip().strip('"') != soap_action(mtype):
         raise ProtocolError(f"SoapAction {action[:60]!r} does not match {mtype}")
     if len(body) > MAX_HTTP_BODY:

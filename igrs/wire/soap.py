@@ -9,11 +9,38 @@ from igrs.errors import ProtocolError
 from igrs.wire.xml import Element, parse_xml, qname
 
 
-def build_envelope(body_child: Element) -> bytes:
+def _build_envelope_tree(body_child: Element) -> bytes:
     env = etree.Element(qname(SOAP12_NS, "Envelope"), nsmap={"soap": SOAP12_NS})
     body = etree.SubElement(env, qname(SOAP12_NS, "Body"))
     body.append(body_child)
     return etree.tostring(env, xml_declaration=True, encoding="utf-8")
+
+
+def _envelope_frame() -> tuple[bytes, bytes]:
+    marker = etree.Element("igrs-body-marker")
+    prefix, sep, suffix = _build_envelope_tree(marker).partition(b"<igrs-body-marker/>")
+    if not sep:  # pragma: no cover - lxml serialises an empty element so
+        raise RuntimeError("cannot derive the SOAP envelope frame")
+    return prefix, suffix
+
+
+_ENV_PREFIX, _ENV_SUFFIX = _envelope_frame()
+
+
+def build_envelope(body_child: Element) -> bytes:
+    # The envelope around the body is constant: serialise the body alone between its
+    # pre-serialised halves. Same bytes as the tree: a parentless body child declares all the
+    # namespaces it uses; one that (re)declares the SOAP namespace, or has a parent, takes the
+    # general path so namespace reconciliation stays lxml's.
+    if body_child.getparent() is None and SOAP12_NS not in body_child.nsmap.values() \
+            and not body_child.tail:
+        return build_envelope_around(etree.tostring(body_child, encoding="utf-8", xml_declaration=False))
+    return _build_envelope_tree(body_child)
+
+
+def build_envelope_around(body_xml: bytes) -> bytes:
+    """The envelope around an already serialised, self-contained body element."""
+    return b"".join((_ENV_PREFIX, body_xml, _ENV_SUFFIX))
 
 
 def parse_envelope(data: bytes) -> Element:
@@ -22,7 +49,7 @@ def parse_envelope(data: bytes) -> Element:
     ns, _, local = str(root.tag).lstrip("{").partition("}")
     if local != "Envelope" or ns not in SOAP_NAMESPACES:
         raise ProtocolError("not a SOAP envelope")
-    body = root.find(qname(ns, "Body"))
+    body = next(root.iterchildren(qname(ns, "Body")), None)  # = find(), without ElementPath
     if body is None:
         raise ProtocolError("SOAP envelope without Body")
     children = [c for c in body if isinstance(c.tag, str)]

@@ -6,6 +6,8 @@ Record layout (specs/security.md §5): ``version:u8 | counter:u64be | ciphertext
 
 from __future__ import annotations
 
+import struct
+
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from igrs.constants import MAX_HTTP_BODY, ReturnCode
@@ -34,7 +36,7 @@ class ReplayWindow:
     """Accepts each counter at most once; counters more than ``size`` below the highest seen
     are too old. Call :meth:`check` before and :meth:`accept` after authenticating a record."""
 
-    __slots__ = ("_mask", "_top", "size")
+    __slots__ = ("_full", "_mask", "_top", "size")
 
     def __init__(self, size: int = DEFAULT_WINDOW) -> None:
         if size < 1:
@@ -42,6 +44,7 @@ class ReplayWindow:
         self.size = size
         self._top = -1
         self._mask = 0  # bit i set: counter (top - i) seen
+        self._full = (1 << size) - 1
 
     @property
     def highest(self) -> int:
@@ -60,24 +63,34 @@ class ReplayWindow:
         self.check(counter)
         if counter > self._top:
             shift = counter - self._top
-            self._mask = ((self._mask << shift) | 1) & ((1 << self.size) - 1)
+            self._mask = ((self._mask << shift) | 1) & self._full
             self._top = counter
         else:
             self._mask |= 1 << (self._top - counter)
+
+
+_AAD_HEAD = lp(_AAD_LABEL)
+_U64 = struct.Struct(">Q")
+_AAD_MIDDLES: dict[tuple[str, str, str], bytes] = {}
+
+
+def _aad_middle(message_type: str, source: str, target: str) -> bytes:
+    """The length-prefixed header fields of the AAD; a pipe repeats the same few, so cached."""
+    key = (message_type, source, target)
+    middle = _AAD_MIDDLES.get(key)
+    if middle is None:
+        middle = lp(message_type.encode()) + lp(source.encode()) + lp(target.encode())
+        if len(_AAD_MIDDLES) >= 512:
+            _AAD_MIDDLES.clear()
+        _AAD_MIDDLES[key] = middle
+    return middle
 
 
 def _aad(counter: int, message_type: str, source: str, target: str, sequence_id: int) -> bytes:
     if not 0 <= sequence_id <= U64_MAX:
         raise bad_message("sequence id out of range")
     return b"".join(
-        (
-            lp(_AAD_LABEL),
-            u64(counter),
-            lp(message_type.encode()),
-            lp(source.encode()),
-            lp(target.encode()),
-            u64(sequence_id),
-        )
+        (_AAD_HEAD, _U64.pack(counter), _aad_middle(message_type, source, target), _U64.pack(sequence_id))
     )
 
 

@@ -58,11 +58,12 @@ _B64_RE = re.compile(r"[A-Za-z0-9+/]*={0,2}\Z")
 el, sub = body_element, sub_element
 
 
+_SESSION_TAG = qname(IGRS_NS, SESSION_WRAPPER)
+
+
 def expect(body: Element, message_type: str, *, session_wrapper: bool = False) -> None:
-    ok = {qname(IGRS_NS, message_type)}
-    if session_wrapper:
-        ok.add(qname(IGRS_NS, SESSION_WRAPPER))
-    if body.tag not in ok:
+    tag = body.tag
+    if tag != qname(IGRS_NS, message_type) and not (session_wrapper and tag == _SESSION_TAG):
         raise ProtocolError(f"body element is not {message_type}")
 
 
@@ -549,7 +550,7 @@ class InvokeServiceRequest:
     def from_body(cls, body: Element) -> Self:
         expect(body, cls.message_type, session_wrapper=True)
         action = check_name(child_text(body, IGRS_NS, "ActionName", max_len=64) or "", "ActionName")
-        args = body.find(qname(IGRS_NS, "InvokeArguments"))
+        args = next(body.iterchildren(qname(IGRS_NS, "InvokeArguments")), None)
         return cls(
             uint(body, "SourceClientId"),
             uint(body, "TargetServiceId"),
@@ -581,7 +582,7 @@ class InvokeServiceResponse:
     @classmethod
     def from_body(cls, body: Element) -> Self:
         expect(body, cls.message_type, session_wrapper=True)
-        args = body.find(qname(IGRS_NS, "InvokeArguments"))
+        args = next(body.iterchildren(qname(IGRS_NS, "InvokeArguments")), None)
         return cls(
             Status.read(body),
             uint(body, "SourceServiceId"),
