@@ -10,7 +10,6 @@ remembers a failed pairing, so later cases ``skip`` quickly with the same reason
 from __future__ import annotations
 
 import contextlib
-import time
 from typing import TYPE_CHECKING, Any
 
 from igrs.conformance.runner import CaseFailed, CaseSkipped, Context
@@ -190,7 +189,3 @@ def new_id() -> int:
     import random
 
     return random.randint(1, UINT32_MAX)
-
-
-def clock() -> float:
-    return time.time()
