@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from igrs.constants import (
     IGRS_EXT_URI,
@@ -25,6 +26,8 @@ _MAN = re.compile(r'\s*"([^"]{1,256})"\s*(?:;\s*ns\s*=\s*([0-9]{2}))?\s*\Z', re.
 _REQUEST_LINE = re.compile(r"([A-Z][A-Z-]{0,15}) (\S{1,512}) HTTP/([0-9])\.([0-9])\Z", re.ASCII)
 _STATUS_LINE = re.compile(r"HTTP/([0-9])\.([0-9]) ([0-9]{3})(?: (.{0,128}))?\Z", re.ASCII)
 SOAP_EXT_PREFIX = "02"
+_MEMO_MAX = 64  # entries of each small memo below (cleared when full)
+_IGRS_PREFIXES: dict[tuple[str, ...], str] = {}  # MAN values -> IGRS extension prefix
 
 
 class Headers:
@@ -95,8 +98,18 @@ class Headers:
 
     def igrs_prefix(self) -> str:
         """The prefix the sender declared for the IGRS extension ("01" if undeclared)."""
-        prefixes = self.extension_prefixes()
-        return prefixes.get(IGRS_EXT_URI) or prefixes.get(IGRS_EXT_URI_ALT) or "01"
+        mans = self._index.get("man")
+        if not mans:
+            return "01"
+        key = tuple(mans)  # peers repeat the same declarations: remember the answer
+        prefix = _IGRS_PREFIXES.get(key)
+        if prefix is None:
+            prefixes = self.extension_prefixes()
+            prefix = prefixes.get(IGRS_EXT_URI) or prefixes.get(IGRS_EXT_URI_ALT) or "01"
+            if len(_IGRS_PREFIXES) >= _MEMO_MAX:
+                _IGRS_PREFIXES.clear()
+            _IGRS_PREFIXES[key] = prefix
+        return prefix
 
     def soap_prefix(self) -> str:
         prefixes = self.extension_prefixes()
@@ -140,63 +153,115 @@ def _split_head(data: bytes) -> tuple[bytes, bytes]:
 
 
 _CTL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# The bytes _CTL finds in a header line, plus CR (allowed only in CRLF): none in the whole head
+# (their count equals the number of CRLFs) lets parse_head skip the per-line control check.
+_CTL_BYTES = bytes([*range(0x09), *range(0x0B, 0x20), 0x7F])
+# One well-formed header line: token, colon, a value without control characters (tab allowed).
+# Lines it does not match go through _refuse_line, which names the problem.
+_FIELD = re.compile(r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):([^\x00-\x08\x0a-\x1f\x7f]*)\Z")
+# Header names already found to be tokens -> their lower-case key. Peers send a few dozen.
+_NAME_KEYS: dict[str, str] = {}
+_NAME_KEYS_MAX = 512
+
+
+def _refuse_line(line: str) -> NoReturn:
+    """Raise the reason a non-empty header line is refused (it did not match _FIELD)."""
+    if line[0] in " \t":
+        raise ProtocolError("obsolete header line folding")
+    name, sep, value = line.partition(":")
+    if sep and _TOKEN.match(name) and _CTL.search(value):
+        raise ProtocolError(f"control character in header {name}")
+    raise ProtocolError(f"malformed header line: {line[:40]!r}")
+
+
+def _name_key(line: str, name: str, sep: str) -> str:
+    """The key of a header name not seen before; refuse the line if there is no token name."""
+    if not sep or not _TOKEN.match(name):
+        _refuse_line(line)
+    if len(_NAME_KEYS) >= _NAME_KEYS_MAX:
+        _NAME_KEYS.clear()
+    key = _NAME_KEYS[name] = name.lower()
+    return key
 
 
 def parse_head(raw: bytes) -> tuple[str, Headers]:
     """Parse a start line and header block (no body); limits are counted in bytes."""
-    raw_lines = raw.split(b"\n")
-    if len(raw_lines) - 1 > MAX_HEADERS:
+    newlines = raw.count(b"\n")
+    if newlines > MAX_HEADERS:
         raise LimitExceeded(f"more than {MAX_HEADERS} header lines")
-    if max(map(len, raw_lines)) > MAX_HEADER_LINE:  # exact check (a CR does not count) only then
-        lengths = [len(line) - line.endswith(b"\r") for line in raw_lines]
+    if len(raw) > MAX_HEADER_LINE:  # else no line can be too long
+        lengths = [len(line) - line.endswith(b"\r") for line in raw.split(b"\n")]  # a CR does not count
         if lengths[0] > MAX_HEADER_LINE:
             raise LimitExceeded("start line too long")
         if max(lengths) > MAX_HEADER_LINE:
             raise LimitExceeded(f"header line longer than {MAX_HEADER_LINE} bytes")
-    lines = _decode(raw).replace("\r\n", "\n").split("\n")
-    start = lines[0]
+    crlfs = raw.count(b"\r\n")
+    text = _decode(raw)
+    lines = text.split("\r\n") if crlfs == newlines else text.replace("\r\n", "\n").split("\n")
     items: list[tuple[str, str]] = []
     index: dict[str, list[str]] = {}
-    token, ctl = _TOKEN.match, _CTL.search
+    if len(raw) - len(raw.translate(None, _CTL_BYTES)) != crlfs:
+        # A control character (or a bare CR) somewhere: check line by line, as _refuse_line says.
+        field = _FIELD.match
+        for line in lines[1:]:
+            m = field(line)
+            if m is None:
+                if not line:
+                    continue
+                _refuse_line(line)
+            name, value = m.groups()
+            value = value.strip()
+            items.append((name, value))
+            index.setdefault(name.lower(), []).append(value)
+        return lines[0], Headers._built(items, index)
+    keys = _NAME_KEYS
     for line in lines[1:]:
-        if not line:
-            continue
-        if line[0] in " \t":
-            raise ProtocolError("obsolete header line folding")
         name, sep, value = line.partition(":")
-        if not sep or not token(name):
-            raise ProtocolError(f"malformed header line: {line[:40]!r}")
-        if ctl(value):
-            raise ProtocolError(f"control character in header {name}")
+        key = keys.get(name)
+        if key is None or not sep:
+            if not line:
+                continue
+            key = _name_key(line, name, sep)
         value = value.strip()
         items.append((name, value))
-        key = name.lower()
-        if key in index:
-            index[key].append(value)
-        else:
-            index[key] = [value]
-    return start, Headers._built(items, index)
+        index.setdefault(key, []).append(value)
+    return lines[0], Headers._built(items, index)
 
 
-def parse_message(data: bytes, *, max_size: int, allow_body: bool) -> HttpMessage:
-    """Parse one HTTP-shaped message from ``data``; raise ProtocolError with a reason."""
+# start line -> (method, target, status, reason, version); a handful of distinct lines in practice.
+_START_LINES: dict[str, tuple[str | None, str | None, int | None, str, str]] = {}
+
+
+def _parse_start(start: str) -> tuple[str | None, str | None, int | None, str, str]:
+    parsed = _START_LINES.get(start)
+    if parsed is not None:
+        return parsed
+    if m := _REQUEST_LINE.match(start):
+        parsed = (m.group(1), m.group(2), None, "", f"{m.group(3)}.{m.group(4)}")
+    elif m := _STATUS_LINE.match(start):
+        parsed = (None, None, int(m.group(3)), m.group(4) or "", f"{m.group(1)}.{m.group(2)}")
+    else:
+        raise ProtocolError(f"malformed start line: {start[:60]!r}")
+    if parsed[4][0] != "1":
+        raise ProtocolError(f"unsupported HTTP version {parsed[4]}")
+    if len(_START_LINES) >= _MEMO_MAX:
+        _START_LINES.clear()
+    _START_LINES[start] = parsed
+    return parsed
+
+
+def parse_parts(
+    data: bytes, *, max_size: int, allow_body: bool
+) -> tuple[str | None, str | None, int | None, str, str, Headers, bytes]:
+    """``parse_message`` as a tuple (method, target, status, reason, version, headers, body),
+    for callers that take the message apart at once (the ISDP decoder)."""
     if len(data) > max_size:
         raise LimitExceeded(f"message of {len(data)} bytes exceeds {max_size}")
     if not data:
         raise ProtocolError("empty message")
     raw_head, body = _split_head(data)
     start, headers = parse_head(raw_head)
-    if m := _REQUEST_LINE.match(start):
-        method, target, status, reason = m.group(1), m.group(2), None, ""
-        version = f"{m.group(3)}.{m.group(4)}"
-    elif m := _STATUS_LINE.match(start):
-        method, target, reason = None, None, m.group(4) or ""
-        status = int(m.group(3))
-        version = f"{m.group(1)}.{m.group(2)}"
-    else:
-        raise ProtocolError(f"malformed start line: {start[:60]!r}")
-    if version[0] != "1":
-        raise ProtocolError(f"unsupported HTTP version {version}")
+    method, target, status, reason, version = _parse_start(start)
     length_text = headers.optional_one("Content-Length")
     if length_text is not None:
         if not (length_text.isascii() and length_text.isdigit()) or len(length_text) > 9:
@@ -209,6 +274,14 @@ def parse_message(data: bytes, *, max_size: int, allow_body: bool) -> HttpMessag
         body = body[:length]
     if body and not allow_body:
         raise ProtocolError("unexpected body in datagram")
+    return method, target, status, reason, version, headers, body
+
+
+def parse_message(data: bytes, *, max_size: int, allow_body: bool) -> HttpMessage:
+    """Parse one HTTP-shaped message from ``data``; raise ProtocolError with a reason."""
+    method, target, status, reason, version, headers, body = parse_parts(
+        data, max_size=max_size, allow_body=allow_body
+    )
     return HttpMessage(method, target, status, reason, headers, body, version)
 
 

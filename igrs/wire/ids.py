@@ -19,6 +19,7 @@ DEVICE_GROUP_PREFIX = "urn:IGRS:DeviceGroup:"  # project choice
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}\Z")
 UINT32_MAX = 0xFFFF_FFFF
 _IGRS_VERSION = re.compile(r"IGRS/([0-9]{1,3})\.([0-9]{1,3})\Z")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def check_name(name: str) -> str:
@@ -27,7 +28,7 @@ def check_name(name: str) -> str:
     encoders refuse to emit what decoders refuse to read."""
     if not name or len(name) > MAX_NAME_LENGTH:
         raise ValueError(f"a name has 1 to {MAX_NAME_LENGTH} characters: {name[:40]!r}")
-    if name != name.strip() or any(ord(c) < 32 or ord(c) == 127 for c in name):
+    if name != name.strip() or _CONTROL.search(name):
         raise ValueError(f"a name has no control characters or surrounding spaces: {name[:40]!r}")
     return name
 
@@ -45,6 +46,15 @@ def check_igrs_version(text: str) -> None:
     if m.group(1) != "1":
         raise ProtocolError(f"unsupported IGRS version {text[:20]}",
                             return_code=ReturnCode.VERSION_NOT_SUPPORTED)
+
+
+# The canonical UUID text, which every stack sends: DeviceId.parse builds the UUID from it
+# without uuid.UUID's general parser. uuid.UUID keeps ``int`` and ``is_safe`` in slots; setting
+# them is how the stdlib's own ``UUID._from_int`` (3.14) makes a UUID of a known 128-bit value.
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+_UUID_SET_INT = vars(uuid.UUID)["int"].__set__
+_UUID_SET_SAFE = vars(uuid.UUID)["is_safe"].__set__
+_SAFE_UNKNOWN = uuid.SafeUUID.unknown  # an enum member: slow to look up on every call
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -68,10 +78,19 @@ class DeviceId:
         if len(text) > MAX_ID_LENGTH:
             raise ProtocolError("device id too long")
         # Accept the prefix case-insensitively (URNs' NID is case-insensitive).
-        if text[: len(DEVICE_ID_PREFIX)].lower() != DEVICE_ID_PREFIX.lower():
+        if not text.startswith(DEVICE_ID_PREFIX) and text[: len(DEVICE_ID_PREFIX)].lower() != _DEVICE_ID_LOWER:
             raise ProtocolError(f"not a device id: {text[:60]!r}")
+        rest = text[len(DEVICE_ID_PREFIX) :]
+        if _CANONICAL_UUID.match(rest):
+            u = object.__new__(uuid.UUID)
+            _UUID_SET_INT(u, int.from_bytes(bytes.fromhex(rest.replace("-", ""))))  # faster than int(hex, 16)
+            _UUID_SET_SAFE(u, _SAFE_UNKNOWN)
+            parsed = object.__new__(cls)
+            _DEVICE_ID_SET_UUID(parsed, u)
+            _DEVICE_ID_SET_TEXT(parsed, DEVICE_ID_PREFIX + rest)  # = f"{DEVICE_ID_PREFIX}{u}"
+            return parsed
         try:
-            return cls(uuid.UUID(text[len(DEVICE_ID_PREFIX) :]))
+            return cls(uuid.UUID(rest))
         except ValueError:
             raise ProtocolError(f"device id has no valid UUID: {text[:60]!r}") from None
 
@@ -81,6 +100,11 @@ class DeviceId:
     @property
     def short(self) -> str:
         return str(self.uuid)[:8]
+
+
+_DEVICE_ID_SET_UUID = vars(DeviceId)["uuid"].__set__  # frozen: __setattr__ refuses
+_DEVICE_ID_SET_TEXT = vars(DeviceId)["_text"].__set__
+_DEVICE_ID_LOWER = DEVICE_ID_PREFIX.lower()
 
 
 def _typed_urn(prefix: str, kind: str, text: str) -> tuple[str, int]:

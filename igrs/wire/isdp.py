@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import ClassVar, Final
+from typing import ClassVar, Final, NamedTuple, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 from igrs.constants import (
@@ -31,7 +31,7 @@ from igrs.constants import (
     ST_ALL_ACCEPTED,
 )
 from igrs.errors import LimitExceeded, ProtocolError
-from igrs.wire.httpu import Headers, HttpMessage, build_message, man_header, parse_message
+from igrs.wire.httpu import Headers, build_message, man_header, parse_parts
 from igrs.wire.ids import (
     DeviceId,
     DeviceType,
@@ -309,13 +309,55 @@ def _encode_service(msg: IsdpMessage, host: str) -> bytes:
 
 
 # --- decoding ------------------------------------------------------------------------------
+# Small memos of pure parses, keyed by the exact header text: peers repeat a handful of values
+# (device types, max-age, search targets) in every datagram. Each holds at most _MEMO_MAX
+# entries and is emptied when full, so varied (hostile) input costs no more than the parse.
+_MEMO_MAX = 256
+_T = TypeVar("_T")
+_MAX_AGES: dict[str, int] = {}
+_DEVICE_TYPES: dict[str, DeviceType] = {}
+_TARGETS: dict[str, SearchTarget] = {}
+
+
+def _remember(memo: dict[str, _T], key: str, value: _T) -> _T:
+    if len(memo) >= _MEMO_MAX:
+        memo.clear()
+    memo[key] = value
+    return value
+
+
+def _max_age(value: str) -> int:
+    age = _MAX_AGES.get(value)
+    if age is None:
+        m = _MAX_AGE.search(value)
+        if not m:
+            raise ProtocolError("CACHE-CONTROL without max-age")
+        age = _remember(_MAX_AGES, value, min(max(int(m.group(1)), MIN_MAX_AGE), MAX_MAX_AGE))
+    return age
+
+
 def max_age_of(headers: Headers) -> int:
     """CACHE-CONTROL max-age, clamped to [MIN_MAX_AGE, MAX_MAX_AGE]."""
-    value = headers.one("CACHE-CONTROL")
-    m = _MAX_AGE.search(value)
-    if not m:
-        raise ProtocolError("CACHE-CONTROL without max-age")
-    return min(max(int(m.group(1)), MIN_MAX_AGE), MAX_MAX_AGE)
+    return _max_age(headers.one("CACHE-CONTROL"))
+
+
+def _device_type(text: str) -> DeviceType:
+    device_type = _DEVICE_TYPES.get(text)
+    if device_type is None:
+        device_type = _remember(_DEVICE_TYPES, text, DeviceType.parse(text))
+    return device_type
+
+
+def _search_target(text: str) -> SearchTarget:
+    target = _TARGETS.get(text)
+    if target is None:
+        target = _remember(_TARGETS, text, SearchTarget.parse(text))
+    return target
+
+
+# The usual LOCATION, http(s)://<IPv4 or name>[:port][/...], accepted without urlsplit: a value
+# it matches (port checked apart) is one _valid_location accepts. Anything else goes there.
+_PLAIN_LOCATION = re.compile(r"https?://[A-Za-z0-9._~-]+(?::([0-9]{1,5}))?(?:[/?#].*)?\Z", re.DOTALL)
 
 
 @lru_cache(maxsize=1024)
@@ -334,51 +376,105 @@ def _valid_location(value: str) -> str | None:
     return None
 
 
-def _location(headers: Headers) -> str:
-    value = headers.one("LOCATION")
+def _location(value: str) -> str:
+    if len(value) <= MAX_URL_LENGTH and (m := _PLAIN_LOCATION.match(value)):
+        port = m.group(1)
+        if port is None or 0 < int(port) <= 65535:
+            return value
     reason = _valid_location(value)
     if reason is not None:
         raise ProtocolError(reason)
     return value
 
 
-def _usn(headers: Headers) -> DeviceId:
+def _usn(value: str) -> DeviceId:
     # Accept SSDP-style "<id>::<suffix>" on input.
-    return DeviceId.parse(headers.one("USN").partition("::")[0])
+    return DeviceId.parse(value.partition("::")[0])
 
 
-def decode_name(headers: Headers, header: str, what: str = "device name") -> str:
-    """A percent-encoded friendly name header ("" when absent), length- and content-checked."""
-    raw = headers.optional_one(header)
+_ESCAPES = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
+
+
+def _unescape(m: re.Match[str]) -> str:
+    return bytes.fromhex(m[0].replace("%", "")).decode()
+
+
+def _unquote(raw: str) -> str:
+    """``unquote(raw, errors="strict")``, faster for ASCII text: each run of escapes is whole
+    UTF-8 characters in any text that decodes (the bytes between runs are ASCII), so decoding
+    run by run gives the same text; when a run does not decode, unquote raises the error."""
+    if raw.isascii():
+        try:
+            return _ESCAPES.sub(_unescape, raw)
+        except UnicodeDecodeError:
+            pass
+    return unquote(raw, errors="strict")
+
+
+def _name(raw: str | None, what: str = "device name") -> str:
+    """A friendly name from its percent-encoded header value ("" when absent), checked."""
     if not raw:
         return ""
-    name = unquote(raw, errors="strict") if "%" in raw else raw
+    name = _unquote(raw) if "%" in raw else raw
     if len(name) > MAX_NAME_LENGTH:
         raise ProtocolError(f"{what} too long")
-    if _NAME_CTL.search(name):
+    if not name.isprintable() and _NAME_CTL.search(name):  # isprintable: no control character
         raise ProtocolError(f"control character in {what}")
     return name
 
 
-def _name(headers: Headers, prefix: str) -> str:
-    return decode_name(headers, f"{prefix}-DeviceName")
-
-
-def _check_ext(headers: Headers, expected: str) -> str:
-    """Validate the IGRS extension headers if present; return the prefix."""
-    prefix = headers.igrs_prefix()
-    version = headers.optional_one(f"{prefix}-IGRSVersion")
-    if version is not None:
-        check_igrs_version(version)
-    mtype = headers.optional_one(f"{prefix}-IGRSMessageType")
-    if mtype is not None and mtype != expected:
-        raise ProtocolError(f"message type {mtype[:40]!r} does not match {expected}")
-    return prefix
+def decode_name(headers: Headers, header: str, what: str = "device name") -> str:
+    """A percent-encoded friendly name header ("" when absent), length- and content-checked."""
+    return _name(headers.optional_one(header), what)
 
 
 def optional_device_id(headers: Headers, name: str) -> DeviceId | None:
     value = headers.optional_one(name)
     return DeviceId.parse(value) if value else None
+
+
+def _sent_once(h: Headers) -> dict[str, str]:
+    """Header name as sent -> value, for the headers sent once. The decoder reads a header as
+    ``s.get(NAME) or h.one(NAME)``: absent from ``s`` (sent in another case, repeated, absent)
+    or empty, ``h`` answers the same value or raises the reason."""
+    s = dict(h._items)
+    index = h._index
+    if len(index) != len(h):  # some name repeated (in any case): leave it to h, which refuses it
+        repeated = {key for key, values in index.items() if len(values) > 1}
+        for name in [name for name in s if name.lower() in repeated]:
+            del s[name]
+    return s
+
+
+class _Ext(NamedTuple):
+    """Names of the IGRS extension headers under one prefix."""
+
+    version: str
+    message_type: str
+    device_type: str
+    target_device_id: str
+    source_device_id: str
+    device_name: str
+
+
+_EXT_NAMES = ("IGRSVersion", "IGRSMessageType", "DeviceType", "TargetDeviceId", "SourceDeviceId", "DeviceName")
+_EXTS: dict[str, _Ext] = {}  # by prefix: two digits, so at most 100 entries
+
+
+def _ext(prefix: str) -> _Ext:
+    ext = _EXTS.get(prefix)
+    if ext is None:
+        ext = _EXTS[prefix] = _Ext(*(f"{prefix}-{name}" for name in _EXT_NAMES))
+    return ext
+
+
+def _check_ext(h: Headers, s: dict[str, str], x: _Ext, mtype: str | None, expected: str) -> None:
+    """Validate the IGRS extension headers if present (``mtype``: the message type header)."""
+    version = s.get(x.version) or h.optional_one(x.version)
+    if version is not None and version != IGRS_VERSION:
+        check_igrs_version(version)
+    if mtype is not None and mtype != expected:
+        raise ProtocolError(f"message type {mtype[:40]!r} does not match {expected}")
 
 
 def decode(data: bytes) -> IsdpMessage:
@@ -395,7 +491,8 @@ def decode(data: bytes) -> IsdpMessage:
 @lru_cache(maxsize=256)
 def _decode_cached(data: bytes) -> IsdpMessage:
     try:
-        return _decode(parse_message(data, max_size=MAX_DATAGRAM, allow_body=False))
+        method, target, status, _, _, headers, _ = parse_parts(data, max_size=MAX_DATAGRAM, allow_body=False)
+        return _decode(method, target, status, headers)
     except ProtocolError:
         raise
     except (ValueError, UnicodeError) as exc:  # defensive: stdlib parsers inside
@@ -417,29 +514,29 @@ def _service_usn(headers: Headers, service_type: ServiceType) -> DeviceId:
     return DeviceId.parse(device)
 
 
-def _decode_service(msg: HttpMessage, mtype: str, prefix: str) -> IsdpMessage:
-    h = msg.headers
-    if mtype == "ServiceOnlineAdvertisement" and msg.method == "NOTIFY":
+def _decode_service(method: str | None, status: int | None, h: Headers, mtype: str, prefix: str) -> IsdpMessage:
+    if mtype == "ServiceOnlineAdvertisement" and method == "NOTIFY":
         stype = ServiceType.parse(h.one("NT"))
         if h.one("NTS").lower() not in (NTS_ALIVE, NTS_UPDATE):
             raise ProtocolError("ServiceOnlineAdvertisement must be isdp:alive")
         return ServiceOnlineAdvertisement(_service_usn(h, stype), stype, _service_id(h, prefix),
-                                          _location(h), max_age_of(h), _service_name(h, prefix))
-    if mtype == "ServiceOfflineAdvertisement" and msg.method == "NOTIFY":
+                                          _location(h.one("LOCATION")), max_age_of(h),
+                                          _service_name(h, prefix))
+    if mtype == "ServiceOfflineAdvertisement" and method == "NOTIFY":
         stype = ServiceType.parse(h.one("NT"))
         if h.one("NTS").lower() != NTS_BYEBYE:
             raise ProtocolError("ServiceOfflineAdvertisement must be isdp:byebye")
         return ServiceOfflineAdvertisement(_service_usn(h, stype), stype, _service_id(h, prefix))
-    if mtype == "SearchServiceRequest" and msg.method == "M-SEARCH":
-        target = SearchTarget.parse(h.one("ST"))
+    if mtype == "SearchServiceRequest" and method == "M-SEARCH":
+        target = _search_target(h.one("ST"))
         if target.kind != "service_type":
             raise ProtocolError("SearchServiceRequest needs a service type ST")
         return SearchServiceRequest(target, _mx(h), optional_device_id(h, f"{prefix}-SourceDeviceId"))
-    if mtype == "SearchServiceResponse" and msg.status == 200:
+    if mtype == "SearchServiceResponse" and status == 200:
         stype = ServiceType.parse(h.one("ST"))
         return SearchServiceResponse(
-            _service_usn(h, stype), DeviceType.parse(h.one(f"{prefix}-DeviceType")), stype,
-            _service_id(h, prefix), _location(h), max_age_of(h), _service_name(h, prefix),
+            _service_usn(h, stype), _device_type(h.one(f"{prefix}-DeviceType")), stype,
+            _service_id(h, prefix), _location(h.one("LOCATION")), max_age_of(h), _service_name(h, prefix),
             optional_device_id(h, f"{prefix}-TargetDeviceId"))
     raise ProtocolError(f"{mtype} in the wrong kind of datagram")
 
@@ -458,50 +555,60 @@ _SERVICE_TYPES = frozenset({"ServiceOnlineAdvertisement", "ServiceOfflineAdverti
                             "SearchServiceRequest", "SearchServiceResponse"})
 
 
-def _decode(msg: HttpMessage) -> IsdpMessage:
-    h = msg.headers
+def _decode(method: str | None, target: str | None, status: int | None, h: Headers) -> IsdpMessage:
+    s = _sent_once(h)
     prefix = h.igrs_prefix()
-    mtype = h.optional_one(f"{prefix}-IGRSMessageType")
+    x = _ext(prefix)
+    mtype = s.get(x.message_type) or h.optional_one(x.message_type)
     if mtype in _SERVICE_TYPES:
-        _check_ext(h, mtype)
-        return _decode_service(msg, mtype, prefix)
-    if msg.method == "NOTIFY":
-        if msg.target != "*":
+        _check_ext(h, s, x, mtype, mtype)
+        return _decode_service(method, status, h, mtype, prefix)
+    if method == "NOTIFY":
+        if target != "*":
             raise ProtocolError("NOTIFY target must be *")
-        nts = h.one("NTS").lower()
-        device_id = _usn(h)
-        device_type = DeviceType.parse(h.one("NT"))
+        nts = (s.get("NTS") or h.one("NTS")).lower()
+        device_id = _usn(s.get("USN") or h.one("USN"))
+        device_type = _device_type(s.get("NT") or h.one("NT"))
         if nts == NTS_BYEBYE:
-            _check_ext(h, "DeviceOfflineAdvertisement")
+            _check_ext(h, s, x, mtype, "DeviceOfflineAdvertisement")
             return DeviceOfflineAdvertisement(device_id, device_type)
         if nts in (NTS_ALIVE, NTS_UPDATE):
-            prefix = _check_ext(h, "DeviceOnlineAdvertisement")
+            _check_ext(h, s, x, mtype, "DeviceOnlineAdvertisement")
             return DeviceOnlineAdvertisement(
-                device_id, device_type, _location(h), max_age_of(h), _name(h, prefix),
-                (h.optional_one("SERVER") or "")[:256], nts == NTS_UPDATE,
+                device_id, device_type, _location(s.get("LOCATION") or h.one("LOCATION")),
+                _max_age(s.get("CACHE-CONTROL") or h.one("CACHE-CONTROL")),
+                _name(s.get(x.device_name) or h.optional_one(x.device_name)),
+                (s.get("SERVER") or h.optional_one("SERVER") or "")[:256], nts == NTS_UPDATE,
             )
         raise ProtocolError(f"unknown NTS {nts[:40]!r}")
-    if msg.method == "M-SEARCH":
-        if msg.target != "*":
+    if method == "M-SEARCH":
+        if target != "*":
             raise ProtocolError("M-SEARCH target must be *")
         mx = _mx(h)
-        prefix = _check_ext(h, "SearchDeviceRequest")
-        return SearchDeviceRequest(
-            SearchTarget.parse(h.one("ST")), mx, optional_device_id(h, f"{prefix}-SourceDeviceId"))
-    if msg.status is not None:
-        if msg.status != 200:
-            raise ProtocolError(f"search response status {msg.status}")
-        prefix = _check_ext(h, "SearchDeviceResponse")
-        type_text = h.optional_one(f"{prefix}-DeviceType")
-        target = SearchTarget.parse(h.one("ST"))
+        _check_ext(h, s, x, mtype, "SearchDeviceRequest")
+        search_target = _search_target(s.get("ST") or h.one("ST"))
+        source = s.get(x.source_device_id) or h.optional_one(x.source_device_id)
+        return SearchDeviceRequest(search_target, mx, DeviceId.parse(source) if source else None)
+    if status is not None:
+        if status != 200:
+            raise ProtocolError(f"search response status {status}")
+        _check_ext(h, s, x, mtype, "SearchDeviceResponse")
+        type_text = s.get(x.device_type) or h.optional_one(x.device_type)
+        search_target = _search_target(s.get("ST") or h.one("ST"))
         if type_text:
-            device_type = DeviceType.parse(type_text)
-        elif target.device_type is not None:
-            device_type = target.device_type
+            device_type = _device_type(type_text)
+        elif search_target.device_type is not None:
+            device_type = search_target.device_type
         else:
             raise ProtocolError("search response without a device type")
+        device_id = _usn(s.get("USN") or h.one("USN"))
+        location = _location(s.get("LOCATION") or h.one("LOCATION"))
+        max_age = _max_age(s.get("CACHE-CONTROL") or h.one("CACHE-CONTROL"))
+        name = _name(s.get(x.device_name) or h.optional_one(x.device_name))
+        requester = s.get(x.target_device_id) or h.optional_one(x.target_device_id)
         return SearchDeviceResponse(
-            _usn(h), device_type, _location(h), max_age_of(h), target, _name(h, prefix),
-            optional_device_id(h, f"{prefix}-TargetDeviceId"), (h.optional_one("SERVER") or "")[:256],
+            device_id, device_type, location, max_age, search_target, name,
+            DeviceId.parse(requester) if requester else None,
+            (s.get("SERVER") or h.optional_one("SERVER") or "")[:256],
         )
-    raise ProtocolError(f"unexpected ISDP method {msg.method!r}")
+    raise ProtocolError(f"unexpected ISDP method {method!r}")
