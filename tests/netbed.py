@@ -96,6 +96,7 @@ __all__ = [
     "Router",
     "cleanup_stale",
     "free_port",
+    "link_local",
     "namespaces_with_prefix",
     "netns_unavailable_reason",
     "nft_unavailable_reason",
@@ -739,3 +740,22 @@ def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0
         if time.monotonic() >= deadline:
             return None
         time.sleep(interval)
+
+
+def link_local(host: Host, lan: Lan) -> str:
+    """Bring the host's interface on ``lan`` up without duplicate address detection; return
+    its fe80:: address (IPv6 tests in a bed)."""
+    ifname = host.iface_on(lan).name
+    for key in ("all", "default", ifname):
+        host.run(["sysctl", "-qw", f"net.ipv6.conf.{key}.accept_dad=0"])
+    host.run(["ip", "link", "set", ifname, "down"])
+    host.run(["ip", "link", "set", ifname, "up"])
+
+    def address() -> str | None:
+        m = re.search(r"inet6 (fe80::[0-9a-f:]+)/64 scope link\s*$",
+                      host.run(["ip", "-6", "addr", "show", "dev", ifname]).stdout, re.M)
+        return m.group(1) if m else None
+
+    found = wait_until(address, timeout=5)
+    assert found, f"no link-local address on {host.name}"
+    return found

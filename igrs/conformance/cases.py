@@ -112,12 +112,12 @@ async def _search_answers(ctx: Context, st: str) -> tuple[float, list[tuple[floa
     return sent, out  # type: ignore[return-value]
 
 
-# --- discovery ---------------------------------------------------------------------------------
-@check("DISC-001")
-async def disc_001(ctx: Context) -> None:
+async def _heard_within(ctx: Context, t0: float, window: float, kind: type,
+                        event: str) -> tuple[Any, Any] | None:
+    """Wait until ``t0 + window``; the first ``kind`` datagram of the DUT heard on the group since
+    ``t0`` (recorded as evidence), or None."""
     assert ctx.listener is not None
-    t0 = ctx.facts.get("started_at", 0.0)
-    await asyncio.sleep(max(0.0, t0 + 3.0 - time.monotonic()))
+    await asyncio.sleep(max(0.0, t0 + window - time.monotonic()))
     for dg in ctx.listener.heard:
         if dg.at < t0:
             continue
@@ -125,12 +125,23 @@ async def disc_001(ctx: Context) -> None:
             msg = isdp.decode(dg.data)
         except Exception:
             continue
-        if isinstance(msg, isdp.DeviceOnlineAdvertisement) and msg.device_id == ctx.device_id:
-            ctx.rec.add("<", f"{dg.source[0]}:{dg.source[1]}", dg.data, f"{dg.at - t0:.2f} s after start")
-            if urlsplit(msg.location).hostname != dg.source[0]:
-                raise CaseFailed(f"LOCATION host {urlsplit(msg.location).hostname} != source {dg.source[0]}")
-            return
-    raise CaseFailed("no isdp:alive from the device within 3 s of its start")
+        if isinstance(msg, kind) and msg.device_id == ctx.device_id:  # type: ignore[attr-defined]
+            ctx.rec.add("<", f"{dg.source[0]}:{dg.source[1]}", dg.data, f"{dg.at - t0:.2f} s after {event}")
+            return dg, msg
+    return None
+
+
+# --- discovery ---------------------------------------------------------------------------------
+@check("DISC-001")
+async def disc_001(ctx: Context) -> None:
+    assert ctx.listener is not None
+    t0 = ctx.facts.get("started_at", 0.0)
+    found = await _heard_within(ctx, t0, 3.0, isdp.DeviceOnlineAdvertisement, "start")
+    if found is None:
+        raise CaseFailed("no isdp:alive from the device within 3 s of its start")
+    dg, msg = found
+    if urlsplit(msg.location).hostname != dg.source[0]:
+        raise CaseFailed(f"LOCATION host {urlsplit(msg.location).hostname} != source {dg.source[0]}")
 
 
 @check("DISC-002")
@@ -241,17 +252,8 @@ async def disc_006(ctx: Context) -> None:
     assert ctx.lifecycle is not None and ctx.listener is not None
     t0 = time.monotonic()
     await ctx.lifecycle.stop()
-    await asyncio.sleep(max(0.0, t0 + 3.0 - time.monotonic()))
-    for dg in ctx.listener.heard:
-        if dg.at < t0:
-            continue
-        try:
-            msg = isdp.decode(dg.data)
-        except Exception:
-            continue
-        if isinstance(msg, isdp.DeviceOfflineAdvertisement) and msg.device_id == ctx.device_id:
-            ctx.rec.add("<", f"{dg.source[0]}:{dg.source[1]}", dg.data, f"{dg.at - t0:.2f} s after stop")
-            return
+    if await _heard_within(ctx, t0, 3.0, isdp.DeviceOfflineAdvertisement, "stop") is not None:
+        return
     raise CaseFailed("no isdp:byebye from the device within 3 s of its stop")
 
 

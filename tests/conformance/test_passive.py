@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from netbed import Host, Lan, LineReader, NetBed, free_port, wait_until
+from netbed import LineReader, NetBed, free_port, link_local
 
 from igrs import ControlPoint, Device
 from igrs.conformance.broken import InvalidDescriptionDevice, LateSearchResponseDevice, WrongAcknowledgeIdDevice
@@ -218,21 +218,6 @@ def test_broken_devices_are_caught_passively(tmp_path: Path, require_cmd: Callab
 
 
 # --- IPv6 in a namespace bed -----------------------------------------------------------------------
-def _link_local(host: Host, lan: Lan) -> str:
-    ifname = host.iface_on(lan).name
-    for key in ("all", "default", ifname):
-        host.run(["sysctl", "-qw", f"net.ipv6.conf.{key}.accept_dad=0"])
-    host.run(["ip", "link", "set", ifname, "down"])
-    host.run(["ip", "link", "set", ifname, "up"])
-
-    def address() -> str | None:
-        m = re.search(r"inet6 (fe80::[0-9a-f:]+)/64 scope link\s*$",
-                      host.run(["ip", "-6", "addr", "show", "dev", ifname]).stdout, re.M)
-        return m.group(1) if m else None
-
-    found = wait_until(address, timeout=5)
-    assert found, f"no link-local address on {host.name}"
-    return found
 
 
 @pytest.mark.netns
@@ -242,7 +227,7 @@ def test_ipv6_capture_in_a_namespace(netbed: NetBed, tmp_path: Path, require_cmd
     require_cmd("tshark")
     lan = netbed.lan("lan")
     tv, cp = netbed.host("tv", lan), netbed.host("cp", lan)
-    tv_v6, cp_v6 = _link_local(tv, lan), _link_local(cp, lan)
+    tv_v6, cp_v6 = link_local(tv, lan), link_local(cp, lan)
     path = tmp_path / "v6.pcapng"
 
     def probe(port: int) -> None:
