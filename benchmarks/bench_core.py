@@ -74,7 +74,7 @@ def pct(samples: list[float], q: float) -> float:
 
 # --- children ---------------------------------------------------------------------------------
 def _make_service() -> Any:
-    from igrs.service import Service, action, attribute
+    from igrs.node.service import Service, action, attribute
 
     class BenchEcho(Service):
         service_type = SERVICE
@@ -347,7 +347,7 @@ async def bench_invoke(rig: Rig, rounds: int, calls: int) -> list[Result]:
 
 
 async def bench_setup(rig: Rig, rounds: int, n: int) -> list[Result]:
-    from igrs.pipe import open_pipe
+    from igrs.node.pipe import open_pipe
 
     say(f"\n== set-up latency: {n} each per round, best of {rounds} rounds (by median)")
     record = rig.cp.find(rig.device_id)

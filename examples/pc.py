@@ -20,8 +20,9 @@ from pathlib import Path
 
 from _example import emit, info, parser, until_signal
 
-from igrs.demo import sample_media, setup_pc
-from igrs.device import Device
+from igrs.apps.demo import setup_pc
+from igrs.apps.sample_media import sample_media
+from igrs.node.device import Device
 
 
 async def main() -> int:

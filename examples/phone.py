@@ -26,8 +26,9 @@ from typing import Any
 
 from _example import emit, info, parser
 
-from igrs.control import ControlPoint
-from igrs.demo import Phone, night_photo, write_png
+from igrs.apps.demo import Phone
+from igrs.apps.sample_media import night_photo, write_png
+from igrs.node.control import ControlPoint
 from igrs.wire.ids import DeviceId
 
 PIN_WAIT = 60.0  # s to wait for a PIN line in --pins-from files

@@ -17,8 +17,8 @@ import sys
 
 from _example import emit, info, parser, until_signal
 
-from igrs.demo import setup_tv
-from igrs.device import Device
+from igrs.apps.demo import setup_tv
+from igrs.node.device import Device
 
 
 async def main() -> int:

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Device": "igrs.device",
-    "ControlPoint": "igrs.control",
-    "Service": "igrs.service",
-    "action": "igrs.service",
-    "attribute": "igrs.service",
-    "discover": "igrs.control",
+    "Device": "igrs.node.device",
+    "ControlPoint": "igrs.node.control",
+    "Service": "igrs.node.service",
+    "action": "igrs.node.service",
+    "attribute": "igrs.node.service",
+    "discover": "igrs.node.control",
     "DeviceRecord": "igrs.core.discovery",
     "DeviceAppeared": "igrs.core.discovery",
     "DeviceUpdated": "igrs.core.discovery",
@@ -37,11 +37,11 @@ __all__ = [*_LAZY, "__version__"]
 
 if TYPE_CHECKING:
     from igrs.constants import ReturnCode
-    from igrs.control import ControlPoint, discover
     from igrs.core.discovery import DeviceAppeared, DeviceGone, DeviceRecord, DeviceUpdated
-    from igrs.device import Device
     from igrs.errors import IGRSError, ProtocolError, SecurityError
-    from igrs.service import Service, action, attribute
+    from igrs.node.control import ControlPoint, discover
+    from igrs.node.device import Device
+    from igrs.node.service import Service, action, attribute
     from igrs.wire.description import DeviceDescription
     from igrs.wire.ids import DeviceId, DeviceType, ServiceType
 

@@ -1,5 +1,5 @@
 import sys
 
-from igrs.cli import main
+from igrs.cli.main import main
 
 sys.exit(main())

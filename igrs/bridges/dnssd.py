@@ -48,9 +48,9 @@ if TYPE_CHECKING:
     from zeroconf import ServiceInfo, ServiceStateChange, Zeroconf
     from zeroconf.asyncio import AsyncServiceBrowser, AsyncZeroconf
 
-    from igrs.control import ControlPoint
     from igrs.core.discovery import ControlPointDiscovery
-    from igrs.device import Device
+    from igrs.node.control import ControlPoint
+    from igrs.node.device import Device
 
 log = logging.getLogger(__name__)
 
@@ -671,7 +671,7 @@ async def attach_dnssd(cp: ControlPoint) -> DnsSdFeed:
 
 # --- python -m igrs.bridges.dnssd: a tool for tests and debugging -------------------------------------
 async def _run_device(args: argparse.Namespace) -> int:
-    from igrs.device import Device
+    from igrs.node.device import Device
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

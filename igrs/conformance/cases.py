@@ -461,7 +461,7 @@ async def sec_002(ctx: Context) -> None:
     from igrs.core.security.identity import LocalIdentity
     from igrs.errors import IGRSError, RemoteError
     from igrs.net.http import IgrsHttpClient
-    from igrs.pipe import open_pipe
+    from igrs.node.pipe import open_pipe
 
     me = LocalIdentity.generate(ctx.searcher_id)
     # We pretend to know a key for the DUT so that our side goes ahead; the DUT does not know us.
@@ -545,7 +545,7 @@ async def sec_006(ctx: Context) -> None:
     from igrs.core.security.identity import LocalIdentity
     from igrs.errors import IGRSError
     from igrs.net.http import IgrsHttpClient
-    from igrs.pipe import pair
+    from igrs.node.pipe import pair
 
     url = f"http://{ctx.host}:{ctx.port}/IGRS"
     for guess in GUESSED_PINS:

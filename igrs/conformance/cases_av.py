@@ -27,7 +27,7 @@ from igrs.conformance.runner import CaseFailed, CaseSkipped, Context, check
 from igrs.errors import IGRSError
 
 if TYPE_CHECKING:
-    from igrs.agent import ServiceAgent, ServiceProxy
+    from igrs.node.service_agent import ServiceAgent, ServiceProxy
     from igrs.wire.bodies.services import ServiceInfo
 
 MEDIA_SERVER = "urn:IGRS:ServiceType:MediaServer:1"

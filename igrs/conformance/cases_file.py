@@ -42,7 +42,7 @@ from igrs.conformance.runner import CaseFailed, CaseSkipped, Context, check
 from igrs.wire.httpu import parse_head
 
 if TYPE_CHECKING:
-    from igrs.agent import ServiceProxy
+    from igrs.node.service_agent import ServiceProxy
 
 FILE_SERVER = "urn:IGRS:ServiceType:FileServer:1"
 FILE_ACTIONS = ("Browse", "Stat", "MakeDirectory", "Delete", "Move", "BeginGet", "BeginPut", "CancelPut")

@@ -21,13 +21,13 @@ from igrs.conformance.runner import CaseFailed, CaseSkipped, Context, check
 from igrs.constants import DESCRIPTION_PATH, GROUP_ST_ALL, MAX_DATAGRAM
 from igrs.errors import IGRSError, ProtocolError
 from igrs.wire import description as ddesc
-from igrs.wire import groups as wg
+from igrs.wire import group_datagrams as wg
 from igrs.wire.bodies.groups import (
     JoinCentralisedDeviceGroupRequest,
     JoinCentralisedDeviceGroupResponse,
     QuitCentralisedDeviceGroupNotify,
 )
-from igrs.wire.groups import GroupId, GroupKind
+from igrs.wire.group_datagrams import GroupId, GroupKind
 from igrs.wire.ids import DeviceId
 from igrs.wire.messages import ErrorResponse, Frame, SoapMessage
 
@@ -249,7 +249,7 @@ class Witness(TestPeer):
     async def of(cls, ctx: Context) -> Witness:
         witness: Witness | None = ctx.facts.get(WITNESS_FACT)
         if witness is None:
-            from igrs.control import ControlPoint
+            from igrs.node.control import ControlPoint
 
             record = (await TestPeer.of(ctx)).record
             cp = ControlPoint(interfaces=[ctx.iface.address], port=ctx.isdp_port, device_id=DeviceId.new(),

@@ -57,7 +57,8 @@ from igrs.constants import (
     NTS_UPDATE,
     REGISTRY_MAX_DEVICES,
 )
-from igrs.wire import groups, isdp, messages
+from igrs.wire import group_datagrams as groups
+from igrs.wire import isdp, messages
 from igrs.wire.catalogue import Kind, spec_for
 from igrs.wire.httpu import Headers, parse_head, parse_message
 from igrs.wire.ids import DeviceId

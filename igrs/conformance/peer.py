@@ -17,10 +17,10 @@ from igrs.wire import messages
 from igrs.wire.ids import UINT32_MAX, DeviceType
 
 if TYPE_CHECKING:
-    from igrs.agent import ServiceAgent
-    from igrs.control import ControlPoint
     from igrs.core.discovery import DeviceRecord
-    from igrs.pipe import Pipe
+    from igrs.node.control import ControlPoint
+    from igrs.node.pipe import Pipe
+    from igrs.node.service_agent import ServiceAgent
     from igrs.wire.messages import Frame
 
 PEER_FACT = "test_peer"
@@ -54,8 +54,8 @@ class TestPeer:
 
     @classmethod
     async def _create(cls, ctx: Context) -> TestPeer:
-        from igrs.control import ControlPoint
         from igrs.core.discovery import DeviceRecord
+        from igrs.node.control import ControlPoint
 
         assert ctx.device_id is not None
         cp = ControlPoint(interfaces=[ctx.iface.address], port=ctx.isdp_port, device_id=ctx.searcher_id,

@@ -1,7 +1,7 @@
 """Event subscriptions (clauses 9.7, 10.3 and attribute eventing), sans-IO.
 
 Inputs are requests and ``now`` (seconds, the caller's clock); outputs are subscriptions and
-``Batch``es to deliver. The caller (igrs.services_host) does the I/O: it takes a batch, sends
+``Batch``es to deliver. The caller (igrs.node.service_host) does the I/O: it takes a batch, sends
 it, and reports ``delivered`` or ``failed``. One batch per subscription is in flight at a time,
 so notifications arrive in order, numbered 0, 1, 2, ... (``sequence``).
 

@@ -148,7 +148,7 @@ class IgrsHttpServer:
 
     async def answer(self, request: HttpRequest) -> HttpAnswer:
         """The answer to a request outside the mounted prefixes (the seam the deliberately
-        broken devices of igrs.conformance.broken wrap)."""
+        broken devices of broken_core wrap)."""
         path, method = request.path, request.method
         if path == DESCRIPTION_PATH and method in ("GET", "HEAD"):
             return HttpAnswer(200, _DESCRIPTION_HEADERS, self.description())

@@ -183,7 +183,7 @@ IsdpMessage = (
 
 # --- encoding ------------------------------------------------------------------------------
 def ext_headers(message_type: str, source: DeviceId | None) -> list[tuple[str, str]]:
-    """The IGRS extension headers every ISDP datagram carries (also used by igrs.wire.groups)."""
+    """The IGRS extension headers every ISDP datagram carries (also used by igrs.wire.group_datagrams)."""
     headers = [
         man_header(IGRS_EXT_URI, "01"),
         ("01-IGRSVersion", IGRS_VERSION),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import netbed
 
-from igrs.demo import bundled_clip, holiday_photo, night_photo, write_png, write_tone
+from igrs.apps.sample_media import bundled_clip, holiday_photo, night_photo, write_png, write_tone
 from igrs.profiles.file import SharedFolder
 
 SECRET = "top secret, beside the shares"

@@ -8,11 +8,11 @@ from __future__ import annotations
 import contextlib
 
 import pytest
+from broken_groups import GROUP_BROKEN_DEVICES, BrokenGroupDevice, GroupHostDevice
 from conformance_harness import PinShown  # type: ignore[import-not-found]
 
 from igrs import Device
 from igrs.conformance import Lifecycle, load_cases, run_suite
-from igrs.conformance.broken_groups import GROUP_BROKEN_DEVICES, BrokenGroupDevice, GroupHostDevice
 from igrs.conformance.runner import FAIL, PASS, SKIP, Report, load_checks
 
 LO = ["lo"]

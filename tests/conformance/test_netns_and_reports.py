@@ -140,7 +140,7 @@ def test_html_report_screenshot(lab_run: dict[str, Any], require_cmd: Any, tmp_p
 
 BROKEN_SCRIPT = r"""
 import asyncio, json, sys
-from igrs.conformance.broken import OffSubnetAnsweredDevice
+from broken_core import OffSubnetAnsweredDevice
 
 async def main():
     async with OffSubnetAnsweredDevice(name=sys.argv[1], device_type="TV") as dev:
@@ -162,7 +162,8 @@ def test_off_subnet_search(netbed: Any, broken: bool) -> None:
     dut_host.run(["ip", "route", "add", "10.77.99.0/24", "dev", dut_host.iface_on(lan).name], check=True)
     argv = ([sys.executable, "-c", BROKEN_SCRIPT, DUT_NAME] if broken else
             [*IGRS, "device", "run", "--name", DUT_NAME, "--json", "--no-pairing"])
-    dut = dut_host.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=igrs_env())
+    env = {**igrs_env(), "PYTHONPATH": str(Path(__file__).parent)}  # broken_core lives beside this test
+    dut = dut_host.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     out, err = LineReader(dut.stdout), LineReader(dut.stderr)
     assert out.wait_for(lambda s: '"event": "ready"' in s, 20), f"{out.text()} {err.text()}"
     cp = tester.run([*IGRS, "conformance", "run", DUT_NAME, "--interface", tester.addr,

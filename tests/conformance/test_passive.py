@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from broken_core import InvalidDescriptionDevice, LateSearchResponseDevice, WrongAcknowledgeIdDevice
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from netbed import LineReader, NetBed, free_port, link_local
 
 from igrs import ControlPoint, Device
-from igrs.conformance.broken import InvalidDescriptionDevice, LateSearchResponseDevice, WrongAcknowledgeIdDevice
 from igrs.conformance.capture import (
     TCP,
     UDP,

@@ -18,18 +18,18 @@ from xml.etree import ElementTree as ET
 
 import aiohttp
 import pytest
+from broken_profiles import (
+    PROFILE_BROKEN_DEVICES,
+    PathTraversalAVDevice,
+    PathTraversalFileDevice,
+    ProfileDevice,
+)
 from conformance_harness import SECRET, Home, PinShown, make_home  # type: ignore[import-not-found]
 from netbed import LineReader
 from yarl import URL
 
 from igrs import ControlPoint, Device
 from igrs.conformance import load_cases, run_suite
-from igrs.conformance.broken_profiles import (
-    PROFILE_BROKEN_DEVICES,
-    PathTraversalAVDevice,
-    PathTraversalFileDevice,
-    ProfileDevice,
-)
 from igrs.conformance.report import to_text
 from igrs.conformance.runner import FAIL, PASS, SKIP, Report
 from igrs.constants import FILE_PATH_REFUSED
@@ -314,7 +314,7 @@ def test_cli_file_profile_against_a_device_process(tmp_path: Path, free_udp_port
         address = json.loads(ready)["location"].split("//", 1)[1].split("/", 1)[0]
         junit = tmp_path / "file.xml"
         suite = subprocess.Popen(
-            [sys.executable, "-m", "igrs.conformance", "run", address, "--profile", "file", "--pin", "-",
+            [sys.executable, "-m", "igrs", "conformance", "run", address, "--profile", "file", "--pin", "-",
              "--interface", "lo", "--port", str(free_udp_port), "--junit", str(junit)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**env, "IGRS_STATE_DIR": str(tmp_path / "tester")})

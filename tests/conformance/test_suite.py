@@ -5,21 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import subprocess
 import sys
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import pytest
+from broken_core import BROKEN_DEVICES, NAMESPACE_ONLY, BrokenDevice
 from conformance_harness import PinShown  # type: ignore[import-not-found]
 from lxml import etree
 
 from igrs import Device
+from igrs.apps.sample_service import Volume
 from igrs.conformance import Lifecycle, load_cases, run_suite
-from igrs.conformance.broken import BROKEN_DEVICES, NAMESPACE_ONLY, BrokenDevice
 from igrs.conformance.report import to_html, to_junit
 from igrs.conformance.runner import FAIL, PASS, SKIP
-from igrs.demo import Volume
 
 LO = ["lo"]
 
@@ -165,19 +166,19 @@ async def test_address_target_and_unknown_target(free_udp_port: int) -> None:
 def test_cli_exit_status_and_reports(tmp_path, free_udp_port: int) -> None:  # type: ignore[no-untyped-def]
     script = (
         "import asyncio, sys\n"
-        "from igrs.conformance.broken import VersionAs400Device\n"
-        "from igrs.cli import main\n"
+        "from broken_core import VersionAs400Device\n"
         "async def serve():\n"
         f"    d = VersionAs400Device(name='CLI', interfaces=['lo'], port={free_udp_port}, http_port=0)\n"
         "    await d.start(); print(d.location.split('//')[1].split('/')[0], flush=True)\n"
         "    await asyncio.sleep(30)\n"
         "asyncio.run(serve())\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}  # broken_core lives beside this test
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
     try:
         address = proc.stdout.readline().strip()  # type: ignore[union-attr]
         junit, page = tmp_path / "r.xml", tmp_path / "r.html"
-        cp = subprocess.run([sys.executable, "-m", "igrs.conformance", "run", address, "--interface", "lo",
+        cp = subprocess.run([sys.executable, "-m", "igrs", "conformance", "run", address, "--interface", "lo",
                              "--port", str(free_udp_port), "--case", "FRM-004", "--case", "FRM-005",
                              "--junit", str(junit), "--html", str(page)],
                             capture_output=True, text=True, timeout=60)

@@ -23,7 +23,7 @@ import pytest
 
 from igrs import ControlPoint, Device
 from igrs.constants import EVENT_BATCH_MAX, EVENT_QUEUE_LIMIT
-from igrs.service import Service, action, attribute
+from igrs.node.service import Service, action, attribute
 
 LO = ["lo"]
 LOAD = "urn:IGRS:ServiceType:LoadTest:1"
@@ -82,7 +82,7 @@ async def test_500_concurrent_invocations_none_lost_or_mixed_up(
 CHILD = r"""
 import asyncio, json, random, sys
 from igrs import Device
-from igrs.service import Service, action
+from igrs.node.service import Service, action
 
 class LoadTest(Service):
     service_type = "urn:IGRS:ServiceType:LoadTest:1"

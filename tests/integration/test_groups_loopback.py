@@ -13,12 +13,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from igrs.core import groups as cg
-from igrs.groups import GroupManager
+from igrs.core import device_groups as cg
 from igrs.net import interfaces as netifaces
 from igrs.net.isdp import IsdpEndpoints
+from igrs.node.group_manager import GroupManager
 from igrs.wire import messages
-from igrs.wire.groups import GroupKind
+from igrs.wire.group_datagrams import GroupKind
 from igrs.wire.httpu import Headers
 from igrs.wire.ids import DeviceId
 from igrs.wire.messages import Frame, SoapMessage

@@ -11,7 +11,7 @@ import pytest
 from igrs import ControlPoint, Device
 from igrs.constants import ReturnCode
 from igrs.errors import IGRSError, RemoteError
-from igrs.service import Service, action, attribute
+from igrs.node.service import Service, action, attribute
 
 LO = ["lo"]
 RENDERER = "urn:IGRS:ServiceType:Volume:1"

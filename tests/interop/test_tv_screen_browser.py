@@ -1,7 +1,7 @@
 """The TV's screen page in a real browser: Debian's headless chromium driven by chromedriver
 (the W3C WebDriver protocol, spoken with urllib — no Python browser package needed).
 
-A PC and a TV run in-process on loopback (igrs.demo roles); the page is loaded while the TV
+A PC and a TV run in-process on loopback (igrs.apps.demo roles); the page is loaded while the TV
 shows nothing, then a control point makes the TV play the PC's photo: the page must follow by
 itself (it polls /screen/state), show the title, the PLAYING state and the decoded image. A
 screenshot is kept in artifacts/tv-screen.png and checked to show the photo.
@@ -28,7 +28,8 @@ from typing import Any
 import pytest
 
 from igrs import ControlPoint, Device
-from igrs.demo import holiday_photo, sample_media, setup_pc, setup_tv
+from igrs.apps.demo import setup_pc, setup_tv
+from igrs.apps.sample_media import holiday_photo, sample_media
 from igrs.profiles.av import AvController
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(120)]

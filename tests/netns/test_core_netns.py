@@ -83,7 +83,7 @@ import aiohttp
 from multidict import CIMultiDict
 from igrs import ControlPoint
 from igrs.errors import IGRSError
-from igrs.keystore import PairedDevice
+from igrs.node.keystore import PairedDevice
 from igrs.core.security.identity import LocalIdentity
 from igrs.wire import messages
 from igrs.wire.bodies import events as ev, pipes as pb, services as sv, sessions as ss
@@ -262,16 +262,16 @@ async def main():
 asyncio.run(main())
 """
 
-# A device with device groups (the wiring of igrs/cli_groups.py, plus what specs/groups.md
+# A device with device groups (the wiring of igrs/cli/group_commands.py, plus what specs/groups.md
 # §5.4 asks of the I/O layer: a pipe keep-alive time-out or a byebye reports the peer lost).
 # argv = ISDP port, state dir, name, lease, rejoin window, keep-alive interval.
 GROUP_NODE = _LOOP + r"""
-import igrs.core.groups as cgroups
+import igrs.core.device_groups as cgroups
 from igrs import ControlPoint, Device
 from igrs.core.discovery import DeviceGone
-from igrs.groups import GroupManager
+from igrs.node.group_manager import GroupManager
 from igrs.net.isdp import IsdpEndpoints
-from igrs.wire.groups import GroupId
+from igrs.wire.group_datagrams import GroupId
 from igrs.wire.ids import DeviceId
 from igrs.wire.messages import Frame, Routing
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from igrs.demo import sample_media
+from igrs.apps.sample_media import sample_media
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(150)]
 

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def cli(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [PY, "-m", "igrs.relay.cli", *args],
+        [PY, "-m", "igrs", "relay", *args],
         capture_output=True,
         text=True,
         timeout=30,
@@ -28,7 +28,7 @@ def cli(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
 
 def test_serve_register_bind_send_listen(tmp_path: Path) -> None:
     serve = subprocess.Popen(
-        [PY, "-m", "igrs.relay.cli", "serve", "--port", "0", "--state-dir", str(tmp_path / "state")],
+        [PY, "-m", "igrs", "relay", "serve", "--port", "0", "--state-dir", str(tmp_path / "state")],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -62,7 +62,7 @@ def test_serve_register_bind_send_listen(tmp_path: Path) -> None:
         cli("bind", "--creds", str(user), "--device", tv_id, "--verify-code", "8812")
 
         listen = subprocess.Popen(
-            [PY, "-m", "igrs.relay.cli", "listen", "--creds", str(tv), "--count", "2"],
+            [PY, "-m", "igrs", "relay", "listen", "--creds", str(tv), "--count", "2"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -89,7 +89,8 @@ def test_serve_register_bind_send_listen(tmp_path: Path) -> None:
             [
                 PY,
                 "-m",
-                "igrs.relay.cli",
+                "igrs",
+                "relay",
                 "send",
                 "--creds",
                 str(tv),

@@ -13,7 +13,8 @@ import pytest
 from relay_helpers import World
 
 from igrs import ControlPoint, Device
-from igrs.demo import Volume
+from igrs.apps.sample_service import Volume
+from igrs.node.service import Service, action
 from igrs.relay import RelayClient
 from igrs.relay.errors import RelayCode, RelayError
 from igrs.relay.gateway import (
@@ -25,7 +26,6 @@ from igrs.relay.gateway import (
     encode_value,
     list_home_devices,
 )
-from igrs.service import Service, action
 
 LO = ["lo"]
 VOLUME = "urn:IGRS:ServiceType:Volume:1"

@@ -17,7 +17,7 @@ from netbed import Host, LineReader, NetBed, free_port
 
 pytestmark = pytest.mark.netns
 
-RELAY_CLI = [sys.executable, "-m", "igrs.relay.cli"]
+RELAY_CLI = [sys.executable, "-m", "igrs", "relay"]
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {
     **os.environ,

@@ -18,10 +18,10 @@ from igrs.constants import (
     STARTUP_COPIES,
     ReturnCode,
 )
-from igrs.core import groups as cg
+from igrs.core import device_groups as cg
 from igrs.core.discovery import Interface, SendMulticast, SendUnicast
 from igrs.errors import ProtocolError
-from igrs.wire import groups as wg
+from igrs.wire import group_datagrams as wg
 from igrs.wire import messages
 from igrs.wire.bodies.groups import (
     JoinCentralisedDeviceGroupRequest,

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from igrs import keystore as keystore_mod
 from igrs.core.security import LocalIdentity, PairingResult, PipeInitiator, PipeResponder
-from igrs.keystore import KeyStore, KeyStoreError, PairedDevice, default_state_dir
+from igrs.node import keystore as keystore_mod
+from igrs.node.keystore import KeyStore, KeyStoreError, PairedDevice, default_state_dir
 from igrs.wire.ids import DeviceId
 
 

@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from igrs.agent import ServiceAgent, SubscriptionEnded
 from igrs.constants import ReturnCode
 from igrs.core.events import SubscriptionTable, check_callback
 from igrs.core.security.session_keys import SessionKeySchedule, key_check_value
 from igrs.core.sessions import ClientSequencer, SessionTable
 from igrs.errors import IGRSError, ProtocolError, RemoteError
-from igrs.service import Service, action, attribute
-from igrs.services_host import PeerInfo, ServiceHost
+from igrs.node.service import Service, action, attribute
+from igrs.node.service_agent import ServiceAgent, SubscriptionEnded
+from igrs.node.service_host import PeerInfo, ServiceHost
 from igrs.wire import messages
 from igrs.wire.bodies import events as ev
 from igrs.wire.bodies import services as sv

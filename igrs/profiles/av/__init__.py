@@ -10,7 +10,7 @@ specs/av-profile.md.
 from igrs.profiles.av.content import ContentDirectory, ContentError
 from igrs.profiles.av.controller import AvController, BrowseResult, local_resolver
 from igrs.profiles.av.didl import Entry, from_didl, to_didl
-from igrs.profiles.av.live import MEDIA_RECORDER, LiveSource, MediaRecorder, attach_recorder, record_stream
+from igrs.profiles.av.live import LiveSource
 from igrs.profiles.av.multicast import (
     AV_MULTICAST_GROUP,
     AVMulticastGroup,
@@ -18,6 +18,7 @@ from igrs.profiles.av.multicast import (
     MulticastSender,
     attach_multicast_group,
 )
+from igrs.profiles.av.recorder import MEDIA_RECORDER, MediaRecorder, attach_recorder, record_stream
 from igrs.profiles.av.renderer import (
     MEDIA_RENDERER,
     FfmpegOutput,

@@ -12,8 +12,9 @@ import asyncio
 import json
 import sys
 
-from igrs.profiles.av.live import LiveSource, record_stream
+from igrs.profiles.av.live import LiveSource
 from igrs.profiles.av.multicast import DEFAULT_PORT, MulticastSender
+from igrs.profiles.av.recorder import record_stream
 
 
 async def _send(args: argparse.Namespace) -> int:

@@ -19,8 +19,8 @@ from igrs.profiles.av.renderer import MEDIA_RENDERER, Track
 from igrs.profiles.av.server import MEDIA_SERVER
 
 if TYPE_CHECKING:
-    from igrs.control import ControlPoint
     from igrs.core.discovery import DeviceRecord
+    from igrs.node.control import ControlPoint
     from igrs.profiles.av.server import MediaServer
     from igrs.wire.ids import DeviceId
 

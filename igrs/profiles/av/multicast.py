@@ -27,11 +27,11 @@ from urllib.parse import urlsplit
 
 from igrs.constants import ReturnCode
 from igrs.errors import IGRSError
+from igrs.node.service import Service, action, attribute
 from igrs.profiles.av.live import TS_PACKET, LiveSource
-from igrs.service import Service, action, attribute
 
 if TYPE_CHECKING:
-    from igrs.device import Device
+    from igrs.node.device import Device
     from igrs.profiles.av.server import MediaServer
 
 AV_MULTICAST_GROUP = "urn:IGRS:ServiceType:AVMulticastGroup:1"

@@ -25,12 +25,12 @@ from urllib.parse import urlsplit
 
 from igrs.constants import ReturnCode
 from igrs.errors import IGRSError, ProtocolError
+from igrs.node.service import Service, action, attribute
 from igrs.profiles.av.didl import Entry, from_didl
 from igrs.profiles.av.media import MediaInfo, ffmpeg_path, probe_uri
-from igrs.service import Service, action, attribute
 
 if TYPE_CHECKING:
-    from igrs.device import Device
+    from igrs.node.device import Device
 
 log = logging.getLogger(__name__)
 

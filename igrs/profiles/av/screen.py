@@ -29,7 +29,7 @@ from aiohttp import web
 from igrs.profiles.av.media import mime_type
 
 if TYPE_CHECKING:
-    from igrs.device import Device
+    from igrs.node.device import Device
     from igrs.profiles.av.renderer import MediaRenderer
 
 SCREEN_PREFIX = "/screen/"

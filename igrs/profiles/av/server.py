@@ -25,6 +25,7 @@ from aiohttp import web
 
 from igrs.constants import MAX_STRING_VALUE, ReturnCode
 from igrs.errors import IGRSError
+from igrs.node.service import Service, action, attribute
 from igrs.profiles.av.content import (
     SEARCH_PROPERTIES,
     SORT_PROPERTIES,
@@ -36,10 +37,9 @@ from igrs.profiles.av.content import (
 )
 from igrs.profiles.av.didl import Entry, to_didl
 from igrs.profiles.av.media import ffmpeg_path
-from igrs.service import Service, action, attribute
 
 if TYPE_CHECKING:
-    from igrs.device import Device
+    from igrs.node.device import Device
     from igrs.profiles.av.live import LiveSource
 
 log = logging.getLogger(__name__)

@@ -45,13 +45,13 @@ from igrs.constants import (
     ReturnCode,
 )
 from igrs.errors import IGRSError
+from igrs.node.service import Service, action, attribute
 from igrs.profiles.file import paths
 from igrs.profiles.file.paths import PARTIAL_DIR, PathRefused, Resolved
 from igrs.profiles.file.transfer import COMMITTED, TransferError, Upload, expire_partials, partials
-from igrs.service import Service, action, attribute
 
 if TYPE_CHECKING:
-    from igrs.device import Device
+    from igrs.node.device import Device
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +74,9 @@ _CALLER: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("igrs_fi
 def current_caller() -> Caller | None:
     """The peer whose InvokeServiceRequest is being handled (None outside an invocation).
 
-    Read from ``igrs.services_host.current_peer`` when the core provides it, else from the
+    Read from ``igrs.node.service_host.current_peer`` when the core provides it, else from the
     context variable that ``attach_file_server`` sets around the device's invoke handler."""
-    import igrs.services_host as sh
+    import igrs.node.service_host as sh
 
     core = getattr(sh, "current_peer", None)
     if isinstance(core, contextvars.ContextVar):

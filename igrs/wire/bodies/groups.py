@@ -13,7 +13,7 @@ from typing import ClassVar, Self
 
 from igrs.constants import GROUP_MAX_MEMBERS, IGRS_NS, MAX_ID_LENGTH, MAX_MAX_AGE, MAX_NAME_LENGTH, MIN_MAX_AGE
 from igrs.errors import LimitExceeded, ProtocolError
-from igrs.wire.groups import GroupId, check_group_name
+from igrs.wire.group_datagrams import GroupId, check_group_name
 from igrs.wire.ids import DeviceId, is_digits
 from igrs.wire.messages import Status, body_element, expect_element, register, sub_element
 from igrs.wire.xml import Element, child_text, qname

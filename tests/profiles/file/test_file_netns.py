@@ -17,7 +17,7 @@ from netbed import LineReader, free_port, wait_until
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(120)]
 
-FILE_CLI = [sys.executable, "-m", "igrs.profiles.file.cli", "file"]
+FILE_CLI = [sys.executable, "-m", "igrs", "file"]
 IGRS = [sys.executable, "-m", "igrs"]
 SIZE = 24 * 1024 * 1024
 

@@ -53,7 +53,7 @@ from igrs.constants import (
 from igrs.core.discovery import Address, DropCounter, Interface, SendMulticast, SendUnicast, _Timers, group_host
 from igrs.core.ratelimit import KeyedRateLimiter
 from igrs.errors import IGRSError, ProtocolError
-from igrs.wire import groups as wg
+from igrs.wire import group_datagrams as wg
 from igrs.wire.bodies.groups import (
     GroupSoapMessage,
     JoinCentralisedDeviceGroupRequest,
@@ -61,7 +61,7 @@ from igrs.wire.bodies.groups import (
     QuitCentralisedDeviceGroupNotify,
 )
 from igrs.wire.description import GroupRef
-from igrs.wire.groups import GroupId, GroupKind
+from igrs.wire.group_datagrams import GroupId, GroupKind
 from igrs.wire.ids import DeviceId
 from igrs.wire.messages import Frame, Status
 

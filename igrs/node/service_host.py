@@ -1,6 +1,6 @@
 """``ServiceHost``: the server side of clauses 9.7 and 10.1-10.6, independent of the transport.
 
-The network glue (igrs.device) hands it decoded request frames and gets the reply message:
+The network glue (igrs.node.device) hands it decoded request frames and gets the reply message:
 
     host = ServiceHost(send=notify)            # async notify(location_or_peer, message)
     sid = host.add(Light())
@@ -26,12 +26,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from igrs._aio import wait_event
 from igrs.constants import MAX_SERVICES, NOTIFY_TIMEOUT, ReturnCode
 from igrs.core.events import ATTRIBUTE, DEVICE, SERVICE, Batch, Subscription, SubscriptionTable
 from igrs.core.sessions import SessionTable
 from igrs.errors import IGRSError, ProtocolError
-from igrs.service import Service
+from igrs.net.aio import wait_event
+from igrs.node.service import Service
 from igrs.wire.bodies import events as ev
 from igrs.wire.bodies import services as sv
 from igrs.wire.bodies import sessions as ss

@@ -11,9 +11,9 @@ import asyncio
 from typing import Any, ClassVar
 
 from igrs.core.discovery import Action, SendMulticast, SendUnicast
-from igrs.device import OPEN_MESSAGES, Device, RequestContext
 from igrs.net.http import Reply
 from igrs.net.httpserver import HttpAnswer, HttpRequest
+from igrs.node.device import OPEN_MESSAGES, Device, RequestContext
 from igrs.wire import description as ddesc
 from igrs.wire import isdp, messages
 from igrs.wire.catalogue import CATALOGUE

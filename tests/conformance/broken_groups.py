@@ -1,7 +1,7 @@
 """Reference devices for the device-group cases (``specs/conformance/cases-groups.toml``).
 
 ``GroupHostDevice`` is ``igrs.Device`` hosting a ``GroupManager`` — the wiring of
-``igrs/cli_groups.py``, on the device's own ISDP endpoints — and mastering one centralised
+``igrs/cli/group_commands.py``, on the device's own ISDP endpoints — and mastering one centralised
 group it creates at start: the good reference. Each ``Broken…`` device below is that device
 with ONE group rule broken, and names the case that must catch it (``CAUGHT_BY``).
 
@@ -13,15 +13,16 @@ from __future__ import annotations
 import asyncio
 from typing import Any, ClassVar
 
-from igrs.conformance.broken import BrokenDevice
+from broken_core import BrokenDevice
+
 from igrs.constants import GROUP_LEASE, ReturnCode
+from igrs.core.device_groups import GroupInfo
 from igrs.core.discovery import Interface
-from igrs.core.groups import GroupInfo
-from igrs.device import Device, RequestContext
 from igrs.errors import ProtocolError
-from igrs.groups import GroupManager
 from igrs.net.http import Reply
-from igrs.wire import groups as wg
+from igrs.node.device import Device, RequestContext
+from igrs.node.group_manager import GroupManager
+from igrs.wire import group_datagrams as wg
 from igrs.wire.bodies.groups import (
     JoinCentralisedDeviceGroupRequest,
     JoinCentralisedDeviceGroupResponse,

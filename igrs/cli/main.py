@@ -32,7 +32,7 @@ def _slug(name: str) -> str:
 
 def _state_dir(args: argparse.Namespace, role: str) -> str:
     """--state-dir, else <$IGRS_STATE_DIR or ~/.local/state/igrs>/<role>."""
-    from igrs.keystore import default_state_dir
+    from igrs.node.keystore import default_state_dir
 
     return args.state_dir or str(default_state_dir() / role)
 
@@ -73,8 +73,8 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 # --- discover ------------------------------------------------------------------------------------
 async def cmd_discover(args: argparse.Namespace) -> int:
-    from igrs.control import ControlPoint
     from igrs.core.discovery import DeviceAppeared, DeviceGone
+    from igrs.node.control import ControlPoint
 
     async with ControlPoint(interfaces=args.interface, port=args.port, ipv6=args.ipv6,
                             via=args.via) as cp:
@@ -123,7 +123,7 @@ async def _located(cp: Any, device: str, timeout: float) -> Any:
 
 # --- describe ------------------------------------------------------------------------------------
 async def cmd_describe(args: argparse.Namespace) -> int:
-    from igrs.control import ControlPoint
+    from igrs.node.control import ControlPoint
     from igrs.wire import description as ddesc
 
     async with ControlPoint(interfaces=args.interface, port=args.port, ipv6=args.ipv6,
@@ -156,7 +156,7 @@ def _catch_signals() -> asyncio.Event:
 
 
 async def cmd_device_run(args: argparse.Namespace) -> int:
-    from igrs.device import Device
+    from igrs.node.device import Device
 
     def show_pin(pin: str) -> None:
         if args.json:
@@ -170,7 +170,7 @@ async def cmd_device_run(args: argparse.Namespace) -> int:
                     state_dir=_state_dir(args, f"devices/{_slug(args.name)}"),
                     on_pin=None if args.no_pairing else show_pin, dnssd=args.dnssd)
     if args.sample_service:
-        from igrs.demo import Volume
+        from igrs.apps.sample_service import Volume
 
         device.add_service(Volume())
     if args.share_folder:
@@ -222,7 +222,7 @@ def _named_folder(spec: str) -> tuple[str, str]:
 
 # --- pairing -------------------------------------------------------------------------------------
 def _control_point(args: argparse.Namespace) -> Any:
-    from igrs.control import ControlPoint
+    from igrs.node.control import ControlPoint
 
     return ControlPoint(interfaces=args.interface, port=args.port, ipv6=args.ipv6,
                         state_dir=_state_dir(args, "controller"), via=getattr(args, "via", "isdp"))
@@ -254,7 +254,7 @@ def _paired_match(peers: list[Any], text: str) -> Any:
 
 
 async def cmd_unpair(args: argparse.Namespace) -> int:
-    from igrs.keystore import KeyStore
+    from igrs.node.keystore import KeyStore
 
     store = KeyStore(_state_dir(args, "controller"))
     peer = _paired_match(store.peers(), args.device)
@@ -264,7 +264,7 @@ async def cmd_unpair(args: argparse.Namespace) -> int:
 
 
 async def cmd_paired(args: argparse.Namespace) -> int:
-    from igrs.keystore import KeyStore
+    from igrs.node.keystore import KeyStore
 
     store = KeyStore(_state_dir(args, args.role))
     peers = store.peers()
@@ -357,7 +357,7 @@ async def _print_changes(changes: Any, as_json: bool) -> None:
 
 # --- demo ----------------------------------------------------------------------------------------
 async def cmd_demo(args: argparse.Namespace) -> int:
-    from igrs.demo import run_demo
+    from igrs.apps.demo import run_demo
 
     return await run_demo(interfaces=args.interface or ["lo"], port=args.port, duration=args.duration)
 
@@ -475,19 +475,19 @@ def build_parser(*, relay: bool = False, file: bool = False) -> argparse.Argumen
                    help="stay up this many seconds after the scenario (default: until Ctrl-C)")
     p.set_defaults(func=cmd_demo)
 
-    from igrs.cli_groups import add_subcommands as add_group_commands
-    from igrs.conformance.cli import add_subcommands as add_conformance_commands
+    from igrs.cli.conformance_commands import add_subcommands as add_conformance_commands
+    from igrs.cli.group_commands import add_subcommands as add_group_commands
 
     add_group_commands(sub)
     if file:
-        from igrs.profiles.file.cli import add_subcommands as add_file_commands
+        from igrs.cli.file_commands import add_subcommands as add_file_commands
 
         add_file_commands(sub)
     else:
         _placeholder(sub, "file", "shared folders: ls, stat, get, put, rm, mv, mkdir, serve (igrs file --help)")
     add_conformance_commands(sub)
     if relay:
-        from igrs.relay.cli import add_subcommands
+        from igrs.cli.relay_commands import add_subcommands
 
         add_subcommands(sub)
     else:

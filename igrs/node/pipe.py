@@ -18,8 +18,8 @@ from igrs.constants import KEEPALIVE_INTERVAL, KEEPALIVE_MISSES, ReturnCode
 from igrs.core import pipes as core_pipes
 from igrs.core.security import EstablishedPipe, LocalIdentity, PairingInitiator, PeerLookup, PipeInitiator
 from igrs.errors import IGRSError, ProtocolError, RemoteError, SecurityError
-from igrs.keystore import PairedDevice
 from igrs.net.http import IgrsHttpClient
+from igrs.node.keystore import PairedDevice
 from igrs.wire.bodies import pipes as bodies
 from igrs.wire.ids import DeviceId
 from igrs.wire.messages import ErrorResponse, Frame, SoapMessage

@@ -2,7 +2,7 @@
 
 Hook into the main CLI with ``add_subcommands(subparsers)``; each leaf sets ``args.func``,
 a plain callable returning the exit status (it runs the command's coroutine with
-``asyncio.run``). Standalone: ``python -m igrs.relay.cli <command> ...``.
+``asyncio.run``).
 
 Credentials: ``register-user`` / ``register-device`` can ``--save FILE`` a JSON file
 ``{"relay", "id", "token", "fingerprint" | "cafile"}`` that the other commands read with
@@ -211,8 +211,8 @@ async def cmd_listen(args: argparse.Namespace) -> int:
 
 
 async def cmd_gateway(args: argparse.Namespace) -> int:
-    from igrs.control import ControlPoint
-    from igrs.keystore import default_state_dir
+    from igrs.node.control import ControlPoint
+    from igrs.node.keystore import default_state_dir
     from igrs.relay.gateway import HomeGateway
 
     state = args.state_dir or default_state_dir() / "controller"
@@ -431,14 +431,3 @@ async def _friend(args: argparse.Namespace) -> int:
             "user": a.user, "accept": bool(a.accept)})(args)
     return await _request_cmd("friend_request", lambda a: {"user": a.user})(args)
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="igrs relay", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="relay_command", required=True)
-    _add_commands(sub)
-    args = parser.parse_args(argv)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

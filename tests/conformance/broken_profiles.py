@@ -22,16 +22,16 @@ from typing import Any, ClassVar
 from urllib.parse import unquote
 
 from aiohttp import web
+from broken_core import BrokenDevice
 
-from igrs.conformance.broken import BrokenDevice
 from igrs.constants import FILE_HTTP_PREFIX, ReturnCode
+from igrs.node.service import action
 from igrs.profiles.av.content import ContentDirectory, ContentError
 from igrs.profiles.av.renderer import MediaRenderer, Track
 from igrs.profiles.av.server import AV_PREFIX, MediaServer, device_base_url
 from igrs.profiles.file import paths
 from igrs.profiles.file.server import RW, FileServer, Grant, SharedFolder, _err, _same_host, install_caller_hook
 from igrs.profiles.file.transfer import Upload
-from igrs.service import action
 
 
 class ProfileDevice(BrokenDevice):

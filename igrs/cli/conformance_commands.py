@@ -1,6 +1,6 @@
 """``igrs conformance run TARGET`` (the active suite), ``cases`` (the catalogue), ``pcap FILE``
 and ``watch`` (passive checks of a capture and of live traffic). ``add_subcommands(subparsers)``
-registers ``conformance`` on ``igrs/cli.py``'s parser; handlers return the exit status."""
+registers ``conformance`` on ``igrs/cli/main.py``'s parser; handlers return the exit status."""
 
 from __future__ import annotations
 
@@ -126,16 +126,3 @@ def cmd_cases(args: argparse.Namespace) -> int:
         print(f"{c.id:9} {'M' if c.mandatory else 'O'} {c.clause:18} {c.title}")
     return EXIT_OK
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (``python -m igrs.conformance run ...``), same arguments as
-    ``igrs conformance``."""
-    import asyncio
-    import inspect
-
-    parser = argparse.ArgumentParser(prog="python -m igrs.conformance")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    add_subcommands(sub)
-    args = parser.parse_args(["conformance", *(sys.argv[1:] if argv is None else argv)])
-    result = args.func(args)
-    return asyncio.run(result) if inspect.iscoroutine(result) else int(result)

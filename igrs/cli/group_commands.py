@@ -1,6 +1,6 @@
 """``igrs group create|join|leave|list``: device groups from the command line (specs/groups.md).
 
-``add_subcommands(subparsers)`` registers the ``group`` command on ``igrs/cli.py``'s parser;
+``add_subcommands(subparsers)`` registers the ``group`` command on ``igrs/cli/main.py``'s parser;
 each handler is an ``async`` function of ``args`` (run by ``cli.main``). Until the Device
 hosts a ``GroupManager`` itself, ``create`` and ``join`` run their own ``Device`` (public
 API) for the ``/IGRS`` endpoint, their own ISDP endpoints for the group datagrams, and
@@ -74,9 +74,9 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ig
 async def _groups(args: argparse.Namespace, name: str, device: Any = None,
                   device_id: Any = None) -> AsyncIterator[Any]:
     """A GroupManager on its own ISDP endpoints; unicast group messages in secure pipes."""
-    from igrs.control import ControlPoint
-    from igrs.groups import GroupManager
     from igrs.net.isdp import IsdpEndpoints
+    from igrs.node.control import ControlPoint
+    from igrs.node.group_manager import GroupManager
     from igrs.wire.messages import Frame, Routing
 
     if device is not None:
@@ -179,7 +179,7 @@ def _device_id(text: str | None) -> Any:
 # --- commands --------------------------------------------------------------------------------
 async def cmd_create(args: argparse.Namespace) -> int:
     from igrs import Device
-    from igrs.wire.groups import GroupId
+    from igrs.wire.group_datagrams import GroupId
 
     device = Device(name=args.device_name, device_id=args.id, interfaces=args.interface, port=args.port,
                     state_dir=args.state_dir, on_pin=_show_pin(args.json))
@@ -200,7 +200,7 @@ async def cmd_create(args: argparse.Namespace) -> int:
 
 async def cmd_join(args: argparse.Namespace) -> int:
     from igrs import Device
-    from igrs.wire.groups import GroupKind
+    from igrs.wire.group_datagrams import GroupKind
 
     device = Device(name=args.device_name, device_id=args.id, interfaces=args.interface, port=args.port,
                     state_dir=args.state_dir, on_pin=_show_pin(args.json))

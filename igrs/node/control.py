@@ -13,7 +13,6 @@ from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
-from igrs.agent import ServiceAgent, ServiceProxy
 from igrs.constants import IGRS_PATH, IGRS_PORT, KEEPALIVE_INTERVAL, REGISTRY_MAX_DEVICES, ReturnCode
 from igrs.core import pipes as core_pipes
 from igrs.core.discovery import (
@@ -25,13 +24,14 @@ from igrs.core.discovery import (
     ServiceRecord,
 )
 from igrs.errors import DeviceNotFound, IGRSError, ProtocolError, SecurityError
-from igrs.keystore import PairedDevice, open_keystore
 from igrs.net import interfaces as netifaces
 from igrs.net.driver import TimerDriver
 from igrs.net.http import IgrsHttpClient, IgrsHttpServer, Reply
 from igrs.net.isdp import IsdpEndpoints
-from igrs.pipe import PinProvider, Pipe, check_answer, open_pipe
-from igrs.pipe import pair as pair_device
+from igrs.node.keystore import PairedDevice, open_keystore
+from igrs.node.pipe import PinProvider, Pipe, check_answer, open_pipe
+from igrs.node.pipe import pair as pair_device
+from igrs.node.service_agent import ServiceAgent, ServiceProxy
 from igrs.wire import description as ddesc
 from igrs.wire import messages
 from igrs.wire.bodies import pipes as pb

@@ -1,13 +1,11 @@
 """``igrs file ls|stat|get|put|rm|mv|mkdir|serve``: the File profile from the command line.
 
-``add_subcommands(subparsers)`` registers ``file`` on ``igrs/cli.py``'s parser (handlers are
+``add_subcommands(subparsers)`` registers ``file`` on ``igrs/cli/main.py``'s parser (handlers are
 ``async`` functions of ``args``, run by ``cli.main``). The client commands use the
 controller's keystore (``igrs pair`` first, same ``--state-dir``). Transfers show a progress
 bar (rich, when installed and stderr is a terminal) and resume where an interrupted run
 stopped: run the same command again. ``igrs file serve`` runs a device sharing folders
-(the same thing ``igrs device run --share-folder`` does once wired in).
-
-Standalone (before the lead wires it into igrs/cli.py): ``python -m igrs.profiles.file.cli``.
+(the same thing ``igrs device run --share-folder`` does).
 """
 
 from __future__ import annotations
@@ -113,14 +111,14 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ig
 
 # --- plumbing ------------------------------------------------------------------------------------
 def _state_dir(args: argparse.Namespace, role: str) -> str:
-    from igrs.keystore import default_state_dir
+    from igrs.node.keystore import default_state_dir
 
     return args.state_dir or str(default_state_dir() / role)
 
 
 @contextlib.asynccontextmanager
 async def _files(args: argparse.Namespace) -> AsyncIterator[Any]:
-    from igrs.control import ControlPoint
+    from igrs.node.control import ControlPoint
     from igrs.profiles.file.client import FileClient
 
     async with ControlPoint(interfaces=args.interface, port=args.port,
@@ -249,7 +247,7 @@ async def cmd_mkdir(args: argparse.Namespace) -> int:
 
 
 async def cmd_serve(args: argparse.Namespace) -> int:
-    from igrs.device import Device
+    from igrs.node.device import Device
     from igrs.profiles.file.server import attach_file_server
 
     slug = "".join(c if c.isalnum() else "-" for c in args.name.lower()).strip("-") or "device"
@@ -272,26 +270,3 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         await stop.wait()
     return EXIT_OK
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Standalone entry point: ``python -m igrs.profiles.file.cli file ls DEVICE /``."""
-    from igrs import cli
-
-    parser = argparse.ArgumentParser(prog="igrs")
-    parser.add_argument("-v", "--verbose", action="count", default=0)
-    add_subcommands(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
-    args = parser.parse_args(argv)
-    import logging
-
-    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)])
-    try:
-        return asyncio.run(args.func(args))
-    except KeyboardInterrupt:
-        return cli.EXIT_INTERRUPTED
-    except (IGRSError, OSError) as exc:
-        print(f"igrs: {getattr(exc, 'reason', exc)}", file=sys.stderr)
-        return cli.EXIT_FAILED
-
-
-if __name__ == "__main__":
-    sys.exit(main())

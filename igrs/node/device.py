@@ -27,17 +27,17 @@ from igrs.core.discovery import (
     Interface,
 )
 from igrs.errors import NotImplementedMessage, SecurityError
-from igrs.keystore import KeyStore, MemoryKeyStore, open_keystore
 from igrs.net import interfaces as netifaces
 from igrs.net.driver import TimerDriver
 from igrs.net.http import IgrsHttpClient, IgrsHttpServer, Reply, SealLater
 from igrs.net.isdp import IsdpEndpoints
-from igrs.service import Service
-from igrs.services_host import PeerInfo, ServiceHost
+from igrs.node.keystore import KeyStore, MemoryKeyStore, open_keystore
+from igrs.node.service import Service
+from igrs.node.service_host import PeerInfo, ServiceHost
 from igrs.wire import description as ddesc
 from igrs.wire import messages
 from igrs.wire.bodies import pipes as pb
-from igrs.wire.groups import is_group_datagram
+from igrs.wire.group_datagrams import is_group_datagram
 from igrs.wire.ids import DeviceId, DeviceType, ServiceType, check_name
 from igrs.wire.messages import Frame, SoapMessage, Status
 
@@ -155,7 +155,7 @@ class Device:
         # Other devices as this one hears them, for device-event subscribers (9.7); created
         # on the first subscription so that an idle device decodes no one else's datagrams.
         self._neighbours: ControlPointDiscovery | None = None
-        # Device groups (9.5) this device belongs to, for joinedGroupList (igrs.groups sets it).
+        # Device groups (9.5) this device belongs to, for joinedGroupList (igrs.node.group_manager sets it).
         self.group_source: Callable[[], Sequence[ddesc.GroupRef]] | None = None
         self._endpoints: IsdpEndpoints | None = None
         self._driver = TimerDriver(self._next_deadline, self._poll)
@@ -257,7 +257,7 @@ class Device:
     # --- I/O glue ------------------------------------------------------------------------------
     def _on_datagram(self, data: bytes, source: tuple[str, int], interface: str) -> None:
         if b"DeviceGroup" in data and is_group_datagram(data):
-            return  # device groups (9.5/9.8) are handled by igrs.groups.GroupManager
+            return  # device groups (9.5/9.8) are handled by igrs.node.group_manager.GroupManager
         now = asyncio.get_running_loop().time()
         self.discovery.on_datagram(data, source, interface, now)
         if self._neighbours is not None:
@@ -492,7 +492,7 @@ class Device:
         result = responder.result
         if result.peer != frame.routing.source:
             raise SecurityError("paired identity is not the sender", return_code=ReturnCode.FORBIDDEN)
-        from igrs.keystore import PairedDevice
+        from igrs.node.keystore import PairedDevice
 
         self.keystore.add(PairedDevice.from_pairing(result, paired_at=time.time()))
         log.info("paired with %s (%s)", result.peer, result.fingerprint)

@@ -1,4 +1,4 @@
-"""``GroupManager``: the asyncio driver of ``igrs.core.groups.DeviceGroups`` (specs/groups.md).
+"""``GroupManager``: the asyncio driver of ``igrs.core.device_groups.DeviceGroups`` (specs/groups.md).
 
 Transport-agnostic: it is given two async callables and never opens a socket itself.
 
@@ -29,8 +29,7 @@ from igrs.constants import (
     IGRS_PORT,
     ReturnCode,
 )
-from igrs.core.discovery import Interface, SendMulticast, SendUnicast
-from igrs.core.groups import (
+from igrs.core.device_groups import (
     DeviceGroups,
     GroupError,
     GroupEvent,
@@ -44,11 +43,12 @@ from igrs.core.groups import (
     SendRequest,
     allow_all,
 )
+from igrs.core.discovery import Interface, SendMulticast, SendUnicast
 from igrs.errors import RemoteError
 from igrs.net.driver import TimerDriver
 from igrs.wire.bodies.groups import JoinCentralisedDeviceGroupRequest, JoinCentralisedDeviceGroupResponse
 from igrs.wire.description import GroupRef
-from igrs.wire.groups import GroupId, GroupKind, is_group_datagram
+from igrs.wire.group_datagrams import GroupId, GroupKind, is_group_datagram
 from igrs.wire.ids import DeviceId
 from igrs.wire.messages import ErrorResponse, Frame, SoapMessage
 

@@ -1,0 +1,1 @@
+"""The ``igrs`` command: one module per command family, each a thin client of the public API."""
