@@ -20,7 +20,19 @@ def tool_cache(name: str) -> Path:
     return base / f"{name}-cache"
 
 
-def run_tool(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """``python -m <tool> args`` with this interpreter, output captured as text."""
-    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True,
+def run_python(*args: str, cwd: Path = ROOT, pythonpath: Path | None = None,
+               timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """This interpreter with ``args``, output captured as text; ``pythonpath`` first on the
+    path (a copy of the package shadows the installed one), else PYTHONPATH unset."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout, check=False)
+
+
+def lint_imports(root: Path = ROOT) -> tuple[int, str]:
+    """``lint-imports`` with ``root``'s pyproject on the ``igrs`` package under ``root``."""
+    code = "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
+    cp = run_python("-c", code, "--no-cache", cwd=root, pythonpath=root)
+    return cp.returncode, cp.stdout + cp.stderr
