@@ -194,7 +194,7 @@ class IsdpEndpoints:
             if data is None:
                 return
             # AF_INET gives (host, port), AF_INET6 (host, port, flowinfo, scope_id).
-            peer = cast(tuple[Any, ...], addr)
+            peer = cast("tuple[Any, ...]", addr)
             host: str = peer[0]
             if len(peer) == 4 and peer[3] and "%" not in host:
                 host = f"{host}%{peer[3]}"  # keep the zone of link-local IPv6 senders

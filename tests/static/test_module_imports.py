@@ -28,18 +28,43 @@ def _modules() -> list[str]:
                   if m.name.rpartition(".")[2] != "__main__")
 
 
+# One small interpreter per worker imports nothing itself and forks a child per module: each
+# child starts from the interpreter's start-up state, as `python -c "import MODULE"` would,
+# without paying for a whole interpreter start each time (about a fifth less CPU).
+_FORK_EACH = """
+import os, sys
+failed = []
+for name in sys.argv[1:]:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            __import__(name)
+        except BaseException:
+            import traceback
+            sys.stderr.write(f"--- {name}\\n{traceback.format_exc()[-1500:]}\\n")
+            sys.stderr.flush()
+            os._exit(1)
+        os._exit(0)
+    if os.waitpid(pid, 0)[1] != 0:
+        failed.append(name)
+print(" ".join(failed))
+"""
+
+
 def test_every_module_imports_alone_in_a_fresh_interpreter() -> None:
     modules = ["igrs", *_modules()]
     assert len(modules) > 100, modules  # the walk found the package
+    workers = max(2, os.cpu_count() or 2)
 
-    def imported(name: str) -> tuple[str, int, str]:
-        cp = run_python("-c", f"import {name}", timeout=120)
-        return name, cp.returncode, cp.stderr
+    def imported(share: list[str]) -> tuple[list[str], str]:
+        cp = run_python("-c", _FORK_EACH, *share, timeout=300)
+        assert cp.returncode == 0, cp.stderr
+        return cp.stdout.split(), cp.stderr
 
-    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-        failed = [(name, err) for name, rc, err in pool.map(imported, modules) if rc != 0]
-    assert not failed, "modules that do not import alone:\n" + "\n".join(
-        f"--- {name}\n{err.strip()[-1500:]}" for name, err in failed)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(imported, [modules[i::workers] for i in range(workers)]))
+    failed = sorted(name for names, _ in results for name in names)
+    assert not failed, f"modules that do not import alone: {failed}\n" + "".join(err for _, err in results)
 
 
 _NEW_MODULES = """

@@ -25,9 +25,7 @@ from igrs.conformance.passive.http_exchanges import HttpConnection
 from igrs.conformance.passive.isdp_timing import IsdpTiming
 from igrs.conformance.passive.limits import MAX_NOTES, MAX_TCP_STREAMS, STREAM_BUFFER
 from igrs.conformance.passive.violations import Problem, Violation, endpoint_text
-from igrs.constants import (
-    IGRS_PORT,
-)
+from igrs.constants import IGRS_PORT
 
 
 @dataclass

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from igrs.conformance.cases import schema_errors
 from igrs.conformance.passive.violations import Problem
-from igrs.constants import (
-    DESCRIPTION_PATH,
-)
+from igrs.constants import DESCRIPTION_PATH
 from igrs.wire.httpu import Headers
 from igrs.wire.xml import parse_xml
 

@@ -14,21 +14,12 @@ from typing import Final, Protocol
 
 from lxml import etree
 
-from igrs.conformance.capture import (
-    Endpoint,
-    FlowKey,
-)
+from igrs.conformance.capture import Endpoint, FlowKey
 from igrs.conformance.cases import SCHEMA_DIRS
 from igrs.conformance.passive.description_check import check_description
 from igrs.conformance.passive.limits import HEAD_LIMIT, MAX_PENDING_REQUESTS
 from igrs.conformance.passive.violations import Problem, endpoint_text
-from igrs.constants import (
-    DESCRIPTION_PATH,
-    IGRS_NS,
-    IGRS_PATH,
-    MAX_HEADER_LINE,
-    MAX_HTTP_BODY,
-)
+from igrs.constants import DESCRIPTION_PATH, IGRS_NS, IGRS_PATH, MAX_HEADER_LINE, MAX_HTTP_BODY
 from igrs.wire import messages
 from igrs.wire.catalogue import Kind, spec_for
 from igrs.wire.httpu import Headers, parse_head

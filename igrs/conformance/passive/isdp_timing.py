@@ -7,16 +7,12 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any, Final
 
-from igrs.conformance.capture import (
-    Endpoint,
-)
+from igrs.conformance.capture import Endpoint
 from igrs.conformance.cases import GRACE
 from igrs.conformance.passive.datagram_rules import RESPONSES, SEARCHES
 from igrs.conformance.passive.limits import MAX_ANNOUNCERS, MAX_SEARCHERS, SEARCHES_PER_SEARCHER
 from igrs.conformance.passive.violations import Problem, Violation
-from igrs.constants import (
-    GROUP_ST_ALL,
-)
+from igrs.constants import GROUP_ST_ALL
 from igrs.wire import group_datagrams as groups
 from igrs.wire import isdp
 from igrs.wire.ids import DeviceId

@@ -5,12 +5,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from igrs.constants import (
-    MAX_HEADER_LINE,
-    MAX_HEADERS,
-    MAX_HTTP_BODY,
-    REGISTRY_MAX_DEVICES,
-)
+from igrs.constants import MAX_HEADER_LINE, MAX_HEADERS, MAX_HTTP_BODY, REGISTRY_MAX_DEVICES
 
 MAX_SEARCHERS: Final = 1024  # searcher endpoints remembered (least recently used evicted)
 SEARCHES_PER_SEARCHER: Final = 16  # recent searches remembered per endpoint
