@@ -1,8 +1,10 @@
 """Shared fixtures: the root-namespace egress guard, the ``netbed`` bed, free ports.
 
-``tests/`` is put on sys.path so that test modules can ``from netbed import ...``.
-Under CI (``CI`` set to true), a missing capability (root, ip netns, tshark) fails the test
-instead of skipping it: CI has them, so those tests must run there.
+``tests/`` is put on sys.path so that test modules can ``from netbed import ...`` and
+``from support import skip_or_fail``. Under CI (``CI`` set to true), a missing capability
+(root, ip netns, tshark) fails the test instead of skipping it: CI has them, so those tests
+must run there. Helpers shared by test modules go in uniquely named modules (support.py,
+netbed.py, ...), not here: see support.py.
 """
 
 from __future__ import annotations
@@ -21,16 +23,7 @@ if str(Path(__file__).parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).parent))
 
 import netbed as _nb
-
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def skip_or_fail(reason: str) -> None:
-    """Skip with reason on a developer machine; fail under CI where it must not happen."""
-    if IN_CI:
-        pytest.fail(f"CI must have this: {reason}", pytrace=False)
-    pytest.skip(reason)
-
+from support import skip_or_fail
 
 # --- egress guard (TESTBED.md hard rule 1; ecosystem-checks.md section 2.0) ---------------
 

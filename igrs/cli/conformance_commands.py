@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from igrs.constants import IGRS_PORT
@@ -13,7 +14,7 @@ from igrs.constants import IGRS_PORT
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     conf = subparsers.add_parser("conformance", help="check an IGRS device against specs/ (test suite)")
     sub = conf.add_subparsers(dest="conformance_command", metavar="ACTION", required=True)
 
@@ -70,7 +71,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK if report.passed else EXIT_FAILED
 
 
-def _pin_source(pin: str | None):  # type: ignore[no-untyped-def]
+def _pin_source(pin: str | None) -> str | Callable[[int], Awaitable[str]] | None:
     """``--pin -``: ask on stderr, read a line from stdin when the device shows its PIN."""
     if pin != "-":
         return pin

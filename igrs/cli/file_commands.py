@@ -36,7 +36,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
-def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     top = subparsers.add_parser("file", help="shared folders: ls, stat, get, put, rm, mv, mkdir, serve")
     sub = top.add_subparsers(dest="file_command", metavar="ACTION", required=True)
 

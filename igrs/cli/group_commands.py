@@ -33,7 +33,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--state-dir", help="identity keys and pairings of this device (as for igrs pair)")
 
 
-def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     group = subparsers.add_parser("group", help="device groups: create, join, leave, list")
     sub = group.add_subparsers(dest="group_command", metavar="ACTION", required=True)
 

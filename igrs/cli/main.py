@@ -496,7 +496,7 @@ def build_parser(*, relay: bool = False, file: bool = False) -> argparse.Argumen
     return parser
 
 
-def _placeholder(sub: argparse._SubParsersAction, name: str, text: str) -> None:  # type: ignore[type-arg]
+def _placeholder(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, text: str) -> None:
     """A command whose parser is built only when it is the command given (main rebuilds)."""
     p = sub.add_parser(name, help=text, add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)

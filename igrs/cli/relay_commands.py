@@ -290,13 +290,13 @@ async def cmd_presence(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- parser
-def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     relay = subparsers.add_parser("relay", help="IGRS 2.0 remote-access relay (specs/relay.md)")
     sub = relay.add_subparsers(dest="relay_command", required=True)
     _add_commands(sub)
 
 
-def _add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="run a relay node (embedded SQLite, or --nats cluster)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=DEFAULT_RELAY_PORT)

@@ -17,10 +17,12 @@ import mmap
 import os
 import struct
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Final
+
+from igrs.constants import MULTICAST_TTL
 
 UDP: Final = 17
 TCP: Final = 6
@@ -493,3 +495,31 @@ class TcpReassembler:
         for flow in list(self.streams):
             out += self._close(flow)
         return out
+
+
+# --- writing captures (tests, examples) --------------------------------------------------
+UdpTuple = tuple[float, str, int, str, int, bytes]
+
+
+def ip_bytes(p: Packet) -> bytes:
+    """An IPv4 or IPv6 packet (no options, checksums 0) carrying a Packet's UDP/TCP payload."""
+    if p.proto == UDP:
+        l4 = struct.pack("!HHHH", p.sport, p.dport, 8 + len(p.payload), 0) + p.payload
+    else:
+        l4 = struct.pack("!HHIIBBHHH", p.sport, p.dport, p.seq, 0, 5 << 4, p.flags, 65535, 0, 0) + p.payload
+    if ":" in p.src:
+        return (struct.pack("!IHBB", 6 << 28, len(l4), p.proto, p.ttl) + ipaddress.IPv6Address(p.src).packed
+                + ipaddress.IPv6Address(p.dst).packed + l4)
+    return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), 0, 0, p.ttl, p.proto, 0,
+                       ipaddress.IPv4Address(p.src).packed, ipaddress.IPv4Address(p.dst).packed) + l4
+
+
+def write_pcap(path: str | os.PathLike[str], items: Sequence[UdpTuple | Packet]) -> None:
+    """Write packets as a raw-IP libpcap file; a tuple is a UDP datagram (TTL MULTICAST_TTL)."""
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 101))
+        for item in items:
+            p = item if isinstance(item, Packet) else Packet(item[0], UDP, item[1], item[2], item[3], item[4],
+                                                              item[5], MULTICAST_TTL)
+            ip = ip_bytes(p)
+            f.write(struct.pack("<IIII", int(p.ts), round((p.ts % 1) * 1e6) % 1000000, len(ip), len(ip)) + ip)

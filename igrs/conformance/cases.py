@@ -58,7 +58,7 @@ def request_bytes(ctx: Context, message: messages.SoapMessage, *, seq: int | Non
                   replace: dict[str, str | None] | None = None, body: bytes | None = None) -> bytes:
     """An M-POST /IGRS request, encoded by the codec, then edited header by header."""
     tgt = ctx.device_id if target is True else (None if target is False else target)
-    headers, enc_body = messages.encode(message, source=ctx.searcher_id, target=tgt,  # type: ignore[arg-type]
+    headers, enc_body = messages.encode(message, source=ctx.searcher_id, target=tgt,
                                         sequence_id=seq if seq is not None else new_seq())
     for name, value in (replace or {}).items():
         headers = [(k, v) for k, v in headers if k.lower() != name.lower()]
@@ -125,7 +125,7 @@ async def _heard_within(ctx: Context, t0: float, window: float, kind: type,
             msg = isdp.decode(dg.data)
         except Exception:
             continue
-        if isinstance(msg, kind) and msg.device_id == ctx.device_id:  # type: ignore[attr-defined]
+        if isinstance(msg, kind) and getattr(msg, "device_id", None) == ctx.device_id:
             ctx.rec.add("<", f"{dg.source[0]}:{dg.source[1]}", dg.data, f"{dg.at - t0:.2f} s after {event}")
             return dg, msg
     return None

@@ -334,7 +334,7 @@ def parse_result(result: Any, what: str, parent: str | None = None) -> BrowsePag
     except etree.XMLSyntaxError as exc:
         raise CaseFailed(f"{what}: Result is not well-formed XML: {exc}") from None
     if root.tag != f"{{{NS_DIDL}}}DIDL-Lite":
-        raise CaseFailed(f"{what}: Result's root is {root.tag}, not DIDL-Lite in {NS_DIDL}")
+        raise CaseFailed(f"{what}: Result's root is {root.tag!s}, not DIDL-Lite in {NS_DIDL}")
     objects, problems = [], []
     for el in root:
         if el.tag in (f"{{{NS_DIDL}}}container", f"{{{NS_DIDL}}}item"):

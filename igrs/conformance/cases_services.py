@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import TypeVar
 
 from igrs.conformance.cases import new_seq
 from igrs.conformance.peer import TestPeer, expect_code, new_id, status_of
@@ -20,7 +21,10 @@ NO_SUCH_TYPE = "urn:IGRS:ServiceType:ConformanceNoSuchService:1"
 EXPIRY_WATCH_LIMIT = 15.0  # s: EVT-004 skips a device that grants a longer minimum lifetime
 
 
-def _typed(frame: Frame, kind: type, what: str):  # type: ignore[no-untyped-def]
+T = TypeVar("T")
+
+
+def _typed(frame: Frame, kind: type[T], what: str) -> T:
     """The answer as ``kind``; an ErrorResponse fails the case with its code."""
     if isinstance(frame.message, kind):
         return frame.message

@@ -140,10 +140,9 @@ def load_checks() -> dict[str, CaseFn]:
     """Import every ``igrs/conformance/cases*.py`` module: each registers its checks."""
     import importlib
     import pkgutil
+    from pathlib import Path
 
-    import igrs.conformance as pkg
-
-    for mod in pkgutil.iter_modules(pkg.__path__):
+    for mod in pkgutil.iter_modules([str(Path(__file__).parent)]):
         if mod.name.startswith("cases"):
             importlib.import_module(f"igrs.conformance.{mod.name}")
     return CHECKS

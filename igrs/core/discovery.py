@@ -541,8 +541,8 @@ class ControlPointDiscovery:
         return min(deadlines) if deadlines else None
 
     def _next_expiry(self) -> float | None:
-        return min((r.expires_at for r in (*self._devices.values(), *self._services.values())),
-                   default=None)
+        records: list[DeviceRecord | ServiceRecord] = [*self._devices.values(), *self._services.values()]
+        return min((r.expires_at for r in records), default=None)
 
     def poll(self, now: float) -> tuple[list[Action], list[DiscoveryEvent]]:
         actions: list[Action] = []

@@ -26,9 +26,9 @@ Dispatch = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 class AnyMethodServer(web.Server):
     """A low-level aiohttp server whose connections accept any method token (M-POST)."""
 
-    def __call__(self) -> web.RequestHandler:  # type: ignore[override]
+    def __call__(self) -> web.RequestHandler:
         handler = super().__call__()
-        handler._parser = HttpRequestParserPy(  # type: ignore[attr-defined]
+        handler._parser = HttpRequestParserPy(
             handler, self._loop, 2**16, max_line_size=HTTP_MAX_LINE, max_field_size=HTTP_MAX_LINE,
             max_headers=HTTP_MAX_HEADER_FIELDS, payload_exception=web.HTTPBadRequest,
             max_msg_queue_size=MAX_MSG_QUEUE_SIZE,

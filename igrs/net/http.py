@@ -135,7 +135,7 @@ class IgrsHttpServer:
             from igrs.net.aiohttp_bridge import make_server
 
             self._web = make_server(self._dispatch, self.server.limits.idle_timeout)
-        return self._web()  # type: ignore[no-any-return]
+        return self._web()
 
     def handed_off(self) -> int:
         return len(self._web.connections) if self._web is not None else 0

@@ -26,7 +26,7 @@ def _all() -> list[tuple[str, Interface]]:
                 addr, _flow, scope = ip.ip
                 iface = ipaddress.ip_interface(f"{addr}/{ip.network_prefix}")
                 out.append((adapter.nice_name, Interface(
-                    adapter.nice_name, addr, iface.network, scope or adapter.index)))
+                    adapter.nice_name, addr, iface.network, scope or adapter.index or 0)))
             else:
                 iface = ipaddress.ip_interface(f"{ip.ip}/{ip.network_prefix}")
                 out.append((adapter.nice_name, Interface(adapter.nice_name, ip.ip, iface.network)))

@@ -17,12 +17,16 @@ import socket
 import struct
 from collections import Counter
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
 import asyncio_dgram
 from asyncio_dgram.aio import DatagramServer, Protocol
 
 from igrs.constants import IPV4_GROUP, IPV4_GROUP_ALT, IPV6_GROUP, MAX_DATAGRAM, MULTICAST_TTL
 from igrs.core.discovery import Action, Interface, SendMulticast
+
+if TYPE_CHECKING:
+    from socket import _Address
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +37,22 @@ RECV_QUEUE_LIMIT = 512  # datagrams waiting per socket before new ones are dropp
 DatagramHandler = Callable[[bytes, tuple[str, int], str], None]
 
 
-class _BoundedProtocol(Protocol):  # type: ignore[misc]
+_RecvQueue = asyncio.Queue[tuple[bytes | None, "_Address | None"]]
+
+
+class _BoundedProtocol(Protocol):
     """asyncio-dgram's protocol with a cap on queued datagrams (no unbounded growth)."""
 
-    def __init__(self, recvq: asyncio.Queue, excq: asyncio.Queue, drained: asyncio.Event,
+    def __init__(self, recvq: _RecvQueue, excq: asyncio.Queue[Exception], drained: asyncio.Event,
                  drops: Counter[str]) -> None:
         super().__init__(recvq, excq, drained)
+        self._queue = recvq
         self._drops = drops
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+    def datagram_received(self, data: bytes, addr: _Address) -> None:
         if len(data) > MAX_DATAGRAM:
             self._drops["oversized"] += 1
-        elif self._recvq.qsize() >= RECV_QUEUE_LIMIT:
+        elif self._queue.qsize() >= RECV_QUEUE_LIMIT:
             self._drops["queue_full"] += 1
         else:
             super().datagram_received(data, addr)
@@ -56,12 +64,13 @@ class _BoundedProtocol(Protocol):  # type: ignore[misc]
 
 async def _stream(sock: socket.socket, drops: Counter[str]) -> DatagramServer:
     loop = asyncio.get_running_loop()
-    recvq: asyncio.Queue = asyncio.Queue()
-    excq: asyncio.Queue = asyncio.Queue()
+    recvq: _RecvQueue = asyncio.Queue()
+    excq: asyncio.Queue[Exception] = asyncio.Queue()
     drained = asyncio.Event()
     transport, _ = await loop.create_datagram_endpoint(
         lambda: _BoundedProtocol(recvq, excq, drained, drops), sock=sock)
-    return DatagramServer(transport, recvq, excq, drained)
+    # asyncio-dgram's stub types this first argument as a protocol; it is the transport.
+    return DatagramServer(transport, recvq, excq, drained)  # type: ignore[arg-type]
 
 
 def _reuse(sock: socket.socket, iface: Interface) -> None:
@@ -184,11 +193,13 @@ class IsdpEndpoints:
                 continue
             if data is None:
                 return
-            host = addr[0]
-            if len(addr) == 4 and addr[3] and "%" not in host:
-                host = f"{host}%{addr[3]}"  # keep the zone of link-local IPv6 senders
+            # AF_INET gives (host, port), AF_INET6 (host, port, flowinfo, scope_id).
+            peer = cast("tuple[Any, ...]", addr)
+            host: str = peer[0]
+            if len(peer) == 4 and peer[3] and "%" not in host:
+                host = f"{host}%{peer[3]}"  # keep the zone of link-local IPv6 senders
             try:
-                self.handler(data, (host, addr[1]), iface_name)
+                self.handler(data, (host, peer[1]), iface_name)
             except Exception:  # a handler bug must not kill the receive loop
                 log.exception("ISDP handler failed on a datagram from %s", addr)
 

@@ -160,8 +160,8 @@ class EventStream(Generic[E]):
                 self._items.popleft()  # the consumer is too slow: drop the oldest, flag the next
                 self._lost = True
             self._items.append(self._convert(change))
-        if msg.ended:  # type: ignore[attr-defined]
-            self._finish(msg.ended)  # type: ignore[attr-defined]
+        if msg.ended:
+            self._finish(msg.ended)
         self._ready.set()
 
     def _finish(self, reason: str) -> None:

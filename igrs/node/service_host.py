@@ -340,7 +340,7 @@ class ServiceHost:
         assert isinstance(msg, ss.CreateSessionRequest)
 
         def answer(
-            code: ReturnCode = ReturnCode.SUCCESS, reason: str = "", session_id: int | None = None
+            code: int = ReturnCode.SUCCESS, reason: str = "", session_id: int | None = None
         ) -> SoapMessage:
             return ss.CreateSessionResponse(
                 Status(msg.sequence_id, code, reason), msg.service_id, msg.client_id, session_id
@@ -389,7 +389,7 @@ class ServiceHost:
         msg = frame.message
         assert isinstance(msg, ss.ApplySessionKeyRequest)
 
-        def answer(code: ReturnCode = ReturnCode.SUCCESS, reason: str = "", kcv: bytes = b"") -> SoapMessage:
+        def answer(code: int = ReturnCode.SUCCESS, reason: str = "", kcv: bytes = b"") -> SoapMessage:
             return ss.ApplySessionKeyResponse(
                 Status(msg.sequence_id, code, reason), msg.service_id, msg.client_id, msg.session_id, kcv
             )
@@ -418,7 +418,7 @@ class ServiceHost:
         msg = frame.message
         assert isinstance(msg, ss.TransferSessionKeyRequest)
 
-        def answer(code: ReturnCode = ReturnCode.SUCCESS, reason: str = "") -> SoapMessage:
+        def answer(code: int = ReturnCode.SUCCESS, reason: str = "") -> SoapMessage:
             return ss.TransferSessionKeyResponse(Status(msg.sequence_id, code, reason), msg.session_id)
 
         if msg.from_service:

@@ -85,7 +85,7 @@ class Directory:
     async def account(self, u: uuid.UUID) -> Account | None:
         hit, value = self._cached(("acct", u, u))
         if hit:
-            return value  # type: ignore[no-any-return]
+            return value
         a = await self._get(f"acct.{u.hex}")
         acct = None if a is None else Account(
             Principal(Kind(a["kind"]), u), a["name"], a.get("device_type"))
@@ -154,7 +154,7 @@ class Directory:
     async def relation(self, a: uuid.UUID, b: uuid.UUID) -> str | None:
         hit, value = self._cached(("rel", a, b))
         if hit:
-            return value  # type: ignore[no-any-return]
+            return value
         r = await self._get(f"rel.{a.hex}.{b.hex}")
         rel = None if r is None else str(r["type"])
         if rel is not None:

@@ -81,7 +81,7 @@ SERVER_TYPES = frozenset(
     }
 )
 
-Uuid = c.ExprAdapter(
+Uuid: c.ExprAdapter[bytes, bytes, uuid.UUID, uuid.UUID] = c.ExprAdapter(
     c.Bytes(16),
     decoder=lambda obj, ctx: uuid.UUID(bytes=bytes(obj)),
     encoder=lambda obj, ctx: obj.bytes,
@@ -108,7 +108,7 @@ def _struct_format(decl: c.Struct) -> str:
     """
     fmt = ">"
     for sub in decl.subcons:
-        sc = sub.subcon
+        sc = sub.subcon if isinstance(sub, c.Renamed) else sub  # "name" / field
         while isinstance(sc, c.Adapter):
             sc = sc.subcon
         if isinstance(sc, c.FormatField):

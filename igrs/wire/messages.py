@@ -39,7 +39,11 @@ CONTENT_TYPE = 'text/xml; charset="utf-8"'
 
 
 class SoapMessage(Protocol):
-    message_type: ClassVar[str]
+    """A message body: typed bodies name their type as a class attribute, ``OpaqueMessage``
+    and ``SecureMessage`` per instance; either way it is read, never set."""
+
+    @property
+    def message_type(self) -> str: ...
 
     def body(self) -> Element: ...
 
@@ -72,7 +76,7 @@ def body_element(local: str, text: str | None = None) -> Element:
         template = etree.Element(qname(IGRS_NS, local), nsmap={None: IGRS_NS})
         if len(_BODY_TEMPLATES) < 512:
             _BODY_TEMPLATES[local] = template
-    el: Element = template.__copy__()
+    el: Element = template.__copy__()  # type: ignore[attr-defined]  # lxml has it; types-lxml omits it
     if text is not None:
         el.text = text
     return el
@@ -231,7 +235,7 @@ class OpaqueMessage:
     body_xml: bytes
 
     @property
-    def message_type(self) -> str:  # type: ignore[override]
+    def message_type(self) -> str:
         return self.name
 
     def body(self) -> Element:
@@ -379,7 +383,7 @@ def _decode(headers: Headers, body: bytes) -> Frame:
     if len(body) > MAX_HTTP_BODY:
         raise LimitExceeded("body too large", return_code=ReturnCode.PAYLOAD_TOO_LARGE)
     el = parse_envelope(body)
-    wrapper = WRAPPERS.get(el.tag)
+    wrapper = WRAPPERS.get(el.tag)  # type: ignore[arg-type]  # a parsed tag is str; types-lxml widens it
     message = wrapper(el, mtype) if wrapper is not None else parse_body(mtype, el)
     return Frame(Routing(mtype, source, target, seq), message)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import NoReturn
 
 from lxml import etree
 
@@ -14,10 +15,10 @@ Element = etree._Element
 _FORBIDDEN = re.compile(rb"<!(?:DOCTYPE|ENTITY)", re.IGNORECASE)
 
 
-class _RefuseEverything(etree.Resolver):  # type: ignore[misc]
+class _RefuseEverything(etree.Resolver):
     """No external resource is ever loaded, whatever a document declares."""
 
-    def resolve(self, system_url: str, public_id: str, context: object) -> object:
+    def resolve(self, system_url: str | None, public_id: str | None, context: object) -> NoReturn:
         raise ProtocolError("external resources are not loaded")
 
 

@@ -18,8 +18,8 @@ from xml.etree import ElementTree as ET
 
 import pytest
 from conformance_harness import make_home  # type: ignore[import-not-found]
-from conftest import skip_or_fail
 from netbed import LineReader, NetBed, netns_unavailable_reason
+from support import skip_or_fail
 
 from igrs.conformance import load_cases
 

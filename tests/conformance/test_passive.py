@@ -34,10 +34,12 @@ from igrs.conformance.capture import (
     CaptureError,
     CaptureStats,
     Packet,
+    ip_bytes,
     open_capture,
     packets,
+    write_pcap,
 )
-from igrs.conformance.passive import PassiveChecker, Violation, check_capture, check_pcap, ip_bytes, write_pcap
+from igrs.conformance.passive import PassiveChecker, Violation, check_capture, check_pcap
 from igrs.conformance.watch import OUTPUT_BURST, OUTPUT_RATE, Output
 from igrs.constants import IPV4_GROUP, IPV6_GROUP
 from igrs.wire import description as ddesc

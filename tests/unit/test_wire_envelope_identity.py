@@ -26,7 +26,7 @@ def test_envelope_fast_path_matches_tree(body: etree._Element) -> None:
     assert soap.build_envelope(copy.deepcopy(body)) == soap._build_envelope_tree(copy.deepcopy(body))
 
 
-@pytest.mark.parametrize("record", [os.urandom(1), os.urandom(25), os.urandom(4000)])
+@pytest.mark.parametrize("record", [os.urandom(n) for n in (1, 25, 4000)], ids=["1B", "25B", "4000B"])
 @pytest.mark.parametrize("pipe_id", [1, 42, 0xFFFFFFFF])
 def test_secure_message_wire_body_matches_tree(pipe_id: int, record: bytes) -> None:
     msg = SecureMessage(pipe_id, record, "InvokeServiceRequest")

@@ -10,6 +10,7 @@ no networking. specs/av-profile.md §3-§5.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import os
 import re
@@ -130,7 +131,7 @@ def sort_objects(objects: list[MediaObject], criteria: str) -> list[MediaObject]
     for name, desc in reversed(keys):
         present = [o for o in out if _prop(o, name) is not None]
         missing = [o for o in out if _prop(o, name) is None]
-        present.sort(key=lambda o, n=name: _prop(o, n), reverse=desc)
+        present.sort(key=functools.partial(_prop, name=name), reverse=desc)
         out = present + missing  # unknown values last either way
     return out
 
@@ -177,14 +178,16 @@ def parse_search(criteria: str) -> Predicate:
         while (t := peek()) and t[0] == "word" and t[1].lower() == "or":
             take()
             parts.append(conj())
-        return parts[0] if len(parts) == 1 else (lambda o, ps=tuple(parts): any(p(o) for p in ps))
+        ps = tuple(parts)
+        return ps[0] if len(ps) == 1 else (lambda o: any(p(o) for p in ps))
 
     def conj() -> Predicate:
         parts = [term()]
         while (t := peek()) and t[0] == "word" and t[1].lower() == "and":
             take()
             parts.append(term())
-        return parts[0] if len(parts) == 1 else (lambda o, ps=tuple(parts): all(p(o) for p in ps))
+        ps = tuple(parts)
+        return ps[0] if len(ps) == 1 else (lambda o: all(p(o) for p in ps))
 
     def term() -> Predicate:
         kind, value = take()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from igrs.constants import ReturnCode
 from igrs.errors import IGRSError
 from igrs.profiles.av.didl import Entry, from_didl, to_didl
-from igrs.profiles.av.renderer import MEDIA_RENDERER, Track
+from igrs.profiles.av.renderer import MEDIA_RENDERER, Resolver, Track
 from igrs.profiles.av.server import MEDIA_SERVER
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ class AvController:
             return str(await tv.PlayTo(URI=uri, Metadata=metadata, Title=title))
 
 
-def local_resolver(server: MediaServer):  # type: ignore[no-untyped-def]
+def local_resolver(server: MediaServer) -> Resolver:
     """A renderer resolver for ``PlayTo(ItemID=…)`` when the server is on the same device/process."""
 
     async def resolve(item_id: str) -> Track | None:

@@ -141,13 +141,15 @@ def file_info(path: Path, size: int | None = None) -> MediaInfo:
 
 def parse_ffprobe(data: dict[str, object], base: MediaInfo) -> MediaInfo:
     """Merge ffprobe ``-show_format -show_streams`` JSON into ``base``."""
-    fmt = data.get("format") if isinstance(data.get("format"), dict) else {}
-    assert isinstance(fmt, dict)
-    streams = [s for s in data.get("streams", []) or [] if isinstance(s, dict)]  # type: ignore[union-attr]
+    fmt = data.get("format")
+    if not isinstance(fmt, dict):
+        fmt = {}
+    listed = data.get("streams")
+    streams = [s for s in listed if isinstance(s, dict)] if isinstance(listed, list) else []
 
     def num(value: object, kind: type = float) -> float | int | None:
         try:
-            return kind(value) if value not in (None, "N/A") else None  # type: ignore[operator]
+            return kind(value) if value not in (None, "N/A") else None
         except (TypeError, ValueError):
             return None
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -131,7 +132,7 @@ class MediaRecorder(Service):
             raise IGRSError("already recording", return_code=ReturnCode.BUSY)
         self.RecordingState = "RECORDING"
         self._task = asyncio.create_task(record_stream(URI, target, Seconds, interface=self.interface))
-        self._task.add_done_callback(lambda t, n=name: self._done(t, n))
+        self._task.add_done_callback(functools.partial(self._done, name=name))
         if Wait:
             try:
                 await asyncio.shield(self._task)

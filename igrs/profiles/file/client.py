@@ -196,7 +196,7 @@ class FileClient:
                         h, offset = hashlib.sha256(), 0
                     elif resp.status not in (200, 206):
                         raise TransferFailed(f"GET {remote}: HTTP {resp.status}",
-                                             return_code=resp.status)  # type: ignore[arg-type]
+                                             return_code=resp.status)
                     done = offset
                     async for chunk in resp.content.iter_chunked(BLOCK):
                         f.write(chunk)
@@ -214,7 +214,7 @@ class FileClient:
             part.unlink()
             meta_path.unlink(missing_ok=True)
             raise TransferFailed(f"GET {remote}: SHA-256 mismatch; the partial was discarded",
-                                 return_code=460)  # type: ignore[arg-type]
+                                 return_code=460)
         os.replace(part, dest)
         meta_path.unlink(missing_ok=True)
         return dest
@@ -228,7 +228,7 @@ class FileClient:
         the SHA-256 the server verified. ``chunk_size`` splits the upload into several PUTs."""
         src = Path(local)
         size = src.stat().st_size
-        digest = sha256 or await asyncio.to_thread(local_sha256, src)
+        digest = sha256 if sha256 else await asyncio.to_thread(local_sha256, src)
         info = await self.proxy.BeginPut(path=remote, size=size, sha256=digest, overwrite=overwrite)
         url, offset = self.base_url + info["url"], int(info["offset"])
         if offset and on_resume is not None:
@@ -255,7 +255,7 @@ class FileClient:
                     offset = int(server_offset)
                     continue
                 raise TransferFailed(f"PUT {remote}: HTTP {resp.status} {text.strip()[:200]}",
-                                     return_code=resp.status)  # type: ignore[arg-type]
+                                     return_code=resp.status)
 
     @staticmethod
     async def _reader(src: Path, start: int, end: int, total: int, progress: Progress | None,

@@ -24,7 +24,7 @@ RESERVED = frozenset({PARTIAL_DIR})
 class PathRefused(IGRSError):
     """A hostile or malformed path, or one that resolves outside its share."""
 
-    return_code = FILE_PATH_REFUSED  # type: ignore[assignment]
+    return_code = FILE_PATH_REFUSED
 
 
 def split(path: str) -> list[str]:

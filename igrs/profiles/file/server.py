@@ -170,7 +170,7 @@ def _same_host(a: str, b: str) -> bool:
 
 
 def _err(code: int, reason: str) -> IGRSError:
-    return IGRSError(reason, return_code=code)  # type: ignore[arg-type]
+    return IGRSError(reason, return_code=code)
 
 
 def _kind(mode: int) -> str:
@@ -189,7 +189,7 @@ class FileServer(Service):
     service_type = SERVICE_TYPE
     name = "File server"
     # The last change made through this service: {"op", "path", "to", "seq"} (watch = subscribe).
-    change = attribute(dict[str, str], {}, notifiable=True)
+    change: attribute[dict[str, str]] = attribute(dict[str, str], {}, notifiable=True)
 
     def __init__(self, folders: Iterable[SharedFolder] = (), *, token_lifetime: float = FILE_TOKEN_LIFETIME,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -292,7 +292,8 @@ class FileServer(Service):
         share, target = self._target(path)
         entries = await asyncio.to_thread(self._listing, target, share) if offset == 0 else \
             self._listing(target, share)
-        page, budget = [], FILE_BROWSE_BYTES
+        page: list[dict[str, str]] = []
+        budget = FILE_BROWSE_BYTES
         for entry in entries[offset:offset + limit]:
             budget -= 96 + 6 * len(entry["name"].encode())  # worst-case XML escaping
             if budget < 0 and page:

@@ -182,7 +182,7 @@ class Upload:
         if digest != self.sha256:
             self.discard()
             raise TransferError("SHA-256 of the received data differs; the upload starts over",
-                                return_code=FILE_CHECKSUM_MISMATCH)  # type: ignore[arg-type]
+                                return_code=FILE_CHECKSUM_MISMATCH)
         os.fsync(self._fd)
         self.close()
         if final.is_dir() and not final.is_symlink():
