@@ -49,6 +49,7 @@ from igrs.node.service import Service, action, attribute
 from igrs.profiles.file import paths
 from igrs.profiles.file.paths import PARTIAL_DIR, PathRefused, Resolved
 from igrs.profiles.file.transfer import COMMITTED, TransferError, Upload, expire_partials, partials
+from igrs.wire.memo import Memo
 
 if TYPE_CHECKING:
     from igrs.node.device import Device
@@ -200,9 +201,9 @@ class FileServer(Service):
         self.clock = clock
         self._grants: OrderedDict[str, Grant] = OrderedDict()
         self._uploads: dict[str, Upload] = {}
-        self._listings: dict[str, tuple[int, float, list[dict[str, str]]]] = {}
+        self._listings: Memo[str, tuple[int, float, list[dict[str, str]]]] = Memo(64)
         self._usage: dict[str, tuple[float, int]] = {}
-        self._hashes: dict[tuple[int, int, int, int], str] = {}
+        self._hashes: Memo[tuple[int, int, int, int], str] = Memo(1024)
         self._seq = 0
 
     def add_folder(self, folder: SharedFolder) -> None:
@@ -267,9 +268,7 @@ class FileServer(Service):
                 except OSError:
                     continue
         out.sort(key=lambda x: x["name"])
-        if len(self._listings) > 64:
-            self._listings.clear()
-        self._listings[key] = (dir_stat.st_mtime_ns, now, out)
+        self._listings.remember(key, (dir_stat.st_mtime_ns, now, out))
         return out
 
     @action
@@ -330,9 +329,7 @@ class FileServer(Service):
             from igrs.profiles.file.transfer import file_sha256
 
             digest = await asyncio.to_thread(file_sha256, real)
-            if len(self._hashes) > 1024:
-                self._hashes.clear()
-            self._hashes[key] = digest
+            self._hashes.remember(key, digest)
         return digest
 
     # --- changing -------------------------------------------------------------------------------
