@@ -29,11 +29,12 @@ from igrs.net.driver import TimerDriver
 from igrs.net.http import IgrsHttpClient, IgrsHttpServer, Reply
 from igrs.net.isdp import IsdpEndpoints
 from igrs.node.keystore import PairedDevice, open_keystore
-from igrs.node.pipe import PinProvider, Pipe, check_answer, open_pipe
+from igrs.node.pipe import PinProvider, Pipe, open_pipe
 from igrs.node.pipe import pair as pair_device
 from igrs.node.service_agent import ServiceAgent, ServiceProxy
 from igrs.wire import description as ddesc
 from igrs.wire import messages
+from igrs.wire.answers import expect_success
 from igrs.wire.bodies import pipes as pb
 from igrs.wire.ids import DeviceId, DeviceType, ServiceType
 from igrs.wire.isdp import SearchTarget
@@ -246,7 +247,7 @@ class ControlPoint:
         record = self.find(device)
         seq, frame = await self.http.send(record.url, messages.GetDeviceDescriptionRequest(),
                                           record.device_id)
-        reply = check_answer(frame, messages.GetDeviceDescriptionResponse, seq)
+        reply = expect_success(frame, messages.GetDeviceDescriptionResponse, seq)
         if reply.description is None or reply.description.device_id != record.device_id:
             raise ProtocolError("the description is missing or of another device")
         return reply.description
@@ -257,7 +258,7 @@ class ControlPoint:
         seq, frame = await self.http.send(record.url,
                                           messages.SearchDeviceRequestOnDevice(_target(target)),
                                           record.device_id)
-        return check_answer(frame, messages.SearchDeviceResponseOnDevice, seq).matched
+        return expect_success(frame, messages.SearchDeviceResponseOnDevice, seq).matched
 
     # --- pairing and pipes (9.2) -------------------------------------------------------------------
     async def pair(self, device: DeviceId | str | DeviceRecord, pin: str | PinProvider) -> PairedDevice:

@@ -27,7 +27,6 @@ from igrs.constants import (
     GROUP_JOIN_TIMEOUT,
     GROUP_LEASE,
     IGRS_PORT,
-    ReturnCode,
 )
 from igrs.core.device_groups import (
     DeviceGroups,
@@ -46,6 +45,7 @@ from igrs.core.device_groups import (
 from igrs.core.discovery import Interface, SendMulticast, SendUnicast
 from igrs.errors import RemoteError
 from igrs.net.driver import TimerDriver
+from igrs.wire.answers import return_code
 from igrs.wire.bodies.groups import JoinCentralisedDeviceGroupRequest, JoinCentralisedDeviceGroupResponse
 from igrs.wire.description import GroupRef
 from igrs.wire.group_datagrams import GroupId, GroupKind, is_group_datagram
@@ -221,8 +221,8 @@ class GroupManager:
         finally:
             self._waiters.pop(group_id, None)
         if isinstance(event, JoinRefused):
-            code = ReturnCode(event.return_code) if event.return_code in ReturnCode._value2member_map_ else None
-            raise RemoteError(event.reason or f"join refused ({event.return_code})", return_code=code)
+            raise RemoteError(event.reason or f"join refused ({event.return_code})",
+                              return_code=return_code(event.return_code))
         return self._info(group_id)
 
     async def leave(self, group_id: GroupId) -> None:

@@ -20,6 +20,7 @@ from igrs.core.security import EstablishedPipe, LocalIdentity, PairingInitiator,
 from igrs.errors import IGRSError, ProtocolError, RemoteError, SecurityError
 from igrs.net.http import IgrsHttpClient
 from igrs.node.keystore import PairedDevice
+from igrs.wire.answers import expect_success
 from igrs.wire.bodies import pipes as bodies
 from igrs.wire.ids import DeviceId
 from igrs.wire.messages import ErrorResponse, Frame, SoapMessage
@@ -28,30 +29,6 @@ log = logging.getLogger(__name__)
 
 M = TypeVar("M")
 PinProvider = Callable[[int], Awaitable[str]]  # (digits) -> the PIN the user typed
-
-
-def _return_code(code: int) -> int:
-    return ReturnCode(code) if code in ReturnCode._value2member_map_ else code
-
-
-def check_answer(frame: Frame | None, expected: type[M], seq: int) -> M:
-    """The typed answer to request ``seq``, or the RemoteError/ProtocolError it deserves."""
-    if frame is None:
-        raise ProtocolError(f"empty answer where {expected.__name__} was expected")
-    reply = frame.message
-    if isinstance(reply, ErrorResponse):
-        raise RemoteError(reply.status.reason or f"return code {reply.status.return_code}",
-                          return_code=_return_code(reply.status.return_code))
-    if not isinstance(reply, expected):
-        raise ProtocolError(f"expected {expected.__name__}, got {frame.routing.message_type}")
-    status = getattr(reply, "status", None)
-    if status is not None:
-        if status.acknowledge_id != seq:
-            raise ProtocolError("AcknowledgeId does not match the request's SequenceId")
-        if not status.ok:
-            raise RemoteError(status.reason or f"return code {status.return_code}",
-                              return_code=_return_code(status.return_code))
-    return reply
 
 
 class Pipe:
@@ -113,7 +90,7 @@ class Pipe:
 
     async def request(self, message: SoapMessage, expected: type[M]) -> M:
         seq, frame = await self.exchange(message)
-        return check_answer(frame, expected, seq)
+        return expect_success(frame, expected, seq)
 
     async def _probe_loop(self) -> None:
         misses = 0
@@ -166,7 +143,7 @@ async def open_pipe(http: IgrsHttpClient, location: str, identity: LocalIdentity
 
     async def step(message: SoapMessage, expected: type[M]) -> M:
         seq, frame = await http.send(location, message, peer)
-        return check_answer(frame, expected, seq)
+        return expect_success(frame, expected, seq)
 
     r1 = await step(bodies.CreatePipeRequest(secure, init.create_pipe_request()), bodies.CreatePipeResponse)
     hid = r1.handshake_id
@@ -191,7 +168,7 @@ async def pair(http: IgrsHttpClient, location: str, identity: LocalIdentity, pee
 
     async def step(message: SoapMessage, expected: type[M]) -> M:
         seq, frame = await http.send(location, message, peer)
-        return check_answer(frame, expected, seq)
+        return expect_success(frame, expected, seq)
 
     mode = await step(bodies.PairingModeRequest(), bodies.PairingModeResponse)
     typed = await pin(mode.digits)

@@ -30,13 +30,14 @@ from typing import Any, Generic, Self, TypeVar
 from igrs.constants import AGENT_EVENT_QUEUE, DEFAULT_SUBSCRIPTION, ReturnCode
 from igrs.core.sessions import ClientSequencer
 from igrs.errors import IGRSError, ProtocolError, RemoteError
+from igrs.wire.answers import expect_answer, raise_for_status
 from igrs.wire.bodies import events as ev
 from igrs.wire.bodies import services as sv
 from igrs.wire.bodies import sessions as ss
 from igrs.wire.bodies.sessions import Value
 from igrs.wire.ids import UINT32_MAX, DeviceId, ServiceType
 from igrs.wire.isdp import SearchTarget
-from igrs.wire.messages import ErrorResponse, Frame, SoapMessage, Status
+from igrs.wire.messages import Frame, SoapMessage
 
 log = logging.getLogger(__name__)
 
@@ -49,32 +50,6 @@ class SubscriptionEnded(IGRSError):
     """The service ended a subscription (slow subscriber, service removed, ...)."""
 
     return_code = ReturnCode.PRECONDITION_FAILED
-
-
-def _code(value: int) -> int:
-    """The peer's code: a ReturnCode where known, else the int itself (profile codes)."""
-    return ReturnCode(value) if value in ReturnCode._value2member_map_ else value
-
-
-def _check(status: Status, what: str) -> None:
-    if not status.ok:
-        raise RemoteError(
-            f"{what}: {status.reason or 'return code'} ({status.return_code})",
-            return_code=_code(status.return_code),
-        )
-
-
-def _reply(frame: Frame | None, kind: type[E]) -> E:
-    if frame is None:
-        raise ProtocolError(f"no answer where a {kind.__name__} was expected")
-    msg = frame.message
-    if isinstance(msg, ErrorResponse):
-        raise RemoteError(
-            msg.status.reason or f"error {msg.status.return_code}", return_code=_code(msg.status.return_code)
-        )
-    if not isinstance(msg, kind):
-        raise ProtocolError(f"unexpected answer {frame.routing.message_type}")
-    return msg
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,14 +212,14 @@ class ServiceProxy:
             self.client_id, self.info.service_id, seq, action, arguments, self.session_id
         )
         try:
-            reply = _reply(await self._agent.request(request), ss.InvokeServiceResponse)
+            reply = expect_answer(await self._agent.request(request), ss.InvokeServiceResponse)
         except BaseException:
             self._seq.abandon(seq)
             raise
         self._seq.complete(seq, reply.status.acknowledge_id)
         if reply.client_id != self.client_id or reply.service_id != self.info.service_id:
             raise ProtocolError("InvokeServiceResponse for another client or service")
-        _check(reply.status, action)
+        raise_for_status(reply.status, action)
         return dict(reply.results)
 
     async def call(self, action: str, /, **kwargs: Value) -> Any:
@@ -340,18 +315,18 @@ class ServiceAgent:
     async def services(self, target: str | ServiceType | None = None) -> list[sv.ServiceInfo]:
         """SearchServiceRequestOnDevice: the services of the device (of one type if given)."""
         st = SearchTarget.all() if target is None else SearchTarget.parse(str(target))
-        reply = _reply(
+        reply = expect_answer(
             await self.request(sv.SearchServiceRequestOnDevice(st)), sv.SearchServiceResponseOnDevice
         )
-        _check(reply.status, "SearchServiceRequestOnDevice")
+        raise_for_status(reply.status, "SearchServiceRequestOnDevice")
         return list(reply.services)
 
     async def describe(self, service_id: int) -> sv.ServiceDescription:
         """GetServiceDescriptionRequest: the parsed WSDL of one service."""
-        reply = _reply(
+        reply = expect_answer(
             await self.request(sv.GetServiceDescriptionRequest(service_id)), sv.GetServiceDescriptionResponse
         )
-        _check(reply.status, "GetServiceDescriptionRequest")
+        raise_for_status(reply.status, "GetServiceDescriptionRequest")
         if reply.description is None:
             raise ProtocolError("service description missing")
         return reply.description
@@ -370,12 +345,12 @@ class ServiceAgent:
         seq = self._seq.next()
         request = ss.CreateSessionRequest(client_id, info.service_id, seq, user or self.user)
         try:
-            reply = _reply(await self.request(request), ss.CreateSessionResponse)
+            reply = expect_answer(await self.request(request), ss.CreateSessionResponse)
         except BaseException:
             self._seq.abandon(seq)
             raise
         self._seq.complete(seq, reply.status.acknowledge_id)
-        _check(reply.status, "CreateSessionRequest")
+        raise_for_status(reply.status, "CreateSessionRequest")
         if reply.client_id != client_id or reply.service_id != info.service_id or reply.session_id is None:
             raise ProtocolError("CreateSessionResponse does not match the request")
         return ServiceProxy(self, info, client_id, reply.session_id)
@@ -405,14 +380,14 @@ class ServiceAgent:
             return ev.from_timestamp(self.clock() + duration)
 
         async def subscribe() -> tuple[int, float]:
-            r = _reply(await self.request(sub_t(self.location(), expiry(), targets)), resp_t)
-            _check(r.status, sub_t.message_type)
+            r = expect_answer(await self.request(sub_t(self.location(), expiry(), targets)), resp_t)
+            raise_for_status(r.status, sub_t.message_type)
             assert r.subscription_id is not None and r.termination_time is not None
             return r.subscription_id, r.termination_time.timestamp()
 
         async def renew(sid: int) -> float:
-            r = _reply(await self.request(renew_t(sid, self.location(), expiry())), resp_t)
-            _check(r.status, renew_t.message_type)
+            r = expect_answer(await self.request(renew_t(sid, self.location(), expiry())), resp_t)
+            raise_for_status(r.status, renew_t.message_type)
             assert r.termination_time is not None
             return r.termination_time.timestamp()
 
