@@ -1,7 +1,7 @@
 """``Device``: one local IGRS device — announces itself, answers searches, serves its
 description, accepts pipes (secure ones only from paired devices) and PIN pairing. Later
-layers (sessions, services, groups) register their message handlers in ``handlers``;
-everything but the description, discovery, pipe set-up and pairing needs a secure pipe."""
+layers (sessions, services, groups) register their message handlers in ``handlers``; what
+may arrive outside a secure pipe is igrs.core.access's table (specs/pipes.md §1)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from igrs.constants import DEFAULT_MAX_AGE, IGRS_PATH, IGRS_PORT, NOTIFY_TIMEOUT, ReturnCode
+from igrs.core.access import check_access
 from igrs.core.discovery import (
     Action,
     ControlPointDiscovery,
@@ -33,7 +34,7 @@ from igrs.net.http import IgrsHttpClient, IgrsHttpServer, Reply, SealLater
 from igrs.net.isdp import IsdpEndpoints
 from igrs.node.keystore import KeyStore, MemoryKeyStore, open_keystore
 from igrs.node.service import Service
-from igrs.node.service_host import PeerInfo, ServiceHost
+from igrs.node.service_host import PeerInfo, ServiceHandler, ServiceHost
 from igrs.wire import description as ddesc
 from igrs.wire import messages
 from igrs.wire.bodies import pipes as pb
@@ -51,14 +52,6 @@ log = logging.getLogger(__name__)
 INTERFACE_WATCH_INTERVAL = 5.0  # s between checks for changed interface addresses
 SERVICE_MAINTENANCE_INTERVAL = 1.0  # s between subscription expiry checks
 PAIRING_TIMEOUT = 60.0  # s between PairingStart and PairingConfirm
-
-# Served outside a secure pipe (clause 9.3/9.4, discovery, pipe set-up, pairing).
-OPEN_MESSAGES = frozenset({
-    "GetDeviceDescriptionRequest", "SearchDeviceRequestOnDevice", "CreatePipeRequest",
-    "AuthenticateRequest", "AuthenticateResultRequest", "CreatePipeResultRequest",
-    "DetachPipeNotify", "DeviceOnlineDetectionRequest", "PairingModeRequest",
-    "PairingStartRequest", "PairingConfirmRequest",
-})
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +140,12 @@ class Device:
         }
         self.http = IgrsHttpServer(self.device_id, self._dispatch, self.description_bytes)
         self.services = ServiceHost(self._send_notification, require_secure=True)
-        self.handlers.update({name: self._on_service_message for name in ServiceHost.HANDLED})
+        # Each service message goes straight to its ServiceHost handler (one dispatch).
+        self.handlers.update({name: self._to_services(self.services.handler(name))
+                              for name in ServiceHost.HANDLED})
+        # ... but a device-event subscription first starts hearing the other devices (9.7).
+        self._subscribe_device_events: MessageHandler = self.handlers["SubscribeDeviceEventRequest"]
+        self.handlers["SubscribeDeviceEventRequest"] = self._on_subscribe_device_events
         # Its client only delivers notifications: NOTIFY_TIMEOUT bounds each (specs/events.md).
         self._client = IgrsHttpClient(self.device_id, timeout=NOTIFY_TIMEOUT)
         self._maintenance: asyncio.Task[None] | None = None
@@ -321,15 +319,23 @@ class Device:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
-    async def _on_service_message(self, frame: Frame, ctx: RequestContext) -> Reply:
-        if frame.routing.message_type == "SubscribeDeviceEventRequest" and self._neighbours is None:
+    def _to_services(self, handler: ServiceHandler) -> MessageHandler:
+        """A ServiceHost handler as a device handler (the access rule already applied)."""
+
+        async def to_services(frame: Frame, ctx: RequestContext) -> Reply:
+            pipe = ctx.pipe
+            peer = PeerInfo(frame.routing.source, ctx.address.partition("%")[0], secure=ctx.secure,
+                            key_schedule=pipe.pipe.session_keys if pipe is not None else None)
+            return await handler(frame, peer)
+
+        return to_services
+
+    async def _on_subscribe_device_events(self, frame: Frame, ctx: RequestContext) -> Reply:
+        if self._neighbours is None:
             # Start hearing other devices (their announcements) for device events (9.7).
             self._neighbours = ControlPointDiscovery(self.device_id, port=self.port)
             self._neighbours.set_interfaces(self._interfaces)
-        pipe = ctx.pipe
-        peer = PeerInfo(frame.routing.source, ctx.address.partition("%")[0], secure=ctx.secure,
-                        key_schedule=pipe.pipe.session_keys if pipe is not None else None)
-        return await self.services.handle(frame, peer)
+        return await self._subscribe_device_events(frame, ctx)
 
     async def _send_notification(self, target: str | DeviceId, message: SoapMessage,
                                  subscriber: str | None) -> None:
@@ -387,11 +393,9 @@ class Device:
             peer, pipe_id = frame.routing.source, record.pipe_id
             return SealLater(reply, lambda m, seq: core_pipes.seal(
                 channel, pipe_id, m, source=self.device_id, target=peer, sequence_id=seq))
-        if frame.routing.message_type not in OPEN_MESSAGES:
-            self._handler(frame)  # 501 before 401 for what we do not serve at all
-            raise SecurityError(f"{frame.routing.message_type} needs a secure pipe",
-                                return_code=ReturnCode.NOT_AUTHENTICATED)
-        return await self._handler(frame)(frame, RequestContext(address))
+        handler = self._handler(frame)  # 501 before 401 for what we do not serve at all
+        check_access(frame.routing.message_type, sealed=False)
+        return await handler(frame, RequestContext(address))
 
     def _handler(self, frame: Frame) -> MessageHandler:
         handler = self.handlers.get(frame.routing.message_type)

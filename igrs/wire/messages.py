@@ -238,6 +238,27 @@ class OpaqueMessage:
         return etree.fromstring(self.body_xml)
 
 
+@dataclass(frozen=True, slots=True)
+class BuiltMessage:
+    """A typed message whose body tree is already built (to learn early that its values can
+    be encoded): sent as built, never built a second time. ``message`` stays the typed one."""
+
+    message: SoapMessage
+    element: Element
+
+    @classmethod
+    def of(cls, message: SoapMessage) -> BuiltMessage:
+        """Build ``message``'s body now (TypeError/ValueError: a value that cannot be carried)."""
+        return cls(message, message.body())
+
+    @property
+    def message_type(self) -> str:  # type: ignore[override]
+        return self.message.message_type
+
+    def body(self) -> Element:
+        return self.element
+
+
 BodyParser = Callable[[Element], SoapMessage]
 BODY_TYPES: dict[str, BodyParser] = {}
 # Body elements that stand for another message's body (e.g. a sealed SecureMessage),
