@@ -27,7 +27,7 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +42,7 @@ from igrs.core.discovery import (
     Interface,
 )
 from igrs.errors import IGRSError, ProtocolError
+from igrs.net.fanout import EventReader, FanOut
 from igrs.wire.ids import DeviceId, DeviceType, check_igrs_version, check_name
 
 if TYPE_CHECKING:
@@ -73,7 +74,6 @@ MAX_PENDING_RESOLVES = 64  # resolutions in flight at once
 RESOLVE_TIMEOUT = 3.0  # s to resolve SRV/TXT/A of one instance
 REGISTER_TIMEOUT = 10.0  # s for probing + announcing before start() fails
 UNREGISTER_TIMEOUT = 5.0  # s for the goodbye packets at stop()
-EVENT_QUEUE_LIMIT = 1024  # events kept per slow ``events()`` reader
 DNSSD_MAX_AGE = 120  # s: max-age of a DeviceRecord from mDNS (the SRV/A TTL, RFC 6762 §10)
 REFRESH_INTERVAL = 30.0  # s between DnsSdFeed's refreshes of live records in a ControlPoint
 
@@ -448,10 +448,9 @@ class DnsSdBrowser:
         self.on_event = on_event
         self.resolve_timeout = resolve_timeout
         self.drops = DropCounter()
-        self.events_dropped = 0
         self._records: dict[str, DeviceRecord] = {}  # instance name (lower case) -> record
         self._pending: dict[str, asyncio.Task[None]] = {}
-        self._subscribers: list[asyncio.Queue[DiscoveryEvent]] = []
+        self._events: FanOut[DiscoveryEvent] = FanOut()
         self._aiozc: AsyncZeroconf | None = None
         self._browser: AsyncServiceBrowser | None = None
 
@@ -477,6 +476,7 @@ class DnsSdBrowser:
         if self._aiozc is not None:
             await self._aiozc.async_close()
             self._aiozc = None
+        self._events.close()
 
     async def __aenter__(self) -> DnsSdBrowser:
         await self.start()
@@ -485,25 +485,18 @@ class DnsSdBrowser:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    def events(self) -> AsyncIterator[DiscoveryEvent]:
-        """Events from now on (subscribed at the call, not at the first ``__anext__``)."""
-        queue: asyncio.Queue[DiscoveryEvent] = asyncio.Queue(EVENT_QUEUE_LIMIT)
-        self._subscribers.append(queue)
-        return self._drain(queue)
+    def events(self) -> EventReader[DiscoveryEvent]:
+        """Events from the moment of this call (not of the first read) until the browser stops;
+        a slow reader loses its oldest events (igrs.net.fanout, specs/events.md §9)."""
+        return self._events.subscribe()
 
-    async def _drain(self, queue: asyncio.Queue[DiscoveryEvent]) -> AsyncIterator[DiscoveryEvent]:
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            self._subscribers.remove(queue)
+    @property
+    def events_dropped(self) -> int:
+        """Events slow ``events()`` readers lost (all readers together)."""
+        return self._events.dropped
 
     def _publish(self, event: DiscoveryEvent) -> None:
-        for queue in self._subscribers:
-            if queue.full():
-                queue.get_nowait()
-                self.events_dropped += 1
-            queue.put_nowait(event)
+        self._events.publish(event)
         if self.on_event is not None:
             try:
                 self.on_event(event)

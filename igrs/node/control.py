@@ -26,6 +26,7 @@ from igrs.core.discovery import (
 from igrs.errors import DeviceNotFound, IGRSError, ProtocolError, SecurityError
 from igrs.net import interfaces as netifaces
 from igrs.net.driver import TimerDriver
+from igrs.net.fanout import EventReader, FanOut
 from igrs.net.http import IgrsHttpClient, IgrsHttpServer, Reply
 from igrs.net.isdp import IsdpEndpoints
 from igrs.node.keystore import PairedDevice, open_keystore
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EVENT_QUEUE_LIMIT = 1024  # events kept per slow subscriber; older ones are dropped
 DEFAULT_SEARCH_TIMEOUT = 1.5
 DEFAULT_SEARCH_MX = 1
 
@@ -114,10 +114,9 @@ class ControlPoint:
         self._ipv6 = ipv6
         self.discovery = ControlPointDiscovery(self.device_id, port=port, max_devices=max_devices, rng=rng)
         self.http = IgrsHttpClient(self.device_id)
-        self.events_dropped = 0
         self._endpoints: IsdpEndpoints | None = None
         self._driver = TimerDriver(self.discovery.next_deadline, self._poll)
-        self._subscribers: list[asyncio.Queue[DiscoveryEvent]] = []
+        self._events: FanOut[DiscoveryEvent] = FanOut()
         self._interfaces: list[Interface] = []
 
     async def __aenter__(self) -> Self:
@@ -158,6 +157,7 @@ class ControlPoint:
             await self._endpoints.close()
             self._endpoints = None
         await self.http.close()
+        self._events.close()
 
     @property
     def interfaces(self) -> list[Interface]:
@@ -168,28 +168,19 @@ class ControlPoint:
         return self.discovery.devices
 
     # --- events ------------------------------------------------------------------------------
-    def events(self) -> AsyncIterator[DiscoveryEvent]:
+    def events(self) -> EventReader[DiscoveryEvent]:
         """DeviceAppeared / DeviceUpdated / DeviceGone from the moment of this call (not of the
-        first read), for as long as you read; ``aclose()`` the iterator when done."""
-        queue: asyncio.Queue[DiscoveryEvent] = asyncio.Queue(EVENT_QUEUE_LIMIT)
-        self._subscribers.append(queue)
+        first read) until the control point stops; ``aclose()`` the reader when done. A slow
+        reader loses its oldest events (igrs.net.fanout, specs/events.md §9)."""
+        return self._events.subscribe()
 
-        async def stream() -> AsyncIterator[DiscoveryEvent]:
-            try:
-                while True:
-                    yield await queue.get()
-            finally:
-                self._subscribers.remove(queue)
-
-        return stream()
+    @property
+    def events_dropped(self) -> int:
+        """Events slow ``events()`` readers lost (all readers together)."""
+        return self._events.dropped
 
     def _publish(self, events: list[DiscoveryEvent]) -> None:
-        for event in events:
-            for queue in self._subscribers:
-                if queue.full():  # a slow reader loses its oldest events, never our memory
-                    queue.get_nowait()
-                    self.events_dropped += 1
-                queue.put_nowait(event)
+        self._events.publish_all(events)
 
     # --- search --------------------------------------------------------------------------------
     async def search(self, timeout: float = DEFAULT_SEARCH_TIMEOUT, target: Target = None,
