@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import Self
 
 from igrs.constants import IGRS_PATH, IGRS_PORT, KEEPALIVE_INTERVAL, REGISTRY_MAX_DEVICES, ReturnCode
 from igrs.core import pipes as core_pipes
@@ -29,6 +29,7 @@ from igrs.net.driver import TimerDriver
 from igrs.net.fanout import EventReader, FanOut
 from igrs.net.http import IgrsHttpClient, IgrsHttpServer, Reply
 from igrs.net.isdp import IsdpEndpoints
+from igrs.node.extensions import DiscoverySource
 from igrs.node.keystore import PairedDevice, open_keystore
 from igrs.node.pipe import PinProvider, Pipe, open_pipe
 from igrs.node.pipe import pair as pair_device
@@ -40,9 +41,6 @@ from igrs.wire.bodies import pipes as pb
 from igrs.wire.ids import DeviceId, DeviceType, ServiceType
 from igrs.wire.isdp import SearchTarget
 from igrs.wire.messages import Frame
-
-if TYPE_CHECKING:
-    from igrs.bridges.dnssd import DnsSdFeed
 
 log = logging.getLogger(__name__)
 
@@ -95,12 +93,13 @@ class ControlPoint:
         name: str = "igrs control point",
         keepalive_interval: float = KEEPALIVE_INTERVAL,
         rng: random.Random | None = None,
-        via: str = "isdp",
+        isdp_search: bool = True,
     ) -> None:
-        if via not in ("isdp", "mdns", "both"):
-            raise ValueError(f"via must be isdp, mdns or both, not {via!r}")
-        self.via = via  # how search() finds devices: ISDP, mDNS/DNS-SD (igrs.bridges.dnssd), both
-        self._dnssd: DnsSdFeed | None = None
+        # False: search() sends no ISDP M-SEARCH and leaves finding devices to the discovery
+        # sources plugged in (igrs.node.extensions, e.g. igrs.bridges.dnssd.attach_dnssd).
+        self.isdp_search = isdp_search
+        self._sources: list[DiscoverySource] = []
+        self._running_sources: list[DiscoverySource] = []
         self.keystore = open_keystore(state_dir)
         self.identity = self.keystore.load_or_create_identity(device_id)
         self.device_id = self.identity.device_id
@@ -133,10 +132,14 @@ class ControlPoint:
         self._endpoints = IsdpEndpoints(self._interfaces, self.port, self._on_datagram)
         await self._endpoints.start()
         self._driver.start()
-        if self.via != "isdp":
-            from igrs.bridges.dnssd import attach_dnssd
-
-            self._dnssd = await attach_dnssd(self)
+        try:
+            for source in list(self._sources):
+                if source not in self._running_sources:
+                    await source.start()
+                    self._running_sources.append(source)
+        except BaseException:
+            await self.stop()
+            raise
 
     async def stop(self) -> None:
         for agent in self._agents.values():
@@ -149,9 +152,12 @@ class ControlPoint:
         if self._callbacks is not None:
             await self._callbacks.close()
             self._callbacks = None
-        if self._dnssd is not None:
-            await self._dnssd.stop()
-            self._dnssd = None
+        while self._running_sources:
+            source = self._running_sources.pop()
+            try:
+                await source.stop()
+            except Exception:
+                log.exception("discovery source %r failed to stop", source)
         await self._driver.stop()
         if self._endpoints is not None:
             await self._endpoints.close()
@@ -182,6 +188,48 @@ class ControlPoint:
     def _publish(self, events: list[DiscoveryEvent]) -> None:
         self._events.publish_all(events)
 
+    # --- other discovery sources (igrs.node.extensions) -------------------------------------------
+    @property
+    def running(self) -> bool:
+        """Between start() and stop()."""
+        return self._endpoints is not None
+
+    async def add_discovery_source(self, source: DiscoverySource) -> None:
+        """Find devices through ``source`` too: started now if the control point runs, else by
+        ``start()``; told of every search; stopped by ``stop()`` (igrs.node.extensions)."""
+        if source in self._sources:
+            return
+        self._sources.append(source)
+        if self.running:
+            try:
+                await source.start()
+            except BaseException:
+                self._sources.remove(source)
+                raise
+            self._running_sources.append(source)
+
+    async def remove_discovery_source(self, source: DiscoverySource) -> None:
+        """Stop finding devices through ``source`` (stopped now if it runs); what it offered
+        stays in the registry until it expires or is withdrawn."""
+        if source in self._sources:
+            self._sources.remove(source)
+        if source in self._running_sources:
+            self._running_sources.remove(source)
+            await source.stop()
+
+    def offer(self, record: DeviceRecord) -> None:
+        """A device seen by another discovery source, now: merged into the registry like an ISDP
+        sighting of the same id (the first address stays primary), kept for ``record.max_age``;
+        DeviceAppeared / DeviceUpdated go to ``events()`` readers."""
+        self._publish(self.discovery.offer(record, asyncio.get_running_loop().time()))
+        self._driver.wake()
+
+    def withdraw(self, device_id: DeviceId, address: str, reason: str = "byebye") -> None:
+        """Another discovery source says the device at ``address`` is gone: forgotten (and
+        DeviceGone published) only if it had been seen at that address, as an ISDP byebye."""
+        self._publish(self.discovery.withdraw(device_id, address, reason))
+        self._driver.wake()
+
     # --- search --------------------------------------------------------------------------------
     async def search(self, timeout: float = DEFAULT_SEARCH_TIMEOUT, target: Target = None,
                      mx: int = DEFAULT_SEARCH_MX) -> list[DeviceRecord]:
@@ -189,9 +237,9 @@ class ControlPoint:
         loop = asyncio.get_running_loop()
         wanted = _target(target)
         started = loop.time()
-        if self._dnssd is not None:
-            self._dnssd.refresh()  # what mDNS holds counts as seen by this search
-        if self.via != "mdns":
+        for source in self._running_sources:
+            source.searching(wanted)  # what each source holds counts as seen by this search
+        if self.isdp_search:
             await self._execute(self.discovery.search(started, wanted, mx))
         self._driver.wake()
         await asyncio.sleep(timeout)

@@ -32,6 +32,7 @@ from igrs.net import interfaces as netifaces
 from igrs.net.driver import TimerDriver
 from igrs.net.http import IgrsHttpClient, IgrsHttpServer, Reply, SealLater
 from igrs.net.isdp import IsdpEndpoints
+from igrs.node.extensions import DeviceExtension
 from igrs.node.keystore import KeyStore, MemoryKeyStore, open_keystore
 from igrs.node.service import Service
 from igrs.node.service_host import PeerInfo, ServiceHandler, ServiceHost
@@ -43,7 +44,6 @@ from igrs.wire.ids import DeviceId, DeviceType, ServiceType, check_name
 from igrs.wire.messages import Frame, SoapMessage, Status
 
 if TYPE_CHECKING:  # pipes and pairing load their cipher modules on first use
-    from igrs.bridges.dnssd import DnsSdAdvertiser
     from igrs.core.pipes import PipeRecord, PipeTable
     from igrs.core.security import LocalIdentity, PairingResponder, PinPairingHost
 
@@ -99,7 +99,6 @@ class Device:
         on_pin: Callable[[str], None] | None = None,
         allow_non_secure_pipes: bool = True,
         rng: random.Random | None = None,
-        dnssd: bool = False,
     ) -> None:
         self.name = check_name(name)
         self.device_type = device_type if isinstance(device_type, DeviceType) else DeviceType.parse(device_type)
@@ -160,8 +159,9 @@ class Device:
         self._watch_task: asyncio.Task[None] | None = None
         self._interfaces: list[Interface] = []
         self.locations: dict[str, str] = {}
-        self._dnssd_enabled = dnssd  # also announce over mDNS/DNS-SD (igrs.bridges.dnssd)
-        self._dnssd: DnsSdAdvertiser | None = None
+        # Plugged in from above (igrs.node.extensions: bridges such as igrs.bridges.dnssd).
+        self._extensions: list[DeviceExtension] = []
+        self._active: list[DeviceExtension] = []  # those started
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def __aenter__(self) -> Self:
@@ -177,15 +177,13 @@ class Device:
         self._interfaces = netifaces.resolve(self._interface_specs, ipv6=self._ipv6)
         try:
             await self._open(self._interfaces)
-            if self._dnssd_enabled:
-                from igrs.bridges.dnssd import start_dnssd
-
-                self._dnssd = await start_dnssd(self)
+            for extension in list(self._extensions):
+                if extension not in self._active:
+                    await extension.start()
+                    self._active.append(extension)
             await self._execute(self.discovery.start(loop.time()))
         except BaseException:
-            if self._dnssd is not None:
-                await self._dnssd.stop()
-                self._dnssd = None
+            await self._stop_extensions()
             await self._close_io()
             raise
         self._driver.start()
@@ -209,9 +207,7 @@ class Device:
             if task is not None:
                 task.cancel()
         self._watch_task = self._maintenance = None
-        if self._dnssd is not None:  # the mDNS goodbye first
-            await self._dnssd.stop()
-            self._dnssd = None
+        await self._stop_extensions()  # their goodbyes first, while the device still answers
         await self.services.aclose()
         await self._client.close()
         await self._driver.stop()
@@ -249,8 +245,54 @@ class Device:
         # control point there ages the entry out at max-age instead.
         await self._execute(await self._open(interfaces))
         self._driver.wake()
-        if self._dnssd is not None:
-            await self._dnssd.update()
+        await self._update_extensions()
+
+    # --- extensions (igrs.node.extensions) ---------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """Between a successful start() and stop()."""
+        return self._endpoints is not None
+
+    async def add_extension(self, extension: DeviceExtension) -> None:
+        """Plug ``extension`` in: started now if the device runs, else by ``start()``; told of
+        changes by ``update()``; stopped first by ``stop()`` (igrs.node.extensions)."""
+        if extension in self._extensions:
+            return
+        self._extensions.append(extension)
+        if self.running:
+            try:
+                await extension.start()
+            except BaseException:
+                self._extensions.remove(extension)
+                raise
+            self._active.append(extension)
+
+    async def remove_extension(self, extension: DeviceExtension) -> None:
+        """Unplug ``extension`` (stopped now if it runs)."""
+        if extension in self._extensions:
+            self._extensions.remove(extension)
+        if extension in self._active:
+            self._active.remove(extension)
+            await extension.stop()
+
+    @property
+    def extensions(self) -> list[DeviceExtension]:
+        return list(self._extensions)
+
+    async def _update_extensions(self) -> None:
+        for extension in list(self._active):
+            try:
+                await extension.update()
+            except Exception:
+                log.exception("extension %r failed to update", extension)
+
+    async def _stop_extensions(self) -> None:
+        while self._active:
+            extension = self._active.pop()
+            try:
+                await extension.stop()
+            except Exception:
+                log.exception("extension %r failed to stop", extension)
 
     # --- I/O glue ------------------------------------------------------------------------------
     def _on_datagram(self, data: bytes, source: tuple[str, int], interface: str) -> None:
@@ -315,9 +357,14 @@ class Device:
         running = self._endpoints is not None
         actions = self.discovery.set_services(services, asyncio.get_running_loop().time() if running else 0.0)
         if actions:
-            task = asyncio.ensure_future(self._execute(actions))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._in_background(self._execute(actions))
+        if self._active:
+            self._in_background(self._update_extensions())
+
+    def _in_background(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _to_services(self, handler: ServiceHandler) -> MessageHandler:
         """A ServiceHost handler as a device handler (the access rule already applied)."""

@@ -40,7 +40,8 @@ CONTENT_TYPE = 'text/xml; charset="utf-8"'
 
 
 class SoapMessage(Protocol):
-    message_type: ClassVar[str]
+    @property
+    def message_type(self) -> str: ...  # a class constant of typed bodies; per instance for wrappers
 
     def body(self) -> Element: ...
 
@@ -231,7 +232,7 @@ class OpaqueMessage:
     body_xml: bytes
 
     @property
-    def message_type(self) -> str:  # type: ignore[override]
+    def message_type(self) -> str:
         return self.name
 
     def body(self) -> Element:
@@ -252,7 +253,7 @@ class BuiltMessage:
         return cls(message, message.body())
 
     @property
-    def message_type(self) -> str:  # type: ignore[override]
+    def message_type(self) -> str:
         return self.message.message_type
 
     def body(self) -> Element:
