@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from igrs import __version__
-from igrs.constants import DEFAULT_MAX_AGE, IGRS_PORT
+from igrs.constants import DEFAULT_MAX_AGE, IGRS_PORT, KEEPALIVE_INTERVAL, KEEPALIVE_MISSES
 from igrs.errors import IGRSError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -343,8 +343,10 @@ async def cmd_call(args: argparse.Namespace) -> int:
 
 
 async def cmd_watch(args: argparse.Namespace) -> int:
+    """Until Ctrl-C (exit 0), or until the device is gone — its byebye at once, a silent one
+    within KEEPALIVE_MISSES x --keepalive seconds — or ends the subscription (exit 1)."""
     stop = _catch_signals()
-    async with await _control_point(args) as cp:
+    async with await _control_point(args, keepalive_interval=args.keepalive) as cp:
         record = await _located(cp, args.device, args.timeout)
         async with cp.session(record, _service_target(args.service)) as svc, \
                 svc.subscribe(*args.attributes) as changes:
@@ -353,6 +355,8 @@ async def cmd_watch(args: argparse.Namespace) -> int:
             await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
             for task in (reader, stopper):
                 task.cancel()
+            if reader.done() and not reader.cancelled():
+                reader.result()  # DeviceLost / SubscriptionEnded: "igrs: device ... is gone: ...", exit 1
     return EXIT_OK
 
 
@@ -475,6 +479,10 @@ def build_parser(*, relay: bool = False, file: bool = False) -> argparse.Argumen
     p.add_argument("attributes", nargs="*", help="attributes (default: every notifiable one)")
     p.add_argument("-t", "--timeout", type=float, default=1.5, help="seconds to search first")
     p.add_argument("--json", action="store_true", help="one JSON line per change")
+    p.add_argument("--keepalive", type=float, default=KEEPALIVE_INTERVAL, metavar="SECONDS",
+                   help=f"seconds between keep-alive probes of the pipe (default {KEEPALIVE_INTERVAL:g}); "
+                        f"a device that stops answering {KEEPALIVE_MISSES} in a row is reported gone "
+                        "(exit 1), as one that says goodbye is at once")
     p.set_defaults(func=cmd_watch)
 
     p = sub.add_parser("demo", help="the TV/PC sharing demo: a PC, a TV and a phone on loopback, narrated")

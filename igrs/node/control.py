@@ -18,6 +18,7 @@ from igrs.core import pipes as core_pipes
 from igrs.core.discovery import (
     Action,
     ControlPointDiscovery,
+    DeviceGone,
     DeviceRecord,
     DiscoveryEvent,
     Interface,
@@ -45,6 +46,7 @@ from igrs.wire.messages import Frame
 log = logging.getLogger(__name__)
 
 DEFAULT_SEARCH_TIMEOUT = 1.5
+GONE_REASONS = {"byebye": "it said goodbye (byebye)", "expired": "its announcements stopped (max-age)"}
 DEFAULT_SEARCH_MX = 1
 
 Target = str | SearchTarget | DeviceType | DeviceId | None
@@ -186,7 +188,24 @@ class ControlPoint:
         return self._events.dropped
 
     def _publish(self, events: list[DiscoveryEvent]) -> None:
+        for event in events:
+            if isinstance(event, DeviceGone):
+                why = GONE_REASONS.get(event.reason, event.reason)
+                self._device_lost(event.device.device_id, f"device {event.device.name!r} is gone: {why}")
         self._events.publish_all(events)
+
+    def _device_lost(self, device_id: DeviceId, reason: str) -> None:
+        """Its subscriptions end with DeviceLost (specs/events.md §8)."""
+        agent = self._agents.get(device_id)
+        if agent is not None:
+            log.info("%s", reason)
+            agent.device_lost(reason)
+
+    def _pipe_lost(self, pipe: Pipe, reason: str) -> None:
+        if self._pipes.get(pipe.peer) is pipe:
+            record = self.discovery.get(pipe.peer)
+            name = repr(record.name) if record is not None else str(pipe.peer)
+            self._device_lost(pipe.peer, f"device {name} is gone: {reason}")
 
     # --- other discovery sources (igrs.node.extensions) -------------------------------------------
     @property
@@ -330,7 +349,7 @@ class ControlPoint:
             return pipe
         pipe = await open_pipe(self.http, record.url, self.identity, record.device_id,
                                self.keystore.peer_key, secure=secure,
-                               keepalive_interval=self.keepalive_interval)
+                               keepalive_interval=self.keepalive_interval, on_lost=self._pipe_lost)
         self._pipes[record.device_id] = pipe
         return pipe
 

@@ -36,13 +36,16 @@ class Pipe:
 
     def __init__(self, http: IgrsHttpClient, location: str, established: EstablishedPipe,
                  *, keepalive_interval: float = KEEPALIVE_INTERVAL,
-                 on_closed: Callable[[Pipe, str], None] | None = None) -> None:
+                 on_closed: Callable[[Pipe, str], None] | None = None,
+                 on_lost: Callable[[Pipe, str], None] | None = None) -> None:
         self.http = http
         self.location = location
         self.established = established
         self.keepalive_interval = keepalive_interval
-        self.on_closed = on_closed
+        self.on_closed = on_closed  # (pipe, reason) whenever it closes, for any reason
+        self.on_lost = on_lost  # (pipe, reason) when the device is lost: keep-alive failed or pipe forgotten
         self.closed_reason: str | None = None
+        self.lost = False  # closed because the device stopped answering or forgot the pipe
         self._keepalive: asyncio.Task[None] | None = None
 
     @property
@@ -108,15 +111,18 @@ class Pipe:
                 log.debug("keep-alive %d/%d of pipe %d failed: %s", misses, KEEPALIVE_MISSES,
                           self.pipe_id, exc)
                 if isinstance(exc, RemoteError) and exc.return_code == ReturnCode.NOT_AUTHENTICATED:
-                    self._mark_closed("the device no longer knows this pipe")
+                    self._mark_closed("the device no longer knows this pipe", lost=True)
                 elif misses >= KEEPALIVE_MISSES:
-                    self._mark_closed("the device stopped answering (keep-alive)")
+                    self._mark_closed("the device stopped answering (keep-alive)", lost=True)
 
-    def _mark_closed(self, reason: str) -> None:
+    def _mark_closed(self, reason: str, *, lost: bool = False) -> None:
         if self.closed_reason is None:
             self.closed_reason = reason
+            self.lost = lost
             if self.on_closed is not None:
                 self.on_closed(self, reason)
+            if lost and self.on_lost is not None:
+                self.on_lost(self, reason)
 
     async def close(self, reason: str = "closed by the application") -> None:
         """Detach (DetachPipeNotify) and stop the keep-alive."""
@@ -133,9 +139,12 @@ class Pipe:
 
 async def open_pipe(http: IgrsHttpClient, location: str, identity: LocalIdentity, peer: DeviceId,
                     peers: PeerLookup, *, secure: bool = True,
-                    keepalive_interval: float = KEEPALIVE_INTERVAL) -> Pipe:
+                    keepalive_interval: float = KEEPALIVE_INTERVAL,
+                    on_lost: Callable[[Pipe, str], None] | None = None) -> Pipe:
     """Create a pipe to ``peer`` at ``location`` (CreatePipe → Authenticate →
-    AuthenticateResult → CreatePipeResult)."""
+    AuthenticateResult → CreatePipeResult), kept alive every ``keepalive_interval`` s;
+    ``on_lost(pipe, reason)`` when KEEPALIVE_MISSES probes in a row fail or the device no
+    longer knows the pipe."""
     if secure and peers(peer) is None:
         raise SecurityError(f"{peer} is not paired; pair first (igrs pair)",
                             return_code=ReturnCode.FORBIDDEN)
@@ -156,7 +165,7 @@ async def open_pipe(http: IgrsHttpClient, location: str, identity: LocalIdentity
     d4 = init.on_authenticate_result_response(r3.data, pipe_id=r3.pipe_id)
     r4 = await step(bodies.CreatePipeResultRequest(hid, d4), bodies.CreatePipeResultResponse)
     established = init.on_create_pipe_result_response(r4.data)
-    pipe = Pipe(http, location, established, keepalive_interval=keepalive_interval)
+    pipe = Pipe(http, location, established, keepalive_interval=keepalive_interval, on_lost=on_lost)
     pipe.start_keepalive()
     return pipe
 

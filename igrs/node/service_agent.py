@@ -52,6 +52,13 @@ class SubscriptionEnded(IGRSError):
     return_code = ReturnCode.PRECONDITION_FAILED
 
 
+class DeviceLost(SubscriptionEnded):
+    """The device went away — its goodbye (byebye) was heard, or its pipe stopped answering
+    the keep-alive — so none of its subscriptions can go on (specs/events.md §8)."""
+
+    return_code = ReturnCode.NOT_FOUND
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     """One notification item: an attribute change, or a device/service online state."""
@@ -64,7 +71,10 @@ class Change:
 
 class EventStream(Generic[E]):
     """Async iterator over one subscription's notifications; also an async context manager
-    (leaving it unsubscribes). Subscribes on first use, renews at half the lifetime."""
+    (leaving it unsubscribes). Subscribes on first use, renews at half the lifetime. After the
+    changes already queued, it raises ``SubscriptionEnded`` when the service ends the
+    subscription and ``DeviceLost`` when the device goes away (specs/events.md §8); it stops
+    (StopAsyncIteration) once closed."""
 
     def __init__(
         self,
@@ -83,7 +93,7 @@ class EventStream(Generic[E]):
         self._ready = asyncio.Event()
         self._next_seq = 0
         self._lost = False
-        self._ended: str | None = None
+        self._ended: SubscriptionEnded | None = None
         self._closed = False
         self._started = False
         self._renewer: asyncio.Task[None] | None = None
@@ -139,11 +149,12 @@ class EventStream(Generic[E]):
             self._finish(msg.ended)  # type: ignore[attr-defined]
         self._ready.set()
 
-    def _finish(self, reason: str) -> None:
+    def _finish(self, reason: str, error: type[SubscriptionEnded] = SubscriptionEnded) -> None:
         if self.subscription_id is not None:
             self._agent._streams.pop(self.subscription_id, None)
         self.subscription_id = None
-        self._ended = reason
+        if self._ended is None:
+            self._ended = error(reason)
         if self._renewer is not None and self._renewer is not asyncio.current_task():
             self._renewer.cancel()
         self._ready.set()
@@ -157,7 +168,7 @@ class EventStream(Generic[E]):
             if self._ended is not None:
                 if self._closed:
                     raise StopAsyncIteration
-                raise SubscriptionEnded(self._ended)
+                raise type(self._ended)(self._ended.reason)
             self._ready.clear()
             await self._ready.wait()
         return self._items.popleft()
@@ -413,6 +424,15 @@ class ServiceAgent:
         """10.3: services of the remote device going online/offline (all, or these ids/types)."""
         return self._events("service", tuple(str(t) for t in targets), duration, lambda c: c.value)
 
+    # --- the device going away --------------------------------------------------------------
+    def device_lost(self, reason: str) -> None:
+        """The device is gone (the glue heard its byebye, or the pipe's keep-alive failed):
+        every subscription stream ends with ``DeviceLost(reason)`` once its queued changes are
+        read. Nothing is sent to the device. Later subscriptions start afresh."""
+        self._early.clear()
+        for stream in list(self._streams.values()):
+            stream._finish(reason, DeviceLost)
+
     # --- incoming notifications ---------------------------------------------------------------
     def deliver(self, frame: Frame) -> None:
         """Hand over a received SendNotification / NotifyDeviceEvent / NotifyServiceEvent.
@@ -439,4 +459,4 @@ class ServiceAgent:
             await stream.aclose()
 
 
-__all__ = ["Change", "EventStream", "ServiceAgent", "ServiceProxy", "SubscriptionEnded"]
+__all__ = ["Change", "DeviceLost", "EventStream", "ServiceAgent", "ServiceProxy", "SubscriptionEnded"]

@@ -4,8 +4,11 @@ called and watched by a paired ControlPoint through a secure pipe; refused to st
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +17,7 @@ from igrs.constants import IGRS_PATH, ReturnCode
 from igrs.errors import IGRSError, RemoteError
 from igrs.node.pipe import Pipe
 from igrs.node.service import Service, action, attribute
+from igrs.node.service_agent import DeviceLost
 from igrs.node.service_host import PeerInfo, ServiceHost
 from igrs.wire import messages
 from igrs.wire.bodies import events as ev
@@ -226,3 +230,54 @@ async def test_one_access_rule_a_device_and_a_service_host_alone_answer_alike(
         assert await alone(missing, True) == await via_device(missing, pipe) == 404
     finally:
         await cp.stop()
+
+
+async def test_a_subscription_ends_with_device_lost_on_the_device_s_byebye(free_udp_port: int) -> None:
+    pins: list[str] = []
+    dev = Device(name="Porch TV", device_type="TV", interfaces=LO, port=free_udp_port, http_port=0,
+                 on_pin=pins.append, watch_interfaces=False)
+    dev.add_service(Volume())
+    await dev.start()
+    cp = await paired_cp(free_udp_port, dev, pins)  # keep-alive off: only the byebye can tell
+    try:
+        async with cp.session(dev.device_id, RENDERER) as svc, svc.subscribe("level") as changes:
+            assert (await asyncio.wait_for(anext(changes), 5)).value == 20
+            await dev.stop()
+            with pytest.raises(DeviceLost) as lost:
+                await asyncio.wait_for(anext(changes), 5)
+            assert "'Porch TV' is gone: it said goodbye" in lost.value.reason
+            with pytest.raises(DeviceLost):  # and stays ended
+                await anext(changes)
+    finally:
+        await cp.stop()
+        await dev.stop()
+
+
+async def test_a_subscription_ends_with_device_lost_when_the_device_process_dies(
+        free_udp_port: int, tmp_path: Path) -> None:
+    """kill -9: no byebye; the pipe's keep-alive (KEEPALIVE_MISSES x keepalive_interval) tells."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "igrs", "device", "run", "--name", "Shed TV", "--type", "TV", "--interface", "lo",
+        "--port", str(free_udp_port), "--http-port", "0", "--json", "--sample-service",
+        "--state-dir", str(tmp_path / "tv"), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        ready = json.loads(await asyncio.wait_for(proc.stdout.readline(), 20))
+        async with ControlPoint(interfaces=LO, port=free_udp_port, keepalive_interval=0.3) as cp:
+            await cp.search(timeout=1.2, mx=1)
+
+            async def shown_pin(_digits: int) -> str:
+                return str(json.loads(await proc.stdout.readline())["pin"])  # type: ignore[union-attr]
+
+            await cp.pair(ready["id"], shown_pin)
+            async with cp.session(ready["id"], RENDERER) as svc, svc.subscribe("level") as changes:
+                assert (await asyncio.wait_for(anext(changes), 5)).value == 20
+                proc.kill()
+                await proc.wait()
+                with pytest.raises(DeviceLost) as lost:
+                    await asyncio.wait_for(anext(changes), 3 * 0.3 + 5)
+                assert "'Shed TV' is gone: the device stopped answering (keep-alive)" in lost.value.reason
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
