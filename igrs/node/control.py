@@ -46,8 +46,9 @@ from igrs.wire.messages import Frame
 log = logging.getLogger(__name__)
 
 DEFAULT_SEARCH_TIMEOUT = 1.5
-GONE_REASONS = {"byebye": "it said goodbye (byebye)", "expired": "its announcements stopped (max-age)"}
 DEFAULT_SEARCH_MX = 1
+# Why a device left the registry, as a DeviceLost reason says it (specs/events.md §8).
+GONE_REASONS = {"byebye": "it said goodbye (byebye)", "expired": "its announcements stopped (max-age)"}
 
 Target = str | SearchTarget | DeviceType | DeviceId | None
 
