@@ -151,6 +151,7 @@ NOTIFY_RETRY_DELAY: Final = 1.0  # s before a failed delivery is retried (double
 SLOW_SUBSCRIBER_GRACE: Final = 60.0  # s a subscription may stay coalesced before it is ended
 RECENTLY_ENDED: Final = 1024  # ended subscription ids remembered (renew -> 412, not 404)
 AGENT_EVENT_QUEUE: Final = 1024  # changes buffered per subscription iterator on the client
+EVENT_READER_LIMIT: Final = 1024  # events queued per application events() reader (oldest dropped)
 
 # --- file profile (14543-5-22) ---
 # Values: project choice (public record silent, facts §6); commentary in specs/file-profile.md.

@@ -3,14 +3,18 @@ points find them that way where ISDP multicast is filtered. Rules: specs/dnssd.m
 
 ``zeroconf`` is an optional dependency (``pip install igrs[dnssd]``), imported on first use.
 
-* ``DnsSdAdvertiser(device)`` -- registers a started ``Device`` on its interfaces' addresses;
-  ``await start_dnssd(device)`` does it in one call.
+* ``await attach_dnssd(device)`` -- the device also announces itself as ``_igrs._tcp``
+  (a ``DnsSdAdvertiser``, plugged in as a device extension: registered when the device
+  starts, re-registered when its addresses change, unregistered before its byebye).
+* ``await attach_dnssd(control_point)`` -- the control point also finds devices over mDNS (a
+  ``DnsSdFeed``, plugged in as a discovery source): ``find``/``describe``/``pair``/``session``
+  work on them as on ISDP devices.
 * ``DnsSdBrowser(interfaces)`` -- browses, resolves and strictly validates services, keeps
   ``DeviceRecord`` snapshots and reports ``DeviceAppeared/Updated/Gone`` (a callback and
   ``events()``); ``await browse_dnssd(interfaces, timeout)`` is the one-shot search.
-* ``DnsSdFeed`` -- feeds a browser's records into a ``ControlPoint``'s registry, so that
-  ``find``/``describe``/``pair``/``session`` work on devices found over mDNS
-  (``await attach_dnssd(cp)``).
+
+The hooks are the device layer's public ones (igrs.node.extensions); nothing of igrs.node
+imports this module.
 
 zeroconf only ever gets an explicit list of the chosen interfaces' addresses, never
 ``InterfaceChoice.All``: on ``lo`` that is ``["127.0.0.1"]`` (TESTBED.md hard rule 1).
@@ -27,9 +31,9 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, overload
 
 from igrs.constants import DESCRIPTION_PATH, IGRS_PATH, IGRS_VERSION, MAX_NAME_LENGTH
 from igrs.core.discovery import (
@@ -42,13 +46,14 @@ from igrs.core.discovery import (
     Interface,
 )
 from igrs.errors import IGRSError, ProtocolError
+from igrs.net.fanout import EventReader, FanOut
 from igrs.wire.ids import DeviceId, DeviceType, check_igrs_version, check_name
+from igrs.wire.isdp import SearchTarget
 
 if TYPE_CHECKING:
     from zeroconf import ServiceInfo, ServiceStateChange, Zeroconf
     from zeroconf.asyncio import AsyncServiceBrowser, AsyncZeroconf
 
-    from igrs.core.discovery import ControlPointDiscovery
     from igrs.node.control import ControlPoint
     from igrs.node.device import Device
 
@@ -73,7 +78,6 @@ MAX_PENDING_RESOLVES = 64  # resolutions in flight at once
 RESOLVE_TIMEOUT = 3.0  # s to resolve SRV/TXT/A of one instance
 REGISTER_TIMEOUT = 10.0  # s for probing + announcing before start() fails
 UNREGISTER_TIMEOUT = 5.0  # s for the goodbye packets at stop()
-EVENT_QUEUE_LIMIT = 1024  # events kept per slow ``events()`` reader
 DNSSD_MAX_AGE = 120  # s: max-age of a DeviceRecord from mDNS (the SRV/A TTL, RFC 6762 §10)
 REFRESH_INTERVAL = 30.0  # s between DnsSdFeed's refreshes of live records in a ControlPoint
 
@@ -309,7 +313,8 @@ def record_from_service(name: str, port: int | None, addresses: Sequence[str], t
 
 # --- the device side -------------------------------------------------------------------------------
 class DnsSdAdvertiser:
-    """Registers one started ``Device`` as ``<name>._igrs._tcp.local.`` on its interfaces.
+    """Registers one started ``Device`` as ``<name>._igrs._tcp.local.`` on its interfaces; a
+    device extension (start/update/stop, igrs.node.extensions): ``attach_dnssd(device)``.
 
     >>> adv = DnsSdAdvertiser(device); await adv.start(); ...; await adv.stop()
 
@@ -423,13 +428,6 @@ class DnsSdAdvertiser:
         await self.stop()
 
 
-async def start_dnssd(device: Device, *, zeroconf: AsyncZeroconf | None = None) -> DnsSdAdvertiser:
-    """Advertise a started device over DNS-SD; ``await adv.stop()`` before ``device.stop()``."""
-    adv = DnsSdAdvertiser(device, zeroconf=zeroconf)
-    await adv.start()
-    return adv
-
-
 # --- the control point side --------------------------------------------------------------------------
 class DnsSdBrowser:
     """Browses ``_igrs._tcp.local.`` on the given interfaces; keeps validated DeviceRecords.
@@ -448,10 +446,9 @@ class DnsSdBrowser:
         self.on_event = on_event
         self.resolve_timeout = resolve_timeout
         self.drops = DropCounter()
-        self.events_dropped = 0
         self._records: dict[str, DeviceRecord] = {}  # instance name (lower case) -> record
         self._pending: dict[str, asyncio.Task[None]] = {}
-        self._subscribers: list[asyncio.Queue[DiscoveryEvent]] = []
+        self._events: FanOut[DiscoveryEvent] = FanOut()
         self._aiozc: AsyncZeroconf | None = None
         self._browser: AsyncServiceBrowser | None = None
 
@@ -477,6 +474,7 @@ class DnsSdBrowser:
         if self._aiozc is not None:
             await self._aiozc.async_close()
             self._aiozc = None
+        self._events.close()
 
     async def __aenter__(self) -> DnsSdBrowser:
         await self.start()
@@ -485,25 +483,18 @@ class DnsSdBrowser:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    def events(self) -> AsyncIterator[DiscoveryEvent]:
-        """Events from now on (subscribed at the call, not at the first ``__anext__``)."""
-        queue: asyncio.Queue[DiscoveryEvent] = asyncio.Queue(EVENT_QUEUE_LIMIT)
-        self._subscribers.append(queue)
-        return self._drain(queue)
+    def events(self) -> EventReader[DiscoveryEvent]:
+        """Events from the moment of this call (not of the first read) until the browser stops;
+        a slow reader loses its oldest events (igrs.net.fanout, specs/events.md §9)."""
+        return self._events.subscribe()
 
-    async def _drain(self, queue: asyncio.Queue[DiscoveryEvent]) -> AsyncIterator[DiscoveryEvent]:
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            self._subscribers.remove(queue)
+    @property
+    def events_dropped(self) -> int:
+        """Events slow ``events()`` readers lost (all readers together)."""
+        return self._events.dropped
 
     def _publish(self, event: DiscoveryEvent) -> None:
-        for queue in self._subscribers:
-            if queue.full():
-                queue.get_nowait()
-                self.events_dropped += 1
-            queue.put_nowait(event)
+        self._events.publish(event)
         if self.on_event is not None:
             try:
                 self.on_event(event)
@@ -599,26 +590,26 @@ def _interfaces(interfaces: Sequence[Interface] | Sequence[str] | None) -> list[
 
 # --- ControlPoint glue ---------------------------------------------------------------------------
 class DnsSdFeed:
-    """Feeds DNS-SD sightings into a control point's registry (``ControlPointDiscovery``).
+    """A control point's DNS-SD discovery source (igrs.node.extensions.DiscoverySource).
 
-    Records found over mDNS become ordinary registry entries, merged with ISDP sightings of
-    the same device id, so ``find``/``describe``/``pair``/``session`` work unchanged. An mDNS
-    goodbye removes the entry only when it was seen at the same address. Live mDNS records
-    are re-seen every ``REFRESH_INTERVAL`` (and by ``refresh()``, called at the start of a
-    search) so that the registry's max-age does not expire them while mDNS keeps them."""
+    Records found over mDNS are offered to the control point (``cp.offer``) and become
+    ordinary registry entries, merged with ISDP sightings of the same device id, so
+    ``find``/``describe``/``pair``/``session`` work unchanged. An mDNS goodbye withdraws the
+    entry (``cp.withdraw``) only when it was seen at the same address. Live mDNS records are
+    offered again every ``REFRESH_INTERVAL`` and at the start of every search, so that the
+    registry's max-age does not expire them while mDNS keeps them."""
 
-    def __init__(self, discovery: ControlPointDiscovery, publish: Callable[[list[DiscoveryEvent]], None],
-                 wake: Callable[[], None], interfaces: Sequence[Interface], *,
-                 ignore: Collection[DeviceId] = (), refresh_interval: float = REFRESH_INTERVAL) -> None:
-        self.discovery = discovery
-        self.publish = publish
-        self.wake = wake
+    def __init__(self, cp: ControlPoint, *, refresh_interval: float = REFRESH_INTERVAL) -> None:
+        _zeroconf()
+        self.cp = cp
         self.refresh_interval = refresh_interval
-        self.browser = DnsSdBrowser(interfaces, max_services=discovery.max_devices, ignore=ignore,
-                                    on_event=self._on_event)
+        self.browser: DnsSdBrowser | None = None  # made at start(): the control point's interfaces
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        cp = self.cp
+        self.browser = DnsSdBrowser(cp.interfaces, max_services=cp.discovery.max_devices,
+                                    ignore={cp.device_id}, on_event=self._on_event)
         await self.browser.start()
         self._task = asyncio.create_task(self._refresh_loop())
 
@@ -628,32 +619,22 @@ class DnsSdFeed:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self.browser.stop()
+        if self.browser is not None:
+            await self.browser.stop()
 
-    def _seen(self, record: DeviceRecord, now: float) -> list[DiscoveryEvent]:
-        iface = record.interfaces[0]
-        return self.discovery._seen(record.device_id, record.device_type, record.name, record.location,
-                                    record.max_age, record.address, iface, now)
+    def searching(self, target: SearchTarget) -> None:
+        self.refresh()  # what mDNS holds counts as seen by this search
 
     def _on_event(self, event: DiscoveryEvent) -> None:
-        now = asyncio.get_running_loop().time()
         if isinstance(event, DeviceGone):
-            known = self.discovery.get(event.device.device_id)
-            if known is not None and any(a == event.device.address for _, a in known.seen_on):
-                self.discovery.forget(known.device_id)
-                self.publish([DeviceGone(known, event.reason)])
+            self.cp.withdraw(event.device.device_id, event.device.address, event.reason)
         else:
-            self.publish(self._seen(event.device, now))
-        self.wake()
+            self.cp.offer(event.device)
 
     def refresh(self) -> None:
-        """Mark every device mDNS currently holds as seen now."""
-        now = asyncio.get_running_loop().time()
-        events: list[DiscoveryEvent] = []
-        for record in self.browser.devices:
-            events += self._seen(replace(record, last_seen=now), now)
-        self.publish(events)
-        self.wake()
+        """Offer every device mDNS currently holds as seen now."""
+        for record in self.browser.devices if self.browser is not None else ():
+            self.cp.offer(record)
 
     async def _refresh_loop(self) -> None:
         while True:
@@ -661,12 +642,29 @@ class DnsSdFeed:
             self.refresh()
 
 
-async def attach_dnssd(cp: ControlPoint) -> DnsSdFeed:
-    """Start feeding DNS-SD sightings into a started ControlPoint; ``await feed.stop()`` first
-    when stopping it. (Uses the control point's registry, event fan-out and timer driver.)"""
-    feed = DnsSdFeed(cp.discovery, cp._publish, cp._driver.wake, cp.interfaces, ignore={cp.device_id})
-    await feed.start()
-    return feed
+@overload
+async def attach_dnssd(node: Device, *, zeroconf: AsyncZeroconf | None = None) -> DnsSdAdvertiser: ...
+
+
+@overload
+async def attach_dnssd(node: ControlPoint, *, refresh_interval: float = REFRESH_INTERVAL) -> DnsSdFeed: ...
+
+
+async def attach_dnssd(node: Device | ControlPoint, **kwargs: Any) -> DnsSdAdvertiser | DnsSdFeed:
+    """Plug DNS-SD into a node through its public extension hook: a ``Device`` also announces
+    itself as ``_igrs._tcp`` (a DnsSdAdvertiser), a ``ControlPoint`` also finds devices over
+    mDNS (a DnsSdFeed). Started now if the node runs, else when it starts; stopped with it.
+    ``kwargs``: ``zeroconf`` (a shared AsyncZeroconf) for a device, ``refresh_interval`` for
+    a control point."""
+    from igrs.node.control import ControlPoint
+
+    if isinstance(node, ControlPoint):
+        feed = DnsSdFeed(node, **kwargs)
+        await node.add_discovery_source(feed)
+        return feed
+    adv = DnsSdAdvertiser(node, **kwargs)
+    await node.add_extension(adv)
+    return adv
 
 
 # --- python -m igrs.bridges.dnssd: a tool for tests and debugging -------------------------------------
@@ -679,14 +677,11 @@ async def _run_device(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     device = Device(name=args.name, device_type=args.type, interfaces=args.interface, port=args.port,
                     http_port=args.http_port, state_dir=args.state_dir, watch_interfaces=False)
+    adv = await attach_dnssd(device)
     async with device:
-        adv = await start_dnssd(device)
-        try:
-            print(json.dumps({"event": "ready", "id": str(device.device_id), "port": device.http.port,
-                              "service": adv.service_name, "location": device.location}), flush=True)
-            await stop.wait()
-        finally:
-            await adv.stop()
+        print(json.dumps({"event": "ready", "id": str(device.device_id), "port": device.http.port,
+                          "service": adv.service_name, "location": device.location}), flush=True)
+        await stop.wait()
     print(json.dumps({"event": "stopped", "id": str(device.device_id)}), flush=True)
     return 0
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from igrs import __version__
-from igrs.constants import DEFAULT_MAX_AGE, IGRS_PORT
+from igrs.constants import DEFAULT_MAX_AGE, IGRS_PORT, KEEPALIVE_INTERVAL, KEEPALIVE_MISSES
 from igrs.errors import IGRSError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -74,10 +74,8 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 # --- discover ------------------------------------------------------------------------------------
 async def cmd_discover(args: argparse.Namespace) -> int:
     from igrs.core.discovery import DeviceAppeared, DeviceGone
-    from igrs.node.control import ControlPoint
 
-    async with ControlPoint(interfaces=args.interface, port=args.port, ipv6=args.ipv6,
-                            via=args.via) as cp:
+    async with await _control_point(args, persistent=False) as cp:
         loop = asyncio.get_running_loop()
         if args.watch:
             events = cp.events()
@@ -123,11 +121,9 @@ async def _located(cp: Any, device: str, timeout: float) -> Any:
 
 # --- describe ------------------------------------------------------------------------------------
 async def cmd_describe(args: argparse.Namespace) -> int:
-    from igrs.node.control import ControlPoint
     from igrs.wire import description as ddesc
 
-    async with ControlPoint(interfaces=args.interface, port=args.port, ipv6=args.ipv6,
-                            via=args.via) as cp:
+    async with await _control_point(args, persistent=False) as cp:
         desc = await cp.describe(await _located(cp, args.device, args.timeout))
         if args.xml:
             sys.stdout.write(ddesc.to_bytes(desc).decode())
@@ -168,7 +164,11 @@ async def cmd_device_run(args: argparse.Namespace) -> int:
                     interfaces=args.interface, port=args.port, http_port=args.http_port,
                     max_age=args.max_age, ipv6=args.ipv6,
                     state_dir=_state_dir(args, f"devices/{_slug(args.name)}"),
-                    on_pin=None if args.no_pairing else show_pin, dnssd=args.dnssd)
+                    on_pin=None if args.no_pairing else show_pin)
+    if args.dnssd:
+        from igrs.bridges.dnssd import attach_dnssd
+
+        await attach_dnssd(device)  # announced when the device starts, gone before its byebye
     if args.sample_service:
         from igrs.apps.sample_service import Volume
 
@@ -221,15 +221,25 @@ def _named_folder(spec: str) -> tuple[str, str]:
 
 
 # --- pairing -------------------------------------------------------------------------------------
-def _control_point(args: argparse.Namespace) -> Any:
+async def _control_point(args: argparse.Namespace, *, persistent: bool = True, **options: Any) -> Any:
+    """A control point (not started) with the command's options: ``--via mdns|both`` plugs
+    DNS-SD in (igrs.bridges.dnssd), ``mdns`` alone sends no ISDP search. ``persistent``: the
+    controller identity of the state folder (pairings), else a throw-away one."""
     from igrs.node.control import ControlPoint
 
-    return ControlPoint(interfaces=args.interface, port=args.port, ipv6=args.ipv6,
-                        state_dir=_state_dir(args, "controller"), via=getattr(args, "via", "isdp"))
+    via = getattr(args, "via", "isdp")
+    cp = ControlPoint(interfaces=args.interface, port=args.port, ipv6=args.ipv6,
+                      state_dir=_state_dir(args, "controller") if persistent else None,
+                      isdp_search=via != "mdns", **options)
+    if via != "isdp":
+        from igrs.bridges.dnssd import attach_dnssd
+
+        await attach_dnssd(cp)
+    return cp
 
 
 async def cmd_pair(args: argparse.Namespace) -> int:
-    async with _control_point(args) as cp:
+    async with await _control_point(args) as cp:
         record = await _located(cp, args.device, args.timeout)
 
         async def ask(digits: int) -> str:
@@ -296,7 +306,7 @@ def _value(text: str) -> Any:
 
 
 async def cmd_services(args: argparse.Namespace) -> int:
-    async with _control_point(args) as cp:
+    async with await _control_point(args) as cp:
         if args.device:
             records = [await _located(cp, args.device, args.timeout)]
         else:
@@ -324,7 +334,7 @@ async def cmd_call(args: argparse.Namespace) -> int:
         if not sep or not key:
             raise IGRSError(f"argument {item!r} is not key=value")
         kwargs[key] = _value(value)
-    async with _control_point(args) as cp:
+    async with await _control_point(args) as cp:
         record = await _located(cp, args.device, args.timeout)
         async with cp.session(record, _service_target(args.service)) as svc:
             result = await getattr(svc, args.action)(**kwargs)
@@ -333,8 +343,10 @@ async def cmd_call(args: argparse.Namespace) -> int:
 
 
 async def cmd_watch(args: argparse.Namespace) -> int:
+    """Until Ctrl-C (exit 0), or until the device is gone — its byebye at once, a silent one
+    within KEEPALIVE_MISSES x --keepalive seconds — or ends the subscription (exit 1)."""
     stop = _catch_signals()
-    async with _control_point(args) as cp:
+    async with await _control_point(args, keepalive_interval=args.keepalive) as cp:
         record = await _located(cp, args.device, args.timeout)
         async with cp.session(record, _service_target(args.service)) as svc, \
                 svc.subscribe(*args.attributes) as changes:
@@ -343,6 +355,8 @@ async def cmd_watch(args: argparse.Namespace) -> int:
             await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
             for task in (reader, stopper):
                 task.cancel()
+            if reader.done() and not reader.cancelled():
+                reader.result()  # DeviceLost / SubscriptionEnded: "igrs: device ... is gone: ...", exit 1
     return EXIT_OK
 
 
@@ -465,6 +479,10 @@ def build_parser(*, relay: bool = False, file: bool = False) -> argparse.Argumen
     p.add_argument("attributes", nargs="*", help="attributes (default: every notifiable one)")
     p.add_argument("-t", "--timeout", type=float, default=1.5, help="seconds to search first")
     p.add_argument("--json", action="store_true", help="one JSON line per change")
+    p.add_argument("--keepalive", type=float, default=KEEPALIVE_INTERVAL, metavar="SECONDS",
+                   help=f"seconds between keep-alive probes of the pipe (default {KEEPALIVE_INTERVAL:g}); "
+                        f"a device that stops answering {KEEPALIVE_MISSES} in a row is reported gone "
+                        "(exit 1), as one that says goodbye is at once")
     p.set_defaults(func=cmd_watch)
 
     p = sub.add_parser("demo", help="the TV/PC sharing demo: a PC, a TV and a phone on loopback, narrated")

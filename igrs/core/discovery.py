@@ -653,3 +653,18 @@ class ControlPointDiscovery:
 
     def forget(self, device_id: DeviceId) -> DeviceRecord | None:
         return self._devices.pop(device_id, None)
+
+    def offer(self, record: DeviceRecord, now: float) -> list[DiscoveryEvent]:
+        """A sighting from another discovery source (e.g. DNS-SD), merged like an ISDP one."""
+        interface = record.interfaces[0] if record.interfaces else ""
+        return self._seen(record.device_id, record.device_type, record.name, record.location,
+                          record.max_age, record.address, interface, now)
+
+    def withdraw(self, device_id: DeviceId, address: str, reason: str = "byebye") -> list[DiscoveryEvent]:
+        """Another source says the device at ``address`` is gone: forgotten only if it was seen
+        there (only the address a device was seen at may say goodbye for it)."""
+        known = self._devices.get(device_id)
+        if known is None or not any(a == address for _, a in known.seen_on):
+            return []
+        del self._devices[device_id]
+        return [DeviceGone(known, reason)]

@@ -27,6 +27,7 @@ from igrs.wire import messages
 from igrs.wire.http11 import BadResponse, request_bytes
 from igrs.wire.httpu import Headers
 from igrs.wire.ids import DeviceId
+from igrs.wire.memo import Memo
 from igrs.wire.messages import ErrorResponse, Frame, SoapMessage, Status
 
 if TYPE_CHECKING:
@@ -210,7 +211,7 @@ class IgrsHttpClient:
         self.timeout = timeout
         self._pool = HttpClientPool(max_body=MAX_HTTP_BODY, idle_timeout=CLIENT_IDLE_TIMEOUT)
         self._connections = asyncio.Semaphore(MAX_CLIENT_CONNECTIONS)
-        self._endpoints: dict[str, _Endpoint] = {}  # URL -> where to send (a few peers' URLs)
+        self._endpoints: Memo[str, _Endpoint] = Memo(256)  # URL -> where to send (a few peers' URLs)
         self._seq = itertools.count(1)
         # (host, port) -> (FIFO slots, users). Requests queue here, *before* they are sealed:
         # a pool whose queue let new requests overtake waiting ones would leave a sealed
@@ -245,9 +246,7 @@ class IgrsHttpClient:
                 endpoint = _endpoint(url)
             except ValueError as exc:
                 raise IGRSError(f"{url}: {exc}", return_code=ReturnCode.BUSY) from exc
-            if len(self._endpoints) >= 256:
-                self._endpoints.clear()
-            self._endpoints[url] = endpoint
+            self._endpoints.remember(url, endpoint)
         try:
             async with asyncio.timeout(self.timeout), self._turn((endpoint.host, endpoint.port)):
                 seq = self.next_sequence()

@@ -11,13 +11,14 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import Self
 
 from igrs.constants import IGRS_PATH, IGRS_PORT, KEEPALIVE_INTERVAL, REGISTRY_MAX_DEVICES, ReturnCode
 from igrs.core import pipes as core_pipes
 from igrs.core.discovery import (
     Action,
     ControlPointDiscovery,
+    DeviceGone,
     DeviceRecord,
     DiscoveryEvent,
     Interface,
@@ -26,27 +27,28 @@ from igrs.core.discovery import (
 from igrs.errors import DeviceNotFound, IGRSError, ProtocolError, SecurityError
 from igrs.net import interfaces as netifaces
 from igrs.net.driver import TimerDriver
+from igrs.net.fanout import EventReader, FanOut
 from igrs.net.http import IgrsHttpClient, IgrsHttpServer, Reply
 from igrs.net.isdp import IsdpEndpoints
+from igrs.node.extensions import DiscoverySource
 from igrs.node.keystore import PairedDevice, open_keystore
-from igrs.node.pipe import PinProvider, Pipe, check_answer, open_pipe
+from igrs.node.pipe import PinProvider, Pipe, open_pipe
 from igrs.node.pipe import pair as pair_device
 from igrs.node.service_agent import ServiceAgent, ServiceProxy
 from igrs.wire import description as ddesc
 from igrs.wire import messages
+from igrs.wire.answers import expect_success
 from igrs.wire.bodies import pipes as pb
 from igrs.wire.ids import DeviceId, DeviceType, ServiceType
 from igrs.wire.isdp import SearchTarget
 from igrs.wire.messages import Frame
 
-if TYPE_CHECKING:
-    from igrs.bridges.dnssd import DnsSdFeed
-
 log = logging.getLogger(__name__)
 
-EVENT_QUEUE_LIMIT = 1024  # events kept per slow subscriber; older ones are dropped
 DEFAULT_SEARCH_TIMEOUT = 1.5
 DEFAULT_SEARCH_MX = 1
+# Why a device left the registry, as a DeviceLost reason says it (specs/events.md §8).
+GONE_REASONS = {"byebye": "it said goodbye (byebye)", "expired": "its announcements stopped (max-age)"}
 
 Target = str | SearchTarget | DeviceType | DeviceId | None
 
@@ -94,12 +96,13 @@ class ControlPoint:
         name: str = "igrs control point",
         keepalive_interval: float = KEEPALIVE_INTERVAL,
         rng: random.Random | None = None,
-        via: str = "isdp",
+        isdp_search: bool = True,
     ) -> None:
-        if via not in ("isdp", "mdns", "both"):
-            raise ValueError(f"via must be isdp, mdns or both, not {via!r}")
-        self.via = via  # how search() finds devices: ISDP, mDNS/DNS-SD (igrs.bridges.dnssd), both
-        self._dnssd: DnsSdFeed | None = None
+        # False: search() sends no ISDP M-SEARCH and leaves finding devices to the discovery
+        # sources plugged in (igrs.node.extensions, e.g. igrs.bridges.dnssd.attach_dnssd).
+        self.isdp_search = isdp_search
+        self._sources: list[DiscoverySource] = []
+        self._running_sources: list[DiscoverySource] = []
         self.keystore = open_keystore(state_dir)
         self.identity = self.keystore.load_or_create_identity(device_id)
         self.device_id = self.identity.device_id
@@ -113,10 +116,9 @@ class ControlPoint:
         self._ipv6 = ipv6
         self.discovery = ControlPointDiscovery(self.device_id, port=port, max_devices=max_devices, rng=rng)
         self.http = IgrsHttpClient(self.device_id)
-        self.events_dropped = 0
         self._endpoints: IsdpEndpoints | None = None
         self._driver = TimerDriver(self.discovery.next_deadline, self._poll)
-        self._subscribers: list[asyncio.Queue[DiscoveryEvent]] = []
+        self._events: FanOut[DiscoveryEvent] = FanOut()
         self._interfaces: list[Interface] = []
 
     async def __aenter__(self) -> Self:
@@ -133,10 +135,14 @@ class ControlPoint:
         self._endpoints = IsdpEndpoints(self._interfaces, self.port, self._on_datagram)
         await self._endpoints.start()
         self._driver.start()
-        if self.via != "isdp":
-            from igrs.bridges.dnssd import attach_dnssd
-
-            self._dnssd = await attach_dnssd(self)
+        try:
+            for source in list(self._sources):
+                if source not in self._running_sources:
+                    await source.start()
+                    self._running_sources.append(source)
+        except BaseException:
+            await self.stop()
+            raise
 
     async def stop(self) -> None:
         for agent in self._agents.values():
@@ -149,14 +155,18 @@ class ControlPoint:
         if self._callbacks is not None:
             await self._callbacks.close()
             self._callbacks = None
-        if self._dnssd is not None:
-            await self._dnssd.stop()
-            self._dnssd = None
+        while self._running_sources:
+            source = self._running_sources.pop()
+            try:
+                await source.stop()
+            except Exception:
+                log.exception("discovery source %r failed to stop", source)
         await self._driver.stop()
         if self._endpoints is not None:
             await self._endpoints.close()
             self._endpoints = None
         await self.http.close()
+        self._events.close()
 
     @property
     def interfaces(self) -> list[Interface]:
@@ -167,28 +177,78 @@ class ControlPoint:
         return self.discovery.devices
 
     # --- events ------------------------------------------------------------------------------
-    def events(self) -> AsyncIterator[DiscoveryEvent]:
+    def events(self) -> EventReader[DiscoveryEvent]:
         """DeviceAppeared / DeviceUpdated / DeviceGone from the moment of this call (not of the
-        first read), for as long as you read; ``aclose()`` the iterator when done."""
-        queue: asyncio.Queue[DiscoveryEvent] = asyncio.Queue(EVENT_QUEUE_LIMIT)
-        self._subscribers.append(queue)
+        first read) until the control point stops; ``aclose()`` the reader when done. A slow
+        reader loses its oldest events (igrs.net.fanout, specs/events.md §9)."""
+        return self._events.subscribe()
 
-        async def stream() -> AsyncIterator[DiscoveryEvent]:
-            try:
-                while True:
-                    yield await queue.get()
-            finally:
-                self._subscribers.remove(queue)
-
-        return stream()
+    @property
+    def events_dropped(self) -> int:
+        """Events slow ``events()`` readers lost (all readers together)."""
+        return self._events.dropped
 
     def _publish(self, events: list[DiscoveryEvent]) -> None:
         for event in events:
-            for queue in self._subscribers:
-                if queue.full():  # a slow reader loses its oldest events, never our memory
-                    queue.get_nowait()
-                    self.events_dropped += 1
-                queue.put_nowait(event)
+            if isinstance(event, DeviceGone):
+                why = GONE_REASONS.get(event.reason, event.reason)
+                self._device_lost(event.device.device_id, f"device {event.device.name!r} is gone: {why}")
+        self._events.publish_all(events)
+
+    def _device_lost(self, device_id: DeviceId, reason: str) -> None:
+        """Its subscriptions end with DeviceLost (specs/events.md §8)."""
+        agent = self._agents.get(device_id)
+        if agent is not None:
+            log.info("%s", reason)
+            agent.device_lost(reason)
+
+    def _pipe_lost(self, pipe: Pipe, reason: str) -> None:
+        if self._pipes.get(pipe.peer) is pipe:
+            record = self.discovery.get(pipe.peer)
+            name = repr(record.name) if record is not None else str(pipe.peer)
+            self._device_lost(pipe.peer, f"device {name} is gone: {reason}")
+
+    # --- other discovery sources (igrs.node.extensions) -------------------------------------------
+    @property
+    def running(self) -> bool:
+        """Between start() and stop()."""
+        return self._endpoints is not None
+
+    async def add_discovery_source(self, source: DiscoverySource) -> None:
+        """Find devices through ``source`` too: started now if the control point runs, else by
+        ``start()``; told of every search; stopped by ``stop()`` (igrs.node.extensions)."""
+        if source in self._sources:
+            return
+        self._sources.append(source)
+        if self.running:
+            try:
+                await source.start()
+            except BaseException:
+                self._sources.remove(source)
+                raise
+            self._running_sources.append(source)
+
+    async def remove_discovery_source(self, source: DiscoverySource) -> None:
+        """Stop finding devices through ``source`` (stopped now if it runs); what it offered
+        stays in the registry until it expires or is withdrawn."""
+        if source in self._sources:
+            self._sources.remove(source)
+        if source in self._running_sources:
+            self._running_sources.remove(source)
+            await source.stop()
+
+    def offer(self, record: DeviceRecord) -> None:
+        """A device seen by another discovery source, now: merged into the registry like an ISDP
+        sighting of the same id (the first address stays primary), kept for ``record.max_age``;
+        DeviceAppeared / DeviceUpdated go to ``events()`` readers."""
+        self._publish(self.discovery.offer(record, asyncio.get_running_loop().time()))
+        self._driver.wake()
+
+    def withdraw(self, device_id: DeviceId, address: str, reason: str = "byebye") -> None:
+        """Another discovery source says the device at ``address`` is gone: forgotten (and
+        DeviceGone published) only if it had been seen at that address, as an ISDP byebye."""
+        self._publish(self.discovery.withdraw(device_id, address, reason))
+        self._driver.wake()
 
     # --- search --------------------------------------------------------------------------------
     async def search(self, timeout: float = DEFAULT_SEARCH_TIMEOUT, target: Target = None,
@@ -197,9 +257,9 @@ class ControlPoint:
         loop = asyncio.get_running_loop()
         wanted = _target(target)
         started = loop.time()
-        if self._dnssd is not None:
-            self._dnssd.refresh()  # what mDNS holds counts as seen by this search
-        if self.via != "mdns":
+        for source in self._running_sources:
+            source.searching(wanted)  # what each source holds counts as seen by this search
+        if self.isdp_search:
             await self._execute(self.discovery.search(started, wanted, mx))
         self._driver.wake()
         await asyncio.sleep(timeout)
@@ -246,7 +306,7 @@ class ControlPoint:
         record = self.find(device)
         seq, frame = await self.http.send(record.url, messages.GetDeviceDescriptionRequest(),
                                           record.device_id)
-        reply = check_answer(frame, messages.GetDeviceDescriptionResponse, seq)
+        reply = expect_success(frame, messages.GetDeviceDescriptionResponse, seq)
         if reply.description is None or reply.description.device_id != record.device_id:
             raise ProtocolError("the description is missing or of another device")
         return reply.description
@@ -257,7 +317,7 @@ class ControlPoint:
         seq, frame = await self.http.send(record.url,
                                           messages.SearchDeviceRequestOnDevice(_target(target)),
                                           record.device_id)
-        return check_answer(frame, messages.SearchDeviceResponseOnDevice, seq).matched
+        return expect_success(frame, messages.SearchDeviceResponseOnDevice, seq).matched
 
     # --- pairing and pipes (9.2) -------------------------------------------------------------------
     async def pair(self, device: DeviceId | str | DeviceRecord, pin: str | PinProvider) -> PairedDevice:
@@ -290,7 +350,7 @@ class ControlPoint:
             return pipe
         pipe = await open_pipe(self.http, record.url, self.identity, record.device_id,
                                self.keystore.peer_key, secure=secure,
-                               keepalive_interval=self.keepalive_interval)
+                               keepalive_interval=self.keepalive_interval, on_lost=self._pipe_lost)
         self._pipes[record.device_id] = pipe
         return pipe
 

@@ -1,7 +1,7 @@
 """``Device``: one local IGRS device — announces itself, answers searches, serves its
 description, accepts pipes (secure ones only from paired devices) and PIN pairing. Later
-layers (sessions, services, groups) register their message handlers in ``handlers``;
-everything but the description, discovery, pipe set-up and pairing needs a secure pipe."""
+layers (sessions, services, groups) register their message handlers in ``handlers``; what
+may arrive outside a secure pipe is igrs.core.access's table (specs/pipes.md §1)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from igrs.constants import DEFAULT_MAX_AGE, IGRS_PATH, IGRS_PORT, NOTIFY_TIMEOUT, ReturnCode
+from igrs.core.access import check_access
 from igrs.core.discovery import (
     Action,
     ControlPointDiscovery,
@@ -31,9 +32,10 @@ from igrs.net import interfaces as netifaces
 from igrs.net.driver import TimerDriver
 from igrs.net.http import IgrsHttpClient, IgrsHttpServer, Reply, SealLater
 from igrs.net.isdp import IsdpEndpoints
+from igrs.node.extensions import DeviceExtension
 from igrs.node.keystore import KeyStore, MemoryKeyStore, open_keystore
 from igrs.node.service import Service
-from igrs.node.service_host import PeerInfo, ServiceHost
+from igrs.node.service_host import PeerInfo, ServiceHandler, ServiceHost
 from igrs.wire import description as ddesc
 from igrs.wire import messages
 from igrs.wire.bodies import pipes as pb
@@ -42,7 +44,6 @@ from igrs.wire.ids import DeviceId, DeviceType, ServiceType, check_name
 from igrs.wire.messages import Frame, SoapMessage, Status
 
 if TYPE_CHECKING:  # pipes and pairing load their cipher modules on first use
-    from igrs.bridges.dnssd import DnsSdAdvertiser
     from igrs.core.pipes import PipeRecord, PipeTable
     from igrs.core.security import LocalIdentity, PairingResponder, PinPairingHost
 
@@ -51,14 +52,6 @@ log = logging.getLogger(__name__)
 INTERFACE_WATCH_INTERVAL = 5.0  # s between checks for changed interface addresses
 SERVICE_MAINTENANCE_INTERVAL = 1.0  # s between subscription expiry checks
 PAIRING_TIMEOUT = 60.0  # s between PairingStart and PairingConfirm
-
-# Served outside a secure pipe (clause 9.3/9.4, discovery, pipe set-up, pairing).
-OPEN_MESSAGES = frozenset({
-    "GetDeviceDescriptionRequest", "SearchDeviceRequestOnDevice", "CreatePipeRequest",
-    "AuthenticateRequest", "AuthenticateResultRequest", "CreatePipeResultRequest",
-    "DetachPipeNotify", "DeviceOnlineDetectionRequest", "PairingModeRequest",
-    "PairingStartRequest", "PairingConfirmRequest",
-})
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +99,6 @@ class Device:
         on_pin: Callable[[str], None] | None = None,
         allow_non_secure_pipes: bool = True,
         rng: random.Random | None = None,
-        dnssd: bool = False,
     ) -> None:
         self.name = check_name(name)
         self.device_type = device_type if isinstance(device_type, DeviceType) else DeviceType.parse(device_type)
@@ -147,7 +139,12 @@ class Device:
         }
         self.http = IgrsHttpServer(self.device_id, self._dispatch, self.description_bytes)
         self.services = ServiceHost(self._send_notification, require_secure=True)
-        self.handlers.update({name: self._on_service_message for name in ServiceHost.HANDLED})
+        # Each service message goes straight to its ServiceHost handler (one dispatch).
+        self.handlers.update({name: self._to_services(self.services.handler(name))
+                              for name in ServiceHost.HANDLED})
+        # ... but a device-event subscription first starts hearing the other devices (9.7).
+        self._subscribe_device_events: MessageHandler = self.handlers["SubscribeDeviceEventRequest"]
+        self.handlers["SubscribeDeviceEventRequest"] = self._on_subscribe_device_events
         # Its client only delivers notifications: NOTIFY_TIMEOUT bounds each (specs/events.md).
         self._client = IgrsHttpClient(self.device_id, timeout=NOTIFY_TIMEOUT)
         self._maintenance: asyncio.Task[None] | None = None
@@ -162,8 +159,9 @@ class Device:
         self._watch_task: asyncio.Task[None] | None = None
         self._interfaces: list[Interface] = []
         self.locations: dict[str, str] = {}
-        self._dnssd_enabled = dnssd  # also announce over mDNS/DNS-SD (igrs.bridges.dnssd)
-        self._dnssd: DnsSdAdvertiser | None = None
+        # Plugged in from above (igrs.node.extensions: bridges such as igrs.bridges.dnssd).
+        self._extensions: list[DeviceExtension] = []
+        self._active: list[DeviceExtension] = []  # those started
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def __aenter__(self) -> Self:
@@ -179,15 +177,13 @@ class Device:
         self._interfaces = netifaces.resolve(self._interface_specs, ipv6=self._ipv6)
         try:
             await self._open(self._interfaces)
-            if self._dnssd_enabled:
-                from igrs.bridges.dnssd import start_dnssd
-
-                self._dnssd = await start_dnssd(self)
+            for extension in list(self._extensions):
+                if extension not in self._active:
+                    await extension.start()
+                    self._active.append(extension)
             await self._execute(self.discovery.start(loop.time()))
         except BaseException:
-            if self._dnssd is not None:
-                await self._dnssd.stop()
-                self._dnssd = None
+            await self._stop_extensions()
             await self._close_io()
             raise
         self._driver.start()
@@ -211,9 +207,7 @@ class Device:
             if task is not None:
                 task.cancel()
         self._watch_task = self._maintenance = None
-        if self._dnssd is not None:  # the mDNS goodbye first
-            await self._dnssd.stop()
-            self._dnssd = None
+        await self._stop_extensions()  # their goodbyes first, while the device still answers
         await self.services.aclose()
         await self._client.close()
         await self._driver.stop()
@@ -251,8 +245,54 @@ class Device:
         # control point there ages the entry out at max-age instead.
         await self._execute(await self._open(interfaces))
         self._driver.wake()
-        if self._dnssd is not None:
-            await self._dnssd.update()
+        await self._update_extensions()
+
+    # --- extensions (igrs.node.extensions) ---------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """Between a successful start() and stop()."""
+        return self._endpoints is not None
+
+    async def add_extension(self, extension: DeviceExtension) -> None:
+        """Plug ``extension`` in: started now if the device runs, else by ``start()``; told of
+        changes by ``update()``; stopped first by ``stop()`` (igrs.node.extensions)."""
+        if extension in self._extensions:
+            return
+        self._extensions.append(extension)
+        if self.running:
+            try:
+                await extension.start()
+            except BaseException:
+                self._extensions.remove(extension)
+                raise
+            self._active.append(extension)
+
+    async def remove_extension(self, extension: DeviceExtension) -> None:
+        """Unplug ``extension`` (stopped now if it runs)."""
+        if extension in self._extensions:
+            self._extensions.remove(extension)
+        if extension in self._active:
+            self._active.remove(extension)
+            await extension.stop()
+
+    @property
+    def extensions(self) -> list[DeviceExtension]:
+        return list(self._extensions)
+
+    async def _update_extensions(self) -> None:
+        for extension in list(self._active):
+            try:
+                await extension.update()
+            except Exception:
+                log.exception("extension %r failed to update", extension)
+
+    async def _stop_extensions(self) -> None:
+        while self._active:
+            extension = self._active.pop()
+            try:
+                await extension.stop()
+            except Exception:
+                log.exception("extension %r failed to stop", extension)
 
     # --- I/O glue ------------------------------------------------------------------------------
     def _on_datagram(self, data: bytes, source: tuple[str, int], interface: str) -> None:
@@ -317,19 +357,32 @@ class Device:
         running = self._endpoints is not None
         actions = self.discovery.set_services(services, asyncio.get_running_loop().time() if running else 0.0)
         if actions:
-            task = asyncio.ensure_future(self._execute(actions))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._in_background(self._execute(actions))
+        if self._active:
+            self._in_background(self._update_extensions())
 
-    async def _on_service_message(self, frame: Frame, ctx: RequestContext) -> Reply:
-        if frame.routing.message_type == "SubscribeDeviceEventRequest" and self._neighbours is None:
+    def _in_background(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _to_services(self, handler: ServiceHandler) -> MessageHandler:
+        """A ServiceHost handler as a device handler (the access rule already applied)."""
+
+        async def to_services(frame: Frame, ctx: RequestContext) -> Reply:
+            pipe = ctx.pipe
+            peer = PeerInfo(frame.routing.source, ctx.address.partition("%")[0], secure=ctx.secure,
+                            key_schedule=pipe.pipe.session_keys if pipe is not None else None)
+            return await handler(frame, peer)
+
+        return to_services
+
+    async def _on_subscribe_device_events(self, frame: Frame, ctx: RequestContext) -> Reply:
+        if self._neighbours is None:
             # Start hearing other devices (their announcements) for device events (9.7).
             self._neighbours = ControlPointDiscovery(self.device_id, port=self.port)
             self._neighbours.set_interfaces(self._interfaces)
-        pipe = ctx.pipe
-        peer = PeerInfo(frame.routing.source, ctx.address.partition("%")[0], secure=ctx.secure,
-                        key_schedule=pipe.pipe.session_keys if pipe is not None else None)
-        return await self.services.handle(frame, peer)
+        return await self._subscribe_device_events(frame, ctx)
 
     async def _send_notification(self, target: str | DeviceId, message: SoapMessage,
                                  subscriber: str | None) -> None:
@@ -387,11 +440,9 @@ class Device:
             peer, pipe_id = frame.routing.source, record.pipe_id
             return SealLater(reply, lambda m, seq: core_pipes.seal(
                 channel, pipe_id, m, source=self.device_id, target=peer, sequence_id=seq))
-        if frame.routing.message_type not in OPEN_MESSAGES:
-            self._handler(frame)  # 501 before 401 for what we do not serve at all
-            raise SecurityError(f"{frame.routing.message_type} needs a secure pipe",
-                                return_code=ReturnCode.NOT_AUTHENTICATED)
-        return await self._handler(frame)(frame, RequestContext(address))
+        handler = self._handler(frame)  # 501 before 401 for what we do not serve at all
+        check_access(frame.routing.message_type, sealed=False)
+        return await handler(frame, RequestContext(address))
 
     def _handler(self, frame: Frame) -> MessageHandler:
         handler = self.handlers.get(frame.routing.message_type)

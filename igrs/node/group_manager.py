@@ -19,7 +19,7 @@ import contextlib
 import inspect
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from igrs.constants import (
     DEFAULT_MAX_AGE,
@@ -27,7 +27,6 @@ from igrs.constants import (
     GROUP_JOIN_TIMEOUT,
     GROUP_LEASE,
     IGRS_PORT,
-    ReturnCode,
 )
 from igrs.core.device_groups import (
     DeviceGroups,
@@ -46,6 +45,8 @@ from igrs.core.device_groups import (
 from igrs.core.discovery import Interface, SendMulticast, SendUnicast
 from igrs.errors import RemoteError
 from igrs.net.driver import TimerDriver
+from igrs.net.fanout import EventReader, FanOut
+from igrs.wire.answers import return_code
 from igrs.wire.bodies.groups import JoinCentralisedDeviceGroupRequest, JoinCentralisedDeviceGroupResponse
 from igrs.wire.description import GroupRef
 from igrs.wire.group_datagrams import GroupId, GroupKind, is_group_datagram
@@ -58,7 +59,6 @@ DatagramAction = SendMulticast | SendUnicast
 Execute = Callable[[list[DatagramAction]], Awaitable[None]]
 SendRequestFn = Callable[[DeviceId, SoapMessage], Awaitable[Frame]]
 Policy = Callable[[JoinContext], bool] | Callable[[JoinContext], Awaitable[bool]]
-EVENT_QUEUE_LIMIT = 1024  # events buffered per reader; a slow reader loses the oldest
 MAX_CONCURRENT_REQUESTS = 16  # unicast group messages in flight (a dissolve notifies every slave)
 POLICY_TIMEOUT = 30.0  # s an asynchronous join policy may take (e.g. asking the user); then refuse
 
@@ -100,9 +100,8 @@ class GroupManager:
         self._send_request = send_request
         self.request_timeout = request_timeout
         self.on_joined_groups_changed = on_joined_groups_changed
-        self.events_dropped = 0
         self._driver = TimerDriver(self.core.next_deadline, self._poll)
-        self._subscribers: list[asyncio.Queue[GroupEvent]] = []
+        self._events: FanOut[GroupEvent] = FanOut()
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(MAX_CONCURRENT_REQUESTS)
         self._waiters: dict[GroupId, asyncio.Future[GroupEvent]] = {}
@@ -135,6 +134,7 @@ class GroupManager:
         for task in list(self._tasks):
             task.cancel()
         self._started = False
+        self._events.close()
 
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
@@ -153,14 +153,16 @@ class GroupManager:
         """For the device description's ``joinedGroupList``."""
         return self.core.joined_groups()
 
-    async def events(self) -> AsyncIterator[GroupEvent]:
-        queue: asyncio.Queue[GroupEvent] = asyncio.Queue(EVENT_QUEUE_LIMIT)
-        self._subscribers.append(queue)
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            self._subscribers.remove(queue)
+    def events(self) -> EventReader[GroupEvent]:
+        """Group events from the moment of this call (not of the first read) until the manager
+        stops; ``aclose()`` the reader when done. A slow reader loses its oldest events
+        (igrs.net.fanout, specs/events.md §9)."""
+        return self._events.subscribe()
+
+    @property
+    def events_dropped(self) -> int:
+        """Events slow ``events()`` readers lost (all readers together)."""
+        return self._events.dropped
 
     # --- inputs from the I/O layer -------------------------------------------------------------
     def on_datagram(self, data: bytes, source: tuple[str, int], interface: str) -> None:
@@ -221,8 +223,8 @@ class GroupManager:
         finally:
             self._waiters.pop(group_id, None)
         if isinstance(event, JoinRefused):
-            code = ReturnCode(event.return_code) if event.return_code in ReturnCode._value2member_map_ else None
-            raise RemoteError(event.reason or f"join refused ({event.return_code})", return_code=code)
+            raise RemoteError(event.reason or f"join refused ({event.return_code})",
+                              return_code=return_code(event.return_code))
         return self._info(group_id)
 
     async def leave(self, group_id: GroupId) -> None:
@@ -317,8 +319,4 @@ class GroupManager:
             if isinstance(event, JoinedGroupsChanged) and self.on_joined_groups_changed is not None:
                 with contextlib.suppress(Exception):
                     self.on_joined_groups_changed(self.core.joined_groups())
-            for queue in self._subscribers:
-                if queue.full():
-                    queue.get_nowait()
-                    self.events_dropped += 1
-                queue.put_nowait(event)
+            self._events.publish(event)

@@ -20,6 +20,7 @@ from igrs.core.security import EstablishedPipe, LocalIdentity, PairingInitiator,
 from igrs.errors import IGRSError, ProtocolError, RemoteError, SecurityError
 from igrs.net.http import IgrsHttpClient
 from igrs.node.keystore import PairedDevice
+from igrs.wire.answers import expect_success
 from igrs.wire.bodies import pipes as bodies
 from igrs.wire.ids import DeviceId
 from igrs.wire.messages import ErrorResponse, Frame, SoapMessage
@@ -30,42 +31,21 @@ M = TypeVar("M")
 PinProvider = Callable[[int], Awaitable[str]]  # (digits) -> the PIN the user typed
 
 
-def _return_code(code: int) -> int:
-    return ReturnCode(code) if code in ReturnCode._value2member_map_ else code
-
-
-def check_answer(frame: Frame | None, expected: type[M], seq: int) -> M:
-    """The typed answer to request ``seq``, or the RemoteError/ProtocolError it deserves."""
-    if frame is None:
-        raise ProtocolError(f"empty answer where {expected.__name__} was expected")
-    reply = frame.message
-    if isinstance(reply, ErrorResponse):
-        raise RemoteError(reply.status.reason or f"return code {reply.status.return_code}",
-                          return_code=_return_code(reply.status.return_code))
-    if not isinstance(reply, expected):
-        raise ProtocolError(f"expected {expected.__name__}, got {frame.routing.message_type}")
-    status = getattr(reply, "status", None)
-    if status is not None:
-        if status.acknowledge_id != seq:
-            raise ProtocolError("AcknowledgeId does not match the request's SequenceId")
-        if not status.ok:
-            raise RemoteError(status.reason or f"return code {status.return_code}",
-                              return_code=_return_code(status.return_code))
-    return reply
-
-
 class Pipe:
     """An established pipe from this node to a device."""
 
     def __init__(self, http: IgrsHttpClient, location: str, established: EstablishedPipe,
                  *, keepalive_interval: float = KEEPALIVE_INTERVAL,
-                 on_closed: Callable[[Pipe, str], None] | None = None) -> None:
+                 on_closed: Callable[[Pipe, str], None] | None = None,
+                 on_lost: Callable[[Pipe, str], None] | None = None) -> None:
         self.http = http
         self.location = location
         self.established = established
         self.keepalive_interval = keepalive_interval
-        self.on_closed = on_closed
+        self.on_closed = on_closed  # (pipe, reason) whenever it closes, for any reason
+        self.on_lost = on_lost  # (pipe, reason) when the device is lost: keep-alive failed or pipe forgotten
         self.closed_reason: str | None = None
+        self.lost = False  # closed because the device stopped answering or forgot the pipe
         self._keepalive: asyncio.Task[None] | None = None
 
     @property
@@ -113,7 +93,7 @@ class Pipe:
 
     async def request(self, message: SoapMessage, expected: type[M]) -> M:
         seq, frame = await self.exchange(message)
-        return check_answer(frame, expected, seq)
+        return expect_success(frame, expected, seq)
 
     async def _probe_loop(self) -> None:
         misses = 0
@@ -131,15 +111,18 @@ class Pipe:
                 log.debug("keep-alive %d/%d of pipe %d failed: %s", misses, KEEPALIVE_MISSES,
                           self.pipe_id, exc)
                 if isinstance(exc, RemoteError) and exc.return_code == ReturnCode.NOT_AUTHENTICATED:
-                    self._mark_closed("the device no longer knows this pipe")
+                    self._mark_closed("the device no longer knows this pipe", lost=True)
                 elif misses >= KEEPALIVE_MISSES:
-                    self._mark_closed("the device stopped answering (keep-alive)")
+                    self._mark_closed("the device stopped answering (keep-alive)", lost=True)
 
-    def _mark_closed(self, reason: str) -> None:
+    def _mark_closed(self, reason: str, *, lost: bool = False) -> None:
         if self.closed_reason is None:
             self.closed_reason = reason
+            self.lost = lost
             if self.on_closed is not None:
                 self.on_closed(self, reason)
+            if lost and self.on_lost is not None:
+                self.on_lost(self, reason)
 
     async def close(self, reason: str = "closed by the application") -> None:
         """Detach (DetachPipeNotify) and stop the keep-alive."""
@@ -156,9 +139,12 @@ class Pipe:
 
 async def open_pipe(http: IgrsHttpClient, location: str, identity: LocalIdentity, peer: DeviceId,
                     peers: PeerLookup, *, secure: bool = True,
-                    keepalive_interval: float = KEEPALIVE_INTERVAL) -> Pipe:
+                    keepalive_interval: float = KEEPALIVE_INTERVAL,
+                    on_lost: Callable[[Pipe, str], None] | None = None) -> Pipe:
     """Create a pipe to ``peer`` at ``location`` (CreatePipe → Authenticate →
-    AuthenticateResult → CreatePipeResult)."""
+    AuthenticateResult → CreatePipeResult), kept alive every ``keepalive_interval`` s;
+    ``on_lost(pipe, reason)`` when KEEPALIVE_MISSES probes in a row fail or the device no
+    longer knows the pipe."""
     if secure and peers(peer) is None:
         raise SecurityError(f"{peer} is not paired; pair first (igrs pair)",
                             return_code=ReturnCode.FORBIDDEN)
@@ -166,7 +152,7 @@ async def open_pipe(http: IgrsHttpClient, location: str, identity: LocalIdentity
 
     async def step(message: SoapMessage, expected: type[M]) -> M:
         seq, frame = await http.send(location, message, peer)
-        return check_answer(frame, expected, seq)
+        return expect_success(frame, expected, seq)
 
     r1 = await step(bodies.CreatePipeRequest(secure, init.create_pipe_request()), bodies.CreatePipeResponse)
     hid = r1.handshake_id
@@ -179,7 +165,7 @@ async def open_pipe(http: IgrsHttpClient, location: str, identity: LocalIdentity
     d4 = init.on_authenticate_result_response(r3.data, pipe_id=r3.pipe_id)
     r4 = await step(bodies.CreatePipeResultRequest(hid, d4), bodies.CreatePipeResultResponse)
     established = init.on_create_pipe_result_response(r4.data)
-    pipe = Pipe(http, location, established, keepalive_interval=keepalive_interval)
+    pipe = Pipe(http, location, established, keepalive_interval=keepalive_interval, on_lost=on_lost)
     pipe.start_keepalive()
     return pipe
 
@@ -191,7 +177,7 @@ async def pair(http: IgrsHttpClient, location: str, identity: LocalIdentity, pee
 
     async def step(message: SoapMessage, expected: type[M]) -> M:
         seq, frame = await http.send(location, message, peer)
-        return check_answer(frame, expected, seq)
+        return expect_success(frame, expected, seq)
 
     mode = await step(bodies.PairingModeRequest(), bodies.PairingModeResponse)
     typed = await pin(mode.digits)

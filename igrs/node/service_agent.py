@@ -30,13 +30,14 @@ from typing import Any, Generic, Self, TypeVar
 from igrs.constants import AGENT_EVENT_QUEUE, DEFAULT_SUBSCRIPTION, ReturnCode
 from igrs.core.sessions import ClientSequencer
 from igrs.errors import IGRSError, ProtocolError, RemoteError
+from igrs.wire.answers import expect_answer, raise_for_status
 from igrs.wire.bodies import events as ev
 from igrs.wire.bodies import services as sv
 from igrs.wire.bodies import sessions as ss
 from igrs.wire.bodies.sessions import Value
 from igrs.wire.ids import UINT32_MAX, DeviceId, ServiceType
 from igrs.wire.isdp import SearchTarget
-from igrs.wire.messages import ErrorResponse, Frame, SoapMessage, Status
+from igrs.wire.messages import Frame, SoapMessage
 
 log = logging.getLogger(__name__)
 
@@ -51,30 +52,11 @@ class SubscriptionEnded(IGRSError):
     return_code = ReturnCode.PRECONDITION_FAILED
 
 
-def _code(value: int) -> int:
-    """The peer's code: a ReturnCode where known, else the int itself (profile codes)."""
-    return ReturnCode(value) if value in ReturnCode._value2member_map_ else value
+class DeviceLost(SubscriptionEnded):
+    """The device went away — its goodbye (byebye) was heard, or its pipe stopped answering
+    the keep-alive — so none of its subscriptions can go on (specs/events.md §8)."""
 
-
-def _check(status: Status, what: str) -> None:
-    if not status.ok:
-        raise RemoteError(
-            f"{what}: {status.reason or 'return code'} ({status.return_code})",
-            return_code=_code(status.return_code),
-        )
-
-
-def _reply(frame: Frame | None, kind: type[E]) -> E:
-    if frame is None:
-        raise ProtocolError(f"no answer where a {kind.__name__} was expected")
-    msg = frame.message
-    if isinstance(msg, ErrorResponse):
-        raise RemoteError(
-            msg.status.reason or f"error {msg.status.return_code}", return_code=_code(msg.status.return_code)
-        )
-    if not isinstance(msg, kind):
-        raise ProtocolError(f"unexpected answer {frame.routing.message_type}")
-    return msg
+    return_code = ReturnCode.NOT_FOUND
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +71,10 @@ class Change:
 
 class EventStream(Generic[E]):
     """Async iterator over one subscription's notifications; also an async context manager
-    (leaving it unsubscribes). Subscribes on first use, renews at half the lifetime."""
+    (leaving it unsubscribes). Subscribes on first use, renews at half the lifetime. After the
+    changes already queued, it raises ``SubscriptionEnded`` when the service ends the
+    subscription and ``DeviceLost`` when the device goes away (specs/events.md §8); it stops
+    (StopAsyncIteration) once closed."""
 
     def __init__(
         self,
@@ -108,7 +93,7 @@ class EventStream(Generic[E]):
         self._ready = asyncio.Event()
         self._next_seq = 0
         self._lost = False
-        self._ended: str | None = None
+        self._ended: SubscriptionEnded | None = None
         self._closed = False
         self._started = False
         self._renewer: asyncio.Task[None] | None = None
@@ -164,11 +149,12 @@ class EventStream(Generic[E]):
             self._finish(msg.ended)
         self._ready.set()
 
-    def _finish(self, reason: str) -> None:
+    def _finish(self, reason: str, error: type[SubscriptionEnded] = SubscriptionEnded) -> None:
         if self.subscription_id is not None:
             self._agent._streams.pop(self.subscription_id, None)
         self.subscription_id = None
-        self._ended = reason
+        if self._ended is None:
+            self._ended = error(reason)
         if self._renewer is not None and self._renewer is not asyncio.current_task():
             self._renewer.cancel()
         self._ready.set()
@@ -182,7 +168,7 @@ class EventStream(Generic[E]):
             if self._ended is not None:
                 if self._closed:
                     raise StopAsyncIteration
-                raise SubscriptionEnded(self._ended)
+                raise type(self._ended)(self._ended.reason)
             self._ready.clear()
             await self._ready.wait()
         return self._items.popleft()
@@ -237,14 +223,14 @@ class ServiceProxy:
             self.client_id, self.info.service_id, seq, action, arguments, self.session_id
         )
         try:
-            reply = _reply(await self._agent.request(request), ss.InvokeServiceResponse)
+            reply = expect_answer(await self._agent.request(request), ss.InvokeServiceResponse)
         except BaseException:
             self._seq.abandon(seq)
             raise
         self._seq.complete(seq, reply.status.acknowledge_id)
         if reply.client_id != self.client_id or reply.service_id != self.info.service_id:
             raise ProtocolError("InvokeServiceResponse for another client or service")
-        _check(reply.status, action)
+        raise_for_status(reply.status, action)
         return dict(reply.results)
 
     async def call(self, action: str, /, **kwargs: Value) -> Any:
@@ -340,18 +326,18 @@ class ServiceAgent:
     async def services(self, target: str | ServiceType | None = None) -> list[sv.ServiceInfo]:
         """SearchServiceRequestOnDevice: the services of the device (of one type if given)."""
         st = SearchTarget.all() if target is None else SearchTarget.parse(str(target))
-        reply = _reply(
+        reply = expect_answer(
             await self.request(sv.SearchServiceRequestOnDevice(st)), sv.SearchServiceResponseOnDevice
         )
-        _check(reply.status, "SearchServiceRequestOnDevice")
+        raise_for_status(reply.status, "SearchServiceRequestOnDevice")
         return list(reply.services)
 
     async def describe(self, service_id: int) -> sv.ServiceDescription:
         """GetServiceDescriptionRequest: the parsed WSDL of one service."""
-        reply = _reply(
+        reply = expect_answer(
             await self.request(sv.GetServiceDescriptionRequest(service_id)), sv.GetServiceDescriptionResponse
         )
-        _check(reply.status, "GetServiceDescriptionRequest")
+        raise_for_status(reply.status, "GetServiceDescriptionRequest")
         if reply.description is None:
             raise ProtocolError("service description missing")
         return reply.description
@@ -370,12 +356,12 @@ class ServiceAgent:
         seq = self._seq.next()
         request = ss.CreateSessionRequest(client_id, info.service_id, seq, user or self.user)
         try:
-            reply = _reply(await self.request(request), ss.CreateSessionResponse)
+            reply = expect_answer(await self.request(request), ss.CreateSessionResponse)
         except BaseException:
             self._seq.abandon(seq)
             raise
         self._seq.complete(seq, reply.status.acknowledge_id)
-        _check(reply.status, "CreateSessionRequest")
+        raise_for_status(reply.status, "CreateSessionRequest")
         if reply.client_id != client_id or reply.service_id != info.service_id or reply.session_id is None:
             raise ProtocolError("CreateSessionResponse does not match the request")
         return ServiceProxy(self, info, client_id, reply.session_id)
@@ -405,14 +391,14 @@ class ServiceAgent:
             return ev.from_timestamp(self.clock() + duration)
 
         async def subscribe() -> tuple[int, float]:
-            r = _reply(await self.request(sub_t(self.location(), expiry(), targets)), resp_t)
-            _check(r.status, sub_t.message_type)
+            r = expect_answer(await self.request(sub_t(self.location(), expiry(), targets)), resp_t)
+            raise_for_status(r.status, sub_t.message_type)
             assert r.subscription_id is not None and r.termination_time is not None
             return r.subscription_id, r.termination_time.timestamp()
 
         async def renew(sid: int) -> float:
-            r = _reply(await self.request(renew_t(sid, self.location(), expiry())), resp_t)
-            _check(r.status, renew_t.message_type)
+            r = expect_answer(await self.request(renew_t(sid, self.location(), expiry())), resp_t)
+            raise_for_status(r.status, renew_t.message_type)
             assert r.termination_time is not None
             return r.termination_time.timestamp()
 
@@ -437,6 +423,15 @@ class ServiceAgent:
     ) -> EventStream[ev.ServiceEvent]:
         """10.3: services of the remote device going online/offline (all, or these ids/types)."""
         return self._events("service", tuple(str(t) for t in targets), duration, lambda c: c.value)
+
+    # --- the device going away --------------------------------------------------------------
+    def device_lost(self, reason: str) -> None:
+        """The device is gone (the glue heard its byebye, or the pipe's keep-alive failed):
+        every subscription stream ends with ``DeviceLost(reason)`` once its queued changes are
+        read. Nothing is sent to the device. Later subscriptions start afresh."""
+        self._early.clear()
+        for stream in list(self._streams.values()):
+            stream._finish(reason, DeviceLost)
 
     # --- incoming notifications ---------------------------------------------------------------
     def deliver(self, frame: Frame) -> None:
@@ -464,4 +459,4 @@ class ServiceAgent:
             await stream.aclose()
 
 
-__all__ = ["Change", "EventStream", "ServiceAgent", "ServiceProxy", "SubscriptionEnded"]
+__all__ = ["Change", "DeviceLost", "EventStream", "ServiceAgent", "ServiceProxy", "SubscriptionEnded"]

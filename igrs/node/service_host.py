@@ -7,7 +7,9 @@ The network glue (igrs.node.device) hands it decoded request frames and gets the
     reply = await host.handle(frame, PeerInfo(frame.routing.source, "192.168.1.30"))
 
 ``reply`` is the typed response for a request, ``None`` for an accepted notify; a notify that
-cannot be accepted raises IGRSError with its return code. Notifications (SendNotification,
+cannot be accepted raises IGRSError with its return code. A request from a peer that is not
+``secure`` gets what igrs.core.access allows (the same table the Device applies): 401 for all
+of these messages. Notifications (SendNotification,
 NotifyDeviceEvent, NotifyServiceEvent) go out through ``send(location_url, message)``;
 DestroySessionNotify to a peer through ``send(peer_device_id, message)``.
 Rules: specs/services.md, specs/sessions.md, specs/events.md.
@@ -27,9 +29,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from igrs.constants import MAX_SERVICES, NOTIFY_TIMEOUT, ReturnCode
+from igrs.core.access import check_access
 from igrs.core.events import ATTRIBUTE, DEVICE, SERVICE, Batch, Subscription, SubscriptionTable
 from igrs.core.sessions import SessionTable
-from igrs.errors import IGRSError, ProtocolError
+from igrs.errors import IGRSError, NotImplementedMessage, ProtocolError
 from igrs.net.aio import wait_event
 from igrs.node.service import Service
 from igrs.wire.bodies import events as ev
@@ -37,7 +40,7 @@ from igrs.wire.bodies import services as sv
 from igrs.wire.bodies import sessions as ss
 from igrs.wire.bodies.sessions import NamedValues, Value
 from igrs.wire.ids import DeviceId, ServiceType
-from igrs.wire.messages import Frame, SoapMessage, Status
+from igrs.wire.messages import BuiltMessage, Frame, SoapMessage, Status
 
 if TYPE_CHECKING:  # the cipher modules load only when session keys are used
     from igrs.core.security.session_keys import SessionKeySchedule
@@ -47,6 +50,8 @@ log = logging.getLogger(__name__)
 # (callback URL or peer device id, message, subscriber device id or None)
 Send = Callable[[str | DeviceId, SoapMessage, str | None], Awaitable[object]]
 Authorize = Callable[["PeerInfo", Service, ss.UserInfo], bool | Awaitable[bool]]
+# One message type's handler: (decoded frame, who sent it) -> the reply (None: a notify taken).
+ServiceHandler = Callable[[Frame, "PeerInfo"], Awaitable[SoapMessage | None]]
 RemoteServiceHook = Callable[["PeerInfo", SoapMessage], object]
 
 # Standard operations handled by the host itself (EZ-SDT), invoked with InvokeServiceRequest.
@@ -113,7 +118,7 @@ class ServiceHost:
         *,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
-        require_secure: bool = True,
+        require_secure: bool = True,  # False: the transport vouches for every peer (tests)
         authorize: Authorize | None = None,
         on_remote_service: RemoteServiceHook | None = None,
         sessions: SessionTable | None = None,
@@ -134,7 +139,7 @@ class ServiceHost:
         self._device_state: dict[str, bool] = {}
         self._pumps: dict[int, tuple[asyncio.Task[None], asyncio.Event]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._handlers: dict[str, Callable[[Any, PeerInfo], Awaitable[SoapMessage | None]]] = {
+        self._handlers: dict[str, ServiceHandler] = {
             "SubscribeDeviceEventRequest": self._on_subscribe_events,
             "SubscribeServiceEventRequest": self._on_subscribe_events,
             "RenewSubscriptionDeviceEventRequest": self._on_renew_events,
@@ -207,19 +212,22 @@ class ServiceHost:
         return type(self._services[service_id]).describe(service_id)
 
     # --- dispatch -------------------------------------------------------------------------
-    async def handle(self, frame: Frame, peer: PeerInfo) -> SoapMessage | None:
-        """Answer one decoded request or notify of clauses 9.7 / 10.1-10.6."""
-        handler = self._handlers.get(frame.routing.message_type)
+    def handler(self, message_type: str) -> ServiceHandler:
+        """The handler of one message type of clauses 9.7 / 10.1-10.6 (NotImplementedMessage,
+        501, for another). It does not check the access rule: its caller has (the Device for
+        every message it is sent, ``handle`` here)."""
+        handler = self._handlers.get(message_type)
         if handler is None:
-            raise IGRSError(
-                f"{frame.routing.message_type} is not handled here", return_code=ReturnCode.NOT_IMPLEMENTED
-            )
-        if (
-            frame.routing.message_type not in ("SearchServiceRequestOnDevice", "GetServiceDescriptionRequest")
-            and self.require_secure
-            and not peer.secure
-        ):
-            raise _fail(ReturnCode.NOT_AUTHENTICATED, "a secure pipe is required")
+            raise NotImplementedMessage(f"{message_type} is not handled here")
+        return handler
+
+    async def handle(self, frame: Frame, peer: PeerInfo) -> SoapMessage | None:
+        """Answer one decoded request or notify of clauses 9.7 / 10.1-10.6 (501 for another
+        type, then 401 for what igrs.core.access does not admit from a peer not ``secure``)."""
+        message_type = frame.routing.message_type
+        handler = self.handler(message_type)
+        if self.require_secure:
+            check_access(message_type, sealed=peer.secure)
         return await handler(frame, peer)
 
     # --- 10.2 / 10.4 / 10.1 ---------------------------------------------------------------
@@ -475,13 +483,11 @@ class ServiceHost:
         except Exception:
             log.exception("action %s of service %s failed", msg.action, msg.service_id)
             return answer(ReturnCode.INTERNAL_ERROR, "the action failed")
-        try:
-            reply = answer(results=results)
-            reply.body()  # check now that the results are encodable (else 500, not a crash later)
+        try:  # build the body now, once: a result that cannot be carried is a 500, not a crash later
+            return BuiltMessage.of(answer(results=results))
         except (TypeError, ValueError) as exc:
             log.warning("action %s returned an unencodable result: %s", msg.action, exc)
             return answer(ReturnCode.INTERNAL_ERROR, "the action returned a value that cannot be carried")
-        return reply
 
     def _find(self, service: Service, arguments: NamedValues) -> NamedValues:
         args = dict(arguments)
@@ -710,4 +716,4 @@ class ServiceHost:
         self._pumps.clear()
 
 
-__all__ = ["PeerInfo", "Send", "ServiceHost"]
+__all__ = ["PeerInfo", "Send", "ServiceHandler", "ServiceHost", "current_peer"]

@@ -28,6 +28,7 @@ from igrs.relay.backbone.base import KeyValue
 from igrs.relay.errors import RelayCode, RelayError
 from igrs.relay.ids import Kind, Principal
 from igrs.relay.limits import Limits
+from igrs.wire.memo import Memo
 
 RELATED = frozenset({"owns", "owned_by", "linked", "friend"})
 _ITEM_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
@@ -58,7 +59,7 @@ class Directory:
         self.kv = kv
         self.limits = limits
         self.cache_ttl = cache_ttl
-        self._cache: dict[tuple[str, uuid.UUID, uuid.UUID], tuple[float, Any]] = {}
+        self._cache: Memo[tuple[str, uuid.UUID, uuid.UUID], tuple[float, Any]] = Memo(100_000)
 
     def _cached(self, key: tuple[str, uuid.UUID, uuid.UUID]) -> tuple[bool, Any]:
         hit = self._cache.get(key)
@@ -67,9 +68,7 @@ class Directory:
         return False, None
 
     def _remember(self, key: tuple[str, uuid.UUID, uuid.UUID], value: Any) -> None:
-        if len(self._cache) > 100_000:
-            self._cache.clear()
-        self._cache[key] = (time.monotonic(), value)
+        self._cache.remember(key, (time.monotonic(), value))
 
     def invalidate(self) -> None:
         self._cache.clear()

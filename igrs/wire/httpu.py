@@ -20,14 +20,16 @@ from igrs.constants import (
     MAX_HTTP_BODY,
 )
 from igrs.errors import LimitExceeded, ProtocolError
+from igrs.wire.memo import Memo
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _MAN = re.compile(r'\s*"([^"]{1,256})"\s*(?:;\s*ns\s*=\s*([0-9]{2}))?\s*\Z', re.ASCII)
 _REQUEST_LINE = re.compile(r"([A-Z][A-Z-]{0,15}) (\S{1,512}) HTTP/([0-9])\.([0-9])\Z", re.ASCII)
 _STATUS_LINE = re.compile(r"HTTP/([0-9])\.([0-9]) ([0-9]{3})(?: (.{0,128}))?\Z", re.ASCII)
 SOAP_EXT_PREFIX = "02"
-_MEMO_MAX = 64  # entries of each small memo below (cleared when full)
-_IGRS_PREFIXES: dict[tuple[str, ...], str] = {}  # MAN values -> IGRS extension prefix
+_MEMO_MAX = 64  # entries of each small memo below
+_IGRS_PREFIXES: Memo[tuple[str, ...], str] = Memo(_MEMO_MAX)  # MAN values -> IGRS extension prefix
+_igrs_prefix_of = _IGRS_PREFIXES.get  # bound once: as fast as a plain dict's get
 
 
 class Headers:
@@ -102,13 +104,11 @@ class Headers:
         if not mans:
             return "01"
         key = tuple(mans)  # peers repeat the same declarations: remember the answer
-        prefix = _IGRS_PREFIXES.get(key)
+        prefix = _igrs_prefix_of(key)
         if prefix is None:
             prefixes = self.extension_prefixes()
-            prefix = prefixes.get(IGRS_EXT_URI) or prefixes.get(IGRS_EXT_URI_ALT) or "01"
-            if len(_IGRS_PREFIXES) >= _MEMO_MAX:
-                _IGRS_PREFIXES.clear()
-            _IGRS_PREFIXES[key] = prefix
+            found = prefixes.get(IGRS_EXT_URI) or prefixes.get(IGRS_EXT_URI_ALT) or "01"
+            prefix = _IGRS_PREFIXES.remember(key, found)
         return prefix
 
     def soap_prefix(self) -> str:
@@ -160,8 +160,8 @@ _CTL_BYTES = bytes([*range(0x09), *range(0x0B, 0x20), 0x7F])
 # Lines it does not match go through _refuse_line, which names the problem.
 _FIELD = re.compile(r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):([^\x00-\x08\x0a-\x1f\x7f]*)\Z")
 # Header names already found to be tokens -> their lower-case key. Peers send a few dozen.
-_NAME_KEYS: dict[str, str] = {}
-_NAME_KEYS_MAX = 512
+_NAME_KEYS: Memo[str, str] = Memo(512)
+_name_key_of = _NAME_KEYS.get
 
 
 def _refuse_line(line: str) -> NoReturn:
@@ -178,10 +178,7 @@ def _name_key(line: str, name: str, sep: str) -> str:
     """The key of a header name not seen before; refuse the line if there is no token name."""
     if not sep or not _TOKEN.match(name):
         _refuse_line(line)
-    if len(_NAME_KEYS) >= _NAME_KEYS_MAX:
-        _NAME_KEYS.clear()
-    key = _NAME_KEYS[name] = name.lower()
-    return key
+    return _NAME_KEYS.remember(name, name.lower())
 
 
 def parse_head(raw: bytes) -> tuple[str, Headers]:
@@ -214,10 +211,10 @@ def parse_head(raw: bytes) -> tuple[str, Headers]:
             items.append((name, value))
             index.setdefault(name.lower(), []).append(value)
         return lines[0], Headers._built(items, index)
-    keys = _NAME_KEYS
+    known = _name_key_of
     for line in lines[1:]:
         name, sep, value = line.partition(":")
-        key = keys.get(name)
+        key = known(name)
         if key is None or not sep:
             if not line:
                 continue
@@ -229,11 +226,12 @@ def parse_head(raw: bytes) -> tuple[str, Headers]:
 
 
 # start line -> (method, target, status, reason, version); a handful of distinct lines in practice.
-_START_LINES: dict[str, tuple[str | None, str | None, int | None, str, str]] = {}
+_START_LINES: Memo[str, tuple[str | None, str | None, int | None, str, str]] = Memo(_MEMO_MAX)
+_start_line_of = _START_LINES.get
 
 
 def _parse_start(start: str) -> tuple[str | None, str | None, int | None, str, str]:
-    parsed = _START_LINES.get(start)
+    parsed = _start_line_of(start)
     if parsed is not None:
         return parsed
     if m := _REQUEST_LINE.match(start):
@@ -244,10 +242,7 @@ def _parse_start(start: str) -> tuple[str | None, str | None, int | None, str, s
         raise ProtocolError(f"malformed start line: {start[:60]!r}")
     if parsed[4][0] != "1":
         raise ProtocolError(f"unsupported HTTP version {parsed[4]}")
-    if len(_START_LINES) >= _MEMO_MAX:
-        _START_LINES.clear()
-    _START_LINES[start] = parsed
-    return parsed
+    return _START_LINES.remember(start, parsed)
 
 
 def parse_parts(

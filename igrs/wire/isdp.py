@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import ClassVar, Final, NamedTuple, TypeVar
+from typing import ClassVar, Final, NamedTuple
 from urllib.parse import quote, unquote, urlsplit
 
 from igrs.constants import (
@@ -41,6 +41,7 @@ from igrs.wire.ids import (
     is_digits,
     parse_uint32,
 )
+from igrs.wire.memo import Memo
 
 SERVER: Final = f"{IGRS_VERSION} {SERVER_PRODUCT}"
 _MAX_AGE = re.compile(r"(?:^|[,;\s])max-age\s*=\s*([0-9]{1,9})", re.IGNORECASE | re.ASCII)
@@ -310,29 +311,22 @@ def _encode_service(msg: IsdpMessage, host: str) -> bytes:
 
 # --- decoding ------------------------------------------------------------------------------
 # Small memos of pure parses, keyed by the exact header text: peers repeat a handful of values
-# (device types, max-age, search targets) in every datagram. Each holds at most _MEMO_MAX
-# entries and is emptied when full, so varied (hostile) input costs no more than the parse.
+# (device types, max-age, search targets) in every datagram (igrs.wire.memo: bounded).
 _MEMO_MAX = 256
-_T = TypeVar("_T")
-_MAX_AGES: dict[str, int] = {}
-_DEVICE_TYPES: dict[str, DeviceType] = {}
-_TARGETS: dict[str, SearchTarget] = {}
-
-
-def _remember(memo: dict[str, _T], key: str, value: _T) -> _T:
-    if len(memo) >= _MEMO_MAX:
-        memo.clear()
-    memo[key] = value
-    return value
+_MAX_AGES: Memo[str, int] = Memo(_MEMO_MAX)
+_DEVICE_TYPES: Memo[str, DeviceType] = Memo(_MEMO_MAX)
+_TARGETS: Memo[str, SearchTarget] = Memo(_MEMO_MAX)
+# Bound once: as fast as a plain dict's get.
+_max_age_of, _device_type_of, _target_of = _MAX_AGES.get, _DEVICE_TYPES.get, _TARGETS.get
 
 
 def _max_age(value: str) -> int:
-    age = _MAX_AGES.get(value)
+    age = _max_age_of(value)
     if age is None:
         m = _MAX_AGE.search(value)
         if not m:
             raise ProtocolError("CACHE-CONTROL without max-age")
-        age = _remember(_MAX_AGES, value, min(max(int(m.group(1)), MIN_MAX_AGE), MAX_MAX_AGE))
+        age = _MAX_AGES.remember(value, min(max(int(m.group(1)), MIN_MAX_AGE), MAX_MAX_AGE))
     return age
 
 
@@ -342,16 +336,16 @@ def max_age_of(headers: Headers) -> int:
 
 
 def _device_type(text: str) -> DeviceType:
-    device_type = _DEVICE_TYPES.get(text)
+    device_type = _device_type_of(text)
     if device_type is None:
-        device_type = _remember(_DEVICE_TYPES, text, DeviceType.parse(text))
+        device_type = _DEVICE_TYPES.remember(text, DeviceType.parse(text))
     return device_type
 
 
 def _search_target(text: str) -> SearchTarget:
-    target = _TARGETS.get(text)
+    target = _target_of(text)
     if target is None:
-        target = _remember(_TARGETS, text, SearchTarget.parse(text))
+        target = _TARGETS.remember(text, SearchTarget.parse(text))
     return target
 
 
@@ -458,13 +452,14 @@ class _Ext(NamedTuple):
 
 
 _EXT_NAMES = ("IGRSVersion", "IGRSMessageType", "DeviceType", "TargetDeviceId", "SourceDeviceId", "DeviceName")
-_EXTS: dict[str, _Ext] = {}  # by prefix: two digits, so at most 100 entries
+_EXTS: Memo[str, _Ext] = Memo(100)  # by prefix: two digits, so at most 100 entries
+_ext_of = _EXTS.get
 
 
 def _ext(prefix: str) -> _Ext:
-    ext = _EXTS.get(prefix)
+    ext = _ext_of(prefix)
     if ext is None:
-        ext = _EXTS[prefix] = _Ext(*(f"{prefix}-{name}" for name in _EXT_NAMES))
+        ext = _EXTS.remember(prefix, _Ext(*(f"{prefix}-{name}" for name in _EXT_NAMES)))
     return ext
 
 

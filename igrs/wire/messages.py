@@ -32,6 +32,7 @@ from igrs.wire.catalogue import Framing, Kind, spec_for
 from igrs.wire.httpu import Headers, build_message, man_header, parse_message
 from igrs.wire.ids import DeviceId, DeviceType, check_igrs_version, check_name, is_digits, parse_uint32
 from igrs.wire.isdp import SearchTarget, encode_name
+from igrs.wire.memo import Memo
 from igrs.wire.soap import build_envelope, build_envelope_around, parse_envelope
 from igrs.wire.xml import Element, child_text, qname
 
@@ -65,17 +66,16 @@ class Frame:
 
 
 # Helpers for every typed body (here and in igrs.wire.bodies): elements in the IGRS namespace.
-_BODY_TEMPLATES: dict[str, Element] = {}
+_BODY_TEMPLATES: Memo[str, Element] = Memo(512)
+_body_template = _BODY_TEMPLATES.get  # bound once: as fast as a plain dict's get
 
 
 def body_element(local: str, text: str | None = None) -> Element:
     # Copying an empty parentless template is several times cheaper than etree.Element with
     # an nsmap, and gives the same element (a new document each time).
-    template = _BODY_TEMPLATES.get(local)
+    template = _body_template(local)
     if template is None:
-        template = etree.Element(qname(IGRS_NS, local), nsmap={None: IGRS_NS})
-        if len(_BODY_TEMPLATES) < 512:
-            _BODY_TEMPLATES[local] = template
+        template = _BODY_TEMPLATES.remember(local, etree.Element(qname(IGRS_NS, local), nsmap={None: IGRS_NS}))
     el: Element = template.__copy__()  # type: ignore[attr-defined]  # lxml has it; types-lxml omits it
     if text is not None:
         el.text = text
@@ -242,6 +242,27 @@ class OpaqueMessage:
         return etree.fromstring(self.body_xml)
 
 
+@dataclass(frozen=True, slots=True)
+class BuiltMessage:
+    """A typed message whose body tree is already built (to learn early that its values can
+    be encoded): sent as built, never built a second time. ``message`` stays the typed one."""
+
+    message: SoapMessage
+    element: Element
+
+    @classmethod
+    def of(cls, message: SoapMessage) -> BuiltMessage:
+        """Build ``message``'s body now (TypeError/ValueError: a value that cannot be carried)."""
+        return cls(message, message.body())
+
+    @property
+    def message_type(self) -> str:
+        return self.message.message_type
+
+    def body(self) -> Element:
+        return self.element
+
+
 BodyParser = Callable[[Element], SoapMessage]
 BODY_TYPES: dict[str, BodyParser] = {}
 # Body elements that stand for another message's body (e.g. a sealed SecureMessage),
@@ -267,12 +288,13 @@ def soap_action(message_type: str) -> str:
 
 
 _HeaderTemplate = tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]
-_HEADER_TEMPLATES: dict[str, _HeaderTemplate] = {}
+_HEADER_TEMPLATES: Memo[str, _HeaderTemplate] = Memo(512)
+_header_template_of = _HEADER_TEMPLATES.get
 
 
 def _header_template(mtype: str) -> _HeaderTemplate:
     """The headers of a message type around its ids (RFC 2774: constant per type), cached."""
-    template = _HEADER_TEMPLATES.get(mtype)
+    template = _header_template_of(mtype)
     if template is None:
         head = (
             man_header(IGRS_EXT_URI, "01"),
@@ -287,9 +309,7 @@ def _header_template(mtype: str) -> _HeaderTemplate:
         spec = spec_for(mtype)  # the catalogue and the pairing extensions (messages.md §1.1)
         if (spec is not None and spec.kind is Kind.RESPONSE) or mtype == ErrorResponse.message_type:
             tail += [("Ext", ""), ("Cache-Control", 'no-cache="Ext"')]
-        template = (head, tuple(tail))
-        if len(_HEADER_TEMPLATES) < 512:
-            _HEADER_TEMPLATES[mtype] = template
+        template = _HEADER_TEMPLATES.remember(mtype, (head, tuple(tail)))
     return template
 
 
@@ -330,32 +350,28 @@ def _load_bodies() -> None:
         import igrs.wire.bodies  # noqa: F401
 
 
-_SOAP_PREFIXES: dict[tuple[str, ...], str] = {}
+_SOAP_PREFIXES: Memo[tuple[str, ...], str] = Memo(256)
+_soap_prefix_of = _SOAP_PREFIXES.get
 
 
 def _soap_prefix(headers: Headers) -> str:
     """headers.soap_prefix(), remembered per set of MAN values (all it depends on)."""
     key = tuple(headers.get_all("MAN"))
-    prefix = _SOAP_PREFIXES.get(key)
+    prefix = _soap_prefix_of(key)
     if prefix is None:
-        prefix = headers.soap_prefix()
-        if len(_SOAP_PREFIXES) >= 256:
-            _SOAP_PREFIXES.clear()
-        _SOAP_PREFIXES[key] = prefix
+        prefix = _SOAP_PREFIXES.remember(key, headers.soap_prefix())
     return prefix
 
 
-_DEVICE_IDS: dict[str, DeviceId] = {}
+_DEVICE_IDS: Memo[str, DeviceId] = Memo(256)
+_device_id_of = _DEVICE_IDS.get
 
 
 def _device_id(text: str) -> DeviceId:
     """DeviceId.parse with a small cache: a peer sends the same two ids on every message."""
-    device_id = _DEVICE_IDS.get(text)
+    device_id = _device_id_of(text)
     if device_id is None:
-        device_id = DeviceId.parse(text)  # raises on a bad id: only valid ids are cached
-        if len(_DEVICE_IDS) >= 256:
-            _DEVICE_IDS.clear()
-        _DEVICE_IDS[text] = device_id
+        device_id = _DEVICE_IDS.remember(text, DeviceId.parse(text))  # raises on a bad id: only valid ids kept
     return device_id
 
 

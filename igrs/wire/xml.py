@@ -9,6 +9,7 @@ from lxml import etree
 
 from igrs.constants import MAX_HTTP_BODY, MAX_XML_DEPTH, MAX_XML_ELEMENTS
 from igrs.errors import LimitExceeded, ProtocolError
+from igrs.wire.memo import Memo
 
 Element = etree._Element
 
@@ -70,7 +71,7 @@ def parse_xml(
     return root
 
 
-_DEPTH_PROBES: dict[int, etree.XPath] = {}
+_DEPTH_PROBES: Memo[int, etree.XPath] = Memo(16)
 _COUNT_ELEMENTS = etree.XPath("count(descendant-or-self::*)")
 
 
@@ -78,10 +79,8 @@ def _depth_probe(max_depth: int) -> etree.XPath:
     """XPath true when an element lies deeper than ``max_depth`` (the root is depth 1)."""
     probe = _DEPTH_PROBES.get(max_depth)
     if probe is None:
-        probe = etree.XPath("boolean(" + "/".join(["*"] * max_depth) + ")") if max_depth > 0 \
-            else etree.XPath("true()")
-        if len(_DEPTH_PROBES) < 16:
-            _DEPTH_PROBES[max_depth] = probe
+        probe = _DEPTH_PROBES.remember(max_depth, etree.XPath("boolean(" + "/".join(["*"] * max_depth) + ")")
+                                       if max_depth > 0 else etree.XPath("true()"))
     return probe
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any, ClassVar
 
+from igrs.core.access import Access, access_of
 from igrs.core.discovery import Action, SendMulticast, SendUnicast
 from igrs.net.http import Reply
 from igrs.net.httpserver import HttpAnswer, HttpRequest
-from igrs.node.device import OPEN_MESSAGES, Device, RequestContext
+from igrs.node.device import Device, RequestContext
 from igrs.wire import description as ddesc
 from igrs.wire import isdp, messages
 from igrs.wire.catalogue import CATALOGUE
@@ -101,12 +102,8 @@ class UnsealedAcceptedDevice(BrokenDevice):
     RULE = "a message that needs a secure pipe is refused unsealed (401)"
     CAUGHT_BY = ("SEC-001",)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.services.require_secure = False
-
     async def _dispatch(self, frame: Frame, address: str) -> Reply:
-        if frame.routing.message_type not in OPEN_MESSAGES and not hasattr(frame.message, "pipe_id"):
+        if access_of(frame.routing.message_type) is not Access.OPEN and not hasattr(frame.message, "pipe_id"):
             return await self._handler(frame)(frame, RequestContext(address))
         return await super()._dispatch(frame, address)
 
@@ -252,19 +249,19 @@ class UnknownServiceSessionDevice(BrokenDevice):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         host = self.services
-        inner = host._handlers["CreateSessionRequest"]
+        inner = self.handlers["CreateSessionRequest"]
 
-        async def create(frame: Frame, peer: Any) -> Any:
+        async def create(frame: Frame, ctx: RequestContext) -> Any:
             from dataclasses import replace
 
             msg = frame.message
             if msg.service_id in host._services or not host._services:
-                return await inner(frame, peer)
+                return await inner(frame, ctx)
             first = next(iter(host._services))  # quietly bound to the first service instead
-            reply = await inner(replace(frame, message=replace(msg, service_id=first)), peer)
+            reply = await inner(replace(frame, message=replace(msg, service_id=first)), ctx)
             return replace(reply, service_id=msg.service_id)
 
-        host._handlers["CreateSessionRequest"] = create
+        self.handlers["CreateSessionRequest"] = create
 
 
 class BadArgumentsAs500Device(BrokenDevice):
@@ -275,18 +272,18 @@ class BadArgumentsAs500Device(BrokenDevice):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        host = self.services
-        inner = host._handlers["InvokeServiceRequest"]
+        inner = self.handlers["InvokeServiceRequest"]
 
-        async def invoke(frame: Frame, peer: Any) -> Any:
+        async def invoke(frame: Frame, ctx: RequestContext) -> Any:
             from dataclasses import replace
 
-            reply = await inner(frame, peer)
-            if reply.status.return_code == 400:
-                return replace(reply, status=replace(reply.status, return_code=500, reason="the action failed"))
+            reply = await inner(frame, ctx)
+            status = getattr(reply, "status", None)  # none on a success's already built body
+            if status is not None and status.return_code == 400:
+                return replace(reply, status=replace(status, return_code=500, reason="the action failed"))
             return reply
 
-        host._handlers["InvokeServiceRequest"] = invoke
+        self.handlers["InvokeServiceRequest"] = invoke
 
 
 class NeverExpiresDevice(BrokenDevice):

@@ -30,7 +30,7 @@ from igrs.profiles.av.content import ContentDirectory, ContentError
 from igrs.profiles.av.renderer import MediaRenderer, Track
 from igrs.profiles.av.server import AV_PREFIX, MediaServer, device_base_url
 from igrs.profiles.file import paths
-from igrs.profiles.file.server import RW, FileServer, Grant, SharedFolder, _err, _same_host, install_caller_hook
+from igrs.profiles.file.server import RW, FileServer, Grant, SharedFolder, _err, _same_host
 from igrs.profiles.file.transfer import Upload
 
 
@@ -65,7 +65,6 @@ class ProfileDevice(BrokenDevice):
             self.renderer = tv
         if shares:
             fs = self.FILE_SERVER_CLASS(shares)
-            install_caller_hook(self)
             self.add_service(fs)
             self.http.mount(FILE_HTTP_PREFIX, fs.handle_http)
             self.file_server = fs

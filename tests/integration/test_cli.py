@@ -194,3 +194,46 @@ def test_services_call_and_watch_a_sample_service(free_udp_port: int, tmp_path: 
             if proc is not None and proc.poll() is None:
                 proc.kill()
                 proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("death", ["byebye", "kill"])
+def test_watch_reports_the_device_gone_and_exits_non_zero(death: str, free_udp_port: int,
+                                                          tmp_path: Path) -> None:
+    """A clean stop (SIGTERM: byebye) ends ``igrs watch`` at once, with the default 15 s
+    keep-alive; a ``kill -9`` within KEEPALIVE_MISSES (3) x --keepalive. Non-zero, with the reason."""
+    common = ["--interface", "lo", "--port", str(free_udp_port)]
+    state = ["--state-dir", str(tmp_path / "controller")]
+    dev = subprocess.Popen(
+        [*IGRS, "device", "run", "--name", "Attic TV", "--type", "TV", *common, "--http-port", "0",
+         "--json", "--sample-service", "--state-dir", str(tmp_path / "tv")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    watcher = None
+    try:
+        assert dev.stdout is not None
+        ready = json.loads(dev.stdout.readline())
+        pair = subprocess.Popen([*IGRS, "pair", ready["id"], *common, *state], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        pin = json.loads(dev.stdout.readline())["pin"]
+        assert pair.communicate(pin + "\n", timeout=20)[0].startswith("paired with Attic TV")
+        keepalive = ["--keepalive", "0.5"] if death == "kill" else []  # byebye: the default 15 s
+        watcher = subprocess.Popen([*IGRS, "watch", "Attic TV", "Volume", "level", *common, *state, "--json",
+                                    *keepalive], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert watcher.stdout is not None
+        assert json.loads(watcher.stdout.readline())["value"] == 20  # watching
+        if death == "byebye":
+            dev.send_signal(signal.SIGTERM)
+            assert dev.wait(timeout=10) == 0
+        else:
+            dev.kill()
+            dev.wait(timeout=10)
+        # byebye: at once (the keep-alive alone would take 45 s); kill: 3 x 0.5 s, plus start-up slack
+        _, err = watcher.communicate(timeout=10 if death == "byebye" else 3 * 0.5 + 8)
+        assert watcher.returncode == 1, err
+        assert "device 'Attic TV' is gone" in err
+        assert ("said goodbye" if death == "byebye" else "stopped answering") in err, err
+    finally:
+        for proc in (watcher, dev):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)

@@ -142,7 +142,7 @@ async def test_advertised_device_found_with_txt_and_removal(free_udp_port: int) 
         dnssd.DnsSdBrowser(netifaces.resolve(LO)) as browser,
     ):
         events = Collector(browser.events())
-        adv = await dnssd.start_dnssd(dev)
+        adv = await dnssd.attach_dnssd(dev)
         try:
             assert adv.registered and adv.service_name == f"{name}.{dnssd.SERVICE_TYPE}"
             rec = (await events.wait(appeared(dev.device_id), timeout=8.0)).device
@@ -182,7 +182,7 @@ async def test_control_point_finds_describes_via_mdns_when_isdp_is_filtered(free
         try:
             async with Device(name=name, device_type="MediaServer", interfaces=LO,
                               port=free_udp_port + 1, http_port=0) as dev:
-                adv = await dnssd.start_dnssd(dev)
+                adv = await dnssd.attach_dnssd(dev)
                 try:
                     rec = (await events.wait(appeared(dev.device_id), timeout=8.0)).device
                     assert rec.location == dev.location

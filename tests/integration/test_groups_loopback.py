@@ -151,3 +151,14 @@ async def test_master_loss_detected_by_lease(nodes) -> None:  # type: ignore[no-
     lost = await slave.wait_for(cg.MasterLost, timeout=4.0)
     assert lost[0].master == master.device_id and lost[0].reason == "silent"
     assert slave.groups.joined_groups() == []
+
+
+async def test_group_events_published_before_the_first_read_are_kept(nodes) -> None:  # type: ignore[no-untyped-def]
+    """events() subscribes at the call, as ControlPoint.events() does (specs/events.md §9)."""
+    a, b = await nodes("A"), await nodes("B")
+    reader = b.groups.events()  # not read yet
+    info = await a.groups.create_peer("Hall")
+    await b.wait_for(cg.GroupAppeared)  # published to b's readers meanwhile
+    first = await asyncio.wait_for(anext(reader), 2.0)
+    assert isinstance(first, cg.GroupAppeared) and first.group.group_id == info.group_id
+    await reader.aclose()

@@ -229,6 +229,23 @@ async def test_search_describe_session_invoke() -> None:
     assert len(bed.host.sessions) == 0  # DestroySessionNotify on exit
 
 
+
+async def test_an_invocation_reply_body_is_built_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checked encodable by the host and then sent: one body tree, not two."""
+    built = []
+    body = ss.InvokeServiceResponse.body
+
+    def counted(self: ss.InvokeServiceResponse) -> Any:
+        built.append(self.results)
+        return body(self)
+
+    monkeypatch.setattr(ss.InvokeServiceResponse, "body", counted)
+    bed = Bed()
+    async with bed.agent.session(LIGHT) as light:
+        assert await light.Echo(value=3) == 3  # host.handle, then the reply encoded for the wire
+    assert built == [(("result", 3),)]
+
+
 ERRORS = [
     ("Unknown", {}, ReturnCode.NOT_FOUND, "no action"),
     ("SetLevel", {}, ReturnCode.BAD_MESSAGE, "missing argument 'level'"),
@@ -286,13 +303,14 @@ async def test_session_errors() -> None:
     assert len(bed.host.sessions) == 0
 
 
-async def test_insecure_peer_gets_only_search_and_description() -> None:
+async def test_insecure_peer_gets_nothing() -> None:
+    """The Device's rule (igrs.core.access, specs/pipes.md §1): search and description too
+    need a secure pipe; the device description is the open listing of services."""
     bed = Bed(secure=False)
-    assert await bed.agent.services()
-    assert await bed.agent.describe(7)
-    with pytest.raises(IGRSError) as info:
-        await bed.agent.open(LIGHT)
-    assert info.value.return_code == ReturnCode.NOT_AUTHENTICATED
+    for ask in (bed.agent.services(), bed.agent.describe(7), bed.agent.open(LIGHT)):
+        with pytest.raises(IGRSError) as info:
+            await ask
+        assert info.value.return_code == ReturnCode.NOT_AUTHENTICATED
 
 
 async def test_service_security_id_and_authorize() -> None:

@@ -24,6 +24,7 @@ from igrs.constants import MAX_HEADER_LINE, MAX_HEADERS
 from igrs.errors import LimitExceeded, ProtocolError
 from igrs.wire import httpu, isdp
 from igrs.wire.ids import DeviceId, DeviceType
+from igrs.wire.memo import Memo
 
 SCALE = max(1, int(os.environ.get("IGRS_PROPERTY_SCALE", "1")))  # as in test_wire_properties.py
 PROFILE = settings(derandomize=True, database=None, deadline=None, max_examples=300 * SCALE,
@@ -248,4 +249,14 @@ def test_memos_stay_bounded() -> None:
     for memo in (isdp._DEVICE_TYPES, isdp._MAX_AGES, isdp._TARGETS):
         assert 0 < len(memo) <= isdp._MEMO_MAX
     assert 0 < len(httpu._START_LINES) <= httpu._MEMO_MAX
-    assert 0 < len(httpu._NAME_KEYS) <= httpu._NAME_KEYS_MAX
+    assert 0 < len(httpu._NAME_KEYS) <= httpu._NAME_KEYS.limit
+
+
+def test_memo_empties_itself_when_full() -> None:
+    memo: Memo[str, int] = Memo(3)
+    assert [memo.remember(k, v) for k, v in (("a", 1), ("b", 2), ("c", 3))] == [1, 2, 3]
+    assert memo.get("a") == 1 and len(memo) == 3
+    assert memo.remember("d", 4) == 4  # full: emptied first, then stored
+    assert dict(memo) == {"d": 4}
+    with pytest.raises(ValueError):
+        Memo(0)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import errno
 import ipaddress
 import logging
@@ -46,9 +45,11 @@ from igrs.constants import (
 )
 from igrs.errors import IGRSError
 from igrs.node.service import Service, action, attribute
+from igrs.node.service_host import current_peer
 from igrs.profiles.file import paths
 from igrs.profiles.file.paths import PARTIAL_DIR, PathRefused, Resolved
 from igrs.profiles.file.transfer import COMMITTED, TransferError, Upload, expire_partials, partials
+from igrs.wire.memo import Memo
 
 if TYPE_CHECKING:
     from igrs.node.device import Device
@@ -68,40 +69,11 @@ class Caller:
     address: str
 
 
-_CALLER: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("igrs_file_caller", default=None)
-
-
 def current_caller() -> Caller | None:
-    """The peer whose InvokeServiceRequest is being handled (None outside an invocation).
-
-    Read from ``igrs.node.service_host.current_peer`` when the core provides it, else from the
-    context variable that ``attach_file_server`` sets around the device's invoke handler."""
-    import igrs.node.service_host as sh
-
-    core = getattr(sh, "current_peer", None)
-    if isinstance(core, contextvars.ContextVar):
-        peer = core.get(None)
-        if peer is not None:
-            return Caller(str(peer.device_id), peer.address)
-    return _CALLER.get()
-
-
-def install_caller_hook(device: Device) -> None:
-    """Wrap the device's InvokeServiceRequest handler so actions can see their caller."""
-    name = "InvokeServiceRequest"
-    inner = device.handlers[name]
-    if getattr(inner, "_igrs_file_caller", False):
-        return
-
-    async def with_caller(frame: Any, ctx: Any) -> Any:
-        token = _CALLER.set(Caller(str(frame.routing.source), ctx.address.partition("%")[0]))
-        try:
-            return await inner(frame, ctx)
-        finally:
-            _CALLER.reset(token)
-
-    with_caller._igrs_file_caller = True  # type: ignore[attr-defined]
-    device.handlers[name] = with_caller
+    """The peer whose InvokeServiceRequest is being handled (None outside an invocation): the
+    File profile's view of ``igrs.node.service_host.current_peer``, the one "who is calling"."""
+    peer = current_peer.get()
+    return None if peer is None else Caller(str(peer.device_id), peer.address)
 
 
 # --- shares -------------------------------------------------------------------------------------
@@ -200,9 +172,9 @@ class FileServer(Service):
         self.clock = clock
         self._grants: OrderedDict[str, Grant] = OrderedDict()
         self._uploads: dict[str, Upload] = {}
-        self._listings: dict[str, tuple[int, float, list[dict[str, str]]]] = {}
+        self._listings: Memo[str, tuple[int, float, list[dict[str, str]]]] = Memo(64)
         self._usage: dict[str, tuple[float, int]] = {}
-        self._hashes: dict[tuple[int, int, int, int], str] = {}
+        self._hashes: Memo[tuple[int, int, int, int], str] = Memo(1024)
         self._seq = 0
 
     def add_folder(self, folder: SharedFolder) -> None:
@@ -267,9 +239,7 @@ class FileServer(Service):
                 except OSError:
                     continue
         out.sort(key=lambda x: x["name"])
-        if len(self._listings) > 64:
-            self._listings.clear()
-        self._listings[key] = (dir_stat.st_mtime_ns, now, out)
+        self._listings.remember(key, (dir_stat.st_mtime_ns, now, out))
         return out
 
     @action
@@ -331,9 +301,7 @@ class FileServer(Service):
             from igrs.profiles.file.transfer import file_sha256
 
             digest = await asyncio.to_thread(file_sha256, real)
-            if len(self._hashes) > 1024:
-                self._hashes.clear()
-            self._hashes[key] = digest
+            self._hashes.remember(key, digest)
         return digest
 
     # --- changing -------------------------------------------------------------------------------
@@ -624,10 +592,9 @@ def _rename_noreplace(src: Path, dst: Path) -> None:
 def attach_file_server(device: Device, folders: Iterable[SharedFolder | str], *,
                        service_id: int | None = None, **kwargs: Any) -> FileServer:
     """Share ``folders`` (SharedFolder or ``PATH[:rw]`` / ``NAME=PATH[:rw]`` specs) from
-    ``device``: adds the FileServer service, mounts ``/files/`` and installs the caller hook.
+    ``device``: adds the FileServer service and mounts ``/files/``.
     Call before or after ``device.start()``."""
     server = FileServer([f if isinstance(f, SharedFolder) else parse_share_spec(f) for f in folders], **kwargs)
-    install_caller_hook(device)
     device.add_service(server, service_id)
     device.http.mount(FILE_HTTP_PREFIX, server.handle_http)
     return server
