@@ -78,11 +78,15 @@ HTTP_MAX_LINE: Final = 8190  # bytes of a request line or one header line
 HTTP_MAX_HEADER_FIELDS: Final = 64  # header lines of one request
 HTTP_MAX_HEAD: Final = 65536  # bytes of a request line plus headers
 HTTP_MAX_CONNECTIONS: Final = 256  # open TCP connections (more are answered 503 and closed)
+HTTP_MAX_CONNECTIONS_PER_ADDRESS: Final = 32  # open TCP connections from one source address
+HTTP_MAX_REFUSING: Final = 64  # refused connections kept open at once so that their 503 arrives
 HTTP_MAX_PIPELINE: Final = 16  # requests read ahead on one connection before the answers are written
 HTTP_HEADER_TIMEOUT: Final = 10.0  # s from a request's first byte to the end of its headers
 HTTP_BODY_TIMEOUT: Final = 30.0  # s from the end of the headers to the end of the body
 HTTP_IDLE_TIMEOUT: Final = 75.0  # s a kept-alive connection may stay idle between requests
+HTTP_SEND_TIMEOUT: Final = 60.0  # s an answer may make no progress (the peer stopped reading)
 HTTP_LINGER_TIME: Final = 2.0  # s input is still read (and dropped) after an error answer
+HTTP_MALFORMED_LOG_INTERVAL: Final = 60.0  # s: one log line per peer for malformed requests
 
 
 # --- pipes and pairing (clause 9.2; project choices, specs/pipes.md) ---

@@ -30,6 +30,7 @@ from igrs.errors import NotImplementedMessage, SecurityError
 from igrs.net import interfaces as netifaces
 from igrs.net.driver import TimerDriver
 from igrs.net.http import IgrsHttpClient, IgrsHttpServer, Reply, SealLater
+from igrs.net.httpserver import HttpLimits
 from igrs.net.isdp import IsdpEndpoints
 from igrs.node.keystore import KeyStore, MemoryKeyStore, open_keystore
 from igrs.node.service import Service
@@ -107,6 +108,7 @@ class Device:
         allow_non_secure_pipes: bool = True,
         rng: random.Random | None = None,
         dnssd: bool = False,
+        http_limits: HttpLimits | None = None,
     ) -> None:
         self.name = check_name(name)
         self.device_type = device_type if isinstance(device_type, DeviceType) else DeviceType.parse(device_type)
@@ -145,7 +147,7 @@ class Device:
             "PairingStartRequest": self._on_pairing_start,
             "PairingConfirmRequest": self._on_pairing_confirm,
         }
-        self.http = IgrsHttpServer(self.device_id, self._dispatch, self.description_bytes)
+        self.http = IgrsHttpServer(self.device_id, self._dispatch, self.description_bytes, limits=http_limits)
         self.services = ServiceHost(self._send_notification, require_secure=True)
         self.handlers.update({name: self._on_service_message for name in ServiceHost.HANDLED})
         # Its client only delivers notifications: NOTIFY_TIMEOUT bounds each (specs/events.md).
