@@ -414,7 +414,7 @@ class Device:
     async def _on_pipe_step(self, frame: Frame, ctx: RequestContext) -> Reply:
         msg, peer, ack, now = frame.message, frame.routing.source, frame.routing.sequence_id, self._now()
         if isinstance(msg, pb.CreatePipeRequest):
-            return self.pipes.on_create_pipe(peer, msg, ack, now)
+            return self.pipes.on_create_pipe(peer, msg, ack, now, source=ctx.address.partition("%")[0])
         if isinstance(msg, pb.AuthenticateRequest):
             return self.pipes.on_authenticate(peer, msg, ack, now)
         if isinstance(msg, pb.AuthenticateResultRequest):
