@@ -52,6 +52,8 @@ REANNOUNCE_JITTER: Final = 0.1  # ... minus up to this fraction of max-age at ra
 DEFAULT_MX: Final = 2  # s
 MAX_MX: Final = 5  # s, MX above is clamped
 SEARCH_RETRIES: Final = 2  # a control point's search sends the M-SEARCH this many times
+DESCRIBE_DEADLINE: Final = 5.0  # s a listing waits for one device's description
+DESCRIBE_CONCURRENCY: Final = 16  # descriptions a listing fetches at once
 
 # --- limits (project choice: anti-DoS caps) ---
 MAX_DATAGRAM: Final = 4096  # bytes; larger ISDP datagrams are dropped
