@@ -52,6 +52,8 @@ REANNOUNCE_JITTER: Final = 0.1  # ... minus up to this fraction of max-age at ra
 DEFAULT_MX: Final = 2  # s
 MAX_MX: Final = 5  # s, MX above is clamped
 SEARCH_RETRIES: Final = 2  # a control point's search sends the M-SEARCH this many times
+DESCRIBE_DEADLINE: Final = 5.0  # s a listing waits for one device's description
+DESCRIBE_CONCURRENCY: Final = 16  # descriptions a listing fetches at once
 
 # --- limits (project choice: anti-DoS caps) ---
 MAX_DATAGRAM: Final = 4096  # bytes; larger ISDP datagrams are dropped
@@ -78,11 +80,15 @@ HTTP_MAX_LINE: Final = 8190  # bytes of a request line or one header line
 HTTP_MAX_HEADER_FIELDS: Final = 64  # header lines of one request
 HTTP_MAX_HEAD: Final = 65536  # bytes of a request line plus headers
 HTTP_MAX_CONNECTIONS: Final = 256  # open TCP connections (more are answered 503 and closed)
+HTTP_MAX_CONNECTIONS_PER_ADDRESS: Final = 32  # open TCP connections from one source address
+HTTP_MAX_REFUSING: Final = 64  # refused connections kept open at once so that their 503 arrives
 HTTP_MAX_PIPELINE: Final = 16  # requests read ahead on one connection before the answers are written
 HTTP_HEADER_TIMEOUT: Final = 10.0  # s from a request's first byte to the end of its headers
 HTTP_BODY_TIMEOUT: Final = 30.0  # s from the end of the headers to the end of the body
 HTTP_IDLE_TIMEOUT: Final = 75.0  # s a kept-alive connection may stay idle between requests
+HTTP_SEND_TIMEOUT: Final = 60.0  # s an answer may make no progress (the peer stopped reading)
 HTTP_LINGER_TIME: Final = 2.0  # s input is still read (and dropped) after an error answer
+HTTP_MALFORMED_LOG_INTERVAL: Final = 60.0  # s: one log line per peer for malformed requests
 
 
 # --- pipes and pairing (clause 9.2; project choices, specs/pipes.md) ---
@@ -90,6 +96,8 @@ MAX_HANDSHAKE_DATA: Final = 4096  # bytes of one decoded HandshakeData
 MAX_PIPES: Final = 256  # established pipes a device keeps (all peers)
 MAX_PIPES_PER_PEER: Final = 8  # established pipes per peer device
 MAX_PENDING_HANDSHAKES: Final = 32  # half-open pipe handshakes
+MAX_PENDING_HANDSHAKES_PER_ADDRESS: Final = 4  # ... started from one source address
+MAX_PENDING_HANDSHAKES_PER_PEER: Final = 8  # ... claiming one device id
 HANDSHAKE_TIMEOUT: Final = 10.0  # s a half-open handshake may take
 KEEPALIVE_INTERVAL: Final = 15.0  # s between DeviceOnlineDetectionRequests on an idle pipe
 KEEPALIVE_MISSES: Final = 3  # unanswered keep-alives before the peer is declared gone

@@ -19,10 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from igrs import __version__
-from igrs.constants import DEFAULT_MAX_AGE, IGRS_PORT, KEEPALIVE_INTERVAL, KEEPALIVE_MISSES
+from igrs.constants import DEFAULT_MAX_AGE, DESCRIBE_DEADLINE, IGRS_PORT, KEEPALIVE_INTERVAL, KEEPALIVE_MISSES
 from igrs.errors import IGRSError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+SHARE_FOLDER_METAVAR = "[NAME=]PATH[:rw][:quota=SIZE]"
+SHARE_FOLDER_HELP = ("read-only unless :rw; quota=SIZE caps what the share may hold (files and unfinished "
+                     "uploads; more is refused with 507), SIZE in bytes or with K, M, G or T (powers of "
+                     "1024), e.g. inbox=/srv/inbox:rw:quota=20G")
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 
@@ -95,16 +99,38 @@ async def cmd_discover(args: argparse.Namespace) -> int:
                           f"{rec.device_id.uuid}{extra}", flush=True)
             return EXIT_OK
         found = await cp.search(timeout=args.timeout, target=args.target, mx=args.mx)
+        described = await _described(cp, found) if args.describe else {}
         now = loop.time()
         if args.json:
-            print(json.dumps([_record_json(r, now) for r in found], indent=2))
+            print(json.dumps([{**_record_json(r, now), **described.get(r.device_id, {})} for r in found],
+                             indent=2))
         elif not found:
             print("no IGRS devices found", file=sys.stderr)
         else:
+            header = ["ID", "NAME", "TYPE", "ADDRESS", "AGE"]
             rows = [[str(r.device_id.uuid), r.name, r.device_type.name, r.address, f"{r.age(now):.1f}s"]
                     for r in found]
-            print(_table(rows, ["ID", "NAME", "TYPE", "ADDRESS", "AGE"]))
+            if args.describe:
+                header += ["MODEL", "SERVICES"]
+                for row, rec in zip(rows, found, strict=True):
+                    info = described[rec.device_id]
+                    row += [info.get("model", "?"), str(len(info["services"])) if "services" in info else
+                            f"error: {info['error']}"]
+            print(_table(rows, header))
     return EXIT_OK
+
+
+async def _described(cp: Any, records: list[Any]) -> dict[Any, dict[str, Any]]:
+    """--describe: each device's description fields, or its error (never one for all)."""
+    from igrs.node.listing import describe_all
+
+    out: dict[Any, dict[str, Any]] = {}
+    for item in await describe_all(cp, records):
+        desc = item.description
+        out[item.record.device_id] = {"error": item.error} if desc is None else {
+            "manufacturer": desc.manufacturer, "model": desc.model_name,
+            "services": [{"id": s.service_id, "name": s.name, "type": s.service_type} for s in desc.services]}
+    return out
 
 
 async def _located(cp: Any, device: str, timeout: float) -> Any:
@@ -306,14 +332,20 @@ def _value(text: str) -> Any:
 
 
 async def cmd_services(args: argparse.Namespace) -> int:
+    from igrs.node.listing import describe_all
+
     async with await _control_point(args) as cp:
         if args.device:
             records = [await _located(cp, args.device, args.timeout)]
         else:
             records = await cp.search(timeout=args.timeout)
-        rows, out = [], []
-        for rec in records:
-            desc = await cp.describe(rec)
+        rows, out, failed = [], [], 0
+        for item in await describe_all(cp, records):  # concurrently; one failure fails alone
+            rec, desc = item.record, item.description
+            if desc is None:
+                failed += 1
+                print(f"igrs: {rec.name} ({rec.address}): {item.error}", file=sys.stderr)
+                continue
             for s in desc.services:
                 rows.append([rec.name, str(s.service_id), s.name, s.service_type])
                 out.append({"device": str(rec.device_id), "device_name": rec.name, "id": s.service_id,
@@ -324,7 +356,7 @@ async def cmd_services(args: argparse.Namespace) -> int:
             print("no services found", file=sys.stderr)
         else:
             print(_table(rows, ["DEVICE", "ID", "NAME", "TYPE"]))
-    return EXIT_OK
+    return EXIT_FAILED if records and failed == len(records) else EXIT_OK
 
 
 async def cmd_call(args: argparse.Namespace) -> int:
@@ -392,6 +424,9 @@ def build_parser(*, relay: bool = False, file: bool = False) -> argparse.Argumen
     p.add_argument("--target", help="search target: a device type (TV), type URN or device id")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("-w", "--watch", action="store_true", help="keep watching: print devices coming and going")
+    p.add_argument("-d", "--describe", action="store_true",
+                   help="also fetch each device's description (all at once, each within "
+                        f"{DESCRIBE_DEADLINE:g} s; a device that fails shows its error)")
     _via_option(p)
     p.set_defaults(func=cmd_discover)
 
@@ -419,8 +454,8 @@ def build_parser(*, relay: bool = False, file: bool = False) -> argparse.Argumen
                      help="also announce over mDNS/DNS-SD as _igrs._tcp (needs igrs[dnssd])")
     run.add_argument("--sample-service", action="store_true",
                      help="share the sample Volume service (to try igrs call / igrs watch)")
-    run.add_argument("--share-folder", action="append", metavar="[NAME=]PATH[:rw]",
-                     help="share a folder with paired devices (File profile; read-only unless :rw)")
+    run.add_argument("--share-folder", action="append", metavar=SHARE_FOLDER_METAVAR,
+                     help=f"share a folder with paired devices (File profile; repeatable): {SHARE_FOLDER_HELP}")
     run.add_argument("--media-folder", action="append", metavar="[NAME=]PATH",
                      help="share the media in a folder (AV profile: a MediaServer; repeatable)")
     run.add_argument("--renderer", action="store_true",
@@ -449,7 +484,9 @@ def build_parser(*, relay: bool = False, file: bool = False) -> argparse.Argumen
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_paired)
 
-    p = sub.add_parser("services", help="list the services devices share")
+    p = sub.add_parser("services", help="list the services devices share (descriptions fetched at once, "
+                                        f"each within {DESCRIBE_DEADLINE:g} s; a device that fails is "
+                                        "reported on stderr; exit 1 only if every device failed)")
     _common(p)
     _state_option(p)
     _via_option(p)

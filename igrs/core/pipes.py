@@ -12,6 +12,8 @@ from lxml import etree
 from igrs.constants import (
     HANDSHAKE_TIMEOUT,
     MAX_PENDING_HANDSHAKES,
+    MAX_PENDING_HANDSHAKES_PER_ADDRESS,
+    MAX_PENDING_HANDSHAKES_PER_PEER,
     MAX_PIPES,
     MAX_PIPES_PER_PEER,
     PIPE_IDLE_TIMEOUT,
@@ -52,9 +54,11 @@ class PipeRecord:
 @dataclass(slots=True)
 class _Pending:
     responder: PipeResponder
-    peer: DeviceId
+    peer: DeviceId  # claimed by the CreatePipeRequest; proven once ``authenticated``
     deadline: float
+    source: str = ""  # the sender's address ("": not known)
     pipe_id: int = 0
+    authenticated: bool = False  # the initiator's signature verified (AuthenticateRequest)
 
 
 def _uid(urandom: Urandom, taken: object) -> int:
@@ -69,6 +73,12 @@ class PipeTable:
 
     Every input is checked against the header SourceDeviceId: a handshake or pipe belongs
     to the device that started it, and no other device can continue or use it.
+
+    Half-open handshakes are capped per source address, per claimed device id and in all
+    (specs/pipes.md §2). A CreatePipeRequest names a device id it cannot prove before its
+    AuthenticateRequest, so a new attempt over a cap evicts the oldest unauthenticated one
+    (of that address, of that id, or of all) instead of being refused: a flood from one
+    address only ever replaces its own attempts, and the real device keeps connecting.
     """
 
     def __init__(
@@ -80,6 +90,8 @@ class PipeTable:
         max_pipes: int = MAX_PIPES,
         max_per_peer: int = MAX_PIPES_PER_PEER,
         max_pending: int = MAX_PENDING_HANDSHAKES,
+        max_pending_per_address: int = MAX_PENDING_HANDSHAKES_PER_ADDRESS,
+        max_pending_per_peer: int = MAX_PENDING_HANDSHAKES_PER_PEER,
         handshake_timeout: float = HANDSHAKE_TIMEOUT,
         idle_timeout: float = PIPE_IDLE_TIMEOUT,
         urandom: Urandom = os.urandom,
@@ -90,6 +102,8 @@ class PipeTable:
         self.max_pipes = max_pipes
         self.max_per_peer = max_per_peer
         self.max_pending = max_pending
+        self.max_pending_per_address = max_pending_per_address
+        self.max_pending_per_peer = max_pending_per_peer
         self.handshake_timeout = handshake_timeout
         self.idle_timeout = idle_timeout
         self.urandom = urandom
@@ -98,10 +112,9 @@ class PipeTable:
 
     # --- handshake -----------------------------------------------------------------------------
     def on_create_pipe(self, peer: DeviceId, req: bodies.CreatePipeRequest, ack: int,
-                       now: float) -> bodies.CreatePipeResponse:
+                       now: float, *, source: str = "") -> bodies.CreatePipeResponse:
+        """Start a handshake claimed by ``peer`` from the address ``source``."""
         self.expire(now)
-        if len(self._pending) >= self.max_pending:
-            raise SecurityError("too many pipe handshakes in progress", return_code=ReturnCode.BUSY)
         responder = PipeResponder(self.identity, peers=self.peers,
                                   allow_non_secure=self.allow_non_secure, urandom=self.urandom)
         reply = responder.on_create_pipe_request(req.data)
@@ -110,9 +123,28 @@ class PipeTable:
                                 return_code=ReturnCode.FORBIDDEN)
         if responder.secure != req.secure:
             raise SecurityError("Secure flag disagrees with the handshake")
+        self._make_room(peer, source)
         handshake_id = _uid(self.urandom, self._pending)
-        self._pending[handshake_id] = _Pending(responder, peer, now + self.handshake_timeout)
+        self._pending[handshake_id] = _Pending(responder, peer, now + self.handshake_timeout, source)
         return bodies.CreatePipeResponse(Status(ack), reply, handshake_id=handshake_id)
+
+    def _make_room(self, peer: DeviceId, source: str) -> None:
+        """Evict the oldest unauthenticated handshake of ``source``, then of ``peer``, then of
+        all, wherever a new one would exceed that cap; 503 if all are authenticated."""
+        caps: list[tuple[Callable[[_Pending], bool], int]] = [
+            (lambda p: p.peer == peer, self.max_pending_per_peer),
+            (lambda p: True, self.max_pending),
+        ]
+        if source:
+            caps.insert(0, (lambda p: p.source == source, self.max_pending_per_address))
+        for belongs, cap in caps:
+            mine = [h for h, p in self._pending.items() if belongs(p)]  # oldest first
+            if len(mine) < cap:
+                continue
+            victim = next((h for h in mine if not self._pending[h].authenticated), None)
+            if victim is None:
+                raise SecurityError("too many pipe handshakes in progress", return_code=ReturnCode.BUSY)
+            del self._pending[victim]
 
     def _step(self, peer: DeviceId, handshake_id: int, now: float) -> _Pending:
         pending = self._pending.get(handshake_id)
@@ -132,6 +164,7 @@ class PipeTable:
                         now: float) -> bodies.AuthenticateResponse:
         p = self._step(peer, req.handshake_id, now)
         data = self._guarded(req.handshake_id, lambda: p.responder.on_authenticate_request(req.data))
+        p.authenticated = p.responder.secure  # the signature of the claimed device verified
         return bodies.AuthenticateResponse(Status(ack), data)
 
     def on_authenticate_result(self, peer: DeviceId, req: bodies.AuthenticateResultRequest, ack: int,

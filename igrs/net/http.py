@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from igrs.constants import DESCRIPTION_PATH, IGRS_PATH, MAX_HTTP_BODY, ReturnCode
 from igrs.errors import IGRSError, LimitExceeded, NotImplementedMessage, ProtocolError
 from igrs.net.httpclient import HttpClientPool
-from igrs.net.httpserver import TEXT, HttpAnswer, HttpLimits, HttpRequest, HttpServer
+from igrs.net.httpserver import TEXT, HandedOff, HttpAnswer, HttpLimits, HttpRequest, HttpServer
 from igrs.wire import messages
 from igrs.wire.http11 import BadResponse, request_bytes
 from igrs.wire.httpu import Headers
@@ -117,6 +117,7 @@ class IgrsHttpServer:
             self._web.pre_shutdown()  # no new request on the handed-over connections ...
             await self._web.shutdown(1.0)  # ... and up to 1 s for those in progress
             self._web = None
+        self.server.abort()  # what is left (a peer that does not read its answer)
 
     def mount(self, prefix: str, handler: RawHandler) -> None:
         """Serve plain HTTP under ``prefix`` (e.g. ``/av/``, ``/files/``) on the same port:
@@ -131,15 +132,15 @@ class IgrsHttpServer:
     def mounted(self, path: str) -> bool:
         return bool(self.mounts) and any(path.startswith(prefix) for prefix in self.mounts)
 
-    def takeover(self) -> asyncio.Protocol:
-        if self._web is None:
-            from igrs.net.aiohttp_bridge import make_server
+    def takeover(self, observer: HandedOff) -> asyncio.Protocol:
+        from igrs.net.aiohttp_bridge import make_server
 
-            self._web = make_server(self._dispatch, self.server.limits.idle_timeout)
-        return self._web()
+        if self._web is None:
+            self._web = make_server(self._dispatch, self.server.limits)
+        return self._web.handler_for(observer)
 
     def handed_off(self) -> int:
-        return len(self._web.connections) if self._web is not None else 0
+        return self.server.handed_off()
 
     def refuse_body(self, request: HttpRequest) -> HttpAnswer:
         if request.path == IGRS_PATH and request.method in ("M-POST", "POST"):

@@ -1,9 +1,10 @@
 """The device's HTTP/1.1 server: an asyncio Protocol around the sans-IO igrs.wire.http11.
 
 It serves what the IGRS endpoint needs: Content-Length bodies, keep-alive, pipelining
-(answers in request order), with every buffer bounded and every wait timed
-(specs/transport.md, "HTTP server"). A request under a mounted prefix hands its connection
-over to another protocol for good (aiohttp's, for the profiles' plain HTTP handlers).
+(answers in request order), with every buffer bounded, every wait timed and every source
+address capped (specs/transport.md, "HTTP server"). A request under a mounted prefix hands
+its connection over to another protocol for good (aiohttp's, for the profiles' plain HTTP
+handlers); the connection stays counted and timed here, relaying the socket's events to it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections import deque
 from collections.abc import Awaitable
@@ -23,7 +25,10 @@ from igrs.constants import (
     HTTP_IDLE_TIMEOUT,
     HTTP_LINGER_TIME,
     HTTP_MAX_CONNECTIONS,
+    HTTP_MAX_CONNECTIONS_PER_ADDRESS,
     HTTP_MAX_PIPELINE,
+    HTTP_MAX_REFUSING,
+    HTTP_SEND_TIMEOUT,
     MAX_HTTP_BODY,
 )
 from igrs.wire.http11 import (
@@ -42,6 +47,8 @@ log = logging.getLogger(__name__)
 TEXT = [("Content-Type", "text/plain; charset=utf-8")]
 _BUSY = response_bytes(503, [*TEXT, ("Retry-After", "1")], b"too many connections\n",
                        extra="Connection: close\r\n")
+_BUSY_ADDRESS = response_bytes(503, [*TEXT, ("Retry-After", "1")], b"too many connections from your address\n",
+                               extra="Connection: close\r\n")
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -62,32 +69,50 @@ class HttpAnswer:
     body: bytes = b""
 
 
+class HandedOff(Protocol):
+    """What a takeover protocol tells the server about the requests on a handed-off
+    connection, so that the header, body and idle timers still apply there."""
+
+    def request_started(self, body_pending: bool) -> None:
+        """A request head was read; its body is still to come when ``body_pending``."""
+
+    def body_done(self) -> None:
+        """The body of the request in progress has been read."""
+
+    def request_finished(self) -> None:
+        """The answer to the request in progress has been written (or given up)."""
+
+
 class HttpApp(Protocol):
     """What the server asks of the application it serves."""
 
     def mounted(self, path: str) -> bool:
         """Whether requests for ``path`` go to the protocol of ``takeover``."""
 
-    def takeover(self) -> asyncio.Protocol:
-        """A fresh protocol to hand a connection to (connection_made is called on it)."""
+    def takeover(self, observer: HandedOff) -> asyncio.Protocol:
+        """A fresh protocol to hand a connection to (connection_made is called on it); it
+        reports its requests to ``observer``."""
 
     def answer(self, request: HttpRequest) -> Awaitable[HttpAnswer]: ...
 
     def refuse_body(self, request: HttpRequest) -> HttpAnswer:
         """The answer to a request whose Content-Length is over the cap (body unread)."""
 
-    def handed_off(self) -> int:
-        """Connections now served by takeover protocols (they count towards the cap)."""
-
 
 @dataclass(frozen=True, slots=True)
 class HttpLimits:
+    """The server's caps and timers (specs/timers-and-limits.md, "HTTP server"); tests and
+    small devices lower them."""
+
     max_body: int = MAX_HTTP_BODY
     max_connections: int = HTTP_MAX_CONNECTIONS
+    max_connections_per_address: int = HTTP_MAX_CONNECTIONS_PER_ADDRESS
+    max_refusing: int = HTTP_MAX_REFUSING
     max_pipeline: int = HTTP_MAX_PIPELINE
     header_timeout: float = HTTP_HEADER_TIMEOUT
     body_timeout: float = HTTP_BODY_TIMEOUT
     idle_timeout: float = HTTP_IDLE_TIMEOUT
+    send_timeout: float = HTTP_SEND_TIMEOUT
     linger_time: float = HTTP_LINGER_TIME
 
 
@@ -125,8 +150,10 @@ class HttpServer:
     def __init__(self, app: HttpApp, limits: HttpLimits | None = None) -> None:
         self.app = app
         self.limits = limits or HttpLimits()
-        self.connections: set[_Connection] = set()
-        self.refused = 0  # connections answered 503 (over the cap)
+        self.connections: set[_Connection] = set()  # open, handed-off ones included
+        self.per_address: dict[str, int] = {}  # open connections by source address
+        self.refusing: set[_Connection] = set()  # answered 503, lingering until the peer reads it
+        self.refused = 0  # connections answered 503 (over a cap)
         self.closing = False
         self._listeners: list[asyncio.Server] = []
 
@@ -139,7 +166,11 @@ class HttpServer:
         return int(listener.sockets[0].getsockname()[1])
 
     def open_connections(self) -> int:
-        return len(self.connections) + self.app.handed_off()
+        return len(self.connections)
+
+    def handed_off(self) -> int:
+        """Open connections served by takeover protocols."""
+        return sum(conn.relaying for conn in self.connections)
 
     async def unlisten(self) -> None:
         listeners, self._listeners = self._listeners, []
@@ -149,10 +180,11 @@ class HttpServer:
             await listener.wait_closed()
 
     async def close(self, grace: float = 1.0) -> None:
-        """Stop listening; answer what is in progress (for up to ``grace`` seconds), then close."""
+        """Stop listening; answer what is in progress (for up to ``grace`` seconds), then close.
+        Handed-off connections are left to their protocol's own shutdown, then ``abort``."""
         self.closing = True
         await self.unlisten()
-        connections = list(self.connections)
+        connections = [conn for conn in self.connections if not conn.relaying]
         for conn in connections:
             conn.shutdown()
         pending = [task for conn in connections for task in conn.tasks()]
@@ -160,19 +192,42 @@ class HttpServer:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(grace):
                     await asyncio.wait(pending)
-        for conn in connections:
+        for conn in [*connections, *self.refusing]:
             conn.abort()
         await asyncio.sleep(0)  # let the transports report connection_lost
+
+    def abort(self) -> None:
+        """Close every connection left at once (after close and the takeover's shutdown)."""
+        for conn in [*self.connections, *self.refusing]:
+            conn.abort()
 
 
 _IDLE, _HEAD, _BODY, _BUSY_STATE, _LINGER = range(5)
 
 
-class _Connection(asyncio.Protocol):
-    """One client connection: parse, run handlers as tasks, write answers in order."""
+def _address(transport: asyncio.BaseTransport) -> str:
+    peer = transport.get_extra_info("peername")
+    return str(peer[0]) if isinstance(peer, tuple) and peer else ""
 
-    __slots__ = ("_body_start", "_buf", "_close_after", "_eof", "_handoff", "_head", "_linger", "_path",
-                 "_paused", "_peer", "_queue", "_scanned", "_server", "_state", "_stopped", "_timer",
+
+def _limit_unacknowledged(transport: asyncio.BaseTransport, seconds: float) -> None:
+    """TCP_USER_TIMEOUT (Linux): the kernel drops the connection when sent data stays
+    unacknowledged, or the peer's window stays closed, for ``seconds`` -- the send deadline
+    of bytes the server no longer sees (sendfile, the kernel's buffers)."""
+    sock = transport.get_extra_info("socket")
+    option = getattr(socket, "TCP_USER_TIMEOUT", None)
+    if sock is not None and option is not None and seconds > 0:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, option, max(1, int(seconds * 1000)))
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: parse, run handlers as tasks, write answers in order; after a
+    hand-off, relay the socket's events to the takeover protocol and keep timing them."""
+
+    __slots__ = ("_active", "_body_open", "_body_start", "_buf", "_close_after", "_early", "_eof",
+                 "_handoff", "_head", "_inner", "_linger", "_path", "_paused", "_peer", "_progress_at",
+                 "_queue", "_scanned", "_send_timer", "_server", "_state", "_stopped", "_timer",
                  "_transport", "_write_paused")
 
     def __init__(self, server: HttpServer) -> None:
@@ -194,23 +249,58 @@ class _Connection(asyncio.Protocol):
         self._paused = False  # reading paused
         self._write_paused = False
         self._eof = False
+        self._send_timer: asyncio.TimerHandle | None = None
+        self._inner: asyncio.Protocol | None = None  # the takeover protocol, once handed off
+        self._active = 0  # requests in progress on the takeover protocol
+        self._body_open = False  # ... the body of which is still arriving
+        self._early = False  # bytes of a later request arrived while one was in progress
+        self._progress_at = 0.0  # when the last body bytes arrived (handed off)
+
+    @property
+    def relaying(self) -> bool:
+        return self._inner is not None
 
     # --- asyncio callbacks -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
-        server = self._server
-        if server.closing or server.open_connections() >= server.limits.max_connections:
-            server.refused += 1
-            transport.write(_BUSY)
-            transport.close()
+        server, limits = self._server, self._server.limits
+        self._peer = peer = _address(transport)
+        if server.closing or len(server.connections) >= limits.max_connections:
+            self._refuse(transport, _BUSY)
+            return
+        held = server.per_address.get(peer, 0)
+        if held >= limits.max_connections_per_address:
+            self._refuse(transport, _BUSY_ADDRESS)
             return
         self._transport = transport
         server.connections.add(self)
-        peer = transport.get_extra_info("peername")
-        self._peer = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        server.per_address[peer] = held + 1
+        _limit_unacknowledged(transport, limits.send_timeout)
         self._set_state(_IDLE)
 
+    def _refuse(self, transport: asyncio.Transport, answer: bytes) -> None:
+        """Answer 503 and close; half-close and read until the peer closes (or the linger
+        time), so that the answer is not lost to a reset caused by the peer's unread request."""
+        server = self._server
+        server.refused += 1
+        transport.write(answer)
+        if len(server.refusing) >= server.limits.max_refusing or not transport.can_write_eof():
+            transport.close()
+            return
+        try:
+            transport.write_eof()
+        except OSError:  # the peer is gone already
+            transport.abort()
+            return
+        self._transport = transport
+        server.refusing.add(self)
+        self._stopped = self._close_after = self._linger = True
+        self._set_state(_LINGER)
+
     def data_received(self, data: bytes) -> None:
+        if self._inner is not None:
+            self._relay(data)
+            return
         if self._handoff:  # reading is paused: at most one more chunk, kept for the new protocol
             self._buf += data
             return
@@ -219,8 +309,10 @@ class _Connection(asyncio.Protocol):
         self._buf += data
         self._parse()
 
-    def eof_received(self) -> bool:
+    def eof_received(self) -> bool | None:
         self._eof = True
+        if self._inner is not None:
+            return self._inner.eof_received()
         if self._state == _LINGER or self._transport is None:
             return False
         if self._handoff:
@@ -230,20 +322,39 @@ class _Connection(asyncio.Protocol):
         return True  # answer what was asked before the peer's half-close
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._server.connections.discard(self)
+        server = self._server
+        if self in server.connections:
+            server.connections.discard(self)
+            left = server.per_address.pop(self._peer, 1) - 1
+            if left > 0:
+                server.per_address[self._peer] = left
+        server.refusing.discard(self)
         self._cancel_timer()
+        self._cancel_send_timer()
         for item in self._queue:
             if not isinstance(item, bytes):
                 item.cancel()
         self._queue.clear()
         self._buf.clear()
         self._transport = None
+        if self._inner is not None:
+            self._inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
+        """The peer reads slower than answers come: it has ``send_timeout`` to catch up."""
         self._write_paused = True
+        if self._send_timer is None and self._transport is not None:
+            self._send_timer = asyncio.get_running_loop().call_later(
+                self._server.limits.send_timeout, self._on_send_timeout)
+        if self._inner is not None:
+            self._inner.pause_writing()
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        self._cancel_send_timer()
+        if self._inner is not None:
+            self._inner.resume_writing()
+            return
         self._flush()
 
     # --- reading -----------------------------------------------------------------------------
@@ -391,31 +502,70 @@ class _Connection(asyncio.Protocol):
             return
         # Half-close and drop what the peer still sends, so the answer is not lost to a reset
         # caused by unread input (RFC 9112 §9.6).
-        transport.write_eof()
+        try:
+            transport.write_eof()
+        except OSError:  # the peer is gone already
+            transport.abort()
+            return
         self._buf.clear()
         self._resume()
         self._set_state(_LINGER)
 
     def _hand_off(self) -> None:
-        """Give the connection, and the bytes from the start of this request, to the takeover protocol."""
+        """Give the connection, and the bytes from the start of this request, to the takeover
+        protocol; from now on this object relays the socket's events to it."""
         transport = self._transport
         assert transport is not None
         server = self._server
         if server.closing:
             transport.close()
             return
-        protocol = server.app.takeover()
+        protocol = server.app.takeover(self)
         data = bytes(self._buf)
         self._buf.clear()
-        self._cancel_timer()
-        server.connections.discard(self)
-        self._transport = None
+        self._inner = protocol
+        self._state = -1
+        self._set_state(_HEAD)  # the replayed head: the takeover reports it at once
         protocol.connection_made(transport)
-        transport.set_protocol(protocol)
         if self._paused:
+            self._paused = False
             transport.resume_reading()
         if data:
-            protocol.data_received(data)
+            self._relay(data)
+
+    # --- a handed-off connection -------------------------------------------------------------
+    def _relay(self, data: bytes) -> None:
+        """Pass input to the takeover protocol, timing it as the own server would: a head
+        from its first byte, a body by its progress, nothing while a handler runs."""
+        if self._active:
+            if self._body_open:
+                self._progress_at = asyncio.get_running_loop().time()
+            else:
+                self._early = True  # (part of) a later request, read once this one is answered
+        elif self._state == _IDLE:
+            self._set_state(_HEAD)
+        assert self._inner is not None
+        self._inner.data_received(data)
+
+    def request_started(self, body_pending: bool) -> None:
+        self._active += 1
+        self._early = False
+        self._body_open = body_pending
+        self._progress_at = asyncio.get_running_loop().time()
+        self._set_state(_BODY if body_pending else _BUSY_STATE)
+
+    def body_done(self) -> None:
+        if self._body_open:
+            self._body_open = False
+            if self._active:
+                self._set_state(_BUSY_STATE)
+
+    def request_finished(self) -> None:
+        self._active = max(0, self._active - 1)
+        if not self._active:
+            self._body_open = False
+            self._set_state(_HEAD if self._early else _IDLE)
+            self._early = False
 
     # --- shutdown ----------------------------------------------------------------------------
     def tasks(self) -> list[asyncio.Task[bytes]]:
@@ -451,10 +601,27 @@ class _Connection(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
 
+    def _cancel_send_timer(self) -> None:
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
+
     def _on_timeout(self) -> None:
         self._timer = None
         if self._transport is None:
             return
+        if self._state == _BODY and self._inner is not None:  # handed off: a body must progress
+            due = self._progress_at + self._server.limits.body_timeout
+            now = asyncio.get_running_loop().time()
+            if due > now:
+                self._timer = asyncio.get_running_loop().call_later(due - now, self._on_timeout)
+                return
         if self._state in (_HEAD, _BODY):
             log.debug("HTTP client %s too slow (state %d): closed", self._peer, self._state)
         self._transport.close()
+
+    def _on_send_timeout(self) -> None:
+        self._send_timer = None
+        if self._transport is not None:
+            log.debug("HTTP client %s stopped reading its answers: cut", self._peer)
+            self._transport.abort()

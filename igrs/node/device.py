@@ -31,6 +31,7 @@ from igrs.errors import NotImplementedMessage, SecurityError
 from igrs.net import interfaces as netifaces
 from igrs.net.driver import TimerDriver
 from igrs.net.http import IgrsHttpClient, IgrsHttpServer, Reply, SealLater
+from igrs.net.httpserver import HttpLimits
 from igrs.net.isdp import IsdpEndpoints
 from igrs.node.extensions import DeviceExtension
 from igrs.node.keystore import KeyStore, MemoryKeyStore, open_keystore
@@ -99,6 +100,7 @@ class Device:
         on_pin: Callable[[str], None] | None = None,
         allow_non_secure_pipes: bool = True,
         rng: random.Random | None = None,
+        http_limits: HttpLimits | None = None,
     ) -> None:
         self.name = check_name(name)
         self.device_type = device_type if isinstance(device_type, DeviceType) else DeviceType.parse(device_type)
@@ -137,7 +139,7 @@ class Device:
             "PairingStartRequest": self._on_pairing_start,
             "PairingConfirmRequest": self._on_pairing_confirm,
         }
-        self.http = IgrsHttpServer(self.device_id, self._dispatch, self.description_bytes)
+        self.http = IgrsHttpServer(self.device_id, self._dispatch, self.description_bytes, limits=http_limits)
         self.services = ServiceHost(self._send_notification, require_secure=True)
         # Each service message goes straight to its ServiceHost handler (one dispatch).
         self.handlers.update({name: self._to_services(self.services.handler(name))
@@ -463,7 +465,7 @@ class Device:
     async def _on_pipe_step(self, frame: Frame, ctx: RequestContext) -> Reply:
         msg, peer, ack, now = frame.message, frame.routing.source, frame.routing.sequence_id, self._now()
         if isinstance(msg, pb.CreatePipeRequest):
-            return self.pipes.on_create_pipe(peer, msg, ack, now)
+            return self.pipes.on_create_pipe(peer, msg, ack, now, source=ctx.address.partition("%")[0])
         if isinstance(msg, pb.AuthenticateRequest):
             return self.pipes.on_authenticate(peer, msg, ack, now)
         if isinstance(msg, pb.AuthenticateResultRequest):

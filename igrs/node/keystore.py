@@ -107,6 +107,7 @@ class KeyStore:
 
     def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
         self.directory = Path(directory) if directory is not None else default_state_dir()
+        self._swept = False  # temporary files of interrupted writes removed (first lock)
 
     # --- files -------------------------------------------------------------------------
     def _ensure_dir(self) -> None:
@@ -122,9 +123,24 @@ class KeyStore:
         fd = os.open(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, FILE_MODE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
+            if not self._swept:
+                self._sweep_temporaries()
+                self._swept = True
             yield
         finally:
             os.close(fd)
+
+    def _sweep_temporaries(self) -> None:
+        """Remove the temporary files of writes a crash interrupted (``.peers.json.*``, ...).
+        Runs under the lock, which every write holds: any such file left is stale."""
+        prefixes = tuple(f".{name}." for name in (IDENTITY_FILE, DEVICE_FILE, PEERS_FILE))
+        with os.scandir(self.directory) as entries:
+            stale = [e.path for e in entries
+                     if e.name.startswith(prefixes) and not e.is_dir(follow_symlinks=False)]
+        for path in stale:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            log.info("removed %s, left by an interrupted write", path)
 
     def _write_atomic(self, name: str, data: bytes) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=self.directory)

@@ -113,11 +113,11 @@ class PathTraversalFileDevice(ProfileDevice):
 class _UnverifiedFileServer(FileServer):
     async def _receive(self, request: web.BaseRequest, grant: Grant, up: Upload,
                        target: paths.Resolved) -> web.StreamResponse:
-        def finish(final: Path, overwrite: bool) -> str:  # whatever arrived is taken as declared
+        def finish(final: Path, overwrite: bool, mode: int | None = None) -> str:  # whatever arrived is taken
             up.prepare()
             assert up._hash is not None
             up.sha256 = up._hash.hexdigest()
-            return Upload.finish(up, final, overwrite)
+            return Upload.finish(up, final, overwrite, mode)
 
         up.finish = finish  # type: ignore[method-assign]
         return await super()._receive(request, grant, up, target)

@@ -237,3 +237,66 @@ def test_watch_reports_the_device_gone_and_exits_non_zero(death: str, free_udp_p
             if proc is not None and proc.poll() is None:
                 proc.kill()
                 proc.wait(timeout=10)
+
+
+FLEET = r"""
+import asyncio, json, sys
+from igrs.apps.sample_service import Volume
+from igrs.net.httpserver import HttpAnswer
+from igrs.node.device import Device
+
+async def garbage(request):
+    return HttpAnswer(200, [("Content-Type", "text/xml")], b"<not-igrs>\x00")
+
+async def silent(frame, ctx):
+    await asyncio.sleep(3600)
+
+async def main():
+    port = int(sys.argv[1])
+    honest = Device("Honest TV", "TV", interfaces=["lo"], port=port, http_port=0, watch_interfaces=False)
+    honest.add_service(Volume())
+    broken = Device("Garbage box", "STB", interfaces=["lo"], port=port, http_port=0, watch_interfaces=False)
+    broken.http.answer = garbage
+    slow = [Device(f"Slow {i}", "PC", interfaces=["lo"], port=port, http_port=0, watch_interfaces=False)
+            for i in range(20)]
+    for device in slow:
+        device.handlers["GetDeviceDescriptionRequest"] = silent
+    for device in [honest, broken, *slow]:
+        await device.start()
+    print(json.dumps({"event": "ready", "honest": str(honest.device_id)}), flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+def test_a_listing_survives_a_garbage_device_and_twenty_silent_ones(free_udp_port: int, tmp_path: Path) -> None:
+    """issue 12 item 9: descriptions are fetched at once, each within DESCRIBE_DEADLINE (5 s):
+    one garbage answer fails only its device, twenty silent devices cost one deadline."""
+    common = ["--interface", "lo", "--port", str(free_udp_port)]
+    fleet = subprocess.Popen([sys.executable, "-c", FLEET, str(free_udp_port)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    listings: list[subprocess.Popen[str]] = []
+    try:
+        assert fleet.stdout is not None
+        honest = json.loads(fleet.stdout.readline())["honest"]
+        started = time.monotonic()
+        commands = (["services", "--state-dir", str(tmp_path / "cp")], ["discover", "--describe"])
+        listings = [subprocess.Popen([*IGRS, *args, *common, "--json", "--timeout", "1.5"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                    for args in commands]
+        (services, s_err), (devices, d_err) = (p.communicate(timeout=60) for p in listings)
+        elapsed = time.monotonic() - started
+    finally:
+        for proc in [fleet, *listings]:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=10)
+    assert listings[0].returncode == 0, s_err
+    assert [(s["device"], s["name"]) for s in json.loads(services)] == [(honest, "Volume")]
+    assert s_err.count("igrs: Slow ") == 20 and "igrs: Garbage box" in s_err, s_err
+    assert listings[1].returncode == 0, d_err
+    found = {d["name"]: d for d in json.loads(devices)}
+    assert len(found) == 22 and [s["name"] for s in found["Honest TV"]["services"]] == ["Volume"]
+    assert found["Garbage box"]["error"] and "within 5 s" in found["Slow 3"]["error"]
+    assert elapsed < 25, elapsed  # one deadline, not twenty in a row (100 s)

@@ -8,6 +8,8 @@ mounted prefix to aiohttp; and a property test of the sans-IO request-head parse
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
 import subprocess
 import sys
 import time
@@ -34,7 +36,7 @@ DEVICE = DeviceId.new()
 CLIENT = DeviceId.new()
 DESCRIPTION = b"<?xml version='1.0' encoding='utf-8'?><root>description</root>"
 LIMITS = HttpLimits(header_timeout=0.4, body_timeout=0.4, idle_timeout=0.8, max_connections=6,
-                    max_pipeline=4, linger_time=0.3)
+                    max_connections_per_address=3, max_pipeline=4, linger_time=0.3, send_timeout=0.5)
 
 
 @dataclass
@@ -111,8 +113,9 @@ class Client:
         self.reader, self.writer = reader, writer
 
     @classmethod
-    async def connect(cls, port: int) -> Client:
-        return cls(*await asyncio.open_connection("127.0.0.1", port))
+    async def connect(cls, port: int, source: str = "127.0.0.1") -> Client:
+        """A connection from ``source`` (any 127.0.0.0/8 address: several peers on one host)."""
+        return cls(*await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0)))
 
     async def send(self, data: bytes) -> None:
         self.writer.write(data)
@@ -321,9 +324,9 @@ async def test_slow_body_and_idle_connections_are_closed(served: Served) -> None
 
 
 async def test_too_many_connections_are_refused(served: Served) -> None:
-    clients = [await Client.connect(served.port) for _ in range(LIMITS.max_connections)]
+    clients = [await Client.connect(served.port, f"127.0.0.{2 + i % 2}") for i in range(LIMITS.max_connections)]
     await asyncio.sleep(0.05)
-    extra = await Client.connect(served.port)
+    extra = await Client.connect(served.port, "127.0.0.4")
     answer = await extra.answer()
     assert answer.status == 503 and await extra.closed()
     assert served.server.server.refused == 1
@@ -332,6 +335,51 @@ async def test_too_many_connections_are_refused(served: Served) -> None:
     assert (await exchange(served.port, igrs_request(3))).ack() == 3
     for client in [*clients, extra]:
         client.close()
+
+
+async def test_one_address_is_capped_and_its_503_arrives_despite_unread_input(served: Served) -> None:
+    """specs/transport.md: at most max_connections_per_address from one address; the refused
+    connection's 503 is read by the peer, not lost to a reset caused by its unread request."""
+    held = [await Client.connect(served.port, "127.0.0.2") for _ in range(LIMITS.max_connections_per_address)]
+    await asyncio.sleep(0.05)
+    for _ in range(3):
+        extra = await Client.connect(served.port, "127.0.0.2")
+        await extra.send(igrs_request(1) * 40)  # a request, and much more, the server never reads
+        await asyncio.sleep(0.05)
+        answer = await extra.answer()
+        assert answer.status == 503 and answer.body == b"too many connections from your address\n"
+        assert await extra.closed()
+        extra.close()
+    assert (await exchange(served.port, igrs_request(3))).ack() == 3  # another address: served
+    held.pop().close()
+    await asyncio.sleep(0.05)
+    client = await Client.connect(served.port, "127.0.0.2")
+    await client.send(igrs_request(4))
+    assert (await client.answer()).ack() == 4  # a slot of that address is free again
+    for c in [*held, client]:
+        c.close()
+
+
+async def test_a_peer_that_stops_reading_its_pipelined_answers_is_cut(served: Served) -> None:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", served.port))
+    sock.setblocking(False)
+    request = plain("GET", "/IGRS/description.xml") * 500
+    loop = asyncio.get_running_loop()
+    while not served.server.server.connections:
+        await asyncio.sleep(0.01)
+    deadline = loop.time() + 10
+    with sock:
+        while served.server.server.connections and loop.time() < deadline:
+            try:
+                sock.send(request)  # pipelined requests, their answers never read
+            except BlockingIOError:
+                pass
+            except OSError:
+                break  # the server cut the connection
+            await asyncio.sleep(0.01)
+        assert not served.server.server.connections, "a non-reading peer kept its connection"
 
 
 # --- the hand-off of a mounted prefix to aiohttp -------------------------------------------------
@@ -356,7 +404,7 @@ async def test_mounted_prefix_after_igrs_requests_on_one_connection(served: Serv
     await client.send(igrs_request(1) + plain("POST", "/plain/x", "Content-Length: 2") + b"hi")
     assert (await client.answer()).ack() == 1
     assert (await client.answer()).body == b"plain POST /plain/x 2"
-    assert not served.server.server.connections and served.server.handed_off() == 1
+    assert served.server.handed_off() == 1 and len(served.server.server.connections) == 1
     # now aiohttp's connection: /IGRS is still answered the same way
     await client.send(igrs_request(3) + plain("GET", "/IGRS/description.xml") + plain("GET", "/IGRS"))
     assert (await client.answer()).ack() == 3
@@ -364,6 +412,57 @@ async def test_mounted_prefix_after_igrs_requests_on_one_connection(served: Serv
     refused = await client.answer()
     assert refused.status == 405 and refused.headers.one("Allow") == "M-POST, POST"
     client.close()
+
+
+async def test_timers_apply_after_the_hand_off() -> None:
+    """Header (from a head's first byte), body (progress) and idle timers on a connection
+    served by aiohttp since a mounted request, as on the own server."""
+    limits = HttpLimits(header_timeout=0.3, body_timeout=0.3, idle_timeout=3.0)
+
+    async def handler(frame: Frame, peer: str) -> Reply:
+        return None
+
+    server = IgrsHttpServer(DEVICE, handler, lambda: DESCRIPTION, limits=limits)
+    server.mount("/plain/", plain_handler)
+    port = await server.start(["127.0.0.1"], 0)
+    try:
+        slow_head = b"GET /plain/y HTTP/1.1\r\nX-Slow: "
+        slow_body = plain("PUT", "/plain/z", "Content-Length: 50") + b"x"
+        for follow in (slow_head, slow_body):
+            client = await Client.connect(port)
+            await client.send(plain("GET", "/plain/x"))
+            assert (await client.answer()).body == b"plain GET /plain/x 0"
+            assert server.handed_off() == 1
+            started = time.monotonic()
+            await client.send(follow)  # a head or a body that stops coming
+            assert await client.closed(timeout=2.5), follow
+            assert time.monotonic() - started < 2.0, follow  # well before the idle timeout
+            client.close()
+            await asyncio.sleep(0.05)
+        client = await Client.connect(port)
+        await client.send(plain("GET", "/plain/x"))
+        await client.answer()
+        assert not await client.closed(timeout=1.0)  # idle between requests: the idle timer
+        assert await client.closed(timeout=3.0)
+        client.close()
+    finally:
+        await server.close()
+
+
+async def test_malformed_requests_on_a_mounted_prefix_are_logged_once_per_peer(
+        served: Served, caplog: pytest.LogCaptureFixture) -> None:
+    served.server.mount("/plain/", plain_handler)
+    caplog.set_level(logging.DEBUG)
+    for _ in range(5):
+        client = await Client.connect(served.port)
+        await client.send(plain("GET", "/plain/x"))
+        await client.answer()
+        await client.send(b"GET /plain/x HTTP/1.1\r\nBad\x01Header: x\r\n\r\n")
+        assert (await client.answer()).status == 400
+        client.close()
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(errors) == 1 and "malformed HTTP request from 127.0.0.1" in errors[0].getMessage(), errors
+    assert not any(r.exc_info for r in caplog.records if r.levelno >= logging.INFO)
 
 
 def test_an_idle_device_does_not_import_aiohttp(free_udp_port: int) -> None:

@@ -126,3 +126,43 @@ def test_pairing_result_feeds_pipe_handshake(tmp_path: Path) -> None:
     msg = res.on_authenticate_result_request(ini.on_authenticate_response(msg))
     msg = res.on_create_pipe_result_request(ini.on_authenticate_result_response(msg, pipe_id=1))
     assert ini.on_create_pipe_result_response(msg).peer_key == b.public_key
+
+
+_KILLED_WRITER = r"""
+import os, sys, time
+from igrs.node.keystore import KeyStore, PairedDevice
+from igrs.wire.ids import DeviceId
+
+real_fsync = os.fsync
+def stuck_fsync(fd):  # the write is in its temporary file when the process is killed
+    print("writing", flush=True)
+    time.sleep(60)
+os.fsync = stuck_fsync
+KeyStore(sys.argv[1]).add(PairedDevice(DeviceId.new(), b"k" * 32, "TV", 1.0))
+"""
+
+
+def test_temporary_files_of_a_killed_write_are_removed_at_start(tmp_path: Path) -> None:
+    """issue 12 item 11: SIGKILL during a write leaves .peers.json.<random>; the next start
+    (the first locked access) removes it, and the stored records are intact."""
+    import signal
+    import subprocess
+    import sys
+
+    store = KeyStore(tmp_path)
+    kept = record("kept")
+    store.add(kept)
+    writer = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(tmp_path)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "writing"
+        writer.send_signal(signal.SIGKILL)
+    finally:
+        writer.wait(timeout=10)
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".peers.json.")]
+    assert leftovers, "the killed write left no temporary file"
+    fresh = KeyStore(tmp_path)
+    fresh.device_id()  # what a device or control point does first when it starts
+    assert fresh.peers() == [kept]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".peers.json.")]
+    assert (tmp_path / ".lock").exists()

@@ -48,7 +48,14 @@ from igrs.node.service import Service, action, attribute
 from igrs.node.service_host import current_peer
 from igrs.profiles.file import paths
 from igrs.profiles.file.paths import PARTIAL_DIR, PathRefused, Resolved
-from igrs.profiles.file.transfer import COMMITTED, TransferError, Upload, expire_partials, partials
+from igrs.profiles.file.transfer import (
+    COMMITTED,
+    TransferError,
+    Upload,
+    default_file_mode,
+    expire_partials,
+    partials,
+)
 from igrs.wire.memo import Memo
 
 if TYPE_CHECKING:
@@ -105,17 +112,42 @@ class SharedFolder:
         return self.peers.get(device_id, RW if self.writable else RO)
 
 
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """``1048576``, ``512K``, ``20G``, ``1.5T`` (powers of 1024; a trailing ``B``/``iB`` is
+    allowed). ValueError otherwise."""
+    t = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = t[-1:] if t[-1:] in _SIZE_UNITS else ""
+    number = t[: len(t) - len(unit)]
+    try:
+        value = float(number) if "." in number else int(number)
+    except ValueError:
+        raise ValueError(f"not a size: {text!r} (bytes, or a number with K, M, G or T)") from None
+    if value < 0:
+        raise ValueError(f"not a size: {text!r}")
+    return int(value * _SIZE_UNITS[unit])
+
+
 def parse_share_spec(text: str) -> SharedFolder:
-    """``PATH[:rw|:ro]`` or ``NAME=PATH[:rw|:ro]`` (the CLI's ``--share-folder``)."""
+    """``[NAME=]PATH[:rw|:ro][:quota=SIZE]`` (the CLI's ``--share-folder``; specs/file-profile.md §7):
+    read-only unless ``:rw``; ``quota=SIZE`` caps what the share may hold (``parse_size``)."""
     name, sep, rest = text.partition("=")
     if not sep or "/" in name:
         name, rest = "", text
-    writable = False
-    base, colon, mode = rest.rpartition(":")
-    if colon and mode in (RO, RW):
-        rest, writable = base, mode == RW
+    writable, quota = False, None
+    while True:  # trailing options, in any order
+        base, colon, option = rest.rpartition(":")
+        if colon and option in (RO, RW):
+            writable = option == RW
+        elif colon and option.startswith("quota="):
+            quota = parse_size(option.removeprefix("quota="))
+        else:
+            break
+        rest = base
     name = name or Path(os.path.realpath(rest)).name or "files"
-    return SharedFolder(name, rest, writable=writable)
+    return SharedFolder(name, rest, writable=writable, quota=quota)
 
 
 # --- capabilities ---------------------------------------------------------------------------------
@@ -175,6 +207,8 @@ class FileServer(Service):
         self._listings: Memo[str, tuple[int, float, list[dict[str, str]]]] = Memo(64)
         self._usage: dict[str, tuple[float, int]] = {}
         self._hashes: Memo[tuple[int, int, int, int], str] = Memo(1024)
+        self._opening: dict[str, tuple[str, int]] = {}  # upload id -> (share, bytes): accepted, no partial yet
+        self._file_mode = default_file_mode()
         self._seq = 0
 
     def add_folder(self, folder: SharedFolder) -> None:
@@ -410,6 +444,19 @@ class FileServer(Service):
         self._usage[share.name] = (self.clock(), total)
         return total
 
+    def _reserved(self, shares: Iterable[SharedFolder], exclude: str) -> int:
+        """Bytes still to come of the unfinished uploads into ``shares`` (their partials, and
+        those accepted but not yet opened), but ``exclude``."""
+        outstanding: dict[str, int] = {}
+        names = set()
+        for share in shares:
+            names.add(share.name)
+            for p in partials(share.root):
+                outstanding[str(p["id"])] = max(0, int(p["size"]) - int(p["offset"]))  # type: ignore[call-overload]
+        outstanding.update({key: n for key, (name, n) in self._opening.items() if name in names})
+        outstanding.pop(exclude, None)
+        return sum(outstanding.values())
+
     @action
     async def BeginPut(self, path: str, size: int, sha256: str, overwrite: bool = False) -> dict[str, str]:
         """A capability URL to PUT ``size`` bytes whose SHA-256 is ``sha256`` to ``path``:
@@ -439,17 +486,24 @@ class FileServer(Service):
                      if p["id"] == upload_key and p.get("size") == size), 0)
         needed = size - have
         if share.quota is not None:
-            others = sum(int(p["size"]) - int(p["offset"]) for p in held  # type: ignore[call-overload]
-                         if p["id"] != upload_key)
             used = await asyncio.to_thread(self._usage_of, share)
+            others = self._reserved([share], upload_key)
             if used + others + needed - existing > share.quota:
                 raise _err(FILE_QUOTA_EXCEEDED, "the share's quota would be exceeded")
-        if shutil.disk_usage(share.root).free < needed:
-            raise _err(FILE_QUOTA_EXCEEDED, "not enough free disk space")
+        device = os.stat(share.root).st_dev
+        same_disk = [s for s in self.shares.values() if _device_of(s.root) == device]
+        reserved = self._reserved(same_disk, upload_key)
+        if shutil.disk_usage(share.root).free - reserved < needed:
+            raise _err(FILE_QUOTA_EXCEEDED, "not enough free disk space" +
+                       (f" ({reserved} bytes are reserved by unfinished uploads)" if reserved else ""))
         up = self._uploads.get(upload_key)
         if up is None or up.state != "receiving":
-            up = await asyncio.to_thread(Upload.open, share.root, share.name, target.virtual,
-                                         caller.device_id, size, sha256)
+            self._opening[upload_key] = (share.name, needed)  # reserved before the partial exists
+            try:
+                up = await asyncio.to_thread(Upload.open, share.root, share.name, target.virtual,
+                                             caller.device_id, size, sha256)
+            finally:
+                self._opening.pop(upload_key, None)
             self._uploads[up.id] = up
         url = self._grant(Grant("put", share.name, target.rel, caller.device_id, caller.address,
                                 self.clock() + self.token_lifetime, up, overwrite))
@@ -539,7 +593,7 @@ class FileServer(Service):
             if not up.complete:
                 return web.json_response({"offset": up.offset, "complete": False},
                                          headers={"Upload-Offset": str(up.offset)})
-            digest = await asyncio.to_thread(up.finish, target.real, grant.overwrite)
+            digest = await asyncio.to_thread(up.finish, target.real, grant.overwrite, self._file_mode)
         except TransferError as exc:
             return web.json_response({"offset": up.offset, "error": exc.reason, "code": int(exc.return_code)},
                                      status=int(exc.return_code), headers={"Upload-Offset": str(up.offset)})
@@ -560,6 +614,13 @@ class FileServer(Service):
         self._changed("put", target.virtual)
         return web.json_response({"offset": up.offset, "complete": True, "sha256": digest}, status=201,
                                  headers={"Upload-Offset": str(up.offset)})
+
+
+def _device_of(path: Path) -> int:
+    try:
+        return os.stat(path).st_dev
+    except OSError:
+        return -1
 
 
 def _keep_received(up: Upload, pending: bytearray) -> None:
@@ -601,4 +662,4 @@ def attach_file_server(device: Device, folders: Iterable[SharedFolder | str], *,
 
 
 __all__ = ["SERVICE_TYPE", "Caller", "FileServer", "SharedFolder", "attach_file_server", "current_caller",
-           "parse_share_spec"]
+           "parse_share_spec", "parse_size"]

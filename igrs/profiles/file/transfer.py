@@ -34,6 +34,19 @@ HEX64 = re.compile(r"[0-9a-f]{64}")
 HASH_BLOCK = 1 << 20
 
 
+def default_file_mode() -> int:
+    """The mode a new file gets in this process (0o666 less the umask), for committed uploads:
+    their partial is private (0600) while it is written. The umask is read from /proc (a
+    thread-safe read, Linux) or else set and restored once."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def upload_id(peer: str, share: str, path: str, size: int, sha256: str) -> str:
     """Deterministic: the same upload asked for again (after a crash) gets the same id."""
     text = f"{peer}\n{share}\n{path}\n{size}\n{sha256}"
@@ -168,8 +181,9 @@ class Upload:
     def complete(self) -> bool:
         return self.offset == self.size
 
-    def finish(self, final: Path, overwrite: bool) -> str:
-        """All bytes are in: verify the checksum, make the data durable, move it to ``final``.
+    def finish(self, final: Path, overwrite: bool, mode: int | None = None) -> str:
+        """All bytes are in: verify the checksum, make the data durable, give it ``mode``
+        (default: a new file's mode, ``default_file_mode``), move it to ``final``.
         460 (partial discarded) on a mismatch; 409 (partial kept) if ``final`` exists and may
         not be replaced, or is a directory."""
         self._check(RECEIVING)
@@ -182,7 +196,8 @@ class Upload:
         if digest != self.sha256:
             self.discard()
             raise TransferError("SHA-256 of the received data differs; the upload starts over",
-                                return_code=FILE_CHECKSUM_MISMATCH)
+                               return_code=FILE_CHECKSUM_MISMATCH)
+        os.fchmod(self._fd, default_file_mode() if mode is None else mode)
         os.fsync(self._fd)
         self.close()
         if final.is_dir() and not final.is_symlink():

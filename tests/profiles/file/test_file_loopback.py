@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import shutil
+import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from igrs.constants import (
     ReturnCode,
 )
 from igrs.errors import IGRSError
-from igrs.profiles.file import SharedFolder, attach_file_server
+from igrs.profiles.file import SharedFolder, attach_file_server, parse_share_spec
 from igrs.profiles.file.client import FileClient, error_code
 from igrs.profiles.file.paths import PARTIAL_DIR
 
@@ -267,6 +269,47 @@ async def test_oversize_and_quota(home: dict) -> None:
         async with aiohttp.ClientSession() as http, \
                 http.put(files.base_url + info["url"], data=b"y" * 10, headers={"Upload-Offset": "3"}) as r:
             assert r.status == 409 and r.headers["Upload-Offset"] == "0"
+
+
+async def test_free_space_counts_the_reservations_of_unfinished_uploads(home: dict) -> None:
+    """issue 12 item 12: 16 reservations of "free - 1 MiB" were all accepted."""
+    cp = await home["paired"]()
+    home["server"].shares["inbox"].quota = None
+    size = shutil.disk_usage(home["inbox"]).free * 3 // 5
+    async with FileClient.connect(cp, home["dev"].device_id) as files:
+        first = await files.proxy.BeginPut(path="/inbox/a.bin", size=size, sha256="0" * 64)
+        with pytest.raises(IGRSError) as err:
+            await files.proxy.BeginPut(path="/inbox/b.bin", size=size, sha256="1" * 64)
+        assert error_code(err.value) == FILE_QUOTA_EXCEEDED
+        assert "reserved by unfinished uploads" in str(err.value)
+        await files.proxy.CancelPut(upload=first["upload"])  # the reservation ends with the upload
+        await files.proxy.BeginPut(path="/inbox/b.bin", size=size, sha256="1" * 64)
+
+
+async def test_a_quota_given_in_a_share_spec_is_enforced(home: dict) -> None:
+    small = home["tmp"] / "small"
+    small.mkdir()
+    home["server"].add_folder(parse_share_spec(f"small={small}:rw:quota=1K"))  # as --share-folder gives it
+    cp = await home["paired"]()
+    src = home["tmp"] / "two-k.bin"
+    src.write_bytes(_data(2048))
+    async with FileClient.connect(cp, home["dev"].device_id) as files:
+        with pytest.raises(IGRSError) as err:
+            await files.put(src, "/small/two-k.bin")
+        assert error_code(err.value) == FILE_QUOTA_EXCEEDED
+        src.write_bytes(_data(1000))
+        await files.put(src, "/small/one-k.bin")
+
+
+async def test_a_committed_upload_gets_the_normal_file_mode(home: dict) -> None:
+    cp = await home["paired"]()
+    src = home["tmp"] / "note.txt"
+    src.write_bytes(b"note")
+    async with FileClient.connect(cp, home["dev"].device_id) as files:
+        await files.put(src, "/inbox/note.txt")
+    umask = int(next(ln for ln in Path("/proc/self/status").read_text().splitlines()
+                     if ln.startswith("Umask:")).split()[1], 8)
+    assert stat.S_IMODE((home["inbox"] / "note.txt").stat().st_mode) == 0o666 & ~umask != 0o600
 
 
 async def test_unpaired_peer_cannot_use_the_file_server(home: dict, free_udp_port: int) -> None:

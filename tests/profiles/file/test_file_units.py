@@ -11,7 +11,7 @@ import pytest
 from igrs.constants import FILE_CHECKSUM_MISMATCH, FILE_PATH_REFUSED, ReturnCode
 from igrs.profiles.file import paths
 from igrs.profiles.file.paths import PARTIAL_DIR, PathRefused
-from igrs.profiles.file.server import parse_share_spec
+from igrs.profiles.file.server import parse_share_spec, parse_size
 from igrs.profiles.file.transfer import COMMITTED, FAILED, TransferError, Upload, expire_partials, partials
 
 
@@ -70,6 +70,19 @@ def test_share_specs(tmp_path: Path) -> None:
     assert (s.name, s.writable, s.access("x")) == ("tunes", False, "ro")
     with pytest.raises(ValueError):
         parse_share_spec(str(tmp_path / "missing"))
+    s = parse_share_spec(f"inbox={tmp_path / 'music'}:rw:quota=20G")
+    assert (s.name, s.writable, s.quota) == ("inbox", True, 20 << 30)
+    s = parse_share_spec(f"{tmp_path / 'music'}:quota=512K:rw")
+    assert (s.name, s.writable, s.quota) == ("music", True, 512 << 10)
+    assert parse_share_spec(f"{tmp_path / 'music'}:quota=1048576").quota == 1 << 20
+    with pytest.raises(ValueError, match="not a size"):
+        parse_share_spec(f"{tmp_path / 'music'}:quota=lots")
+
+
+@pytest.mark.parametrize(("text", "size"), [("0", 0), ("1000", 1000), ("1K", 1024), ("1.5M", 3 << 19),
+                                            ("2GiB", 2 << 30), ("1tb", 1 << 40), ("7 K", 7168)])
+def test_sizes(text: str, size: int) -> None:
+    assert parse_size(text) == size
 
 
 # --- the upload state machine ------------------------------------------------------------------
