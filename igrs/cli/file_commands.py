@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from igrs.cli.shares import add_share_folder
 from igrs.constants import IGRS_PORT
 from igrs.errors import IGRSError
 
@@ -37,8 +38,6 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from igrs.cli.main import SHARE_FOLDER_HELP, SHARE_FOLDER_METAVAR  # loaded already: it calls us
-
     top = subparsers.add_parser("file", help="shared folders: ls, stat, get, put, rm, mv, mkdir, serve")
     sub = top.add_subparsers(dest="file_command", metavar="ACTION", required=True)
 
@@ -105,8 +104,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     p.add_argument("--name", default="File server", help="friendly name")
     p.add_argument("--type", default="PC", help="device type")
     p.add_argument("--http-port", type=int, help="TCP port of /IGRS and /files/")
-    p.add_argument("--share-folder", action="append", required=True, metavar=SHARE_FOLDER_METAVAR,
-                   help=f"share a folder with paired devices (repeatable): {SHARE_FOLDER_HELP}")
+    add_share_folder(p, required=True)
     p.add_argument("--json", action="store_true", help="machine-readable status lines")
     p.set_defaults(func=cmd_serve)
 

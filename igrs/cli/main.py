@@ -19,14 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from igrs import __version__
+from igrs.cli.shares import add_share_folder
 from igrs.constants import DEFAULT_MAX_AGE, DESCRIBE_DEADLINE, IGRS_PORT, KEEPALIVE_INTERVAL, KEEPALIVE_MISSES
 from igrs.errors import IGRSError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-SHARE_FOLDER_METAVAR = "[NAME=]PATH[:rw][:quota=SIZE]"
-SHARE_FOLDER_HELP = ("read-only unless :rw; quota=SIZE caps what the share may hold (files and unfinished "
-                     "uploads; more is refused with 507), SIZE in bytes or with K, M, G or T (powers of "
-                     "1024), e.g. inbox=/srv/inbox:rw:quota=20G")
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 
@@ -454,8 +451,7 @@ def build_parser(*, relay: bool = False, file: bool = False) -> argparse.Argumen
                      help="also announce over mDNS/DNS-SD as _igrs._tcp (needs igrs[dnssd])")
     run.add_argument("--sample-service", action="store_true",
                      help="share the sample Volume service (to try igrs call / igrs watch)")
-    run.add_argument("--share-folder", action="append", metavar=SHARE_FOLDER_METAVAR,
-                     help=f"share a folder with paired devices (File profile; repeatable): {SHARE_FOLDER_HELP}")
+    add_share_folder(run)
     run.add_argument("--media-folder", action="append", metavar="[NAME=]PATH",
                      help="share the media in a folder (AV profile: a MediaServer; repeatable)")
     run.add_argument("--renderer", action="store_true",

@@ -29,7 +29,7 @@ import asyncio, json, sys, time
 from igrs.core.security import LocalIdentity, PipeInitiator
 from igrs.errors import IGRSError
 from igrs.net.http import IgrsHttpClient
-from igrs.node.pipe import check_answer
+from igrs.wire.answers import expect_success
 from igrs.wire.bodies import pipes as bodies
 from igrs.wire.ids import DeviceId
 
@@ -52,7 +52,7 @@ async def main():
             try:
                 request = bodies.CreatePipeRequest(True, init.create_pipe_request())
                 seq, frame = await http.send(url, request, tv)
-                check_answer(frame, bodies.CreatePipeResponse, seq)
+                expect_success(frame, bodies.CreatePipeResponse, seq)
                 counts["accepted"] += 1
             except IGRSError:
                 counts["refused"] += 1
