@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from igrs import __version__
+from igrs.cli.state import slug, state_dir, state_option
 from igrs.constants import DEFAULT_MAX_AGE, IGRS_PORT
 from igrs.errors import IGRSError
 
@@ -26,20 +27,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-") or "device"
-
-
-def _state_dir(args: argparse.Namespace, role: str) -> str:
-    """--state-dir, else <$IGRS_STATE_DIR or ~/.local/state/igrs>/<role>."""
-    from igrs.node.keystore import default_state_dir
-
-    return args.state_dir or str(default_state_dir() / role)
-
-
-def _state_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--state-dir", help="where identity keys and pairings live (default: "
-                                       "$IGRS_STATE_DIR or ~/.local/state/igrs, one folder per role)")
+_slug, _state_dir, _state_option = slug, state_dir, state_option
 
 
 def _common(p: argparse.ArgumentParser) -> None:
