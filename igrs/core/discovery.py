@@ -13,7 +13,6 @@ from __future__ import annotations
 import ipaddress
 import random
 from dataclasses import dataclass, field, replace
-from urllib.parse import urlsplit
 
 from igrs.constants import (
     DEFAULT_MAX_AGE,
@@ -384,11 +383,22 @@ class _Known:
     probing: bool = False
 
 
+def _location_host(location: str) -> str:
+    """The host of a LOCATION the decoder accepted (``http(s)://host[:port]/...``), without
+    brackets or zone. String work only: no parser cache whose hit rate depends on how many
+    devices are known."""
+    netloc = location.partition("://")[2].partition("/")[0].rpartition("@")[2]
+    if netloc.startswith("["):
+        return netloc[1:netloc.find("]")].partition("%")[0]
+    return netloc.partition(":")[0]
+
+
 def _host_matches(location: str, source_ip: str) -> bool:
-    try:
-        host = urlsplit(location).hostname or ""
-        return ipaddress.ip_address(host.partition("%")[0]) == ipaddress.ip_address(
-            source_ip.partition("%")[0])
+    host, source = _location_host(location), source_ip.partition("%")[0]
+    if host == source:
+        return True
+    try:  # the same address written another way (IPv6 case or zeros)
+        return ipaddress.ip_address(host) == ipaddress.ip_address(source)
     except ValueError:
         return False
 
@@ -548,11 +558,11 @@ class ControlPointDiscovery:
         if ":" in previous.address and ":" not in address:
             primary_iface = interface
         is_primary = interface == primary_iface
-        record = replace(
-            previous, device_type=device_type, name=name or previous.name,
-            location=location if is_primary else previous.location,
-            address=address if is_primary else previous.address,
-            max_age=max_age, last_seen=now, seen_on=previous.seen_on | {(interface, address)},
+        path = (interface, address)
+        record = DeviceRecord(
+            device_id, device_type, name or previous.name, location if is_primary else previous.location,
+            address if is_primary else previous.address, max_age, previous.first_seen, now,
+            previous.seen_on if path in previous.seen_on else previous.seen_on | {path}, previous.candidates,
         )
         self._store(known, record)
         visible = ("device_type", "name", "location", "address", "seen_on")
