@@ -15,8 +15,10 @@ import pytest
 from igrs.core import device_groups as cg
 from igrs.node.device import Device
 from igrs.node.group_manager import GroupManager
+from igrs.wire.bodies.groups import QuitCentralisedDeviceGroupNotify
 from igrs.wire.group_datagrams import GroupKind
 from igrs.wire.ids import DeviceId
+from igrs.wire.messages import ErrorResponse
 
 GROUP_OPTIONS = {"policy": "group_policy", "lease": "group_lease"}
 
@@ -155,3 +157,27 @@ async def test_master_loss_detected_by_lease(nodes) -> None:  # type: ignore[no-
     lost = await slave.wait_for(cg.MasterLost, timeout=4.0)
     assert lost[0].master == master.device_id and lost[0].reason == "silent"
     assert slave.groups.joined_groups() == []
+
+
+async def test_master_device_reaches_its_slaves_with_unicast_notifies(nodes) -> None:  # type: ignore[no-untyped-def]
+    """A removal has no multicast: only the master's QuitCentralisedDeviceGroupNotify, in a
+    pipe the master's Device opens to the slave, tells the slave (groups.md §5.3, §8)."""
+    master, a, b = await nodes("TV"), await nodes("Phone"), await nodes("Tablet")
+    info = await master.groups.create_centralised("Living room")
+    await a.groups.join(info.group_id, master.device_id)
+    await b.groups.join(info.group_id, master.device_id)
+    await master.groups.remove_member(info.group_id, a.device_id)
+    removed = await a.wait_for(cg.GroupDissolved)
+    assert (removed[0].group_id, removed[0].reason) == (info.group_id, "removed")
+    assert a.groups.joined_groups() == [] and a.device.description.groups == ()
+    assert [(e.device_id, e.reason) for e in master.events if isinstance(e, cg.MemberLeft)] == [
+        (a.device_id, "removed")]
+    assert b.groups.groups[0].state is cg.State.JOINED  # the other slave stays
+    # leaving, by the slave: the master drops it; a second quit is answered 404 (nothing left)
+    await b.groups.leave(info.group_id)
+    left = await master.wait_for(cg.MemberLeft, count=2)
+    assert (left[1].device_id, left[1].reason) == (b.device_id, "quit")
+    pipe = await b.device.pipe_to(master.device_id)
+    _, frame = await pipe.exchange(QuitCentralisedDeviceGroupNotify(info.group_id))
+    assert frame is not None and isinstance(frame.message, ErrorResponse)
+    assert frame.message.status.return_code == 404
