@@ -49,6 +49,8 @@ def _record_json(rec: Any, now: float) -> dict[str, Any]:
         "id": str(rec.device_id), "name": rec.name, "type": str(rec.device_type),
         "address": rec.address, "location": rec.location, "age": round(rec.age(now), 1),
         "interfaces": rec.interfaces,
+        # other addresses announcing this device id, not proven to be it (specs/isdp.md §11a)
+        "candidates": sorted({addr for _, addr in rec.candidates}),
     }
 
 
@@ -81,6 +83,8 @@ async def cmd_discover(args: argparse.Namespace) -> int:
                 else:
                     mark = {"appeared": "+", "gone": "-", "updated": "~"}[kind]
                     extra = f" ({ev.reason})" if isinstance(ev, DeviceGone) else ""
+                    if rec.candidates:
+                        extra += " also announced by " + ", ".join(sorted({a for _, a in rec.candidates}))
                     print(f"{mark} {rec.name!r} {rec.device_type.name} {rec.address} "
                           f"{rec.device_id.uuid}{extra}", flush=True)
             return EXIT_OK
