@@ -148,13 +148,27 @@ def _join_record(state: str, group_id: Any) -> Iterator[None]:
                 path.unlink()
 
 
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (an exited process its parent has not reaped yet does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError, IndexError):
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    return True
+
+
 def _running_join(state: str, group_id: Any) -> int | None:
     """The pid of this identity's running ``join`` of ``group_id``, if any (stale records go)."""
     path = _record_path(state, group_id)
     try:
         pid = int(json.loads(path.read_text())["pid"])
-        os.kill(pid, 0)
     except (OSError, ValueError, KeyError, TypeError):
+        pid = None
+    if pid is None or not _alive(pid):
         with contextlib.suppress(OSError):
             path.unlink()
         return None
@@ -167,9 +181,7 @@ async def _end_process(pid: int) -> bool:
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + LEAVE_WAIT
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _alive(pid):
             return True
         await asyncio.sleep(0.1)
     return False
