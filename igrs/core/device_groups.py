@@ -327,7 +327,7 @@ class DeviceGroups:
         answering.sort(key=lambda g: (g.role is not Role.MASTER, str(g.group_id)))
 
         def encoded() -> list[Answer]:
-            out = []
+            out: list[Answer] = []
             for info in answering:
                 master = info.role is Role.MASTER
                 response = wg.SearchDeviceGroupResponse(

@@ -417,7 +417,7 @@ class ControlPoint:
         self._publish(events)
         self._driver.wake()
 
-    async def _execute(self, actions: list[Action]) -> None:
+    async def _execute(self, actions: Sequence[Action]) -> None:
         if self._endpoints is not None:
             await self._endpoints.execute(actions)
 

@@ -373,7 +373,7 @@ class Device:
                 self._neighbour_probes.run(actions)
             await self._execute([a for a in actions if not isinstance(a, ProbeLocation)])
 
-    async def _execute(self, actions: list[Action]) -> None:
+    async def _execute(self, actions: Sequence[Action]) -> None:
         if self._endpoints is not None:
             await self._endpoints.execute(actions)
 
@@ -578,7 +578,9 @@ class Device:
     async def _on_pipe_step(self, frame: Frame, ctx: RequestContext) -> Reply:
         msg, peer, ack, now = frame.message, frame.routing.source, frame.routing.sequence_id, self._now()
         if isinstance(msg, pb.CreatePipeRequest):
-            return self.pipes.on_create_pipe(peer, msg, ack, now)
+            answer = self.pipes.on_create_pipe(peer, msg, ack, now)
+            self._driver.wake()  # the deadline of the half-open handshake
+            return answer
         if isinstance(msg, pb.AuthenticateRequest):
             return self.pipes.on_authenticate(peer, msg, ack, now)
         if isinstance(msg, pb.AuthenticateResultRequest):

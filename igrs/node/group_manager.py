@@ -31,6 +31,7 @@ from igrs.constants import (
     IGRS_PORT,
     ReturnCode,
 )
+from igrs.core.datagram_schedule import Interface, SendMulticast, SendUnicast
 from igrs.core.device_groups import (
     DeviceGroups,
     GroupError,
@@ -45,7 +46,6 @@ from igrs.core.device_groups import (
     SendRequest,
     allow_all,
 )
-from igrs.core.discovery import Interface, SendMulticast, SendUnicast
 from igrs.errors import RemoteError
 from igrs.net.driver import TimerDriver
 from igrs.wire.bodies.groups import JoinCentralisedDeviceGroupRequest, JoinCentralisedDeviceGroupResponse
@@ -57,7 +57,7 @@ from igrs.wire.messages import ErrorResponse, Frame, SoapMessage
 log = logging.getLogger(__name__)
 
 DatagramAction = SendMulticast | SendUnicast
-Execute = Callable[[list[DatagramAction]], Awaitable[None]]
+Execute = Callable[[Sequence[DatagramAction]], Awaitable[None]]
 SendRequestFn = Callable[[DeviceId, SoapMessage], Awaitable[Frame | None]]
 Policy = Callable[[JoinContext], bool] | Callable[[JoinContext], Awaitable[bool]]
 EVENT_QUEUE_LIMIT = 1024  # events buffered per reader; a slow reader loses the oldest
