@@ -39,7 +39,7 @@ from igrs.core.discovery import (
     Interface,
     ProbeLocation,
 )
-from igrs.errors import DeviceNotFound, NotImplementedMessage, SecurityError
+from igrs.errors import DeviceNotFound, IGRSError, NotImplementedMessage, SecurityError
 from igrs.net import interfaces as netifaces
 from igrs.net.driver import TimerDriver
 from igrs.net.http import IgrsHttpClient, IgrsHttpServer, Reply, SealLater
@@ -474,10 +474,28 @@ class Device:
         return await self._groups.handle_request(frame, ctx.address)
 
     async def _send_group_request(self, device_id: DeviceId, message: SoapMessage) -> Frame | None:
-        """A group message to another device, in a secure pipe this device opens to it."""
+        """A group message to another device, in a secure pipe this device opens to it. A
+        pipe the other device no longer knows (it restarted) or cannot be reached by is
+        dropped, and the message tried once more in a new one."""
         pipe = await self.pipe_to(device_id)
-        _, frame = await pipe.exchange(message)
+        try:
+            _, frame = await pipe.exchange(message)
+            refused = frame.message if frame is not None and isinstance(frame.message, messages.ErrorResponse) \
+                else None
+            if refused is None or refused.status.return_code != ReturnCode.NOT_AUTHENTICATED:
+                return frame
+        except (IGRSError, OSError) as exc:
+            log.debug("%s to %s in pipe %d failed: %s", message.message_type, device_id, pipe.pipe_id, exc)
+        self._forget_pipe(pipe)
+        _, frame = await (await self.pipe_to(device_id)).exchange(message)
         return frame
+
+    def _forget_pipe(self, pipe: Pipe) -> None:
+        if self._peer_pipes.get(pipe.peer) is pipe:
+            del self._peer_pipes[pipe.peer]
+        task = asyncio.ensure_future(pipe.close("not usable"))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def pipe_to(self, device_id: DeviceId) -> Pipe:
         """A secure pipe from this device to another, paired one (opened once, kept alive;
