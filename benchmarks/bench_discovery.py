@@ -6,7 +6,7 @@ absolute numbers. Nothing here asserts a time: goals are reported as met / not m
 
     python benchmarks/bench_discovery.py                 # everything (about 1-2 minutes)
     python benchmarks/bench_discovery.py --quick         # fewer repeats (about 30 s)
-    python benchmarks/bench_discovery.py --only codec    # codec | latency | footprint
+    python benchmarks/bench_discovery.py --only codec    # codec | latency | footprint | registry
 
 Multicast stays on loopback: devices and control points use ``interfaces=["lo"]`` and
 a random free UDP port; the SSDP baseline sets ``IP_MULTICAST_IF`` to 127.0.0.1.
@@ -470,6 +470,89 @@ def codec_worker(repeats: int) -> None:
     if not zinc.__file__.endswith(".py"):
         raise SystemExit(f"expected pure-Python zeroconf, got {zinc.__file__}")
     print(json.dumps(codec_rates(repeats, pure_zeroconf=True)))
+
+
+# --- d. registry: per-datagram cost against the number of known devices ------------------------------
+
+REGISTRY_SIZES = (10, 1_000, 4_000, 10_000)
+N_PROBES = 1024  # distinct probe datagrams: more than the decoder's 256-entry memo, at every size
+
+
+class RegistryFeeder:
+    """What a ``ControlPoint`` does per received datagram, without the sockets: the registry's
+    ``on_datagram``, then the timer driver's check of ``next_deadline()`` (``TimerDriver.wake``),
+    and a ``poll`` only when a deadline is due. The registry knows ``known`` devices, each
+    from its own address; the probes are 1024 distinct alive refreshes of known devices
+    (their max-age varies), so the decoder's memo misses at every registry size."""
+
+    def __init__(self, known: int, seed: int = 7) -> None:
+        from igrs.core.discovery import ControlPointDiscovery, Interface
+        from igrs.wire import isdp
+        from igrs.wire.ids import DeviceId, DeviceType
+
+        rng = random.Random(seed)
+        tv = DeviceType("TV")
+        self.registry = ControlPointDiscovery(DeviceId(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                                              max_devices=known)
+        self.registry.set_interfaces([Interface.from_cidr("eth0", "10.0.0.1/8")])
+        devices = []
+        for i in range(known):
+            did = DeviceId(uuid.UUID(int=rng.getrandbits(128), version=4))
+            ip = f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{(i & 255) or 254}"
+            name = f"{rng.choice(ROOMS)} TV {i}"
+            devices.append((did, ip, name))
+            msg = isdp.DeviceOnlineAdvertisement(did, tv, f"http://{ip}:3880/IGRS", 86400, name)
+            self.registry.on_datagram(isdp.encode(msg, host="224.0.0.110:3880"), (ip, 3880), "eth0", 0.0)
+        assert len(self.registry.devices) == known, "every device must be known before timing"
+        self.probes = []
+        for j in range(N_PROBES):
+            did, ip, name = devices[j % known]
+            msg = isdp.DeviceOnlineAdvertisement(did, tv, f"http://{ip}:3880/IGRS", 80000 + j, name)
+            self.probes.append((isdp.encode(msg, host="224.0.0.110:3880"), (ip, 3880)))
+        self.now = 1.0
+        self.polls = 0
+
+    def __call__(self, probe: tuple[bytes, tuple[str, int]]) -> None:
+        # 10 ms apart: no source exceeds its rate limit; max-age ~1 day: nothing expires
+        self.now += 0.01
+        registry = self.registry
+        registry.on_datagram(probe[0], probe[1], "eth0", self.now)
+        deadline = registry.next_deadline()
+        if deadline is not None and deadline <= self.now:
+            self.polls += 1
+            registry.poll(self.now)
+
+
+def bench_registry(repeats: int) -> list[Result]:
+    from igrs.wire import isdp
+
+    say(f"== d. registry: per-datagram cost by known devices ({N_PROBES} distinct alive refreshes, "
+        f"best of {repeats}) ==")
+    feeders = {n: RegistryFeeder(n) for n in REGISTRY_SIZES}
+    subjects: dict[str, tuple[Callable[[Any], Any], Sequence[Any]]] = {
+        f"{n} known": (feeder, feeder.probes) for n, feeder in feeders.items()}
+    subjects["bare decode"] = (lambda p: isdp.decode(p[0]), feeders[REGISTRY_SIZES[0]].probes)
+    rates = measure(subjects, repeats)
+    cost = {name: 1e6 / rate for name, rate in rates.items()}  # microseconds per datagram
+    for name, us in cost.items():
+        say(f"  {name:14s} {us:8.2f} us/datagram ({us / cost['bare decode']:.2f}x the bare decode)")
+    polls = {n: f.polls for n, f in feeders.items()}
+    say(f"  polls (a deadline was due) over all probes: {polls}")
+    small, large = f"{REGISTRY_SIZES[0]} known", f"{REGISTRY_SIZES[-1]} known"
+    ratio = cost[large] / cost[small]
+    return [
+        Result(
+            f"registry: cost per datagram, {REGISTRY_SIZES[-1]:,} known devices",
+            cost[large], "us", f"the same with {REGISTRY_SIZES[0]} known devices", cost[small], "lower",
+            goal="<= 1.5x", met=ratio <= 1.5,
+            note="decode + registry + the driver's next_deadline check (specs/isdp.md §11)",
+        ),
+        Result(
+            f"registry: cost per datagram, {REGISTRY_SIZES[-1]:,} known devices",
+            cost[large], "us", "bare isdp.decode of the same datagrams", cost["bare decode"], "lower",
+            note="information: what the registry adds to decoding",
+        ),
+    ]
 
 
 # --- b. discovery latency --------------------------------------------------------------------------
@@ -962,7 +1045,7 @@ def print_table(results: list[Result]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", action="append", choices=["codec", "latency", "footprint"])
+    p.add_argument("--only", action="append", choices=["codec", "latency", "footprint", "registry"])
     p.add_argument("--quick", action="store_true", default=QUICK, help="fewer repeats ($IGRS_BENCH_QUICK=1)")
     p.add_argument("--devices", type=int, default=200)
     p.add_argument("--procs", type=int, default=4)
@@ -972,7 +1055,7 @@ def main(argv: list[str] | None = None) -> int:
         "--no-aupnp-latency", action="store_true", help="skip the async-upnp-client latency baseline"
     )
     args = p.parse_args(argv)
-    only = set(args.only or ["codec", "latency", "footprint"])
+    only = set(args.only or ["codec", "latency", "footprint", "registry"])
     results: list[Result] = []
     if "codec" in only:
         results += bench_codec(repeats=3 if args.quick else 7)
@@ -984,6 +1067,8 @@ def main(argv: list[str] | None = None) -> int:
             args.mx,
             with_aupnp=not args.no_aupnp_latency,
         )
+    if "registry" in only:
+        results += bench_registry(repeats=3 if args.quick else 7)
     if "footprint" in only:
         results += bench_footprint(runs=5 if args.quick else 11)
     print_table(results)

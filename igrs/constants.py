@@ -73,7 +73,11 @@ MAX_TRACKED_SOURCES: Final = 1024  # rate-limiter state entries (oldest evicted)
 RESPONDER_RATE: Final = 5.0  # search responses/s sent to one requester ...
 RESPONDER_BURST: Final = 10.0  # ... with this burst
 MAX_RESPONSE_BYTES_PER_REQUEST: Final = 2048  # bytes answered to one search, all datagrams
+SEARCH_AMPLIFICATION: Final = 4  # ... and at most this many times the search's own size
 MAX_PENDING_RESPONSES: Final = 256  # delayed search responses queued at once
+REPOINT_MAX_CANDIDATES: Final = 4  # unproven other addresses kept beside a known device's own
+REPOINT_PROBE_INTERVAL: Final = 30.0  # s between probes of a known device's LOCATION
+REPOINT_PROBE_TIMEOUT: Final = 5.0  # s a probe of a known device's LOCATION may take
 
 # --- the device's HTTP server (project choice; specs/transport.md, specs/timers-and-limits.md) ---
 HTTP_MAX_LINE: Final = 8190  # bytes of a request line or one header line

@@ -1,12 +1,13 @@
-"""``igrs group create|join|leave|list``: device groups from the command line (specs/groups.md).
+"""``igrs group create|join|leave|list``: device groups from the command line (specs/groups.md §9).
 
 ``add_subcommands(subparsers)`` registers the ``group`` command on ``igrs/cli/main.py``'s parser;
-each handler is an ``async`` function of ``args`` (run by ``cli.main``). Until the Device
-hosts a ``GroupManager`` itself, ``create`` and ``join`` run their own ``Device`` (public
-API) for the ``/IGRS`` endpoint, their own ISDP endpoints for the group datagrams, and
-send the unicast group messages in a secure pipe (``ControlPoint.open_pipe``): joining a
-centralised group needs the two devices paired first (``igrs pair``), with the same
-``--state-dir`` as here.
+each handler is an ``async`` function of ``args`` (run by ``cli.main``). ``create`` and
+``join`` run an ``igrs.Device(groups=True)``; ``leave`` and ``list`` a ``ControlPoint``. They
+use the persistent identities of every other command (``igrs/cli/state.py``): ``create``
+the device folder of its ``--device-name`` (as ``igrs device run --name``), ``join`` and
+``leave`` the ``controller`` folder, the identity ``igrs pair`` pairs, so that
+``igrs pair MASTER`` then ``igrs group join GROUP`` works. A running ``join`` records itself
+in that folder (``groups/<group uuid>.json``) so that ``leave`` can end it.
 """
 
 from __future__ import annotations
@@ -15,14 +16,21 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+from igrs.cli.state import slug, state_dir, state_option
 from igrs.constants import IGRS_PORT
+from igrs.errors import IGRSError
 
 EXIT_OK, EXIT_FAILED = 0, 1
+JOIN_RECORDS = "groups"  # folder of the running joins' records, in the identity's state folder
+LEAVE_WAIT = 15.0  # s ``leave`` waits for a running ``join`` to quit and exit
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -30,35 +38,36 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="interface name or address (repeatable; default: $IGRS_INTERFACES, else the LAN)")
     p.add_argument("--port", type=int, default=IGRS_PORT, help=f"ISDP UDP port (default {IGRS_PORT})")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--state-dir", help="identity keys and pairings of this device (as for igrs pair)")
 
 
 def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     group = subparsers.add_parser("group", help="device groups: create, join, leave, list")
     sub = group.add_subparsers(dest="group_command", metavar="ACTION", required=True)
 
-    p = sub.add_parser("create", help="create a group and host it until Ctrl-C")
+    p = sub.add_parser("create", help="create a group and host it until Ctrl-C (which ends it)")
     _common(p)
+    state_option(p)
     p.add_argument("name", help="group name")
     p.add_argument("--centralised", action="store_true", help="a centralised group with this device as master "
                                                                "(default: peer-to-peer)")
-    p.add_argument("--device-name", default="igrs group host", help="this device's friendly name")
-    p.add_argument("--id", help="this device's id (default: a new one)")
+    p.add_argument("--device-name", default="igrs group host",
+                   help="this device's friendly name (its identity: devices/<name> under the state root)")
+    p.add_argument("--id", help="this device's id when its state folder has none yet")
     p.add_argument("--group-id", help="re-create a group under this id")
     p.set_defaults(func=cmd_create)
 
-    p = sub.add_parser("join", help="join a group and stay in it until Ctrl-C")
+    p = sub.add_parser("join", help="join a group and stay in it until Ctrl-C (which leaves it)")
     _common(p)
+    state_option(p)
     p.add_argument("group", help="group id, its UUID prefix, or its exact name")
     p.add_argument("--device-name", default="igrs group member", help="this device's friendly name")
-    p.add_argument("--id", help="this device's id (default: a new one)")
     p.add_argument("-t", "--timeout", type=float, default=1.5, help="seconds to search first")
     p.set_defaults(func=cmd_join)
 
-    p = sub.add_parser("leave", help="make device --id leave a group (quit notify / quit advertisement)")
+    p = sub.add_parser("leave", help="leave a group this host's identity joined (ends its `group join`)")
     _common(p)
+    state_option(p)
     p.add_argument("group", help="group id, its UUID prefix, or its exact name")
-    p.add_argument("--id", required=True, help="the device id that leaves")
     p.add_argument("-t", "--timeout", type=float, default=1.5, help="seconds to search first")
     p.set_defaults(func=cmd_leave)
 
@@ -70,67 +79,17 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
 
 
 # --- plumbing --------------------------------------------------------------------------------
-@contextlib.asynccontextmanager
-async def _groups(args: argparse.Namespace, name: str, device: Any = None,
-                  device_id: Any = None) -> AsyncIterator[Any]:
-    """A GroupManager on its own ISDP endpoints; unicast group messages in secure pipes."""
-    from igrs.net.isdp import IsdpEndpoints
-    from igrs.node.control import ControlPoint
-    from igrs.node.group_manager import GroupManager
-    from igrs.wire.messages import Frame, Routing
-
-    if device is not None:
-        device_id = device.device_id
-    cp = ControlPoint(interfaces=args.interface, port=args.port, device_id=device_id,
-                      state_dir=getattr(args, "state_dir", None), name=name or "igrs group tool")
-    await cp.start()
-    device_id = cp.device_id
-    manager: GroupManager | None = None
-
-    async def send_request(target: Any, message: Any) -> Any:
-        if cp.discovery.get(target) is None:
-            await cp.search(timeout=1.0, target=target, mx=1)
-        pipe = await cp.open_pipe(target)
-        _, frame = await pipe.exchange(message)
-        if frame is None:  # a notify's bare 200
-            return Frame(Routing(message.message_type, target, device_id, 1), message)
-        return frame
-
-    def on_datagram(data: bytes, source: tuple[str, int], interface: str) -> None:
-        if manager is not None:
-            manager.on_datagram(data, source, interface)
-
-    endpoints = IsdpEndpoints(cp.interfaces, args.port, on_datagram)
-    manager = GroupManager(device_id, name, execute=endpoints.execute, send_request=send_request,
-                           interfaces=cp.interfaces, port=args.port)
-    if device is not None:
-        async def handle(frame: Any, ctx: Any) -> Any:
-            assert manager is not None
-            return await manager.handle_request(frame, getattr(ctx, "address", None))
-
-        for mtype in ("JoinCentralisedDeviceGroupRequest", "QuitCentralisedDeviceGroupNotify"):
-            device.handlers[mtype] = handle
-        device.group_source = manager.joined_groups  # joinedGroupList in its description
-    try:
-        await endpoints.start()
-        await manager.start()
-        yield manager
-    finally:
-        await manager.stop()
-        await endpoints.close()
-        await cp.stop()
-
-
-async def _until_signalled() -> None:
+def _signalled() -> asyncio.Event:
+    """An event set by SIGINT/SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+    return stop
+
+
+def _say(args: argparse.Namespace, event: str, text: str, **fields: Any) -> None:
+    print(json.dumps({"event": event, **fields}) if args.json else text, flush=True)
 
 
 def _event_line(event: Any, as_json: bool) -> str:
@@ -144,16 +103,9 @@ def _event_line(event: Any, as_json: bool) -> str:
     return f"{type(event).__name__} " + " ".join(f"{k}={v}" for k, v in fields.items())
 
 
-async def _print_events(manager: Any, as_json: bool) -> None:
-    async for event in manager.events():
-        print(_event_line(event, as_json), flush=True)
-
-
-def _find_group(manager: Any, text: str) -> Any:
-    from igrs.errors import IGRSError
-
+def _find_group(groups: list[Any], text: str) -> Any:
     text = text.strip()
-    matches = [g for g in manager.heard
+    matches = [g for g in groups
                if text in (str(g.group_id), g.name)
                or str(g.group_id).rpartition(":")[2].startswith(text.lower())]
     if len(matches) != 1:
@@ -170,83 +122,205 @@ def _show_pin(as_json: bool) -> Any:
     return show
 
 
-def _device_id(text: str | None) -> Any:
-    from igrs.wire.ids import DeviceId
+def member_count(record: Any) -> int:
+    """Members of a heard group: a centralised group's slaves as its master last said; the
+    peers heard for a peer group."""
+    if record.master is not None:
+        return int(record.member_count or 0)
+    return len(record.members)
 
-    return DeviceId.parse(text) if text else DeviceId.new()
+
+# --- the record of a running join (so that ``leave`` can end it) -------------------------------
+def _record_path(state: str, group_id: Any) -> Path:
+    return Path(state) / JOIN_RECORDS / f"{str(group_id).rpartition(':')[2]}.json"
+
+
+@contextlib.contextmanager
+def _join_record(state: str, group_id: Any) -> Iterator[None]:
+    path = _record_path(state, group_id)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.write_text(json.dumps({"pid": os.getpid(), "group_id": str(group_id)}))
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            if json.loads(path.read_text()).get("pid") == os.getpid():
+                path.unlink()
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (an exited process its parent has not reaped yet does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError, IndexError):
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    return True
+
+
+def _running_join(state: str, group_id: Any) -> int | None:
+    """The pid of this identity's running ``join`` of ``group_id``, if any (stale records go)."""
+    path = _record_path(state, group_id)
+    try:
+        pid = int(json.loads(path.read_text())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pid = None
+    if pid is None or not _alive(pid):
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return None
+    return pid
+
+
+async def _end_process(pid: int) -> bool:
+    """SIGTERM ``pid`` (a ``join``: it quits the group on the way out); wait for it to exit."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + LEAVE_WAIT
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        await asyncio.sleep(0.1)
+    return False
 
 
 # --- commands --------------------------------------------------------------------------------
 async def cmd_create(args: argparse.Namespace) -> int:
-    from igrs import Device
+    from igrs.node.device import Device
     from igrs.wire.group_datagrams import GroupId
 
     device = Device(name=args.device_name, device_id=args.id, interfaces=args.interface, port=args.port,
-                    state_dir=args.state_dir, on_pin=_show_pin(args.json))
-    async with device, _groups(args, args.device_name, device) as groups:
-        device_id = device.device_id
-        printer = asyncio.create_task(_print_events(groups, args.json))
+                    state_dir=state_dir(args, f"devices/{slug(args.device_name)}"), on_pin=_show_pin(args.json),
+                    groups=True)
+    stop = _signalled()
+    async with device:
+        events = device.groups.events()
+        printer = asyncio.create_task(_print_events(events, args.json))
         gid = GroupId.parse(args.group_id) if args.group_id else None
-        info = await (groups.create_centralised(args.name, gid) if args.centralised
-                      else groups.create_peer(args.name, gid))
-        ready = {"event": "ready", "group_id": str(info.group_id), "kind": info.kind.value,
-                 "device_id": str(device_id)}
-        print(json.dumps(ready) if args.json else
-              f"{info.kind.value} group {info.name!r} is {info.group_id} (Ctrl-C to end it)", flush=True)
-        await _until_signalled()
+        info = await (device.groups.create_centralised(args.name, gid) if args.centralised
+                      else device.groups.create_peer(args.name, gid))
+        _say(args, "ready", f"{info.kind.value} group {info.name!r} is {info.group_id}, hosted by "
+                            f"{device.device_id} (Ctrl-C to end it)",
+             group_id=str(info.group_id), kind=info.kind.value, device_id=str(device.device_id))
+        await stop.wait()
         printer.cancel()
     return EXIT_OK
 
 
+async def _print_events(events: Any, as_json: bool) -> None:
+    async for event in events:
+        print(_event_line(event, as_json), flush=True)
+
+
 async def cmd_join(args: argparse.Namespace) -> int:
-    from igrs import Device
+    from igrs.node.device import Device
     from igrs.wire.group_datagrams import GroupKind
 
-    device = Device(name=args.device_name, device_id=args.id, interfaces=args.interface, port=args.port,
-                    state_dir=args.state_dir, on_pin=_show_pin(args.json))
-    async with device, _groups(args, args.device_name, device) as groups:
-        device_id = device.device_id
-        await groups.search(timeout=args.timeout, mx=1)
-        record = _find_group(groups, args.group)
-        printer = asyncio.create_task(_print_events(groups, args.json))
+    state = state_dir(args, "controller")
+    device = Device(name=args.device_name, interfaces=args.interface, port=args.port, state_dir=state,
+                    groups=True)
+    stop = _signalled()
+    async with device:
+        groups = device.groups
+        record = _find_group(await groups.search(timeout=args.timeout, mx=1), args.group)
+        events = groups.events()
         if record.kind is GroupKind.CENTRALISED:
             info = await groups.join(record.group_id, record.master)
         else:
             info = await groups.join_peer(record.group_id)
-        ready = {"event": "joined", "group_id": str(info.group_id), "device_id": str(device_id)}
-        print(json.dumps(ready) if args.json else
-              f"joined {info.name!r} ({info.group_id}) as {device_id} (Ctrl-C to leave)", flush=True)
-        await _until_signalled()
-        printer.cancel()
+        with _join_record(state, info.group_id):
+            me = str(device.device_id)
+            _say(args, "joined", f"joined {info.name!r} ({info.group_id}) as {me} (Ctrl-C to leave)",
+                 group_id=str(info.group_id), device_id=me)
+            ended = asyncio.ensure_future(_membership_end(events, info.group_id, args.json))
+            stopped = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({ended, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if ended.done():
+                print(f"igrs: no longer in {info.name!r}: {ended.result()}", file=sys.stderr)
+                return EXIT_FAILED
+            ended.cancel()
+    _say(args, "left", f"left {info.name!r} ({info.group_id})", group_id=str(info.group_id))
     return EXIT_OK
 
 
+_ENDED = {"dissolved": "the group was dissolved by its master", "removed": "the master removed this device",
+          "master_lost": "the master did not come back"}
+
+
+async def _membership_end(events: Any, group_id: Any, as_json: bool) -> str:
+    """Print this group's events; return why the membership ended when it does."""
+    from igrs.core.device_groups import GroupDissolved, GroupLeft, MasterLost, MasterReturned
+
+    async for event in events:
+        group = getattr(event, "group", None)
+        if group_id not in (getattr(event, "group_id", None), getattr(group, "group_id", None)):
+            continue
+        print(_event_line(event, as_json), flush=True)
+        if isinstance(event, GroupDissolved):
+            return _ENDED.get(event.reason, event.reason)
+        if isinstance(event, GroupLeft):
+            return "left"
+        if isinstance(event, MasterLost) and not as_json:
+            print(f"the master is gone ({event.reason}); waiting for it to come back", file=sys.stderr,
+                  flush=True)
+        if isinstance(event, MasterReturned) and not as_json:
+            print("the master is back", file=sys.stderr, flush=True)
+    return "stopped"
+
+
 async def cmd_leave(args: argparse.Namespace) -> int:
-    device_id = _device_id(args.id)
-    async with _groups(args, "", device_id=device_id) as groups:
-        await groups.search(timeout=args.timeout, mx=1)
-        record = _find_group(groups, args.group)
-        await groups.quit_untracked(record.group_id, record.kind, record.master)
-        await asyncio.sleep(0.3)  # the quit copies / the notify
-    print(json.dumps({"event": "left", "group_id": str(record.group_id)}) if args.json
-          else f"{device_id} left {record.name!r} ({record.group_id})", flush=True)
+    from igrs.node.control import ControlPoint
+    from igrs.wire.bodies.groups import QuitCentralisedDeviceGroupNotify
+    from igrs.wire.messages import ErrorResponse
+
+    state = state_dir(args, "controller")
+    async with ControlPoint(interfaces=args.interface, port=args.port, state_dir=state,
+                            name="igrs group leave") as cp:
+        record = _find_group(await cp.search_groups(timeout=args.timeout, mx=1), args.group)
+        me, name = cp.device_id, record.name
+        pid = _running_join(state, record.group_id)
+        if pid is not None and not await _end_process(pid):
+            raise IGRSError(f"`igrs group join` (pid {pid}) of {me} did not end within {LEAVE_WAIT:.0f} s")
+        if record.master is None:  # a peer group: the membership is what that join advertised
+            if pid is None:
+                raise IGRSError(f"{me} is not a member of {name!r} ({record.group_id}): no `igrs group join` "
+                                f"of this identity runs")
+        else:
+            # Ask the master: it drops us (200) or says we are not a member (404).
+            await cp.search(timeout=args.timeout, target=record.master)
+            pipe = await cp.open_pipe(record.master)
+            _, frame = await pipe.exchange(QuitCentralisedDeviceGroupNotify(record.group_id))
+            refused = frame.message.status if frame is not None and isinstance(frame.message, ErrorResponse) \
+                else None
+            if refused is not None and refused.return_code == 404 and pid is None:
+                raise IGRSError(f"{me} is not a member of {name!r} ({record.group_id}): its master says so")
+            if refused is not None and refused.return_code != 404:
+                raise IGRSError(f"the master of {name!r} refused the quit: "
+                                f"{refused.reason or refused.return_code}")
+    _say(args, "left", f"{me} left {name!r} ({record.group_id})", group_id=str(record.group_id),
+         device_id=str(me))
     return EXIT_OK
 
 
 async def cmd_list(args: argparse.Namespace) -> int:
-    from igrs.wire.ids import DeviceId
+    from igrs.node.control import ControlPoint
 
-    async with _groups(args, "", device_id=DeviceId.new()) as groups:
-        found = await groups.search(timeout=args.timeout, mx=args.mx)
+    async with ControlPoint(interfaces=args.interface, port=args.port, name="igrs group list") as cp:
+        found = await cp.search_groups(timeout=args.timeout, mx=args.mx)
     if args.json:
         print(json.dumps([{"id": str(g.group_id), "name": g.name, "kind": g.kind.value,
                            "master": str(g.master) if g.master else None,
-                           "members": sorted(str(m) for m in g.members)} for g in found], indent=2))
+                           "members": sorted(str(m) for m in g.members),
+                           "member_count": member_count(g)} for g in found], indent=2))
         return EXIT_OK
     if not found:
         print("no IGRS device groups found", file=sys.stderr)
         return EXIT_OK
     for g in found:
         master = f" master {g.master.uuid}" if g.master else ""
-        print(f"{g.group_id}  {g.name!r}  {g.kind.value}{master}  members {len(g.members)}")
+        print(f"{g.group_id}  {g.name!r}  {g.kind.value}{master}  members {member_count(g)}")
     return EXIT_OK

@@ -20,6 +20,7 @@ from typing import Any
 
 from igrs import __version__
 from igrs.cli.shares import add_share_folder
+from igrs.cli.state import slug, state_dir, state_option
 from igrs.constants import DEFAULT_MAX_AGE, DESCRIBE_DEADLINE, IGRS_PORT, KEEPALIVE_INTERVAL, KEEPALIVE_MISSES
 from igrs.errors import IGRSError
 
@@ -27,20 +28,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-") or "device"
-
-
-def _state_dir(args: argparse.Namespace, role: str) -> str:
-    """--state-dir, else <$IGRS_STATE_DIR or ~/.local/state/igrs>/<role>."""
-    from igrs.node.keystore import default_state_dir
-
-    return args.state_dir or str(default_state_dir() / role)
-
-
-def _state_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--state-dir", help="where identity keys and pairings live (default: "
-                                       "$IGRS_STATE_DIR or ~/.local/state/igrs, one folder per role)")
+_slug, _state_dir, _state_option = slug, state_dir, state_option
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -62,6 +50,8 @@ def _record_json(rec: Any, now: float) -> dict[str, Any]:
         "id": str(rec.device_id), "name": rec.name, "type": str(rec.device_type),
         "address": rec.address, "location": rec.location, "age": round(rec.age(now), 1),
         "interfaces": rec.interfaces,
+        # other addresses announcing this device id, not proven to be it (specs/isdp.md §11a)
+        "candidates": sorted({addr for _, addr in rec.candidates}),
     }
 
 
@@ -92,6 +82,8 @@ async def cmd_discover(args: argparse.Namespace) -> int:
                 else:
                     mark = {"appeared": "+", "gone": "-", "updated": "~"}[kind]
                     extra = f" ({ev.reason})" if isinstance(ev, DeviceGone) else ""
+                    if rec.candidates:
+                        extra += " also announced by " + ", ".join(sorted({a for _, a in rec.candidates}))
                     print(f"{mark} {rec.name!r} {rec.device_type.name} {rec.address} "
                           f"{rec.device_id.uuid}{extra}", flush=True)
             return EXIT_OK

@@ -2,153 +2,63 @@
 
 ``DeviceDiscovery`` is a device's side: the advertiser and the search responder.
 ``ControlPointDiscovery`` is a control point's side: searching and the registry of remote
-devices. Both take datagrams and ``now`` and return actions (datagrams to send) and events;
-timers are exposed as ``next_deadline()`` + ``poll(now)``. Rules: specs/isdp.md.
+devices. Both take datagrams and ``now`` and return actions (datagrams to send, locations
+to probe) and events; timers are exposed as ``next_deadline()`` + ``poll(now)``. When datagrams
+go out is decided by ``igrs.core.datagram_schedule``, shared with device groups.
+Rules: specs/isdp.md.
 """
 
 from __future__ import annotations
 
-import heapq
 import ipaddress
-import itertools
 import random
-from collections import Counter
 from dataclasses import dataclass, field, replace
-from urllib.parse import urlsplit
 
 from igrs.constants import (
-    COPY_SPACING,
     DEFAULT_MAX_AGE,
     DEFAULT_MX,
     IGRS_PORT,
-    IPV4_GROUP,
-    IPV6_GROUP,
     MAX_MX,
-    MAX_PENDING_RESPONSES,
-    MAX_RESPONSE_BYTES_PER_REQUEST,
     MAX_TRACKED_SOURCES,
-    REANNOUNCE_FRACTION,
-    REANNOUNCE_JITTER,
     REGISTRY_MAX_DEVICES,
-    RESPONDER_BURST,
-    RESPONDER_RATE,
+    REPOINT_MAX_CANDIDATES,
+    REPOINT_PROBE_INTERVAL,
     SEARCH_RETRIES,
     SOURCE_BURST,
     SOURCE_RATE,
-    STARTUP_COPIES,
+)
+from igrs.core.datagram_schedule import (
+    Address,
+    AdvertisementSchedule,
+    Answer,
+    Copy,
+    DatagramAction,
+    DropCounter,
+    Interface,
+    SearchRepeats,
+    SearchResponder,
+    SendMulticast,
+    SendUnicast,
+    earliest,
+    group_host,
 )
 from igrs.core.ratelimit import KeyedRateLimiter
+from igrs.core.timers import ExpiryQueue, Timers
 from igrs.errors import ProtocolError
 from igrs.wire import isdp
 from igrs.wire.ids import DeviceId, DeviceType, ServiceType
 from igrs.wire.isdp import SearchTarget
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-Address = tuple[str, int]
+__all__ = [
+    "Action", "Address", "ControlPointDiscovery", "DeviceAppeared", "DeviceDiscovery", "DeviceGone",
+    "DeviceRecord", "DeviceUpdated", "DiscoveryEvent", "DropCounter", "Interface",
+    "ProbeLocation", "SendMulticast", "SendUnicast", "ServiceRecord", "group_host",
+]
 
-
-# --- what the core needs to know of a local interface ------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Interface:
-    name: str
-    address: str
-    network: IPNetwork
-    scope_id: int = 0
-    device: str = ""  # the OS interface name, when ``name`` is made unique from it
-
-    @property
-    def os_name(self) -> str:
-        return self.device or self.name
-
-    @property
-    def family(self) -> int:
-        return self.network.version
-
-    @classmethod
-    def from_cidr(cls, name: str, cidr: str, scope_id: int = 0) -> Interface:
-        iface = ipaddress.ip_interface(cidr)
-        return cls(name, str(iface.ip), iface.network, scope_id)
-
-
-def group_host(iface: Interface, port: int) -> str:
-    return f"{IPV4_GROUP}:{port}" if iface.family == 4 else f"[{IPV6_GROUP}]:{port}"
-
-
-# --- actions -------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class SendMulticast:
-    interface: str
-    payload: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class SendUnicast:
-    interface: str
-    address: Address
-    payload: bytes
-
-
-Action = SendMulticast | SendUnicast
-
-
-class _Timers:
-    """A heap of (due, seq, item)."""
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[float, int, object]] = []
-        self._seq = itertools.count()
-
-    def add(self, due: float, item: object) -> None:
-        heapq.heappush(self._heap, (due, next(self._seq), item))
-
-    def due(self, now: float) -> list[object]:
-        out = []
-        while self._heap and self._heap[0][0] <= now:
-            out.append(heapq.heappop(self._heap)[2])
-        return out
-
-    def next_deadline(self) -> float | None:
-        return self._heap[0][0] if self._heap else None
-
-    def clear(self) -> None:
-        self._heap.clear()
-
-    def __len__(self) -> int:
-        return len(self._heap)
-
-
-@dataclass(slots=True)
-class DropCounter:
-    """Why datagrams were dropped (malformed, rate-limited, ...): for logs, tests, stats."""
-
-    reasons: Counter[str] = field(default_factory=Counter)
-
-    def drop(self, reason: str) -> None:
-        self.reasons[reason] += 1
-
-    @property
-    def total(self) -> int:
-        return sum(self.reasons.values())
+Action = DatagramAction
 
 
 # --- the device side -----------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class _Announce:
-    interface: str
-    byebye: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class _Reannounce:
-    generation: int
-
-
-@dataclass(frozen=True, slots=True)
-class _Respond:
-    key: tuple[str, int, str]  # (requester ip, port, ST) for de-duplication
-    actions: tuple[SendUnicast, ...]
-
-
 class DeviceDiscovery:
     """Advertiser and search responder of one local device."""
 
@@ -169,15 +79,17 @@ class DeviceDiscovery:
         self.port = port
         self.rng = rng or random.Random()
         self.drops = DropCounter()
-        self.answered = 0
         self.running = False
         self._services: dict[int, tuple[ServiceType, str]] = {}  # service id -> (type, name)
         self._interfaces: dict[str, Interface] = {}
         self._locations: dict[str, str] = {}
-        self._timers = _Timers()
-        self._generation = 0
-        self._pending: set[tuple[str, int, str]] = set()
-        self._requesters = KeyedRateLimiter(RESPONDER_RATE, RESPONDER_BURST, MAX_TRACKED_SOURCES)
+        self._schedule: AdvertisementSchedule[str] = AdvertisementSchedule(max_age, self.rng)
+        self._responder = SearchResponder(self.rng, self.drops)
+
+    @property
+    def answered(self) -> int:
+        """Searches answered so far."""
+        return self._responder.answered
 
     # interfaces & addresses
     def set_interfaces(self, interfaces: dict[Interface, str], now: float) -> list[Action]:
@@ -209,36 +121,43 @@ class DeviceDiscovery:
         actions: list[Action] = []
         for name in self._interfaces:
             actions += self._announce_burst(name, now)
-        self._schedule_reannounce(now)
+        self._schedule.start_rounds(now)
         return actions
 
     def stop(self, now: float) -> list[Action]:
         """Byebye on every interface now; the extra copies become due COPY_SPACING later."""
         self.running = False
-        self._timers.clear()
-        self._pending.clear()
+        self._schedule.clear()
+        self._responder.clear()
         actions: list[Action] = [a for i in self._interfaces.values() for a in self._byebye(i)]
-        for copy in range(1, STARTUP_COPIES):
-            for name in self._interfaces:
-                self._timers.add(now + copy * COPY_SPACING, _Announce(name, byebye=True))
+        for name in self._interfaces:
+            self._schedule.burst(name, now, "goodbye")
+        return actions
+
+    def description_changed(self, now: float) -> list[Action]:
+        """The description changed (services, groups): ``isdp:update`` on every interface,
+        with its copies (specs/isdp.md §8)."""
+        if not self.running:
+            return []
+        actions: list[Action] = []
+        for name, iface in self._interfaces.items():
+            actions.append(self._device_alive(iface, update=True))
+            self._schedule.burst(name, now, "update")
         return actions
 
     def _announce_burst(self, name: str, now: float) -> list[Action]:
-        for copy in range(1, STARTUP_COPIES):
-            self._timers.add(now + copy * COPY_SPACING, _Announce(name))
+        self._schedule.burst(name, now)
         return list(self._alive(self._interfaces[name]))
 
-    def _schedule_reannounce(self, now: float) -> None:
-        self._generation += 1
-        delay = self.max_age * REANNOUNCE_FRACTION - self.rng.uniform(0, REANNOUNCE_JITTER * self.max_age)
-        self._timers.add(now + max(delay, 0.5), _Reannounce(self._generation))
+    def _device_alive(self, iface: Interface, *, update: bool = False) -> SendMulticast:
+        msg = isdp.DeviceOnlineAdvertisement(
+            self.device_id, self.device_type, self._locations[iface.name], self.max_age, self.name,
+            update=update)
+        return SendMulticast(iface.name, isdp.encode(msg, host=group_host(iface, self.port)))
 
     def _alive(self, iface: Interface) -> list[SendMulticast]:
         """The device's advertisement on ``iface``, then one per shared service."""
-        msg = isdp.DeviceOnlineAdvertisement(
-            self.device_id, self.device_type, self._locations[iface.name], self.max_age, self.name
-        )
-        return [SendMulticast(iface.name, isdp.encode(msg, host=group_host(iface, self.port))),
+        return [self._device_alive(iface),
                 *(self._service_alive(iface, sid, st, name) for sid, (st, name) in self._services.items())]
 
     def _byebye(self, iface: Interface) -> list[SendMulticast]:
@@ -248,28 +167,24 @@ class DeviceDiscovery:
 
     # timers
     def next_deadline(self) -> float | None:
-        return self._timers.next_deadline()
+        return earliest(self._schedule.next_deadline(), self._responder.next_deadline())
 
     def poll(self, now: float) -> list[Action]:
         actions: list[Action] = []
-        for item in self._timers.due(now):
-            if isinstance(item, _Announce):
-                iface = self._interfaces.get(item.interface)
+        for item in self._schedule.due(now):
+            if isinstance(item, Copy):
+                iface = self._interfaces.get(item.subject)
                 if iface is None:
                     continue
-                if item.byebye:
+                if item.kind == "goodbye":
                     actions += self._byebye(iface)
                 elif self.running:
-                    actions += self._alive(iface)
-            elif isinstance(item, _Reannounce):
-                if self.running and item.generation == self._generation:
-                    actions += [a for i in self._interfaces.values() for a in self._alive(i)]
-                    self._schedule_reannounce(now)
-            elif isinstance(item, _Respond):
-                self._pending.discard(item.key)
-                if self.running:
-                    self.answered += 1
-                    actions.extend(item.actions)
+                    actions += [self._device_alive(iface, update=True)] if item.kind == "update" \
+                        else self._alive(iface)
+            elif self.running:  # the periodic round
+                actions += [a for i in self._interfaces.values() for a in self._alive(i)]
+        if self.running:
+            actions += self._responder.due(now)
         return actions
 
     # input
@@ -287,7 +202,7 @@ class DeviceDiscovery:
             self.drops.drop("malformed")
             return []
         if isinstance(msg, isdp.SearchDeviceRequest | isdp.SearchServiceRequest):
-            self.on_search(msg, source, interface, now)
+            self.on_search(msg, source, interface, now, len(data))
         return []
 
     def matches(self, target: SearchTarget) -> bool:
@@ -299,8 +214,6 @@ class DeviceDiscovery:
             assert target.device_type is not None
             return self.device_type.satisfies(target.device_type)
         if target.kind == "service_type":
-            wanted = target.service_type
-            assert wanted is not None
             return any(self._service_matches(s, target) for s, _ in self._services.values())
         return False
 
@@ -333,64 +246,33 @@ class DeviceDiscovery:
         return SendMulticast(iface.name, isdp.encode(msg, host=group_host(iface, self.port)))
 
     def on_search(self, req: isdp.SearchDeviceRequest | isdp.SearchServiceRequest, source: Address,
-                  interface: str, now: float) -> None:
-        """Schedule the answer to a search (device search 9.6, or service search 10.2)."""
+                  interface: str, now: float, request_size: int) -> None:
+        """Schedule the answer to a search (device search 9.6, or service search 10.2) of
+        ``request_size`` bytes."""
+        if req.source_device_id == self.device_id:
+            return
+        location = self._locations.get(interface, "")
+        answers: list[isdp.IsdpMessage]
         if isinstance(req, isdp.SearchServiceRequest):
-            if req.source_device_id == self.device_id:
-                return
-            answers: list[isdp.IsdpMessage] = [
-                isdp.SearchServiceResponse(self.device_id, self.device_type, stype, sid,
-                                           self._locations.get(interface, ""), self.max_age, name,
-                                           req.source_device_id)
+            answers = [
+                isdp.SearchServiceResponse(self.device_id, self.device_type, stype, sid, location,
+                                           self.max_age, name, req.source_device_id)
                 for sid, (stype, name) in sorted(self._services.items())
                 if self._service_matches(stype, req.target)
             ]
+        elif self.matches(req.target):
+            answers = [isdp.SearchDeviceResponse(self.device_id, self.device_type, location, self.max_age,
+                                                 req.target, self.name, req.source_device_id)]
         else:
-            if req.source_device_id == self.device_id or not self.matches(req.target):
-                return
-            answers = [isdp.SearchDeviceResponse(
-                self.device_id, self.device_type, self._locations.get(interface, ""), self.max_age,
-                req.target, self.name, req.source_device_id)]
-        if answers:
-            self._respond(answers, str(req.target), req.mx, source, interface, now)
+            answers = []
+        if not answers:
+            return
 
-    def _respond(self, answers: list[isdp.IsdpMessage], target: str, mx: int, source: Address,
-                 interface: str, now: float) -> None:
-        iface = self._interfaces.get(interface)
-        if iface is None:
-            self.drops.drop("unknown_interface")
-            return
-        try:
-            src_ip = ipaddress.ip_address(source[0].partition("%")[0])
-        except ValueError:
-            self.drops.drop("bad_source")
-            return
-        if src_ip not in iface.network:
-            # Anti-reflection: a search from outside the link is spoofed or misrouted.
-            self.drops.drop("off_subnet")
-            return
-        key = (str(src_ip), source[1], target)
-        if key in self._pending:
-            return  # an answer to this requester and target is already on its way
-        if len(self._pending) >= MAX_PENDING_RESPONSES:
-            self.drops.drop("responder_busy")
-            return
-        if not self._requesters.allow(str(src_ip), now):
-            self.drops.drop("requester_rate")
-            return
-        payloads, budget = [], MAX_RESPONSE_BYTES_PER_REQUEST
-        for answer in answers:  # no amplification: the bytes answered to one search are capped
-            payload = isdp.encode(answer, host="")
-            if len(payload) > budget:
-                self.drops.drop("response_too_large")
-                break
-            budget -= len(payload)
-            payloads.append(SendUnicast(interface, source, payload))
-        if not payloads:
-            return
-        self._pending.add(key)
-        delay = self.rng.uniform(0, min(max(mx, 0), MAX_MX))
-        self._timers.add(now + delay, _Respond(key, tuple(payloads)))
+        def encoded() -> list[Answer]:
+            return [(isdp.encode(a, host=""), isdp.encode(a, host="", compact=True)) for a in answers]
+
+        self._responder.respond(encoded, target=str(req.target), mx=req.mx, request_size=request_size,
+                                source=source, iface=self._interfaces.get(interface), now=now)
 
 
 # --- the control point side ----------------------------------------------------------------------
@@ -406,7 +288,10 @@ class DeviceRecord:
     max_age: int
     first_seen: float
     last_seen: float
-    seen_on: frozenset[tuple[str, str]]  # (local interface, remote address)
+    seen_on: frozenset[tuple[str, str]]  # (local interface, remote address): the device's own paths
+    # (local interface, remote address) that announced this device id from another address than
+    # its own on that interface, and have not proved to be it (specs/isdp.md §11a)
+    candidates: frozenset[tuple[str, str]] = frozenset()
 
     @property
     def expires_at(self) -> float:
@@ -422,10 +307,14 @@ class DeviceRecord:
     @property
     def url(self) -> str:
         """``location`` made reachable: a link-local IPv6 host gets the zone it was heard on."""
-        addr, _, zone = self.address.partition("%")
-        if not zone or f"[{addr}]" not in self.location:
-            return self.location
-        return self.location.replace(f"[{addr}]", f"[{addr}%{zone}]", 1)
+        return _zoned(self.location, self.address)
+
+
+def _zoned(location: str, address: str) -> str:
+    addr, _, zone = address.partition("%")
+    if not zone or f"[{addr}]" not in location:
+        return location
+    return location.replace(f"[{addr}]", f"[{addr}%{zone}]", 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -467,21 +356,62 @@ class ServiceRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class _SearchCopy:
-    payloads: tuple[tuple[str, bytes], ...]
+class ProbeLocation:
+    """Action: ask the device at ``location`` (the known device's own LOCATION) for its
+    description, and report whether ``device_id`` answered there with ``probe_result``."""
+
+    device_id: DeviceId
+    location: str
+
+
+ControlAction = SendMulticast | ProbeLocation
+
+
+@dataclass(slots=True)
+class _Candidate:
+    location: str
+    expires_at: float
+
+
+@dataclass(slots=True)
+class _Known:
+    """Registry entry: the record, and the unproven addresses heard beside it."""
+
+    record: DeviceRecord
+    candidates: dict[tuple[str, str], _Candidate] = field(default_factory=dict)
+    probed_at: float | None = None  # last probe of the record's LOCATION asked for
+    probing: bool = False
+
+
+def _location_host(location: str) -> str:
+    """The host of a LOCATION the decoder accepted (``http(s)://host[:port]/...``), without
+    brackets or zone. String work only: no parser cache whose hit rate depends on how many
+    devices are known."""
+    netloc = location.partition("://")[2].partition("/")[0].rpartition("@")[2]
+    if netloc.startswith("["):
+        return netloc[1:netloc.find("]")].partition("%")[0]
+    return netloc.partition(":")[0]
 
 
 def _host_matches(location: str, source_ip: str) -> bool:
-    try:
-        host = urlsplit(location).hostname or ""
-        return ipaddress.ip_address(host.partition("%")[0]) == ipaddress.ip_address(
-            source_ip.partition("%")[0])
+    host, source = _location_host(location), source_ip.partition("%")[0]
+    if host == source:
+        return True
+    try:  # the same address written another way (IPv6 case or zeros)
+        return ipaddress.ip_address(host) == ipaddress.ip_address(source)
     except ValueError:
         return False
 
 
 class ControlPointDiscovery:
-    """Search and the registry of remote devices, with caps against floods."""
+    """Search and the registry of remote devices, with caps against floods.
+
+    The registry never lets an unauthenticated datagram re-point a known device
+    (specs/isdp.md §11a): an announcement of a known device id from another address on the
+    same interface is kept as a *candidate* beside the device's own address; the entry
+    moves there when a probe of the device's own LOCATION fails (``ProbeLocation`` →
+    ``probe_result``) or when a secure pipe authenticated the device there (``proven``).
+    """
 
     def __init__(
         self,
@@ -497,9 +427,13 @@ class ControlPointDiscovery:
         self.rng = rng or random.Random()
         self.drops = DropCounter()
         self._interfaces: dict[str, Interface] = {}
-        self._devices: dict[DeviceId, DeviceRecord] = {}
+        self._devices: dict[DeviceId, _Known] = {}
         self._services: dict[tuple[DeviceId, int], ServiceRecord] = {}
-        self._timers = _Timers()
+        self._services_of: dict[DeviceId, set[int]] = {}
+        self._expiry: ExpiryQueue[DeviceId] = ExpiryQueue()
+        self._service_expiry: ExpiryQueue[tuple[DeviceId, int]] = ExpiryQueue()
+        self._repeats = SearchRepeats()
+        self._probes: Timers[ProbeLocation] = Timers()
         self._sources = KeyedRateLimiter(SOURCE_RATE, SOURCE_BURST, MAX_TRACKED_SOURCES)
 
     def set_interfaces(self, interfaces: list[Interface]) -> None:
@@ -507,17 +441,25 @@ class ControlPointDiscovery:
 
     @property
     def devices(self) -> list[DeviceRecord]:
-        return list(self._devices.values())
+        return [k.record for k in self._devices.values()]
 
     def get(self, device_id: DeviceId) -> DeviceRecord | None:
-        return self._devices.get(device_id)
+        known = self._devices.get(device_id)
+        return known.record if known is not None else None
 
     @property
     def services(self) -> list[ServiceRecord]:
         return list(self._services.values())
 
+    def candidate_urls(self, device_id: DeviceId) -> list[tuple[str, str]]:
+        """(address, reachable LOCATION) of each candidate address of a known device."""
+        known = self._devices.get(device_id)
+        if known is None:
+            return []
+        return [(addr, _zoned(c.location, addr)) for (_, addr), c in sorted(known.candidates.items())]
+
     def search(self, now: float, target: SearchTarget | None = None, mx: int = DEFAULT_MX,
-               retries: int = SEARCH_RETRIES) -> list[Action]:
+               retries: int = SEARCH_RETRIES) -> list[SendMulticast]:
         """M-SEARCH on every interface now, and ``retries - 1`` more copies spread over MX.
 
         A service-type target sends SearchServiceRequest (10.2), any other SearchDeviceRequest.
@@ -527,36 +469,30 @@ class ControlPointDiscovery:
         req: isdp.IsdpMessage = (isdp.SearchServiceRequest(target, mx, self.device_id)
                                  if target.kind == "service_type"
                                  else isdp.SearchDeviceRequest(target, mx, self.device_id))
-        payloads = tuple(
-            (name, isdp.encode(req, host=group_host(iface, self.port)))
-            for name, iface in self._interfaces.items()
-        )
-        spacing = min(0.25, mx / max(retries, 1) / 2)
-        for copy in range(1, retries):
-            self._timers.add(now + copy * spacing, _SearchCopy(payloads))
-        return [SendMulticast(name, payload) for name, payload in payloads]
+        sends = tuple(SendMulticast(name, isdp.encode(req, host=group_host(iface, self.port)))
+                      for name, iface in self._interfaces.items())
+        self._repeats.schedule(sends, mx, retries, now)
+        return list(sends)
 
     def next_deadline(self) -> float | None:
-        deadlines = [d for d in (self._timers.next_deadline(), self._next_expiry()) if d is not None]
-        return min(deadlines) if deadlines else None
+        return earliest(self._repeats.next_deadline(), self._probes.next_deadline(),
+                        self._expiry.next_deadline(), self._service_expiry.next_deadline())
 
-    def _next_expiry(self) -> float | None:
-        records: list[DeviceRecord | ServiceRecord] = [*self._devices.values(), *self._services.values()]
-        return min((r.expires_at for r in records), default=None)
-
-    def poll(self, now: float) -> tuple[list[Action], list[DiscoveryEvent]]:
-        actions: list[Action] = []
-        for item in self._timers.due(now):
-            if isinstance(item, _SearchCopy):
-                actions += [SendMulticast(name, p) for name, p in item.payloads]
+    def poll(self, now: float) -> tuple[list[ControlAction], list[DiscoveryEvent]]:
+        actions: list[ControlAction] = [*self._repeats.due(now), *self._probes.due(now)]
         events: list[DiscoveryEvent] = []
-        for device_id, record in list(self._devices.items()):
-            if record.expires_at <= now:
-                del self._devices[device_id]
-                events.append(DeviceGone(record, "expired"))
-        for key, service in list(self._services.items()):
-            if service.expires_at <= now:
-                del self._services[key]
+        for device_id in self._expiry.expired(now):
+            known = self._devices[device_id]
+            if known.record.expires_at <= now:
+                self._remove(device_id)
+                events.append(DeviceGone(known.record, "expired"))
+                continue
+            previous = known.record
+            known.candidates = {k: c for k, c in known.candidates.items() if c.expires_at > now}
+            self._store(known, replace(previous, candidates=frozenset(known.candidates)))
+            events.append(DeviceUpdated(known.record, previous))
+        for key in self._service_expiry.expired(now):
+            self._drop_service(key)
         return actions, events
 
     def on_datagram(self, data: bytes, source: Address, interface: str,
@@ -571,14 +507,14 @@ class ControlPointDiscovery:
             self.drops.drop("malformed")
             return []
         if isinstance(msg, isdp.DeviceOfflineAdvertisement):
-            record = self._devices.get(msg.device_id)
-            if record is None or not any(addr == source[0] for _, addr in record.seen_on):
-                # Only the address a device was seen at may say goodbye for it.
+            known = self._devices.get(msg.device_id)
+            if known is None or not any(addr == source[0] for _, addr in known.record.seen_on):
+                # Only an address the device proved to be its own may say goodbye for it.
+                if known is not None:
+                    self.drops.drop("byebye_mismatch")
                 return []
-            del self._devices[msg.device_id]
-            for key in [k for k in self._services if k[0] == msg.device_id]:
-                del self._services[key]
-            return [DeviceGone(record, "byebye")]
+            self._remove(msg.device_id)
+            return [DeviceGone(known.record, "byebye")]
         if isinstance(msg, isdp.ServiceOnlineAdvertisement | isdp.SearchServiceResponse
                       | isdp.ServiceOfflineAdvertisement):
             self._on_service(msg, source[0], now)
@@ -592,42 +528,130 @@ class ControlPointDiscovery:
             if not _host_matches(msg.location, source[0]):
                 self.drops.drop("location_mismatch")
                 return []
+            update = isinstance(msg, isdp.DeviceOnlineAdvertisement) and msg.update
             return self._seen(msg.device_id, msg.device_type, msg.name, msg.location, msg.max_age,
-                              source[0], interface, now)
+                              source[0], interface, now, update=update)
         return []  # searches from other control points do not concern us
 
     def _seen(self, device_id: DeviceId, device_type: DeviceType, name: str, location: str,
-              max_age: int, address: str, interface: str, now: float) -> list[DiscoveryEvent]:
-        previous = self._devices.get(device_id)
-        if previous is None:
+              max_age: int, address: str, interface: str, now: float, *,
+              update: bool = False) -> list[DiscoveryEvent]:
+        known = self._devices.get(device_id)
+        if known is None:
             if len(self._devices) >= self.max_devices:
                 self.drops.drop("registry_full")
                 return []
             record = DeviceRecord(device_id, device_type, name, location, address, max_age, now, now,
                                   frozenset({(interface, address)}))
-            self._devices[device_id] = record
+            known = self._devices[device_id] = _Known(record)
+            self._expiry.set(device_id, record.expires_at)
             return [DeviceAppeared(record)]
-        # The primary address is the one first seen; another interface's sighting only adds
-        # to ``seen_on`` (no flapping between a two-homed device's addresses). A new address
-        # on the primary interface (the device moved) replaces it.
+        previous = known.record
+        own = {a for i, a in previous.seen_on if i == interface}
+        if own and address not in own:
+            # Another address on an interface where the device has its own: not a move.
+            return self._candidate(known, interface, address, location, max_age, now)
+        # The device's own path on this interface, or its first sighting on another interface
+        # (a two-homed device). The primary path stays the first one seen, except that an
+        # IPv4 path is preferred to IPv6 (no zone needed to reach it).
         primary_iface = next((i for i, a in previous.seen_on if a == previous.address), interface)
         if ":" in previous.address and ":" not in address:
-            primary_iface = interface  # prefer an IPv4 address: no zone needed to reach it
-        seen_on = previous.seen_on | {(interface, address)}
-        if interface == primary_iface and address != previous.address:
-            seen_on = frozenset(p for p in seen_on if p != (interface, previous.address))
+            primary_iface = interface
         is_primary = interface == primary_iface
-        record = replace(
-            previous, device_type=device_type, name=name or previous.name,
-            location=location if is_primary else previous.location,
-            address=address if is_primary else previous.address,
-            max_age=max_age, last_seen=now, seen_on=seen_on,
+        path = (interface, address)
+        record = DeviceRecord(
+            device_id, device_type, name or previous.name, location if is_primary else previous.location,
+            address if is_primary else previous.address, max_age, previous.first_seen, now,
+            previous.seen_on if path in previous.seen_on else previous.seen_on | {path}, previous.candidates,
         )
-        self._devices[device_id] = record
+        self._store(known, record)
         visible = ("device_type", "name", "location", "address", "seen_on")
-        if any(getattr(previous, f) != getattr(record, f) for f in visible):
+        if update or any(getattr(previous, f) != getattr(record, f) for f in visible):
             return [DeviceUpdated(record, previous)]
         return []
+
+    def _candidate(self, known: _Known, interface: str, address: str, location: str, max_age: int,
+                   now: float) -> list[DiscoveryEvent]:
+        key = (interface, address)
+        if key not in known.candidates and len(known.candidates) >= REPOINT_MAX_CANDIDATES:
+            self.drops.drop("candidates_full")
+            return []
+        self.drops.drop("unproven_address")  # counted: this datagram did not refresh the device
+        new = key not in known.candidates
+        known.candidates[key] = _Candidate(location, now + max_age)
+        self._request_probe(known, now)
+        previous = known.record
+        self._store(known, replace(previous, candidates=frozenset(known.candidates)) if new else previous)
+        return [DeviceUpdated(known.record, previous)] if new else []
+
+    def _request_probe(self, known: _Known, now: float) -> None:
+        if known.probing or (known.probed_at is not None and now - known.probed_at < REPOINT_PROBE_INTERVAL):
+            return
+        known.probing, known.probed_at = True, now
+        self._probes.add(now, ProbeLocation(known.record.device_id, known.record.url))
+
+    def probe_result(self, device_id: DeviceId, location: str, answered: bool,
+                     now: float) -> list[DiscoveryEvent]:
+        """The outcome of a ``ProbeLocation``: did ``device_id`` answer at its own LOCATION?
+        If not, the entry moves to its most recently heard candidate address."""
+        known = self._devices.get(device_id)
+        if known is None:
+            return []
+        known.probing = False
+        if answered or known.record.url != location or not known.candidates:
+            return []
+        (iface, address), cand = max(known.candidates.items(), key=lambda kv: kv[1].expires_at)
+        return self._promote(known, iface, address, cand, now)
+
+    def proven(self, device_id: DeviceId, address: str, now: float) -> list[DiscoveryEvent]:
+        """A secure pipe authenticated ``device_id`` at ``address``: if that is one of its
+        candidate addresses, the entry moves there."""
+        known = self._devices.get(device_id)
+        if known is None:
+            return []
+        match = [(k, c) for k, c in known.candidates.items() if k[1] == address]
+        if not match:
+            return []
+        (iface, addr), cand = match[0]
+        return self._promote(known, iface, addr, cand, now)
+
+    def _promote(self, known: _Known, interface: str, address: str, cand: _Candidate,
+                 now: float) -> list[DiscoveryEvent]:
+        previous = known.record
+        del known.candidates[(interface, address)]
+        replaced = {(i, a) for i, a in previous.seen_on if i == interface}
+        seen_on = (previous.seen_on - replaced) | {(interface, address)}
+        was_primary = (interface, previous.address) in replaced or not (previous.seen_on - replaced)
+        record = replace(
+            previous, location=cand.location if was_primary else previous.location,
+            address=address if was_primary else previous.address, last_seen=now,
+            max_age=max(1, int(cand.expires_at - now)) if cand.expires_at > now else previous.max_age,
+            seen_on=seen_on, candidates=frozenset(known.candidates),
+        )
+        known.probed_at, known.probing = None, False
+        self._store(known, record)
+        return [DeviceUpdated(record, previous)]
+
+    def _store(self, known: _Known, record: DeviceRecord) -> None:
+        known.record = record
+        due = min((c.expires_at for c in known.candidates.values()), default=record.expires_at)
+        self._expiry.set(record.device_id, min(due, record.expires_at))
+
+    def _remove(self, device_id: DeviceId) -> None:
+        self._devices.pop(device_id, None)
+        self._expiry.discard(device_id)
+        for sid in self._services_of.pop(device_id, set()):
+            self._services.pop((device_id, sid), None)
+            self._service_expiry.discard((device_id, sid))
+
+    def _drop_service(self, key: tuple[DeviceId, int]) -> None:
+        self._services.pop(key, None)
+        self._service_expiry.discard(key)
+        sids = self._services_of.get(key[0])
+        if sids is not None:
+            sids.discard(key[1])
+            if not sids:
+                del self._services_of[key[0]]
 
     def _on_service(self, msg: isdp.ServiceOnlineAdvertisement | isdp.SearchServiceResponse
                     | isdp.ServiceOfflineAdvertisement, address: str, now: float) -> None:
@@ -635,7 +659,7 @@ class ControlPointDiscovery:
         if isinstance(msg, isdp.ServiceOfflineAdvertisement):
             known = self._services.get(key)
             if known is not None and known.address == address:
-                del self._services[key]
+                self._drop_service(key)
             return
         if msg.device_id == self.device_id:
             return
@@ -645,26 +669,36 @@ class ControlPointDiscovery:
         if not _host_matches(msg.location, address):
             self.drops.drop("location_mismatch")
             return
+        device = self._devices.get(msg.device_id)
+        if device is not None and not any(a == address for _, a in device.record.seen_on):
+            self.drops.drop("unproven_address")  # a known device's services come from its own address
+            return
         if key not in self._services and len(self._services) >= self.max_devices:
             self.drops.drop("registry_full")
             return
-        self._services[key] = ServiceRecord(msg.device_id, msg.service_type, msg.service_id, msg.name,
-                                            msg.location, address, msg.max_age, now)
+        record = ServiceRecord(msg.device_id, msg.service_type, msg.service_id, msg.name, msg.location,
+                               address, msg.max_age, now)
+        self._services[key] = record
+        self._services_of.setdefault(msg.device_id, set()).add(msg.service_id)
+        self._service_expiry.set(key, record.expires_at)
 
     def forget(self, device_id: DeviceId) -> DeviceRecord | None:
-        return self._devices.pop(device_id, None)
+        known = self._devices.get(device_id)
+        self._remove(device_id)
+        return known.record if known is not None else None
 
     def offer(self, record: DeviceRecord, now: float) -> list[DiscoveryEvent]:
-        """A sighting from another discovery source (e.g. DNS-SD), merged like an ISDP one."""
+        """A sighting from another discovery source (e.g. DNS-SD), merged like an ISDP one (an
+        address not yet proven becomes a candidate, isdp.md §11a)."""
         interface = record.interfaces[0] if record.interfaces else ""
         return self._seen(record.device_id, record.device_type, record.name, record.location,
                           record.max_age, record.address, interface, now)
 
     def withdraw(self, device_id: DeviceId, address: str, reason: str = "byebye") -> list[DiscoveryEvent]:
         """Another source says the device at ``address`` is gone: forgotten only if it was seen
-        there (only the address a device was seen at may say goodbye for it)."""
+        there (only an address the device proved to be its own may say goodbye for it)."""
         known = self._devices.get(device_id)
-        if known is None or not any(a == address for _, a in known.seen_on):
+        if known is None or not any(a == address for _, a in known.record.seen_on):
             return []
-        del self._devices[device_id]
-        return [DeviceGone(known, reason)]
+        self._remove(device_id)
+        return [DeviceGone(known.record, reason)]

@@ -16,7 +16,7 @@ import logging
 import socket
 import struct
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import asyncio_dgram
@@ -225,7 +225,7 @@ class IsdpEndpoints:
             address[0].partition("%")[0], address[1], 0, iface.scope_id)
         await self._send(stream, payload, dest)
 
-    async def execute(self, actions: list[Action]) -> None:
+    async def execute(self, actions: Sequence[Action]) -> None:
         """Send what a discovery state machine asked for (unknown interfaces skipped)."""
         for action in actions:
             if action.interface not in self.interfaces:

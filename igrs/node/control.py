@@ -11,10 +11,11 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from igrs.constants import IGRS_PATH, IGRS_PORT, KEEPALIVE_INTERVAL, REGISTRY_MAX_DEVICES, ReturnCode
 from igrs.core import pipes as core_pipes
+from igrs.core.datagram_schedule import earliest
 from igrs.core.discovery import (
     Action,
     ControlPointDiscovery,
@@ -22,6 +23,7 @@ from igrs.core.discovery import (
     DeviceRecord,
     DiscoveryEvent,
     Interface,
+    ProbeLocation,
     ServiceRecord,
 )
 from igrs.errors import DeviceNotFound, IGRSError, ProtocolError, SecurityError
@@ -32,16 +34,23 @@ from igrs.net.http import IgrsHttpClient, IgrsHttpServer, Reply
 from igrs.net.isdp import IsdpEndpoints
 from igrs.node.extensions import DiscoverySource
 from igrs.node.keystore import PairedDevice, open_keystore
-from igrs.node.pipe import PinProvider, Pipe, open_pipe
+from igrs.node.location_probe import ProbeRunner
+from igrs.node.pipe import PinProvider, Pipe, open_pipe_to
 from igrs.node.pipe import pair as pair_device
 from igrs.node.service_agent import ServiceAgent, ServiceProxy
 from igrs.wire import description as ddesc
 from igrs.wire import messages
 from igrs.wire.answers import expect_success
 from igrs.wire.bodies import pipes as pb
+from igrs.wire.group_datagrams import is_group_datagram
 from igrs.wire.ids import DeviceId, DeviceType, ServiceType
 from igrs.wire.isdp import SearchTarget
 from igrs.wire.messages import Frame
+
+if TYPE_CHECKING:
+    from igrs.core.group_events import GroupRecord
+    from igrs.core.group_registry import GroupSearch
+    from igrs.wire.group_datagrams import GroupId
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +125,10 @@ class ControlPoint:
         self._ipv6 = ipv6
         self.discovery = ControlPointDiscovery(self.device_id, port=port, max_devices=max_devices, rng=rng)
         self.http = IgrsHttpClient(self.device_id)
+        self._probes = ProbeRunner(self.http, self.discovery, self._on_probe_events)
         self._endpoints: IsdpEndpoints | None = None
-        self._driver = TimerDriver(self.discovery.next_deadline, self._poll)
+        self._groups: GroupSearch | None = None  # created by the first search_groups()
+        self._driver = TimerDriver(self._next_deadline, self._poll)
         self._events: FanOut[DiscoveryEvent] = FanOut()
         self._interfaces: list[Interface] = []
 
@@ -162,6 +173,7 @@ class ControlPoint:
             except Exception:
                 log.exception("discovery source %r failed to stop", source)
         await self._driver.stop()
+        await self._probes.close()
         if self._endpoints is not None:
             await self._endpoints.close()
             self._endpoints = None
@@ -285,6 +297,24 @@ class ControlPoint:
                        and s.service_type.version >= stype.version),
                       key=lambda s: (s.name, str(s.device_id), s.service_id))
 
+    async def search_groups(self, timeout: float = DEFAULT_SEARCH_TIMEOUT, target: GroupId | None = None,
+                            mx: int = DEFAULT_SEARCH_MX) -> list[GroupRecord]:
+        """SearchDeviceGroupRequest (9.8) by multicast: the device groups answered or advertised
+        within ``timeout`` (one group id, or every group)."""
+        if self._groups is None:
+            from igrs.core.group_registry import GroupSearch
+
+            self._groups = GroupSearch(self.device_id, port=self.port)
+            self._groups.set_interfaces(self._interfaces)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await self._execute(list(self._groups.search(started, target, mx)))
+        self._driver.wake()
+        await asyncio.sleep(timeout)
+        return sorted((g for g in self._groups.registry.groups
+                       if g.last_seen >= started and (target is None or g.group_id == target)),
+                      key=lambda g: (g.name, str(g.group_id)))
+
     def find(self, device: DeviceId | str | DeviceRecord) -> DeviceRecord:
         """Look a known device up by record, id, id prefix (of the UUID) or exact name."""
         if isinstance(device, DeviceRecord):
@@ -343,14 +373,18 @@ class ControlPoint:
         return self.keystore.remove(device_id)
 
     async def open_pipe(self, device: DeviceId | str | DeviceRecord, *, secure: bool = True) -> Pipe:
-        """A pipe to ``device`` (an open one is reused). A secure pipe needs a pairing."""
+        """A pipe to ``device`` (an open one is reused). A secure pipe needs a pairing.
+
+        When the device's own address does not take the pipe and other addresses announce
+        its id (candidates, specs/isdp.md §11a), a secure pipe is tried there: one that
+        authenticates the paired device moves the registry entry to that address."""
         record = self.find(device)
         pipe = self._pipes.get(record.device_id)
         if pipe is not None and pipe.alive and pipe.secure == secure:
             return pipe
-        pipe = await open_pipe(self.http, record.url, self.identity, record.device_id,
-                               self.keystore.peer_key, secure=secure,
-                               keepalive_interval=self.keepalive_interval, on_lost=self._pipe_lost)
+        pipe = await open_pipe_to(record, self.discovery, self.http, self.identity, self.keystore.peer_key,
+                                  secure=secure, keepalive_interval=self.keepalive_interval,
+                                  on_lost=self._pipe_lost, on_proven=self._on_probe_events)
         self._pipes[record.device_id] = pipe
         return pipe
 
@@ -420,15 +454,32 @@ class ControlPoint:
     # --- I/O glue ------------------------------------------------------------------------------
     def _on_datagram(self, data: bytes, source: tuple[str, int], interface: str) -> None:
         now = asyncio.get_running_loop().time()
+        if b"DeviceGroup" in data and is_group_datagram(data):
+            if self._groups is not None:  # group searches (9.8) of this control point
+                self._groups.on_datagram(data, source, now)
+                self._driver.wake()
+            return
         self._publish(self.discovery.on_datagram(data, source, interface, now))
         self._driver.wake()
+
+    def _next_deadline(self) -> float | None:
+        groups = self._groups.next_deadline() if self._groups is not None else None
+        return earliest(self.discovery.next_deadline(), groups)
 
     async def _poll(self, now: float) -> None:
         actions, events = self.discovery.poll(now)
         self._publish(events)
-        await self._execute(actions)
+        self._probes.run(actions)
+        sends = [a for a in actions if not isinstance(a, ProbeLocation)]
+        if self._groups is not None:
+            sends += self._groups.poll(now)[0]
+        await self._execute(sends)
 
-    async def _execute(self, actions: list[Action]) -> None:
+    def _on_probe_events(self, events: list[DiscoveryEvent]) -> None:
+        self._publish(events)
+        self._driver.wake()
+
+    async def _execute(self, actions: Sequence[Action]) -> None:
         if self._endpoints is not None:
             await self._endpoints.execute(actions)
 

@@ -1,7 +1,8 @@
 """``Device``: one local IGRS device — announces itself, answers searches, serves its
-description, accepts pipes (secure ones only from paired devices) and PIN pairing. Later
-layers (sessions, services, groups) register their message handlers in ``handlers``; what
-may arrive outside a secure pipe is igrs.core.access's table (specs/pipes.md §1)."""
+description, accepts pipes (secure ones only from paired devices) and PIN pairing, shares
+services and, with ``groups=True``, hosts its device groups (``device.groups``). Later
+layers (profiles) register their message handlers in ``handlers``; what may arrive outside a
+secure pipe is igrs.core.access's table (specs/pipes.md §1)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,17 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
-from igrs.constants import DEFAULT_MAX_AGE, IGRS_PATH, IGRS_PORT, NOTIFY_TIMEOUT, ReturnCode
+from igrs.constants import (
+    DEFAULT_MAX_AGE,
+    GROUP_LEASE,
+    GROUP_REJOIN_WINDOW,
+    IGRS_PATH,
+    IGRS_PORT,
+    KEEPALIVE_INTERVAL,
+    NOTIFY_TIMEOUT,
+    REGISTRY_MAX_DEVICES,
+    ReturnCode,
+)
 from igrs.core.access import check_access
 from igrs.core.discovery import (
     Action,
@@ -24,17 +35,19 @@ from igrs.core.discovery import (
     DeviceAppeared,
     DeviceDiscovery,
     DeviceGone,
+    DeviceRecord,
     DiscoveryEvent,
     Interface,
+    ProbeLocation,
 )
-from igrs.errors import NotImplementedMessage, SecurityError
+from igrs.errors import DeviceNotFound, IGRSError, NotImplementedMessage, SecurityError
 from igrs.net import interfaces as netifaces
 from igrs.net.driver import TimerDriver
 from igrs.net.http import IgrsHttpClient, IgrsHttpServer, Reply, SealLater
 from igrs.net.httpserver import HttpLimits
 from igrs.net.isdp import IsdpEndpoints
 from igrs.node.extensions import DeviceExtension
-from igrs.node.keystore import KeyStore, MemoryKeyStore, open_keystore
+from igrs.node.keystore import KeyStore, MemoryKeyStore, PairedDevice, open_keystore
 from igrs.node.service import Service
 from igrs.node.service_host import PeerInfo, ServiceHandler, ServiceHost
 from igrs.wire import description as ddesc
@@ -42,17 +55,23 @@ from igrs.wire import messages
 from igrs.wire.bodies import pipes as pb
 from igrs.wire.group_datagrams import is_group_datagram
 from igrs.wire.ids import DeviceId, DeviceType, ServiceType, check_name
+from igrs.wire.isdp import SearchTarget
 from igrs.wire.messages import Frame, SoapMessage, Status
 
 if TYPE_CHECKING:  # pipes and pairing load their cipher modules on first use
     from igrs.core.pipes import PipeRecord, PipeTable
     from igrs.core.security import LocalIdentity, PairingResponder, PinPairingHost
+    from igrs.node.group_manager import GroupManager, Policy
+    from igrs.node.location_probe import ProbeRunner
+    from igrs.node.pipe import PinProvider, Pipe
 
 log = logging.getLogger(__name__)
 
 INTERFACE_WATCH_INTERVAL = 5.0  # s between checks for changed interface addresses
 SERVICE_MAINTENANCE_INTERVAL = 1.0  # s between subscription expiry checks
 PAIRING_TIMEOUT = 60.0  # s between PairingStart and PairingConfirm
+LOCATE_TIMEOUT = 2.0  # s a search for a group peer's address may take (MX 1 and the copies)
+GROUP_REQUESTS = ("JoinCentralisedDeviceGroupRequest", "QuitCentralisedDeviceGroupNotify")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +99,13 @@ class Device:
 
     >>> async with Device(name="Living room TV", device_type="TV", interfaces=["lo"]) as tv:
     ...     await asyncio.sleep(60)
+
+    ``groups=True`` makes it host device groups (specs/groups.md): ``device.groups`` is a
+    ``GroupManager`` fed by this device's own ISDP endpoints and ``/IGRS`` handlers, whose
+    unicast messages go in secure pipes this device opens to the other member (paired
+    first); ``group_policy``, ``group_lease`` and ``group_rejoin_window`` configure it, and
+    ``keepalive_interval`` the pipes it opens. ``max_devices`` caps the registry of the
+    other devices it hears (for device events and group peers).
     """
 
     def __init__(
@@ -101,6 +127,12 @@ class Device:
         allow_non_secure_pipes: bool = True,
         rng: random.Random | None = None,
         http_limits: HttpLimits | None = None,
+        groups: bool = False,
+        group_policy: Policy | None = None,
+        group_lease: int = GROUP_LEASE,
+        group_rejoin_window: float = GROUP_REJOIN_WINDOW,
+        keepalive_interval: float = KEEPALIVE_INTERVAL,
+        max_devices: int = REGISTRY_MAX_DEVICES,
     ) -> None:
         self.name = check_name(name)
         self.device_type = device_type if isinstance(device_type, DeviceType) else DeviceType.parse(device_type)
@@ -151,11 +183,30 @@ class Device:
         self._client = IgrsHttpClient(self.device_id, timeout=NOTIFY_TIMEOUT)
         self._maintenance: asyncio.Task[None] | None = None
         self._background: set[asyncio.Future[None]] = set()
-        # Other devices as this one hears them, for device-event subscribers (9.7); created
-        # on the first subscription so that an idle device decodes no one else's datagrams.
+        # Other devices as this one hears them, for device-event subscribers (9.7) and group
+        # peers; created on the first subscription (or at start with groups) so that an idle
+        # device decodes no one else's datagrams.
+        self.max_devices = max_devices
         self._neighbours: ControlPointDiscovery | None = None
-        # Device groups (9.5) this device belongs to, for joinedGroupList (igrs.node.group_manager sets it).
+        self._neighbour_probes: ProbeRunner | None = None
+        # The joinedGroupList of the description.
         self.group_source: Callable[[], Sequence[ddesc.GroupRef]] | None = None
+        self.keepalive_interval = keepalive_interval
+        self._peer_pipes: dict[DeviceId, Pipe] = {}
+        self._peer_locks: dict[DeviceId, asyncio.Lock] = {}
+        self._groups: GroupManager | None = None
+        if groups:  # the group modules load only for a device that hosts groups
+            from igrs.core.device_groups import allow_all
+            from igrs.node.group_manager import GroupManager
+
+            self._groups = GroupManager(
+                self.device_id, self.name, execute=self._execute, send_request=self._send_group_request,
+                max_age=max_age, lease=group_lease, port=port, policy=group_policy or allow_all,
+                rejoin_window=group_rejoin_window, on_joined_groups_changed=self._joined_groups_changed,
+                rng=rng)
+            self.group_source = self._groups.joined_groups
+            for mtype in GROUP_REQUESTS:
+                self.handlers[mtype] = self._on_group_request
         self._endpoints: IsdpEndpoints | None = None
         self._driver = TimerDriver(self._next_deadline, self._poll)
         self._watch_task: asyncio.Task[None] | None = None
@@ -184,6 +235,10 @@ class Device:
                     await extension.start()
                     self._active.append(extension)
             await self._execute(self.discovery.start(loop.time()))
+            if self._groups is not None:
+                self._hear_neighbours()
+                self._groups.set_interfaces(self._interfaces)
+                await self._groups.start()
         except BaseException:
             await self._stop_extensions()
             await self._close_io()
@@ -210,6 +265,13 @@ class Device:
                 task.cancel()
         self._watch_task = self._maintenance = None
         await self._stop_extensions()  # their goodbyes first, while the device still answers
+        if self._groups is not None:  # quits and dissolutions leave while the sockets are open
+            await self._groups.stop()
+        pipes, self._peer_pipes = list(self._peer_pipes.values()), {}
+        for pipe in pipes:
+            await pipe.close("device stopping")
+        if self._neighbour_probes is not None:
+            await self._neighbour_probes.close()
         await self.services.aclose()
         await self._client.close()
         await self._driver.stop()
@@ -246,6 +308,10 @@ class Device:
         # Byebyes for interfaces that disappeared have no socket left to leave by: a
         # control point there ages the entry out at max-age instead.
         await self._execute(await self._open(interfaces))
+        if self._neighbours is not None:
+            self._neighbours.set_interfaces(interfaces)
+        if self._groups is not None:
+            self._groups.set_interfaces(interfaces)
         self._driver.wake()
         await self._update_extensions()
 
@@ -299,17 +365,36 @@ class Device:
     # --- I/O glue ------------------------------------------------------------------------------
     def _on_datagram(self, data: bytes, source: tuple[str, int], interface: str) -> None:
         if b"DeviceGroup" in data and is_group_datagram(data):
-            return  # device groups (9.5/9.8) are handled by igrs.node.group_manager.GroupManager
+            if self._groups is not None:  # device groups (9.5/9.8)
+                self._groups.on_datagram(data, source, interface)
+            return
         now = asyncio.get_running_loop().time()
         self.discovery.on_datagram(data, source, interface, now)
         if self._neighbours is not None:
             self._publish_device_events(self._neighbours.on_datagram(data, source, interface, now))
         self._driver.wake()
 
+    def _hear_neighbours(self) -> ControlPointDiscovery:
+        """Start keeping a registry of the other devices this one hears."""
+        if self._neighbours is None:
+            from igrs.node.location_probe import ProbeRunner
+
+            self._neighbours = ControlPointDiscovery(self.device_id, port=self.port,
+                                                     max_devices=self.max_devices)
+            self._neighbours.set_interfaces(self._interfaces)
+            self._neighbour_probes = ProbeRunner(self._client, self._neighbours, self._on_probe_events)
+        return self._neighbours
+
+    def _on_probe_events(self, events: list[DiscoveryEvent]) -> None:
+        self._publish_device_events(events)
+        self._driver.wake()
+
     def _publish_device_events(self, events: list[DiscoveryEvent]) -> None:
         for ev in events:
             if isinstance(ev, DeviceAppeared | DeviceGone):
                 self.services.publish_device_event(ev.device.device_id, isinstance(ev, DeviceAppeared))
+            if isinstance(ev, DeviceGone) and self._groups is not None:
+                self._groups.peer_lost(ev.device.device_id)  # specs/groups.md §5.4
 
     def _next_deadline(self) -> float | None:
         pipes = self._pipes.next_deadline() if self._pipes is not None else None
@@ -324,10 +409,13 @@ class Device:
                 self.services.drop_peer(record.peer)
         await self._execute(self.discovery.poll(now))
         if self._neighbours is not None:
-            _, events = self._neighbours.poll(now)
+            actions, events = self._neighbours.poll(now)
             self._publish_device_events(events)
+            if self._neighbour_probes is not None:
+                self._neighbour_probes.run(actions)
+            await self._execute([a for a in actions if not isinstance(a, ProbeLocation)])
 
-    async def _execute(self, actions: list[Action]) -> None:
+    async def _execute(self, actions: Sequence[Action]) -> None:
         if self._endpoints is not None:
             await self._endpoints.execute(actions)
 
@@ -354,14 +442,28 @@ class Device:
         self._advertise_services()
 
     def _advertise_services(self) -> None:
-        """ServiceOnline/OfflineAdvertisement (10.1) for what changed, at once if running."""
+        """ServiceOnline/OfflineAdvertisement (10.1) for what changed, and the description's
+        ``isdp:update`` (isdp.md §8), at once if running."""
         services = {s.service_id: (ServiceType.parse(s.service_type), s.name) for s in self.services.services}
         running = self._endpoints is not None
-        actions = self.discovery.set_services(services, asyncio.get_running_loop().time() if running else 0.0)
+        now = asyncio.get_running_loop().time() if running else 0.0
+        actions = self.discovery.set_services(services, now)
         if actions:
-            self._in_background(self._execute(actions))
+            self._send_soon(actions + self.discovery.description_changed(now))
         if self._active:
             self._in_background(self._update_extensions())
+
+    def _joined_groups_changed(self, groups: list[ddesc.GroupRef]) -> None:
+        """joinedGroupList changed (groups.md §5.7): re-announce with ``isdp:update``."""
+        if self._endpoints is not None:
+            self._send_soon(self.discovery.description_changed(asyncio.get_running_loop().time()))
+        if self._active:
+            self._in_background(self._update_extensions())
+
+    def _send_soon(self, actions: list[Action]) -> None:
+        if actions:
+            self._in_background(self._execute(actions))
+            self._driver.wake()  # the copies
 
     def _in_background(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
@@ -380,10 +482,7 @@ class Device:
         return to_services
 
     async def _on_subscribe_device_events(self, frame: Frame, ctx: RequestContext) -> Reply:
-        if self._neighbours is None:
-            # Start hearing other devices (their announcements) for device events (9.7).
-            self._neighbours = ControlPointDiscovery(self.device_id, port=self.port)
-            self._neighbours.set_interfaces(self._interfaces)
+        self._hear_neighbours()  # other devices' announcements, for device events (9.7)
         return await self._subscribe_device_events(frame, ctx)
 
     async def _send_notification(self, target: str | DeviceId, message: SoapMessage,
@@ -410,6 +509,91 @@ class Device:
         while True:
             await asyncio.sleep(SERVICE_MAINTENANCE_INTERVAL)
             self.services.expire()
+
+    # --- device groups (9.5, 9.8) -----------------------------------------------------------------
+    @property
+    def groups(self) -> GroupManager:
+        """This device's groups (``Device(groups=True)``)."""
+        if self._groups is None:
+            from igrs.core.device_groups import GroupError
+
+            raise GroupError("this device hosts no groups: create it with Device(groups=True)")
+        return self._groups
+
+    @property
+    def has_groups(self) -> bool:
+        return self._groups is not None
+
+    async def _on_group_request(self, frame: Frame, ctx: RequestContext) -> Reply:
+        assert self._groups is not None
+        return await self._groups.handle_request(frame, ctx.address)
+
+    async def _send_group_request(self, device_id: DeviceId, message: SoapMessage) -> Frame | None:
+        """A group message to another device, in a secure pipe this device opens to it. A
+        pipe the other device no longer knows (it restarted) or cannot be reached by is
+        dropped, and the message tried once more in a new one."""
+        pipe = await self.pipe_to(device_id)
+        try:
+            _, frame = await pipe.exchange(message)
+            refused = frame.message if frame is not None and isinstance(frame.message, messages.ErrorResponse) \
+                else None
+            if refused is None or refused.status.return_code != ReturnCode.NOT_AUTHENTICATED:
+                return frame
+        except (IGRSError, OSError) as exc:
+            log.debug("%s to %s in pipe %d failed: %s", message.message_type, device_id, pipe.pipe_id, exc)
+        self._forget_pipe(pipe)
+        _, frame = await (await self.pipe_to(device_id)).exchange(message)
+        return frame
+
+    def _forget_pipe(self, pipe: Pipe) -> None:
+        if self._peer_pipes.get(pipe.peer) is pipe:
+            del self._peer_pipes[pipe.peer]
+        task = asyncio.ensure_future(pipe.close("not usable"))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def pipe_to(self, device_id: DeviceId) -> Pipe:
+        """A secure pipe from this device to another, paired one (opened once, kept alive;
+        its keep-alive failing reports the device lost to the groups)."""
+        lock = self._peer_locks.setdefault(device_id, asyncio.Lock())
+        async with lock:
+            pipe = self._peer_pipes.get(device_id)
+            if pipe is not None and pipe.alive:
+                return pipe
+            from igrs.node.pipe import open_pipe_to
+
+            neighbours = self._hear_neighbours()
+            record = neighbours.get(device_id) or await self._locate(device_id)
+            pipe = await open_pipe_to(record, neighbours, self._client, self.identity, self.keystore.peer_key,
+                                      keepalive_interval=self.keepalive_interval,
+                                      on_proven=self._on_probe_events)
+            pipe.on_closed = self._peer_pipe_closed
+            self._peer_pipes[device_id] = pipe
+            return pipe
+
+    def _peer_pipe_closed(self, pipe: Pipe, reason: str) -> None:
+        """The keep-alive found the other device gone (pipes this device closes itself are
+        out of ``_peer_pipes`` first)."""
+        if self._peer_pipes.get(pipe.peer) is not pipe:
+            return
+        del self._peer_pipes[pipe.peer]
+        log.info("pipe to %s closed: %s", pipe.peer, reason)
+        if self._groups is not None:
+            self._groups.peer_lost(pipe.peer)
+
+    async def _locate(self, device_id: DeviceId) -> DeviceRecord:
+        """Search for one device by its id on this device's own endpoints."""
+        neighbours = self._hear_neighbours()
+        loop = asyncio.get_running_loop()
+        await self._execute(list(neighbours.search(loop.time(), SearchTarget("device", device_id=device_id),
+                                                   mx=1)))
+        self._driver.wake()
+        deadline = loop.time() + LOCATE_TIMEOUT
+        while (record := neighbours.get(device_id)) is None:
+            if loop.time() >= deadline:
+                raise DeviceNotFound(f"{device_id} did not answer a search")
+            await asyncio.sleep(0.05)
+        return record
 
     def description_bytes(self) -> bytes:
         return ddesc.to_bytes(self.description)
@@ -465,7 +649,9 @@ class Device:
     async def _on_pipe_step(self, frame: Frame, ctx: RequestContext) -> Reply:
         msg, peer, ack, now = frame.message, frame.routing.source, frame.routing.sequence_id, self._now()
         if isinstance(msg, pb.CreatePipeRequest):
-            return self.pipes.on_create_pipe(peer, msg, ack, now, source=ctx.address.partition("%")[0])
+            answer = self.pipes.on_create_pipe(peer, msg, ack, now, source=ctx.address.partition("%")[0])
+            self._driver.wake()  # the deadline of the half-open handshake
+            return answer
         if isinstance(msg, pb.AuthenticateRequest):
             return self.pipes.on_authenticate(peer, msg, ack, now)
         if isinstance(msg, pb.AuthenticateResultRequest):
@@ -545,11 +731,25 @@ class Device:
         result = responder.result
         if result.peer != frame.routing.source:
             raise SecurityError("paired identity is not the sender", return_code=ReturnCode.FORBIDDEN)
-        from igrs.node.keystore import PairedDevice
-
         self.keystore.add(PairedDevice.from_pairing(result, paired_at=time.time()))
         log.info("paired with %s (%s)", result.peer, result.fingerprint)
         return pb.PairingConfirmResponse(Status(frame.routing.sequence_id), data)
+
+    async def pair(self, device_id: DeviceId, pin: str | PinProvider) -> PairedDevice:
+        """Pair this device with another one by the PIN that one shows (the pairing
+        extension, initiated from here; a slave pairs with its master like this, or with
+        ``igrs pair`` on the same state folder). The pairing is stored in the keystore."""
+        from igrs.node.pipe import pair as pair_device
+
+        record = self._hear_neighbours().get(device_id) or await self._locate(device_id)
+
+        async def typed(digits: int) -> str:
+            return pin if isinstance(pin, str) else await pin(digits)
+
+        paired = await pair_device(self._client, record.url, self.identity, device_id,
+                                   typed if isinstance(pin, str) else pin, name=record.name, now=time.time)
+        self.keystore.add(paired)
+        return paired
 
     def unpair(self, peer: DeviceId) -> bool:
         """Forget a paired device and close its pipes (its sessions and subscriptions end)."""

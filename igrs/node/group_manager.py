@@ -4,12 +4,13 @@ Transport-agnostic: it is given two async callables and never opens a socket its
 
 * ``execute(actions)`` sends datagram actions (``SendMulticast`` / ``SendUnicast`` of
   ``igrs.core.discovery``); ``IsdpEndpoints.execute`` or ``Device._execute`` fit as they are.
-* ``send_request(device_id, message) -> Frame`` sends one unicast SOAP message to a device
-  (over a secure pipe, in the Device) and returns the answer frame (for notifies the answer
-  is ignored; an exception or an ``ErrorResponse`` counts as "no usable answer").
+* ``send_request(device_id, message) -> Frame | None`` sends one unicast SOAP message to a
+  device (over a secure pipe, in the Device) and returns the answer frame, None for an empty
+  200 (an exception or an ``ErrorResponse`` counts as "no usable answer").
 
 The owner feeds it datagrams (``on_datagram``), unicast group requests
 (``handle_request``), and device losses (``peer_lost``); the clock is the running loop's.
+``igrs.node.device.Device(groups=True)`` is such an owner: ``device.groups``.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from igrs.constants import (
     DEFAULT_MX,
     GROUP_JOIN_TIMEOUT,
     GROUP_LEASE,
+    GROUP_REJOIN_WINDOW,
     IGRS_PORT,
 )
+from igrs.core.datagram_schedule import Interface, SendMulticast, SendUnicast
 from igrs.core.device_groups import (
     DeviceGroups,
     GroupError,
@@ -42,7 +45,6 @@ from igrs.core.device_groups import (
     SendRequest,
     allow_all,
 )
-from igrs.core.discovery import Interface, SendMulticast, SendUnicast
 from igrs.errors import RemoteError
 from igrs.net.driver import TimerDriver
 from igrs.net.fanout import EventReader, FanOut
@@ -56,8 +58,8 @@ from igrs.wire.messages import ErrorResponse, Frame, SoapMessage
 log = logging.getLogger(__name__)
 
 DatagramAction = SendMulticast | SendUnicast
-Execute = Callable[[list[DatagramAction]], Awaitable[None]]
-SendRequestFn = Callable[[DeviceId, SoapMessage], Awaitable[Frame]]
+Execute = Callable[[Sequence[DatagramAction]], Awaitable[None]]
+SendRequestFn = Callable[[DeviceId, SoapMessage], Awaitable[Frame | None]]
 Policy = Callable[[JoinContext], bool] | Callable[[JoinContext], Awaitable[bool]]
 MAX_CONCURRENT_REQUESTS = 16  # unicast group messages in flight (a dissolve notifies every slave)
 POLICY_TIMEOUT = 30.0  # s an asynchronous join policy may take (e.g. asking the user); then refuse
@@ -68,10 +70,8 @@ __all__ = ["GroupManager", "is_group_datagram"]
 class GroupManager:
     """Device groups of one device, on the event loop.
 
-    >>> groups = GroupManager(dev.device_id, dev.name, execute=endpoints.execute,
-    ...                       send_request=pipe_send, interfaces=endpoints_ifaces)
-    >>> await groups.start()
-    >>> info = await groups.create_centralised("Living room")
+    >>> async with Device(name="TV", groups=True) as tv:
+    ...     info = await tv.groups.create_centralised("Living room")
     """
 
     def __init__(
@@ -87,13 +87,14 @@ class GroupManager:
         lease: int = GROUP_LEASE,
         port: int = IGRS_PORT,
         request_timeout: float = GROUP_JOIN_TIMEOUT,
+        rejoin_window: float = GROUP_REJOIN_WINDOW,
         on_joined_groups_changed: Callable[[list[GroupRef]], None] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self._async_policy = inspect.iscoroutinefunction(policy)
         sync_policy: Callable[[JoinContext], bool] = allow_all if self._async_policy else policy  # type: ignore[assignment]
         self.core = DeviceGroups(device_id, name, max_age=max_age, lease=lease, port=port,
-                                 policy=sync_policy, rng=rng)
+                                 policy=sync_policy, rejoin_window=rejoin_window, rng=rng)
         self.core.set_interfaces(list(interfaces))
         self._policy = policy
         self._execute = execute
@@ -299,6 +300,8 @@ class GroupManager:
                 out = self.core.on_request_failed(action.device_id, action.message, self._now(),
                                                   reason=str(exc) or type(exc).__name__)
             else:
+                if frame is None:
+                    return  # a notify's acknowledgement
                 reply = frame.message
                 if isinstance(reply, JoinCentralisedDeviceGroupResponse):
                     out = self.core.on_response(action.device_id, reply, self._now())

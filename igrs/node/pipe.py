@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from igrs.constants import KEEPALIVE_INTERVAL, KEEPALIVE_MISSES, ReturnCode
 from igrs.core import pipes as core_pipes
+from igrs.core.discovery import ControlPointDiscovery, DeviceRecord, DiscoveryEvent
 from igrs.core.security import EstablishedPipe, LocalIdentity, PairingInitiator, PeerLookup, PipeInitiator
 from igrs.errors import IGRSError, ProtocolError, RemoteError, SecurityError
 from igrs.net.http import IgrsHttpClient
@@ -168,6 +169,35 @@ async def open_pipe(http: IgrsHttpClient, location: str, identity: LocalIdentity
     pipe = Pipe(http, location, established, keepalive_interval=keepalive_interval, on_lost=on_lost)
     pipe.start_keepalive()
     return pipe
+
+
+async def open_pipe_to(record: DeviceRecord, registry: ControlPointDiscovery, http: IgrsHttpClient,
+                       identity: LocalIdentity, peers: PeerLookup, *, secure: bool = True,
+                       keepalive_interval: float = KEEPALIVE_INTERVAL,
+                       on_lost: Callable[[Pipe, str], None] | None = None,
+                       on_proven: Callable[[list[DiscoveryEvent]], None] | None = None) -> Pipe:
+    """A pipe to a device of ``registry``: at its own address; when that fails and other
+    addresses announce its id (candidates, specs/isdp.md §11a), a secure pipe is tried
+    there, and one that authenticates the paired device moves the entry (``proven``; the
+    events go to ``on_proven``)."""
+    try:
+        return await open_pipe(http, record.url, identity, record.device_id, peers, secure=secure,
+                               keepalive_interval=keepalive_interval, on_lost=on_lost)
+    except (IGRSError, OSError) as first:
+        if not secure:
+            raise
+        for address, url in registry.candidate_urls(record.device_id):
+            try:
+                pipe = await open_pipe(http, url, identity, record.device_id, peers, secure=True,
+                                       keepalive_interval=keepalive_interval, on_lost=on_lost)
+            except (IGRSError, OSError) as exc:
+                log.debug("pipe to %s at candidate %s failed: %s", record.device_id, address, exc)
+                continue
+            events = registry.proven(record.device_id, address, asyncio.get_running_loop().time())
+            if on_proven is not None:
+                on_proven(events)
+            return pipe
+        raise first
 
 
 async def pair(http: IgrsHttpClient, location: str, identity: LocalIdentity, peer: DeviceId,

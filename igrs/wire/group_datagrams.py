@@ -168,6 +168,7 @@ class SearchDeviceGroupResponse:
     name: str = ""
     master_id: DeviceId | None = None  # centralised groups only
     requester: DeviceId | None = None
+    member_count: int | None = None  # centralised: slaves in the master's table right now
 
     message_type: ClassVar[str] = "SearchDeviceGroupResponse"
 
@@ -190,8 +191,9 @@ def _st(target: GroupId | None) -> str:
 _ext = ext_headers
 
 
-def encode(msg: GroupDatagram, *, host: str) -> bytes:
-    """Serialise a group datagram; ``host`` is the ``HOST`` value (unused for responses)."""
+def encode(msg: GroupDatagram, *, host: str, compact: bool = False) -> bytes:
+    """Serialise a group datagram; ``host`` is the ``HOST`` value (unused for responses).
+    ``compact``: a response with its required headers only (specs/groups.md §3.6)."""
     if isinstance(msg, PeerDeviceGroupAdvertisement | CentralisedDeviceGroupAdvertisement):
         sender = msg.device_id if isinstance(msg, PeerDeviceGroupAdvertisement) else msg.master_id
         headers = [
@@ -228,19 +230,21 @@ def encode(msg: GroupDatagram, *, host: str) -> bytes:
         ]
         return build_message("M-SEARCH * HTTP/1.1", headers)
     if isinstance(msg, SearchDeviceGroupResponse):
-        headers = [
-            ("CACHE-CONTROL", f"max-age={msg.max_age}"),
-            ("EXT", ""),
-            ("ST", _st(msg.target)),
-            ("USN", str(msg.device_id)),
-            *_ext(msg.message_type, msg.device_id),
-            ("01-DeviceGroupId", str(msg.group_id)),
-            ("01-DeviceGroupType", msg.kind.value),
-        ]
+        if compact:
+            headers = [("CACHE-CONTROL", f"max-age={msg.max_age}"), ("ST", _st(msg.target)),
+                       ("USN", str(msg.device_id)), ("01-IGRSMessageType", msg.message_type)]
+        else:
+            headers = [("CACHE-CONTROL", f"max-age={msg.max_age}"), ("EXT", ""), ("ST", _st(msg.target)),
+                       ("USN", str(msg.device_id)), *_ext(msg.message_type, msg.device_id)]
+        headers += [("01-DeviceGroupId", str(msg.group_id)), ("01-DeviceGroupType", msg.kind.value)]
         if msg.master_id is not None:
             headers.append(("01-MasterDeviceId", str(msg.master_id)))
+        if compact:
+            return build_message("HTTP/1.1 200 OK", headers)
         if msg.requester is not None:
             headers.append(("01-TargetDeviceId", str(msg.requester)))
+        if msg.member_count is not None:
+            headers.append(("01-DeviceGroupMemberCount", str(msg.member_count)))
         if msg.name:
             headers.append((_NAME_HEADER, encode_group_name(msg.name)))
         return build_message("HTTP/1.1 200 OK", headers)
@@ -310,6 +314,12 @@ def decode(data: bytes) -> GroupDatagram:
         raise ProtocolError(f"malformed datagram: {exc}") from None
 
 
+def _member_count(text: str) -> int:
+    if not is_digits(text) or len(text) > 4:
+        raise ProtocolError("malformed DeviceGroupMemberCount")
+    return int(text)
+
+
 def _decode(msg: HttpMessage, mtype: str) -> GroupDatagram:
     h = msg.headers
     prefix = h.igrs_prefix()
@@ -340,9 +350,11 @@ def _decode(msg: HttpMessage, mtype: str) -> GroupDatagram:
             raise ProtocolError("centralised group without a master")
         if kind is GroupKind.PEER and master is not None:
             raise ProtocolError("peer group with a master")
+        count_text = h.optional_one(f"{prefix}-DeviceGroupMemberCount")
         return SearchDeviceGroupResponse(
             GroupId.parse(h.one(f"{prefix}-DeviceGroupId")), responder, kind, _max_age(h),
-            _target(h.one("ST")), _name(h, prefix), master, _optional_id(h, f"{prefix}-TargetDeviceId"))
+            _target(h.one("ST")), _name(h, prefix), master, _optional_id(h, f"{prefix}-TargetDeviceId"),
+            None if count_text is None else _member_count(count_text))
     # the four NOTIFYs
     if msg.method != "NOTIFY" or msg.target != "*":
         raise ProtocolError(f"{mtype} must be NOTIFY *")
@@ -358,10 +370,8 @@ def _decode(msg: HttpMessage, mtype: str) -> GroupDatagram:
         return PeerDeviceGroupAdvertisement(group_id, sender, _max_age(h), _name(h, prefix))
     if mtype == "CentralisedDeviceGroupAdvertisement":
         count_text = h.optional_one(f"{prefix}-DeviceGroupMemberCount") or "0"
-        if not is_digits(count_text) or len(count_text) > 4:
-            raise ProtocolError("malformed DeviceGroupMemberCount")
         return CentralisedDeviceGroupAdvertisement(group_id, sender, _max_age(h), _name(h, prefix),
-                                                   int(count_text))
+                                                   _member_count(count_text))
     if mtype == "QuitPeerDeviceGroupNotify":
         return QuitPeerDeviceGroupNotify(group_id, sender)
     return QuitCentralisedDeviceGroupAdvertisement(group_id, sender)

@@ -216,8 +216,11 @@ def encode_name(name: str, header: str = "01-DeviceName") -> str:
     return "".join(out)
 
 
-def encode(msg: IsdpMessage, *, host: str) -> bytes:
-    """Serialise an ISDP message; ``host`` is the ``HOST`` value, e.g. ``224.0.0.110:3880``."""
+def encode(msg: IsdpMessage, *, host: str, compact: bool = False) -> bytes:
+    """Serialise an ISDP message; ``host`` is the ``HOST`` value, e.g. ``224.0.0.110:3880``.
+    ``compact``: a search response with its required headers only (specs/isdp.md §5)."""
+    if compact and isinstance(msg, SearchDeviceResponse | SearchServiceResponse):
+        return _encode_compact(msg)
     if isinstance(msg, DeviceOnlineAdvertisement):
         headers = [
             ("HOST", host),
@@ -267,6 +270,17 @@ def encode(msg: IsdpMessage, *, host: str) -> bytes:
             headers.append(("01-DeviceName", encode_name(check_name(msg.name))))
         return build_message("HTTP/1.1 200 OK", headers)
     return _encode_service(msg, host)
+
+
+def _encode_compact(msg: SearchDeviceResponse | SearchServiceResponse) -> bytes:
+    headers = [("CACHE-CONTROL", f"max-age={msg.max_age}"), ("LOCATION", msg.location)]
+    if isinstance(msg, SearchDeviceResponse):
+        headers += [("ST", str(msg.target)), ("USN", str(msg.device_id))]
+    else:
+        headers += [("ST", str(msg.service_type)), ("USN", f"{msg.device_id}::{msg.service_type}"),
+                    ("01-IGRSMessageType", msg.message_type), ("01-ServiceId", str(msg.service_id))]
+    headers.append(("01-DeviceType", str(msg.device_type)))
+    return build_message("HTTP/1.1 200 OK", headers)
 
 
 def _service_headers(msg: ServiceOnlineAdvertisement | ServiceOfflineAdvertisement

@@ -183,21 +183,16 @@ class OffSubnetAnsweredDevice(BrokenDevice):
         import ipaddress
 
         super().__init__(*args, **kwargs)
-        disc = self.discovery
-        inner = disc._respond
+        responder = self.discovery._responder
+        inner = responder.respond
         anywhere = ipaddress.ip_network("0.0.0.0/0")
 
-        def respond(answers: Any, target: str, mx: int, source: Any, interface: str, now: float) -> None:
-            iface = disc._interfaces.get(interface)
-            if iface is None or iface.family != 4:
-                return inner(answers, target, mx, source, interface, now)
-            disc._interfaces[interface] = dataclasses.replace(iface, network=anywhere)
-            try:
-                return inner(answers, target, mx, source, interface, now)
-            finally:
-                disc._interfaces[interface] = iface
+        def respond(answers: Any, *, iface: Any, **kw: Any) -> None:
+            if iface is not None and iface.family == 4:  # every IPv4 source counts as on-link
+                iface = dataclasses.replace(iface, network=anywhere)
+            inner(answers, iface=iface, **kw)
 
-        disc._respond = respond  # type: ignore[method-assign]
+        responder.respond = respond  # type: ignore[method-assign]
 
 
 class NoReorderingDevice(BrokenDevice):

@@ -1,9 +1,8 @@
 """Reference devices for the device-group cases (``specs/conformance/cases-groups.toml``).
 
-``GroupHostDevice`` is ``igrs.Device`` hosting a ``GroupManager`` — the wiring of
-``igrs/cli/group_commands.py``, on the device's own ISDP endpoints — and mastering one centralised
-group it creates at start: the good reference. Each ``Broken…`` device below is that device
-with ONE group rule broken, and names the case that must catch it (``CAUGHT_BY``).
+``GroupHostDevice`` is ``igrs.Device(groups=True)`` mastering one centralised group it creates
+at start: the good reference. Each ``Broken…`` device below is that device with ONE group
+rule broken, and names the case that must catch it (``CAUGHT_BY``).
 
 Never use the broken ones outside tests and demos of the suite.
 """
@@ -17,68 +16,32 @@ from broken_core import BrokenDevice
 
 from igrs.constants import GROUP_LEASE, ReturnCode
 from igrs.core.device_groups import GroupInfo
-from igrs.core.discovery import Interface
 from igrs.errors import ProtocolError
 from igrs.net.http import Reply
 from igrs.node.device import Device, RequestContext
-from igrs.node.group_manager import GroupManager
 from igrs.wire import group_datagrams as wg
 from igrs.wire.bodies.groups import (
     JoinCentralisedDeviceGroupRequest,
     JoinCentralisedDeviceGroupResponse,
     QuitCentralisedDeviceGroupNotify,
 )
-from igrs.wire.ids import DeviceId
-from igrs.wire.messages import Frame, SoapMessage, Status
-
-GROUP_MESSAGES = ("JoinCentralisedDeviceGroupRequest", "QuitCentralisedDeviceGroupNotify")
+from igrs.wire.messages import Frame, Status
 
 
 class GroupHostDevice(Device):
-    """``igrs.Device`` with device groups; masters the centralised group ``group_name`` (none if
+    """``igrs.Device(groups=True)``; masters the centralised group ``group_name`` (none if
     ``None``) from its start until its stop (the stop dissolves it)."""
 
     def __init__(self, *args: Any, group_name: str | None = "Conformance group", lease: int = GROUP_LEASE,
                  **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, groups=True, group_lease=lease, **kwargs)
         self.group_name = group_name
-        self.groups = GroupManager(self.device_id, self.name, execute=self._execute,
-                                   send_request=self._send_group_request, max_age=self.max_age,
-                                   lease=lease, port=self.port)
-        for mtype in GROUP_MESSAGES:
-            self.handlers[mtype] = self._on_group_request
-        self.group_source = self.groups.joined_groups  # joinedGroupList of the description
         self.master_group: GroupInfo | None = None
 
     async def start(self) -> None:
         await super().start()
-        self.groups.set_interfaces(self.interfaces)
-        await self.groups.start()
         if self.group_name is not None:
             self.master_group = await self.groups.create_centralised(self.group_name)
-
-    async def stop(self) -> None:
-        await self.groups.stop()  # the quit copies leave before the endpoints close
-        await super().stop()
-
-    async def update_interfaces(self, interfaces: list[Interface]) -> None:
-        await super().update_interfaces(interfaces)
-        self.groups.set_interfaces(interfaces)
-
-    def _on_datagram(self, data: bytes, source: tuple[str, int], interface: str) -> None:
-        if b"DeviceGroup" in data and wg.is_group_datagram(data):
-            self.groups.on_datagram(data, source, interface)
-            return
-        super()._on_datagram(data, source, interface)
-
-    async def _on_group_request(self, frame: Frame, ctx: RequestContext) -> Reply:
-        return await self.groups.handle_request(frame, ctx.address)
-
-    async def _send_group_request(self, device_id: DeviceId, message: SoapMessage) -> Frame:
-        # A Device serves pipes but opens none: it cannot reach a slave (removal, dissolution
-        # notifies). The manager counts the notify as undelivered; slaves learn of a
-        # dissolution from the multicast quit (specs/groups.md §5.3).
-        raise ConnectionError(f"{message.message_type} to {device_id}: this device opens no pipes")
 
 
 class BrokenGroupDevice(GroupHostDevice, BrokenDevice):

@@ -1,60 +1,49 @@
-"""GroupManager over real UDP multicast on loopback (unicast SOAP carried in-process).
-
-Each manager has its own ISDP endpoints on ``lo`` (IP_MULTICAST_IF set by IsdpEndpoints;
-nothing leaves through the default route) and a free port per test. ``send_request`` runs
-the message through the real SOAP codec to the target manager's ``handle_request`` — the
-stand-in for the pipe the Device will provide.
+"""Device groups of ``igrs.Device(groups=True)`` over real sockets on loopback: group
+datagrams on each device's own ISDP endpoints (``lo``, IP_MULTICAST_IF set by IsdpEndpoints;
+nothing leaves through the default route), joins and quits in real secure pipes between
+devices paired with the PIN extension. A free ISDP port per test.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 
 from igrs.core import device_groups as cg
-from igrs.net import interfaces as netifaces
-from igrs.net.isdp import IsdpEndpoints
+from igrs.node.device import Device
 from igrs.node.group_manager import GroupManager
-from igrs.wire import messages
+from igrs.wire.bodies.groups import QuitCentralisedDeviceGroupNotify
 from igrs.wire.group_datagrams import GroupKind
-from igrs.wire.httpu import Headers
 from igrs.wire.ids import DeviceId
-from igrs.wire.messages import Frame, SoapMessage
+from igrs.wire.messages import ErrorResponse
+
+GROUP_OPTIONS = {"policy": "group_policy", "lease": "group_lease"}
 
 
 class Node:
-    def __init__(self, hub: dict[DeviceId, Node], name: str, port: int, **kw: object) -> None:
-        self.hub = hub
-        self.device_id = DeviceId.new()
-        self.ifaces = netifaces.resolve(["lo"])
-        self.endpoints = IsdpEndpoints(self.ifaces, port, self._on_datagram)
-        self.groups = GroupManager(self.device_id, name, execute=self.endpoints.execute,
-                                   send_request=self.send_request, interfaces=self.ifaces, port=port,
-                                   **kw)  # type: ignore[arg-type]
+    """One ``Device(groups=True)`` on ``lo`` and the group events it published."""
+
+    def __init__(self, name: str, port: int, **kw: Any) -> None:
+        options = {GROUP_OPTIONS.get(k, k): v for k, v in kw.items()}
+        self.pins: asyncio.Queue[str] = asyncio.Queue()
+        self.device = Device(name=name, interfaces=["lo"], port=port, http_port=0, watch_interfaces=False,
+                             groups=True, on_pin=self.pins.put_nowait, **options)
         self.events: list[cg.GroupEvent] = []
-        self.reachable = True
         self._reader: asyncio.Task[None] | None = None
-        hub[self.device_id] = self
 
-    def _on_datagram(self, data: bytes, source: tuple[str, int], interface: str) -> None:
-        self.groups.on_datagram(data, source, interface)
+    @property
+    def groups(self) -> GroupManager:
+        return self.device.groups
 
-    async def send_request(self, device_id: DeviceId, message: SoapMessage) -> Frame:
-        target = self.hub.get(device_id)
-        if target is None or not target.reachable:
-            raise ConnectionRefusedError("unreachable")
-        headers, body = messages.encode(message, source=self.device_id, target=device_id, sequence_id=4)
-        response = await target.groups.handle_request(messages.decode(Headers(headers), body), "127.0.0.1")
-        if response is None:
-            return Frame(messages.Routing("ack", device_id, self.device_id, 1), message)
-        rh, rb = messages.encode(response, source=device_id, target=self.device_id, sequence_id=8)
-        return messages.decode(Headers(rh), rb)
+    @property
+    def device_id(self) -> DeviceId:
+        return self.device.device_id
 
     async def start(self) -> None:
-        await self.endpoints.start()
-        await self.groups.start()
+        await self.device.start()
         self._reader = asyncio.create_task(self._collect())
         await asyncio.sleep(0)
 
@@ -62,11 +51,26 @@ class Node:
         async for event in self.groups.events():
             self.events.append(event)
 
+    async def pair_with(self, other: Node) -> None:
+        """The PIN pairing extension, from this device to ``other`` (which shows the PIN)."""
+
+        async def typed(_digits: int) -> str:
+            return await asyncio.wait_for(other.pins.get(), 5)
+
+        await self.device.pair(other.device_id, typed)
+
     async def stop(self, dissolve: bool = True) -> None:
-        await self.groups.stop(dissolve=dissolve)
+        if self.device.has_groups and self.groups._started:
+            await self.groups.stop(dissolve=dissolve)
         if self._reader is not None:
             self._reader.cancel()
-        await self.endpoints.close()
+        await self.device.stop()
+
+    async def vanish(self) -> None:
+        """Fall silent without a word: no quit, no byebye (sockets closed, timers stopped)."""
+        await self.groups.stop(dissolve=False)
+        await self.device._driver.stop()
+        await self.device._close_io()
 
     async def wait_for(self, kind: type, timeout: float = 3.0, count: int = 1) -> list:
         async def poll() -> list:
@@ -80,13 +84,15 @@ class Node:
 
 
 @pytest.fixture
-async def nodes(free_udp_port: int) -> AsyncIterator:
-    hub: dict[DeviceId, Node] = {}
+async def nodes(free_udp_port: int) -> AsyncIterator[Callable[..., Awaitable[Node]]]:
+    """``await nodes(name, **group options)``: a started device, paired with each one made before."""
     made: list[Node] = []
 
-    async def make(name: str, **kw: object) -> Node:
-        node = Node(hub, name, free_udp_port, **kw)
+    async def make(name: str, **kw: Any) -> Node:
+        node = Node(name, free_udp_port, **kw)
         await node.start()
+        for other in made:
+            await node.pair_with(other)
         made.append(node)
         return node
 
@@ -140,14 +146,14 @@ async def test_join_refused_by_async_policy(nodes) -> None:  # type: ignore[no-u
 
 
 async def test_master_loss_detected_by_lease(nodes) -> None:  # type: ignore[no-untyped-def]
-    master = await nodes("TV", lease=2, max_age=2)
-    slave = await nodes("Phone", lease=2, max_age=2)
+    # Device max-age stays long: the slave's registry keeps the master, only the lease speaks.
+    master = await nodes("TV", lease=2)
+    slave = await nodes("Phone", lease=2)
     info = await master.groups.create_centralised("Kitchen")
     await slave.groups.join(info.group_id, master.device_id)
     await asyncio.sleep(1.5)  # a renewal happens in between; still joined
     assert slave.groups.groups[0].state is cg.State.JOINED
-    master.reachable = False
-    await master.stop(dissolve=False)  # the master vanishes without a word
+    await master.vanish()  # the master vanishes without a word
     lost = await slave.wait_for(cg.MasterLost, timeout=4.0)
     assert lost[0].master == master.device_id and lost[0].reason == "silent"
     assert slave.groups.joined_groups() == []
@@ -162,3 +168,27 @@ async def test_group_events_published_before_the_first_read_are_kept(nodes) -> N
     first = await asyncio.wait_for(anext(reader), 2.0)
     assert isinstance(first, cg.GroupAppeared) and first.group.group_id == info.group_id
     await reader.aclose()
+
+
+async def test_master_device_reaches_its_slaves_with_unicast_notifies(nodes) -> None:  # type: ignore[no-untyped-def]
+    """A removal has no multicast: only the master's QuitCentralisedDeviceGroupNotify, in a
+    pipe the master's Device opens to the slave, tells the slave (groups.md §5.3, §8)."""
+    master, a, b = await nodes("TV"), await nodes("Phone"), await nodes("Tablet")
+    info = await master.groups.create_centralised("Living room")
+    await a.groups.join(info.group_id, master.device_id)
+    await b.groups.join(info.group_id, master.device_id)
+    await master.groups.remove_member(info.group_id, a.device_id)
+    removed = await a.wait_for(cg.GroupDissolved)
+    assert (removed[0].group_id, removed[0].reason) == (info.group_id, "removed")
+    assert a.groups.joined_groups() == [] and a.device.description.groups == ()
+    assert [(e.device_id, e.reason) for e in master.events if isinstance(e, cg.MemberLeft)] == [
+        (a.device_id, "removed")]
+    assert b.groups.groups[0].state is cg.State.JOINED  # the other slave stays
+    # leaving, by the slave: the master drops it; a second quit is answered 404 (nothing left)
+    await b.groups.leave(info.group_id)
+    left = await master.wait_for(cg.MemberLeft, count=2)
+    assert (left[1].device_id, left[1].reason) == (b.device_id, "quit")
+    pipe = await b.device.pipe_to(master.device_id)
+    _, frame = await pipe.exchange(QuitCentralisedDeviceGroupNotify(info.group_id))
+    assert frame is not None and isinstance(frame.message, ErrorResponse)
+    assert frame.message.status.return_code == 404

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -152,3 +154,75 @@ def test_sockets_never_use_the_default_multicast_route(group: str) -> None:
         assert socket.inet_ntoa(struct.pack("4s", raw)) == "127.0.0.1"
     finally:
         sock.close()
+
+
+async def test_control_point_sees_the_update_when_services_or_groups_change(free_udp_port: int) -> None:
+    """isdp.md §8, groups.md §5.7: a changed description is re-announced with isdp:update."""
+    from igrs.apps.sample_service import Volume
+
+    async with ControlPoint(interfaces=LO, port=free_udp_port) as cp:
+        async def updated_by(change: Callable[[], Awaitable[object]]) -> None:
+            await asyncio.sleep(0.3)  # the copies of the previous announcement are over
+            events = cp.events()  # from now on
+            try:
+                await change()
+                updated = await next_event(events, DeviceUpdated)
+                assert updated.device.device_id == tv.device_id
+            finally:
+                await events.aclose()  # type: ignore[attr-defined]
+
+        async with Device(name="TV", device_type="TV", interfaces=LO, port=free_udp_port, http_port=0,
+                          groups=True) as tv:
+            await cp.search(timeout=1.0, mx=1)
+
+            async def add() -> int:
+                return tv.add_service(Volume())
+
+            await updated_by(add)
+            assert [s.name for s in (await cp.describe(tv.device_id)).services] == ["Volume"]
+            await updated_by(lambda: tv.groups.create_peer("Den"))
+            [group] = (await cp.describe(tv.device_id)).groups
+            assert group.name == "Den"
+            await updated_by(lambda: tv.groups.leave(tv.groups.groups[0].group_id))
+            assert (await cp.describe(tv.device_id)).groups == ()
+
+
+async def test_smallest_search_is_answered_with_at_most_four_times_its_size(free_udp_port: int) -> None:
+    """isdp.md §9 rule 5: a 55-byte search gets at most 220 bytes back (the base code: 542)."""
+    smallest = b"M-SEARCH * HTTP/1.1\nMAN:isdp:discover\nMX:0\nST:isdp:all\n"
+    async with Device(name="Living room TV", device_type="TV", interfaces=LO, port=free_udp_port,
+                      http_port=0) as tv:
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+        try:
+            await loop.sock_sendto(sock, smallest, (IPV4_GROUP, free_udp_port))
+            answers: list[bytes] = []
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    while True:
+                        answers.append((await loop.sock_recvfrom(sock, 4096))[0])
+        finally:
+            sock.close()
+    assert answers, "no answer to the smallest search"
+    assert sum(map(len, answers)) <= 4 * len(smallest), [len(a) for a in answers]
+    msg = isdp.decode(answers[0])
+    assert isinstance(msg, isdp.SearchDeviceResponse) and msg.device_id == tv.device_id
+    assert msg.location == tv.location
+
+
+async def test_timer_driver_polls_only_when_a_deadline_is_due(free_udp_port: int) -> None:
+    """A received datagram costs the registry's work, not a poll of every timer."""
+    async with ControlPoint(interfaces=LO, port=free_udp_port) as cp:
+        dev = DeviceId.new()
+        msg = isdp.DeviceOnlineAdvertisement(dev, DeviceType("TV"), "http://127.0.0.7:3880/IGRS", 600, "TV")
+        data = isdp.encode(msg, host="x")
+        await asyncio.sleep(0.1)
+        polls = cp._driver.polls
+        for _ in range(150):
+            cp._on_datagram(data, ("127.0.0.7", 4000), "lo")
+            await asyncio.sleep(0)
+        assert cp.find(dev).name == "TV"
+        assert cp._driver.polls - polls <= 2, cp._driver.polls - polls

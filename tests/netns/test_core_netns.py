@@ -262,56 +262,25 @@ async def main():
 asyncio.run(main())
 """
 
-# A device with device groups (the wiring of igrs/cli/group_commands.py, plus what specs/groups.md
-# §5.4 asks of the I/O layer: a pipe keep-alive time-out or a byebye reports the peer lost).
+# A device with device groups: ``Device(groups=True)``, which also reports a group peer lost
+# when its pipe keep-alive times out or its byebye is heard (specs/groups.md §5.4).
 # argv = ISDP port, state dir, name, lease, rejoin window, keep-alive interval.
 GROUP_NODE = _LOOP + r"""
-import igrs.core.device_groups as cgroups
-from igrs import ControlPoint, Device
-from igrs.core.discovery import DeviceGone
-from igrs.node.group_manager import GroupManager
-from igrs.net.isdp import IsdpEndpoints
+from igrs import Device
+from igrs.errors import DeviceNotFound
 from igrs.wire.group_datagrams import GroupId
 from igrs.wire.ids import DeviceId
-from igrs.wire.messages import Frame, Routing
 
 async def main():
     port, state, name = int(sys.argv[1]), sys.argv[2], sys.argv[3]
     lease, window, keepalive = int(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6])
-    cgroups.GROUP_REJOIN_WINDOW = window  # the documented 300 s, shortened for the test
+    # the documented 300 s rejoin window, shortened for the test
     dev = Device(name=name, port=port, state_dir=state, watch_interfaces=False,
-                 on_pin=lambda pin: out(event="pin", pin=pin))
+                 on_pin=lambda pin: out(event="pin", pin=pin), groups=True, group_lease=lease,
+                 group_rejoin_window=window, keepalive_interval=keepalive)
     await dev.start()
-    cp = ControlPoint(port=port, device_id=dev.device_id, state_dir=state, name=name,
-                      keepalive_interval=keepalive)
-    await cp.start()
+    manager = dev.groups
     pins = asyncio.Queue()
-    box = {}
-
-    async def send_request(target, message):
-        if cp.discovery.get(target) is None:
-            await cp.search(timeout=1.0, target=target, mx=1)
-        pipe = await cp.open_pipe(target)
-        if pipe.on_closed is None:
-            pipe.on_closed = lambda p, reason: box["m"].peer_lost(p.peer)
-        _, frame = await pipe.exchange(message)
-        if frame is None:  # a notify's bare 200
-            return Frame(Routing(message.message_type, target, dev.device_id, 1), message)
-        return frame
-
-    endpoints = IsdpEndpoints(cp.interfaces, port, lambda d, s, i: box["m"].on_datagram(d, s, i))
-    manager = box["m"] = GroupManager(dev.device_id, name, execute=endpoints.execute,
-                                      send_request=send_request, interfaces=cp.interfaces, port=port,
-                                      lease=lease)
-
-    async def handle(frame, ctx):
-        return await manager.handle_request(frame, getattr(ctx, "address", None))
-
-    for mtype in ("JoinCentralisedDeviceGroupRequest", "QuitCentralisedDeviceGroupNotify"):
-        dev.handlers[mtype] = handle
-    dev.group_source = manager.joined_groups
-    await endpoints.start()
-    await manager.start()
 
     async def print_events():
         async for e in manager.events():
@@ -322,25 +291,20 @@ async def main():
             out(event=type(e).__name__, joined=[str(g.group_id) for g in manager.joined_groups()],
                 **fields)
 
-    async def byebyes():
-        async for e in cp.events():
-            if isinstance(e, DeviceGone):
-                manager.peer_lost(e.device.device_id)
-
-    tasks = [asyncio.create_task(print_events()), asyncio.create_task(byebyes())]
+    tasks = [asyncio.create_task(print_events())]
 
     async def pair(device):
-        target = DeviceId.parse(device)
-        for _ in range(10):
-            if cp.discovery.get(target) is not None:
-                break
-            await cp.search(timeout=1.0, target=target, mx=1)
-
         async def typed(digits):
             out(event="pin-needed")
             return await pins.get()
-        paired = await cp.pair(target, typed)
-        return {"fingerprint": paired.fingerprint}
+
+        for attempt in range(10):
+            try:
+                paired = await dev.pair(DeviceId.parse(device), typed)
+                return {"fingerprint": paired.fingerprint}
+            except DeviceNotFound:
+                if attempt == 9:
+                    raise
 
     async def create(name, group_id=None):
         info = await manager.create_centralised(name, GroupId.parse(group_id) if group_id else None)
@@ -364,11 +328,8 @@ async def main():
         await command_loop({"pair": pair, "create": create, "join": join, "leave": leave,
                             "status": status}, pins)
     finally:
-        await manager.stop()
         for t in tasks:
             t.cancel()
-        await endpoints.close()
-        await cp.stop()
         await dev.stop()
         out(event="stopped")
 

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 
 import pytest
-from netbed import Host, LineReader, LossUnavailable
+from netbed import Host, LineReader, LossUnavailable, wait_until
 
 pytestmark = pytest.mark.netns
 
@@ -235,3 +235,79 @@ def test_two_homed_control_point_lists_each_device_once(netbed, free_udp_port):
     rec = found[both.id]
     assert _on(rec, cp_h, "lan1") and _on(rec, cp_h, "lan2"), rec
     assert rec["address"] in (both_h.addr_on("lan1"), both_h.addr_on("lan2")), rec
+
+
+# A spoofer: sends a DeviceOnlineAdvertisement (LOCATION on its own address) or a
+# DeviceOfflineAdvertisement for a device id it does not own, to the ISDP group of its LAN.
+SPOOFER = r"""
+import socket, sys
+from igrs.wire import isdp
+from igrs.wire.ids import DeviceId, DeviceType
+
+port, addr, device, kind = int(sys.argv[1]), sys.argv[2], DeviceId.parse(sys.argv[3]), sys.argv[4]
+if kind == "alive":
+    location = f"http://{addr}:3880/IGRS"
+    msg = isdp.DeviceOnlineAdvertisement(device, DeviceType("TV"), location, 1800, "Spoofed TV")
+else:
+    msg = isdp.DeviceOfflineAdvertisement(device, DeviceType("TV"))
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(addr))
+s.bind((addr, 0))
+for _ in range(2):
+    s.sendto(isdp.encode(msg, host=f"224.0.0.110:{port}"), ("224.0.0.110", port))
+"""
+
+
+def spoof(host: Host, port: int, device_id: str, kind: str) -> None:
+    res = host.run([sys.executable, "-c", SPOOFER, str(port), host.addr, device_id, kind], timeout=20,
+                   env=igrs_env())
+    assert res.returncode == 0, res.stderr
+
+
+def updated_for(out: LineReader, dev_id: str, timeout: float, pred: object) -> dict | None:
+    def match(line: str) -> bool:
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            return False
+        return (isinstance(ev, dict) and ev.get("event") == "updated" and ev.get("id") == dev_id
+                and pred(ev))  # type: ignore[operator]
+
+    line = out.wait_for(match, timeout)
+    return json.loads(line) if line else None
+
+
+def test_an_unauthenticated_datagram_never_repoints_a_known_device(netbed, free_udp_port):
+    """specs/isdp.md §11a. A spoofer announces the TV's id with a LOCATION on its own address:
+    the control point keeps the TV's address and shows the spoofer's beside it, and ignores the
+    spoofer's byebye. A device whose own address stopped answering (killed) is followed to the
+    new address. The base code moved the entry, then deleted the TV on the spoofed byebye."""
+    tv_h, gone_h, cp_h, spoofer_h = one_lan(netbed, 4)
+    tv, dead = start_devices([(tv_h, "Living room TV", "TV"), (gone_h, "Killed TV", "TV")], free_udp_port)
+    out, err = start_watcher(cp_h, free_udp_port, cli=True)
+    def both_appeared() -> bool:
+        seen = {e.get("id") for e in out.json_objects() if isinstance(e, dict) and e.get("event") == "appeared"}
+        return {tv.id, dead.id} <= seen
+
+    assert wait_until(both_appeared, 20), f"{out.text()}\n{err.text()}"
+
+    spoof(spoofer_h, free_udp_port, tv.id, "alive")
+    ev = updated_for(out, tv.id, 10, lambda e: True)
+    assert ev, f"no update after the spoofed alive\n{out.text()}\n{err.text()}"
+    assert ev["address"] == tv_h.addr and tv_h.addr in ev["location"], f"re-pointed: {ev}"
+    assert ev.get("candidates") == [spoofer_h.addr], ev  # shown beside the TV's own address
+    spoof(spoofer_h, free_udp_port, tv.id, "byebye")
+    assert event_for(out, "gone", tv.id, 3) is None, f"a spoofed byebye removed the TV\n{out.text()}"
+    moved = [json.loads(ln) for ln in out.lines if f'"{tv.id}"' in ln and '"updated"' in ln]
+    assert all(e["address"] == tv_h.addr for e in moved), moved
+
+    dead.proc.send_signal(signal.SIGKILL)  # no byebye: its address stops answering
+    dead.proc.wait(5)
+    spoof(spoofer_h, free_udp_port, dead.id, "alive")
+    ev = updated_for(out, dead.id, 15, lambda e: e["address"] == spoofer_h.addr)
+    assert ev, f"the entry did not move off a dead address\n{out.text()}\n{err.text()}"
+    assert ev["candidates"] == [] and spoofer_h.addr in ev["location"], ev
+
+    tv.proc.send_signal(signal.SIGTERM)  # the TV's own byebye still counts
+    gone = event_for(out, "gone", tv.id, 5)
+    assert gone and gone["reason"] == "byebye", f"{out.text()}\n{tv.diag()}"

@@ -9,7 +9,9 @@ import pytest
 from igrs.constants import (
     COPY_SPACING,
     MAX_PENDING_RESPONSES,
+    REPOINT_MAX_CANDIDATES,
     RESPONDER_BURST,
+    SEARCH_AMPLIFICATION,
     SOURCE_BURST,
     STARTUP_COPIES,
 )
@@ -20,6 +22,7 @@ from igrs.core.discovery import (
     DeviceGone,
     DeviceUpdated,
     Interface,
+    ProbeLocation,
     SendMulticast,
     SendUnicast,
 )
@@ -363,3 +366,118 @@ class TestServices:
         cp.on_datagram(isdp.encode(ad, host="x"), ("10.77.1.30", 5000), "eth-a", 2.0)
         cp.poll(12.0)
         assert cp.services == []
+
+
+class TestRepointing:
+    """specs/isdp.md §11a: another address announcing a known device id is a candidate."""
+
+    def make(self) -> tuple[ControlPointDiscovery, DeviceId]:
+        cp = ControlPointDiscovery(DeviceId.new())
+        cp.set_interfaces([LAN])
+        dev = DeviceId.new()
+        cp.on_datagram(alive(dev, "10.77.1.30", max_age=100), ("10.77.1.30", 5000), "eth-a", 0.0)
+        return cp, dev
+
+    def test_spoofed_alive_is_kept_beside_and_probes_the_own_location(self) -> None:
+        cp, dev = self.make()
+        [ev] = cp.on_datagram(alive(dev, "10.77.1.66", max_age=100), ("10.77.1.66", 5000), "eth-a", 1.0)
+        assert isinstance(ev, DeviceUpdated)
+        rec = cp.get(dev)
+        assert rec is not None and rec.address == "10.77.1.30" and rec.location == "http://10.77.1.30:3880/IGRS"
+        assert rec.candidates == {("eth-a", "10.77.1.66")} and rec.last_seen == 0.0  # not refreshed
+        assert cp.drops.reasons["unproven_address"] == 1
+        assert cp.next_deadline() == 1.0
+        actions, _ = cp.poll(1.0)
+        assert actions == [ProbeLocation(dev, "http://10.77.1.30:3880/IGRS")]
+        # the own address answers: nothing moves
+        assert cp.probe_result(dev, "http://10.77.1.30:3880/IGRS", True, 1.5) == []
+        assert cp.get(dev).address == "10.77.1.30"  # type: ignore[union-attr]
+        # a byebye from the candidate is ignored; from the own address it is not
+        assert cp.on_datagram(byebye(dev), ("10.77.1.66", 5000), "eth-a", 2.0) == []
+        assert cp.drops.reasons["byebye_mismatch"] == 1 and len(cp.devices) == 1
+        # another sighting within the probe interval: no second probe
+        cp.on_datagram(alive(dev, "10.77.1.66", max_age=100), ("10.77.1.66", 5000), "eth-a", 3.0)
+        assert not [a for a in cp.poll(3.0)[0] if isinstance(a, ProbeLocation)]
+        [gone] = cp.on_datagram(byebye(dev), ("10.77.1.30", 5000), "eth-a", 4.0)
+        assert isinstance(gone, DeviceGone)
+
+    def test_moves_when_the_own_address_stopped_answering(self) -> None:
+        cp, dev = self.make()
+        cp.on_datagram(alive(dev, "10.77.1.66", max_age=100), ("10.77.1.66", 5000), "eth-a", 1.0)
+        [probe] = cp.poll(1.0)[0]
+        assert isinstance(probe, ProbeLocation)
+        [ev] = cp.probe_result(dev, probe.location, False, 2.0)
+        assert isinstance(ev, DeviceUpdated) and ev.previous.address == "10.77.1.30"
+        rec = cp.get(dev)
+        assert rec is not None and rec.address == "10.77.1.66" and rec.location == "http://10.77.1.66:3880/IGRS"
+        assert rec.seen_on == {("eth-a", "10.77.1.66")} and rec.candidates == frozenset()
+        # the old address is no longer the device's: its byebye is ignored
+        assert cp.on_datagram(byebye(dev), ("10.77.1.30", 5000), "eth-a", 3.0) == []
+        assert len(cp.devices) == 1
+
+    def test_a_pipe_that_authenticates_moves_the_entry(self) -> None:
+        cp, dev = self.make()
+        cp.on_datagram(alive(dev, "10.77.1.66", max_age=100), ("10.77.1.66", 5000), "eth-a", 1.0)
+        assert cp.candidate_urls(dev) == [("10.77.1.66", "http://10.77.1.66:3880/IGRS")]
+        assert cp.proven(dev, "10.77.1.99", 2.0) == []  # not a candidate: nothing
+        [ev] = cp.proven(dev, "10.77.1.66", 2.0)
+        assert isinstance(ev, DeviceUpdated) and cp.get(dev).address == "10.77.1.66"  # type: ignore[union-attr]
+
+    def test_candidates_are_capped_and_expire(self) -> None:
+        cp, dev = self.make()
+        for i in range(10):
+            addr = f"10.77.1.{100 + i}"
+            cp.on_datagram(alive(dev, addr, max_age=10), (addr, 1), "eth-a", 1.0)
+        rec = cp.get(dev)
+        assert rec is not None and len(rec.candidates) == REPOINT_MAX_CANDIDATES
+        assert cp.drops.reasons["candidates_full"] == 10 - REPOINT_MAX_CANDIDATES
+        _, events = cp.poll(11.0)
+        assert [type(e) for e in events] == [DeviceUpdated] and cp.get(dev).candidates == frozenset()  # type: ignore[union-attr]
+        assert cp.next_deadline() == 100.0
+
+    def test_services_of_a_known_device_count_only_from_its_own_address(self) -> None:
+        cp, dev = self.make()
+        loc = "http://10.77.1.66:3880/IGRS"
+        ad = isdp.ServiceOnlineAdvertisement(dev, ServiceType("Volume"), 7, loc, 10, "V")
+        cp.on_datagram(isdp.encode(ad, host="x"), ("10.77.1.66", 5000), "eth-a", 1.0)
+        assert cp.services == [] and cp.drops.reasons["unproven_address"] == 1
+
+
+def test_update_announcement_raises_device_updated() -> None:
+    cp = ControlPointDiscovery(DeviceId.new())
+    cp.set_interfaces([LAN])
+    dev = DeviceId.new()
+    msg = isdp.DeviceOnlineAdvertisement(dev, DeviceType("PC"), "http://10.77.1.30:3880/IGRS", 10, "PC")
+    cp.on_datagram(isdp.encode(msg, host="x"), ("10.77.1.30", 5000), "eth-a", 0.0)
+    assert cp.on_datagram(isdp.encode(msg, host="x"), ("10.77.1.30", 5000), "eth-a", 0.1) == []
+    update = isdp.DeviceOnlineAdvertisement(dev, DeviceType("PC"), "http://10.77.1.30:3880/IGRS", 10, "PC",
+                                            update=True)
+    [ev] = cp.on_datagram(isdp.encode(update, host="x"), ("10.77.1.30", 5000), "eth-a", 0.2)
+    assert isinstance(ev, DeviceUpdated) and ev.device.name == "PC"
+
+
+def test_description_change_sends_update_with_copies() -> None:
+    dev = make_device()
+    assert dev.description_changed(0.0) == []  # not running: nothing
+    dev.start(0.0)
+    run_until(dev, 1.0)
+    now = [decoded(a) for a in dev.description_changed(2.0)]
+    later = [decoded(a) for _, a in run_until(dev, 3.0)]
+    updates = [m for m in now + later if isinstance(m, isdp.DeviceOnlineAdvertisement)]
+    assert len(updates) == STARTUP_COPIES and all(m.update for m in updates)
+
+
+def test_minimal_search_gets_a_compact_answer_within_four_times_its_size() -> None:
+    dev = make_device()
+    dev.start(0.0)
+    smallest = b"M-SEARCH * HTTP/1.1\nMAN:isdp:discover\nMX:0\nST:isdp:all\n"
+    assert isinstance(isdp.decode(smallest), isdp.SearchDeviceRequest)
+    dev.on_datagram(smallest, ("10.77.1.20", 40000), "eth-a", 1.0)
+    [answer] = [a for _, a in run_until(dev, 1.0) if isinstance(a, SendUnicast)]
+    assert len(answer.payload) <= SEARCH_AMPLIFICATION * len(smallest)
+    msg = decoded(answer)
+    assert isinstance(msg, isdp.SearchDeviceResponse)
+    assert (msg.device_id, msg.device_type, msg.location) == (dev.device_id, DeviceType("TV"), LOC)
+    dev.on_datagram(search(), ("10.77.1.21", 40000), "eth-a", 2.0)  # our own 280-byte search
+    [full] = [a for _, a in run_until(dev, 10.0) if isinstance(a, SendUnicast)]
+    assert b"01-DeviceName" in full.payload and len(full.payload) > len(answer.payload)

@@ -446,7 +446,7 @@ class TestCentralisedGroups:
 
     def test_renewal_answered_404_means_dissolved(self, lan: Lan) -> None:
         gid, master, (s,) = central(lan, lease=100)
-        del master._groups[gid]  # the master forgot the group (restarted without it)
+        master.memberships.forget_group(gid)  # the master forgot the group (restarted without it)
         lan.run(60.0)
         assert [e.reason for e in lan.of(s, cg.GroupDissolved)] == ["dissolved"]
 
@@ -507,7 +507,7 @@ class TestMasterLoss:
     def test_master_back_without_the_group(self, lan: Lan) -> None:
         gid, master, (s,) = central(lan)
         lan.apply(s, s.peer_lost(master.device_id, 10.0))
-        del master._groups[gid]
+        master.memberships.forget_group(gid)
         lan.run(10.0 + GROUP_RETRY_DELAY + 1)  # the retry reaches a master that says 404
         assert [e.reason for e in lan.of(s, cg.GroupDissolved)] == ["dissolved"]
 
