@@ -8,9 +8,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from igrs.cli.exits import EXIT_FAILED, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
 from igrs.constants import IGRS_PORT
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -28,7 +27,11 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     p.add_argument("-i", "--interface", action="append", metavar="IF",
                    help="interface name or address to test on (repeatable; first IPv4 one is used)")
     p.add_argument("--port", type=int, default=IGRS_PORT, help=f"ISDP UDP port (default {IGRS_PORT})")
-    p.add_argument("--case", action="append", metavar="ID", help="run only these case ids (repeatable)")
+    p.add_argument("--case", action="append", metavar="ID",
+                   help="run only this case (DISC-002) or area (DISC); repeatable. The lab's narrowing: "
+                        "cases left out do not count, and the report says so")
+    p.add_argument("--exclude", action="append", metavar="ID",
+                   help="leave out this case or area (GRP); repeatable, recorded in the report like --case")
     p.add_argument("--off-subnet-source", metavar="ADDR",
                    help="an address of this host, on the test interface but outside the device's "
                         "subnet: enables DISC-008 (off-subnet searches are ignored)")
@@ -57,17 +60,46 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ig
 
 
 async def cmd_run(args: argparse.Namespace) -> int:
-    from igrs.conformance.report import to_html, to_junit, to_text
-    from igrs.conformance.runner import run_suite
+    """Each verdict is printed as its case finishes; the verdict of the run last. Exit 0
+    PASSED, 1 FAILED, 3 INCOMPLETE; Ctrl-C writes the partial report and exits 130."""
+    from igrs.cli.exits import catch_signals, interrupted
+    from igrs.conformance.catalogue import load_cases, select
+    from igrs.conformance.report import text_header, text_line, text_problem, text_summary, to_html, to_junit
+    from igrs.conformance.runner import FAILED, PASSED, CaseResult, Report, RunListener, choose, run_suite
 
+    class Printer(RunListener):
+        """The run as it goes: the header once the target answers, then each verdict."""
+
+        def found(self, report: Report) -> None:
+            print(text_header(report), flush=True)
+
+        def result(self, report: Report, result: CaseResult) -> None:
+            print(text_line(result), flush=True)
+
+        def problem(self, report: Report, text: str) -> None:
+            print(text_problem(text), flush=True)
+
+    try:
+        choose(select(load_cases(), args.profile), args.case, args.exclude)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     report = await run_suite(args.target, args.profile, pin=_pin_source(args.pin), interfaces=args.interface,
-                             port=args.port, only=args.case, off_subnet_source=args.off_subnet_source)
-    print(to_text(report))
+                             port=args.port, only=args.case, exclude=args.exclude,
+                             off_subnet_source=args.off_subnet_source, listener=Printer(),
+                             stop=catch_signals())
+    print("\n".join([*map(text_problem, report.problems), text_summary(report)]), flush=True)
+    written = []
     if args.junit:
         Path(args.junit).write_bytes(to_junit(report))
+        written.append(args.junit)
     if args.html:
         Path(args.html).write_bytes(to_html(report))
-    return EXIT_OK if report.passed else EXIT_FAILED
+        written.append(args.html)
+    if interrupted():
+        if written:
+            print(f"igrs: partial report written to {' and '.join(written)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return {PASSED: EXIT_OK, FAILED: EXIT_FAILED}.get(report.verdict, EXIT_INCOMPLETE)
 
 
 def _pin_source(pin: str | None):  # type: ignore[no-untyped-def]
@@ -76,10 +108,10 @@ def _pin_source(pin: str | None):  # type: ignore[no-untyped-def]
         return pin
 
     async def ask(digits: int) -> str:
-        import asyncio
+        from igrs.cli.exits import read_line
 
         print(f"The device shows a {digits}-digit PIN. PIN: ", end="", file=sys.stderr, flush=True)
-        return (await asyncio.to_thread(sys.stdin.readline)).strip()
+        return await read_line()
 
     return ask
 

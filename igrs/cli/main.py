@@ -1,7 +1,7 @@
 """The ``igrs`` command: a thin client of the public API.
 
-Exit status: 0 success; 1 the operation failed (device not found, network error, ...);
-2 usage error; 130 interrupted.
+Exit status and signals: one rule for every command, in ``igrs/cli/exits.py`` (0 success;
+1 the operation failed; 2 usage error; 3 conformance run incomplete; 130 Ctrl-C).
 """
 
 from __future__ import annotations
@@ -12,17 +12,17 @@ import contextlib
 import inspect
 import json
 import logging
-import signal
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 from igrs import __version__
+from igrs.cli import exits
+from igrs.cli.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, catch_signals
 from igrs.constants import DEFAULT_MAX_AGE, IGRS_PORT
 from igrs.errors import IGRSError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 
@@ -146,15 +146,6 @@ async def cmd_describe(args: argparse.Namespace) -> int:
 
 
 # --- device run ----------------------------------------------------------------------------------
-def _catch_signals() -> asyncio.Event:
-    """An event set by SIGINT/SIGTERM (installed before anything announces readiness)."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    return stop
-
-
 async def cmd_device_run(args: argparse.Namespace) -> int:
     from igrs.node.device import Device
 
@@ -177,7 +168,7 @@ async def cmd_device_run(args: argparse.Namespace) -> int:
         from igrs.profiles.file import attach_file_server
 
         attach_file_server(device, args.share_folder)
-    stop = _catch_signals()
+    stop = catch_signals()
     async with device, contextlib.AsyncExitStack() as profiles:
         await _attach_av(device, args, profiles)
         if args.json:
@@ -216,7 +207,7 @@ def _named_folder(spec: str) -> tuple[str, str]:
         path = name
         name = Path(path).name or path
     if not Path(path).is_dir():
-        raise SystemExit(f"igrs: --media-folder {spec}: not a directory")
+        raise UsageError(f"--media-folder {spec}: not a directory")
     return name, path
 
 
@@ -237,7 +228,7 @@ async def cmd_pair(args: argparse.Namespace) -> int:
                 return str(args.pin)
             print(f"{record.name} shows a {digits}-digit PIN.\nPIN: ", end="", file=sys.stderr,
                   flush=True)  # the prompt on stderr: stdout stays the result
-            return (await asyncio.to_thread(sys.stdin.readline)).strip()
+            return await exits.read_line()
 
         paired = await cp.pair(record, ask)
         print(f"paired with {paired.name or paired.device_id} ({paired.device_id})")
@@ -333,7 +324,7 @@ async def cmd_call(args: argparse.Namespace) -> int:
 
 
 async def cmd_watch(args: argparse.Namespace) -> int:
-    stop = _catch_signals()
+    stop = catch_signals()
     async with _control_point(args) as cp:
         record = await _located(cp, args.device, args.timeout)
         async with cp.session(record, _service_target(args.service)) as svc, \
@@ -513,18 +504,31 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    exits.reset()
     try:
         result = args.func(args)
         # Most commands are coroutines; some (igrs relay ...) run their own loop.
-        return asyncio.run(result) if inspect.iscoroutine(result) else int(result)
+        status = asyncio.run(result) if inspect.iscoroutine(result) else int(result)
     except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+        exits.mark_interrupted()
+        status = EXIT_INTERRUPTED
+    except UsageError as exc:
+        print(f"igrs: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except IGRSError as exc:
         print(f"igrs: {exc.reason}", file=sys.stderr)
-        return EXIT_FAILED
+        status = EXIT_FAILED
+    except BrokenPipeError:  # the reader went away (| head): nothing more to say
+        exits.quiet_stdout()
+        return EXIT_OK
     except OSError as exc:
         print(f"igrs: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        status = EXIT_FAILED
+    if exits.interrupted() or status == EXIT_INTERRUPTED:
+        hint = getattr(args, "on_interrupt", "")
+        print(f"igrs: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return status
 
 
 if __name__ == "__main__":
