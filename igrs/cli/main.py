@@ -22,6 +22,7 @@ from igrs.cli import exits
 from igrs.cli.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, catch_signals
 from igrs.constants import DEFAULT_MAX_AGE, IGRS_PORT
 from igrs.errors import IGRSError
+from igrs.node.keystore import StateDirInUse
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
@@ -514,6 +515,9 @@ def main(argv: list[str] | None = None) -> int:
         status = EXIT_INTERRUPTED
     except UsageError as exc:
         print(f"igrs: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except StateDirInUse as exc:  # a second device with the same identity: refused
+        print(f"igrs: {exc.reason}; pass --state-dir or another --name", file=sys.stderr)
         return EXIT_USAGE
     except IGRSError as exc:
         print(f"igrs: {exc.reason}", file=sys.stderr)

@@ -31,7 +31,7 @@ from igrs.net import interfaces as netifaces
 from igrs.net.driver import TimerDriver
 from igrs.net.http import IgrsHttpClient, IgrsHttpServer, Reply, SealLater
 from igrs.net.isdp import IsdpEndpoints
-from igrs.node.keystore import KeyStore, MemoryKeyStore, open_keystore
+from igrs.node.keystore import Claim, KeyStore, MemoryKeyStore, open_keystore
 from igrs.node.service import Service
 from igrs.node.service_host import PeerInfo, ServiceHost
 from igrs.wire import description as ddesc
@@ -164,6 +164,7 @@ class Device:
         self.locations: dict[str, str] = {}
         self._dnssd_enabled = dnssd  # also announce over mDNS/DNS-SD (igrs.bridges.dnssd)
         self._dnssd: DnsSdAdvertiser | None = None
+        self._claim = Claim()  # the state folder, held while the device runs (keystore.claim)
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def __aenter__(self) -> Self:
@@ -177,6 +178,7 @@ class Device:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._interfaces = netifaces.resolve(self._interface_specs, ipv6=self._ipv6)
+        self._claim = self.keystore.claim()  # one running device per state folder (identity)
         try:
             await self._open(self._interfaces)
             if self._dnssd_enabled:
@@ -189,6 +191,7 @@ class Device:
                 await self._dnssd.stop()
                 self._dnssd = None
             await self._close_io()
+            self._claim.release()
             raise
         self._driver.start()
         self._maintenance = asyncio.create_task(self._maintain_services())
@@ -224,6 +227,7 @@ class Device:
                 await asyncio.sleep(max(0.0, deadline - loop.time()))
                 await self._execute(self.discovery.poll(loop.time()))
         await self._close_io()
+        self._claim.release()
 
     async def _close_io(self) -> None:
         if self._endpoints is not None:
