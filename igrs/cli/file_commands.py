@@ -110,6 +110,23 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ig
 
 
 # --- plumbing ------------------------------------------------------------------------------------
+def shared_folders(specs: list[str]) -> list[Any]:
+    """``--share-folder`` values as SharedFolders, each checked now (exists, readable, writable
+    when ``:rw``): a mistake is a usage error naming the option, not a traceback or a device
+    that starts and then fails its clients."""
+    from igrs.cli.exits import UsageError
+    from igrs.profiles.file.server import parse_share_spec
+
+    folders = []
+    for spec in specs:
+        try:
+            folders.append(parse_share_spec(spec))
+        except (ValueError, IGRSError) as exc:
+            raise UsageError(f"--share-folder {spec}: {getattr(exc, 'reason', exc)}") from None
+    return folders
+
+
+
 def _state_dir(args: argparse.Namespace, role: str) -> str:
     from igrs.node.keystore import default_state_dir
 
@@ -257,7 +274,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
 
     device = Device(name=args.name, device_type=args.type, interfaces=args.interface, port=args.port,
                     http_port=args.http_port, state_dir=_state_dir(args, f"devices/{slug}"), on_pin=show_pin)
-    server = attach_file_server(device, args.share_folder)
+    server = attach_file_server(device, shared_folders(args.share_folder))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -148,7 +148,12 @@ async def cmd_describe(args: argparse.Namespace) -> int:
 
 # --- device run ----------------------------------------------------------------------------------
 async def cmd_device_run(args: argparse.Namespace) -> int:
+    from igrs.cli.file_commands import shared_folders
     from igrs.node.device import Device
+
+    # the folders first: a mistake there is a usage error before anything is announced
+    shares = shared_folders(args.share_folder or [])
+    media = dict(_named_folder(spec) for spec in args.media_folder or [])
 
     def show_pin(pin: str) -> None:
         if args.json:
@@ -165,13 +170,13 @@ async def cmd_device_run(args: argparse.Namespace) -> int:
         from igrs.apps.sample_service import Volume
 
         device.add_service(Volume())
-    if args.share_folder:
+    if shares:
         from igrs.profiles.file import attach_file_server
 
-        attach_file_server(device, args.share_folder)
+        attach_file_server(device, shares)
     stop = catch_signals()
     async with device, contextlib.AsyncExitStack() as profiles:
-        await _attach_av(device, args, profiles)
+        await _attach_av(device, media, args.renderer, profiles)
         if args.json:
             print(json.dumps({"event": "ready", "id": str(device.device_id), "location": device.location,
                               "locations": device.locations}), flush=True)
@@ -186,20 +191,20 @@ async def cmd_device_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _attach_av(device: Any, args: argparse.Namespace, stack: contextlib.AsyncExitStack) -> None:
+async def _attach_av(device: Any, media: dict[str, str], renderer: bool,
+                     stack: contextlib.AsyncExitStack) -> None:
     """``--media-folder``: a MediaServer over those folders; ``--renderer``: a MediaRenderer
     (a TV with a virtual screen). Both closed when the device stops."""
-    if args.media_folder:
+    if media:
         from igrs.profiles.av.server import attach_media_server
 
-        folders = dict(_named_folder(spec) for spec in args.media_folder)
-        server = await attach_media_server(device, folders)
+        server = await attach_media_server(device, media)
         stack.push_async_callback(server.aclose)
-    if args.renderer:
+    if renderer:
         from igrs.profiles.av.renderer import attach_renderer
 
-        renderer = await attach_renderer(device)
-        stack.push_async_callback(renderer.aclose)
+        screen = await attach_renderer(device)
+        stack.push_async_callback(screen.aclose)
 
 
 def _named_folder(spec: str) -> tuple[str, str]:
