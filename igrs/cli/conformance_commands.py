@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from igrs.cli.exits import EXIT_FAILED, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
+from igrs.cli.options import ip_address, port_number
 from igrs.constants import IGRS_PORT
 
 
@@ -26,13 +27,13 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     p.add_argument("--html", metavar="FILE", help="write an HTML report")
     p.add_argument("-i", "--interface", action="append", metavar="IF",
                    help="interface name or address to test on (repeatable; first IPv4 one is used)")
-    p.add_argument("--port", type=int, default=IGRS_PORT, help=f"ISDP UDP port (default {IGRS_PORT})")
+    p.add_argument("--port", type=port_number, default=IGRS_PORT, help=f"ISDP UDP port (default {IGRS_PORT})")
     p.add_argument("--case", action="append", metavar="ID",
                    help="run only this case (DISC-002) or area (DISC); repeatable. The lab's narrowing: "
                         "cases left out do not count, and the report says so")
     p.add_argument("--exclude", action="append", metavar="ID",
                    help="leave out this case or area (GRP); repeatable, recorded in the report like --case")
-    p.add_argument("--off-subnet-source", metavar="ADDR",
+    p.add_argument("--off-subnet-source", metavar="ADDR", type=ip_address,
                    help="an address of this host, on the test interface but outside the device's "
                         "subnet: enables DISC-008 (off-subnet searches are ignored)")
     p.set_defaults(func=cmd_run)
@@ -40,7 +41,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     p = sub.add_parser("pcap", help="check the IGRS datagrams and M-POSTs in a capture file (passive)")
     p.add_argument("file", help="pcap or pcapng file (Ethernet, Linux cooked, raw IP or loopback links; "
                                 "IPv4 and IPv6)")
-    p.add_argument("--port", type=int, default=IGRS_PORT, help=f"ISDP UDP port (default {IGRS_PORT})")
+    p.add_argument("--port", type=port_number, default=IGRS_PORT, help=f"ISDP UDP port (default {IGRS_PORT})")
     p.add_argument("--json", action="store_true", help="one JSON object per violation, then a summary")
     p.set_defaults(func=cmd_pcap)
 
@@ -48,10 +49,13 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     p.add_argument("-i", "--interface", action="append", metavar="IF",
                    help="interface name or address to listen on (repeatable; default: every LAN "
                         "interface); the ISDP groups are joined there only, nothing is sent")
-    p.add_argument("--port", type=int, default=IGRS_PORT, help=f"ISDP UDP port (default {IGRS_PORT})")
+    p.add_argument("--port", type=port_number, default=IGRS_PORT, help=f"ISDP UDP port (default {IGRS_PORT})")
     p.add_argument("--ipv6", action="store_true", help="also listen on [ff02::c] (link-local IPv6)")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: Ctrl-C)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--status-every", type=float, metavar="S",
+                   help="print how many IGRS messages were heard every S seconds, on stderr "
+                        "(default: STATUS_INTERVAL of igrs/conformance/watch.py, 10 s)")
     p.set_defaults(func=cmd_watch)
 
     p = sub.add_parser("cases", help="list the catalogue's cases")
@@ -132,10 +136,10 @@ def cmd_pcap(args: argparse.Namespace) -> int:
     for note in report.notes:
         print(f"note: {note}", file=sys.stderr)
     summary = f"{report.seen} IGRS message(s) checked, {len(report.violations)} violation(s)"
-    if args.json:
+    if args.json:  # stdout stays JSON lines; the words go to stderr
         print(json.dumps({"event": "summary", "checked": report.seen, "violations": len(report.violations),
                           "notes": report.notes}))
-    print(summary, file=sys.stderr)
+    print(summary, file=sys.stderr if args.json else sys.stdout)
     return EXIT_FAILED if report.violations else EXIT_OK
 
 
@@ -148,7 +152,11 @@ async def cmd_watch(args: argparse.Namespace) -> int:
     except netifaces.InterfaceError as exc:
         print(f"igrs: {exc.reason}", file=sys.stderr)
         return EXIT_USAGE
-    return await watch(interfaces, port=args.port, duration=args.duration, as_json=args.json)
+    from igrs.cli.exits import catch_signals
+    from igrs.conformance.watch import STATUS_INTERVAL
+
+    return await watch(interfaces, port=args.port, duration=args.duration, as_json=args.json,
+                       stop=catch_signals(), status_interval=args.status_every or STATUS_INTERVAL)
 
 
 def cmd_cases(args: argparse.Namespace) -> int:

@@ -15,11 +15,11 @@ import argparse
 import asyncio
 import contextlib
 import json
-import signal
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
+from igrs.cli.options import port_number
 from igrs.constants import IGRS_PORT
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -28,7 +28,7 @@ EXIT_OK, EXIT_FAILED = 0, 1
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-i", "--interface", action="append", metavar="IF",
                    help="interface name or address (repeatable; default: $IGRS_INTERFACES, else the LAN)")
-    p.add_argument("--port", type=int, default=IGRS_PORT, help=f"ISDP UDP port (default {IGRS_PORT})")
+    p.add_argument("--port", type=port_number, default=IGRS_PORT, help=f"ISDP UDP port (default {IGRS_PORT})")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--state-dir", help="identity keys and pairings of this device (as for igrs pair)")
 
@@ -122,15 +122,9 @@ async def _groups(args: argparse.Namespace, name: str, device: Any = None,
 
 
 async def _until_signalled() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+    from igrs.cli.exits import catch_signals  # the command line's rule: Ctrl-C ends with 130
+
+    await catch_signals().wait()
 
 
 def _event_line(event: Any, as_json: bool) -> str:

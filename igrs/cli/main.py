@@ -20,9 +20,9 @@ from typing import Any
 from igrs import __version__
 from igrs.cli import exits
 from igrs.cli.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, catch_signals
+from igrs.cli.options import device_id, device_name, device_type, port_number
 from igrs.constants import DEFAULT_MAX_AGE, IGRS_PORT
 from igrs.errors import IGRSError
-from igrs.node.keystore import StateDirInUse
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
@@ -47,7 +47,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-i", "--interface", action="append", metavar="IF",
                    help="interface name or address to use (repeatable; default: $IGRS_INTERFACES, "
                         "else every non-loopback interface)")
-    p.add_argument("--port", type=int, default=IGRS_PORT, help=f"ISDP UDP port (default {IGRS_PORT})")
+    p.add_argument("--port", type=port_number, default=IGRS_PORT, help=f"ISDP UDP port (default {IGRS_PORT})")
     p.add_argument("--ipv6", action="store_true", help="also use IPv6 (ff02::c) on link-local addresses")
 
 
@@ -319,7 +319,7 @@ async def cmd_call(args: argparse.Namespace) -> int:
     for item in args.arguments:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise IGRSError(f"argument {item!r} is not key=value")
+            raise UsageError(f"argument {item!r} is not key=value")
         kwargs[key] = _value(value)
     async with _control_point(args) as cp:
         record = await _located(cp, args.device, args.timeout)
@@ -355,8 +355,11 @@ async def _print_changes(changes: Any, as_json: bool) -> None:
 # --- demo ----------------------------------------------------------------------------------------
 async def cmd_demo(args: argparse.Namespace) -> int:
     from igrs.apps.demo import run_demo
+    from igrs.net import interfaces as netifaces
 
-    return await run_demo(interfaces=args.interface or ["lo"], port=args.port, duration=args.duration)
+    netifaces.resolve(args.interface or ["lo"])  # an unknown --interface: a usage error, before the scenario
+    return await run_demo(interfaces=args.interface or ["lo"], port=args.port, duration=args.duration,
+                          stop=catch_signals())
 
 
 # --- parser --------------------------------------------------------------------------------------
@@ -390,11 +393,13 @@ def build_parser(*, relay: bool = False, file: bool = False) -> argparse.Argumen
     dsub = p.add_subparsers(dest="device_command", metavar="ACTION", required=True)
     run = dsub.add_parser("run", help="announce a device until Ctrl-C, then say goodbye")
     _common(run)
-    run.add_argument("--name", required=True, help="friendly name")
-    run.add_argument("--type", default="PC", help="device type: TV, PC, MobilePhone, STB, ... or a URN")
-    run.add_argument("--id", help="device id (urn:IGRS:Device:DeviceId:<uuid>); default: a new one")
-    run.add_argument("--http-port", type=int, help="TCP port of the /IGRS endpoint (default 3880, "
-                                                   "else a free one)")
+    run.add_argument("--name", required=True, type=device_name, help="friendly name")
+    run.add_argument("--type", default="PC", type=device_type,
+                     help="device type: TV, PC, MobilePhone, STB, ... or a URN")
+    run.add_argument("--id", type=device_id,
+                     help="device id (urn:IGRS:Device:DeviceId:<uuid>); default: a new one")
+    run.add_argument("--http-port", type=port_number, help="TCP port of the /IGRS endpoint (default 3880, "
+                                                           "else a free one)")
     run.add_argument("--max-age", type=int, default=DEFAULT_MAX_AGE, help="advertisement lifetime, seconds")
     run.add_argument("--json", action="store_true", help="print machine-readable status lines")
     run.add_argument("--no-pairing", action="store_true", help="refuse PIN pairing requests")
@@ -500,14 +505,31 @@ def _placeholder(sub: argparse._SubParsersAction, name: str, text: str) -> None:
     p.set_defaults(func=lambda _args: main([name, "--help"]))
 
 
+def _usage_hint(exc: IGRSError) -> str | None:
+    """For the library errors that mean the command line cannot work as given (exit 2): what
+    to add to the message ('' if nothing); None for a failure (exit 1)."""
+    from igrs.net.interfaces import InterfaceError
+    from igrs.node.keystore import StateDirInUse
+
+    if isinstance(exc, StateDirInUse):  # a second device with the same identity
+        return "; pass --state-dir or another --name"
+    if isinstance(exc, InterfaceError):  # --interface names nothing usable here
+        return ""
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else argv
     command = next((w for w in words if not w.startswith("-")), "")
     parser = build_parser(relay=command == "relay", file=command == "file")
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return EXIT_USAGE
+    try:
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return EXIT_USAGE
+    except BrokenPipeError:  # igrs --help | head
+        exits.quiet_stdout()
+        return EXIT_OK
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     exits.reset()
@@ -521,18 +543,20 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"igrs: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except StateDirInUse as exc:  # a second device with the same identity: refused
-        print(f"igrs: {exc.reason}; pass --state-dir or another --name", file=sys.stderr)
-        return EXIT_USAGE
     except IGRSError as exc:
-        print(f"igrs: {exc.reason}", file=sys.stderr)
-        status = EXIT_FAILED
+        usage = _usage_hint(exc)
+        print(f"igrs: {exc.reason}{usage or ''}", file=sys.stderr)
+        status = EXIT_FAILED if usage is None else EXIT_USAGE
     except BrokenPipeError:  # the reader went away (| head): nothing more to say
         exits.quiet_stdout()
         return EXIT_OK
     except OSError as exc:
         print(f"igrs: {exc}", file=sys.stderr)
         status = EXIT_FAILED
+    try:
+        sys.stdout.flush()  # here, not at exit: a reader gone by now is not worth a complaint
+    except BrokenPipeError:
+        exits.quiet_stdout()
     if exits.interrupted() or status == EXIT_INTERRUPTED:
         hint = getattr(args, "on_interrupt", "")
         print(f"igrs: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)

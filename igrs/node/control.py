@@ -131,12 +131,16 @@ class ControlPoint:
         self._interfaces = netifaces.resolve(self._interface_specs, ipv6=self._ipv6)
         self.discovery.set_interfaces(self._interfaces)
         self._endpoints = IsdpEndpoints(self._interfaces, self.port, self._on_datagram)
-        await self._endpoints.start()
-        self._driver.start()
-        if self.via != "isdp":
-            from igrs.bridges.dnssd import attach_dnssd
+        try:
+            await self._endpoints.start()
+            self._driver.start()
+            if self.via != "isdp":
+                from igrs.bridges.dnssd import attach_dnssd
 
-            self._dnssd = await attach_dnssd(self)
+                self._dnssd = await attach_dnssd(self)
+        except BaseException:  # e.g. zeroconf not installed: close what was opened, now
+            await self.stop()
+            raise
 
     async def stop(self) -> None:
         for agent in self._agents.values():

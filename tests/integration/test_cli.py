@@ -131,7 +131,7 @@ def test_exit_codes(free_udp_port: int) -> None:
         "describe", "nothing-here", "--interface", "lo", "--port", str(free_udp_port), "--timeout", "0.3"
     )
     assert missing.returncode == 1 and "no device matches" in missing.stderr
-    assert run("discover", "--interface", "no-such-if0").returncode == 1
+    assert run("discover", "--interface", "no-such-if0").returncode == 2  # a usage error
     assert run("discover", "--timeout", "not-a-number").returncode == 2
     assert run().returncode == 2
 
