@@ -30,13 +30,15 @@ from igrs.conformance.runner import (
 
 @dataclass(frozen=True)
 class CaseField:
-    """One thing shown of every case: ``name`` (JUnit property), ``title`` (HTML column head;
-    empty: JUnit only), ``value`` and the HTML cell's class."""
+    """One thing shown of every case: ``name``, ``value``; ``title`` is its HTML column head
+    (empty: not a column), ``css`` the cell's class, ``junit`` whether it is a property of the
+    JUnit testcase."""
 
     name: str
     title: str
     value: Callable[[CaseResult], str]
     css: str = ""
+    junit: bool = False
 
 
 def _level(r: CaseResult) -> str:
@@ -44,16 +46,15 @@ def _level(r: CaseResult) -> str:
 
 
 CASE_FIELDS: tuple[CaseField, ...] = (
-    CaseField("id", "Case", lambda r: r.case.id, "id"),
-    CaseField("clause", "Clause", lambda r: r.case.clause, "clause"),
+    CaseField("id", "Case", lambda r: r.case.id, "id", junit=True),
+    CaseField("clause", "Clause", lambda r: r.case.clause, "clause", junit=True),
     CaseField("title", "Title", lambda r: r.case.title),
-    CaseField("spec", "", lambda r: r.case.spec),
-    CaseField("mandatory", "", lambda r: str(r.case.mandatory).lower()),
+    CaseField("spec", "", lambda r: r.case.spec, junit=True),
+    CaseField("mandatory", "", lambda r: str(r.case.mandatory).lower(), junit=True),
     CaseField("level", "Level", _level, "level"),
-    CaseField("verdict", "Verdict", lambda r: r.verdict, "v"),
+    CaseField("verdict", "Verdict", lambda r: r.verdict, "v", junit=True),
     CaseField("reason", "Reason", lambda r: r.reason, "reason"),
 )
-JUNIT_PROPERTIES = ("id", "clause", "spec", "mandatory", "verdict")  # per testcase, in this order
 
 
 def _evidence(r: CaseResult) -> str:
@@ -76,7 +77,6 @@ def to_junit(report: Report) -> bytes:
     """One ``testcase`` per case; a mandatory case not checked is ``skipped`` with its reason;
     a run whose target was not found is one ``error`` (testcase ``target``)."""
     counts = report.counts()
-    fields = {f.name: f for f in CASE_FIELDS}
     run_error = 1 if report.error else 0
     suite = ET.Element("testsuite", {
         "name": f"igrs-conformance.{report.profile}", "tests": str(len(report.results) + run_error),
@@ -99,8 +99,9 @@ def to_junit(report: Report) -> bytes:
             "name": f"{c.id} [{c.clause}] {c.title}", "time": f"{r.duration:.3f}",
         })
         p = ET.SubElement(tc, "properties")
-        for name in JUNIT_PROPERTIES:
-            ET.SubElement(p, "property", {"name": name, "value": fields[name].value(r)})
+        for f in CASE_FIELDS:
+            if f.junit:
+                ET.SubElement(p, "property", {"name": f.name, "value": f.value(r)})
         if r.verdict == FAIL:
             el = ET.SubElement(tc, "failure", {"message": r.reason, "type": _level(r)})
             el.text = f"Expected: {c.expected}\n\nEvidence:\n{_evidence(r)}"

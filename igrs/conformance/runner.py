@@ -139,8 +139,8 @@ class Report:
         parts = []
         if self.unchecked:
             parts.append(f"{len(self.unchecked)} mandatory case(s) not checked: {id_ranges(self.unchecked)}")
-            needs = sorted({h for r in self.unchecked for req, h in CAPABILITY_HINTS.items()
-                            if r.reason == _needs(req)})
+            needs = sorted({hint for r in self.unchecked for req, hint in CAPABILITY_HINTS.items()
+                            if _needs(req) in r.reason})
             if needs:
                 parts.append(f"to check more, give {' and '.join(needs)}")
         if not self.checked:
