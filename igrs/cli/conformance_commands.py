@@ -8,7 +8,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from igrs.cli.exits import EXIT_FAILED, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
+from igrs.cli.exits import (
+    EXIT_FAILED,
+    EXIT_INCOMPLETE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    UsageError,
+    catch_signals,
+    interrupted,
+    read_line,
+)
 from igrs.cli.options import ip_address, port_number
 from igrs.constants import IGRS_PORT
 
@@ -66,7 +76,6 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ig
 async def cmd_run(args: argparse.Namespace) -> int:
     """Each verdict is printed as its case finishes; the verdict of the run last. Exit 0
     PASSED, 1 FAILED, 3 INCOMPLETE; Ctrl-C writes the partial report and exits 130."""
-    from igrs.cli.exits import catch_signals, interrupted
     from igrs.conformance.catalogue import load_cases, select
     from igrs.conformance.report import text_header, text_line, text_problem, text_summary, to_html, to_junit
     from igrs.conformance.runner import FAILED, PASSED, CaseResult, Report, RunListener, choose, run_suite
@@ -112,8 +121,6 @@ def _pin_source(pin: str | None):  # type: ignore[no-untyped-def]
         return pin
 
     async def ask(digits: int) -> str:
-        from igrs.cli.exits import read_line
-
         print(f"The device shows a {digits}-digit PIN. PIN: ", end="", file=sys.stderr, flush=True)
         return await read_line()
 
@@ -152,7 +159,6 @@ async def cmd_watch(args: argparse.Namespace) -> int:
     except netifaces.InterfaceError as exc:
         print(f"igrs: {exc.reason}", file=sys.stderr)
         return EXIT_USAGE
-    from igrs.cli.exits import catch_signals
     from igrs.conformance.watch import STATUS_INTERVAL
 
     return await watch(interfaces, port=args.port, duration=args.duration, as_json=args.json,
