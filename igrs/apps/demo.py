@@ -316,9 +316,12 @@ class Steps:
 
 
 async def run_demo(
-    interfaces: Sequence[str] = ("lo",), port: int | None = None, duration: float | None = None
+    interfaces: Sequence[str] = ("lo",), port: int | None = None, duration: float | None = None,
+    stop: asyncio.Event | None = None,
 ) -> int:
-    """The whole scenario; then ``duration`` more seconds (None: until Ctrl-C). Exit code."""
+    """The whole scenario; then ``duration`` more seconds (None: until Ctrl-C). When the
+    caller handles the signals it passes ``stop``: once set, the scenario stops where it is,
+    the devices still say goodbye, and the exit code is 130. Exit code."""
     port = port or free_udp_port()
     ifs = list(interfaces)
     step = Steps()
@@ -357,7 +360,8 @@ async def run_demo(
         )
         roles: list[Any] = []
         cp = ControlPoint(interfaces=ifs, port=port, name=PHONE_NAME, keepalive_interval=0)
-        code = 0
+        code, complete = 0, False
+        interrupt = _CancelOn(stop)
         try:
             step("The PC, the TV and the phone switch on:")
             for dev in (pc, tv, phone):
@@ -404,16 +408,23 @@ async def run_demo(
             say(f"      state as JSON: {tv_role.screen.url()}state")
             say(f"      other shells: igrs discover --interface {ifs[0]} --port {port}")
             say("SCENARIO COMPLETE")
+            complete = True
             if duration is None:
                 say("Running. Ctrl-C to stop.")
-                await _wait_for_signal()
+                await (stop.wait() if stop is not None else _wait_for_signal())
             elif duration > 0:
                 say(f"Staying up {duration:g} s more.")
                 await asyncio.sleep(duration)
+        except asyncio.CancelledError:
+            if not interrupt.fired:
+                raise
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]  # our own Ctrl-C
+            code = 0 if complete else 130  # stopped while running, or in the middle of the scenario
         except Exception as exc:  # narrate the failure, then clean up
             say(f"DEMO FAILED: {type(exc).__name__}: {exc}")
             code = 1
         finally:
+            interrupt.disarm()
             say("The devices switch off and say goodbye.")
             await cp.stop()
             for role in reversed(roles):
@@ -424,6 +435,28 @@ async def run_demo(
                     await dev.stop()
     say("Demo finished.")
     return code
+
+
+class _CancelOn:
+    """Cancels the current task once ``event`` is set (``fired`` says it was us): Ctrl-C
+    stops the scenario wherever it is, and the clean-up after it runs undisturbed."""
+
+    def __init__(self, event: asyncio.Event | None) -> None:
+        self.fired = False
+        self._watch: asyncio.Task[None] | None = None
+        task = asyncio.current_task()
+        if event is not None and task is not None:
+
+            async def watch() -> None:
+                await event.wait()
+                self.fired = True
+                task.cancel()
+
+            self._watch = asyncio.ensure_future(watch())
+
+    def disarm(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
 
 
 async def _wait_for_signal() -> None:

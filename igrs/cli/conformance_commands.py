@@ -9,9 +9,19 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from igrs.cli.exits import (
+    EXIT_FAILED,
+    EXIT_INCOMPLETE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    UsageError,
+    catch_signals,
+    interrupted,
+    read_line,
+)
+from igrs.cli.options import ip_address, port_number
 from igrs.constants import IGRS_PORT
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,9 +38,13 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     p.add_argument("--html", metavar="FILE", help="write an HTML report")
     p.add_argument("-i", "--interface", action="append", metavar="IF",
                    help="interface name or address to test on (repeatable; first IPv4 one is used)")
-    p.add_argument("--port", type=int, default=IGRS_PORT, help=f"ISDP UDP port (default {IGRS_PORT})")
-    p.add_argument("--case", action="append", metavar="ID", help="run only these case ids (repeatable)")
-    p.add_argument("--off-subnet-source", metavar="ADDR",
+    p.add_argument("--port", type=port_number, default=IGRS_PORT, help=f"ISDP UDP port (default {IGRS_PORT})")
+    p.add_argument("--case", action="append", metavar="ID",
+                   help="run only this case (DISC-002) or area (DISC); repeatable. The lab's narrowing: "
+                        "cases left out do not count, and the report says so")
+    p.add_argument("--exclude", action="append", metavar="ID",
+                   help="leave out this case or area (GRP); repeatable, recorded in the report like --case")
+    p.add_argument("--off-subnet-source", metavar="ADDR", type=ip_address,
                    help="an address of this host, on the test interface but outside the device's "
                         "subnet: enables DISC-008 (off-subnet searches are ignored)")
     p.set_defaults(func=cmd_run)
@@ -38,7 +52,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     p = sub.add_parser("pcap", help="check the IGRS datagrams and M-POSTs in a capture file (passive)")
     p.add_argument("file", help="pcap or pcapng file (Ethernet, Linux cooked, raw IP or loopback links; "
                                 "IPv4 and IPv6)")
-    p.add_argument("--port", type=int, default=IGRS_PORT, help=f"ISDP UDP port (default {IGRS_PORT})")
+    p.add_argument("--port", type=port_number, default=IGRS_PORT, help=f"ISDP UDP port (default {IGRS_PORT})")
     p.add_argument("--json", action="store_true", help="one JSON object per violation, then a summary")
     p.set_defaults(func=cmd_pcap)
 
@@ -46,10 +60,13 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     p.add_argument("-i", "--interface", action="append", metavar="IF",
                    help="interface name or address to listen on (repeatable; default: every LAN "
                         "interface); the ISDP groups are joined there only, nothing is sent")
-    p.add_argument("--port", type=int, default=IGRS_PORT, help=f"ISDP UDP port (default {IGRS_PORT})")
+    p.add_argument("--port", type=port_number, default=IGRS_PORT, help=f"ISDP UDP port (default {IGRS_PORT})")
     p.add_argument("--ipv6", action="store_true", help="also listen on [ff02::c] (link-local IPv6)")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: Ctrl-C)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--status-every", type=float, metavar="S",
+                   help="print how many IGRS messages were heard every S seconds, on stderr "
+                        "(default: STATUS_INTERVAL of igrs/conformance/watch.py, 10 s)")
     p.set_defaults(func=cmd_watch)
 
     p = sub.add_parser("cases", help="list the catalogue's cases")
@@ -58,17 +75,45 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
 
 
 async def cmd_run(args: argparse.Namespace) -> int:
-    from igrs.conformance.report import to_html, to_junit, to_text
-    from igrs.conformance.runner import run_suite
+    """Each verdict is printed as its case finishes; the verdict of the run last. Exit 0
+    PASSED, 1 FAILED, 3 INCOMPLETE; Ctrl-C writes the partial report and exits 130."""
+    from igrs.conformance.catalogue import load_cases, select
+    from igrs.conformance.report import text_header, text_line, text_problem, text_summary, to_html, to_junit
+    from igrs.conformance.runner import FAILED, PASSED, CaseResult, Report, RunListener, choose, run_suite
 
+    class Printer(RunListener):
+        """The run as it goes: the header once the target answers, then each verdict."""
+
+        def found(self, report: Report) -> None:
+            print(text_header(report), flush=True)
+
+        def result(self, report: Report, result: CaseResult) -> None:
+            print(text_line(result), flush=True)
+
+        def problem(self, report: Report, text: str) -> None:
+            print(text_problem(text), flush=True)
+
+    try:
+        choose(select(load_cases(), args.profile), args.case, args.exclude)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     report = await run_suite(args.target, args.profile, pin=_pin_source(args.pin), interfaces=args.interface,
-                             port=args.port, only=args.case, off_subnet_source=args.off_subnet_source)
-    print(to_text(report))
+                             port=args.port, only=args.case, exclude=args.exclude,
+                             off_subnet_source=args.off_subnet_source, listener=Printer(),
+                             stop=catch_signals())
+    print("\n".join([*map(text_problem, report.problems), text_summary(report)]), flush=True)
+    written = []
     if args.junit:
         Path(args.junit).write_bytes(to_junit(report))
+        written.append(args.junit)
     if args.html:
         Path(args.html).write_bytes(to_html(report))
-    return EXIT_OK if report.passed else EXIT_FAILED
+        written.append(args.html)
+    if interrupted():
+        if written:
+            print(f"igrs: partial report written to {' and '.join(written)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return {PASSED: EXIT_OK, FAILED: EXIT_FAILED}.get(report.verdict, EXIT_INCOMPLETE)
 
 
 def _pin_source(pin: str | None) -> str | Callable[[int], Awaitable[str]] | None:
@@ -77,10 +122,8 @@ def _pin_source(pin: str | None) -> str | Callable[[int], Awaitable[str]] | None
         return pin
 
     async def ask(digits: int) -> str:
-        import asyncio
-
         print(f"The device shows a {digits}-digit PIN. PIN: ", end="", file=sys.stderr, flush=True)
-        return (await asyncio.to_thread(sys.stdin.readline)).strip()
+        return await read_line()
 
     return ask
 
@@ -101,10 +144,10 @@ def cmd_pcap(args: argparse.Namespace) -> int:
     for note in report.notes:
         print(f"note: {note}", file=sys.stderr)
     summary = f"{report.seen} IGRS message(s) checked, {len(report.violations)} violation(s)"
-    if args.json:
+    if args.json:  # stdout stays JSON lines; the words go to stderr
         print(json.dumps({"event": "summary", "checked": report.seen, "violations": len(report.violations),
                           "notes": report.notes}))
-    print(summary, file=sys.stderr)
+    print(summary, file=sys.stderr if args.json else sys.stdout)
     return EXIT_FAILED if report.violations else EXIT_OK
 
 
@@ -117,7 +160,10 @@ async def cmd_watch(args: argparse.Namespace) -> int:
     except netifaces.InterfaceError as exc:
         print(f"igrs: {exc.reason}", file=sys.stderr)
         return EXIT_USAGE
-    return await watch(interfaces, port=args.port, duration=args.duration, as_json=args.json)
+    from igrs.conformance.watch import STATUS_INTERVAL
+
+    return await watch(interfaces, port=args.port, duration=args.duration, as_json=args.json,
+                       stop=catch_signals(), status_interval=args.status_every or STATUS_INTERVAL)
 
 
 def cmd_cases(args: argparse.Namespace) -> int:

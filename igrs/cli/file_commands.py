@@ -11,27 +11,27 @@ stopped: run the same command again. ``igrs file serve`` runs a device sharing f
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import posixpath
-import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from igrs.cli.exits import EXIT_OK, catch_signals
+from igrs.cli.options import device_name, device_type, port_number
 from igrs.cli.shares import add_share_folder
 from igrs.constants import IGRS_PORT
 from igrs.errors import IGRSError
 
-EXIT_OK = 0
+RESUME_HINT = "run the same command again to resume"
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-i", "--interface", action="append", metavar="IF",
                    help="interface name or address (repeatable; default: $IGRS_INTERFACES, else the LAN)")
-    p.add_argument("--port", type=int, default=IGRS_PORT, help=f"ISDP UDP port (default {IGRS_PORT})")
+    p.add_argument("--port", type=port_number, default=IGRS_PORT, help=f"ISDP UDP port (default {IGRS_PORT})")
     p.add_argument("--state-dir", help="identity keys and pairings (default: as igrs pair)")
     p.add_argument("-t", "--timeout", type=float, default=1.5, help="seconds to search first")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -63,7 +63,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     p.add_argument("--no-verify", action="store_true", help="skip the SHA-256 check")
     p.add_argument("--limit-rate", type=float, metavar="BYTES_PER_S", help="throttle the transfer")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_get)
+    p.set_defaults(func=cmd_get, on_interrupt=RESUME_HINT)
 
     p = sub.add_parser("put", help="upload a file (resumes an interrupted upload)")
     _common(p)
@@ -73,7 +73,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     p.add_argument("--overwrite", action="store_true", help="replace an existing remote file")
     p.add_argument("--limit-rate", type=float, metavar="BYTES_PER_S", help="throttle the transfer")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_put)
+    p.set_defaults(func=cmd_put, on_interrupt=RESUME_HINT)
 
     p = sub.add_parser("rm", help="delete a file or directory")
     _common(p)
@@ -99,17 +99,34 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
 
     p = sub.add_parser("serve", help="run a device sharing folders until Ctrl-C")
     p.add_argument("-i", "--interface", action="append", metavar="IF", help="interface (repeatable)")
-    p.add_argument("--port", type=int, default=IGRS_PORT, help=f"ISDP UDP port (default {IGRS_PORT})")
+    p.add_argument("--port", type=port_number, default=IGRS_PORT, help=f"ISDP UDP port (default {IGRS_PORT})")
     p.add_argument("--state-dir", help="this device's keys and pairings")
-    p.add_argument("--name", default="File server", help="friendly name")
-    p.add_argument("--type", default="PC", help="device type")
-    p.add_argument("--http-port", type=int, help="TCP port of /IGRS and /files/")
+    p.add_argument("--name", default="File server", type=device_name, help="friendly name")
+    p.add_argument("--type", default="PC", type=device_type, help="device type")
+    p.add_argument("--http-port", type=port_number, help="TCP port of /IGRS and /files/")
     add_share_folder(p, required=True)
     p.add_argument("--json", action="store_true", help="machine-readable status lines")
     p.set_defaults(func=cmd_serve)
 
 
 # --- plumbing ------------------------------------------------------------------------------------
+def shared_folders(specs: list[str]) -> list[Any]:
+    """``--share-folder`` values as SharedFolders, each checked now (exists, readable, writable
+    when ``:rw``): a mistake is a usage error naming the option, not a traceback or a device
+    that starts and then fails its clients."""
+    from igrs.cli.exits import UsageError
+    from igrs.profiles.file.server import parse_share_spec
+
+    folders = []
+    for spec in specs:
+        try:
+            folders.append(parse_share_spec(spec))
+        except (ValueError, IGRSError) as exc:
+            raise UsageError(f"--share-folder {spec}: {getattr(exc, 'reason', exc)}") from None
+    return folders
+
+
+
 def _state_dir(args: argparse.Namespace, role: str) -> str:
     from igrs.node.keystore import default_state_dir
 
@@ -161,7 +178,7 @@ def _progress(args: argparse.Namespace, label: str) -> Iterator[Callable[[int, i
 
 
 def _interrupted(what: str, exc: BaseException) -> IGRSError:
-    return IGRSError(f"{what} interrupted ({exc or type(exc).__name__}); run the same command again to resume")
+    return IGRSError(f"{what} interrupted ({exc or type(exc).__name__}); {RESUME_HINT}")
 
 
 def _say(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
@@ -257,11 +274,8 @@ async def cmd_serve(args: argparse.Namespace) -> int:
 
     device = Device(name=args.name, device_type=args.type, interfaces=args.interface, port=args.port,
                     http_port=args.http_port, state_dir=_state_dir(args, f"devices/{slug}"), on_pin=show_pin)
-    server = attach_file_server(device, args.share_folder)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    server = attach_file_server(device, shared_folders(args.share_folder))
+    stop = catch_signals()
     async with device:
         shares = {n: {"path": str(s.root), "writable": s.writable} for n, s in server.shares.items()}
         ready = {"event": "ready", "id": str(device.device_id), "location": device.location, "shares": shares}

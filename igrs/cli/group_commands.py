@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from igrs.cli.exits import catch_signals
+from igrs.cli.options import port_number
 from igrs.cli.state import slug, state_dir, state_option
 from igrs.constants import IGRS_PORT
 from igrs.errors import IGRSError
@@ -36,7 +38,7 @@ LEAVE_WAIT = 15.0  # s ``leave`` waits for a running ``join`` to quit and exit
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-i", "--interface", action="append", metavar="IF",
                    help="interface name or address (repeatable; default: $IGRS_INTERFACES, else the LAN)")
-    p.add_argument("--port", type=int, default=IGRS_PORT, help=f"ISDP UDP port (default {IGRS_PORT})")
+    p.add_argument("--port", type=port_number, default=IGRS_PORT, help=f"ISDP UDP port (default {IGRS_PORT})")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -79,15 +81,6 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
 
 
 # --- plumbing --------------------------------------------------------------------------------
-def _signalled() -> asyncio.Event:
-    """An event set by SIGINT/SIGTERM."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    return stop
-
-
 def _say(args: argparse.Namespace, event: str, text: str, **fields: Any) -> None:
     print(json.dumps({"event": event, **fields}) if args.json else text, flush=True)
 
@@ -195,7 +188,7 @@ async def cmd_create(args: argparse.Namespace) -> int:
     device = Device(name=args.device_name, device_id=args.id, interfaces=args.interface, port=args.port,
                     state_dir=state_dir(args, f"devices/{slug(args.device_name)}"), on_pin=_show_pin(args.json),
                     groups=True)
-    stop = _signalled()
+    stop = catch_signals()
     async with device:
         events = device.groups.events()
         printer = asyncio.create_task(_print_events(events, args.json))
@@ -222,7 +215,7 @@ async def cmd_join(args: argparse.Namespace) -> int:
     state = state_dir(args, "controller")
     device = Device(name=args.device_name, interfaces=args.interface, port=args.port, state_dir=state,
                     groups=True)
-    stop = _signalled()
+    stop = catch_signals()
     async with device:
         groups = device.groups
         record = _find_group(await groups.search(timeout=args.timeout, mx=1), args.group)

@@ -1,7 +1,7 @@
 """The ``igrs`` command: a thin client of the public API.
 
-Exit status: 0 success; 1 the operation failed (device not found, network error, ...);
-2 usage error; 130 interrupted.
+Exit status and signals: one rule for every command, in ``igrs/cli/exits.py`` (0 success;
+1 the operation failed; 2 usage error; 3 conformance run incomplete; 130 Ctrl-C).
 """
 
 from __future__ import annotations
@@ -12,19 +12,20 @@ import contextlib
 import inspect
 import json
 import logging
-import signal
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 from igrs import __version__
+from igrs.cli import exits
+from igrs.cli.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, catch_signals
+from igrs.cli.options import device_id, device_name, device_type, port_number
 from igrs.cli.shares import add_share_folder
 from igrs.cli.state import slug, state_dir, state_option
 from igrs.constants import DEFAULT_MAX_AGE, DESCRIBE_DEADLINE, IGRS_PORT, KEEPALIVE_INTERVAL, KEEPALIVE_MISSES
 from igrs.errors import IGRSError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 
@@ -35,7 +36,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-i", "--interface", action="append", metavar="IF",
                    help="interface name or address to use (repeatable; default: $IGRS_INTERFACES, "
                         "else every non-loopback interface)")
-    p.add_argument("--port", type=int, default=IGRS_PORT, help=f"ISDP UDP port (default {IGRS_PORT})")
+    p.add_argument("--port", type=port_number, default=IGRS_PORT, help=f"ISDP UDP port (default {IGRS_PORT})")
     p.add_argument("--ipv6", action="store_true", help="also use IPv6 (ff02::c) on link-local addresses")
 
 
@@ -157,17 +158,13 @@ async def cmd_describe(args: argparse.Namespace) -> int:
 
 
 # --- device run ----------------------------------------------------------------------------------
-def _catch_signals() -> asyncio.Event:
-    """An event set by SIGINT/SIGTERM (installed before anything announces readiness)."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    return stop
-
-
 async def cmd_device_run(args: argparse.Namespace) -> int:
+    from igrs.cli.file_commands import shared_folders
     from igrs.node.device import Device
+
+    # the folders first: a mistake there is a usage error before anything is announced
+    shares = shared_folders(args.share_folder or [])
+    media = dict(_named_folder(spec) for spec in args.media_folder or [])
 
     def show_pin(pin: str) -> None:
         if args.json:
@@ -188,13 +185,13 @@ async def cmd_device_run(args: argparse.Namespace) -> int:
         from igrs.apps.sample_service import Volume
 
         device.add_service(Volume())
-    if args.share_folder:
+    if shares:
         from igrs.profiles.file import attach_file_server
 
-        attach_file_server(device, args.share_folder)
-    stop = _catch_signals()
+        attach_file_server(device, shares)
+    stop = catch_signals()
     async with device, contextlib.AsyncExitStack() as profiles:
-        await _attach_av(device, args, profiles)
+        await _attach_av(device, media, args.renderer, profiles)
         if args.json:
             print(json.dumps({"event": "ready", "id": str(device.device_id), "location": device.location,
                               "locations": device.locations}), flush=True)
@@ -209,20 +206,20 @@ async def cmd_device_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _attach_av(device: Any, args: argparse.Namespace, stack: contextlib.AsyncExitStack) -> None:
+async def _attach_av(device: Any, media: dict[str, str], renderer: bool,
+                     stack: contextlib.AsyncExitStack) -> None:
     """``--media-folder``: a MediaServer over those folders; ``--renderer``: a MediaRenderer
     (a TV with a virtual screen). Both closed when the device stops."""
-    if args.media_folder:
+    if media:
         from igrs.profiles.av.server import attach_media_server
 
-        folders = dict(_named_folder(spec) for spec in args.media_folder)
-        server = await attach_media_server(device, folders)
+        server = await attach_media_server(device, media)
         stack.push_async_callback(server.aclose)
-    if args.renderer:
+    if renderer:
         from igrs.profiles.av.renderer import attach_renderer
 
-        renderer = await attach_renderer(device)
-        stack.push_async_callback(renderer.aclose)
+        screen = await attach_renderer(device)
+        stack.push_async_callback(screen.aclose)
 
 
 def _named_folder(spec: str) -> tuple[str, str]:
@@ -231,7 +228,7 @@ def _named_folder(spec: str) -> tuple[str, str]:
         path = name
         name = Path(path).name or path
     if not Path(path).is_dir():
-        raise SystemExit(f"igrs: --media-folder {spec}: not a directory")
+        raise UsageError(f"--media-folder {spec}: not a directory")
     return name, path
 
 
@@ -262,7 +259,7 @@ async def cmd_pair(args: argparse.Namespace) -> int:
                 return str(args.pin)
             print(f"{record.name} shows a {digits}-digit PIN.\nPIN: ", end="", file=sys.stderr,
                   flush=True)  # the prompt on stderr: stdout stays the result
-            return (await asyncio.to_thread(sys.stdin.readline)).strip()
+            return await exits.read_line()
 
         paired = await cp.pair(record, ask)
         print(f"paired with {paired.name or paired.device_id} ({paired.device_id})")
@@ -353,7 +350,7 @@ async def cmd_call(args: argparse.Namespace) -> int:
     for item in args.arguments:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise IGRSError(f"argument {item!r} is not key=value")
+            raise UsageError(f"argument {item!r} is not key=value")
         kwargs[key] = _value(value)
     async with await _control_point(args) as cp:
         record = await _located(cp, args.device, args.timeout)
@@ -364,9 +361,10 @@ async def cmd_call(args: argparse.Namespace) -> int:
 
 
 async def cmd_watch(args: argparse.Namespace) -> int:
-    """Until Ctrl-C (exit 0), or until the device is gone — its byebye at once, a silent one
-    within KEEPALIVE_MISSES x --keepalive seconds — or ends the subscription (exit 1)."""
-    stop = _catch_signals()
+    """Until Ctrl-C (exit 130) or SIGTERM (exit 0), or until the device is gone — its byebye
+    at once, a silent one within KEEPALIVE_MISSES x --keepalive seconds — or ends the
+    subscription (exit 1)."""
+    stop = catch_signals()
     async with await _control_point(args, keepalive_interval=args.keepalive) as cp:
         record = await _located(cp, args.device, args.timeout)
         async with cp.session(record, _service_target(args.service)) as svc, \
@@ -393,8 +391,11 @@ async def _print_changes(changes: Any, as_json: bool) -> None:
 # --- demo ----------------------------------------------------------------------------------------
 async def cmd_demo(args: argparse.Namespace) -> int:
     from igrs.apps.demo import run_demo
+    from igrs.net import interfaces as netifaces
 
-    return await run_demo(interfaces=args.interface or ["lo"], port=args.port, duration=args.duration)
+    netifaces.resolve(args.interface or ["lo"])  # an unknown --interface: a usage error, before the scenario
+    return await run_demo(interfaces=args.interface or ["lo"], port=args.port, duration=args.duration,
+                          stop=catch_signals())
 
 
 # --- parser --------------------------------------------------------------------------------------
@@ -431,11 +432,13 @@ def build_parser(*, relay: bool = False, file: bool = False) -> argparse.Argumen
     dsub = p.add_subparsers(dest="device_command", metavar="ACTION", required=True)
     run = dsub.add_parser("run", help="announce a device until Ctrl-C, then say goodbye")
     _common(run)
-    run.add_argument("--name", required=True, help="friendly name")
-    run.add_argument("--type", default="PC", help="device type: TV, PC, MobilePhone, STB, ... or a URN")
-    run.add_argument("--id", help="device id (urn:IGRS:Device:DeviceId:<uuid>); default: a new one")
-    run.add_argument("--http-port", type=int, help="TCP port of the /IGRS endpoint (default 3880, "
-                                                   "else a free one)")
+    run.add_argument("--name", required=True, type=device_name, help="friendly name")
+    run.add_argument("--type", default="PC", type=device_type,
+                     help="device type: TV, PC, MobilePhone, STB, ... or a URN")
+    run.add_argument("--id", type=device_id,
+                     help="device id (urn:IGRS:Device:DeviceId:<uuid>); default: a new one")
+    run.add_argument("--http-port", type=port_number, help="TCP port of the /IGRS endpoint (default 3880, "
+                                                           "else a free one)")
     run.add_argument("--max-age", type=int, default=DEFAULT_MAX_AGE, help="advertisement lifetime, seconds")
     run.add_argument("--json", action="store_true", help="print machine-readable status lines")
     run.add_argument("--no-pairing", action="store_true", help="refuse PIN pairing requests")
@@ -546,28 +549,63 @@ def _placeholder(sub: argparse._SubParsersAction[argparse.ArgumentParser], name:
     p.set_defaults(func=lambda _args: main([name, "--help"]))
 
 
+def _usage_hint(exc: IGRSError) -> str | None:
+    """For the library errors that mean the command line cannot work as given (exit 2): what
+    to add to the message ('' if nothing); None for a failure (exit 1)."""
+    from igrs.net.interfaces import InterfaceError
+    from igrs.node.keystore import StateDirInUse
+
+    if isinstance(exc, StateDirInUse):  # a second device with the same identity
+        return "; pass --state-dir or another --name"
+    if isinstance(exc, InterfaceError):  # --interface names nothing usable here
+        return ""
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else argv
     command = next((w for w in words if not w.startswith("-")), "")
     parser = build_parser(relay=command == "relay", file=command == "file")
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return EXIT_USAGE
+    try:
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return EXIT_USAGE
+    except BrokenPipeError:  # igrs --help | head
+        exits.quiet_stdout()
+        return EXIT_OK
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    exits.reset()
     try:
         result = args.func(args)
         # Most commands are coroutines; some (igrs relay ...) run their own loop.
-        return asyncio.run(result) if inspect.iscoroutine(result) else int(result)
+        status = asyncio.run(result) if inspect.iscoroutine(result) else int(result)
     except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+        exits.mark_interrupted()
+        status = EXIT_INTERRUPTED
+    except UsageError as exc:
+        print(f"igrs: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except IGRSError as exc:
-        print(f"igrs: {exc.reason}", file=sys.stderr)
-        return EXIT_FAILED
+        usage = _usage_hint(exc)
+        print(f"igrs: {exc.reason}{usage or ''}", file=sys.stderr)
+        status = EXIT_FAILED if usage is None else EXIT_USAGE
+    except BrokenPipeError:  # the reader went away (| head): nothing more to say
+        exits.quiet_stdout()
+        return EXIT_OK
     except OSError as exc:
         print(f"igrs: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        status = EXIT_FAILED
+    try:
+        sys.stdout.flush()  # here, not at exit: a reader gone by now is not worth a complaint
+    except BrokenPipeError:
+        exits.quiet_stdout()
+    if exits.interrupted() or status == EXIT_INTERRUPTED:
+        hint = getattr(args, "on_interrupt", "")
+        print(f"igrs: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return status
 
 
 if __name__ == "__main__":

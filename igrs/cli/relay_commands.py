@@ -16,13 +16,14 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from igrs.cli.exits import EXIT_INTERRUPTED, UsageError, catch_signals
+from igrs.cli.options import port_number
 from igrs.errors import IGRSError
 from igrs.relay.client import RelayClient, register_device, register_user
 from igrs.relay.config import DEFAULT_RELAY_PORT, RelayConfig
@@ -38,7 +39,9 @@ def _runner(cmd: Command) -> Callable[[argparse.Namespace], int]:
         try:
             return asyncio.run(cmd(args))
         except KeyboardInterrupt:
-            return 130
+            return EXIT_INTERRUPTED  # igrs/cli/main.py says "interrupted"
+        except BrokenPipeError:  # | head: main quiets stdout
+            raise
         except (IGRSError, OSError, ValueError) as e:
             print(f"igrs relay: {e}", file=sys.stderr)
             return 1
@@ -65,11 +68,11 @@ def _conn(args: argparse.Namespace) -> dict[str, Any]:
         creds = json.loads(Path(args.creds).read_text())
     relay = args.relay or creds.get("relay")
     if not relay:
-        raise ValueError("no relay address: give --relay or --creds")
+        raise UsageError("no relay address: give --relay or --creds")
     tls = {"fingerprint": args.fingerprint or creds.get("fingerprint"),
            "cafile": args.cafile or creds.get("cafile")}
     if not tls["fingerprint"] and not tls["cafile"]:
-        raise ValueError("give --fingerprint or --cafile (TLS is always verified)")
+        raise UsageError("give --fingerprint or --cafile (TLS is always verified)")
     return {"relay": relay, **creds, **{k: v for k, v in tls.items() if v}}
 
 
@@ -80,7 +83,7 @@ def _tls(c: dict[str, Any]) -> dict[str, Any]:
 def _client(args: argparse.Namespace, **kw: Any) -> RelayClient:
     c = _conn(args)
     if "id" not in c or "token" not in c:
-        raise ValueError("this command needs --creds with an id and a token")
+        raise UsageError("this command needs --creds with an id and a token")
     return RelayClient(c["relay"], principal=c["id"], token=c["token"], **_tls(c), **kw)
 
 
@@ -120,11 +123,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     print(f"relay node {node.node_id} listening on {args.host}:{node.port}", flush=True)
     print(f"certificate {node.cert_file}", flush=True)
     print(f"fingerprint SHA256 {node.fingerprint}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = catch_signals()
     try:
         await stop.wait()
     finally:
@@ -203,7 +202,7 @@ async def cmd_listen(args: argparse.Namespace) -> int:
                 tag = " stored" if m.stored else ""
                 print(f"message {m.source} {m.namespace}{tag} {m.text}", flush=True)
         except TimeoutError:
-            return 0 if args.count is None else 2
+            return 0 if args.count is None else 1  # fewer than --count messages: a failure, not usage
         finally:
             for t in side:
                 t.cancel()
@@ -237,7 +236,7 @@ def _kwargs(items: list[str]) -> dict[str, Any]:
     for kv in items:
         k, sep, v = kv.partition("=")
         if not sep or not k:
-            raise ValueError(f"arguments are key=value (JSON values allowed): {kv!r}")
+            raise UsageError(f"arguments are key=value (JSON values allowed): {kv!r}")
         try:
             out[k] = json.loads(v)
         except ValueError:
@@ -299,7 +298,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
 def _add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="run a relay node (embedded SQLite, or --nats cluster)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=DEFAULT_RELAY_PORT)
+    p.add_argument("--port", type=port_number, default=DEFAULT_RELAY_PORT)
     p.add_argument("--state-dir", type=Path, default=Path("relay-state"),
                    help="SQLite database and generated certificate live here")
     p.add_argument("--cert", type=Path, help="PEM certificate (default: self-signed, created)")
@@ -377,7 +376,7 @@ def _add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                                         "devices and invoke their services")
     _add_conn(p)
     p.add_argument("--interface", action="append", help="LAN interface (name or address)")
-    p.add_argument("--port", type=int, default=3880, help="IGRS discovery port")
+    p.add_argument("--port", type=port_number, default=3880, help="IGRS discovery port")
     p.add_argument("--state-dir", type=Path,
                    help="the control point's identity and pairings (pair home devices into it "
                         "with: igrs pair --state-dir DIR DEVICE); default: as igrs pair, "

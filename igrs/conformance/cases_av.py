@@ -23,7 +23,7 @@ from lxml import etree
 
 from igrs.conformance.peer import TestPeer
 from igrs.conformance.rawnet import HttpResult, http_exchange
-from igrs.conformance.runner import CaseFailed, CaseSkipped, Context, check
+from igrs.conformance.runner import CaseFailed, CaseSkipped, Context, NotApplicable, check
 from igrs.errors import IGRSError
 
 if TYPE_CHECKING:
@@ -106,8 +106,8 @@ async def expect_service(ctx: Context, service_type: str, what: str, actions: Co
     """The profile-present case: the service exists (else FAIL) and names ``actions``."""
     info = await find_service(ctx, service_type)
     if info is None and ctx.profile == "all":  # "all": every case that applies to this device
-        raise CaseSkipped(f"the device has no {what} service ({service_type}); ask --profile for it "
-                          "to require it")
+        raise NotApplicable(f"the device has no {what} service ({service_type}); ask --profile for it "
+                            "to require it")
     if info is None:
         raise CaseFailed(f"the device has no {what} service ({service_type}); the profile was asked for")
     missing = sorted(set(actions) - await action_names(ctx, info))
@@ -117,10 +117,10 @@ async def expect_service(ctx: Context, service_type: str, what: str, actions: Co
 
 @contextlib.asynccontextmanager
 async def service_session(ctx: Context, service_type: str, what: str) -> AsyncIterator[ServiceProxy]:
-    """A session with the DUT's ``what`` service; CaseSkipped when it has none."""
+    """A session with the DUT's ``what`` service; NotApplicable when it has none."""
     info = await find_service(ctx, service_type)
     if info is None:
-        raise CaseSkipped(f"the device has no {what} service ({service_type})")
+        raise NotApplicable(f"the device has no {what} service ({service_type})")
     agent = await service_agent(ctx)
     try:
         proxy = await agent.open(info.service_id)

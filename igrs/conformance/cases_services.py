@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from igrs.conformance.cases import new_seq
 from igrs.conformance.peer import TestPeer, expect_code, new_id, status_of
-from igrs.conformance.runner import CaseFailed, CaseSkipped, Context, check
+from igrs.conformance.runner import CaseFailed, CaseSkipped, Context, NotApplicable, check
 from igrs.wire import isdp
 from igrs.wire.bodies import events as ev
 from igrs.wire.bodies import services as sv
@@ -52,7 +52,7 @@ async def _a_service(ctx: Context) -> tuple[TestPeer, sv.ServiceInfo]:
     peer = await TestPeer.of(ctx)
     services = await _services(ctx, peer)
     if not services:
-        raise CaseSkipped("the device hosts no service")
+        raise NotApplicable("the device hosts no service")
     return peer, services[0]
 
 

@@ -1,32 +1,97 @@
-"""Reports of a run: JUnit XML (CI) and a self-contained HTML page (people)."""
+"""Reports of a run: text (a line per case, printed as each finishes), JUnit XML (CI) and a
+self-contained HTML page (people).
+
+What a report shows of each case is listed once, in ``CASE_FIELDS`` (JUnit properties, HTML
+columns): a new per-case field is one more entry there.
+"""
 
 from __future__ import annotations
 
 import html
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from xml.etree import ElementTree as ET
 
-from igrs.conformance.runner import ERROR, FAIL, PASS, SKIP, CaseResult, Report
+from igrs.conformance.runner import (
+    ERROR,
+    FAIL,
+    FAILED,
+    INCOMPLETE,
+    NA,
+    PASS,
+    PASSED,
+    SKIP,
+    VERDICTS,
+    CaseResult,
+    Report,
+)
+
+
+@dataclass(frozen=True)
+class CaseField:
+    """One thing shown of every case: ``name``, ``value``; ``title`` is its HTML column head
+    (empty: not a column), ``css`` the cell's class, ``junit`` whether it is a property of the
+    JUnit testcase."""
+
+    name: str
+    title: str
+    value: Callable[[CaseResult], str]
+    css: str = ""
+    junit: bool = False
+
+
+def _level(r: CaseResult) -> str:
+    return "mandatory" if r.case.mandatory else "optional"
+
+
+CASE_FIELDS: tuple[CaseField, ...] = (
+    CaseField("id", "Case", lambda r: r.case.id, "id", junit=True),
+    CaseField("clause", "Clause", lambda r: r.case.clause, "clause", junit=True),
+    CaseField("title", "Title", lambda r: r.case.title),
+    CaseField("spec", "", lambda r: r.case.spec, junit=True),
+    CaseField("mandatory", "", lambda r: str(r.case.mandatory).lower(), junit=True),
+    CaseField("level", "Level", _level, "level"),
+    CaseField("verdict", "Verdict", lambda r: r.verdict, "v", junit=True),
+    CaseField("reason", "Reason", lambda r: r.reason, "reason"),
+)
 
 
 def _evidence(r: CaseResult) -> str:
     return "\n\n".join(e.text() for e in r.evidence) or "(no messages exchanged)"
 
 
+def _run_properties(report: Report) -> list[tuple[str, str]]:
+    props = [("target", report.target), ("device_id", report.device_id), ("location", report.location),
+             ("profile", report.profile), ("verdict", report.verdict),
+             ("verdict_reason", report.explanation())]
+    props += [("narrowed", n) for n in report.narrowed]
+    props += [("problem", p) for p in report.problems]
+    if report.error:
+        props.append(("run_error", report.error))
+    return props
+
+
+# --- JUnit ------------------------------------------------------------------------------------------
 def to_junit(report: Report) -> bytes:
+    """One ``testcase`` per case; a mandatory case not checked is ``skipped`` with its reason;
+    a run whose target was not found is one ``error`` (testcase ``target``)."""
     counts = report.counts()
+    run_error = 1 if report.error else 0
     suite = ET.Element("testsuite", {
-        "name": f"igrs-conformance.{report.profile}", "tests": str(len(report.results)),
-        "failures": str(counts[FAIL]), "errors": str(counts[ERROR]), "skipped": str(counts[SKIP]),
+        "name": f"igrs-conformance.{report.profile}", "tests": str(len(report.results) + run_error),
+        "failures": str(counts[FAIL]), "errors": str(counts[ERROR] + run_error),
+        "skipped": str(counts[SKIP] + counts[NA]),
         "time": f"{sum(r.duration for r in report.results):.3f}",
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(report.started)),
     })
     props = ET.SubElement(suite, "properties")
-    for name, value in (("target", report.target), ("device_id", report.device_id),
-                        ("location", report.location), ("profile", report.profile)):
+    for name, value in _run_properties(report):
         ET.SubElement(props, "property", {"name": name, "value": value})
     if report.error:
-        ET.SubElement(props, "property", {"name": "run_error", "value": report.error})
+        tc = ET.SubElement(suite, "testcase", {"classname": "igrs.conformance.run", "name": "target",
+                                               "time": "0.000"})
+        ET.SubElement(tc, "error", {"message": report.error, "type": "run"})
     for r in report.results:
         c = r.case
         tc = ET.SubElement(suite, "testcase", {
@@ -34,48 +99,56 @@ def to_junit(report: Report) -> bytes:
             "name": f"{c.id} [{c.clause}] {c.title}", "time": f"{r.duration:.3f}",
         })
         p = ET.SubElement(tc, "properties")
-        for name, value in (("id", c.id), ("clause", c.clause), ("spec", c.spec),
-                            ("mandatory", str(c.mandatory).lower()), ("verdict", r.verdict)):
-            ET.SubElement(p, "property", {"name": name, "value": value})
+        for f in CASE_FIELDS:
+            if f.junit:
+                ET.SubElement(p, "property", {"name": f.name, "value": f.value(r)})
         if r.verdict == FAIL:
-            level = "mandatory" if c.mandatory else "optional"
-            el = ET.SubElement(tc, "failure", {"message": r.reason, "type": level})
+            el = ET.SubElement(tc, "failure", {"message": r.reason, "type": _level(r)})
             el.text = f"Expected: {c.expected}\n\nEvidence:\n{_evidence(r)}"
         elif r.verdict == ERROR:
             el = ET.SubElement(tc, "error", {"message": r.reason})
             el.text = _evidence(r)
         elif r.verdict == SKIP:
-            ET.SubElement(tc, "skipped", {"message": r.reason})
+            what = "mandatory case not checked" if c.mandatory else "not checked"
+            ET.SubElement(tc, "skipped", {"message": f"{what}: {r.reason}"})
+        elif r.verdict == NA:
+            ET.SubElement(tc, "skipped", {"message": f"not applicable: {r.reason}"})
     ET.indent(suite)
     return ET.tostring(suite, encoding="utf-8", xml_declaration=True)
 
 
+# --- HTML -------------------------------------------------------------------------------------------
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:70em}
 h1{font-size:1.4em} table{border-collapse:collapse;width:100%} th,td{border:1px solid #ccc;padding:.3em .5em;
 text-align:left;vertical-align:top} th{background:#f2f2f2} .pass{background:#e6f4ea} .fail{background:#fce8e6}
-.error{background:#fef3e0} .skip{background:#f1f3f4;color:#555} .v{font-weight:bold;text-transform:uppercase}
+.error{background:#fef3e0} .skip{background:#fff8d6} .na{background:#f1f3f4;color:#555}
+.v{font-weight:bold;text-transform:uppercase}
 pre{background:#f8f8f8;border:1px solid #ddd;padding:.6em;overflow:auto;font-size:.85em;white-space:pre-wrap}
 .summary span{display:inline-block;margin-right:1.2em;padding:.2em .6em;border-radius:.3em}
-.verdict-ok,.verdict-bad{font-size:1.15em;padding:.4em .8em;border-radius:.3em}
-.verdict-ok{color:#137333;background:#e6f4ea} .verdict-bad{color:#c5221f;background:#fce8e6}
+.verdict{font-size:1.15em;padding:.4em .8em;border-radius:.3em}
+.verdict-passed{color:#137333;background:#e6f4ea} .verdict-failed{color:#c5221f;background:#fce8e6}
+.verdict-incomplete{color:#8a4b00;background:#fff3c4;border:2px solid #e3a008}
+.problems{border-left:.3em solid #e3a008;background:#fffbea;padding:.4em .8em}
 td.id,td.level,td.v{white-space:nowrap} td.clause{max-width:16em} td.reason{font-size:.9em}
 """
+_ROW_CLASS = {PASS: "pass", FAIL: "fail", ERROR: "error", SKIP: "skip", NA: "na"}
+_BANNER = {PASSED: "verdict-passed", FAILED: "verdict-failed", INCOMPLETE: "verdict-incomplete"}
 
 
 def to_html(report: Report) -> bytes:
     e = html.escape
     counts = report.counts()
-    ok = report.passed
+    columns = [f for f in CASE_FIELDS if f.title]
     rows = []
     for r in report.results:
-        c = r.case
-        # only failures and errors have a details section to link to
-        case_id = f'<a href="#{e(c.id)}">{e(c.id)}</a>' if r.verdict in (FAIL, ERROR) else e(c.id)
-        rows.append(
-            f'<tr class="{r.verdict}"><td class="id">{case_id}</td><td class="clause">{e(c.clause)}</td>'
-            f"<td>{e(c.title)}</td><td class=\"level\">{'mandatory' if c.mandatory else 'optional'}</td>"
-            f'<td class="v">{e(r.verdict)}</td><td class="reason">{e(r.reason)}</td></tr>')
+        cells = []
+        for f in columns:
+            text = e(f.value(r))
+            if f.name == "id" and r.verdict in (FAIL, ERROR):  # only these have details to link to
+                text = f'<a href="#{text}">{text}</a>'
+            cells.append(f'<td class="{f.css}">{text}</td>' if f.css else f"<td>{text}</td>")
+        rows.append(f'<tr class="{_ROW_CLASS[r.verdict]}">{"".join(cells)}</tr>')
     details = []
     for r in report.results:
         if r.verdict not in (FAIL, ERROR):
@@ -88,18 +161,21 @@ def to_html(report: Report) -> bytes:
             f"<p><b>Steps</b>:</p><ol>{''.join(f'<li>{e(s)}</li>' for s in c.steps)}</ol>"
             "<p><b>Evidence</b> (messages exchanged, &gt; sent, &lt; received):</p>"
             f"<pre>{e(_evidence(r))}</pre></section>")
+    problems = "".join(f"<p>{e(p)}</p>" for p in report.problems)
+    narrowed = (f"<p>Narrowed by the lab: <code>{e(' '.join(report.narrowed))}</code></p>"
+                if report.narrowed else "")
+    summary = "".join(f'<span class="{_ROW_CLASS[v]}">{counts[v]} {v}</span>' for v in VERDICTS)
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"/><title>IGRS conformance: {e(report.target)}</title>
 <style>{_CSS}</style></head><body>
 <h1>IGRS conformance report — profile {e(report.profile)}</h1>
 <p>Target <b>{e(report.target)}</b>, device id <code>{e(report.device_id or '?')}</code>,
 location <code>{e(report.location or '?')}</code>, run at
-{e(time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(report.started)))}.</p>
-<p class="{'verdict-ok' if ok else 'verdict-bad'}"><b>{report.verdict}</b>
-{e(report.error) if report.error else f'— {len(report.mandatory_failures)} mandatory failure(s)'}</p>
-<p class="summary"><span class="pass">{counts[PASS]} pass</span><span class="fail">{counts[FAIL]} fail</span>
-<span class="error">{counts[ERROR]} error</span><span class="skip">{counts[SKIP]} skip</span></p>
-<table><thead><tr><th>Case</th><th>Clause</th><th>Title</th><th>Level</th><th>Verdict</th><th>Reason</th></tr></thead>
+{e(time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(report.started)))}.</p>{narrowed}
+<p class="verdict {_BANNER[report.verdict]}"><b>{report.verdict}</b> — {e(report.explanation())}</p>
+{f'<div class="problems">{problems}</div>' if problems else ''}
+<p class="summary">{summary}</p>
+<table><thead><tr>{''.join(f'<th>{e(f.title)}</th>' for f in columns)}</tr></thead>
 <tbody>{''.join(rows)}</tbody></table>
 <h2>Failures and errors</h2>{''.join(details) or '<p>None.</p>'}
 </body></html>
@@ -107,15 +183,37 @@ location <code>{e(report.location or '?')}</code>, run at
     return page.encode("utf-8")
 
 
-def to_text(report: Report) -> str:
+# --- text -------------------------------------------------------------------------------------------
+def text_header(report: Report) -> str:
+    """The first line(s): what is tested (the device id once the target answered)."""
     lines = [f"IGRS conformance, profile {report.profile}: {report.target} ({report.device_id or '?'})"]
-    if report.error:
-        lines.append(f"  run error: {report.error}")
-    for r in report.results:
-        level = "M" if r.case.mandatory else "O"
-        lines.append(f"  {r.verdict.upper():5} {level} {r.case.id:9} {r.case.clause:18} {r.case.title}"
-                     + (f"\n        -> {r.reason}" if r.reason and r.verdict != PASS else ""))
-    c = report.counts()
-    lines.append(f"{report.verdict}: {c[PASS]} pass, {c[FAIL]} fail, "
-                 f"{c[ERROR]} error, {c[SKIP]} skip; {len(report.mandatory_failures)} mandatory failure(s)")
+    if report.narrowed:
+        lines.append(f"  narrowed by the lab: {' '.join(report.narrowed)}")
     return "\n".join(lines)
+
+
+def text_line(r: CaseResult) -> str:
+    """One case: ``PASS  M DISC-002  14543-5-1 9.6  title`` (and the reason below)."""
+    level = "M" if r.case.mandatory else "O"
+    return (f"  {r.verdict.upper():5} {level} {r.case.id:9} {r.case.clause:18} {r.case.title}"
+            + (f"\n        -> {r.reason}" if r.reason and r.verdict != PASS else ""))
+
+
+def text_problem(text: str) -> str:
+    return f"!! {text}"
+
+
+def text_summary(report: Report) -> str:
+    """The counts and the verdict with its reason."""
+    if report.error:  # nothing ran: one line says why
+        return f"{report.verdict}: {report.error}"
+    c = report.counts()
+    return (f"{report.verdict}: {c[PASS]} pass, {c[FAIL]} fail, {c[ERROR]} error, {c[SKIP]} skip, "
+            f"{c[NA]} n/a; {len(report.mandatory_failures)} mandatory failure(s), "
+            f"{len(report.unchecked)} mandatory not checked\n  {report.explanation()}")
+
+
+def to_text(report: Report) -> str:
+    """The whole report: the run-level problems first, then a line per case and the verdict."""
+    return "\n".join([text_header(report), *map(text_problem, report.problems),
+                      *(text_line(r) for r in report.results), text_summary(report)])

@@ -2,10 +2,17 @@
 runs the catalogue's cases (``cases.py`` holds one check per case id) and records every
 exchanged message as evidence.
 
-Verdicts: ``pass``; ``fail`` (the DUT broke the rule); ``skip`` (a precondition or a
-capability is missing — never counted as a failure); ``error`` (the tool could not carry
-out the case, e.g. the DUT did not answer at all where an answer was needed to go on).
-A run fails when a mandatory case is ``fail`` or ``error``.
+Case verdicts: ``pass``; ``fail`` (the DUT broke the rule); ``error`` (the tool could not
+carry out the case, e.g. the DUT did not answer at all where an answer was needed to go on);
+``skip`` (the case was not checked: a capability of the run, a precondition on the DUT or an
+earlier result is missing); ``n/a`` (the case does not apply to what the DUT declares, e.g.
+the AV cases of a device without a MediaServer under ``--profile all``).
+
+Run verdicts (specs/conformance/README.md "Verdicts"): FAILED when a mandatory case is
+``fail`` or ``error`` or the target was not found; INCOMPLETE when a mandatory case was not
+checked (``skip``), when nothing at all was checked, or when the run was interrupted;
+PASSED otherwise. Only the lab narrows a run (``--profile``, ``--case``, ``--exclude``):
+a case it leaves out is not in the report at all.
 """
 
 from __future__ import annotations
@@ -26,7 +33,16 @@ from igrs.net import interfaces as netifaces
 from igrs.wire import isdp
 from igrs.wire.ids import DeviceId
 
-PASS, FAIL, SKIP, ERROR = "pass", "fail", "skip", "error"
+PASS, FAIL, SKIP, ERROR, NA = "pass", "fail", "skip", "error", "n/a"
+VERDICTS = (PASS, FAIL, ERROR, SKIP, NA)
+PASSED, FAILED, INCOMPLETE = "PASSED", "FAILED", "INCOMPLETE"
+# What the run needs for a case's ``requires``, in words a lab can act on.
+CAPABILITY_HINTS = {
+    "pin": "--pin (the PIN the device shows, or - to type it)",
+    "second-subnet": "--off-subnet-source ADDR",
+    "lifecycle": "a harness that starts and stops the device",
+}
+PAIR_ERROR = "pair_error"  # ctx.facts key: why pairing with the DUT failed (peer.py sets it)
 # Run after everything else, in this order: SEC-006's failed pairings count towards the DUT's
 # lock-out; DISC-006 stops the DUT.
 RUN_LAST = ("SEC-006", "DISC-006")
@@ -37,7 +53,12 @@ class CaseFailed(Exception):
 
 
 class CaseSkipped(Exception):
-    """A precondition is missing (verdict skip)."""
+    """A precondition is missing (verdict skip): the case was not checked."""
+
+
+class NotApplicable(CaseSkipped):
+    """The case does not apply to what the DUT declares (verdict n/a), e.g. a profile case
+    for a service the device does not list."""
 
 
 @dataclass
@@ -66,10 +87,13 @@ class Report:
     location: str = ""
     started: float = field(default_factory=time.time)
     results: list[CaseResult] = field(default_factory=list)
-    error: str = ""  # the target could not be resolved: no case ran
+    error: str = ""  # the target could not be resolved (or nothing could run): no case ran
+    problems: list[str] = field(default_factory=list)  # run-level: a failed pairing, an interruption
+    narrowed: list[str] = field(default_factory=list)  # how the lab narrowed the run (--case, --exclude)
+    interrupted: bool = False
 
     def counts(self) -> dict[str, int]:
-        out = {PASS: 0, FAIL: 0, SKIP: 0, ERROR: 0}
+        out = dict.fromkeys(VERDICTS, 0)
         for r in self.results:
             out[r.verdict] += 1
         return out
@@ -79,23 +103,81 @@ class Report:
         return [r for r in self.results if r.case.mandatory and r.verdict in (FAIL, ERROR)]
 
     @property
-    def passed(self) -> bool:
-        """No mandatory failure, and something was actually checked: a run whose every case
-        was skipped (no --pin, no such service) certifies nothing."""
-        checked = any(r.verdict in (PASS, FAIL) for r in self.results)
-        return not self.error and not self.mandatory_failures and checked
+    def unchecked(self) -> list[CaseResult]:
+        """Mandatory cases that were not checked (``skip``): each withholds the verdict."""
+        return [r for r in self.results if r.case.mandatory and r.verdict == SKIP]
+
+    @property
+    def checked(self) -> bool:
+        return any(r.verdict in (PASS, FAIL) for r in self.results)
 
     @property
     def verdict(self) -> str:
-        """PASSED, FAILED, or NOTHING CHECKED (every case skipped)."""
-        if self.passed:
-            return "PASSED"
-        if not self.error and not self.mandatory_failures:
-            return "NOTHING CHECKED"
-        return "FAILED"
+        """FAILED (a mandatory failure, or no target), INCOMPLETE (a mandatory case not
+        checked, nothing checked, or interrupted) or PASSED."""
+        if self.error or self.mandatory_failures:
+            return FAILED
+        if self.unchecked or not self.checked or self.interrupted:
+            return INCOMPLETE
+        return PASSED
+
+    @property
+    def passed(self) -> bool:
+        """Every mandatory case that applies was checked and passed."""
+        return self.verdict == PASSED
+
+    def explanation(self) -> str:
+        """Why the verdict is what it is, in one line."""
+        verdict = self.verdict
+        if self.error:
+            return self.error
+        if verdict == FAILED:
+            failed = self.mandatory_failures
+            return f"{len(failed)} mandatory case(s) failed: {id_ranges(failed)}"
+        if verdict == PASSED:
+            return "every mandatory case that applies to the device was checked and passed"
+        parts = []
+        if self.unchecked:
+            parts.append(f"{len(self.unchecked)} mandatory case(s) not checked: {id_ranges(self.unchecked)}")
+            needs = sorted({hint for r in self.unchecked for req, hint in CAPABILITY_HINTS.items()
+                            if _needs(req) in r.reason})
+            if needs:
+                parts.append(f"to check more, give {' and '.join(needs)}")
+        if not self.checked:
+            parts.append("nothing was checked")
+        if self.interrupted:
+            parts.append("the run was interrupted")
+        return "; ".join(parts)
 
     def result(self, case_id: str) -> CaseResult:
         return next(r for r in self.results if r.case.id == case_id)
+
+
+def id_ranges(results: list[CaseResult]) -> str:
+    """Case ids, consecutive ones of an area joined: ``SEC-004..005, GRP-001..006, GRP-008``."""
+    runs: list[list[str]] = []
+    for r in sorted(results, key=lambda r: r.case.id):
+        area, _, num = r.case.id.rpartition("-")
+        if runs:
+            last_area, _, last_num = runs[-1][-1].rpartition("-")
+            if last_area == area and num.isdigit() and last_num.isdigit() and int(num) == int(last_num) + 1:
+                runs[-1].append(r.case.id)
+                continue
+        runs.append([r.case.id])
+    return ", ".join(run[0] if len(run) == 1 else f"{run[0]}..{run[-1].rpartition('-')[2]}" for run in runs)
+
+
+class RunListener:
+    """Told as the run goes (the CLI prints each verdict as it finishes); no-ops here."""
+
+    def found(self, report: Report) -> None:
+        """The target answered: ``report.device_id`` and ``location`` are known."""
+
+    def result(self, report: Report, result: CaseResult) -> None:
+        """A case finished."""
+
+    def problem(self, report: Report, text: str) -> None:
+        """A run-level problem (``report.problems``): a failed pairing, an interruption."""
 
 
 @dataclass
@@ -227,17 +309,38 @@ def _get(path: str, ctx: Context) -> bytes:
     return f"GET {path} HTTP/1.1\r\nHost: {ctx.host}:{ctx.port}\r\nConnection: close\r\n\r\n".encode()
 
 
+def choose(specs: list[CaseSpec], only: list[str] | None = None,
+           exclude: list[str] | None = None) -> list[CaseSpec]:
+    """The lab's narrowing: ``only`` and ``exclude`` name case ids (``GRP-004``) or areas
+    (``GRP``). A name that matches no case of ``specs`` is a ``ValueError`` (a typo must not
+    quietly shrink a run)."""
+
+    def hit(case: CaseSpec, name: str) -> bool:
+        return case.id.upper() == name.upper() or case.id.split("-")[0].upper() == name.upper()
+
+    for name in (*(only or ()), *(exclude or ())):
+        if not any(hit(c, name) for c in specs):
+            raise ValueError(f"no case {name!r} in this profile (igrs conformance cases lists them)")
+    if only:
+        specs = [c for c in specs if any(hit(c, n) for n in only)]
+    return [c for c in specs if not any(hit(c, n) for n in exclude or ())]
+
+
 async def run_suite(target: str, profile: str = "core",
                     pin: str | Callable[[int], Awaitable[str]] | None = None,
                     interfaces: list[str] | None = None, port: int = IGRS_PORT, *,
                     lifecycle: Lifecycle | None = None, only: list[str] | None = None,
-                    case_timeout: float = 20.0, off_subnet_source: str | None = None) -> Report:
-    """Run the catalogue's cases of ``profile`` against ``target``; never raises for a DUT fault."""
+                    exclude: list[str] | None = None,
+                    case_timeout: float = 20.0, off_subnet_source: str | None = None,
+                    listener: RunListener | None = None, stop: asyncio.Event | None = None) -> Report:
+    """Run the catalogue's cases of ``profile`` (narrowed by ``only`` / ``exclude``: case ids or
+    areas) against ``target``; never raises for a DUT fault. ``listener`` hears each verdict as
+    it comes; setting ``stop`` ends the run early with a partial report (``interrupted``)."""
     load_checks()
-    specs = select(load_cases(), profile)
-    if only:
-        specs = [c for c in specs if c.id in only]
+    specs = choose(select(load_cases(), profile), only, exclude)
     report = Report(target, profile)
+    report.narrowed = [*(f"--case {n}" for n in only or ()), *(f"--exclude {n}" for n in exclude or ())]
+    listener = listener or RunListener()
     ifaces = [i for i in netifaces.resolve(interfaces) if i.family == 4]
     if not ifaces:
         report.error = "no IPv4 interface to test on"
@@ -260,15 +363,22 @@ async def run_suite(target: str, profile: str = "core",
         try:
             await _resolve(ctx, target)
         except Exception as exc:
-            report.error = f"target not found: {exc}"
-            report.results = [CaseResult(c, ERROR if c.mandatory else SKIP, "target not found",
-                                         ctx.rec.take()) for c in specs]
+            report.error = f"target not found: {exc}"  # one error; no case could run
             return report
         ctx.rec.take()
         report.device_id, report.location = str(ctx.device_id), ctx.location
+        listener.found(report)
         ordered = sorted(specs, key=lambda c: RUN_LAST.index(c.id) if c.id in RUN_LAST else -1)
         for case in ordered:
-            report.results.append(await _run_case(ctx, case, case_timeout))
+            if stop is not None and stop.is_set():  # listed in the report, not told one by one
+                report.results.append(CaseResult(case, SKIP, "not run: the run was interrupted"))
+                continue
+            result = await _run_case(ctx, case, case_timeout, stop)
+            report.results.append(result)
+            listener.result(report, result)
+            for text in _new_problems(ctx, report, ordered, stop):
+                report.problems.append(text)
+                listener.problem(report, text)
         report.results.sort(key=lambda r: specs.index(r.case))
     finally:
         for close in reversed(ctx.closers):
@@ -277,17 +387,43 @@ async def run_suite(target: str, profile: str = "core",
     return report
 
 
-async def _run_case(ctx: Context, case: CaseSpec, timeout: float) -> CaseResult:
+def _new_problems(ctx: Context, report: Report, ordered: list[CaseSpec],
+                  stop: asyncio.Event | None) -> list[str]:
+    """Run-level problems that appeared with the last case (each reported once)."""
+    out = []
+    if PAIR_ERROR in ctx.facts and not ctx.facts.get("pair_error_reported"):
+        ctx.facts["pair_error_reported"] = True
+        left = sum(1 for c in ordered[len(report.results):] if "pin" in c.requires)
+        out.append(f"pairing with the device failed ({ctx.facts[PAIR_ERROR]}): the {left} remaining case(s) "
+                   "that need the secure pipe are not run (check the PIN; a device locks pairing after "
+                   "repeated failures)")
+    if stop is not None and stop.is_set() and not report.interrupted:
+        report.interrupted = True
+        out.append(f"interrupted at case {len(report.results)} of {len(ordered)}: the report is partial")
+    return out
+
+
+def _needs(requirement: str) -> str:
+    return f"needs {CAPABILITY_HINTS.get(requirement, requirement)}"
+
+
+async def _run_case(ctx: Context, case: CaseSpec, timeout: float, stop: asyncio.Event | None) -> CaseResult:
     t0 = time.monotonic()
     missing = [r for r in case.requires if r not in ctx.capabilities]
     if missing:
-        return CaseResult(case, SKIP, f"needs {', '.join(missing)}")
+        return CaseResult(case, SKIP, "; ".join(_needs(r) for r in missing))
+    if "pin" in case.requires and PAIR_ERROR in ctx.facts:
+        return CaseResult(case, SKIP, f"not run: pairing failed ({ctx.facts[PAIR_ERROR]})")
     fn = CHECKS.get(case.id)
     if fn is None:
         return CaseResult(case, SKIP, "no check implemented for this case yet")
     try:
-        await asyncio.wait_for(fn(ctx), timeout)
+        await _until_stopped(asyncio.wait_for(fn(ctx), timeout), stop)
         verdict, reason = PASS, ""
+    except _Stopped:
+        verdict, reason = SKIP, "not finished: the run was interrupted"
+    except NotApplicable as exc:
+        verdict, reason = NA, str(exc)
     except CaseFailed as exc:
         verdict, reason = FAIL, str(exc)
     except CaseSkipped as exc:
@@ -297,3 +433,27 @@ async def _run_case(ctx: Context, case: CaseSpec, timeout: float) -> CaseResult:
     except Exception as exc:
         verdict, reason = ERROR, f"{type(exc).__name__}: {exc}"
     return CaseResult(case, verdict, reason, ctx.rec.take(), time.monotonic() - t0)
+
+
+class _Stopped(Exception):
+    """``stop`` was set while a case ran."""
+
+
+async def _until_stopped(work: Awaitable[None], stop: asyncio.Event | None) -> None:
+    """Await ``work``; if ``stop`` is set first, cancel it and raise ``_Stopped``."""
+    task = asyncio.ensure_future(work)
+    if stop is None:
+        return await task
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # the run itself is cancelled: so is the case
+        task.cancel()
+        raise
+    finally:
+        stopper.cancel()
+    if not task.done():
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise _Stopped
+    return task.result()

@@ -33,6 +33,7 @@ CHECK_BATCH: Final = 256  # datagrams checked before yielding to the event loop
 OUTPUT_RATE: Final = 20.0  # violation lines per second ...
 OUTPUT_BURST: Final = 50.0  # ... with this burst; the rest are counted and summarised
 TICK: Final = 1.0  # s between overdue-announcement checks and "suppressed" summaries
+STATUS_INTERVAL: Final = 10.0  # s between "… N IGRS message(s) so far" lines (stderr)
 RECV_BUFFER: Final = 65536  # bytes read per datagram (larger ones are reported by size)
 IP_RECVTTL: Final = getattr(socket, "IP_RECVTTL", 12)
 IP_TTL: Final = getattr(socket, "IP_TTL", 2)
@@ -122,6 +123,11 @@ class Output:
             self._line(f"… {self._unsaid} more suppressed", {"event": "suppressed", "count": self._unsaid})
             self._unsaid = 0
 
+    def status(self, text: str) -> None:
+        """A progress line for the person watching: stderr only (stdout stays violations)."""
+        with contextlib.suppress(OSError, ValueError):
+            print(text, file=self.err, flush=True)
+
     def info(self, text: str, obj: dict[str, Any]) -> None:
         """Status (ready, summary): a JSON line on stdout with --json; text on stderr always."""
         if self.as_json:
@@ -140,6 +146,7 @@ class Watch:
     checker: PassiveChecker = field(init=False)
     queue: deque[tuple[float, str, int, str, bytes, int | None]] = field(default_factory=deque)
     dropped: int = 0
+    status_interval: float = STATUS_INTERVAL
 
     def __post_init__(self) -> None:
         self.checker = PassiveChecker(port=self.port, keep=False)
@@ -170,11 +177,18 @@ class Watch:
                 await asyncio.sleep(0)
 
     async def _tick(self) -> None:
+        next_status, last_seen = time.monotonic() + self.status_interval, 0
         while True:
             await asyncio.sleep(TICK)
             for v in self.checker.expire(time.time()):
                 self.output.violation(v)
             self.output.flush()
+            if time.monotonic() >= next_status:  # that it listens, and hears something
+                next_status += self.status_interval
+                seen = self.checker.seen
+                self.output.status(f"… {seen} IGRS message(s) so far ({seen - last_seen} in the last "
+                                   f"{self.status_interval:g} s), {self.checker.count} violation(s)")
+                last_seen = seen
 
     async def run(self, stop: asyncio.Event, duration: float | None) -> None:
         loop = asyncio.get_running_loop()
@@ -209,26 +223,30 @@ class Watch:
 
 
 async def watch(interfaces: Sequence[Interface], *, port: int = IGRS_PORT, duration: float | None = None,
-                as_json: bool = False, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """Run the live checker until ``duration`` elapses or SIGINT/SIGTERM; the exit status:
-    0 no violation, 1 violations, 2 nothing could be listened on."""
+                as_json: bool = False, out: TextIO | None = None, err: TextIO | None = None,
+                stop: asyncio.Event | None = None, status_interval: float = STATUS_INTERVAL) -> int:
+    """Run the live checker until ``duration`` elapses or ``stop`` is set (default: SIGINT or
+    SIGTERM); the exit status: 0 no violation, 1 violations, 2 nothing could be listened on."""
     output = Output(as_json, out or sys.stdout, err or sys.stderr)
     listeners = open_listeners(interfaces, port, lambda text: print(f"igrs: {text}", file=output.err))
     if not listeners:
         print("igrs: no ISDP group could be joined", file=output.err)
         return 2
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    w = Watch(listeners, output, port)
+    own_signals = stop is None
+    if stop is None:
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+    w = Watch(listeners, output, port, status_interval=status_interval)
     labels = [listener.label for listener in listeners]
     output.info(f"watching {', '.join(labels)}", {"event": "ready", "listening": labels})
     try:
         await w.run(stop, duration)
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+        if own_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
         for listener in listeners:
             listener.sock.close()
     c = w.checker

@@ -144,14 +144,14 @@ class ControlPoint:
         self._interfaces = netifaces.resolve(self._interface_specs, ipv6=self._ipv6)
         self.discovery.set_interfaces(self._interfaces)
         self._endpoints = IsdpEndpoints(self._interfaces, self.port, self._on_datagram)
-        await self._endpoints.start()
-        self._driver.start()
         try:
+            await self._endpoints.start()
+            self._driver.start()
             for source in list(self._sources):
                 if source not in self._running_sources:
                     await source.start()
                     self._running_sources.append(source)
-        except BaseException:
+        except BaseException:  # e.g. zeroconf not installed: close what was opened, now
             await self.stop()
             raise
 

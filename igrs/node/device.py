@@ -47,7 +47,7 @@ from igrs.net.http import IgrsHttpClient, IgrsHttpServer, Reply, SealLater
 from igrs.net.httpserver import HttpLimits
 from igrs.net.isdp import IsdpEndpoints
 from igrs.node.extensions import DeviceExtension
-from igrs.node.keystore import KeyStore, MemoryKeyStore, PairedDevice, open_keystore
+from igrs.node.keystore import Claim, KeyStore, MemoryKeyStore, PairedDevice, open_keystore
 from igrs.node.service import Service
 from igrs.node.service_host import PeerInfo, ServiceHandler, ServiceHost
 from igrs.wire import description as ddesc
@@ -215,6 +215,7 @@ class Device:
         # Plugged in from above (igrs.node.extensions: bridges such as igrs.bridges.dnssd).
         self._extensions: list[DeviceExtension] = []
         self._active: list[DeviceExtension] = []  # those started
+        self._claim = Claim()  # the state folder, held while the device runs (keystore.claim)
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def __aenter__(self) -> Self:
@@ -228,6 +229,7 @@ class Device:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._interfaces = netifaces.resolve(self._interface_specs, ipv6=self._ipv6)
+        self._claim = self.keystore.claim()  # one running device per state folder (identity)
         try:
             await self._open(self._interfaces)
             for extension in list(self._extensions):
@@ -242,6 +244,7 @@ class Device:
         except BaseException:
             await self._stop_extensions()
             await self._close_io()
+            self._claim.release()
             raise
         self._driver.start()
         self._maintenance = asyncio.create_task(self._maintain_services())
@@ -282,6 +285,7 @@ class Device:
                 await asyncio.sleep(max(0.0, deadline - loop.time()))
                 await self._execute(self.discovery.poll(loop.time()))
         await self._close_io()
+        self._claim.release()
 
     async def _close_io(self) -> None:
         if self._endpoints is not None:

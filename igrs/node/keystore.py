@@ -8,6 +8,8 @@ Layout of the state directory (specs/security.md §8), created 0700:
 
 Every file is written atomically (temporary file in the same directory, fsync, rename) under an
 advisory lock, so the CLI (``igrs pair``/``igrs unpair``) and a running device can share it.
+A running device also *claims* its directory (``owner.pid``, an exclusive ``flock`` held while
+it runs): a second device on the same directory — the same identity — is refused.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ IDENTITY_FILE = "identity.key"
 DEVICE_FILE = "device.json"
 PEERS_FILE = "peers.json"
 LOCK_FILE = ".lock"
+OWNER_FILE = "owner.pid"
 FORMAT_VERSION = 1
 DIR_MODE = 0o700
 FILE_MODE = 0o600
@@ -44,6 +47,30 @@ FILE_MODE = 0o600
 
 class KeyStoreError(IGRSError):
     """The state directory holds something unreadable or inconsistent."""
+
+
+class StateDirInUse(KeyStoreError):
+    """Another running device holds this state directory (and so this identity)."""
+
+    def __init__(self, directory: Path, pid: int | None) -> None:
+        self.directory, self.pid = directory, pid
+        super().__init__(f"state folder {directory} is in use by "
+                         f"{f'pid {pid}' if pid else 'another process'}")
+
+
+class Claim:
+    """A device's hold on its state directory: an exclusive ``flock`` on ``owner.pid`` (which
+    names the holder's pid for the message of a refused second device). The kernel drops the
+    lock when the process dies, so a stale ``owner.pid`` of a dead process is simply taken
+    over. ``release()`` (or process exit) gives it up."""
+
+    def __init__(self, fd: int | None = None) -> None:
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def default_state_dir() -> Path:
@@ -141,6 +168,26 @@ class KeyStore:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
             log.info("removed %s, left by an interrupted write", path)
+
+    def claim(self) -> Claim:
+        """Hold the directory for this process (a running device); ``StateDirInUse`` when a
+        live process holds it."""
+        self._ensure_dir()
+        fd = os.open(self.directory / OWNER_FILE, os.O_RDWR | os.O_CREAT, FILE_MODE)  # not inherited
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                text = os.read(fd, 32).decode("ascii", "replace").strip()
+            finally:
+                os.close(fd)
+            raise StateDirInUse(self.directory, int(text) if text.isdigit() else None) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return Claim(fd)
 
     def _write_atomic(self, name: str, data: bytes) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=self.directory)
@@ -287,6 +334,10 @@ class MemoryKeyStore:
         self._identity: LocalIdentity | None = None
         self._device_id: DeviceId | None = None
         self._peers: dict[DeviceId, PairedDevice] = {}
+
+    def claim(self) -> Claim:
+        """Nothing to hold: the identity lives in this object only."""
+        return Claim()
 
     def device_id(self, default: DeviceId | None = None) -> DeviceId:
         if self._identity is not None:

@@ -1,6 +1,6 @@
 """The device-group cases (GRP-*, specs/conformance/cases-groups.toml): the project's device
 mastering a centralised group passes every mandatory one; a device with no group skips the
-cases that need one; each broken group device fails its named case, with evidence.
+cases that need one (the run is then INCOMPLETE); each broken group device fails its named case, with evidence.
 Loopback only (interfaces=["lo"]), a free ISDP port per test."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from conformance_harness import PinShown  # type: ignore[import-not-found]
 
 from igrs import Device
 from igrs.conformance import Lifecycle, load_cases, run_suite
-from igrs.conformance.runner import FAIL, PASS, SKIP, Report, load_checks
+from igrs.conformance.runner import FAIL, INCOMPLETE, PASS, SKIP, Report, load_checks
 
 LO = ["lo"]
 GRP = [c.id for c in load_cases() if c.id.startswith("GRP-")]
@@ -66,8 +66,11 @@ async def test_device_without_groups_skips(free_udp_port: int) -> None:
                           group_name=None)
     report = await run_groups(dev, shown, free_udp_port)
     got = verdicts(report)
-    assert report.passed, {r.case.id: r.reason for r in report.results}
+    assert not report.mandatory_failures, {r.case.id: r.reason for r in report.results}
     assert {cid: got[cid] for cid in NEEDS_A_GROUP} == dict.fromkeys(NEEDS_A_GROUP, SKIP)
+    # mandatory cases not checked withhold the verdict: INCOMPLETE, naming them (not PASSED)
+    assert report.verdict == INCOMPLETE and not report.passed
+    assert {r.case.id for r in report.unchecked} == {c for c in NEEDS_A_GROUP if c != "GRP-011"}
     assert got["GRP-004"] == PASS and got["GRP-007"] == PASS  # groups served: 404 and 400 still checked
 
 

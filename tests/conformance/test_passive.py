@@ -157,7 +157,7 @@ def test_good_device_capture_pcapng_and_pcap(tmp_path: Path, free_udp_port: int,
         assert (again.violations, again.seen, again.kinds) == ([], report.seen, kinds), fmt
     cp = run_cli("pcap", str(tmp_path / "good.pcap"), "--port", str(port))
     assert cp.returncode == 0, cp.stdout + cp.stderr
-    assert f"{report.seen} IGRS message(s) checked, 0 violation(s)" in cp.stderr
+    assert cp.stdout == f"{report.seen} IGRS message(s) checked, 0 violation(s)\n"  # the result: stdout
 
 
 def test_broken_devices_are_caught_passively(tmp_path: Path, require_cmd: Callable[[str], str]) -> None:
@@ -322,21 +322,28 @@ async def test_watch_reports_bad_datagrams_not_the_good_device(free_udp_port: in
     assert f"{summary['checked']} IGRS message(s) checked, 3 violation(s)" in watch.err.text()
 
 
-async def test_watch_good_device_only_ends_on_sigint(free_udp_port: int) -> None:
-    """SIGINT is the normal end of a watch without --duration: summary, exit 0 (no violation)."""
+@pytest.mark.parametrize("sig, status", [(signal.SIGTERM, 0), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+async def test_watch_good_device_ends_on_a_signal(free_udp_port: int, sig: signal.Signals, status: int) -> None:
+    """A watch without --duration ends on a signal with its summary: SIGTERM stops it cleanly
+    (0: no violation), Ctrl-C follows the command line's rule (130, "interrupted"). Meanwhile
+    a count line every --status-every seconds shows that it hears traffic."""
     port = free_udp_port
-    watch = await asyncio.to_thread(WatchProcess, port)
+    watch = await asyncio.to_thread(WatchProcess, port, "--status-every", "0.5")
     try:
         async with Device(name="Quiet TV", interfaces=LO, port=port, http_port=0, max_age=2):
             await asyncio.sleep(2.0)
-            watch.proc.send_signal(signal.SIGINT)
+            watch.proc.send_signal(sig)
             rc, lines = await asyncio.to_thread(watch.finish)
     finally:
         watch.kill()  # no --duration: never leave it running
-    assert rc == 0, watch.err.text()
-    assert [o["event"] for o in lines] == ["ready", "summary"]
+    assert rc == status, watch.err.text()
+    assert [o["event"] for o in lines] == ["ready", "summary"]  # stdout: JSON only
     assert lines[-1]["checked"] >= 3 and lines[-1]["violations"] == 0, lines
-    assert re.search(r"^\d+ IGRS message\(s\) checked, 0 violation\(s\)$", watch.err.text(), re.M)
+    err = watch.err.text()
+    assert re.search(r"^\d+ IGRS message\(s\) checked, 0 violation\(s\)$", err, re.M)
+    assert re.search(r"^… [1-9]\d* IGRS message\(s\) so far \(\d+ in the last 0.5 s\), 0 violation\(s\)$", err,
+                     re.M), err
+    assert err.rstrip().endswith("igrs: interrupted") == (sig == signal.SIGINT), err
 
 
 def test_watch_survives_a_flood(free_udp_port: int) -> None:

@@ -43,6 +43,15 @@ class TransferFailed(IGRSError):
     """An HTTP transfer step failed; ``return_code`` is the server's code (HTTP status)."""
 
 
+def _said(text: str) -> str:
+    """What a transfer answer says: its JSON ``error``, else its first line of text."""
+    try:
+        said = json.loads(text).get("error")
+    except (ValueError, AttributeError):
+        said = None
+    return str(said) if said else (text.strip().splitlines() or ["no reason given"])[0][:200]
+
+
 def error_code(exc: BaseException) -> int | None:
     """The return code of a remote failure, including codes outside ``ReturnCode`` (422, 460,
     507) that ``RemoteError.return_code`` cannot hold yet (they end its message as ``(NNN)``)."""
@@ -195,7 +204,7 @@ class FileClient:
                         f.truncate()
                         h, offset = hashlib.sha256(), 0
                     elif resp.status not in (200, 206):
-                        raise TransferFailed(f"GET {remote}: HTTP {resp.status}",
+                        raise TransferFailed(f"GET {remote}: {_said(await resp.text())} (HTTP {resp.status})",
                                              return_code=resp.status)
                     done = offset
                     async for chunk in resp.content.iter_chunked(BLOCK):
@@ -254,7 +263,7 @@ class FileClient:
                     conflicts += 1
                     offset = int(server_offset)
                     continue
-                raise TransferFailed(f"PUT {remote}: HTTP {resp.status} {text.strip()[:200]}",
+                raise TransferFailed(f"PUT {remote}: {_said(text)} (HTTP {resp.status})",
                                      return_code=resp.status)
 
     @staticmethod

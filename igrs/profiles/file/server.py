@@ -48,6 +48,7 @@ from igrs.node.service import Service, action, attribute
 from igrs.node.service_host import current_peer
 from igrs.profiles.file import paths
 from igrs.profiles.file.paths import PARTIAL_DIR, PathRefused, Resolved
+from igrs.profiles.file.refusals import refusal
 from igrs.profiles.file.transfer import (
     COMMITTED,
     TransferError,
@@ -104,6 +105,12 @@ class SharedFolder:
         self.root = Path(os.path.realpath(self.path))
         if not self.root.is_dir():
             raise ValueError(f"{self.path} is not a directory")
+        if not os.access(self.root, os.R_OK | os.X_OK):
+            raise ValueError(f"{self.path} cannot be read by this process (permission denied)")
+        if self.writable and not os.access(self.root, os.W_OK):
+            read_only = os.statvfs(self.root).f_flag & os.ST_RDONLY
+            why = "read-only file system" if read_only else "permission denied"
+            raise ValueError(f"{self.path} is shared writable but this process cannot write there ({why})")
         for access in self.peers.values():
             if access not in (RO, RW, NONE):
                 raise ValueError(f"access must be ro, rw or none, not {access!r}")
@@ -217,6 +224,18 @@ class FileServer(Service):
         self.shares[folder.name] = folder
         with contextlib.suppress(OSError):
             expire_partials(folder.root, FILE_PARTIAL_LIFETIME)
+
+    async def invoke(self, name: str, arguments: Any) -> Any:
+        """Every action; a refusal of the device's file system is answered as such (403/507
+        with its reason: refusals.py), logged here with the device's path."""
+        try:
+            return await super().invoke(name, arguments)
+        except OSError as exc:
+            refused = refusal(exc)
+            if refused is None:
+                raise
+            log.warning("%s refused by the file system: %s", name, exc)
+            raise refused from None
 
     # --- access -------------------------------------------------------------------------------
     def _caller(self) -> Caller:
@@ -547,6 +566,15 @@ class FileServer(Service):
                 return web.Response(status=405, headers={"Allow": "GET, HEAD"})
             if not target.real.is_file():
                 return web.Response(status=404, text="no such file\n")
+            try:  # a file the device cannot read: say so (FileResponse would answer a bare 403)
+                os.close(os.open(target.real, os.O_RDONLY | os.O_NONBLOCK))
+            except OSError as exc:
+                refused = refusal(exc)
+                if refused is None:
+                    raise
+                log.warning("GET refused by the file system: %s", exc)
+                return web.json_response({"error": refused.reason, "code": int(refused.return_code)},
+                                         status=int(refused.return_code))
             return web.FileResponse(target.real, chunk_size=READ_CHUNK,
                                     headers={"Accept-Ranges": "bytes", "Cache-Control": "no-store"})
         assert grant.upload is not None
@@ -603,6 +631,12 @@ class FileServer(Service):
             raise
         except Exception as exc:  # the stream broke (client gone): keep what was received
             _keep_received(up, pending)
+            refused = refusal(exc)
+            if refused is not None:  # not an interruption: the device's disk said no
+                log.warning("upload %s refused by the file system: %s", up.id, exc)
+                return web.json_response({"offset": up.offset, "error": refused.reason,
+                                          "code": int(refused.return_code)}, status=int(refused.return_code),
+                                         headers={"Upload-Offset": str(up.offset)})
             log.info("upload %s interrupted at %d of %d bytes: %s", up.id, up.offset, up.size, exc)
             return web.Response(status=400, text="upload interrupted\n",
                                 headers={"Upload-Offset": str(up.offset)})
