@@ -206,7 +206,7 @@ async def _attach_av(device: Any, args: argparse.Namespace, stack: contextlib.As
     if args.renderer:
         from igrs.profiles.av.renderer import attach_renderer
 
-        renderer = await attach_renderer(device)
+        renderer = await attach_renderer(device, fetch_allow=args.fetch_allow or ())
         stack.push_async_callback(renderer.aclose)
 
 
@@ -411,6 +411,9 @@ def build_parser(*, relay: bool = False, file: bool = False) -> argparse.Argumen
                      help="share the media in a folder (AV profile: a MediaServer; repeatable)")
     run.add_argument("--renderer", action="store_true",
                      help="be a TV: a MediaRenderer with a virtual screen (AV profile)")
+    run.add_argument("--fetch-allow", action="append", metavar="NET|HOST[:PORT]",
+                     help="also let paired peers make this device fetch media from here (beyond "
+                          "its LAN; specs/av-profile.md §12; repeatable)")
     _state_option(run)
     run.set_defaults(func=cmd_device_run)
 

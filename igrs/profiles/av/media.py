@@ -7,12 +7,14 @@ unknown file (it returns what the file system tells). specs/av-profile.md §3.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import mimetypes
 import os
 import shutil
 import struct
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -183,7 +185,16 @@ async def probe_file(path: Path, *, use_ffprobe: bool = True, size: int | None =
     return await probe_uri(str(path), base, exe)
 
 
-async def probe_uri(uri: str, base: MediaInfo, exe: str | None = None) -> MediaInfo:
+async def probe_uri(
+    uri: str,
+    base: MediaInfo,
+    exe: str | None = None,
+    *,
+    options: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> MediaInfo:
+    """``base`` completed by ffprobe of ``uri`` (``options`` before ``-i``, ``env`` for the
+    process: the fetch proxy's, for a URI a peer gave)."""
     exe = exe or ffprobe_path()
     if exe is None:
         return base
@@ -196,21 +207,26 @@ async def probe_uri(uri: str, base: MediaInfo, exe: str | None = None) -> MediaI
             "-show_streams",
             "-of",
             "json",
-            "--",
+            *options,
+            "-i",
             uri,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,
+            env=env,
         )
     except OSError:
         return base
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), PROBE_TIMEOUT)
     except TimeoutError:
-        proc.kill()
-        await proc.wait()
         log.warning("ffprobe timed out on %s", uri)
         return base
+    finally:
+        if proc.returncode is None:  # timed out or cancelled: no ffprobe left behind
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await asyncio.shield(proc.wait())
     if proc.returncode != 0:
         return base
     try:
