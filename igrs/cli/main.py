@@ -180,13 +180,16 @@ async def cmd_device_run(args: argparse.Namespace) -> int:
     stop = _catch_signals()
     async with device, contextlib.AsyncExitStack() as profiles:
         await _attach_av(device, args, profiles)
+        upnp = await _attach_upnp(device, args, profiles)
         if args.json:
             print(json.dumps({"event": "ready", "id": str(device.device_id), "location": device.location,
-                              "locations": device.locations}), flush=True)
+                              "locations": device.locations, "upnp": upnp}), flush=True)
         else:
             print(f"{device.name} ({device.device_type}) is up as {device.device_id}", flush=True)
             for iface, url in device.locations.items():
                 print(f"  {iface}: {url}", flush=True)
+            for url in upnp:
+                print(f"  UPnP: {url}", flush=True)
             print("Ctrl-C to stop (a DeviceOfflineAdvertisement is sent on exit)", flush=True)
         await stop.wait()
     if args.json:
@@ -206,8 +209,27 @@ async def _attach_av(device: Any, args: argparse.Namespace, stack: contextlib.As
     if args.renderer:
         from igrs.profiles.av.renderer import attach_renderer
 
-        renderer = await attach_renderer(device, fetch_allow=args.fetch_allow or ())
+        backend = None
+        if args.renderer == "ffmpeg":
+            from igrs.profiles.av.renderer import FfmpegOutput
+
+            backend = FfmpegOutput()
+        renderer = await attach_renderer(device, backend=backend, fetch_allow=args.fetch_allow or ())
         stack.push_async_callback(renderer.aclose)
+
+
+async def _attach_upnp(device: Any, args: argparse.Namespace, stack: contextlib.AsyncExitStack) -> list[str]:
+    """``--upnp``: the device's media server and renderer also as UPnP AV / DLNA devices;
+    returns their description URLs."""
+    if not args.upnp:
+        return []
+    if not (args.media_folder or args.renderer):
+        raise SystemExit("igrs: --upnp exposes a media server or a renderer: add --media-folder or --renderer")
+    from igrs.bridges.upnp import attach_upnp
+
+    upnp = await attach_upnp(device, fetch_allow=args.fetch_allow or ())
+    stack.push_async_callback(upnp.aclose)
+    return upnp.locations
 
 
 def _named_folder(spec: str) -> tuple[str, str]:
@@ -409,8 +431,12 @@ def build_parser(*, relay: bool = False, file: bool = False) -> argparse.Argumen
                      help="share a folder with paired devices (File profile; read-only unless :rw)")
     run.add_argument("--media-folder", action="append", metavar="[NAME=]PATH",
                      help="share the media in a folder (AV profile: a MediaServer; repeatable)")
-    run.add_argument("--renderer", action="store_true",
-                     help="be a TV: a MediaRenderer with a virtual screen (AV profile)")
+    run.add_argument("--renderer", nargs="?", const="virtual", choices=["virtual", "ffmpeg"],
+                     help="be a TV: a MediaRenderer (AV profile) with a virtual screen, or one that "
+                          "decodes what it plays with ffmpeg (--renderer ffmpeg: a headless TV)")
+    run.add_argument("--upnp", action="store_true",
+                     help="also appear to UPnP AV / DLNA control points (VLC, phone apps, TVs) as a "
+                          "MediaServer / MediaRenderer (needs igrs[upnp])")
     run.add_argument("--fetch-allow", action="append", metavar="NET|HOST[:PORT]",
                      help="also let paired peers make this device fetch media from here (beyond "
                           "its LAN; specs/av-profile.md §12; repeatable)")

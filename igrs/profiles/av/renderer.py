@@ -30,6 +30,7 @@ from igrs.profiles.av.didl import Entry, from_didl
 from igrs.profiles.av.fetch_policy import FetchPolicy, Target, requester
 from igrs.profiles.av.fetch_proxy import FetchProxy, FetchRoute, input_args
 from igrs.profiles.av.media import MediaInfo, ffmpeg_path, probe_uri
+from igrs.profiles.av.watch import Watchable
 
 if TYPE_CHECKING:
     from igrs.node.device import Device
@@ -239,7 +240,7 @@ def track_from(uri: str, metadata: str, title: str) -> Track:
     return track
 
 
-class MediaRenderer(Service):
+class MediaRenderer(Watchable, Service):
     """A TV: PlayTo an item or URI, transport control, volume; state evented."""
 
     service_type = MEDIA_RENDERER
@@ -407,6 +408,17 @@ class MediaRenderer(Service):
                     f"the queue holds at most {MAX_QUEUE} tracks", return_code=ReturnCode.PAYLOAD_TOO_LARGE
                 )
             self.queue.append(track)
+            self.QueueLength = len(self.queue)
+            if self.current is None:
+                await self._select(0, play=False)
+            return len(self.queue)
+
+    async def set_next_track(self, track: Track) -> int:
+        """Make an admitted ``track`` the one after the current (later ones are dropped); the
+        UPnP bridge's SetNextAVTransportURI. Returns the queue length."""
+        async with self.lock:
+            keep = self.queue[: self.QueueIndex + 1] if self.current is not None else []
+            self.queue = [*keep, track]
             self.QueueLength = len(self.queue)
             if self.current is None:
                 await self._select(0, play=False)

@@ -38,6 +38,7 @@ from igrs.profiles.av.content import (
 from igrs.profiles.av.didl import Entry, to_didl
 from igrs.profiles.av.dlna import dlna_features, transfer_mode
 from igrs.profiles.av.media import MediaInfo, ffmpeg_path
+from igrs.profiles.av.watch import Watchable
 
 if TYPE_CHECKING:
     from igrs.node.device import Device
@@ -57,7 +58,7 @@ BROWSE_FLAGS = ("BrowseDirectChildren", "BrowseMetadata")
 _ID = re.compile(r"[A-Za-z0-9_-]{1,80}")
 
 
-class MediaServer(Service):
+class MediaServer(Watchable, Service):
     """Content directory of a device's shared folders (plus live streams)."""
 
     service_type = MEDIA_SERVER
