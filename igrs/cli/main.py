@@ -504,6 +504,7 @@ def build_parser(*, relay: bool = False, file: bool = False) -> argparse.Argumen
                    help="stay up this many seconds after the scenario (default: until Ctrl-C)")
     p.set_defaults(func=cmd_demo)
 
+    from igrs.cli.bridge_commands import add_subcommands as add_bridge_commands
     from igrs.cli.conformance_commands import add_subcommands as add_conformance_commands
     from igrs.cli.group_commands import add_subcommands as add_group_commands
 
@@ -515,6 +516,7 @@ def build_parser(*, relay: bool = False, file: bool = False) -> argparse.Argumen
     else:
         _placeholder(sub, "file", "shared folders: ls, stat, get, put, rm, mv, mkdir, serve (igrs file --help)")
     add_conformance_commands(sub)
+    add_bridge_commands(sub)
     if relay:
         from igrs.cli.relay_commands import add_subcommands
 

@@ -99,8 +99,8 @@ def start_minidlna(host: Host, lan: Lan, media: Path, work: Path, name: str = "d
     daemon = Daemon(proc, f"http://{host.addr_on(lan)}:8200/rootDesc.xml", log)
     wait_http(host, daemon.url)
     deadline = time.monotonic() + 15
-    while "Scanning" in log.read_text() and "done" not in log.read_text().split("Scanning", 1)[1]:
-        assert time.monotonic() < deadline, log.read_text()[-2000:]
+    while "Initial file scan completed" not in log.read_text():
+        assert time.monotonic() < deadline and proc.poll() is None, log.read_text()[-2000:]
         time.sleep(0.1)
     return daemon
 
@@ -146,6 +146,10 @@ class IgrsProcess:
         return [o for o in self.lines.json_objects() if isinstance(o, dict) and o.get("event") == kind]
 
     def wait(self, pred: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any]:
+        """The first line so far, else the next one, that is a JSON object matching ``pred``."""
+        for text in list(self.lines.lines):
+            if _matches(text, pred):
+                return json.loads(text)  # type: ignore[no-any-return]
         line = self.lines.wait_for(lambda text: _matches(text, pred), timeout)
         if line is None:
             raise AssertionError(f"not seen within {timeout} s; output:\n{self.lines.text()[-3000:]}")
@@ -195,3 +199,30 @@ def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict
     req = urllib.request.Request(url, headers=headers or {})
     with urllib.request.urlopen(req, timeout=10) as r:
         return r.status, dict(r.headers), r.read()
+
+
+PHONE = [sys.executable, str(Path(__file__).with_name("upnp_phone.py"))]
+
+
+def pair(phone: Host, name: str, state_dir: Path, shows_pin: IgrsProcess) -> None:
+    """``igrs pair NAME`` in ``phone``, typing the PIN ``shows_pin`` prints (its JSON line)."""
+    before = len(shows_pin.events("pin"))
+    proc = phone.popen([*IGRS, "pair", name, "--interface", phone.addr, "--state-dir", str(state_dir),
+                        "--timeout", "2"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, env=_env())
+    deadline = time.monotonic() + 20
+    while len(shows_pin.events("pin")) <= before:
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate(timeout=5)[0]
+        time.sleep(0.05)
+    pin = shows_pin.events("pin")[-1]["pin"]
+    out, _ = proc.communicate(f"{pin}\n", timeout=20)
+    assert proc.returncode == 0 and "paired with" in out, out
+
+
+def phone_steps(phone: Host, state_dir: Path, steps: list[list[Any]], timeout: float = 90) -> list[Any]:
+    """upnp_phone.py's results for ``steps`` (the public igrs API, pairings in ``state_dir``)."""
+    done = phone.run([*PHONE, json.dumps(steps), "--interface", phone.addr, "--state-dir", str(state_dir)],
+                     timeout=timeout, env=_env())
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    assert done.returncode == 0 and lines, f"phone failed ({done.returncode}):\n{done.stderr[-3000:]}"
+    return json.loads(lines[-1])["results"]  # type: ignore[no-any-return]

@@ -260,6 +260,8 @@ class MediaServer(Watchable, Service):
             return found
         obj, real = found
         assert obj.info is not None
+        log.debug("%s %s from %s, Range: %s", request.method, request.path, request.remote,
+                  request.headers.get("Range", "-"))
         mode = transfer_mode(request, streaming=obj.cls.startswith(("object.item.video", "object.item.audio")))
         if isinstance(mode, web.Response):
             return mode
