@@ -381,7 +381,8 @@ async def _print_changes(changes: Any, as_json: bool) -> None:
 async def cmd_demo(args: argparse.Namespace) -> int:
     from igrs.apps.demo import run_demo
 
-    return await run_demo(interfaces=args.interface or ["lo"], port=args.port, duration=args.duration)
+    return await run_demo(interfaces=args.interface or ["lo"], port=args.port, duration=args.duration,
+                          upnp=args.upnp)
 
 
 # --- parser --------------------------------------------------------------------------------------
@@ -502,6 +503,8 @@ def build_parser(*, relay: bool = False, file: bool = False) -> argparse.Argumen
     port.default, port.help = None, "ISDP UDP port (default: a free random one, so demos never meet)"
     p.add_argument("--duration", type=float, default=None,
                    help="stay up this many seconds after the scenario (default: until Ctrl-C)")
+    p.add_argument("--upnp", action="store_true",
+                   help="also show the PC and the TV to UPnP AV / DLNA control points (needs igrs[upnp])")
     p.set_defaults(func=cmd_demo)
 
     from igrs.cli.bridge_commands import add_subcommands as add_bridge_commands

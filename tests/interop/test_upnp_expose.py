@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from netbed import NetBed, namespaces_with_prefix
+from netbed import LineReader, NetBed, namespaces_with_prefix
 from upnp_peers import (
+    IGRS,
     cp,
     make_media,
     need,
@@ -217,3 +218,21 @@ def test_s1_nothing_left_behind(tmp_path: Path, media: Path) -> None:
         name = bed.name
     time.sleep(0.1)
     assert namespaces_with_prefix(name) == []
+
+
+def test_demo_with_upnp(netbed: NetBed) -> None:
+    """``igrs demo --upnp`` (on a namespace's loopback): the demo PC and TV are found by a UPnP
+    control point's search, as the README tells."""
+    need("upnp-client")
+    host = netbed.host("demo")
+    demo = host.popen([*IGRS, "demo", "--upnp", "--duration", "3", "--interface", "lo"],
+                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = LineReader(demo.stdout)
+    assert lines.wait_for(lambda line: "SCENARIO COMPLETE" in line, 60), lines.text()[-3000:]
+    shown = re.findall(r"UPnP (MediaServer|MediaRenderer)\s+(http://\S+)", lines.text())
+    assert {kind for kind, _ in shown} == {"MediaServer", "MediaRenderer"}, lines.text()[-2000:]
+    found = host.run([tool("upnp-client"), "--timeout", "2", "search", "--bind", "127.0.0.1"],
+                     timeout=15).stdout
+    locations = {json.loads(line).get("location") for line in found.splitlines() if line.startswith("{")}
+    assert {url for _, url in shown} <= locations, (shown, locations)
+    assert demo.wait(timeout=30) == 0, lines.text()[-2000:]

@@ -11,12 +11,11 @@ from async_upnp_client.const import ServiceInfo
 from async_upnp_client.server import callable_action, create_event_var, create_state_var
 
 from igrs.bridges.upnp import errors
-from igrs.bridges.upnp.constants import UPNP_PREFIX
+from igrs.bridges.upnp.constants import MAX_PROTOCOL_INFOS, UPNP_PREFIX
 from igrs.bridges.upnp.hosting import BridgeService
 
 CM_TYPE = "urn:schemas-upnp-org:service:ConnectionManager:1"
 CM_ID = "urn:upnp-org:serviceId:ConnectionManager"
-MAX_PROTOCOL_INFOS = 64  # entries of Source/SinkProtocolInfo (project choice)
 
 
 def service_info(role: str) -> ServiceInfo:

@@ -14,7 +14,6 @@ SSDP_SERVER: Final = "Linux/1 UPnP/1.0 igrs-upnp-bridge/0.1"  # project choice, 
 SSDP_SEARCH_RATE: Final = 5.0  # M-SEARCHes answered per s per source address (project choice)
 SSDP_SEARCH_BURST: Final = 20.0  # ... with this burst (project choice)
 SSDP_MAX_SOURCES: Final = 1024  # sources the rate limiter tracks (project choice)
-SSDP_MX_CAP: Final = 5  # s, public source: UDA 1.1 caps MX at 5
 
 # --- description and hosting (public source: UDA 1.0 §2, DLNA guidelines 7.2.10) -------------------
 UPNP_PREFIX: Final = "/upnp/"  # project choice: mounted on the device's own HTTP port
@@ -36,7 +35,9 @@ NOTIFY_TIMEOUT: Final = 5.0  # s for one event delivery (project choice)
 
 # --- control (project choice) ----------------------------------------------------------------------
 MAX_SOAP_BODY: Final = 64 * 1024  # bytes of a control request (413 beyond)
-CDS_MAX_RESULT: Final = 100  # objects of one Browse answer (the igrs MediaServer's page)
+MAX_PROTOCOL_INFOS: Final = 64  # entries of Source/SinkProtocolInfo
+MAX_KEPT_METADATA: Final = 16  # DIDL documents remembered for the URIs control points set
+INTERFACE_CHECK: Final = 5.0  # s between checks of an exposed device's interfaces (as its own watch)
 
 # --- import side: DLNA devices seen as IGRS devices (project choice) -------------------------------
 IMPORT_SEARCH_INTERVAL: Final = 30.0  # s between M-SEARCHes for DLNA servers and renderers
@@ -47,4 +48,4 @@ UPNP_HTTP_TIMEOUT: Final = 10  # s for one request to a DLNA device
 MAX_UPNP_BODY: Final = 2 * 1024 * 1024  # bytes of one answer from a DLNA device
 POLL_INTERVAL: Final = 1.0  # s between GetTransportInfo/GetPositionInfo polls of a renderer
 POLL_INTERVAL_UNEVENTED: Final = 0.5  # s, the same for a renderer that refused to subscribe
-END_GRACE: Final = 1.0  # s a renderer may show STOPPED after Play before it is taken as the end
+END_GRACE: Final = 5.0  # s after Play a renderer that never showed PLAYING may show STOPPED before that ends it

@@ -29,6 +29,7 @@ from igrs.bridges.upnp.connection_manager import CM_TYPE, ConnectionManager
 from igrs.bridges.upnp.constants import (
     DMR_DLNADOC,
     DMS_DLNADOC,
+    INTERFACE_CHECK,
     MANUFACTURER,
     MODEL_NAME,
     MODEL_URL,
@@ -55,7 +56,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-INTERFACE_CHECK = 5.0  # s between checks of the device's interfaces (project choice: its own watch)
 
 
 def udn(device: Device, role: str) -> str:

@@ -14,7 +14,7 @@ from async_upnp_client.server import UpnpServerDevice, callable_action, create_e
 
 from igrs.bridges.upnp import errors
 from igrs.bridges.upnp.connection_manager import RendererConnectionManager
-from igrs.bridges.upnp.constants import UPNP_PREFIX
+from igrs.bridges.upnp.constants import MAX_KEPT_METADATA, UPNP_PREFIX
 from igrs.bridges.upnp.hosting import BridgeService, request_origin
 from igrs.bridges.upnp.lastchange import AVT_EVENT_NS, RCS_EVENT_NS, LastChange, State
 from igrs.constants import ReturnCode
@@ -26,7 +26,6 @@ from igrs.profiles.av.renderer import NO_MEDIA, PAUSED, PLAYING, MediaRenderer, 
 
 MEDIA_RENDERER_TYPE = "urn:schemas-upnp-org:device:MediaRenderer:1"
 BASE = f"{UPNP_PREFIX}renderer"
-MAX_KEPT_METADATA = 16  # DIDL documents remembered for the URIs control points set (project choice)
 NOT_IMPLEMENTED = "NOT_IMPLEMENTED"
 PRESETS = "FactoryDefaults"
 IID = {"InstanceID": "A_ARG_TYPE_InstanceID"}
