@@ -9,7 +9,7 @@ control point sets follows the device's fetch policy for that control point's ad
 import xml.etree.ElementTree as ET
 from collections import OrderedDict
 
-from async_upnp_client.const import DeviceInfo, ServiceInfo
+from async_upnp_client.const import DeviceInfo, ServiceInfo, StateVariableTypeInfo
 from async_upnp_client.server import UpnpServerDevice, callable_action, create_event_var, create_state_var
 
 from igrs.bridges.upnp import errors
@@ -32,7 +32,7 @@ IID = {"InstanceID": "A_ARG_TYPE_InstanceID"}
 CHANNEL = {**IID, "Channel": "A_ARG_TYPE_Channel"}
 
 
-def _not_implemented() -> object:
+def _not_implemented() -> StateVariableTypeInfo:
     return create_state_var("string", allowed=[NOT_IMPLEMENTED], default=NOT_IMPLEMENTED)
 
 

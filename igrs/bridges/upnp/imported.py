@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,9 +154,9 @@ class DlnaMediaServer(Watchable, Service):
     def __init__(self, cds: UpnpService) -> None:
         self.cds = cds
 
-    async def _call(self, name: str, **kwargs: Any) -> dict[str, Any]:
+    async def _call(self, name: str, **kwargs: Any) -> Mapping[str, Any]:
         try:
-            return await self.cds.action(name).async_call(**kwargs)  # type: ignore[no-any-return]
+            return await self.cds.action(name).async_call(**kwargs)
         except UpnpError as exc:
             raise _fail(name, exc, errors.cds_return_code) from None
 
@@ -248,9 +249,9 @@ class DmrOutput:
                 log.info("%s refuses event subscriptions (%s): polling it", self.dmr.name, exc)
         self._poller = asyncio.create_task(self._poll())
 
-    async def _call(self, service: UpnpService, name: str, **kwargs: Any) -> dict[str, Any]:
+    async def _call(self, service: UpnpService, name: str, **kwargs: Any) -> Mapping[str, Any]:
         try:
-            return await service.action(name).async_call(**kwargs)  # type: ignore[no-any-return]
+            return await service.action(name).async_call(**kwargs)
         except UpnpError as exc:
             raise _fail(name, exc, errors.avt_return_code) from None
 
@@ -436,7 +437,7 @@ class UpnpImportBridge:
             self._pending.add(udn)
             jobs.append(asyncio.create_task(self._import(udn, location, iface)))
 
-        await asyncio.gather(*(ssdp.search(iface, st, IMPORT_SEARCH_MX, lambda h, i=iface: heard(h, i))
+        await asyncio.gather(*(ssdp.search(iface, st, IMPORT_SEARCH_MX, functools.partial(heard, iface=iface))
                                for iface in self.interfaces for st in SEARCH_TARGETS))
         if jobs:
             await asyncio.gather(*jobs, return_exceptions=True)

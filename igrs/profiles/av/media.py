@@ -152,7 +152,8 @@ def parse_ffprobe(data: dict[str, object], base: MediaInfo) -> MediaInfo:
     """Merge ffprobe ``-show_format -show_streams`` JSON into ``base``."""
     fmt = data.get("format") if isinstance(data.get("format"), dict) else {}
     assert isinstance(fmt, dict)
-    streams = [s for s in data.get("streams", []) or [] if isinstance(s, dict)]  # type: ignore[union-attr]
+    raw_streams = data.get("streams")
+    streams = [s for s in raw_streams if isinstance(s, dict)] if isinstance(raw_streams, list) else []
 
     def num(value: object, kind: type = float) -> float | int | None:
         try:

@@ -182,7 +182,7 @@ class AVMulticastGroup(Service):
 
     service_type = AV_MULTICAST_GROUP
     name = "AV multicast group"
-    Streams = attribute(list[str], [], notifiable=True)  # udp:// URIs being sent
+    Streams: attribute[list[str]] = attribute(list[str], [], notifiable=True)  # udp:// URIs being sent
 
     def __init__(self, server: MediaServer, interface: str) -> None:
         self.server = server

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -152,7 +153,7 @@ class MediaRecorder(Service):
         self.RecordingState = "RECORDING"
         self._task = asyncio.create_task(
             record_stream(URI, target, Seconds, interface=self.interface, route=route))
-        self._task.add_done_callback(lambda t, n=name: self._done(t, n))
+        self._task.add_done_callback(functools.partial(self._finished, name))
         if Wait:
             try:
                 await asyncio.shield(self._task)
@@ -164,7 +165,7 @@ class MediaRecorder(Service):
                 ) from None
         return name
 
-    def _done(self, task: asyncio.Task[int], name: str) -> None:
+    def _finished(self, name: str, task: asyncio.Task[int]) -> None:
         self.RecordingState = "IDLE"
         if task.cancelled():
             return
