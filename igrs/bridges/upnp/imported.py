@@ -114,21 +114,53 @@ class BoundedRequester(UpnpRequester):
 
 
 class EventServer(AiohttpNotifyServer):
-    """async-upnp-client's GENA callback server on one interface, taking NOTIFYs only from
-    the renderers the bridge subscribed to."""
+    """async-upnp-client's GENA callback server on one interface; a connection from any
+    address but the renderers the bridge subscribed to is closed at once (a LAN peer cannot
+    hold its connections), and a NOTIFY body is at most MAX_UPNP_BODY bytes."""
 
     def __init__(self, requester: UpnpRequester, address: str) -> None:
         super().__init__(requester, (address, 0))
         self.hosts: set[str] = set()
 
-    async def _handle_request(self, request: Any) -> Any:
-        from aiohttp import web
+    async def async_start_server(self) -> None:
+        import aiohttp.web
 
-        if request.remote not in self.hosts:
-            return web.Response(status=403)
-        if (request.content_length or 0) > MAX_UPNP_BODY:
-            return web.Response(status=413)
-        return await super()._handle_request(request)
+        self._aiohttp_server = aiohttp.web.Server(self._handle_request, client_max_size=MAX_UPNP_BODY)
+        server = self._aiohttp_server
+        self._server = await self._loop.create_server(lambda: _Guard(server(), self.hosts), *self._source[:2])
+        self._source = self._server.sockets[0].getsockname()
+
+
+class _Guard(asyncio.Protocol):
+    """Hands a connection to aiohttp's protocol only if it comes from one of ``hosts``."""
+
+    def __init__(self, inner: asyncio.Protocol, hosts: set[str]) -> None:
+        self.inner, self.hosts, self.passed = inner, hosts, False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        if not peer or peer[0] not in self.hosts:
+            transport.abort()
+            return
+        self.passed = True
+        self.inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self.passed:
+            self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received() if self.passed else None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.passed:
+            self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
 
 
 def find_service(device: UpnpDevice, kind: str) -> UpnpService | None:
@@ -256,6 +288,8 @@ class DmrOutput:
             raise _fail(name, exc, errors.avt_return_code) from None
 
     def _on_event(self, service: UpnpService, variables: Sequence[Any]) -> None:
+        if not self.heard:
+            log.info("%s: events arrive", self.dmr.name)
         self.heard = True
         for var in variables:
             if var.name == "TransportState" and isinstance(var.value, str):
