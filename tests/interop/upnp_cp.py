@@ -7,7 +7,8 @@ in a namespace host by upnp_peers.cp). Prints one JSON object.
 ``dmr LOCATION STEPS_JSON [--callback ADDR]``  drive a MediaRenderer: steps are lists —
     ["subscribe"], ["set", url, metadata], ["next", url, metadata], ["play"], ["pause"],
     ["stop"], ["seek", "H:MM:SS"], ["volume", n], ["sleep", s], ["wait", state, timeout],
-    ["position"], ["media"], ["error", action, {args}]; events (LastChange) are recorded.
+    ["reach", seconds, timeout], ["position"], ["media"], ["error", action, {args}]; events
+    (LastChange) are recorded.
 """
 
 from __future__ import annotations
@@ -25,6 +26,14 @@ from async_upnp_client.client_factory import UpnpFactory
 from async_upnp_client.exceptions import UpnpActionResponseError, UpnpError
 from async_upnp_client.profiles.dlna import DmrDevice
 from didl_lite import didl_lite
+
+
+def seconds(hms: str) -> float:
+    try:
+        h, m, s = (float(x) for x in hms.split(":"))
+    except ValueError:
+        return 0.0
+    return h * 3600 + m * 60 + s
 
 
 def service(device: UpnpDevice, kind: str) -> UpnpService:
@@ -166,6 +175,15 @@ async def dmr(args: argparse.Namespace) -> dict[str, Any]:
                         break
                     await asyncio.sleep(0.1)
                 results.append({"state": seen, "after": round(time.monotonic() - started, 3)})
+            elif kind == "reach":  # GetPositionInfo until RelTime >= the target (a real decoder
+                target, timeout = float(rest[0]), float(rest[1])  # takes its time to start)
+                rel = "0:00:00"
+                while time.monotonic() - started < timeout:
+                    rel = (await avt.action("GetPositionInfo").async_call(InstanceID=0))["RelTime"]
+                    if seconds(rel) >= target:
+                        break
+                    await asyncio.sleep(0.1)
+                results.append({"rel": rel, "after": round(time.monotonic() - started, 3)})
             elif kind == "position":
                 pos = await avt.action("GetPositionInfo").async_call(InstanceID=0)
                 results.append({"rel": pos["RelTime"], "duration": pos["TrackDuration"],
