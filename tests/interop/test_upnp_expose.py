@@ -136,9 +136,10 @@ def test_x3_gmediarender_plays_and_seeks_an_igrs_item(netbed: NetBed, tmp_path: 
     tree = cp(c, "walk", next(u for u in dev.ready["upnp"] if "/server/" in u), "--count", "10")
     clip = next(i for i in tree["items"] if i["title"] == "clip")
     check_played(play_igrs_item_on(c, gmr.url, clip), clip, 2.0)
-    # the bytes went straight from the igrs device to gmediarender, ranges on seek
+    # the bytes went straight from the igrs device to gmediarender; any request after its first
+    # (GStreamer may download a small file whole and seek in it locally) asks for a byte range
     served = [line for line in dev.lines.lines if "/av/res/" in line and f"from {b.addr}" in line]
-    assert served and any("bytes=" in line for line in served), dev.lines.text()[-2000:]
+    assert served and all("bytes=" in line for line in served[1:]), dev.lines.text()[-2000:]
     assert gmr.alive()
     assert dev.stop() == 0
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from igrs.errors import IGRSError
+
 if TYPE_CHECKING:
     from igrs.bridges.upnp.expose import UpnpExposure
     from igrs.node.device import Device
@@ -21,5 +23,5 @@ async def attach_upnp(device: Device, **kwargs: Any) -> UpnpExposure:
     try:
         from igrs.bridges.upnp.expose import attach_upnp as attach
     except ImportError as exc:  # the extra is not installed
-        raise RuntimeError(f"the UPnP bridge needs igrs[upnp] (pip install 'igrs[upnp]'): {exc}") from None
+        raise IGRSError(f"the UPnP bridge needs igrs[upnp] (pip install 'igrs[upnp]'): {exc}") from None
     return await attach(device, **kwargs)

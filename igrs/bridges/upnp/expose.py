@@ -140,8 +140,10 @@ class UpnpExposure:
             stop()
         self._stops.clear()
         await self._ssdp.aclose()
-        self.device.http.mounts.pop(UPNP_PREFIX, None)
-        await self.host.aclose()
+        await self.host.aclose()  # answers 404 from now on, mounted or not
+        mounts = getattr(self.device.http, "mounts", None)
+        if isinstance(mounts, dict):
+            mounts.pop(UPNP_PREFIX, None)
         for root in self.roots:
             for service in root.all_services:
                 lastchange = getattr(service, "lastchange", None)

@@ -131,11 +131,13 @@ class UpnpHost:
         self.routes: dict[tuple[str, str], Handler] = {}
         self._owners: dict[str, str] = {}  # SID -> address of the subscriber
         self._tasks: set[asyncio.Task[None]] = set()
+        self.closed = False
         for name, mime, _ in ICON_FILES:
             data = _icon_bytes(name)
             self.routes[("GET", f"{UPNP_PREFIX}icons/{name}")] = partial(_static, data, mime)
 
     async def aclose(self) -> None:
+        self.closed = True
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -155,6 +157,8 @@ class UpnpHost:
             self.routes[("UNSUBSCRIBE", info.event_sub_url)] = partial(self._unsubscribe, service)
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        if self.closed:
+            return web.Response(status=404)
         try:
             self.policy.origin_lan(request.remote or "")
         except FetchRefused:

@@ -140,7 +140,10 @@ class _Guard(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
         if not peer or peer[0] not in self.hosts:
-            transport.abort()
+            if isinstance(transport, asyncio.Transport):
+                transport.abort()
+            else:
+                transport.close()
             return
         self.passed = True
         self.inner.connection_made(transport)
