@@ -318,10 +318,12 @@ class Steps:
 async def run_demo(
     interfaces: Sequence[str] = ("lo",), port: int | None = None, duration: float | None = None,
     stop: asyncio.Event | None = None,
+    upnp: bool = False,
 ) -> int:
     """The whole scenario; then ``duration`` more seconds (None: until Ctrl-C). When the
     caller handles the signals it passes ``stop``: once set, the scenario stops where it is,
-    the devices still say goodbye, and the exit code is 130. Exit code."""
+    the devices still say goodbye, and the exit code is 130. ``upnp``: the PC and the TV also
+    appear as UPnP AV / DLNA devices (igrs[upnp]). Exit code."""
     port = port or free_udp_port()
     ifs = list(interfaces)
     step = Steps()
@@ -404,6 +406,8 @@ async def run_demo(
             if not same:
                 raise RuntimeError("the copied file differs")
 
+            if upnp:
+                roles += await expose_upnp(step, pc, tv)
             step(f"Done in {time.monotonic() - started:.1f} s. The TV's screen: {tv_role.screen.url()}")
             say(f"      state as JSON: {tv_role.screen.url()}state")
             say(f"      other shells: igrs discover --interface {ifs[0]} --port {port}")
@@ -457,6 +461,21 @@ class _CancelOn:
     def disarm(self) -> None:
         if self._watch is not None:
             self._watch.cancel()
+
+
+async def expose_upnp(step: Callable[[str], None], *devices: Device) -> list[Any]:
+    """The PC's media and the TV's renderer as UPnP AV / DLNA devices (igrs.bridges.upnp)."""
+    from igrs.bridges.upnp import attach_upnp
+
+    step("The PC and the TV also speak UPnP AV / DLNA (VLC, phone apps, smart TVs see them):")
+    exposures = []
+    for dev in devices:
+        exposure = await attach_upnp(dev)
+        exposures.append(exposure)
+        for url in exposure.locations:
+            kind = "MediaServer" if "/server/" in url else "MediaRenderer"
+            say(f"      {dev.name:<16} UPnP {kind:<13} {url}")
+    return exposures
 
 
 async def _wait_for_signal() -> None:

@@ -191,14 +191,17 @@ async def cmd_device_run(args: argparse.Namespace) -> int:
         attach_file_server(device, shares)
     stop = catch_signals()
     async with device, contextlib.AsyncExitStack() as profiles:
-        await _attach_av(device, media, args.renderer, profiles)
+        await _attach_av(device, media, args, profiles)
+        upnp = await _attach_upnp(device, args, profiles)
         if args.json:
             print(json.dumps({"event": "ready", "id": str(device.device_id), "location": device.location,
-                              "locations": device.locations}), flush=True)
+                              "locations": device.locations, "upnp": upnp}), flush=True)
         else:
             print(f"{device.name} ({device.device_type}) is up as {device.device_id}", flush=True)
             for iface, url in device.locations.items():
                 print(f"  {iface}: {url}", flush=True)
+            for url in upnp:
+                print(f"  UPnP: {url}", flush=True)
             print("Ctrl-C to stop (a DeviceOfflineAdvertisement is sent on exit)", flush=True)
         await stop.wait()
     if args.json:
@@ -206,20 +209,40 @@ async def cmd_device_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _attach_av(device: Any, media: dict[str, str], renderer: bool,
+async def _attach_av(device: Any, media: dict[str, str], args: argparse.Namespace,
                      stack: contextlib.AsyncExitStack) -> None:
-    """``--media-folder``: a MediaServer over those folders; ``--renderer``: a MediaRenderer
-    (a TV with a virtual screen). Both closed when the device stops."""
+    """``--media-folder``: a MediaServer over those folders; ``--renderer [virtual|ffmpeg]``: a
+    MediaRenderer (a TV with a virtual screen, or one that decodes what it plays). Both closed
+    when the device stops."""
     if media:
         from igrs.profiles.av.server import attach_media_server
 
         server = await attach_media_server(device, media)
         stack.push_async_callback(server.aclose)
-    if renderer:
+    if args.renderer:
         from igrs.profiles.av.renderer import attach_renderer
 
-        screen = await attach_renderer(device)
-        stack.push_async_callback(screen.aclose)
+        backend = None
+        if args.renderer == "ffmpeg":
+            from igrs.profiles.av.renderer import FfmpegOutput
+
+            backend = FfmpegOutput()
+        renderer = await attach_renderer(device, backend=backend, fetch_allow=args.fetch_allow or ())
+        stack.push_async_callback(renderer.aclose)
+
+
+async def _attach_upnp(device: Any, args: argparse.Namespace, stack: contextlib.AsyncExitStack) -> list[str]:
+    """``--upnp``: the device's media server and renderer also as UPnP AV / DLNA devices;
+    returns their description URLs."""
+    if not args.upnp:
+        return []
+    if not (args.media_folder or args.renderer):
+        raise UsageError("--upnp exposes a media server or a renderer: add --media-folder or --renderer")
+    from igrs.bridges.upnp import attach_upnp
+
+    upnp = await attach_upnp(device, fetch_allow=args.fetch_allow or ())
+    stack.push_async_callback(upnp.aclose)
+    return upnp.locations
 
 
 def _named_folder(spec: str) -> tuple[str, str]:
@@ -395,7 +418,7 @@ async def cmd_demo(args: argparse.Namespace) -> int:
 
     netifaces.resolve(args.interface or ["lo"])  # an unknown --interface: a usage error, before the scenario
     return await run_demo(interfaces=args.interface or ["lo"], port=args.port, duration=args.duration,
-                          stop=catch_signals())
+                          stop=catch_signals(), upnp=args.upnp)
 
 
 # --- parser --------------------------------------------------------------------------------------
@@ -449,8 +472,15 @@ def build_parser(*, relay: bool = False, file: bool = False) -> argparse.Argumen
     add_share_folder(run)
     run.add_argument("--media-folder", action="append", metavar="[NAME=]PATH",
                      help="share the media in a folder (AV profile: a MediaServer; repeatable)")
-    run.add_argument("--renderer", action="store_true",
-                     help="be a TV: a MediaRenderer with a virtual screen (AV profile)")
+    run.add_argument("--renderer", nargs="?", const="virtual", choices=["virtual", "ffmpeg"],
+                     help="be a TV: a MediaRenderer (AV profile) with a virtual screen, or one that "
+                          "decodes what it plays with ffmpeg (--renderer ffmpeg: a headless TV)")
+    run.add_argument("--upnp", action="store_true",
+                     help="also appear to UPnP AV / DLNA control points (VLC, phone apps, TVs) as a "
+                          "MediaServer / MediaRenderer (needs igrs[upnp])")
+    run.add_argument("--fetch-allow", action="append", metavar="NET|HOST[:PORT]",
+                     help="also let paired peers make this device fetch media from here (beyond "
+                          "its LAN; specs/av-profile.md §12; repeatable)")
     _state_option(run)
     run.set_defaults(func=cmd_device_run)
 
@@ -519,8 +549,11 @@ def build_parser(*, relay: bool = False, file: bool = False) -> argparse.Argumen
     port.default, port.help = None, "ISDP UDP port (default: a free random one, so demos never meet)"
     p.add_argument("--duration", type=float, default=None,
                    help="stay up this many seconds after the scenario (default: until Ctrl-C)")
+    p.add_argument("--upnp", action="store_true",
+                   help="also show the PC and the TV to UPnP AV / DLNA control points (needs igrs[upnp])")
     p.set_defaults(func=cmd_demo)
 
+    from igrs.cli.bridge_commands import add_subcommands as add_bridge_commands
     from igrs.cli.conformance_commands import add_subcommands as add_conformance_commands
     from igrs.cli.group_commands import add_subcommands as add_group_commands
 
@@ -532,6 +565,7 @@ def build_parser(*, relay: bool = False, file: bool = False) -> argparse.Argumen
     else:
         _placeholder(sub, "file", "shared folders: ls, stat, get, put, rm, mv, mkdir, serve (igrs file --help)")
     add_conformance_commands(sub)
+    add_bridge_commands(sub)
     if relay:
         from igrs.cli.relay_commands import add_subcommands
 

@@ -27,6 +27,7 @@ from broken_core import BrokenDevice
 from igrs.constants import FILE_HTTP_PREFIX, ReturnCode
 from igrs.node.service import action
 from igrs.profiles.av.content import ContentDirectory, ContentError
+from igrs.profiles.av.fetch_policy import FetchPolicy
 from igrs.profiles.av.renderer import MediaRenderer, Track
 from igrs.profiles.av.server import AV_PREFIX, MediaServer, device_base_url
 from igrs.profiles.file import paths
@@ -59,7 +60,7 @@ class ProfileDevice(BrokenDevice):
             self.add_service(ms)
             self.media_server = ms
         if renderer:
-            tv = self.RENDERER_CLASS(probe=False)
+            tv = self.RENDERER_CLASS(probe=False, policy=FetchPolicy.for_device(self))
             await tv.start()
             self.add_service(tv)
             self.renderer = tv

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support import skip_or_fail
 from netbed import LineReader
+from support import skip_or_fail
 
 IGRS = [sys.executable, "-m", "igrs"]
 CAPLESS = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]

@@ -10,6 +10,7 @@ specs/av-profile.md.
 from igrs.profiles.av.content import ContentDirectory, ContentError
 from igrs.profiles.av.controller import AvController, BrowseResult, local_resolver
 from igrs.profiles.av.didl import Entry, from_didl, to_didl
+from igrs.profiles.av.fetch_policy import FetchPolicy, FetchRefused
 from igrs.profiles.av.live import LiveSource
 from igrs.profiles.av.multicast import (
     AV_MULTICAST_GROUP,
@@ -41,6 +42,8 @@ __all__ = [
     "ContentDirectory",
     "ContentError",
     "Entry",
+    "FetchPolicy",
+    "FetchRefused",
     "FfmpegOutput",
     "LiveSource",
     "MediaRecorder",

@@ -108,6 +108,18 @@ SORT_PROPERTIES = ("dc:title", "upnp:class", "dc:date", "res@size", "res@duratio
 SEARCH_PROPERTIES = (*SORT_PROPERTIES, "@parentID", "res@protocolInfo")
 
 
+def _by_prop(name: str, obj: MediaObject) -> Any:
+    return _prop(obj, name)
+
+
+def _any_of(predicates: tuple[Predicate, ...], obj: MediaObject) -> bool:
+    return any(p(obj) for p in predicates)
+
+
+def _all_of(predicates: tuple[Predicate, ...], obj: MediaObject) -> bool:
+    return all(p(obj) for p in predicates)
+
+
 def parse_sort(criteria: str) -> list[tuple[str, bool]]:
     """``"+dc:title,-res@size"`` -> [("dc:title", False), ("res@size", True)] (True: descending)."""
     if len(criteria) > MAX_CRITERIA:
@@ -131,7 +143,7 @@ def sort_objects(objects: list[MediaObject], criteria: str) -> list[MediaObject]
     for name, desc in reversed(keys):
         present = [o for o in out if _prop(o, name) is not None]
         missing = [o for o in out if _prop(o, name) is None]
-        present.sort(key=functools.partial(_prop, name=name), reverse=desc)
+        present.sort(key=functools.partial(_by_prop, name), reverse=desc)
         out = present + missing  # unknown values last either way
     return out
 
@@ -178,16 +190,14 @@ def parse_search(criteria: str) -> Predicate:
         while (t := peek()) and t[0] == "word" and t[1].lower() == "or":
             take()
             parts.append(conj())
-        ps = tuple(parts)
-        return ps[0] if len(ps) == 1 else (lambda o: any(p(o) for p in ps))
+        return parts[0] if len(parts) == 1 else functools.partial(_any_of, tuple(parts))
 
     def conj() -> Predicate:
         parts = [term()]
         while (t := peek()) and t[0] == "word" and t[1].lower() == "and":
             take()
             parts.append(term())
-        ps = tuple(parts)
-        return ps[0] if len(ps) == 1 else (lambda o: all(p(o) for p in ps))
+        return parts[0] if len(parts) == 1 else functools.partial(_all_of, tuple(parts))
 
     def term() -> Predicate:
         kind, value = take()

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     DeviceRef = DeviceId | str | DeviceRecord
 
 
+BROWSE_ALL_LIMIT = 200_000  # objects browse_all collects at most (= a directory's cap, §11)
+
+
 @dataclass(frozen=True, slots=True)
 class BrowseResult:
     entries: list[Entry]
@@ -52,17 +55,22 @@ class AvController:
                 )
             )
 
-    async def browse_all(self, server: DeviceRef, object_id: str = "0", *, sort: str = "") -> list[Entry]:
-        """Every child of a container, page after page."""
+    async def browse_all(
+        self, server: DeviceRef, object_id: str = "0", *, sort: str = "", limit: int = BROWSE_ALL_LIMIT
+    ) -> list[Entry]:
+        """Every child of a container (at most ``limit``), page after page: until an empty
+        page, or the total once a server states one (CDS:1 lets ``TotalMatches`` be 0 for
+        "unknown", so 0 never ends the listing)."""
         entries: list[Entry] = []
         async with self.cp.session(server, MEDIA_SERVER) as ms:
-            while True:
+            while len(entries) < limit:
                 page = _result(
                     await ms.Browse(ObjectID=object_id, StartingIndex=len(entries), SortCriteria=sort)
                 )
                 entries += page.entries
-                if not page.entries or len(entries) >= page.total:
-                    return entries
+                if not page.entries or 0 < page.total <= len(entries):
+                    break
+        return entries[:limit]
 
     async def metadata(self, server: DeviceRef, object_id: str) -> Entry:
         async with self.cp.session(server, MEDIA_SERVER) as ms:

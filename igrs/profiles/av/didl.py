@@ -7,6 +7,7 @@ async-upnp-client read what :func:`to_didl` writes (tested).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ NS_UPNP = "urn:schemas-upnp-org:metadata-1-0/upnp/"
 NS_DLNA = "urn:schemas-dlna-org:metadata-1-0/"
 NSMAP = {None: NS_DIDL, "dc": NS_DC, "upnp": NS_UPNP, "dlna": NS_DLNA}
 MAX_DIDL_BYTES = 1 << 20  # what from_didl parses at most
+MAX_PROTOCOL_INFO = 1024  # characters of a kept res@protocolInfo (project choice)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,11 @@ class Entry:
     thumbnail: str = ""
     date: str = ""  # ISO 8601 (file modification time)
     child_count: int | None = None  # containers
+    # res@protocolInfo as given (a server's, kept through a relay so DLNA.ORG_PN survives);
+    # "" means "http-get:*:<mime>:*"
+    protocol: str = ""
+    sample_rate: int | None = None  # res@sampleFrequency, Hz
+    channels: int | None = None  # res@nrAudioChannels
 
     @property
     def is_container(self) -> bool:
@@ -47,7 +54,13 @@ class Entry:
 
     @property
     def protocol_info(self) -> str:
-        return f"http-get:*:{self.mime or 'application/octet-stream'}:*"
+        return self.protocol or f"http-get:*:{self.mime or 'application/octet-stream'}:*"
+
+    @property
+    def dlna_features(self) -> str:
+        """The 4th protocolInfo field ("*" when none): what ``contentFeatures.dlna.org`` says."""
+        parts = self.protocol_info.split(":", 3)
+        return parts[3] if len(parts) == 4 else "*"
 
 
 def _sub(parent: etree._Element, ns: str, tag: str, text: str) -> etree._Element:
@@ -86,6 +99,10 @@ def entry_element(entry: Entry) -> etree._Element:
             res.set("resolution", entry.resolution)
         if entry.bitrate:
             res.set("bitrate", str(entry.bitrate // 8))  # UPnP: bytes per second
+        if entry.sample_rate:
+            res.set("sampleFrequency", str(entry.sample_rate))
+        if entry.channels:
+            res.set("nrAudioChannels", str(entry.channels))
     return el
 
 
@@ -103,23 +120,48 @@ def _int(text: str | None) -> int | None:
         return None
 
 
-def from_didl(text: str) -> list[Entry]:
-    """Entries of a DIDL-Lite document (ProtocolError if it is not one)."""
-    if len(text) > MAX_DIDL_BYTES:
-        raise ProtocolError("DIDL-Lite document too large")
+_WRAP_OPEN = (
+    f'<DIDL-Lite xmlns="{NS_DIDL}" xmlns:dc="{NS_DC}" xmlns:upnp="{NS_UPNP}" xmlns:dlna="{NS_DLNA}">'
+)
+_XML_DECL = re.compile(r"\A\s*<\?xml[^>]*\?>")
+_BARE_OBJECT = re.compile(r"\s*<(?:[A-Za-z_][\w.-]*:)?(?:item|container)[\s/>]")
+
+
+def _parse(text: str) -> etree._Element:
     parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
     try:
-        root = etree.fromstring(text.encode(), parser)
+        return etree.fromstring(text.encode(), parser)
     except etree.XMLSyntaxError as exc:
         raise ProtocolError(f"not XML: {exc}") from None
-    if root.tag != f"{{{NS_DIDL}}}DIDL-Lite":
-        raise ProtocolError("not a DIDL-Lite document")
+
+
+def _kept_protocol(raw: str, fields: list[str]) -> str:
+    """A 4-field protocolInfo worth keeping (not the plain ``http-get:*:<mime>:*``)."""
+    if len(fields) < 4 or len(raw) > MAX_PROTOCOL_INFO or raw == f"http-get:*:{fields[2]}:*":
+        return ""
+    return raw
+
+
+def from_didl(text: str) -> list[Entry]:
+    """Entries of a DIDL-Lite document (ProtocolError if it is not one). A bare ``<item>`` or
+    ``<container>`` (some control points send one as metadata, its prefixes possibly
+    undeclared) is read as if wrapped in ``<DIDL-Lite>`` with the usual namespaces."""
+    if len(text) > MAX_DIDL_BYTES:
+        raise ProtocolError("DIDL-Lite document too large")
+    bare = _XML_DECL.sub("", text)
+    if _BARE_OBJECT.match(bare):
+        root = _parse(_WRAP_OPEN + bare + "</DIDL-Lite>")
+    else:
+        root = _parse(text)
+        if root.tag != f"{{{NS_DIDL}}}DIDL-Lite":
+            raise ProtocolError("not a DIDL-Lite document")
     entries = []
     for el in root:
         if el.tag not in (f"{{{NS_DIDL}}}item", f"{{{NS_DIDL}}}container"):
             continue
         res = el.find(f"{{{NS_DIDL}}}res")
-        proto = (res.get("protocolInfo") or "").split(":") if res is not None else []
+        raw = (res.get("protocolInfo") or "").strip() if res is not None else ""
+        proto = raw.split(":")
         bitrate = _int(res.get("bitrate")) if res is not None else None
         entries.append(
             Entry(
@@ -136,6 +178,9 @@ def from_didl(text: str) -> list[Entry]:
                 thumbnail=el.findtext(f"{{{NS_UPNP}}}albumArtURI") or "",
                 date=el.findtext(f"{{{NS_DC}}}date") or "",
                 child_count=_int(el.get("childCount")),
+                protocol=_kept_protocol(raw, proto),
+                sample_rate=_int(res.get("sampleFrequency")) if res is not None else None,
+                channels=_int(res.get("nrAudioChannels")) if res is not None else None,
             )
         )
     return entries

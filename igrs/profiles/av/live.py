@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from igrs.profiles.av.media import ffmpeg_path
+from igrs.profiles.av.dlna import dlna_features, transfer_mode
+from igrs.profiles.av.media import MediaInfo, ffmpeg_path
 
 if TYPE_CHECKING:
     pass
@@ -31,6 +32,8 @@ TS_PACKET = 188
 CHUNK_PACKETS = 56  # packets per fan-out chunk (10528 bytes)
 SUBSCRIBER_QUEUE = 256  # chunks buffered per subscriber; the oldest are dropped beyond it
 MAX_LIVE_CLIENTS = 64  # HTTP clients of one live stream (503 beyond; project choice)
+LIVE_MIME = "video/mp2t"
+LIVE_FEATURES = dlna_features(MediaInfo(LIVE_MIME, 0), live=True)  # = the live item's protocolInfo
 
 
 # --- synthetic MPEG-TS (no ffmpeg) -----------------------------------------------------------------
@@ -224,11 +227,15 @@ class LiveSource:
 
     async def serve(self, request: web.BaseRequest) -> web.StreamResponse:
         """The HTTP live stream: chunked MPEG-TS, no length, no ranges."""
+        mode = transfer_mode(request, streaming=True)
+        if isinstance(mode, web.Response):
+            return mode
         headers = {
-            "Content-Type": "video/mp2t",
+            "Content-Type": LIVE_MIME,
             "Accept-Ranges": "none",
             "Cache-Control": "no-cache",
-            "transferMode.dlna.org": "Streaming",
+            "transferMode.dlna.org": mode,
+            "contentFeatures.dlna.org": LIVE_FEATURES,
         }
         if request.method == "HEAD":
             return web.Response(headers=headers)

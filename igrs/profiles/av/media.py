@@ -7,12 +7,14 @@ unknown file (it returns what the file system tells). specs/av-profile.md §3.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import mimetypes
 import os
 import shutil
 import struct
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -77,7 +79,7 @@ def is_media(mime: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class MediaInfo:
-    """What a media item is: every field but ``mime``/``size`` may be unknown (None)."""
+    """What a media item is: every field but ``mime``/``size`` may be unknown (None / "")."""
 
     mime: str
     size: int
@@ -86,6 +88,13 @@ class MediaInfo:
     height: int | None = None
     bitrate: int | None = None  # bit/s
     codecs: tuple[str, ...] = ()
+    container: str = ""  # ffprobe format_name, e.g. "mov,mp4,m4a,3gp,3g2,mj2", "mpegts"
+    video_codec: str = ""  # ffprobe codec_name of the first video stream ("h264", "mpeg2video")
+    video_profile: str = ""  # its profile ("High", "Main", "Constrained Baseline")
+    fps: float | None = None
+    audio_codec: str = ""  # of the first audio stream ("aac", "mp3", "mp2")
+    sample_rate: int | None = None  # Hz
+    channels: int | None = None
 
     @property
     def resolution(self) -> str | None:
@@ -162,10 +171,15 @@ def parse_ffprobe(data: dict[str, object], base: MediaInfo) -> MediaInfo:
         ),
         None,
     )
+    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
     width = num(video.get("width"), int) if video else None
     height = num(video.get("height"), int) if video else None
     if base.mime.startswith("image/"):
         duration = None  # a still image has no playing time
+    fps = None
+    if video and isinstance(rate := video.get("avg_frame_rate"), str) and "/" in rate:
+        n, d = (num(x) for x in rate.split("/", 1))
+        fps = round(float(n) / float(d), 3) if n and d else None
     return replace(
         base,
         duration=float(duration) if duration and duration > 0 else None,
@@ -173,6 +187,13 @@ def parse_ffprobe(data: dict[str, object], base: MediaInfo) -> MediaInfo:
         height=int(height) if height else base.height,
         bitrate=int(b) if (b := num(fmt.get("bit_rate"), int)) else None,
         codecs=tuple(str(s.get("codec_name")) for s in streams if s.get("codec_name")),
+        container=str(fmt.get("format_name") or ""),
+        video_codec=str(video.get("codec_name") or "") if video else "",
+        video_profile=str(video.get("profile") or "") if video else "",
+        fps=fps,
+        audio_codec=str(audio.get("codec_name") or "") if audio else "",
+        sample_rate=int(r) if audio and (r := num(audio.get("sample_rate"), int)) else None,
+        channels=int(c) if audio and (c := num(audio.get("channels"), int)) else None,
     )
 
 
@@ -185,7 +206,16 @@ async def probe_file(path: Path, *, use_ffprobe: bool = True, size: int | None =
     return await probe_uri(str(path), base, exe)
 
 
-async def probe_uri(uri: str, base: MediaInfo, exe: str | None = None) -> MediaInfo:
+async def probe_uri(
+    uri: str,
+    base: MediaInfo,
+    exe: str | None = None,
+    *,
+    options: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> MediaInfo:
+    """``base`` completed by ffprobe of ``uri`` (``options`` before ``-i``, ``env`` for the
+    process: the fetch proxy's, for a URI a peer gave)."""
     exe = exe or ffprobe_path()
     if exe is None:
         return base
@@ -198,21 +228,26 @@ async def probe_uri(uri: str, base: MediaInfo, exe: str | None = None) -> MediaI
             "-show_streams",
             "-of",
             "json",
-            "--",
+            *options,
+            "-i",
             uri,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,
+            env=env,
         )
     except OSError:
         return base
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), PROBE_TIMEOUT)
     except TimeoutError:
-        proc.kill()
-        await proc.wait()
         log.warning("ffprobe timed out on %s", uri)
         return base
+    finally:
+        if proc.returncode is None:  # timed out or cancelled: no ffprobe left behind
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await asyncio.shield(proc.wait())
     if proc.returncode != 0:
         return base
     try:
@@ -247,3 +282,4 @@ def parse_duration(text: str) -> float | None:
     for p in parts:
         total = total * 60 + p
     return total
+

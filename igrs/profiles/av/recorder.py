@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -21,6 +22,8 @@ import aiohttp
 from igrs.constants import ReturnCode
 from igrs.errors import IGRSError
 from igrs.node.service import Service, action, attribute
+from igrs.profiles.av.fetch_policy import FetchPolicy, requester
+from igrs.profiles.av.fetch_proxy import FetchProxy, FetchRoute
 from igrs.profiles.av.live import TS_PACKET
 from igrs.profiles.av.multicast import MulticastReceiver, parse_udp_uri
 
@@ -42,10 +45,12 @@ async def record_stream(
     *,
     interface: str = "127.0.0.1",
     max_bytes: int = 1 << 32,
+    route: FetchRoute | None = None,
 ) -> int:
     """Save ``seconds`` of the stream at ``uri`` (http(s):// or udp://group:port) to ``path``;
     written to ``path + '.part'`` and renamed when done. Returns the bytes saved. For udp the
-    group is joined on ``interface`` (an address)."""
+    group is joined on ``interface`` (an address). ``route``: fetch through the fetch proxy
+    (a peer's URI: every connection, redirects included, checked by the fetch policy)."""
     target = Path(path)
     part = target.with_name(target.name + ".part")
     scheme = urlsplit(uri).scheme.lower()
@@ -65,7 +70,13 @@ async def record_stream(
                             written += len(data)
             else:
                 timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=10)
-                async with aiohttp.ClientSession(timeout=timeout) as session, session.get(uri) as resp:
+                proxy = route.url if route is not None else None
+                creds = route.headers if route is not None else None
+                # aiohttp sends proxy_headers with CONNECT (https) only; an http request
+                # through a proxy carries them itself (the proxy strips them).
+                plain = creds if scheme == "http" else None
+                async with aiohttp.ClientSession(timeout=timeout) as session, \
+                        session.get(uri, proxy=proxy, proxy_headers=creds, headers=plain) as resp:
                     if resp.status != 200:
                         raise IGRSError(f"{uri}: HTTP {resp.status}", return_code=ReturnCode.NOT_FOUND)
                     with contextlib.suppress(TimeoutError):
@@ -102,9 +113,13 @@ class MediaRecorder(Service):
     LastRecording = attribute(str, "", notifiable=True)  # file name of the last finished one
     LastSize = attribute(int, 0, notifiable=True)
 
-    def __init__(self, folder: str | os.PathLike[str], *, interface: str = "127.0.0.1") -> None:
+    def __init__(
+        self, folder: str | os.PathLike[str], *, interface: str = "127.0.0.1", policy: FetchPolicy | None = None
+    ) -> None:
         self.folder = Path(folder)
         self.interface = interface
+        self.policy = policy or FetchPolicy()  # what a peer may make it fetch (fetch_policy.py)
+        self.fetcher = FetchProxy(self.policy)
         self._task: asyncio.Task[int] | None = None
 
     @action
@@ -130,9 +145,15 @@ class MediaRecorder(Service):
             raise IGRSError(f"{name} exists", return_code=ReturnCode.CONFLICT)
         if self._task is not None and not self._task.done():
             raise IGRSError("already recording", return_code=ReturnCode.BUSY)
+        origin = requester()
+        await self.policy.check_url(URI, origin)  # FetchRefused: 403
+        route = await self.fetcher.route(origin) if origin is not None and scheme != "udp" else None
+        if self._task is not None and not self._task.done():  # started while the check ran
+            raise IGRSError("already recording", return_code=ReturnCode.BUSY)
         self.RecordingState = "RECORDING"
-        self._task = asyncio.create_task(record_stream(URI, target, Seconds, interface=self.interface))
-        self._task.add_done_callback(functools.partial(self._done, name=name))
+        self._task = asyncio.create_task(
+            record_stream(URI, target, Seconds, interface=self.interface, route=route))
+        self._task.add_done_callback(functools.partial(self._finished, name))
         if Wait:
             try:
                 await asyncio.shield(self._task)
@@ -144,7 +165,7 @@ class MediaRecorder(Service):
                 ) from None
         return name
 
-    def _done(self, task: asyncio.Task[int], name: str) -> None:
+    def _finished(self, name: str, task: asyncio.Task[int]) -> None:
         self.RecordingState = "IDLE"
         if task.cancelled():
             return
@@ -166,13 +187,19 @@ class MediaRecorder(Service):
 
     async def aclose(self) -> None:
         await self.StopRecording()
+        await self.fetcher.aclose()
 
 
 def attach_recorder(
-    device: Device, folder: str | os.PathLike[str], *, service_id: int | None = None
+    device: Device,
+    folder: str | os.PathLike[str],
+    *,
+    service_id: int | None = None,
+    fetch_allow: Iterable[str] = (),
 ) -> MediaRecorder:
-    """Let ``device`` record streams into ``folder``."""
+    """Let ``device`` record streams into ``folder``; a peer's URIs follow the device's fetch
+    policy, widened by the owner's ``fetch_allow`` list (fetch_policy.py)."""
     addr = next((i.address for i in device.interfaces if i.family == 4), "127.0.0.1")
-    recorder = MediaRecorder(folder, interface=addr)
+    recorder = MediaRecorder(folder, interface=addr, policy=FetchPolicy.for_device(device, fetch_allow))
     device.add_service(recorder, service_id)
     return recorder

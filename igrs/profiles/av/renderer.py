@@ -18,7 +18,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
@@ -27,7 +27,10 @@ from igrs.constants import ReturnCode
 from igrs.errors import IGRSError, ProtocolError
 from igrs.node.service import Service, action, attribute
 from igrs.profiles.av.didl import Entry, from_didl
+from igrs.profiles.av.fetch_policy import FetchPolicy, Target, requester
+from igrs.profiles.av.fetch_proxy import FetchProxy, FetchRoute, input_args
 from igrs.profiles.av.media import MediaInfo, ffmpeg_path, probe_uri
+from igrs.profiles.av.watch import Watchable
 
 if TYPE_CHECKING:
     from igrs.node.device import Device
@@ -55,10 +58,19 @@ class Track:
     mime: str = ""
     duration: float | None = None
     item_id: str = ""
+    protocol_info: str = ""  # the item's res@protocolInfo as the metadata gave it ("": unknown)
+    # How a back end fetches ``uri`` (through the fetch proxy, for a peer's request; None: a
+    # local caller's track, fetched directly). Set by the renderer.
+    route: FetchRoute | None = None
 
     @classmethod
     def from_entry(cls, entry: Entry) -> Track:
-        return cls(entry.url, entry.title, entry.mime, entry.duration, entry.id)
+        return cls(entry.url, entry.title, entry.mime, entry.duration, entry.id, entry.protocol_info)
+
+    def fetch_options(self) -> tuple[list[str], dict[str, str] | None]:
+        """ffmpeg/ffprobe input options and environment for fetching ``uri``."""
+        env = {**os.environ, **self.route.env} if self.route is not None else None
+        return input_args(self.uri), env
 
 
 Resolver = Callable[[str], Awaitable[Track | None]]
@@ -143,6 +155,7 @@ class FfmpegOutput(VirtualOutput):
         assert self.track is not None
         exe = ffmpeg_path() or "ffmpeg"
         seek = ["-ss", f"{position:.3f}"] if position > 0 else []
+        options, env = self.track.fetch_options()
         self.proc = await asyncio.create_subprocess_exec(
             exe,
             "-nostdin",
@@ -150,6 +163,7 @@ class FfmpegOutput(VirtualOutput):
             "error",
             "-re",
             *seek,
+            *options,
             "-i",
             self.track.uri,
             *self.sink,
@@ -157,6 +171,7 @@ class FfmpegOutput(VirtualOutput):
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
             start_new_session=True,
+            env=env,
         )
         self._waiter = asyncio.create_task(self._wait(self.proc))
 
@@ -220,11 +235,12 @@ def track_from(uri: str, metadata: str, title: str) -> Track:
             raise TransportError(f"Metadata: {exc.reason}", return_code=ReturnCode.BAD_MESSAGE) from None
         if entries:
             e = entries[0]
-            track = replace(track, title=title or e.title, mime=e.mime, duration=e.duration, item_id=e.id)
+            track = replace(track, title=title or e.title, mime=e.mime, duration=e.duration, item_id=e.id,
+                            protocol_info=e.protocol_info if e.url else "")
     return track
 
 
-class MediaRenderer(Service):
+class MediaRenderer(Watchable, Service):
     """A TV: PlayTo an item or URI, transport control, volume; state evented."""
 
     service_type = MEDIA_RENDERER
@@ -248,8 +264,12 @@ class MediaRenderer(Service):
         resolver: Resolver | None = None,
         clock: Callable[[], float] = time.monotonic,
         probe: bool = True,
+        policy: FetchPolicy | None = None,
     ) -> None:
         self.backend: OutputBackend = backend or VirtualOutput()
+        # What a peer may make this TV fetch (without a device: nothing; local calls: anything).
+        self.policy = policy or FetchPolicy()
+        self.fetcher = FetchProxy(self.policy)
         self.backend.end = self._on_backend_end
         self.resolver = resolver
         self.clock = clock
@@ -328,6 +348,7 @@ class MediaRenderer(Service):
                     await task
         self._ticker = self._probe = None
         await self.backend.aclose()
+        await self.fetcher.aclose()
 
     # --- transitions ---
     async def _select(self, index: int, *, play: bool) -> None:
@@ -350,7 +371,8 @@ class MediaRenderer(Service):
             self._probe = asyncio.create_task(self._probe_duration(index, track))
 
     async def _probe_duration(self, index: int, track: Track) -> None:
-        info = await probe_uri(track.uri, MediaInfo(track.mime, 0))
+        options, env = track.fetch_options()
+        info = await probe_uri(track.uri, MediaInfo(track.mime, 0), options=options, env=env)
         if info.duration and index < len(self.queue) and self.queue[index] is track:
             self.queue[index] = replace(track, duration=info.duration)
             if self.QueueIndex == index:
@@ -362,32 +384,24 @@ class MediaRenderer(Service):
             raise TransportError("no media loaded (PlayTo first)")
         return track
 
-    # --- actions (names: project choice after UPnP AVTransport/RenderingControl, anchors §6-9) ---
-    @action
-    async def PlayTo(
-        self, URI: str = "", ItemID: str = "", Metadata: str = "", Title: str = "", AutoPlay: bool = True
-    ) -> str:
-        """Play a URI (optionally with its DIDL-Lite ``Metadata``) or a content item by id
-        (resolved by this renderer's resolver); replaces the queue. Returns the state."""
-        if URI:
-            track = track_from(URI, Metadata, Title)
-        elif ItemID:
-            resolved = await self.resolver(ItemID) if self.resolver is not None else None
-            if resolved is None:
-                raise TransportError(f"unknown item {ItemID[:80]!r}", return_code=ReturnCode.NOT_FOUND)
-            track = replace(resolved, uri=check_uri(resolved.uri), title=Title or resolved.title)
-        else:
-            raise TransportError("PlayTo needs URI or ItemID", return_code=ReturnCode.BAD_MESSAGE)
+    async def admit(self, track: Track, origin: str | None) -> Track:
+        """``track`` if the fetch policy lets a peer at ``origin`` (None: a local caller) make
+        this TV fetch its URI, with the route its fetches take; FetchRefused (403) if not."""
+        await self.policy.check_url(track.uri, origin)
+        if origin is None or Target.of(track.uri).scheme not in ("http", "https"):
+            return track
+        return replace(track, route=await self.fetcher.route(origin))
+
+    async def play_track(self, track: Track, *, auto_play: bool = True) -> str:
+        """Replace the queue with an admitted ``track``; play it unless ``auto_play`` is false."""
         async with self.lock:
             self.queue = [track]
             self.QueueLength = 1
-            await self._select(0, play=AutoPlay)
+            await self._select(0, play=auto_play)
             return self.TransportState
 
-    @action
-    async def Enqueue(self, URI: str, Metadata: str = "", Title: str = "") -> int:
-        """Append to the play queue; returns its length."""
-        track = track_from(URI, Metadata, Title)
+    async def enqueue_track(self, track: Track) -> int:
+        """Append an admitted ``track`` to the play queue; returns its length."""
         async with self.lock:
             if len(self.queue) >= MAX_QUEUE:
                 raise TransportError(
@@ -398,6 +412,41 @@ class MediaRenderer(Service):
             if self.current is None:
                 await self._select(0, play=False)
             return len(self.queue)
+
+    async def set_next_track(self, track: Track) -> int:
+        """Make an admitted ``track`` the one after the current (later ones are dropped); the
+        UPnP bridge's SetNextAVTransportURI. Returns the queue length."""
+        async with self.lock:
+            keep = self.queue[: self.QueueIndex + 1] if self.current is not None else []
+            self.queue = [*keep, track]
+            self.QueueLength = len(self.queue)
+            if self.current is None:
+                await self._select(0, play=False)
+            return len(self.queue)
+
+    # --- actions (names: project choice after UPnP AVTransport/RenderingControl, anchors §6-9) ---
+    @action
+    async def PlayTo(
+        self, URI: str = "", ItemID: str = "", Metadata: str = "", Title: str = "", AutoPlay: bool = True
+    ) -> str:
+        """Play a URI (optionally with its DIDL-Lite ``Metadata``) or a content item by id
+        (resolved by this renderer's resolver); replaces the queue. Returns the state. A URI
+        the fetch policy refuses for the caller: 403."""
+        if URI:
+            track = track_from(URI, Metadata, Title)
+        elif ItemID:
+            resolved = await self.resolver(ItemID) if self.resolver is not None else None
+            if resolved is None:
+                raise TransportError(f"unknown item {ItemID[:80]!r}", return_code=ReturnCode.NOT_FOUND)
+            track = replace(resolved, uri=check_uri(resolved.uri), title=Title or resolved.title)
+        else:
+            raise TransportError("PlayTo needs URI or ItemID", return_code=ReturnCode.BAD_MESSAGE)
+        return await self.play_track(await self.admit(track, requester()), auto_play=AutoPlay)
+
+    @action
+    async def Enqueue(self, URI: str, Metadata: str = "", Title: str = "") -> int:
+        """Append to the play queue; returns its length."""
+        return await self.enqueue_track(await self.admit(track_from(URI, Metadata, Title), requester()))
 
     @action
     async def Play(self) -> str:
@@ -495,10 +544,14 @@ async def attach_renderer(
     position_interval: float | None = POSITION_INTERVAL,
     probe: bool = True,
     service_id: int | None = None,
+    fetch_allow: Iterable[str] = (),
 ) -> MediaRenderer:
     """Make ``device`` a TV: add a ``MediaRenderer`` service over ``backend`` (default
-    :class:`VirtualOutput`). ``await renderer.aclose()`` when the device stops."""
-    renderer = MediaRenderer(backend, resolver=resolver, probe=probe)
+    :class:`VirtualOutput`). A peer's URIs follow the device's fetch policy, widened by the
+    owner's ``fetch_allow`` list (fetch_policy.py). ``await renderer.aclose()`` when the
+    device stops."""
+    policy = FetchPolicy.for_device(device, fetch_allow)
+    renderer = MediaRenderer(backend, resolver=resolver, probe=probe, policy=policy)
     await renderer.start(position_interval)
     device.add_service(renderer, service_id)
     return renderer

@@ -36,7 +36,9 @@ from igrs.profiles.av.content import (
     inside,
 )
 from igrs.profiles.av.didl import Entry, to_didl
-from igrs.profiles.av.media import ffmpeg_path
+from igrs.profiles.av.dlna import dlna_features, transfer_mode
+from igrs.profiles.av.media import MediaInfo, ffmpeg_path
+from igrs.profiles.av.watch import Watchable
 
 if TYPE_CHECKING:
     from igrs.node.device import Device
@@ -56,7 +58,7 @@ BROWSE_FLAGS = ("BrowseDirectChildren", "BrowseMetadata")
 _ID = re.compile(r"[A-Za-z0-9_-]{1,80}")
 
 
-class MediaServer(Service):
+class MediaServer(Watchable, Service):
     """Content directory of a device's shared folders (plus live streams)."""
 
     service_type = MEDIA_SERVER
@@ -142,7 +144,15 @@ class MediaServer(Service):
             thumbnail=thumb,
             date=date,
             child_count=len(obj.children) if obj.is_container else None,
+            protocol=f"http-get:*:{info.mime}:{self.features(obj)}" if info and url else "",
+            sample_rate=info.sample_rate if info else None,
+            channels=info.channels if info else None,
         )
+
+    @staticmethod
+    def features(obj: MediaObject) -> str:
+        """The DLNA 4th protocolInfo field of an item — also its ``contentFeatures.dlna.org``."""
+        return dlna_features(obj.info or MediaInfo("application/octet-stream", 0), live=bool(obj.live))
 
     def _result(self, page: Page, count: int) -> dict[str, str]:
         objs = page.objects[: min(count or MAX_PAGE, MAX_PAGE)]
@@ -250,13 +260,16 @@ class MediaServer(Service):
             return found
         obj, real = found
         assert obj.info is not None
+        log.debug("%s %s from %s, Range: %s", request.method, request.path, request.remote,
+                  request.headers.get("Range", "-"))
+        mode = transfer_mode(request, streaming=obj.cls.startswith(("object.item.video", "object.item.audio")))
+        if isinstance(mode, web.Response):
+            return mode
         headers = {
             "Content-Type": obj.info.mime,
             "Accept-Ranges": "bytes",
-            "transferMode.dlna.org": "Streaming"
-            if obj.cls.startswith(("object.item.video", "object.item.audio"))
-            else "Interactive",
-            "contentFeatures.dlna.org": "DLNA.ORG_OP=01;DLNA.ORG_CI=0",
+            "transferMode.dlna.org": mode,
+            "contentFeatures.dlna.org": self.features(obj),
             "Cache-Control": "no-cache",
         }
         return web.FileResponse(real, chunk_size=CHUNK, headers=headers)
