@@ -76,7 +76,7 @@ _S = TypeVar("_S")
 
 
 def _services(device: Device, kind: type[_S]) -> list[_S]:
-    found: list[S] = []
+    found: list[_S] = []
     for info in device.services.services:
         service = device.services.service(info.service_id)
         if isinstance(service, kind):
