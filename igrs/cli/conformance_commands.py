@@ -122,7 +122,9 @@ def _pin_source(pin: str | None) -> str | Callable[[int], Awaitable[str]] | None
         return pin
 
     async def ask(digits: int) -> str:
-        print(f"The device shows a {digits}-digit PIN. PIN: ", end="", file=sys.stderr, flush=True)
+        # a whole line when a program types the PINs (it can wait for lines), a prompt for people
+        end = "" if sys.stdin.isatty() else "\n"
+        print(f"The device shows a {digits}-digit PIN. PIN: ", end=end, file=sys.stderr, flush=True)
         return await read_line()
 
     return ask

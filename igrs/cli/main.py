@@ -176,7 +176,7 @@ async def cmd_device_run(args: argparse.Namespace) -> int:
                     interfaces=args.interface, port=args.port, http_port=args.http_port,
                     max_age=args.max_age, ipv6=args.ipv6,
                     state_dir=_state_dir(args, f"devices/{_slug(args.name)}"),
-                    on_pin=None if args.no_pairing else show_pin)
+                    on_pin=None if args.no_pairing else show_pin, groups=bool(args.group))
     if args.dnssd:
         from igrs.bridges.dnssd import attach_dnssd
 
@@ -193,15 +193,19 @@ async def cmd_device_run(args: argparse.Namespace) -> int:
     async with device, contextlib.AsyncExitStack() as profiles:
         await _attach_av(device, media, args, profiles)
         upnp = await _attach_upnp(device, args, profiles)
+        groups = [await device.groups.create_centralised(name) for name in args.group or []]
         if args.json:
             print(json.dumps({"event": "ready", "id": str(device.device_id), "location": device.location,
-                              "locations": device.locations, "upnp": upnp}), flush=True)
+                              "locations": device.locations, "upnp": upnp,
+                              "groups": {str(g.group_id): g.name for g in groups}}), flush=True)
         else:
             print(f"{device.name} ({device.device_type}) is up as {device.device_id}", flush=True)
             for iface, url in device.locations.items():
                 print(f"  {iface}: {url}", flush=True)
             for url in upnp:
                 print(f"  UPnP: {url}", flush=True)
+            for g in groups:
+                print(f"  masters the centralised group {g.name!r}: igrs group join {g.group_id}", flush=True)
             print("Ctrl-C to stop (a DeviceOfflineAdvertisement is sent on exit)", flush=True)
         await stop.wait()
     if args.json:
@@ -467,6 +471,9 @@ def build_parser(*, relay: bool = False, file: bool = False) -> argparse.Argumen
     run.add_argument("--no-pairing", action="store_true", help="refuse PIN pairing requests")
     run.add_argument("--dnssd", action="store_true",
                      help="also announce over mDNS/DNS-SD as _igrs._tcp (needs igrs[dnssd])")
+    run.add_argument("--group", action="append", metavar="NAME",
+                     help="master a centralised device group of that name (repeatable); paired devices "
+                          "join it with igrs group join")
     run.add_argument("--sample-service", action="store_true",
                      help="share the sample Volume service (to try igrs call / igrs watch)")
     add_share_folder(run)

@@ -1,18 +1,18 @@
 """The issue's "Done when": ``igrs conformance run`` on one namespace host against an
-``igrs device run`` on another prints a passing report (INCOMPLETE while that device masters
-no group: the group cases that need one are then not checked) (pairing with the PIN the device
-shows, for SEC-003), and the HTML report reads well in a headless browser (screenshot kept
+``igrs device run`` on another (mastering a device group, so that every mandatory case can be
+checked) prints a PASSED report (pairing with the PIN the device shows, for SEC-003), and the
+HTML report reads well in a headless browser (screenshot kept
 in artifacts/conformance-report.png)."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from xml.etree import ElementTree as ET
 
 import pytest
 from conformance_harness import make_home  # type: ignore[import-not-found]
-from netbed import LineReader, NetBed, netns_unavailable_reason
+from netbed import LineReader, NetBed, netns_unavailable_reason, wait_until
 from support import skip_or_fail
 
 from igrs.conformance import load_cases
@@ -38,14 +38,28 @@ def igrs_env() -> dict[str, str]:
     return env
 
 
-def forward_pin(device_out: LineReader, suite_stdin: Any, timeout: float) -> None:
-    """Type the PIN the device shows (its JSON ``pin`` event) into the suite's ``--pin -``."""
-    line = device_out.wait_for(lambda s: '"event": "pin"' in s, timeout)
-    try:
-        suite_stdin.write((json.loads(line)["pin"] if line else "") + "\n")
-        suite_stdin.flush()
-    except (OSError, ValueError):
-        pass
+def forward_pins(device_out: LineReader, suite_err: LineReader, suite_stdin: Any, timeout: float) -> None:
+    """Type into the suite's ``--pin -`` at each of its prompts the PIN the device showed for
+    that pairing (its latest JSON ``pin`` event: the suite asks right after the device shows
+    it; the run pairs more than once — the test device, the group witness — and SEC-006 makes
+    the device show a PIN that is never typed)."""
+    def pins() -> list[str]:
+        return [json.loads(line)["pin"] for line in device_out.lines if '"event": "pin"' in line]
+
+    answered, shown, end = 0, 0, time.monotonic() + timeout
+    while time.monotonic() < end:
+        if sum("PIN:" in line for line in suite_err.lines) > answered:
+            # the device printed its PIN before it answered the pairing request: wait for our
+            # reader to have it (a new one since the last answer), then type the newest
+            wait_until(lambda seen=shown: len(pins()) > seen, 2.0)
+            latest = pins()
+            try:
+                suite_stdin.write((latest[-1] if latest else "") + "\n")
+                suite_stdin.flush()
+            except (OSError, ValueError):
+                return
+            answered, shown = answered + 1, len(latest)
+        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +76,8 @@ def lab_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         dut_host.run(["ip", "route", "add", "10.77.99.0/24", "dev", dut_host.iface_on(lan).name], check=True)
         home = make_home(tmp / "home")  # what the DUT shares: media (AV) and folders (File)
         dut = dut_host.popen([*IGRS, "device", "run", "--name", DUT_NAME, "--type", "TV", "--json",
-                              "--sample-service", "--max-age", "8", "--state-dir", str(tmp / "dut"),
+                              "--sample-service", "--group", "Lab group", "--max-age", "8",
+                              "--state-dir", str(tmp / "dut"),
                               "--media-folder", f"Media={home.media}", "--renderer",
                               "--share-folder", f"pub={home.pub}", "--share-folder", f"inbox={home.inbox}:rw"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=igrs_env())
@@ -76,7 +91,7 @@ def lab_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env={**igrs_env(), "IGRS_STATE_DIR": str(tmp / "tester")})
         suite_out, suite_err = LineReader(suite.stdout), LineReader(suite.stderr)
-        typist = threading.Thread(target=forward_pin, args=(out, suite.stdin, 150), daemon=True)
+        typist = threading.Thread(target=forward_pins, args=(out, suite_err, suite.stdin, 150), daemon=True)
         typist.start()
         try:
             suite.wait(timeout=180)  # not communicate(): it would close stdin before the PIN is typed
@@ -102,16 +117,11 @@ def test_suite_passes_a_device_on_another_host(lab_run: dict[str, Any]) -> None:
     unchecked = {tc.find("properties/property[@name='id']").get("value")  # type: ignore[union-attr]
                  for tc in root.findall("testcase") if tc.find("skipped") is not None} & mandatory
     reason = root.find("properties/property[@name='verdict_reason']").get("value", "")  # type: ignore[union-attr]
-    # `igrs device run` masters no device group yet: the GRP cases that need one are not checked,
-    # and the run says INCOMPLETE naming them (exit 3). Nothing else may be left unchecked; once
-    # the device can master a group (Device-hosted groups) this run is PASSED, exit 0.
-    assert {cid.split("-")[0] for cid in unchecked} <= {"GRP"}, (unchecked, diag)
-    if unchecked:
-        assert r["rc"] == 3 and "INCOMPLETE" in r["stdout"], diag
-        assert set(re.findall(r"\b([A-Z]+)-\d{3}", reason)) == {"GRP"}, reason
-        assert 'class="verdict verdict-incomplete"' in r["html"].read_text()
-    else:
-        assert r["rc"] == 0 and "PASSED" in r["stdout"], diag
+    # the DUT masters a centralised group (--group): every mandatory case is checked, the run
+    # is PASSED (exit 0) and says so in every report
+    assert not unchecked, (unchecked, reason, diag)
+    assert r["rc"] == 0 and "PASSED" in r["stdout"], diag
+    assert 'class="verdict verdict-passed"' in r["html"].read_text()
     verdicts = {p.get("value") for tc in root.findall("testcase")
                 for p in tc.findall("properties/property[@name='id']")}
     assert "SEC-003" in verdicts
