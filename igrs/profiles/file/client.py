@@ -32,7 +32,9 @@ import aiohttp
 
 from igrs.constants import FILE_BROWSE_LIMIT, ReturnCode
 from igrs.errors import IGRSError, RemoteError
+from igrs.profiles.file.pipeline import WriteBehind, io_executor
 from igrs.profiles.file.server import SERVICE_TYPE
+from igrs.profiles.file.transfer import hash_file, write_all
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
 BLOCK = 1 << 20
@@ -94,6 +96,47 @@ class _Throttle:
         ahead = self.sent / self.rate - (time.monotonic() - self.start)
         if ahead > 0:
             await asyncio.sleep(ahead)
+
+
+class _Partial:
+    """The ``.igrs-part`` file of a download, written (and hashed) by a worker thread."""
+
+    def __init__(self, path: Path, offset: int, *, hashing: bool) -> None:
+        self.path, self.offset, self.hashing = path, offset, hashing
+        self._hash = hashlib.sha256()
+        self._fd: int | None = None
+
+    def open(self) -> None:
+        """Open at ``offset`` (dropping anything beyond), hashing the prefix kept."""
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        if self.offset and self.hashing:
+            self._hash = hash_file(self.path, self.offset)
+        os.ftruncate(self._fd, self.offset)
+        os.lseek(self._fd, self.offset, os.SEEK_SET)
+
+    def restart(self) -> None:
+        assert self._fd is not None
+        os.ftruncate(self._fd, 0)
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        self.offset, self._hash = 0, hashlib.sha256()
+
+    def write(self, chunks: list[bytes]) -> None:
+        assert self._fd is not None
+        self.offset += write_all(self._fd, chunks)
+        if self.hashing:
+            for chunk in chunks:
+                self._hash.update(chunk)
+
+    def finish(self) -> str:
+        """Durable on disk; the SHA-256 of the whole file (empty when not hashing)."""
+        assert self._fd is not None
+        os.fsync(self._fd)
+        return self._hash.hexdigest() if self.hashing else ""
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class FileClient:
@@ -177,47 +220,53 @@ class FileClient:
             if old == meta and part.stat().st_size <= size:
                 offset = part.stat().st_size
         meta_path.write_text(json.dumps(meta))
-        h = hashlib.sha256()
-        with open(part, "r+b" if offset else "wb") as f:
-            if offset:
-                while f.tell() < offset and (block := f.read(min(BLOCK, offset - f.tell()))):
-                    h.update(block)
-                f.seek(offset)
-                f.truncate()
-            if progress is not None:
-                progress(offset, size)
-            if offset < size:
-                throttle = _Throttle(rate_limit)
-                headers = {"Range": f"bytes={offset}-"} if offset else {}
-                async with self.http.get(self.base_url + info["url"], headers=headers) as resp:
-                    if resp.status == 200 and offset:  # the server ignored the range: start over
-                        f.seek(0)
-                        f.truncate()
-                        h, offset = hashlib.sha256(), 0
-                    elif resp.status not in (200, 206):
-                        raise TransferFailed(f"GET {remote}: HTTP {resp.status}",
-                                             return_code=resp.status)
-                    done = offset
-                    async for chunk in resp.content.iter_chunked(BLOCK):
-                        f.write(chunk)
-                        h.update(chunk)
-                        done += len(chunk)
-                        if progress is not None:
-                            progress(done, size)
-                        await throttle(len(chunk))
-            f.flush()
-            if f.tell() != size:
-                raise TransferFailed(f"GET {remote}: got {f.tell()} of {size} bytes (run again to resume)",
-                                     return_code=ReturnCode.PRECONDITION_FAILED)
-            os.fsync(f.fileno())
-        if verify and meta["sha256"] and h.hexdigest() != meta["sha256"]:
+        loop = asyncio.get_running_loop()
+        sink = _Partial(part, offset, hashing=verify)
+        await loop.run_in_executor(io_executor(), sink.open)  # (re-hashes a kept prefix)
+        try:
+            await self._receive(remote, info["url"], sink, size, progress, rate_limit)
+            digest = await loop.run_in_executor(io_executor(), sink.finish)  # fsync'ed
+        finally:
+            sink.close()
+        if sink.offset != size:
+            raise TransferFailed(f"GET {remote}: got {sink.offset} of {size} bytes (run again to resume)",
+                                 return_code=ReturnCode.PRECONDITION_FAILED)
+        if verify and meta["sha256"] and digest != meta["sha256"]:
             part.unlink()
             meta_path.unlink(missing_ok=True)
             raise TransferFailed(f"GET {remote}: SHA-256 mismatch; the partial was discarded",
                                  return_code=460)
-        os.replace(part, dest)
+        await loop.run_in_executor(io_executor(), os.replace, part, dest)
         meta_path.unlink(missing_ok=True)
         return dest
+
+    async def _receive(self, remote: str, url: str, sink: _Partial, size: int, progress: Progress | None,
+                       rate_limit: float | None) -> None:
+        """GET the bytes from ``sink.offset`` into ``sink`` (written in a thread as they come)."""
+        if progress is not None:
+            progress(sink.offset, size)
+        if sink.offset >= size:
+            return
+        throttle = _Throttle(rate_limit)
+        writer = WriteBehind(sink.write)
+        headers = {"Range": f"bytes={sink.offset}-"} if sink.offset else {}
+        try:
+            async with self.http.get(self.base_url + url, headers=headers) as resp:
+                if resp.status == 200 and sink.offset:  # the server ignored the range: start over
+                    await asyncio.get_running_loop().run_in_executor(io_executor(), sink.restart)
+                elif resp.status not in (200, 206):
+                    raise TransferFailed(f"GET {remote}: HTTP {resp.status}", return_code=resp.status)
+                done = sink.offset
+                async for chunk, _ in resp.content.iter_chunks():
+                    await writer.add(chunk)
+                    done += len(chunk)
+                    if progress is not None:
+                        progress(done, size)
+                    await throttle(len(chunk))
+            await writer.flush()
+        except BaseException:
+            writer.settle()  # what arrived is kept: the next run resumes after it
+            raise
 
     # --- put ----------------------------------------------------------------------------------
     async def put(self, local: str | os.PathLike[str], remote: str, *, overwrite: bool = False,

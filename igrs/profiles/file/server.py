@@ -48,6 +48,7 @@ from igrs.node.service import Service, action, attribute
 from igrs.node.service_host import current_peer
 from igrs.profiles.file import paths
 from igrs.profiles.file.paths import PARTIAL_DIR, PathRefused, Resolved
+from igrs.profiles.file.pipeline import WriteBehind, io_executor
 from igrs.profiles.file.transfer import (
     COMMITTED,
     TransferError,
@@ -579,30 +580,26 @@ class FileServer(Service):
         if length is not None and offset + length > up.size:
             return web.Response(status=413, text="more than the declared size\n")
         up.busy = True
-        pending = bytearray()  # received, not yet written: kept if the stream breaks
+        writer = WriteBehind(up.write_chunks)  # written and hashed in a thread while more arrive
         try:
             await asyncio.to_thread(up.prepare)
-            async for chunk in request.content.iter_chunked(READ_CHUNK):
-                pending += chunk
-                if len(pending) >= READ_CHUNK:
-                    data, pending = bytes(pending), bytearray()
-                    await asyncio.to_thread(up.write, data)
-            if pending:
-                data, pending = bytes(pending), bytearray()  # handed over: never written twice
-                await asyncio.to_thread(up.write, data)
+            async for chunk, _ in request.content.iter_chunks():
+                await writer.add(chunk)
+            await writer.flush()
             if not up.complete:
                 return web.json_response({"offset": up.offset, "complete": False},
                                          headers={"Upload-Offset": str(up.offset)})
-            digest = await asyncio.to_thread(up.finish, target.real, grant.overwrite, self._file_mode)
+            digest = await asyncio.get_running_loop().run_in_executor(
+                io_executor(), up.finish, target.real, grant.overwrite, self._file_mode)
         except TransferError as exc:
             return web.json_response({"offset": up.offset, "error": exc.reason, "code": int(exc.return_code)},
                                      status=int(exc.return_code), headers={"Upload-Offset": str(up.offset)})
         except (ConnectionError, asyncio.CancelledError):
-            _keep_received(up, pending)
+            _keep_received(up, writer)
             log.info("upload %s interrupted at %d of %d bytes", up.id, up.offset, up.size)
             raise
         except Exception as exc:  # the stream broke (client gone): keep what was received
-            _keep_received(up, pending)
+            _keep_received(up, writer)
             log.info("upload %s interrupted at %d of %d bytes: %s", up.id, up.offset, up.size, exc)
             return web.Response(status=400, text="upload interrupted\n",
                                 headers={"Upload-Offset": str(up.offset)})
@@ -623,14 +620,12 @@ def _device_of(path: Path) -> int:
         return -1
 
 
-def _keep_received(up: Upload, pending: bytearray) -> None:
-    """Append the bytes that arrived before the stream broke (buffered, not yet written), so
-    the upload resumes after the last byte received, not after the last full buffer. Written
-    synchronously: this runs on the way out of a cancelled handler (at most ``READ_CHUNK``)."""
-    if pending and up.state == "receiving":
-        with contextlib.suppress(TransferError, OSError):
-            up.write(bytes(pending))
-        pending.clear()
+def _keep_received(up: Upload, writer: WriteBehind) -> None:
+    """Write the bytes that arrived before the stream broke (in the writer's batches, not yet
+    written), so the upload resumes after the last byte received, not after the last full
+    batch. Synchronous: this runs on the way out of a cancelled handler (at most two batches)."""
+    if up.state == "receiving":
+        writer.settle()
 
 
 def _upload_key(peer: str, share: str, path: str, size: int, sha256: str) -> str:

@@ -22,6 +22,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,10 +56,10 @@ def upload_id(peer: str, share: str, path: str, size: int, sha256: str) -> str:
 
 def file_sha256(path: str | os.PathLike[str], limit: int | None = None) -> str:
     """SHA-256 of a file (of its first ``limit`` bytes)."""
-    return _hash_file(path, limit).hexdigest()
+    return hash_file(path, limit).hexdigest()
 
 
-def _hash_file(path: str | os.PathLike[str], limit: int | None = None) -> hashlib._Hash:
+def hash_file(path: str | os.PathLike[str], limit: int | None = None) -> hashlib._Hash:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         remaining = limit
@@ -70,6 +71,22 @@ def _hash_file(path: str | os.PathLike[str], limit: int | None = None) -> hashli
             if remaining is not None:
                 remaining -= len(block)
     return h
+
+
+def write_all(fd: int, chunks: Sequence[bytes]) -> int:
+    """Write ``chunks`` in order at the file's position (``writev``, no joining copy); returns
+    the number of bytes written."""
+    total = 0
+    views = [memoryview(c) for c in chunks if c]
+    while views:
+        n = os.writev(fd, views[:1024])  # IOV_MAX
+        total += n
+        while views and n >= len(views[0]):
+            n -= len(views[0])
+            views.pop(0)
+        if n:
+            views[0] = views[0][n:]
+    return total
 
 
 class TransferError(IGRSError):
@@ -158,23 +175,25 @@ class Upload:
             os.lseek(fd, self.offset, os.SEEK_SET)
             self._fd = fd
         if self._hash is None:
-            self._hash = _hash_file(self.part, self.offset) if self.offset else hashlib.sha256()
+            self._hash = hash_file(self.part, self.offset) if self.offset else hashlib.sha256()
 
     def write(self, data: bytes) -> int:
         """Append ``data`` at ``offset``; returns the new offset. 413 beyond the declared size."""
+        return self.write_chunks([data])
+
+    def write_chunks(self, chunks: list[bytes]) -> int:
+        """Append ``chunks`` (in order) at ``offset``; returns the new offset. 413 (nothing
+        written) if they go beyond the declared size."""
         self._check(RECEIVING)
         if self._fd is None or self._hash is None:
             self.prepare()
         assert self._fd is not None and self._hash is not None
-        if self.offset + len(data) > self.size:
+        if self.offset + sum(map(len, chunks)) > self.size:
             raise TransferError(f"more than the declared {self.size} bytes",
                                 return_code=ReturnCode.PAYLOAD_TOO_LARGE)
-        view = memoryview(data)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
-        self._hash.update(data)
-        self.offset += len(data)
+        self.offset += write_all(self._fd, chunks)
+        for chunk in chunks:
+            self._hash.update(chunk)
         return self.offset
 
     @property
