@@ -19,13 +19,14 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -35,6 +36,11 @@ from igrs.errors import IGRSError, RemoteError
 from igrs.profiles.file.pipeline import WriteBehind, io_executor
 from igrs.profiles.file.server import SERVICE_TYPE
 from igrs.profiles.file.transfer import hash_file, write_all
+
+if TYPE_CHECKING:
+    import ssl
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
 BLOCK = 1 << 20
@@ -139,23 +145,50 @@ class _Partial:
             self._fd = None
 
 
-class FileClient:
-    """One open session with a device's FileServer, plus an HTTP client for the transfers."""
+def _tls_refused(remote: str, exc: aiohttp.ClientSSLError) -> TransferFailed:
+    return TransferFailed(f"{remote}: TLS with the device failed: its certificate is not signed by the "
+                          f"identity paired with, or it refused ours ({exc})",
+                          return_code=ReturnCode.NOT_AUTHENTICATED)
 
-    def __init__(self, proxy: Any, base_url: str, *, http: aiohttp.ClientSession | None = None) -> None:
+
+class FileClient:
+    """One open session with a device's FileServer, plus an HTTP client for the transfers.
+
+    ``tls``: None (default) carries the bytes over TLS when the device offers it -- every igrs
+    device of this version does -- and over plain HTTP for a device that does not know TLS
+    transfers (a legacy peer); True requires TLS; False asks for plain HTTP. ``pinned`` makes
+    the TLS context that accepts only the device's paired identity (``connect`` passes it).
+    ``transport`` is what the last transfer used ("tls" or "http")."""
+
+    def __init__(self, proxy: Any, base_url: str, *, http: aiohttp.ClientSession | None = None,
+                 tls: bool | None = None, pinned: Callable[[], ssl.SSLContext] | None = None) -> None:
         self.proxy = proxy
         self.base_url = base_url.rstrip("/")
         self._http = http
         self._own_http = http is None
+        self.tls = tls
+        self._pinned = pinned
+        self._context: ssl.SSLContext | None = None
+        self.transport = ""
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def connect(cls, cp: Any, device: Any) -> AsyncIterator[FileClient]:
+    async def connect(cls, cp: Any, device: Any, *, tls: bool | None = None) -> AsyncIterator[FileClient]:
         """Open a session with ``device``'s file server through ControlPoint ``cp`` (paired)."""
         record = cp.find(device)
         parts = urlsplit(record.url)
+        peer_key = cp.keystore.peer_key(record.device_id)
+
+        def pinned() -> ssl.SSLContext:  # ssl and the certificate code load on the first TLS transfer
+            from igrs.net.tls import PinnedTls
+
+            if peer_key is None:
+                raise TransferFailed("not paired with the device: no identity to pin for TLS",
+                                     return_code=ReturnCode.FORBIDDEN)
+            return PinnedTls(cp.identity).client_context(peer_key)
+
         async with cp.session(record, SERVICE_TYPE) as proxy:
-            client = cls(proxy, f"{parts.scheme}://{parts.netloc}")
+            client = cls(proxy, f"{parts.scheme}://{parts.netloc}", tls=tls, pinned=pinned)
             try:
                 yield client
             finally:
@@ -199,6 +232,38 @@ class FileClient:
         """Changes made through the server: ``async for c in files.watch(): c.value["op"]``."""
         return self.proxy.subscribe("change")
 
+    # --- transfers ----------------------------------------------------------------------------
+    async def _begin(self, action: str, **args: Any) -> tuple[dict[str, str], str, ssl.SSLContext | None]:
+        """Call BeginGet/BeginPut asking for the transport ``tls`` says; return the answer, the
+        absolute URL and the TLS context to use (None: plain HTTP)."""
+        call = getattr(self.proxy, action)
+        if self.tls is not False and self._pinned is not None:
+            try:
+                info = dict(await call(**args, transport="tls"))
+            except RemoteError as exc:
+                if exc.return_code != ReturnCode.BAD_MESSAGE or "transport" not in exc.reason:
+                    raise
+                if self.tls:
+                    raise TransferFailed(f"{action}: the device does not know TLS transfers",
+                                         return_code=ReturnCode.FORBIDDEN) from None
+                log.info("the device does not know TLS transfers (%s): plain HTTP", exc.reason)
+                self.tls = False  # a legacy peer: do not ask again in this session
+                info = dict(await call(**args))
+        else:
+            info = dict(await call(**args))
+        if info.get("transport") == "tls":
+            if self._context is None:
+                assert self._pinned is not None
+                self._context = self._pinned()
+            self.transport = "tls"
+            host = urlsplit(self.base_url).netloc.rpartition(":")[0] or urlsplit(self.base_url).netloc
+            return info, f"https://{host}:{int(info['port'])}{info['url']}", self._context
+        if self.tls:
+            raise TransferFailed(f"{action}: the device offers no TLS transfer",
+                                 return_code=ReturnCode.FORBIDDEN)
+        self.transport = "http"
+        return info, self.base_url + info["url"], None
+
     # --- get ----------------------------------------------------------------------------------
     async def get(self, remote: str, local: str | os.PathLike[str], *, resume: bool = True,
                   verify: bool = True, progress: Progress | None = None,
@@ -208,7 +273,7 @@ class FileClient:
         dest = Path(local)
         part = dest.with_name(dest.name + PART_SUFFIX)
         meta_path = dest.with_name(dest.name + PART_SUFFIX + ".json")
-        info = await self.proxy.BeginGet(path=remote, checksum=verify)
+        info, url, context = await self._begin("BeginGet", path=remote, checksum=verify)
         size = int(info["size"])
         meta = {"remote": remote, "size": size, "mtime": info["mtime"], "sha256": info.get("sha256", "")}
         offset = 0
@@ -224,7 +289,7 @@ class FileClient:
         sink = _Partial(part, offset, hashing=verify)
         await loop.run_in_executor(io_executor(), sink.open)  # (re-hashes a kept prefix)
         try:
-            await self._receive(remote, info["url"], sink, size, progress, rate_limit)
+            await self._receive(remote, url, context, sink, size, progress, rate_limit)
             digest = await loop.run_in_executor(io_executor(), sink.finish)  # fsync'ed
         finally:
             sink.close()
@@ -240,8 +305,8 @@ class FileClient:
         meta_path.unlink(missing_ok=True)
         return dest
 
-    async def _receive(self, remote: str, url: str, sink: _Partial, size: int, progress: Progress | None,
-                       rate_limit: float | None) -> None:
+    async def _receive(self, remote: str, url: str, context: ssl.SSLContext | None, sink: _Partial, size: int,
+                       progress: Progress | None, rate_limit: float | None) -> None:
         """GET the bytes from ``sink.offset`` into ``sink`` (written in a thread as they come)."""
         if progress is not None:
             progress(sink.offset, size)
@@ -251,7 +316,7 @@ class FileClient:
         writer = WriteBehind(sink.write)
         headers = {"Range": f"bytes={sink.offset}-"} if sink.offset else {}
         try:
-            async with self.http.get(self.base_url + url, headers=headers) as resp:
+            async with self.http.get(url, headers=headers, ssl=context or True) as resp:
                 if resp.status == 200 and sink.offset:  # the server ignored the range: start over
                     await asyncio.get_running_loop().run_in_executor(io_executor(), sink.restart)
                 elif resp.status not in (200, 206):
@@ -264,6 +329,8 @@ class FileClient:
                         progress(done, size)
                     await throttle(len(chunk))
             await writer.flush()
+        except aiohttp.ClientSSLError as exc:
+            raise _tls_refused(remote, exc) from None
         except BaseException:
             writer.settle()  # what arrived is kept: the next run resumes after it
             raise
@@ -278,8 +345,9 @@ class FileClient:
         src = Path(local)
         size = src.stat().st_size
         digest = sha256 if sha256 else await asyncio.to_thread(local_sha256, src)
-        info = await self.proxy.BeginPut(path=remote, size=size, sha256=digest, overwrite=overwrite)
-        url, offset = self.base_url + info["url"], int(info["offset"])
+        info, url, context = await self._begin("BeginPut", path=remote, size=size, sha256=digest,
+                                               overwrite=overwrite)
+        offset = int(info["offset"])
         if offset and on_resume is not None:
             on_resume(offset)
         if progress is not None:
@@ -289,22 +357,25 @@ class FileClient:
         while True:
             end = size if chunk_size is None else min(size, offset + chunk_size)
             body = self._reader(src, offset, end, size, progress, throttle)
-            async with self.http.put(url, data=body, headers={"Upload-Offset": str(offset),
-                                                            "Content-Type": "application/octet-stream",
-                                                            "Content-Length": str(end - offset)}) as resp:
-                text = await resp.text()
-                server_offset = resp.headers.get("Upload-Offset")
-                if resp.status == 201 or (resp.status == 200 and '"complete": true' in text):
-                    return digest
-                if resp.status == 200:
-                    offset = int(server_offset or end)
-                    continue
-                if resp.status == 409 and server_offset is not None and conflicts < 3:
-                    conflicts += 1
-                    offset = int(server_offset)
-                    continue
-                raise TransferFailed(f"PUT {remote}: HTTP {resp.status} {text.strip()[:200]}",
-                                     return_code=resp.status)
+            headers = {"Upload-Offset": str(offset), "Content-Type": "application/octet-stream",
+                       "Content-Length": str(end - offset)}
+            try:
+                async with self.http.put(url, data=body, headers=headers, ssl=context or True) as resp:
+                    text = await resp.text()
+                    server_offset = resp.headers.get("Upload-Offset")
+                    status = resp.status
+            except aiohttp.ClientSSLError as exc:
+                raise _tls_refused(remote, exc) from None
+            if status == 201 or (status == 200 and '"complete": true' in text):
+                return digest
+            if status == 200:
+                offset = int(server_offset or end)
+                continue
+            if status == 409 and server_offset is not None and conflicts < 3:
+                conflicts += 1
+                offset = int(server_offset)
+                continue
+            raise TransferFailed(f"PUT {remote}: HTTP {status} {text.strip()[:200]}", return_code=status)
 
     @staticmethod
     async def _reader(src: Path, start: int, end: int, total: int, progress: Progress | None,
