@@ -182,4 +182,5 @@ FILE_PARTIAL_LIFETIME: Final = 7 * 86400  # s an untouched partial upload is kep
 FILE_HTTP_PREFIX: Final = "/files/"  # the mounted transfer prefix on the device's HTTP port
 FILE_WRITE_BATCH: Final = 1 << 20  # bytes a transfer hands its writer thread at once (one more may fill)
 FILE_IO_THREADS: Final = 4  # worker threads writing and hashing the bytes of transfers
+FILE_STALL_TIMEOUT: Final = 60.0  # s a client transfer may move no byte (or wait for its answer)
 TLS_CLIENT_CONTEXTS: Final = 64  # client TLS contexts one identity keeps (one per pinned peer key)

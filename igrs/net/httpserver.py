@@ -355,15 +355,16 @@ class _Connection(asyncio.Protocol):
         self._eof = True
         if self._inner is not None:
             return self._inner.eof_received()
+        half_close = self._tls is None  # TLS has none: its layer closes after the peer's EOF
         if self._upgrade is not None:
-            return True  # handled in _start_tls, once the TLS transport is known
+            return half_close  # handled in _start_tls, once the TLS transport is known
         if self._state == _LINGER or self._transport is None:
             return False
         if self._handoff:
-            return True  # the new protocol answers, then closes
+            return half_close  # the new protocol answers, then closes
         self._stop(close_after=True)
         self._flush()
-        return True  # answer what was asked before the peer's half-close
+        return half_close  # answer what was asked before the peer's half-close
 
     def connection_lost(self, exc: Exception | None) -> None:
         server = self._server

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from igrs.constants import FILE_BROWSE_LIMIT, ReturnCode
+from igrs.constants import FILE_BROWSE_LIMIT, FILE_STALL_TIMEOUT, ReturnCode
 from igrs.errors import IGRSError, RemoteError
 from igrs.profiles.file.pipeline import WriteBehind, io_executor
 from igrs.profiles.file.server import SERVICE_TYPE
@@ -104,6 +104,42 @@ class _Throttle:
             await asyncio.sleep(ahead)
 
 
+class _Stall:
+    """Ends the transfer it guards with TimeoutError when no byte moved (``moved``) for
+    ``limit`` seconds: one timer per transfer, re-armed only when it fires. (aiohttp's
+    ``sock_read`` timeout re-arms a timer per socket read: an eighth of a download's event-loop
+    time, profiled.)"""
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        self._fired = False
+        self._last = self._loop.time()
+        self._handle = self._loop.call_later(limit, self._check)
+        self._cancelling = self._task.cancelling() if self._task is not None else 0
+
+    def moved(self) -> None:
+        self._last = self._loop.time()
+
+    def _check(self) -> None:
+        idle = self._loop.time() - self._last
+        if idle < self.limit:
+            self._handle = self._loop.call_later(self.limit - idle, self._check)
+        elif self._task is not None:
+            self._fired = True
+            self._task.cancel()
+
+    def __enter__(self) -> _Stall:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        self._handle.cancel()
+        if (self._fired and exc_type is asyncio.CancelledError and self._task is not None
+                and self._task.uncancel() <= self._cancelling):
+            raise TimeoutError(f"no byte moved for {self.limit:.0f} s")
+
+
 class _Partial:
     """The ``.igrs-part`` file of a download, written (and hashed) by a worker thread."""
 
@@ -161,8 +197,10 @@ class FileClient:
     ``transport`` is what the last transfer used ("tls" or "http")."""
 
     def __init__(self, proxy: Any, base_url: str, *, http: aiohttp.ClientSession | None = None,
-                 tls: bool | None = None, pinned: Callable[[], ssl.SSLContext] | None = None) -> None:
+                 tls: bool | None = None, pinned: Callable[[], ssl.SSLContext] | None = None,
+                 stall_timeout: float = FILE_STALL_TIMEOUT) -> None:
         self.proxy = proxy
+        self.stall_timeout = stall_timeout  # s without a byte moved (or an answer): TimeoutError
         self.base_url = base_url.rstrip("/")
         self._http = http
         self._own_http = http is None
@@ -173,7 +211,8 @@ class FileClient:
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def connect(cls, cp: Any, device: Any, *, tls: bool | None = None) -> AsyncIterator[FileClient]:
+    async def connect(cls, cp: Any, device: Any, *, tls: bool | None = None,
+                      stall_timeout: float = FILE_STALL_TIMEOUT) -> AsyncIterator[FileClient]:
         """Open a session with ``device``'s file server through ControlPoint ``cp`` (paired)."""
         record = cp.find(device)
         parts = urlsplit(record.url)
@@ -188,7 +227,8 @@ class FileClient:
             return PinnedTls(cp.identity).client_context(peer_key)
 
         async with cp.session(record, SERVICE_TYPE) as proxy:
-            client = cls(proxy, f"{parts.scheme}://{parts.netloc}", tls=tls, pinned=pinned)
+            client = cls(proxy, f"{parts.scheme}://{parts.netloc}", tls=tls, pinned=pinned,
+                         stall_timeout=stall_timeout)
             try:
                 yield client
             finally:
@@ -197,8 +237,8 @@ class FileClient:
     @property
     def http(self) -> aiohttp.ClientSession:
         if self._http is None:
-            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10,
-                                                                             sock_read=60))
+            # no sock_read: each transfer has its own stall timer (_Stall)
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
         return self._http
 
     async def close(self) -> None:
@@ -316,18 +356,20 @@ class FileClient:
         writer = WriteBehind(sink.write)
         headers = {"Range": f"bytes={sink.offset}-"} if sink.offset else {}
         try:
-            async with self.http.get(url, headers=headers, ssl=context or True) as resp:
-                if resp.status == 200 and sink.offset:  # the server ignored the range: start over
-                    await asyncio.get_running_loop().run_in_executor(io_executor(), sink.restart)
-                elif resp.status not in (200, 206):
-                    raise TransferFailed(f"GET {remote}: HTTP {resp.status}", return_code=resp.status)
-                done = sink.offset
-                async for chunk, _ in resp.content.iter_chunks():
-                    await writer.add(chunk)
-                    done += len(chunk)
-                    if progress is not None:
-                        progress(done, size)
-                    await throttle(len(chunk))
+            with _Stall(self.stall_timeout) as stall:
+                async with self.http.get(url, headers=headers, ssl=context or True) as resp:
+                    if resp.status == 200 and sink.offset:  # the server ignored the range: start over
+                        await asyncio.get_running_loop().run_in_executor(io_executor(), sink.restart)
+                    elif resp.status not in (200, 206):
+                        raise TransferFailed(f"GET {remote}: HTTP {resp.status}", return_code=resp.status)
+                    done = sink.offset
+                    async for chunk, _ in resp.content.iter_chunks():
+                        stall.moved()
+                        await writer.add(chunk)
+                        done += len(chunk)
+                        if progress is not None:
+                            progress(done, size)
+                        await throttle(len(chunk))
             await writer.flush()
         except aiohttp.ClientSSLError as exc:
             raise _tls_refused(remote, exc) from None
@@ -356,14 +398,15 @@ class FileClient:
         conflicts = 0
         while True:
             end = size if chunk_size is None else min(size, offset + chunk_size)
-            body = self._reader(src, offset, end, size, progress, throttle)
             headers = {"Upload-Offset": str(offset), "Content-Type": "application/octet-stream",
                        "Content-Length": str(end - offset)}
             try:
-                async with self.http.put(url, data=body, headers=headers, ssl=context or True) as resp:
-                    text = await resp.text()
-                    server_offset = resp.headers.get("Upload-Offset")
-                    status = resp.status
+                with _Stall(self.stall_timeout) as stall:
+                    body = self._reader(src, offset, end, size, progress, throttle, stall)
+                    async with self.http.put(url, data=body, headers=headers, ssl=context or True) as resp:
+                        text = await resp.text()
+                        server_offset = resp.headers.get("Upload-Offset")
+                        status = resp.status
             except aiohttp.ClientSSLError as exc:
                 raise _tls_refused(remote, exc) from None
             if status == 201 or (status == 200 and '"complete": true' in text):
@@ -379,7 +422,7 @@ class FileClient:
 
     @staticmethod
     async def _reader(src: Path, start: int, end: int, total: int, progress: Progress | None,
-                      throttle: _Throttle) -> AsyncIterator[bytes]:
+                      throttle: _Throttle, stall: _Stall) -> AsyncIterator[bytes]:
         with open(src, "rb") as f:
             f.seek(start)
             pos = start
@@ -388,6 +431,7 @@ class FileClient:
                 if not block:
                     raise IGRSError(f"{src} shrank while being sent")
                 pos += len(block)
+                stall.moved()
                 yield block
                 if progress is not None:
                     progress(pos, total)
