@@ -35,7 +35,7 @@ from igrs.constants import FILE_BROWSE_LIMIT, FILE_STALL_TIMEOUT, ReturnCode
 from igrs.errors import IGRSError, RemoteError
 from igrs.profiles.file.pipeline import WriteBehind, io_executor
 from igrs.profiles.file.server import SERVICE_TYPE
-from igrs.profiles.file.transfer import hash_file, write_all
+from igrs.profiles.file.transfer import Writeback, hash_file, write_all
 
 if TYPE_CHECKING:
     import ssl
@@ -147,6 +147,7 @@ class _Partial:
         self.path, self.offset, self.hashing = path, offset, hashing
         self._hash = hashlib.sha256()
         self._fd: int | None = None
+        self._writeback = Writeback()
 
     def open(self) -> None:
         """Open at ``offset`` (dropping anything beyond), hashing the prefix kept."""
@@ -164,7 +165,9 @@ class _Partial:
 
     def write(self, chunks: list[bytes]) -> None:
         assert self._fd is not None
+        start = self.offset
         self.offset += write_all(self._fd, chunks)
+        self._writeback.written(self._fd, start, self.offset)
         if self.hashing:
             for chunk in chunks:
                 self._hash.update(chunk)

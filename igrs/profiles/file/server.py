@@ -6,9 +6,11 @@
 
 ``FileServer`` is an IGRS service (``urn:IGRS:ServiceType:FileServer:1``): its actions
 browse, stat and change the shared folders; ``BeginGet`` / ``BeginPut`` hand out
-short-lived capability URLs under ``/files/`` on the device's own HTTP port, where the
-bytes move as plain HTTP (GET with ranges; PUT resumable at an offset, SHA-256 verified).
-Permissions are per paired device; every action learns its caller from the secure pipe.
+short-lived capability URLs under ``/files/`` where the bytes move as HTTP (GET with ranges;
+PUT resumable at an offset, SHA-256 verified): inside TLS 1.3 on the device's TLS port when
+the paired caller asks for it (``transport="tls"``, identities pinned: igrs.net.tls), else
+on the device's own HTTP port. Permissions are per paired device; every action learns its
+caller from the secure pipe.
 """
 
 from __future__ import annotations
@@ -701,8 +703,8 @@ def _rename_noreplace(src: Path, dst: Path) -> None:
 def attach_file_server(device: Device, folders: Iterable[SharedFolder | str], *,
                        service_id: int | None = None, **kwargs: Any) -> FileServer:
     """Share ``folders`` (SharedFolder or ``PATH[:rw]`` / ``NAME=PATH[:rw]`` specs) from
-    ``device``: adds the FileServer service and mounts ``/files/``.
-    Call before or after ``device.start()``."""
+    ``device``: adds the FileServer service, mounts ``/files/`` and offers TLS transfers on
+    the device's TLS port (its identity, its pairings). Call before or after ``device.start()``."""
     server = FileServer([f if isinstance(f, SharedFolder) else parse_share_spec(f) for f in folders], **kwargs)
     device.add_service(server, service_id)
     device.http.mount(FILE_HTTP_PREFIX, server.handle_http)
