@@ -299,7 +299,8 @@ class FileClient:
                 assert self._pinned is not None
                 self._context = self._pinned()
             self.transport = "tls"
-            host = urlsplit(self.base_url).netloc.rpartition(":")[0] or urlsplit(self.base_url).netloc
+            host = urlsplit(self.base_url).hostname or ""
+            host = f"[{host}]" if ":" in host else host
             return info, f"https://{host}:{int(info['port'])}{info['url']}", self._context
         if self.tls:
             raise TransferFailed(f"{action}: the device offers no TLS transfer",
@@ -367,12 +368,12 @@ class FileClient:
                         raise TransferFailed(f"GET {remote}: HTTP {resp.status}", return_code=resp.status)
                     done = sink.offset
                     async for chunk, _ in resp.content.iter_chunks():
-                        stall.moved()
                         await writer.add(chunk)
                         done += len(chunk)
                         if progress is not None:
                             progress(done, size)
                         await throttle(len(chunk))
+                        stall.moved()
             await writer.flush()
         except aiohttp.ClientSSLError as exc:
             raise _tls_refused(remote, exc) from None
@@ -430,11 +431,11 @@ class FileClient:
             f.seek(start)
             pos = start
             while pos < end:
+                stall.moved()
                 block = f.read(min(BLOCK, end - pos))
                 if not block:
                     raise IGRSError(f"{src} shrank while being sent")
                 pos += len(block)
-                stall.moved()
                 yield block
                 if progress is not None:
                     progress(pos, total)
