@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from igrs.constants import FILE_BROWSE_LIMIT, FILE_STALL_TIMEOUT, ReturnCode
+from igrs.constants import FILE_BROWSE_LIMIT, FILE_STALL_TIMEOUT, HTTP_HANDOFF_BUFFER, ReturnCode
 from igrs.errors import IGRSError, RemoteError
 from igrs.profiles.file.pipeline import WriteBehind, io_executor
 from igrs.profiles.file.server import SERVICE_TYPE
@@ -240,8 +240,10 @@ class FileClient:
     @property
     def http(self) -> aiohttp.ClientSession:
         if self._http is None:
-            # no sock_read: each transfer has its own stall timer (_Stall)
-            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+            # no sock_read: each transfer has its own stall timer (_Stall); a socket read (256 KiB)
+            # fits the read buffer without pausing and resuming reading (as HTTP_HANDOFF_BUFFER)
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+                                               read_bufsize=HTTP_HANDOFF_BUFFER)
         return self._http
 
     async def close(self) -> None:
