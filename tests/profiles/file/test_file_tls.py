@@ -159,15 +159,15 @@ async def test_the_tls_port_is_capped_and_timed(home: dict) -> None:
         s.setblocking(False)
         return s
 
+    opened = loop.time()
     held = [connect() for _ in range(3)]  # never start a handshake: counted from the accept
     await asyncio.sleep(0.2)
     assert dev.http.server.per_address.get("127.0.0.2") == 3
     extra = connect()
     assert await asyncio.wait_for(loop.sock_recv(extra, 100), 2) == b""  # over the cap: closed at once
-    started = loop.time()
     for s in held:  # the handshake is timed like a request head (header_timeout, 1 s here)
         assert await asyncio.wait_for(loop.sock_recv(s, 100), 5) == b""
-    assert 0.5 < loop.time() - started < 3
+    assert 0.9 < loop.time() - opened < 5
     await asyncio.sleep(0.1)
     assert "127.0.0.2" not in dev.http.server.per_address
     for s in [*held, extra]:
