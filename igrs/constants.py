@@ -93,6 +93,7 @@ HTTP_IDLE_TIMEOUT: Final = 75.0  # s a kept-alive connection may stay idle betwe
 HTTP_SEND_TIMEOUT: Final = 60.0  # s an answer may make no progress (the peer stopped reading)
 HTTP_LINGER_TIME: Final = 2.0  # s input is still read (and dropped) after an error answer
 HTTP_MALFORMED_LOG_INTERVAL: Final = 60.0  # s: one log line per peer for malformed requests
+HTTP_HANDOFF_BUFFER: Final = 256 * 1024  # bytes of a handed-off request body buffered (pauses at 2x)
 
 
 # --- pipes and pairing (clause 9.2; project choices, specs/pipes.md) ---
@@ -183,3 +184,7 @@ FILE_MAX_TOKENS: Final = 1024  # live capability URLs per server (oldest dropped
 FILE_MAX_UPLOADS_PER_PEER: Final = 16  # partial uploads one peer may keep per share
 FILE_PARTIAL_LIFETIME: Final = 7 * 86400  # s an untouched partial upload is kept for resumption
 FILE_HTTP_PREFIX: Final = "/files/"  # the mounted transfer prefix on the device's HTTP port
+FILE_WRITE_BATCH: Final = 1 << 20  # bytes a transfer hands its writer thread at once (one more may fill)
+FILE_IO_THREADS: Final = 4  # worker threads writing and hashing the bytes of transfers
+FILE_STALL_TIMEOUT: Final = 60.0  # s a client transfer may move no byte (or wait for its answer)
+TLS_CLIENT_CONTEXTS: Final = 64  # client TLS contexts one identity keeps (one per pinned peer key)

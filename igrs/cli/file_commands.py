@@ -181,6 +181,10 @@ def _interrupted(what: str, exc: BaseException) -> IGRSError:
     return IGRSError(f"{what} interrupted ({exc or type(exc).__name__}); {RESUME_HINT}")
 
 
+def _carried(transport: str) -> str:
+    return "inside TLS 1.3" if transport == "tls" else "plain HTTP: the device does not speak TLS"
+
+
 def _say(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
     print(json.dumps(data) if args.json else text, flush=True)
 
@@ -221,7 +225,8 @@ async def cmd_get(args: argparse.Namespace) -> int:
                                        progress=progress, rate_limit=args.limit_rate)
             except (TimeoutError, aiohttp.ClientError) as exc:
                 raise _interrupted("download", exc) from None
-    _say(args, {"event": "done", "path": str(dest)}, f"saved {dest}")
+    _say(args, {"event": "done", "path": str(dest), "transport": files.transport},
+         f"saved {dest} ({_carried(files.transport)})")
     return EXIT_OK
 
 
@@ -241,7 +246,8 @@ async def cmd_put(args: argparse.Namespace) -> int:
                                          rate_limit=args.limit_rate, on_resume=resumed)
             except (TimeoutError, aiohttp.ClientError) as exc:
                 raise _interrupted("upload", exc) from None
-    _say(args, {"event": "done", "path": remote, "sha256": digest}, f"stored {remote} (sha256 {digest})")
+    _say(args, {"event": "done", "path": remote, "sha256": digest, "transport": files.transport},
+         f"stored {remote} (sha256 {digest}; {_carried(files.transport)})")
     return EXIT_OK
 
 

@@ -15,6 +15,7 @@ import contextlib
 import ipaddress
 import re
 import secrets
+import ssl
 from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -218,13 +219,13 @@ def dechunk(res: HttpResult) -> HttpResult:
 
 
 async def fetch(ctx: Context, url: str, method: str = "GET", headers: Sequence[tuple[str, str]] = (),
-                body: bytes = b"", note: str = "") -> HttpResult:
+                body: bytes = b"", note: str = "", tls: ssl.SSLContext | None = None) -> HttpResult:
     """One raw HTTP exchange with the DUT, recorded. ``url`` is absolute or a path on the DUT's
-    HTTP endpoint; the path part is sent unchanged."""
+    HTTP endpoint; the path part is sent unchanged. ``tls``: inside TLS with this client context."""
     host, port, target = split_url(ctx, url)
     try:
         res = await http_exchange(host, port, http_request(method, target, host, port, headers, body),
-                                  ctx.rec, note=note or f"{method} {target[:80]}", timeout=10.0)
+                                  ctx.rec, note=note or f"{method} {target[:80]}", timeout=10.0, tls=tls)
     except (OSError, TimeoutError, ValueError) as exc:
         raise CaseFailed(f"{method} {target[:80]}: no HTTP answer ({type(exc).__name__}: {exc})") from None
     return dechunk(res)

@@ -17,7 +17,8 @@ import hashlib
 import json
 import random
 import secrets
-from collections.abc import AsyncIterator
+import ssl
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ from igrs.conformance.cases_av import (
     refusal,
     service_session,
 )
+from igrs.conformance.peer import TestPeer
 from igrs.conformance.rawnet import HttpResult, _read_response
 from igrs.conformance.runner import CaseFailed, CaseSkipped, Context, NotApplicable, check
 from igrs.wire.httpu import parse_head
@@ -658,3 +660,88 @@ async def file_010(ctx: Context) -> None:
             await cancel(fs, info.get("upload", ""))
             await remove(fs, path)
         fail_if([p for p in problems if p])
+
+
+# --- FILE-011: transfers between paired devices are encrypted and pinned -----------------------------
+async def tls_contexts(ctx: Context) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """Client contexts that accept only the DUT's paired identity: showing the test device's
+    certificate (the identity the DUT paired with), and a stranger's (a fresh identity)."""
+    from igrs.core.security.identity import LocalIdentity
+    from igrs.net.tls import PinnedTls
+
+    peer = await TestPeer.of(ctx)
+    assert ctx.device_id is not None
+    dut_key = peer.cp.keystore.peer_key(ctx.device_id)
+    if dut_key is None:
+        raise CaseFailed("paired, but the test device holds no identity key of the DUT")
+    return (PinnedTls(peer.identity).client_context(dut_key),
+            PinnedTls(LocalIdentity.generate()).client_context(dut_key))
+
+
+async def begin_tls(fs: ServiceProxy, action: str, **args: Any) -> tuple[dict[str, str], int]:
+    answer = await invoke(fs, action, **args, transport="tls")
+    info = dict(answer) if isinstance(answer, dict) else {}
+    if info.get("transport") != "tls" or not str(info.get("port", "")).isdigit():
+        raise CaseFailed(f'{action} with transport "tls" answered transport {info.get("transport")!r} and '
+                         f'port {info.get("port")!r}: the bytes would travel in clear')
+    return info, int(info["port"])
+
+
+async def tls_fetch(ctx: Context, port: int, target: str, context: ssl.SSLContext, note: str, *,
+                    method: str = "GET", headers: Sequence[tuple[str, str]] = (),
+                    body: bytes = b"") -> HttpResult | str:
+    """A raw exchange inside TLS with the DUT's TLS port; the refusal (why) as a string when
+    the handshake or the connection fails."""
+    try:
+        host = f"[{ctx.host}]" if ":" in ctx.host else ctx.host
+        return await fetch(ctx, f"https://{host}:{port}{target}", method, headers, body, note, tls=context)
+    except CaseFailed as exc:
+        ctx.rec.add("!", f"{ctx.host}:{port}", b"", f"refused: {exc}")
+        return str(exc)
+
+
+@check("FILE-011")
+async def file_011(ctx: Context) -> None:
+    own, stranger = await tls_contexts(ctx)
+    async with file_session(ctx) as fs, sample_file(ctx, fs) as f:
+        info, port = await begin_tls(fs, "BeginGet", path=f.path, checksum=True)
+        got = await tls_fetch(ctx, port, info["url"], own, "GET inside TLS, the test device's certificate")
+        if isinstance(got, str):
+            raise CaseFailed(f"GET inside TLS with the paired identity's certificate failed ({got}): the "
+                             "DUT's certificate is not signed by the identity key it proved at pairing, or it "
+                             "refused the test device's")
+        problems = []
+        digest = sha256(got.body)
+        if got.status != 200 or digest != info.get("sha256", digest) or len(got.body) != f.size:
+            problems.append(f"GET inside TLS: HTTP {got.status} with {len(got.body)} bytes, not the file")
+        if not got.tls.startswith("TLSv1.3 "):
+            problems.append(f"the transfer negotiated {got.tls or 'no TLS'}, expected TLS 1.3")
+        other = await tls_fetch(ctx, port, info["url"], stranger,
+                                "GET inside TLS, a certificate of another key")
+        if not isinstance(other, str) and (other.status == 200 or (got.body and got.body in other.body)):
+            problems.append(f"a client with another key got HTTP {other.status} with {len(other.body)} bytes: "
+                            "the DUT does not pin the paired identity")
+        clear = await fetch(ctx, info["url"], note="the TLS transfer's URL over plain HTTP")
+        if clear.status == 200 or (got.body and got.body in clear.body):
+            problems.append(f"the TLS transfer's URL over plain HTTP: HTTP {clear.status}, the file in clear")
+        share = (await shares(fs)).writable()
+        if share is not None:
+            problems += await _tls_put(ctx, fs, share, own)
+        fail_if(problems)
+
+
+async def _tls_put(ctx: Context, fs: ServiceProxy, share: str, own: ssl.SSLContext) -> list[str]:
+    path, data = f"/{share}/{new_name()}", data_of(64 * 1024, 11)
+    try:
+        info, port = await begin_tls(fs, "BeginPut", path=path, size=len(data), sha256=sha256(data),
+                                     overwrite=False)
+        res = await tls_fetch(ctx, port, info["url"], own, "PUT inside TLS", method="PUT", body=data,
+                              headers=[("Upload-Offset", "0"), ("Content-Type", "application/octet-stream")])
+        if isinstance(res, str) or not upload_complete(res):
+            return [f"PUT inside TLS: {res if isinstance(res, str) else f'HTTP {res.status}'}, expected 201"]
+        st = await invoke(fs, "Stat", path=path, checksum=True)
+        if st.get("sha256", sha256(data)) != sha256(data):
+            return [f"the upload inside TLS was stored with SHA-256 {st.get('sha256')!r}"]
+        return []
+    finally:
+        await remove(fs, path)

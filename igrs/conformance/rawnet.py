@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,17 +63,24 @@ class HttpResult:
     headers: list[tuple[str, str]]
     body: bytes
     raw: bytes
+    tls: str = ""  # over TLS: the protocol version and cipher negotiated ("TLSv1.3 TLS_AES_256_GCM_SHA384")
 
     def header(self, name: str) -> str | None:
         return next((v for k, v in self.headers if k.lower() == name.lower()), None)
 
 
 async def http_exchange(host: str, port: int, request: bytes, rec: Recorder, *,
-                        timeout: float = 5.0, note: str = "") -> HttpResult:
-    """Send ``request`` as is on a fresh TCP connection; read the answer to EOF or to
-    its Content-Length. Raises TimeoutError / ConnectionError / ValueError."""
-    rec.add(">", f"{host}:{port}", request, note)
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+                        timeout: float = 5.0, note: str = "", tls: ssl.SSLContext | None = None) -> HttpResult:
+    """Send ``request`` as is on a fresh TCP connection (in TLS with the client context
+    ``tls``: the plaintext is recorded); read the answer to EOF or to its Content-Length.
+    Raises TimeoutError / ConnectionError / ValueError / OSError (ssl.SSLError)."""
+    rec.add(">", f"{host}:{port}", request, note + (" (inside TLS)" if tls is not None else ""))
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(host, port, ssl=tls, server_hostname="" if tls is not None else None), timeout)
+    negotiated = ""
+    ssl_object = writer.get_extra_info("ssl_object")
+    if ssl_object is not None:
+        negotiated = f"{ssl_object.version()} {(ssl_object.cipher() or ('?',))[0]}"
     try:
         writer.write(request)
         await writer.drain()
@@ -81,7 +89,7 @@ async def http_exchange(host: str, port: int, request: bytes, rec: Recorder, *,
         writer.close()
         with contextlib.suppress(Exception):
             await writer.wait_closed()
-    rec.add("<", f"{host}:{port}", raw)
+    rec.add("<", f"{host}:{port}", raw, f"inside {negotiated}" if negotiated else "")
     head, _, body = raw.partition(b"\r\n\r\n")
     if not head:
         raise ValueError("no HTTP answer")
@@ -89,7 +97,7 @@ async def http_exchange(host: str, port: int, request: bytes, rec: Recorder, *,
     parts = start.split(" ", 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
         raise ValueError(f"malformed status line {start[:60]!r}")
-    return HttpResult(int(parts[1]), list(headers), body, raw)
+    return HttpResult(int(parts[1]), list(headers), body, raw, negotiated)
 
 
 async def _read_response(reader: asyncio.StreamReader) -> bytes:

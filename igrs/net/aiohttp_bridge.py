@@ -24,6 +24,7 @@ from aiohttp.web_protocol import MAX_MSG_QUEUE_SIZE, RequestHandler
 from multidict import CIMultiDict
 
 from igrs.constants import (
+    HTTP_HANDOFF_BUFFER,
     HTTP_MALFORMED_LOG_INTERVAL,
     HTTP_MAX_HEADER_FIELDS,
     HTTP_MAX_LINE,
@@ -90,7 +91,7 @@ class AnyMethodServer(web.Server):
         handler.observer = observer
         handler.note_malformed = self.note_malformed
         handler._parser = HttpRequestParserPy(
-            handler, self._loop, 2**16, max_line_size=HTTP_MAX_LINE, max_field_size=HTTP_MAX_LINE,
+            handler, self._loop, HTTP_HANDOFF_BUFFER, max_line_size=HTTP_MAX_LINE, max_field_size=HTTP_MAX_LINE,
             max_headers=HTTP_MAX_HEADER_FIELDS, payload_exception=web.HTTPBadRequest,
             max_msg_queue_size=MAX_MSG_QUEUE_SIZE,
         )

@@ -31,6 +31,8 @@ from igrs.wire.memo import Memo
 from igrs.wire.messages import ErrorResponse, Frame, SoapMessage, Status
 
 if TYPE_CHECKING:
+    import ssl
+
     from aiohttp import web
 
     RawHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
@@ -87,6 +89,8 @@ class IgrsHttpServer:
         self.server = HttpServer(self, limits)
         self._web: Any = None  # the aiohttp server of handed-over connections, once needed
         self._seq = itertools.count(1)
+        self._addresses: list[str] = []
+        self.tls_port = 0  # the TLS port, once listening (listen_tls)
 
     async def start(self, addresses: list[str], port: int | None) -> int:
         """Listen on ``addresses``; ``port`` None tries 3880 then an ephemeral port."""
@@ -104,14 +108,24 @@ class IgrsHttpServer:
         assert last_error is not None
         raise last_error
 
-    async def _bind_all(self, addresses: list[str], port: int) -> int:
+    async def _bind_all(self, addresses: list[str], port: int, tls: ssl.SSLContext | None = None) -> int:
+        self._addresses = addresses
         for address in addresses:
-            bound = await self.server.listen(address, port)
+            bound = await self.server.listen(address, port, tls)
             if port == 0:  # every interface on the same port as the first
                 port = bound
         return port
 
+    async def listen_tls(self, context: ssl.SSLContext) -> int:
+        """Also serve TLS (``context``, server side) on an ephemeral port of the same addresses,
+        with the same caps and timers: once, until ``close``. Returns the port."""
+        if not self.tls_port:
+            self.tls_port = await self._bind_all(self._addresses, 0, context)
+            log.info("TLS port %d", self.tls_port)
+        return self.tls_port
+
     async def close(self) -> None:
+        self.tls_port = 0
         await self.server.close()
         if self._web is not None:
             self._web.pre_shutdown()  # no new request on the handed-over connections ...

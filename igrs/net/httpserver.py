@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from igrs.constants import (
     HTTP_BODY_TIMEOUT,
@@ -41,6 +41,9 @@ from igrs.wire.http11 import (
 )
 from igrs.wire.httpu import Headers
 from igrs.wire.isdp import SERVER
+
+if TYPE_CHECKING:
+    import ssl
 
 log = logging.getLogger(__name__)
 
@@ -157,11 +160,13 @@ class HttpServer:
         self.closing = False
         self._listeners: list[asyncio.Server] = []
 
-    async def listen(self, host: str, port: int) -> int:
-        """Listen on ``host``:``port`` (0: an ephemeral port); return the port."""
+    async def listen(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> int:
+        """Listen on ``host``:``port`` (0: an ephemeral port); return the port. With ``tls``, a
+        connection is counted and capped when accepted, then speaks TLS (server side): the
+        handshake must end within the header timeout."""
         loop = asyncio.get_running_loop()
         self.closing = False
-        listener = await loop.create_server(lambda: _Connection(self), host, port, reuse_address=True)
+        listener = await loop.create_server(lambda: _Connection(self, tls), host, port, reuse_address=True)
         self._listeners.append(listener)
         return int(listener.sockets[0].getsockname()[1])
 
@@ -227,11 +232,13 @@ class _Connection(asyncio.Protocol):
 
     __slots__ = ("_active", "_body_open", "_body_start", "_buf", "_close_after", "_early", "_eof",
                  "_handoff", "_head", "_inner", "_linger", "_path", "_paused", "_peer", "_progress_at",
-                 "_queue", "_scanned", "_send_timer", "_server", "_state", "_stopped", "_timer",
-                 "_transport", "_write_paused")
+                 "_queue", "_scanned", "_send_timer", "_server", "_state", "_stopped", "_timer", "_tls",
+                 "_transport", "_upgrade", "_write_paused")
 
-    def __init__(self, server: HttpServer) -> None:
+    def __init__(self, server: HttpServer, tls: ssl.SSLContext | None = None) -> None:
         self._server = server
+        self._tls = tls  # TLS to start once accepted
+        self._upgrade: asyncio.Task[None] | None = None
         self._transport: asyncio.Transport | None = None
         self._buf = bytearray()
         self._scanned = 0  # bytes of an incomplete head already searched for its end
@@ -276,13 +283,46 @@ class _Connection(asyncio.Protocol):
         server.connections.add(self)
         server.per_address[peer] = held + 1
         _limit_unacknowledged(transport, limits.send_timeout)
+        if self._tls is not None:
+            transport.pause_reading()  # the handshake's bytes are for the TLS layer
+            self._set_state(_HEAD)  # the handshake is timed as a request head
+            self._upgrade = asyncio.get_running_loop().create_task(self._start_tls(transport, self._tls))
+            return
         self._set_state(_IDLE)
+
+    async def _start_tls(self, transport: asyncio.Transport, context: ssl.SSLContext) -> None:
+        """Speak TLS on the accepted connection; from then on ``_transport`` is the TLS one."""
+        loop = asyncio.get_running_loop()
+        secure: asyncio.Transport | None = None
+        try:
+            secure = await loop.start_tls(transport, self, context, server_side=True,
+                                          ssl_handshake_timeout=self._server.limits.header_timeout)
+        except (OSError, ValueError) as exc:  # ssl.SSLError, a reset, the handshake timeout
+            log.debug("TLS handshake with %s failed: %s", self._peer, exc)
+        finally:
+            self._upgrade = None
+            if secure is None or self._transport is None:  # failed, lost or cancelled meanwhile
+                transport.abort()
+                if self in self._server.connections:
+                    self.connection_lost(None)
+        if secure is None or self._transport is None:
+            return
+        self._transport = secure
+        self._state = -1
+        self._set_state(_IDLE)
+        if self._buf:
+            self._parse()
+        if self._eof:
+            self.eof_received()
 
     def _refuse(self, transport: asyncio.Transport, answer: bytes) -> None:
         """Answer 503 and close; half-close and read until the peer closes (or the linger
         time), so that the answer is not lost to a reset caused by the peer's unread request."""
         server = self._server
         server.refused += 1
+        if self._tls is not None:  # a 503 in clear would not reach a TLS client: just close
+            transport.abort()
+            return
         transport.write(answer)
         if len(server.refusing) >= server.limits.max_refusing or not transport.can_write_eof():
             transport.close()
@@ -307,19 +347,24 @@ class _Connection(asyncio.Protocol):
         if self._stopped or self._transport is None:
             return  # after an error, Connection: close, or at the cap: input is dropped
         self._buf += data
-        self._parse()
+        if self._upgrade is None:
+            self._parse()
+        # else: the first request came with the end of the TLS handshake; parsed in _start_tls
 
     def eof_received(self) -> bool | None:
         self._eof = True
         if self._inner is not None:
             return self._inner.eof_received()
+        half_close = self._tls is None  # TLS has none: its layer closes after the peer's EOF
+        if self._upgrade is not None:
+            return half_close  # handled in _start_tls, once the TLS transport is known
         if self._state == _LINGER or self._transport is None:
             return False
         if self._handoff:
-            return True  # the new protocol answers, then closes
+            return half_close  # the new protocol answers, then closes
         self._stop(close_after=True)
         self._flush()
-        return True  # answer what was asked before the peer's half-close
+        return half_close  # answer what was asked before the peer's half-close
 
     def connection_lost(self, exc: Exception | None) -> None:
         server = self._server

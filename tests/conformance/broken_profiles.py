@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import ssl
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,14 +26,16 @@ from aiohttp import web
 from broken_core import BrokenDevice
 
 from igrs.constants import FILE_HTTP_PREFIX, ReturnCode
+from igrs.net.tls import TlsEndpoint
 from igrs.node.service import action
 from igrs.profiles.av.content import ContentDirectory, ContentError
 from igrs.profiles.av.fetch_policy import FetchPolicy
 from igrs.profiles.av.renderer import MediaRenderer, Track
 from igrs.profiles.av.server import AV_PREFIX, MediaServer, device_base_url
 from igrs.profiles.file import paths
-from igrs.profiles.file.server import RW, FileServer, Grant, SharedFolder, _err, _same_host
+from igrs.profiles.file.server import RW, Caller, FileServer, Grant, SharedFolder, _err, _same_host
 from igrs.profiles.file.transfer import Upload
+from igrs.wire.ids import DeviceId
 
 
 class ProfileDevice(BrokenDevice):
@@ -43,6 +46,7 @@ class ProfileDevice(BrokenDevice):
     MEDIA_SERVER_CLASS: ClassVar[type[MediaServer]] = MediaServer
     RENDERER_CLASS: ClassVar[type[MediaRenderer]] = MediaRenderer
     FILE_SERVER_CLASS: ClassVar[type[FileServer]] = FileServer
+    TLS_ENDPOINT_CLASS: ClassVar[type[TlsEndpoint]] = TlsEndpoint
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -68,6 +72,8 @@ class ProfileDevice(BrokenDevice):
             fs = self.FILE_SERVER_CLASS(shares)
             self.add_service(fs)
             self.http.mount(FILE_HTTP_PREFIX, fs.handle_http)
+            fs.serve_tls(lambda: self.TLS_ENDPOINT_CLASS(self.http, lambda: self.identity,
+                                                         self.keystore.peer_key))
             self.file_server = fs
 
     async def stop(self) -> None:
@@ -223,6 +229,38 @@ class DeleteIgnoredFileDevice(ProfileDevice):
     RULE = "a file Delete answered with success is gone (Stat 404)"
     CAUGHT_BY = ("FILE-005",)
     FILE_SERVER_CLASS = _DeleteIgnoredFileServer
+
+
+class _CleartextFileServer(FileServer):
+    async def _transport(self, caller: Caller, transport: str) -> dict[str, str]:
+        return {"transport": "http"}  # asked for TLS, answers plain HTTP
+
+
+class CleartextFileDevice(ProfileDevice):
+    """Carries every transfer over plain HTTP, also when the paired device asks for TLS."""
+
+    RULE = "a transfer asked for with transport tls travels inside TLS"
+    CAUGHT_BY = ("FILE-011",)
+    FILE_SERVER_CLASS = _CleartextFileServer
+
+
+class _AnyClientTls(TlsEndpoint):
+    """TLS without client authentication: any client gets the transfers of the paired one."""
+
+    async def port_for(self, peer: str | DeviceId) -> int | None:
+        self.tls.server_context().verify_mode = ssl.CERT_NONE  # no client certificate asked for
+        return await super().port_for(peer)
+
+    def verified(self, transport: Any, peer: str | DeviceId) -> bool:
+        return True
+
+
+class UnpinnedTlsFileDevice(ProfileDevice):
+    """Serves TLS transfers to any client: it asks for no certificate, so pins no identity."""
+
+    RULE = "a TLS transfer is served only to the client certified by the paired identity"
+    CAUGHT_BY = ("FILE-011",)
+    TLS_ENDPOINT_CLASS = _AnyClientTls
 
 
 # --- AV profile -------------------------------------------------------------------------------------
@@ -387,6 +425,7 @@ class QuietPauseRendererDevice(ProfileDevice):
 PROFILE_BROKEN_DEVICES: tuple[type[ProfileDevice], ...] = (
     PathTraversalFileDevice, UploadNotVerifiedDevice, PartialUploadVisibleDevice, UnboundCapabilityFileDevice,
     BrowseOffsetIgnoredFileDevice, StatAllocatedSizeFileDevice, RangeIgnoredFileDevice, DeleteIgnoredFileDevice,
+    CleartextFileDevice, UnpinnedTlsFileDevice,
     RangeIgnoredAVDevice, PathTraversalAVDevice, PagingIgnoredAVDevice, UnknownObjectEmptyAVDevice,
     DidlWithoutClassAVDevice, HeadDiffersAVDevice, AnyUriRendererDevice, QuietPauseRendererDevice,
 )

@@ -163,6 +163,8 @@ WHY = {  # what the failure must say: caught for its broken rule, not by acciden
     "StatAllocatedSizeFileDevice": "Browse said file of",
     "RangeIgnoredFileDevice": "HTTP 200 (the whole file), expected 206",
     "DeleteIgnoredFileDevice": "after Delete: Stat",
+    "CleartextFileDevice": "the bytes would travel in clear",
+    "UnpinnedTlsFileDevice": "a client with another key got HTTP 200",
     "RangeIgnoredAVDevice": "HTTP 200",
     "PathTraversalAVDevice": "served /etc/passwd",
     "PagingIgnoredAVDevice": "RequestedCount 1 returned",

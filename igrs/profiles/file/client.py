@@ -19,20 +19,28 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import aiohttp
 
-from igrs.constants import FILE_BROWSE_LIMIT, ReturnCode
+from igrs.constants import FILE_BROWSE_LIMIT, FILE_STALL_TIMEOUT, HTTP_HANDOFF_BUFFER, ReturnCode
 from igrs.errors import IGRSError, RemoteError
+from igrs.profiles.file.pipeline import WriteBehind, io_executor
 from igrs.profiles.file.server import SERVICE_TYPE
+from igrs.profiles.file.transfer import Writeback, hash_file, write_all
+
+if TYPE_CHECKING:
+    import ssl
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
 BLOCK = 1 << 20
@@ -105,23 +113,134 @@ class _Throttle:
             await asyncio.sleep(ahead)
 
 
-class FileClient:
-    """One open session with a device's FileServer, plus an HTTP client for the transfers."""
+class _Stall:
+    """Ends the transfer it guards with TimeoutError when no byte moved (``moved``) for
+    ``limit`` seconds: one timer per transfer, re-armed only when it fires. (aiohttp's
+    ``sock_read`` timeout re-arms a timer per socket read: an eighth of a download's event-loop
+    time, profiled.)"""
 
-    def __init__(self, proxy: Any, base_url: str, *, http: aiohttp.ClientSession | None = None) -> None:
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        self._fired = False
+        self._last = self._loop.time()
+        self._handle = self._loop.call_later(limit, self._check)
+        self._cancelling = self._task.cancelling() if self._task is not None else 0
+
+    def moved(self) -> None:
+        self._last = self._loop.time()
+
+    def _check(self) -> None:
+        idle = self._loop.time() - self._last
+        if idle < self.limit:
+            self._handle = self._loop.call_later(self.limit - idle, self._check)
+        elif self._task is not None:
+            self._fired = True
+            self._task.cancel()
+
+    def __enter__(self) -> _Stall:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        self._handle.cancel()
+        if (self._fired and exc_type is asyncio.CancelledError and self._task is not None
+                and self._task.uncancel() <= self._cancelling):
+            raise TimeoutError(f"no byte moved for {self.limit:.0f} s")
+
+
+class _Partial:
+    """The ``.igrs-part`` file of a download, written (and hashed) by a worker thread."""
+
+    def __init__(self, path: Path, offset: int, *, hashing: bool) -> None:
+        self.path, self.offset, self.hashing = path, offset, hashing
+        self._hash = hashlib.sha256()
+        self._fd: int | None = None
+        self._writeback = Writeback()
+
+    def open(self) -> None:
+        """Open at ``offset`` (dropping anything beyond), hashing the prefix kept."""
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        if self.offset and self.hashing:
+            self._hash = hash_file(self.path, self.offset)
+        os.ftruncate(self._fd, self.offset)
+        os.lseek(self._fd, self.offset, os.SEEK_SET)
+
+    def restart(self) -> None:
+        assert self._fd is not None
+        os.ftruncate(self._fd, 0)
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        self.offset, self._hash = 0, hashlib.sha256()
+
+    def write(self, chunks: list[bytes]) -> None:
+        assert self._fd is not None
+        start = self.offset
+        self.offset += write_all(self._fd, chunks)
+        self._writeback.written(self._fd, start, self.offset)
+        if self.hashing:
+            for chunk in chunks:
+                self._hash.update(chunk)
+
+    def finish(self) -> str:
+        """Durable on disk; the SHA-256 of the whole file (empty when not hashing)."""
+        assert self._fd is not None
+        os.fsync(self._fd)
+        return self._hash.hexdigest() if self.hashing else ""
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _tls_refused(remote: str, exc: aiohttp.ClientSSLError) -> TransferFailed:
+    return TransferFailed(f"{remote}: TLS with the device failed: its certificate is not signed by the "
+                          f"identity paired with, or it refused ours ({exc})",
+                          return_code=ReturnCode.NOT_AUTHENTICATED)
+
+
+class FileClient:
+    """One open session with a device's FileServer, plus an HTTP client for the transfers.
+
+    ``tls``: None (default) carries the bytes over TLS when the device offers it -- every igrs
+    device of this version does -- and over plain HTTP for a device that does not know TLS
+    transfers (a legacy peer); True requires TLS; False asks for plain HTTP. ``pinned`` makes
+    the TLS context that accepts only the device's paired identity (``connect`` passes it).
+    ``transport`` is what the last transfer used ("tls" or "http")."""
+
+    def __init__(self, proxy: Any, base_url: str, *, http: aiohttp.ClientSession | None = None,
+                 tls: bool | None = None, pinned: Callable[[], ssl.SSLContext] | None = None,
+                 stall_timeout: float = FILE_STALL_TIMEOUT) -> None:
         self.proxy = proxy
+        self.stall_timeout = stall_timeout  # s without a byte moved (or an answer): TimeoutError
         self.base_url = base_url.rstrip("/")
         self._http = http
         self._own_http = http is None
+        self.tls = tls
+        self._pinned = pinned
+        self._context: ssl.SSLContext | None = None
+        self.transport = ""
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def connect(cls, cp: Any, device: Any) -> AsyncIterator[FileClient]:
+    async def connect(cls, cp: Any, device: Any, *, tls: bool | None = None,
+                      stall_timeout: float = FILE_STALL_TIMEOUT) -> AsyncIterator[FileClient]:
         """Open a session with ``device``'s file server through ControlPoint ``cp`` (paired)."""
         record = cp.find(device)
         parts = urlsplit(record.url)
+        peer_key = cp.keystore.peer_key(record.device_id)
+
+        def pinned() -> ssl.SSLContext:  # ssl and the certificate code load on the first TLS transfer
+            from igrs.net.tls import PinnedTls
+
+            if peer_key is None:
+                raise TransferFailed("not paired with the device: no identity to pin for TLS",
+                                     return_code=ReturnCode.FORBIDDEN)
+            return PinnedTls(cp.identity).client_context(peer_key)
+
         async with cp.session(record, SERVICE_TYPE) as proxy:
-            client = cls(proxy, f"{parts.scheme}://{parts.netloc}")
+            client = cls(proxy, f"{parts.scheme}://{parts.netloc}", tls=tls, pinned=pinned,
+                         stall_timeout=stall_timeout)
             try:
                 yield client
             finally:
@@ -130,8 +249,10 @@ class FileClient:
     @property
     def http(self) -> aiohttp.ClientSession:
         if self._http is None:
-            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10,
-                                                                             sock_read=60))
+            # no sock_read: each transfer has its own stall timer (_Stall); a socket read (256 KiB)
+            # fits the read buffer without pausing and resuming reading (as HTTP_HANDOFF_BUFFER)
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+                                               read_bufsize=HTTP_HANDOFF_BUFFER)
         return self._http
 
     async def close(self) -> None:
@@ -165,6 +286,39 @@ class FileClient:
         """Changes made through the server: ``async for c in files.watch(): c.value["op"]``."""
         return self.proxy.subscribe("change")
 
+    # --- transfers ----------------------------------------------------------------------------
+    async def _begin(self, action: str, **args: Any) -> tuple[dict[str, str], str, ssl.SSLContext | None]:
+        """Call BeginGet/BeginPut asking for the transport ``tls`` says; return the answer, the
+        absolute URL and the TLS context to use (None: plain HTTP)."""
+        call = getattr(self.proxy, action)
+        if self.tls is not False and self._pinned is not None:
+            try:
+                info = dict(await call(**args, transport="tls"))
+            except RemoteError as exc:
+                if exc.return_code != ReturnCode.BAD_MESSAGE or "transport" not in exc.reason:
+                    raise
+                if self.tls:
+                    raise TransferFailed(f"{action}: the device does not know TLS transfers",
+                                         return_code=ReturnCode.FORBIDDEN) from None
+                log.info("the device does not know TLS transfers (%s): plain HTTP", exc.reason)
+                self.tls = False  # a legacy peer: do not ask again in this session
+                info = dict(await call(**args))
+        else:
+            info = dict(await call(**args))
+        if info.get("transport") == "tls":
+            if self._context is None:
+                assert self._pinned is not None
+                self._context = self._pinned()
+            self.transport = "tls"
+            host = urlsplit(self.base_url).hostname or ""
+            host = f"[{host}]" if ":" in host else host
+            return info, f"https://{host}:{int(info['port'])}{info['url']}", self._context
+        if self.tls:
+            raise TransferFailed(f"{action}: the device offers no TLS transfer",
+                                 return_code=ReturnCode.FORBIDDEN)
+        self.transport = "http"
+        return info, self.base_url + info["url"], None
+
     # --- get ----------------------------------------------------------------------------------
     async def get(self, remote: str, local: str | os.PathLike[str], *, resume: bool = True,
                   verify: bool = True, progress: Progress | None = None,
@@ -174,7 +328,7 @@ class FileClient:
         dest = Path(local)
         part = dest.with_name(dest.name + PART_SUFFIX)
         meta_path = dest.with_name(dest.name + PART_SUFFIX + ".json")
-        info = await self.proxy.BeginGet(path=remote, checksum=verify)
+        info, url, context = await self._begin("BeginGet", path=remote, checksum=verify)
         size = int(info["size"])
         meta = {"remote": remote, "size": size, "mtime": info["mtime"], "sha256": info.get("sha256", "")}
         offset = 0
@@ -186,47 +340,58 @@ class FileClient:
             if old == meta and part.stat().st_size <= size:
                 offset = part.stat().st_size
         meta_path.write_text(json.dumps(meta))
-        h = hashlib.sha256()
-        with open(part, "r+b" if offset else "wb") as f:
-            if offset:
-                while f.tell() < offset and (block := f.read(min(BLOCK, offset - f.tell()))):
-                    h.update(block)
-                f.seek(offset)
-                f.truncate()
-            if progress is not None:
-                progress(offset, size)
-            if offset < size:
-                throttle = _Throttle(rate_limit)
-                headers = {"Range": f"bytes={offset}-"} if offset else {}
-                async with self.http.get(self.base_url + info["url"], headers=headers) as resp:
-                    if resp.status == 200 and offset:  # the server ignored the range: start over
-                        f.seek(0)
-                        f.truncate()
-                        h, offset = hashlib.sha256(), 0
-                    elif resp.status not in (200, 206):
-                        raise TransferFailed(f"GET {remote}: {_said(await resp.text())} (HTTP {resp.status})",
-                                             return_code=resp.status)
-                    done = offset
-                    async for chunk in resp.content.iter_chunked(BLOCK):
-                        f.write(chunk)
-                        h.update(chunk)
-                        done += len(chunk)
-                        if progress is not None:
-                            progress(done, size)
-                        await throttle(len(chunk))
-            f.flush()
-            if f.tell() != size:
-                raise TransferFailed(f"GET {remote}: got {f.tell()} of {size} bytes (run again to resume)",
-                                     return_code=ReturnCode.PRECONDITION_FAILED)
-            os.fsync(f.fileno())
-        if verify and meta["sha256"] and h.hexdigest() != meta["sha256"]:
+        loop = asyncio.get_running_loop()
+        sink = _Partial(part, offset, hashing=verify)
+        await loop.run_in_executor(io_executor(), sink.open)  # (re-hashes a kept prefix)
+        try:
+            await self._receive(remote, url, context, sink, size, progress, rate_limit)
+            digest = await loop.run_in_executor(io_executor(), sink.finish)  # fsync'ed
+        finally:
+            sink.close()
+        if sink.offset != size:
+            raise TransferFailed(f"GET {remote}: got {sink.offset} of {size} bytes (run again to resume)",
+                                 return_code=ReturnCode.PRECONDITION_FAILED)
+        if verify and meta["sha256"] and digest != meta["sha256"]:
             part.unlink()
             meta_path.unlink(missing_ok=True)
             raise TransferFailed(f"GET {remote}: SHA-256 mismatch; the partial was discarded",
                                  return_code=460)
-        os.replace(part, dest)
+        await loop.run_in_executor(io_executor(), os.replace, part, dest)
         meta_path.unlink(missing_ok=True)
         return dest
+
+    async def _receive(self, remote: str, url: str, context: ssl.SSLContext | None, sink: _Partial, size: int,
+                       progress: Progress | None, rate_limit: float | None) -> None:
+        """GET the bytes from ``sink.offset`` into ``sink`` (written in a thread as they come)."""
+        if progress is not None:
+            progress(sink.offset, size)
+        if sink.offset >= size:
+            return
+        throttle = _Throttle(rate_limit)
+        writer = WriteBehind(sink.write)
+        headers = {"Range": f"bytes={sink.offset}-"} if sink.offset else {}
+        try:
+            with _Stall(self.stall_timeout) as stall:
+                async with self.http.get(url, headers=headers, ssl=context or True) as resp:
+                    if resp.status == 200 and sink.offset:  # the server ignored the range: start over
+                        await asyncio.get_running_loop().run_in_executor(io_executor(), sink.restart)
+                    elif resp.status not in (200, 206):
+                        raise TransferFailed(f"GET {remote}: {_said(await resp.text())} (HTTP {resp.status})",
+                                             return_code=resp.status)
+                    done = sink.offset
+                    async for chunk, _ in resp.content.iter_chunks():
+                        await writer.add(chunk)
+                        done += len(chunk)
+                        if progress is not None:
+                            progress(done, size)
+                        await throttle(len(chunk))
+                        stall.moved()
+            await writer.flush()
+        except aiohttp.ClientSSLError as exc:
+            raise _tls_refused(remote, exc) from None
+        except BaseException:
+            writer.settle()  # what arrived is kept: the next run resumes after it
+            raise
 
     # --- put ----------------------------------------------------------------------------------
     async def put(self, local: str | os.PathLike[str], remote: str, *, overwrite: bool = False,
@@ -238,8 +403,9 @@ class FileClient:
         src = Path(local)
         size = src.stat().st_size
         digest = sha256 if sha256 else await asyncio.to_thread(local_sha256, src)
-        info = await self.proxy.BeginPut(path=remote, size=size, sha256=digest, overwrite=overwrite)
-        url, offset = self.base_url + info["url"], int(info["offset"])
+        info, url, context = await self._begin("BeginPut", path=remote, size=size, sha256=digest,
+                                               overwrite=overwrite)
+        offset = int(info["offset"])
         if offset and on_resume is not None:
             on_resume(offset)
         if progress is not None:
@@ -248,31 +414,36 @@ class FileClient:
         conflicts = 0
         while True:
             end = size if chunk_size is None else min(size, offset + chunk_size)
-            body = self._reader(src, offset, end, size, progress, throttle)
-            async with self.http.put(url, data=body, headers={"Upload-Offset": str(offset),
-                                                            "Content-Type": "application/octet-stream",
-                                                            "Content-Length": str(end - offset)}) as resp:
-                text = await resp.text()
-                server_offset = resp.headers.get("Upload-Offset")
-                if resp.status == 201 or (resp.status == 200 and '"complete": true' in text):
-                    return digest
-                if resp.status == 200:
-                    offset = int(server_offset or end)
-                    continue
-                if resp.status == 409 and server_offset is not None and conflicts < 3:
-                    conflicts += 1
-                    offset = int(server_offset)
-                    continue
-                raise TransferFailed(f"PUT {remote}: {_said(text)} (HTTP {resp.status})",
-                                     return_code=resp.status)
+            headers = {"Upload-Offset": str(offset), "Content-Type": "application/octet-stream",
+                       "Content-Length": str(end - offset)}
+            try:
+                with _Stall(self.stall_timeout) as stall:
+                    body = self._reader(src, offset, end, size, progress, throttle, stall)
+                    async with self.http.put(url, data=body, headers=headers, ssl=context or True) as resp:
+                        text = await resp.text()
+                        server_offset = resp.headers.get("Upload-Offset")
+                        status = resp.status
+            except aiohttp.ClientSSLError as exc:
+                raise _tls_refused(remote, exc) from None
+            if status == 201 or (status == 200 and '"complete": true' in text):
+                return digest
+            if status == 200:
+                offset = int(server_offset or end)
+                continue
+            if status == 409 and server_offset is not None and conflicts < 3:
+                conflicts += 1
+                offset = int(server_offset)
+                continue
+            raise TransferFailed(f"PUT {remote}: {_said(text)} (HTTP {status})", return_code=status)
 
     @staticmethod
     async def _reader(src: Path, start: int, end: int, total: int, progress: Progress | None,
-                      throttle: _Throttle) -> AsyncIterator[bytes]:
+                      throttle: _Throttle, stall: _Stall) -> AsyncIterator[bytes]:
         with open(src, "rb") as f:
             f.seek(start)
             pos = start
             while pos < end:
+                stall.moved()
                 block = f.read(min(BLOCK, end - pos))
                 if not block:
                     raise IGRSError(f"{src} shrank while being sent")
