@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, Any, cast
 import asyncio_dgram
 from asyncio_dgram.aio import DatagramServer, Protocol
 
-from igrs.constants import IPV4_GROUP, IPV4_GROUP_ALT, IPV6_GROUP, MAX_DATAGRAM, MULTICAST_TTL
+from igrs.constants import (
+    IPV4_GROUP,
+    IPV4_GROUP_ALT,
+    IPV6_GROUP,
+    ISDP_RECV_BUFFER,
+    MAX_DATAGRAM,
+    MULTICAST_TTL,
+)
 from igrs.core.discovery import Action, Interface, SendMulticast
 
 if TYPE_CHECKING:
@@ -73,6 +80,13 @@ async def _stream(sock: socket.socket, drops: Counter[str]) -> DatagramServer:
     return DatagramServer(transport, recvq, excq, drained)  # type: ignore[arg-type]
 
 
+def _recv_buffer(sock: socket.socket) -> None:
+    """Ask for ISDP_RECV_BUFFER of receive buffer (the kernel caps it at net.core.rmem_max):
+    the answers of a LAN's devices to one search arrive within MX, in bursts."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, ISDP_RECV_BUFFER)
+
+
 def _reuse(sock: socket.socket, iface: Interface) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if hasattr(socket, "SO_REUSEPORT"):
@@ -87,6 +101,7 @@ def _reuse(sock: socket.socket, iface: Interface) -> None:
 def _v4_group_socket(group: str, port: int, iface: Interface) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
     try:
+        _recv_buffer(sock)
         _reuse(sock, iface)
         sock.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
         sock.bind((group, port))
@@ -102,6 +117,7 @@ def _v4_group_socket(group: str, port: int, iface: Interface) -> socket.socket:
 def _v4_unicast_socket(iface: Interface) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
     try:
+        _recv_buffer(sock)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(iface.address))
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, MULTICAST_TTL)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
@@ -116,6 +132,7 @@ def _v4_unicast_socket(iface: Interface) -> socket.socket:
 def _v6_group_socket(port: int, iface: Interface) -> socket.socket:
     sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
     try:
+        _recv_buffer(sock)
         _reuse(sock, iface)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         with contextlib.suppress(OSError):  # Linux >= 4.20
@@ -133,6 +150,7 @@ def _v6_group_socket(port: int, iface: Interface) -> socket.socket:
 def _v6_unicast_socket(iface: Interface) -> socket.socket:
     sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
     try:
+        _recv_buffer(sock)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, iface.scope_id)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, MULTICAST_TTL)
