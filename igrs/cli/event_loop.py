@@ -29,7 +29,7 @@ def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
         import uvloop
     except ImportError:
         if choice == "uvloop":
-            raise ValueError("the uvloop event loop needs the igrs[uvloop] extra (pip install 'igrs[uvloop]')")
+            raise ValueError("the uvloop event loop needs the igrs[uvloop] extra") from None
         return None
     return uvloop.new_event_loop  # type: ignore[no-any-return]
 
