@@ -42,27 +42,47 @@ class Result(BenchResult):
     bench: str = "loop"
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # --- device ----------------------------------------------------------------------------------------
-async def device_round(loop: str, calls: int) -> float:
+async def device_round(loop: str, calls: int) -> tuple[float, float]:
+    """(invocations/s, the device process's CPU seconds per invocation)."""
     import bench_core
 
     os.environ[LOOP_ENV] = loop
     async with bench_core.Rig() as rig:
         await bench_core.throughput(rig.invoke, 200, 32)  # warm-up
-        return await bench_core.throughput(rig.invoke, calls, 32)
+        assert rig.device.proc is not None
+        cpu = cpu_seconds(rig.device.proc.pid)
+        rate = await bench_core.throughput(rig.invoke, calls, 32)
+        return rate, (cpu_seconds(rig.device.proc.pid) - cpu) / calls
 
 
 def bench_device(rounds: int, calls: int) -> list[Result]:
     say(f"== device: invocations/s over a secure session, 32 in flight, {calls} calls, best of {rounds} ==")
     best = dict.fromkeys(LOOPS, 0.0)
+    cpu: dict[str, list[float]] = {loop: [] for loop in LOOPS}
     for i in range(rounds):
         for loop in LOOPS if i % 2 == 0 else reversed(LOOPS):
-            rate = asyncio.run(device_round(loop, calls))
-            say(f"  round {i + 1}: device on {loop:7s} {rate:8,.0f} invocations/s")
+            rate, per_call = asyncio.run(device_round(loop, calls))
+            say(f"  round {i + 1}: device on {loop:7s} {rate:8,.0f} invocations/s, "
+                f"device CPU {per_call * 1e6:6.0f} us per invocation")
             best[loop] = max(best[loop], rate)
-    return [Result("device on uvloop: invocations/s, 32 in flight", best["uvloop"], "ops/s",
-                   "the same device on asyncio's loop", best["asyncio"], "higher",
-                   goal="a real gain: >= 1.1x", met=best["uvloop"] >= 1.1 * best["asyncio"])]
+            cpu[loop].append(per_call)
+    us = {loop: statistics.median(v) * 1e6 for loop, v in cpu.items()}
+    return [
+        Result("device on uvloop: device CPU per invocation (median of rounds)", us["uvloop"], "us",
+               "the same device on asyncio's loop", us["asyncio"], "lower",
+               goal="a real gain: <= 0.9x", met=us["uvloop"] <= 0.9 * us["asyncio"],
+               note="CPU time of the device process: what a loaded machine does not blur"),
+        Result("device on uvloop: invocations/s, 32 in flight (best round)", best["uvloop"], "ops/s",
+               "the same device on asyncio's loop", best["asyncio"], "higher",
+               note="information: wall-clock rate, blurred by other processes on a shared machine"),
+    ]
 
 
 # --- relay -----------------------------------------------------------------------------------------
@@ -97,6 +117,7 @@ def bench_relay_loop(rounds: int, messages: int) -> list[Result]:
     say(f"== relay: a TLS relay node, 128 B messages, window 64, {messages} messages, best of {rounds} ==")
     rate = dict.fromkeys(LOOPS, 0.0)
     latency = dict.fromkeys(LOOPS, float("inf"))
+    cpu: dict[str, list[float]] = {loop: [] for loop in LOOPS}
     with tempfile.TemporaryDirectory(prefix="bench-loop-") as tmp:
         state = Path(tmp) / "state"
         users, dev, dev_token = asyncio.run(bench_relay.make_accounts(state, 1))
@@ -104,19 +125,28 @@ def bench_relay_loop(rounds: int, messages: int) -> list[Result]:
             for loop in LOOPS if i % 2 == 0 else reversed(LOOPS):
                 child = RelayChild(state, loop)
                 try:
+                    before = cpu_seconds(child.proc.pid)
                     r, lat = asyncio.run(bench_relay.relay_flow(child, users[0], (dev, dev_token),  # type: ignore[arg-type]
                                                                 messages, 64, 128))
+                    # relay_flow sends min(messages // 5, 2000) one at a time (latency), then ``messages``
+                    per_message = (cpu_seconds(child.proc.pid) - before) / (messages + min(messages // 5, 2000))
                 finally:
                     child.close()
                 median = statistics.median(lat)
+                cpu[loop].append(per_message)
                 say(f"  round {i + 1}: node on {loop:7s} {r:8,.0f} msg/s, median one-way latency "
-                    f"{median * 1e6:6.0f} us")
+                    f"{median * 1e6:6.0f} us, node CPU {per_message * 1e6:5.1f} us per message")
                 rate[loop] = max(rate[loop], r)
                 latency[loop] = min(latency[loop], median)
+    us = {loop: statistics.median(v) * 1e6 for loop, v in cpu.items()}
     return [
-        Result("relay node on uvloop: msg/s (128 B, window 64)", rate["uvloop"], "msg/s",
+        Result("relay node on uvloop: node CPU per message (median of rounds)", us["uvloop"], "us",
+               "the same node on asyncio's loop", us["asyncio"], "lower",
+               goal="a real gain: <= 0.9x", met=us["uvloop"] <= 0.9 * us["asyncio"],
+               note="CPU time of the node process: what a loaded machine does not blur"),
+        Result("relay node on uvloop: msg/s (128 B, window 64, best round)", rate["uvloop"], "msg/s",
                "the same node on asyncio's loop", rate["asyncio"], "higher",
-               goal="a real gain: >= 1.1x", met=rate["uvloop"] >= 1.1 * rate["asyncio"]),
+               note="information: wall-clock rate, blurred by other processes on a shared machine"),
         Result("relay node on uvloop: median one-way latency", latency["uvloop"] * 1e6, "us",
                "the same node on asyncio's loop", latency["asyncio"] * 1e6, "lower"),
     ]

@@ -8,6 +8,7 @@ the figures: benchmarks/README.md, "Event loop".
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 from collections.abc import Callable, Coroutine
@@ -43,8 +44,19 @@ def loop_name(loop: asyncio.AbstractEventLoop) -> str:
     return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
 
 
+def add_loop_option(parser: argparse.ArgumentParser) -> None:
+    """``--loop`` for a long-running command."""
+    parser.add_argument("--loop", choices=LOOP_CHOICES, default=None,
+                        help=f"event loop (default: ${LOOP_ENV}, else auto: uvloop if igrs[uvloop] is "
+                             "installed)")
+
+
 def run(main: Coroutine[Any, Any, T], option: str | None = None) -> T:
     """``asyncio.run(main)`` on the chosen loop."""
-    factory = loop_factory(chosen(option))
+    try:
+        factory = loop_factory(chosen(option))
+    except ValueError:
+        main.close()  # never to run: no "never awaited" warning
+        raise
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(main)

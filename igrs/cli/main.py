@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from igrs import __version__
+from igrs.cli import event_loop
 from igrs.cli.shares import add_share_folder
 from igrs.cli.state import slug, state_dir, state_option
 from igrs.constants import DEFAULT_MAX_AGE, DESCRIBE_DEADLINE, IGRS_PORT, KEEPALIVE_INTERVAL, KEEPALIVE_MISSES
@@ -449,6 +450,7 @@ def build_parser(*, relay: bool = False, file: bool = False) -> argparse.Argumen
     run.add_argument("--renderer", action="store_true",
                      help="be a TV: a MediaRenderer with a virtual screen (AV profile)")
     _state_option(run)
+    event_loop.add_loop_option(run)
     run.set_defaults(func=cmd_device_run)
 
     p = sub.add_parser("pair", help="pair with a device by the PIN it shows")
@@ -559,7 +561,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = args.func(args)
         # Most commands are coroutines; some (igrs relay ...) run their own loop.
-        return asyncio.run(result) if inspect.iscoroutine(result) else int(result)
+        if not inspect.iscoroutine(result):
+            return int(result)
+        # --loop on the long-running commands; the others on asyncio's own loop
+        return event_loop.run(result, getattr(args, "loop", "asyncio"))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except IGRSError as exc:
