@@ -32,7 +32,7 @@ def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
         if choice == "uvloop":
             raise ValueError("the uvloop event loop needs the igrs[uvloop] extra") from None
         return None
-    return uvloop.new_event_loop  # type: ignore[no-any-return]
+    return uvloop.new_event_loop
 
 
 def chosen(option: str | None = None) -> str:
