@@ -54,6 +54,7 @@ class LanFigures:
     lost: int  # devices the control point forgot during the window (expired): 0 expected
     registry_bytes: int  # traced memory of a control point knowing every device
     cp_cpu_s_per_min: float  # CPU seconds the control point's core spent per minute of LAN time
+    cp_cpu_per_datagram: float  # ... per datagram it received in the steady state (seconds)
     wall_s: float  # real seconds this simulation took
 
 
@@ -205,5 +206,6 @@ def simulate(n: int, *, mx: int = 2, steady_minutes: float = 120.0, seed: int = 
         devices=n, mx=mx, found=found, converged_after=converged, responses=responses,
         steady_minutes=steady_minutes, multicast_per_device_min=sent / n / steady_minutes,
         lan_multicast_per_s=sent / (steady_minutes * 60), lost=lost, registry_bytes=used,
-        cp_cpu_s_per_min=lan.cp_cpu / steady_minutes, wall_s=time.perf_counter() - wall,
+        cp_cpu_s_per_min=lan.cp_cpu / steady_minutes, cp_cpu_per_datagram=lan.cp_cpu / max(1, len(lan.to_cp)),
+        wall_s=time.perf_counter() - wall,
     )
