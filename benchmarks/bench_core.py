@@ -492,7 +492,11 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--serve":
         if sys.argv[2] == "device":
-            asyncio.run(serve_device(int(sys.argv[3]), sys.argv[4]))
+            from igrs.cli import event_loop
+
+            # bench_loop.py runs the device on uvloop or asyncio's loop; asyncio's by default
+            event_loop.run(serve_device(int(sys.argv[3]), sys.argv[4]),
+                           os.environ.get("IGRS_BENCH_SERVER_LOOP", "asyncio"))
         else:
             asyncio.run(serve_baseline(sys.argv[3]))
     else:

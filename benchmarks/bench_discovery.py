@@ -157,6 +157,13 @@ def ssdp_corpus(seed: int = 2) -> dict[str, list[Any]]:
     return out
 
 
+def lower_names(datagram: bytes) -> bytes:
+    """The datagram with its header names in lower case (values untouched)."""
+    start, *lines = datagram[:-4].split(b"\r\n")
+    lowered = (n.lower() + b":" + v for n, _, v in (x.partition(b":") for x in lines))
+    return b"\r\n".join([start, *lowered]) + b"\r\n\r\n"
+
+
 def mixed(corpus: dict[str, list[Any]], kinds: Sequence[str]) -> list[Any]:
     """The kinds' packets interleaved: a1 b1 c1 d1 a2 b2 ..."""
     return [p for group in zip(*(corpus[f"{k}_bytes"] for k in kinds), strict=True) for p in group]
@@ -296,6 +303,11 @@ def codec_rates(
         subjects[f"igrs decode {igrs_kind}"] = (igrs_decode, ig[f"{igrs_kind}_bytes"])
         subjects[f"a-u-c decode {ssdp_kind} (cold)"] = (aupnp_decode, ss[f"{ssdp_kind}_bytes"])
     subjects["igrs decode mixed"] = (igrs_decode, mixed(ig, [k for k, _, _ in DATAGRAMS]))
+    # The same datagrams with lower-case header names: not the common wire form, so every one
+    # takes the general parser (isdp._decode_common answers None): information.
+    subjects["igrs decode mixed, general path"] = (
+        igrs_decode, [lower_names(p) for p in mixed(ig, [k for k, _, _ in DATAGRAMS])]
+    )
     subjects["a-u-c decode mixed (cold)"] = (aupnp_decode, mixed(ss, [k for _, k, _ in DATAGRAMS]))
     subjects |= {
         "igrs encode online": (igrs_encode_online, ig["online_msgs"]),
@@ -407,13 +419,22 @@ def bench_codec(repeats: int) -> list[Result]:
                 f"a-u-c decode_ssdp_packet {label} (cold)",
                 baseline,
                 "higher",
-                goal=">= 1.0x",
-                met=subject >= baseline,
+                goal=">= 2.0x",
+                met=subject >= 2 * baseline,
                 note=f"distinct packets: both sides' per-packet caches miss; median of the {repeats} "
                 f"per-round ratios {paired:.2f}x",
             )
         )
     out += [
+        Result(
+            "ISDP decode, four kinds mixed, lower-case header names (general path)",
+            r["igrs decode mixed, general path"],
+            "msg/s",
+            "a-u-c decode_ssdp_packet the four kinds interleaved (cold)",
+            r["a-u-c decode mixed (cold)"],
+            "higher",
+            note="information: datagrams outside the common wire form take the general header parser",
+        ),
         Result(
             "ISDP decode DeviceOnlineAdvertisement",
             r["igrs decode online"],

@@ -57,6 +57,7 @@ DESCRIBE_CONCURRENCY: Final = 16  # descriptions a listing fetches at once
 
 # --- limits (project choice: anti-DoS caps) ---
 MAX_DATAGRAM: Final = 4096  # bytes; larger ISDP datagrams are dropped
+ISDP_RECV_BUFFER: Final = 1024 * 1024  # bytes of receive buffer asked for each ISDP socket
 MAX_HEADER_LINE: Final = 1024  # bytes per header line
 MAX_HEADERS: Final = 48  # header lines per message
 MAX_HTTP_BODY: Final = 256 * 1024  # bytes of an M-POST body

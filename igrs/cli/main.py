@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from igrs import __version__
-from igrs.cli import exits
+from igrs.cli import event_loop, exits
 from igrs.cli.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, catch_signals
 from igrs.cli.options import device_id, device_name, device_type, port_number
 from igrs.cli.shares import add_share_folder
@@ -489,6 +489,7 @@ def build_parser(*, relay: bool = False, file: bool = False) -> argparse.Argumen
                      help="also let paired peers make this device fetch media from here (beyond "
                           "its LAN; specs/av-profile.md §12; repeatable)")
     _state_option(run)
+    event_loop.add_loop_option(run)
     run.set_defaults(func=cmd_device_run)
 
     p = sub.add_parser("pair", help="pair with a device by the PIN it shows")
@@ -621,7 +622,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = args.func(args)
         # Most commands are coroutines; some (igrs relay ...) run their own loop.
-        status = asyncio.run(result) if inspect.iscoroutine(result) else int(result)
+        if inspect.iscoroutine(result):
+            # --loop on the long-running commands; the others on asyncio's own loop
+            status = event_loop.run(result, getattr(args, "loop", "asyncio"))
+        else:
+            status = int(result)
     except KeyboardInterrupt:
         exits.mark_interrupted()
         status = EXIT_INTERRUPTED

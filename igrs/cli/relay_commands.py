@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from igrs.cli import event_loop
 from igrs.cli.exits import EXIT_INTERRUPTED, UsageError, catch_signals
 from igrs.cli.options import port_number
 from igrs.errors import IGRSError
@@ -37,7 +38,7 @@ Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 def _runner(cmd: Command) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         try:
-            return asyncio.run(cmd(args))
+            return event_loop.run(cmd(args), getattr(args, "loop", "asyncio"))  # --loop: serve
         except KeyboardInterrupt:
             return EXIT_INTERRUPTED  # igrs/cli/main.py says "interrupted"
         except BrokenPipeError:  # | head: main quiets stdout
@@ -309,6 +310,7 @@ def _add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--max-connections", type=int)
     p.add_argument("--nats", help="NATS server URL(s), comma-separated: cluster backbone")
     p.add_argument("--node-id")
+    event_loop.add_loop_option(p)
     p.set_defaults(func=_runner(cmd_serve))
 
     p = sub.add_parser("register-user", help="create an RA user; prints id and token")

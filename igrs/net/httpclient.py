@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from typing import cast
 
 from igrs.wire.http11 import BadResponse, Response, ResponseReader
 
@@ -81,8 +82,8 @@ class _Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # a stream transport (uvloop's does not derive from asyncio.Transport: no isinstance)
+        self._transport = cast(asyncio.Transport, transport)
         self.pool._open.add(self)
 
     def usable(self) -> bool:

@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 from igrs.constants import (
     HTTP_BODY_TIMEOUT,
@@ -268,8 +268,9 @@ class _Connection(asyncio.Protocol):
         return self._inner is not None
 
     # --- asyncio callbacks -------------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+    def connection_made(self, base: asyncio.BaseTransport) -> None:
+        # a stream transport (uvloop's does not derive from asyncio.Transport: no isinstance)
+        transport = cast(asyncio.Transport, base)
         server, limits = self._server, self._server.limits
         self._peer = peer = _address(transport)
         if server.closing or len(server.connections) >= limits.max_connections:

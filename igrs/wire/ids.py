@@ -74,25 +74,28 @@ class DeviceId:
 
     @classmethod
     def parse(cls, text: str) -> Self:
-        text = text.strip()
-        if len(text) > MAX_ID_LENGTH:
-            raise ProtocolError("device id too long")
-        # Accept the prefix case-insensitively (URNs' NID is case-insensitive).
-        if not text.startswith(DEVICE_ID_PREFIX) and text[: len(DEVICE_ID_PREFIX)].lower() != _DEVICE_ID_LOWER:
-            raise ProtocolError(f"not a device id: {text[:60]!r}")
-        rest = text[len(DEVICE_ID_PREFIX) :]
-        if _CANONICAL_UUID.match(rest):
-            u = object.__new__(uuid.UUID)
-            _UUID_SET_INT(u, int.from_bytes(bytes.fromhex(rest.replace("-", ""))))  # faster than int(hex, 16)
-            _UUID_SET_SAFE(u, _SAFE_UNKNOWN)
-            parsed = object.__new__(cls)
-            _DEVICE_ID_SET_UUID(parsed, u)
-            _DEVICE_ID_SET_TEXT(parsed, DEVICE_ID_PREFIX + rest)  # = f"{DEVICE_ID_PREFIX}{u}"
-            return parsed
-        try:
-            return cls(uuid.UUID(rest))
-        except ValueError:
-            raise ProtocolError(f"device id has no valid UUID: {text[:60]!r}") from None
+        if not _CANONICAL_DEVICE_ID.match(text):  # the form every stack sends goes straight on
+            text = text.strip()
+            if len(text) > MAX_ID_LENGTH:
+                raise ProtocolError("device id too long")
+            # Accept the prefix case-insensitively (URNs' NID is case-insensitive).
+            if not text.startswith(DEVICE_ID_PREFIX) and text[:_PREFIX_LENGTH].lower() != _DEVICE_ID_LOWER:
+                raise ProtocolError(f"not a device id: {text[:60]!r}")
+            rest = text[_PREFIX_LENGTH:]
+            if not _CANONICAL_UUID.match(rest):
+                try:
+                    return cls(uuid.UUID(rest))
+                except ValueError:
+                    raise ProtocolError(f"device id has no valid UUID: {text[:60]!r}") from None
+            text = DEVICE_ID_PREFIX + rest
+        # canonical text: the UUID of its 32 hex digits, without uuid.UUID's general parser
+        u = object.__new__(uuid.UUID)
+        _UUID_SET_INT(u, int(text[_PREFIX_LENGTH:].replace("-", ""), 16))
+        _UUID_SET_SAFE(u, _SAFE_UNKNOWN)
+        parsed = object.__new__(cls)
+        _DEVICE_ID_SET_UUID(parsed, u)
+        _DEVICE_ID_SET_TEXT(parsed, text)  # = f"{DEVICE_ID_PREFIX}{u}"
+        return parsed
 
     def __str__(self) -> str:
         return self._text
@@ -105,6 +108,8 @@ class DeviceId:
 _DEVICE_ID_SET_UUID = vars(DeviceId)["uuid"].__set__  # frozen: __setattr__ refuses
 _DEVICE_ID_SET_TEXT = vars(DeviceId)["_text"].__set__
 _DEVICE_ID_LOWER = DEVICE_ID_PREFIX.lower()
+_PREFIX_LENGTH = len(DEVICE_ID_PREFIX)
+_CANONICAL_DEVICE_ID = re.compile(re.escape(DEVICE_ID_PREFIX) + _CANONICAL_UUID.pattern)
 
 
 def _typed_urn(prefix: str, kind: str, text: str) -> tuple[str, int]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import repeat
 from typing import ClassVar, Final, NamedTuple
 from urllib.parse import quote, unquote, urlsplit
 
@@ -18,6 +19,7 @@ from igrs.constants import (
     MAN_DISCOVER_ACCEPTED,
     MAX_DATAGRAM,
     MAX_HEADER_LINE,
+    MAX_HEADERS,
     MAX_MAX_AGE,
     MAX_MX,
     MAX_NAME_LENGTH,
@@ -486,6 +488,151 @@ def _check_ext(h: Headers, s: dict[str, str], x: _Ext, mtype: str | None, expect
         raise ProtocolError(f"message type {mtype[:40]!r} does not match {expected}")
 
 
+# --- the common wire form, decoded without the general header parser ----------------------
+# Every datagram the stack itself sends (and any peer writing the same spellings) is ASCII,
+# CRLF-ended, one ``Name: value`` per line with the header names spelled as ``encode`` spells
+# them. Such a datagram needs none of the general parser's work per line (case folding,
+# token and control-character checks, whitespace stripping): its header block is split into a
+# dict in C. Anything else (another spelling, an extension prefix other than 01, a service
+# datagram, any irregularity) takes the general path, which also gives every refusal its
+# reason: the fast path never raises, it answers None instead. Tested against the general
+# path in tests/unit/test_wire_fast_paths.py.
+_CANONICAL_NAMES = frozenset({
+    "HOST", "CACHE-CONTROL", "LOCATION", "NT", "NTS", "SERVER", "USN", "MAN", "MX", "ST", "EXT",
+    "01-IGRSVersion", "01-IGRSMessageType", "01-SourceDeviceId", "01-DeviceName", "01-DeviceType",
+    "01-TargetDeviceId",
+})
+_CANONICAL_MAN = f'"{IGRS_EXT_URI}"; ns=01'
+_MAN_LINE = f"MAN: {_CANONICAL_MAN}"
+_DISCOVER_LINE = f"MAN: {MAN_DISCOVER}"
+_CONTROLS = bytes([*range(0x20), 0x7F])
+_COLON_SPACE, _ONE = repeat(": "), repeat(1)
+
+
+def _decode_common(data: bytes) -> IsdpMessage | None:
+    """The device datagram in ``data`` if it is in the common wire form, else None."""
+    if not data.isascii() or not data.endswith(b"\r\n\r\n"):
+        return None
+    parts = data.decode("ascii").split("\r\n")  # start line, header lines, "", ""
+    start, lines = parts[0], parts[1:-2]  # an empty line (a body follows) fails the split below
+    # No control character (tab included) but the CRLFs that end the start line, each header
+    # line and the head: translate() removes exactly two bytes for each of them.
+    if len(lines) > MAX_HEADERS or len(data) - len(data.translate(None, _CONTROLS)) != 2 * len(parts) - 2:
+        return None
+    if len(data) > MAX_HEADER_LINE and max(map(len, lines)) > MAX_HEADER_LINE:
+        return None
+    try:
+        # "Name: value" -> {Name: value}; values are stripped where read (only spaces to strip)
+        s = dict(map(str.split, lines, _COLON_SPACE, _ONE))  # ValueError: a line without ": "
+    except ValueError:
+        return None
+    repeats = len(lines) - len(s)
+    if not s.keys() <= _CANONICAL_NAMES:
+        return None
+    one_man = repeats == 0 and s.get("MAN", _CANONICAL_MAN) == _CANONICAL_MAN  # nothing repeated
+    try:
+        if start == "NOTIFY * HTTP/1.1":
+            return _common_notify(s) if one_man else None
+        if start == "M-SEARCH * HTTP/1.1":
+            # MAN twice: the discover declaration and the IGRS extension's, nothing else repeated
+            if repeats == 1 and lines.count(_DISCOVER_LINE) == 1 and lines.count(_MAN_LINE) == 1:
+                return _common_search(s)
+            return None
+        if start == "HTTP/1.1 200 OK":
+            return _common_response(s) if one_man else None
+    except (ProtocolError, KeyError, ValueError):  # refused, a header missing: the general path says why
+        return None
+    return None
+
+
+def _common_ext(s: dict[str, str], expected: str) -> bool:
+    """The extension headers are those the general path accepts without a question."""
+    version = s.get("01-IGRSVersion")
+    mtype = s.get("01-IGRSMessageType")
+    return (version is None or version == IGRS_VERSION) and (mtype is None or mtype == expected)
+
+
+# The two largest messages are built by setting their slots: a frozen dataclass's __init__
+# goes through object.__setattr__ once per field, twice as slow (same objects: no field has a
+# default factory and there is no __post_init__; tests/unit/test_wire_fast_paths.py).
+_new = object.__new__
+(_set_online_id, _set_online_type, _set_online_location, _set_online_max_age, _set_online_name,
+ _set_online_server, _set_online_update) = (
+    vars(DeviceOnlineAdvertisement)[name].__set__ for name in DeviceOnlineAdvertisement.__slots__
+)
+(_set_response_id, _set_response_type, _set_response_location, _set_response_max_age, _set_response_target,
+ _set_response_name, _set_response_requester, _set_response_server) = (
+    vars(SearchDeviceResponse)[name].__set__ for name in SearchDeviceResponse.__slots__
+)
+
+
+# Values are read as split, except where a space around them would change the answer
+# (LOCATION, names, SERVER): the validators of the others refuse a value with spaces or
+# read through them (DeviceId.parse, the memos of parsed device types, targets and max-ages).
+def _common_notify(s: dict[str, str]) -> IsdpMessage | None:
+    nts = s["NTS"]
+    device_id = _usn(s["USN"])
+    device_type = _device_type(s["NT"])
+    if nts == NTS_BYEBYE:
+        if _common_ext(s, "DeviceOfflineAdvertisement"):
+            return DeviceOfflineAdvertisement(device_id, device_type)
+        return None
+    if (nts != NTS_ALIVE and nts != NTS_UPDATE) or not _common_ext(s, "DeviceOnlineAdvertisement"):
+        return None
+    location = _location(s["LOCATION"].strip())
+    max_age = _max_age(s["CACHE-CONTROL"])
+    name = _name(s.get("01-DeviceName", "").strip())
+    msg = _new(DeviceOnlineAdvertisement)
+    _set_online_id(msg, device_id)
+    _set_online_type(msg, device_type)
+    _set_online_location(msg, location)
+    _set_online_max_age(msg, max_age)
+    _set_online_name(msg, name)
+    _set_online_server(msg, s.get("SERVER", "").strip()[:256])
+    _set_online_update(msg, nts == NTS_UPDATE)
+    return msg
+
+
+def _common_search(s: dict[str, str]) -> IsdpMessage | None:
+    mx_text = s["MX"]
+    if not is_digits(mx_text) or len(mx_text) > 3 or not _common_ext(s, "SearchDeviceRequest"):
+        return None
+    source = s.get("01-SourceDeviceId")
+    return SearchDeviceRequest(
+        _search_target(s["ST"]), min(int(mx_text), MAX_MX), DeviceId.parse(source) if source else None
+    )
+
+
+def _common_response(s: dict[str, str]) -> IsdpMessage | None:
+    version, mtype = s.get("01-IGRSVersion"), s.get("01-IGRSMessageType")  # _common_ext, inlined
+    if (version is not None and version != IGRS_VERSION) or mtype not in (None, "SearchDeviceResponse"):
+        return None
+    type_text = s.get("01-DeviceType")
+    target = _search_target(s["ST"])
+    if type_text:
+        device_type = _device_type(type_text)
+    elif target.device_type is not None:
+        device_type = target.device_type
+    else:
+        return None
+    usn = s["USN"]
+    device_id = DeviceId.parse(usn if "::" not in usn else usn.partition("::")[0])  # _usn, inlined
+    location = _location(s["LOCATION"].strip())
+    max_age = _max_age(s["CACHE-CONTROL"])
+    name = _name(s.get("01-DeviceName", "").strip())
+    requester = s.get("01-TargetDeviceId")
+    msg = _new(SearchDeviceResponse)
+    _set_response_id(msg, device_id)
+    _set_response_type(msg, device_type)
+    _set_response_location(msg, location)
+    _set_response_max_age(msg, max_age)
+    _set_response_target(msg, target)
+    _set_response_name(msg, name)
+    _set_response_requester(msg, DeviceId.parse(requester) if requester else None)
+    _set_response_server(msg, s.get("SERVER", "").strip()[:256])
+    return msg
+
+
 def decode(data: bytes) -> IsdpMessage:
     """Decode one datagram. Raises ProtocolError (with a reason) and nothing else.
 
@@ -500,6 +647,9 @@ def decode(data: bytes) -> IsdpMessage:
 @lru_cache(maxsize=256)
 def _decode_cached(data: bytes) -> IsdpMessage:
     try:
+        common = _decode_common(data)
+        if common is not None:
+            return common
         method, target, status, _, _, headers, _ = parse_parts(data, max_size=MAX_DATAGRAM, allow_body=False)
         return _decode(method, target, status, headers)
     except ProtocolError:

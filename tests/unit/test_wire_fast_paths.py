@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from igrs.constants import MAX_HEADER_LINE, MAX_HEADERS
+from igrs.constants import MAX_DATAGRAM, MAX_HEADER_LINE, MAX_HEADERS
 from igrs.errors import LimitExceeded, ProtocolError
 from igrs.wire import httpu, isdp
 from igrs.wire.ids import DeviceId, DeviceType
@@ -260,3 +260,127 @@ def test_memo_empties_itself_when_full() -> None:
     assert dict(memo) == {"d": 4}
     with pytest.raises(ValueError):
         Memo(0)
+
+
+# --- the common wire form (isdp._decode_common) ---------------------------------------------------
+def general_decode(data: bytes) -> isdp.IsdpMessage:
+    """The general decoder alone: header parser, then isdp._decode (as _decode_cached calls it)."""
+    try:
+        method, target, status, _, _, headers, _ = httpu.parse_parts(
+            data, max_size=MAX_DATAGRAM, allow_body=False
+        )
+        return isdp._decode(method, target, status, headers)
+    except ProtocolError:
+        raise
+    except (ValueError, UnicodeError) as exc:
+        raise ProtocolError(f"malformed datagram: {exc}") from None
+
+
+device_ids = st.uuids().map(DeviceId)
+device_types = st.builds(DeviceType, st.sampled_from(["TV", "PC", "MediaServer", "X-1"]), st.integers(1, 3))
+names = st.one_of(st.just(""), st.sampled_from(["TV", "Living room TV", "客厅 TV", "a:b", "x%y", "a  b"]),
+                  st.text(st.characters(codec="utf-8", exclude_categories=["Cc", "Cs"]), max_size=20)
+                  .filter(lambda n: n == n.strip() and n.isprintable()))
+locations = st.sampled_from(["http://192.168.1.20:3880/IGRS", "https://tv.local/IGRS", "http://h:65535/a b",
+                             "http://[fe80::1]:80/", "http://h/x?y#z"])
+targets = st.one_of(st.just(isdp.SearchTarget.all()),
+                    device_types.map(lambda t: isdp.SearchTarget("device_type", device_type=t)),
+                    device_ids.map(lambda d: isdp.SearchTarget("device", device_id=d)))
+device_messages = st.one_of(
+    st.builds(isdp.DeviceOnlineAdvertisement, device_ids, device_types, locations, st.integers(60, 86400),
+              names, update=st.booleans()),
+    st.builds(isdp.DeviceOfflineAdvertisement, device_ids, device_types),
+    st.builds(isdp.SearchDeviceRequest, targets, st.integers(1, 5), st.one_of(st.none(), device_ids)),
+    st.builds(isdp.SearchDeviceResponse, device_ids, device_types, locations, st.integers(60, 86400), targets,
+              names, st.one_of(st.none(), device_ids)),
+)
+
+
+def encoded(msg: isdp.IsdpMessage) -> bytes:
+    return isdp.encode(msg, host="" if isinstance(msg, isdp.SearchDeviceResponse) else HOST)
+
+
+@PROFILE
+@given(msg=device_messages)
+def test_common_form_is_what_the_encoder_writes(msg: isdp.IsdpMessage) -> None:
+    data = encoded(msg)
+    fast = isdp._decode_common(data)
+    assert fast is not None, data  # the fast path is taken for every device datagram the stack sends
+    general = general_decode(data)
+    assert fast == general and repr(fast) == repr(general) and hash(fast) == hash(general)
+
+
+_noise = st.sampled_from([" ", "  ", "\t", "\r", "\n", "\x00", "\x7f", ":", ": ", "é", "%", "::", '"', "a", ""])
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> bytes:
+    """A datagram the stack sends, changed the ways peers and fuzzers change them."""
+    start, *lines = encoded(draw(device_messages)).decode()[:-4].split("\r\n")
+    for _ in range(draw(st.integers(1, 3))):
+        op = draw(st.sampled_from(["shuffle", "drop", "repeat", "lower", "space", "noise", "value", "start",
+                                   "unknown", "nospace", "body", "eol", "man", "ext"]))
+        i = draw(st.integers(0, max(0, len(lines) - 1)))
+        if not lines:
+            lines = ["HOST: x"]
+        name, _, value = lines[i].partition(": ")
+        if op == "shuffle":
+            lines = draw(st.permutations(lines))
+        elif op == "drop":
+            del lines[i]
+        elif op == "repeat":
+            lines.insert(draw(st.integers(0, len(lines))), draw(st.sampled_from([lines[i], lines[i].lower()])))
+        elif op == "lower":
+            lines[i] = f"{name.lower()}: {value}"
+        elif op == "space":
+            lines[i] = draw(st.sampled_from([f"{name}:  {value}", f"{name}: {value} ", f"{name}: {value}\t",
+                                             f"{name} : {value}", f" {name}: {value}"]))
+        elif op == "noise":
+            at = draw(st.integers(0, len(lines[i])))
+            lines[i] = lines[i][:at] + draw(_noise) + lines[i][at:]
+        elif op == "value":
+            lines[i] = f"{name}: " + draw(st.text(st.sampled_from(["a", "1", " ", ":", "-", "%", "é", "\x01"]),
+                                                  max_size=8))
+        elif op == "start":
+            start = draw(st.sampled_from(["NOTIFY * HTTP/1.1", "M-SEARCH * HTTP/1.1", "HTTP/1.1 200 OK",
+                                          "NOTIFY / HTTP/1.1", "HTTP/1.1 404 Not Found", "HTTP/1.0 200 OK"]))
+        elif op == "unknown":
+            lines.insert(i, draw(st.sampled_from(["X-Foo: 1", "Content-Length: 0", "Content-Length: 3",
+                                                  "02-DeviceName: x", "01-ServiceId: 3"])))
+        elif op == "nospace":
+            lines[i] = f"{name}:{value}"
+        elif op == "eol":
+            return ("\n".join([start, *lines]) + "\n\n").encode()
+        elif op == "body":
+            return ("\r\n".join([start, *lines]) + "\r\n\r\nxyz").encode()
+        elif op == "man":
+            lines.append(draw(st.sampled_from(['MAN: "http://www.igrs.org/spec1.0"; ns=02',
+                                               'MAN: "isdp:discover"',
+                                               'MAN: "http://www.igrs.org/session"; ns=01'])))
+        elif op == "ext":
+            lines.append(draw(st.sampled_from(["01-IGRSVersion: IGRS/1.1", "01-IGRSVersion: IGRS/2.0",
+                                               "01-IGRSMessageType: SearchServiceRequest",
+                                               "01-IGRSMessageType: DeviceOfflineAdvertisement"])))
+    return ("\r\n".join([start, *lines]) + "\r\n\r\n").encode("utf-8", "surrogatepass")
+
+
+@settings(PROFILE, max_examples=1500 * SCALE)
+@given(data=mutated())
+def test_common_form_decodes_as_the_general_path(data: bytes) -> None:
+    fast = isdp._decode_common(data)  # never raises: None sends the datagram to the general path
+    assert fast is None or outcome(general_decode, data) == ("ok", fast)
+    assert outcome(isdp.decode, data) == outcome(general_decode, data)
+
+
+@pytest.mark.parametrize("change, taken", [
+    (lambda d: d, True),
+    (lambda d: d.replace(b"NTS: isdp:alive", b"NTS: ISDP:ALIVE"), False),
+    (lambda d: d.replace(b"LOCATION: ", b"LOCATION:  "), True),  # stripped where read
+    (lambda d: d.replace(b"\r\n\r\n", b"\r\nX-Extra: 1\r\n\r\n"), False),
+    (lambda d: d.replace(b"HOST: ", b"HOST: \x01"), False),
+    (lambda d: d.replace(b"\r\n\r\n", b"\r\n\r\nbody"), False),
+])
+def test_common_form_examples(change: Callable[[bytes], bytes], taken: bool) -> None:
+    data = change(NOTIFY)
+    assert (isdp._decode_common(data) is not None) is taken
+    assert outcome(isdp.decode, data) == outcome(general_decode, data)
