@@ -61,7 +61,8 @@ async def cmd_run(args: argparse.Namespace) -> int:
     from igrs.conformance.report import to_html, to_junit, to_text
     from igrs.conformance.runner import run_suite
 
-    report = await run_suite(args.target, args.profile, pin=_pin_source(args.pin), interfaces=args.interface,
+    report = await run_suite(args.target, args.profile, pin=_pin_source(args.pin, args.target),
+                             interfaces=args.interface,
                              port=args.port, only=args.case, off_subnet_source=args.off_subnet_source)
     print(to_text(report))
     if args.junit:
@@ -71,7 +72,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK if report.passed else EXIT_FAILED
 
 
-def _pin_source(pin: str | None) -> str | Callable[[int], Awaitable[str]] | None:
+def _pin_source(pin: str | None, target: str) -> str | Callable[[int], Awaitable[str]] | None:
     """``--pin -``: ask on stderr, read a line from stdin when the device shows its PIN."""
     if pin != "-":
         return pin
@@ -79,7 +80,9 @@ def _pin_source(pin: str | None) -> str | Callable[[int], Awaitable[str]] | None
     async def ask(digits: int) -> str:
         import asyncio
 
-        print(f"The device shows a {digits}-digit PIN. PIN: ", end="", file=sys.stderr, flush=True)
+        from igrs.node.pin_text import pin_prompt
+
+        print(pin_prompt(target, digits), end="", file=sys.stderr, flush=True)
         return (await asyncio.to_thread(sys.stdin.readline)).strip()
 
     return ask

@@ -161,11 +161,12 @@ def _find_group(manager: Any, text: str) -> Any:
     return matches[0]
 
 
-def _show_pin(as_json: bool) -> Any:
+def _show_pin(as_json: bool, name: str) -> Any:
     """Print the PIN a pairing request asks for (members pair with the master to join)."""
+    from igrs.node.pin_text import pin_shown
 
     def show(pin: str) -> None:
-        print(json.dumps({"event": "pin", "pin": pin}) if as_json else f"pairing PIN: {pin}", flush=True)
+        print(json.dumps({"event": "pin", "pin": pin}) if as_json else pin_shown(name, pin), flush=True)
 
     return show
 
@@ -182,7 +183,7 @@ async def cmd_create(args: argparse.Namespace) -> int:
     from igrs.wire.group_datagrams import GroupId
 
     device = Device(name=args.device_name, device_id=args.id, interfaces=args.interface, port=args.port,
-                    state_dir=args.state_dir, on_pin=_show_pin(args.json))
+                    state_dir=args.state_dir, on_pin=_show_pin(args.json, args.device_name))
     async with device, _groups(args, args.device_name, device) as groups:
         device_id = device.device_id
         printer = asyncio.create_task(_print_events(groups, args.json))
@@ -203,7 +204,7 @@ async def cmd_join(args: argparse.Namespace) -> int:
     from igrs.wire.group_datagrams import GroupKind
 
     device = Device(name=args.device_name, device_id=args.id, interfaces=args.interface, port=args.port,
-                    state_dir=args.state_dir, on_pin=_show_pin(args.json))
+                    state_dir=args.state_dir, on_pin=_show_pin(args.json, args.device_name))
     async with device, _groups(args, args.device_name, device) as groups:
         device_id = device.device_id
         await groups.search(timeout=args.timeout, mx=1)
