@@ -25,7 +25,6 @@ The remote side is :class:`RemoteHome`::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import logging
@@ -40,7 +39,7 @@ from igrs.relay.client import Message, RelayClient
 from igrs.relay.errors import RelayError
 from igrs.relay.ids import Principal
 from igrs.wire.bodies.services import STANDARD_OPERATIONS
-from igrs.wire.ids import DeviceId
+from igrs.wire.endpoints import parse_endpoint
 from igrs.wire.typed_text import decode_value, encode_value
 
 log = logging.getLogger(__name__)
@@ -273,15 +272,12 @@ class HomeGateway:
 
     # ----------------------------------------------------------------- LAN side
     async def _find(self, req: dict[str, Any]) -> Any:
+        """A known device, else one search ending at its first answer (ControlPoint.locate).
+        Never an endpoint: a remote party does not point the gateway at LAN addresses."""
         text = _text(req, "device")
-        try:
-            return self.cp.find(text)
-        except DeviceNotFound:
-            target = None
-            with contextlib.suppress(IGRSError):
-                target = DeviceId.parse(text)
-            await self.cp.search(timeout=LOOKUP_SEARCH, target=target)
-            return self.cp.find(text)
+        if parse_endpoint(text) is not None:
+            raise GatewayError(GatewayCode.BAD_REQUEST, "name a device by its id or name, not an address")
+        return await self.cp.locate(text, LOOKUP_SEARCH)
 
     def _need_pairing(self, record: Any) -> None:
         if self.cp.keystore.peer_key(record.device_id) is None:
