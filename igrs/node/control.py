@@ -15,7 +15,6 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Self, TypeVar
-from urllib.parse import urlsplit
 
 from igrs.constants import (
     DEFAULT_MAX_AGE,
@@ -317,12 +316,12 @@ class ControlPoint:
             wanted = _target(device if isinstance(device, DeviceId) else DeviceId.parse(text))
 
         def found() -> DeviceRecord | None:
-            try:
-                return self.find(device)
-            except DeviceNotFound as exc:
-                if "more than one" in exc.reason:
-                    raise
-                return None
+            if isinstance(device, DeviceId):
+                return self.discovery.get(device)
+            matches = self._matching(text)
+            if len(matches) > 1:
+                raise DeviceNotFound(f"more than one device matches {text!r}")
+            return matches[0] if matches else None
 
         record = await self._search_until(found, wanted, timeout / 2, mx)
         if record is None:
@@ -364,9 +363,7 @@ class ControlPoint:
             if not infos:
                 raise DeviceNotFound(f"{endpoint.host}: no address")
             address = str(sorted(infos, key=lambda i: i[0] != socket.AF_INET)[0][4][0])
-            path = urlsplit(endpoint.location).path
-            endpoint = Endpoint(address, endpoint.port, "")
-            endpoint = Endpoint(address, endpoint.port, f"http://{endpoint.netloc}{path}")
+            endpoint = endpoint.at(address)
         desc = ddesc.from_bytes(await self.http.get(endpoint.description_url))
         now = asyncio.get_running_loop().time()
         iface = self._on_link(address)
@@ -437,11 +434,15 @@ class ControlPoint:
                 raise DeviceNotFound(f"unknown device {device}")
             return record
         text = device.strip()
-        matches = [r for r in self.discovery.devices
-                   if text in (str(r.device_id), r.name) or str(r.device_id.uuid).startswith(text.lower())]
+        matches = self._matching(text)
         if len(matches) != 1:
             raise DeviceNotFound(f"{'no' if not matches else 'more than one'} device matches {text!r}")
         return matches[0]
+
+    def _matching(self, text: str) -> list[DeviceRecord]:
+        """The known devices ``text`` names: its id, its exact name, or a prefix of its UUID."""
+        return [r for r in self.discovery.devices
+                if text in (str(r.device_id), r.name) or str(r.device_id.uuid).startswith(text.lower())]
 
     async def describe(self, device: DeviceId | str | DeviceRecord) -> ddesc.DeviceDescription:
         """Fetch the device description document (GetDeviceDescriptionRequest, clause 9.3)."""

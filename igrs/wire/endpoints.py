@@ -37,6 +37,13 @@ class Endpoint:
     def description_url(self) -> str:
         return f"http://{self.netloc}{DESCRIPTION_PATH}"
 
+    def at_path(self, path: str) -> Endpoint:
+        return Endpoint(self.host, self.port, f"http://{self.netloc}{path}")
+
+    def at(self, address: str) -> Endpoint:
+        """The same endpoint at ``address`` (its host name resolved), the same path."""
+        return Endpoint(address, self.port, "").at_path(urlsplit(self.location).path or IGRS_PATH)
+
     @property
     def is_literal(self) -> bool:
         """The host is an IP address (no name to resolve)."""
@@ -65,16 +72,14 @@ def parse_endpoint(text: str) -> Endpoint | None:
         if "[" in parts.netloc:  # urlsplit lowers the zone of an IPv6 literal: keep it as typed
             host = parts.netloc.rpartition("[")[2].partition("]")[0]
         path = parts.path if parts.path not in ("", "/") else IGRS_PATH
-        endpoint = Endpoint(host, port, "")
-        return Endpoint(host, port, f"http://{endpoint.netloc}{path}")
+        return Endpoint(host, port, "").at_path(path)
     m = _HOST_PORT.match(text)
     if m is None:
         return None
     port = int(m.group(2))
     if not 0 < port < 65536:
         return None
-    endpoint = Endpoint(m.group(1).strip("[]"), port, "")
-    return Endpoint(endpoint.host, port, f"http://{endpoint.netloc}{IGRS_PATH}")
+    return Endpoint(m.group(1).strip("[]"), port, "").at_path(IGRS_PATH)
 
 
 __all__ = ["Endpoint", "parse_endpoint"]

@@ -103,7 +103,8 @@ async def test_locate_ends_at_the_first_answer_and_reads_an_endpoint(free_udp_po
         async with ControlPoint(interfaces=LO, port=free_port("udp")) as elsewhere:
             with pytest.raises(DeviceNotFound, match="no device matches"):
                 await elsewhere.locate(NAME, timeout=0.3)
-            for target in (f"127.0.0.1:{dev.http.port}", dev.location, f"http://127.0.0.1:{dev.http.port}"):
+            for target in (f"127.0.0.1:{dev.http.port}", dev.location, f"http://127.0.0.1:{dev.http.port}",
+                           f"localhost:{dev.http.port}"):  # a name: resolved first
                 record = await elsewhere.locate(target)
                 assert (record.device_id, record.name, record.device_type.name) == (dev.device_id, NAME, "TV")
                 assert record.location == dev.location

@@ -36,6 +36,12 @@ def test_anything_else_is_not_an_endpoint(text: str) -> None:
     assert parse_endpoint(text) is None
 
 
+def test_a_resolved_endpoint_keeps_its_path() -> None:
+    named = parse_endpoint("http://tv.local:81/x/IGRS")
+    assert named is not None and named.at("10.0.0.1").location == "http://10.0.0.1:81/x/IGRS"
+    assert named.at("fe80::1").location == "http://[fe80::1]:81/x/IGRS"
+
+
 def test_only_ip_literals_count_as_literal() -> None:
     assert parse_endpoint("10.1.2.3:1").is_literal  # type: ignore[union-attr]
     assert parse_endpoint("[fe80::1%lo]:1").is_literal  # type: ignore[union-attr]
