@@ -232,19 +232,22 @@ async def _attach_av(device: Any, args: argparse.Namespace, stack: contextlib.As
         stack.push_async_callback(server.aclose)
     if not args.renderer:
         return ""
+    from urllib.parse import urlsplit
+
+    from igrs.profiles.av.media import mime_type
     from igrs.profiles.av.renderer import ObservedOutput, Track, attach_renderer
     from igrs.profiles.av.screen import attach_screen
 
     def playing(state: str, track: Track | None) -> None:
+        mime = (track.mime or mime_type(urlsplit(track.uri).path)) if track else ""
         if args.json:
             print(json.dumps({"event": state, "uri": track.uri if track else "",
-                              "title": track.title if track else "", "mime": track.mime if track else ""}),
-                  flush=True)
+                              "title": track.title if track else "", "mime": mime}), flush=True)
         elif track is None:
             print(f"{device.name}: {state}", flush=True)
         else:
             what = f"{track.title!r} " if track.title else ""
-            print(f"{device.name}: {state} {what}({track.mime or 'media'}) {track.uri}", flush=True)
+            print(f"{device.name}: {state} {what}({mime}) {track.uri}", flush=True)
 
     renderer = await attach_renderer(device, backend=ObservedOutput(playing))
     stack.push_async_callback(renderer.aclose)

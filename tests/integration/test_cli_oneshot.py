@@ -210,7 +210,8 @@ def test_services_lists_action_types_and_call_reads_arguments_by_them(tv) -> Non
                  *common)
     assert played.returncode == 0 and played.stdout.strip() == "PLAYING", played.stderr
     line = json.loads(dev.stdout.readline())
-    assert line == {"event": "playing", "uri": "http://127.0.0.1:9/photo.png", "title": "0", "mime": ""}
+    assert line == {"event": "playing", "uri": "http://127.0.0.1:9/photo.png", "title": "0",
+                    "mime": "image/png"}
 
 
 def test_a_stale_remembered_location_falls_back_to_a_search(free_udp_port: int, tmp_path: Path) -> None:
