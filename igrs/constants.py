@@ -54,6 +54,9 @@ MAX_MX: Final = 5  # s, MX above is clamped
 SEARCH_RETRIES: Final = 2  # a control point's search sends the M-SEARCH this many times
 DESCRIBE_DEADLINE: Final = 5.0  # s a listing waits for one device's description
 DESCRIBE_CONCURRENCY: Final = 16  # descriptions a listing fetches at once
+LOCATION_CHECK_TIMEOUT: Final = 0.5  # s a remembered location has to confirm its device
+LOCATION_CACHE_TTL: Final = 600  # s a located device's location is remembered (at most its max-age)
+LOCATION_CACHE_ENTRIES: Final = 32  # locations remembered; the oldest are forgotten first
 
 # --- limits (project choice: anti-DoS caps) ---
 MAX_DATAGRAM: Final = 4096  # bytes; larger ISDP datagrams are dropped

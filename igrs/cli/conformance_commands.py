@@ -97,8 +97,8 @@ async def cmd_run(args: argparse.Namespace) -> int:
         choose(select(load_cases(), args.profile), args.case, args.exclude)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    report = await run_suite(args.target, args.profile, pin=_pin_source(args.pin), interfaces=args.interface,
-                             port=args.port, only=args.case, exclude=args.exclude,
+    report = await run_suite(args.target, args.profile, pin=_pin_source(args.pin, args.target),
+                             interfaces=args.interface, port=args.port, only=args.case, exclude=args.exclude,
                              off_subnet_source=args.off_subnet_source, listener=Printer(),
                              stop=catch_signals())
     print("\n".join([*map(text_problem, report.problems), text_summary(report)]), flush=True)
@@ -116,15 +116,17 @@ async def cmd_run(args: argparse.Namespace) -> int:
     return {PASSED: EXIT_OK, FAILED: EXIT_FAILED}.get(report.verdict, EXIT_INCOMPLETE)
 
 
-def _pin_source(pin: str | None) -> str | Callable[[int], Awaitable[str]] | None:
+def _pin_source(pin: str | None, target: str) -> str | Callable[[int], Awaitable[str]] | None:
     """``--pin -``: ask on stderr, read a line from stdin when the device shows its PIN."""
     if pin != "-":
         return pin
 
     async def ask(digits: int) -> str:
+        from igrs.node.pin_text import pin_prompt
+
         # a whole line when a program types the PINs (it can wait for lines), a prompt for people
         end = "" if sys.stdin.isatty() else "\n"
-        print(f"The device shows a {digits}-digit PIN. PIN: ", end=end, file=sys.stderr, flush=True)
+        print(pin_prompt(target, digits), end=end, file=sys.stderr, flush=True)
         return await read_line()
 
     return ask

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -27,10 +26,11 @@ from typing import Any
 
 from igrs.conformance.catalogue import CaseSpec, load_cases, select
 from igrs.conformance.rawnet import Exchange, GroupListener, Recorder, UnicastSocket, http_exchange
-from igrs.constants import DESCRIPTION_PATH, IGRS_PATH, IGRS_PORT, IPV4_GROUP
+from igrs.constants import DESCRIPTION_PATH, IGRS_PORT, IPV4_GROUP
 from igrs.core.discovery import Interface
 from igrs.net import interfaces as netifaces
 from igrs.wire import isdp
+from igrs.wire.endpoints import parse_endpoint
 from igrs.wire.ids import DeviceId
 
 PASS, FAIL, SKIP, ERROR, NA = "pass", "fail", "skip", "error", "n/a"
@@ -237,9 +237,6 @@ def _decoded(data: bytes) -> Any:
         return exc
 
 
-_ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
-
-
 async def search_once(ctx: Context, st: str, mx: int, wait: float,
                       until: Callable[[Any], bool] | None = None,
                       source: str = "") -> tuple[float, list[Any]]:
@@ -258,13 +255,13 @@ async def search_once(ctx: Context, st: str, mx: int, wait: float,
 
 
 async def _resolve(ctx: Context, target: str) -> None:
-    """Find the DUT: ``host:port`` of its HTTP endpoint, or a device id / UUID prefix / name."""
+    """Find the DUT: ``host:port`` of its HTTP endpoint or its LOCATION URL, or a device id /
+    UUID prefix / name."""
     from igrs.wire import description as ddesc
 
-    m = _ADDRESS.match(target)
-    if m and not target.lower().startswith("urn:"):
-        ctx.host, ctx.port = m.group(1).strip("[]"), int(m.group(2))
-        ctx.location = f"http://{m.group(1)}:{ctx.port}{IGRS_PATH}"  # where its messages go
+    endpoint = parse_endpoint(target)  # host:port or LOCATION URL: igrs.wire.endpoints, as the CLI
+    if endpoint is not None:
+        ctx.host, ctx.port, ctx.location = endpoint.host, endpoint.port, endpoint.location
         res = await http_exchange(ctx.host, ctx.port, _get(DESCRIPTION_PATH, ctx), ctx.rec)
         if res.status != 200:
             raise LookupError(f"GET {DESCRIPTION_PATH} at {target} answered {res.status}")

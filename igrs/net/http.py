@@ -259,6 +259,26 @@ class IgrsHttpClient:
             raise IGRSError(f"{url}: {str(exc) or type(exc).__name__}",
                             return_code=ReturnCode.BUSY) from exc
 
+    async def get(self, url: str) -> bytes:
+        """``GET url`` (the plain description, DESCRIPTION_PATH) on the same connections,
+        limits and timeout as the messages; IGRSError unless it answers 200."""
+        try:
+            endpoint = _endpoint(url)
+        except ValueError as exc:
+            raise IGRSError(f"{url}: {exc}", return_code=ReturnCode.BAD_MESSAGE) from exc
+        try:
+            async with asyncio.timeout(self.timeout), self._turn((endpoint.host, endpoint.port)):
+                data = request_bytes("GET", endpoint.target, endpoint.host_header, [], b"")
+                resp = await self._pool.request(endpoint.host, endpoint.port, data)
+        except LimitExceeded:
+            raise ProtocolError(f"{url}: answer too large") from None
+        except (TimeoutError, OSError, BadResponse) as exc:
+            raise IGRSError(f"{url}: {str(exc) or type(exc).__name__}",
+                            return_code=ReturnCode.BUSY) from exc
+        if resp.status != 200:
+            raise IGRSError(f"GET {url} answered HTTP {resp.status}", return_code=ReturnCode.NOT_FOUND)
+        return resp.body
+
     async def _post(self, endpoint: _Endpoint, headers: list[tuple[str, str]], body: bytes,
                     seq: int) -> tuple[int, Frame | None]:
         data = request_bytes("M-POST", endpoint.target, endpoint.host_header, headers, body)

@@ -296,7 +296,8 @@ class Service:
         result does not fit its annotation; exceptions of the action itself propagate."""
         spec = self.igrs_actions.get(name)
         if spec is None:
-            raise IGRSError(f"no action {name!r}", return_code=ReturnCode.NOT_FOUND)
+            raise IGRSError(f"no action {name!r}; its actions: {', '.join(self.igrs_actions) or 'none'}",
+                            return_code=ReturnCode.NOT_FOUND)
         kwargs = spec.bind(arguments)
         result = await spec.func(self, **kwargs)
         if spec.result is None:

@@ -342,16 +342,26 @@ class ServiceAgent:
             raise ProtocolError("service description missing")
         return reply.description
 
-    # --- sessions ---------------------------------------------------------------------------
-    async def open(self, service: str | ServiceType | int, *, user: ss.UserInfo | None = None) -> ServiceProxy:
-        """CreateSessionRequest with a service (by type URN or service id)."""
+    async def find_service(self, service: str | ServiceType | int) -> sv.ServiceInfo:
+        """The service ``service`` names (a type URN or a service id); RemoteError 404 if the
+        device has none."""
         if isinstance(service, int):
             found = [s for s in await self.services() if s.service_id == service]
         else:
             found = await self.services(service)
         if not found:
             raise RemoteError(f"no service {service} on this device", return_code=ReturnCode.NOT_FOUND)
-        info = found[0]
+        return found[0]
+
+    async def describe_service(self, service: str | ServiceType | int) -> sv.ServiceDescription:
+        """The description of the service ``service`` names: its actions (arguments and their
+        types) and attributes (``igrs services DEVICE SERVICE``, the relay's describe)."""
+        return await self.describe((await self.find_service(service)).service_id)
+
+    # --- sessions ---------------------------------------------------------------------------
+    async def open(self, service: str | ServiceType | int, *, user: ss.UserInfo | None = None) -> ServiceProxy:
+        """CreateSessionRequest with a service (by type URN or service id)."""
+        info = await self.find_service(service)
         client_id = self._rng.randint(1, UINT32_MAX)
         seq = self._seq.next()
         request = ss.CreateSessionRequest(client_id, info.service_id, seq, user or self.user)

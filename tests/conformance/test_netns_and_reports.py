@@ -48,7 +48,7 @@ def forward_pins(device_out: LineReader, suite_err: LineReader, suite_stdin: Any
 
     answered, shown, end = 0, 0, time.monotonic() + timeout
     while time.monotonic() < end:
-        if sum("PIN:" in line for line in suite_err.lines) > answered:
+        if sum("-digit PIN" in line for line in suite_err.lines) > answered:
             # the device printed its PIN before it answered the pairing request: wait for our
             # reader to have it (a new one since the last answer), then type the newest
             wait_until(lambda seen=shown: len(pins()) > seen, 2.0)
