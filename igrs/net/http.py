@@ -16,14 +16,16 @@ import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from igrs.constants import DESCRIPTION_PATH, IGRS_PATH, MAX_HTTP_BODY, ReturnCode
-from igrs.errors import IGRSError, LimitExceeded, NotImplementedMessage, ProtocolError
+from igrs.errors import IGRSError, LimitExceeded, NotImplementedMessage, ProtocolError, RemoteError
 from igrs.net.httpclient import HttpClientPool
 from igrs.net.httpserver import TEXT, HandedOff, HttpAnswer, HttpLimits, HttpRequest, HttpServer
 from igrs.wire import messages
+from igrs.wire.answers import return_code
 from igrs.wire.http11 import BadResponse, request_bytes
 from igrs.wire.httpu import Headers
 from igrs.wire.ids import DeviceId
@@ -268,7 +270,9 @@ class IgrsHttpClient:
             raise ProtocolError("answer too large") from None
         if resp.status == 200 and not resp.body:
             return seq, None
-        return seq, messages.decode(resp.headers, resp.body)
+        if resp.status == 200:
+            return seq, messages.decode(resp.headers, resp.body)
+        return seq, _error_answer(resp.status, resp.headers, resp.body)
 
     async def close(self) -> None:
         self._pool.close()
@@ -293,6 +297,23 @@ def _endpoint(url: str) -> _Endpoint:
     host_header = f"[{plain}]:{port}" if ":" in plain else f"{plain}:{port}"
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return _Endpoint(host, port, host_header, target)
+
+
+def _error_answer(status: int, headers: Headers, body: bytes) -> Frame:
+    """A non-200 answer: its ErrorResponse when it carries a readable one, else a RemoteError
+    with the HTTP status as the return code (messages.md §6) -- a peer such as ezbox answers
+    every error with a bare status line (ezbox-dialect.md)."""
+    try:
+        frame = messages.decode(headers, body)
+    except ProtocolError:
+        frame = None
+    if frame is not None and isinstance(frame.message, ErrorResponse):
+        return frame
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "error"
+    raise RemoteError(f"HTTP {status} {phrase} (no IGRS ErrorResponse)", return_code=return_code(status))
 
 
 def error_from(frame: Frame) -> Any:
