@@ -28,6 +28,7 @@ SOAP12_DRAFT_NS: Final = "http://www.w3.org/2002/12/soap-envelope"  # public sou
 SOAP11_NS: Final = "http://schemas.xmlsoap.org/soap/envelope/"  # accepted on input
 SOAP_NAMESPACES: Final = (SOAP12_NS, SOAP12_DRAFT_NS, SOAP11_NS)
 IGRS_NS: Final = "http://www.igrs.org/spec1.0"  # public source: ezbox message bodies
+SESSION_ELEMENT: Final = "Session"  # public source: ezbox (EZ-CS, EZ-IS): body element of 10.5/10.6
 DEVICE_TEMPLATE_NS: Final = "http://www.igrs.org/igrs/DeviceTemplate"  # public source: ezbox
 SERVICE_DESCRIPTION_NS: Final = "http://www.igrs.org/igrs/ServiceDescription"
 

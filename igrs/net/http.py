@@ -256,13 +256,13 @@ class IgrsHttpClient:
                 wire_message = seal(message, seq) if seal is not None else message
                 headers, body = messages.encode(wire_message, source=self.source, target=target,
                                                 sequence_id=seq)
-                return await self._post(endpoint, headers, body, seq)
+                return await self._post(endpoint, headers, body, seq, target)
         except (TimeoutError, OSError, BadResponse) as exc:
             raise IGRSError(f"{url}: {str(exc) or type(exc).__name__}",
                             return_code=ReturnCode.BUSY) from exc
 
     async def _post(self, endpoint: _Endpoint, headers: list[tuple[str, str]], body: bytes,
-                    seq: int) -> tuple[int, Frame | None]:
+                    seq: int, target: DeviceId | None) -> tuple[int, Frame | None]:
         data = request_bytes("M-POST", endpoint.target, endpoint.host_header, headers, body)
         try:
             resp = await self._pool.request(endpoint.host, endpoint.port, data)
@@ -270,9 +270,9 @@ class IgrsHttpClient:
             raise ProtocolError("answer too large") from None
         if resp.status == 200 and not resp.body:
             return seq, None
-        if resp.status == 200:
-            return seq, messages.decode(resp.headers, resp.body)
-        return seq, _error_answer(resp.status, resp.headers, resp.body)
+        if resp.status == 200:  # an answer naming no device comes from the one asked (messages.md §3)
+            return seq, messages.decode(resp.headers, resp.body, answering=target)
+        return seq, _error_answer(resp.status, resp.headers, resp.body, target)
 
     async def close(self) -> None:
         self._pool.close()
@@ -299,12 +299,12 @@ def _endpoint(url: str) -> _Endpoint:
     return _Endpoint(host, port, host_header, target)
 
 
-def _error_answer(status: int, headers: Headers, body: bytes) -> Frame:
+def _error_answer(status: int, headers: Headers, body: bytes, target: DeviceId | None) -> Frame:
     """A non-200 answer: its ErrorResponse when it carries a readable one, else a RemoteError
     with the HTTP status as the return code (messages.md §6) -- a peer such as ezbox answers
     every error with a bare status line (ezbox-dialect.md)."""
     try:
-        frame = messages.decode(headers, body)
+        frame = messages.decode(headers, body, answering=target)
     except ProtocolError:
         frame = None
     if frame is not None and isinstance(frame.message, ErrorResponse):

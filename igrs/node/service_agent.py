@@ -196,11 +196,12 @@ class EventStream(Generic[E]):
 class ServiceProxy:
     """An open session with one service: call actions as methods."""
 
-    def __init__(self, agent: ServiceAgent, info: sv.ServiceInfo, client_id: int, session_id: int) -> None:
+    def __init__(self, agent: ServiceAgent, info: sv.ServiceInfo, client_id: int,
+                 session_id: int | None) -> None:
         self._agent = agent
         self.info = info
         self.client_id = client_id
-        self.session_id = session_id
+        self.session_id = session_id  # None: the service gave none, the id pair names the session
         self._seq = ClientSequencer(agent._rng)
         self._streams: list[EventStream[Any]] = []
         self.closed = False
@@ -220,7 +221,8 @@ class ServiceProxy:
             raise IGRSError("session is closed", return_code=ReturnCode.NOT_FOUND)
         seq = self._seq.next()
         request = ss.InvokeServiceRequest(
-            self.client_id, self.info.service_id, seq, action, arguments, self.session_id
+            self.client_id, self.info.service_id, seq, action, arguments, self.session_id,
+            rpc_style=self._agent.rpc_style,
         )
         try:
             reply = expect_answer(await self._agent.request(request), ss.InvokeServiceResponse)
@@ -304,8 +306,11 @@ class ServiceAgent:
         user: ss.UserInfo | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
+        rpc_style: bool = False,
     ) -> None:
         self.request = request
+        # Invocations without ActionName, the operation as InvokeArguments' child (services.md §3.1).
+        self.rpc_style = rpc_style
         self._location = location
         self.device = device
         self.user = user or ss.UserInfo()
@@ -362,7 +367,7 @@ class ServiceAgent:
             raise
         self._seq.complete(seq, reply.status.acknowledge_id)
         raise_for_status(reply.status, "CreateSessionRequest")
-        if reply.client_id != client_id or reply.service_id != info.service_id or reply.session_id is None:
+        if reply.client_id != client_id or reply.service_id != info.service_id:
             raise ProtocolError("CreateSessionResponse does not match the request")
         return ServiceProxy(self, info, client_id, reply.session_id)
 

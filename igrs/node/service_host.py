@@ -34,7 +34,7 @@ from igrs.core.events import ATTRIBUTE, DEVICE, SERVICE, Batch, Subscription, Su
 from igrs.core.sessions import SessionTable
 from igrs.errors import IGRSError, NotImplementedMessage, ProtocolError
 from igrs.net.aio import wait_event
-from igrs.node.service import Service
+from igrs.node.service import Service, resolve_call
 from igrs.wire.bodies import events as ev
 from igrs.wire.bodies import services as sv
 from igrs.wire.bodies import sessions as ss
@@ -56,6 +56,7 @@ RemoteServiceHook = Callable[["PeerInfo", SoapMessage], object]
 
 # Standard operations handled by the host itself (EZ-SDT), invoked with InvokeServiceRequest.
 FIND, SUBSCRIBE, RENEW, UNSUBSCRIBE = "findServiceAttribute", "subscribe", "renewSubscription", "unsubscribe"
+STANDARD = frozenset({FIND, SUBSCRIBE, RENEW, UNSUBSCRIBE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,11 +380,15 @@ class ServiceHost:
         assert isinstance(msg, ss.DestroySessionNotify)
         if msg.from_service:
             raise _fail(ReturnCode.BAD_MESSAGE, "DestroySessionNotify from a service sent to the service side")
-        session = self.sessions.get(msg.session_id)
-        if session is None or session.client_id != msg.client_id or session.service_id != msg.service_id:
-            raise _fail(ReturnCode.NOT_FOUND, "no such session")
-        self.sessions.destroy(str(peer.device_id), msg.session_id)
-        self._end_session_subscriptions(msg.session_id)
+        if msg.session_id is None:  # a session known by its id pair (sessions.md §1)
+            session = self.sessions.lookup(str(peer.device_id), msg.client_id, msg.service_id)
+        else:
+            found = self.sessions.get(msg.session_id)
+            if found is None or found.client_id != msg.client_id or found.service_id != msg.service_id:
+                raise _fail(ReturnCode.NOT_FOUND, "no such session")
+            session = found
+        self.sessions.destroy(str(peer.device_id), session.session_id)
+        self._end_session_subscriptions(session.session_id)
         return None
 
     def _end_session_subscriptions(self, session_id: int) -> None:
@@ -465,23 +470,26 @@ class ServiceHost:
             session = self.sessions.lookup(str(peer.device_id), msg.client_id, msg.service_id, msg.session_id)
             session.accept_sequence(msg.sequence_id)
             session.last_used = self.clock()
-            if msg.action == FIND:
-                results = self._find(service, msg.arguments)
-            elif msg.action in (SUBSCRIBE, RENEW, UNSUBSCRIBE):
+            action, arguments = msg.action, msg.arguments
+            if msg.call is not None:  # RPC style: no ActionName (specs/services.md §3.1)
+                action, arguments = resolve_call(type(service).igrs_actions, msg.call, STANDARD)
+            if action == FIND:
+                results = self._find(service, arguments)
+            elif action in (SUBSCRIBE, RENEW, UNSUBSCRIBE):
                 results = self._attribute_subscription(
-                    msg.action, service, msg.service_id, session.session_id, peer, msg.arguments
+                    action, service, msg.service_id, session.session_id, peer, arguments
                 )
             else:
                 token = current_peer.set(peer)
                 try:
-                    value = await service.invoke(msg.action, msg.arguments)
+                    value = await service.invoke(action, arguments)
                 finally:
                     current_peer.reset(token)
                 results = () if value is None else (("result", value),)
         except IGRSError as exc:
             return answer(exc.return_code, exc.reason)
         except Exception:
-            log.exception("action %s of service %s failed", msg.action, msg.service_id)
+            log.exception("action %s of service %s failed", msg.action or "(RPC style)", msg.service_id)
             return answer(ReturnCode.INTERNAL_ERROR, "the action failed")
         try:  # build the body now, once: a result that cannot be carried is a 500, not a crash later
             return BuiltMessage.of(answer(results=results))

@@ -240,8 +240,8 @@ BROKEN: dict[str, tuple[str, Callable[[etree._Element], None]]] = {
     "GetServiceDescriptionRequest": ("GetServiceDescriptionRequest", _set("TargetServiceId", "4294967296")),
     "GetServiceDescriptionResponse": ("GetServiceDescriptionResponse", _drop_wsdl),
     "CreateSessionRequest": ("CreateSessionRequest", _drop("SourceClientId")),
-    "CreateSessionResponse": ("CreateSessionResponse", _drop("SessionId")),
-    "DestroySessionNotify": ("DestroySessionNotify", _drop("SessionId")),
+    "CreateSessionResponse": ("CreateSessionResponse", _drop("TargetClientId")),  # no SessionId: ezbox's form
+    "DestroySessionNotify": ("DestroySessionNotify", _drop("SourceClientId")),
     "ApplySessionKeyRequest": ("ApplySessionKeyRequest", _set("Nonce", "AAAA")),
     "ApplySessionKeyResponse": ("ApplySessionKeyResponse", _set("KeyCheckValue", "!!!")),
     "TransferSessionKeyRequest": ("TransferSessionKeyRequest", _set("WrappedKey", "")),
