@@ -452,6 +452,17 @@ def _empty_stand_in(el: Element) -> bool:
     return el.tag == qname(IGRS_NS, SESSION_ELEMENT) and not len(el) and not (el.text or "").strip()
 
 
+def body_for_schema(el: Element, message_type: str) -> Element:
+    """``el`` as the XSDs declare it: a ``Session`` body (10.5/10.6, which all share that element
+    on the wire) as a copy named after ``message_type``, whose declaration gives its content
+    (specs/schemas/igrs-services.xsd); any other body as it is."""
+    if el.tag != qname(IGRS_NS, SESSION_ELEMENT) or message_type == SESSION_ELEMENT:
+        return el
+    renamed: Element = el.__copy__()  # type: ignore[attr-defined]  # lxml has it; types-lxml omits it
+    renamed.tag = qname(IGRS_NS, message_type)
+    return renamed
+
+
 # --- whole HTTP messages (raw bytes: captures, fuzzing, non-aiohttp transports) ----------
 def build_request(host: str, headers: list[tuple[str, str]], body: bytes) -> bytes:
     return build_message(f"M-POST {IGRS_PATH} HTTP/1.1", [("HOST", host), *headers], body)
@@ -481,6 +492,6 @@ def parse_http(data: bytes) -> Frame:
 __all__ = [
     "BODY_TYPES", "ErrorResponse", "Frame", "GetDeviceDescriptionRequest",
     "GetDeviceDescriptionResponse", "OpaqueMessage", "Routing", "SearchDeviceRequestOnDevice",
-    "SearchDeviceResponseOnDevice", "SoapMessage", "Status", "decode", "encode", "encode_name",
-    "parse_http", "register",
+    "SearchDeviceResponseOnDevice", "SoapMessage", "Status", "body_for_schema", "decode", "encode",
+    "encode_name", "parse_http", "register",
 ]

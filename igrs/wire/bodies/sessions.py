@@ -2,9 +2,10 @@
 
 Element names follow ezbox where public (EZ-CS, EZ-IS: ``SourceClientId``, ``TargetServiceId``,
 ``SequenceId``, ``UserInfo``, ``InvokeArguments``, ``AcknowledgeId``, ``ReturnCode``); the rest
-is project choice, written down in specs/sessions.md and specs/services.md. ezbox's
-``<Session>`` body element is accepted on input in place of the element named after the
-message type.
+is project choice, written down in specs/sessions.md and specs/services.md. Every body of these
+clauses goes out as ezbox's ``<Session>`` element -- the only public evidence; the
+``01-IGRSMessageType`` header names the message -- and the element named after the message
+type is accepted too (specs/messages.md §5).
 
 Typed values (specs/services.md "Typed values")::
 
@@ -326,7 +327,7 @@ class CreateSessionRequest:
     message_type: ClassVar[str] = "CreateSessionRequest"
 
     def body(self) -> Element:
-        root = el(self.message_type)
+        root = el(SESSION_ELEMENT)
         sub(root, "SourceClientId", str(self.client_id))
         sub(root, "TargetServiceId", str(self.service_id))
         sub(root, "SequenceId", str(self.sequence_id))
@@ -353,7 +354,7 @@ class CreateSessionResponse:
     message_type: ClassVar[str] = "CreateSessionResponse"
 
     def body(self) -> Element:
-        root = el(self.message_type)
+        root = el(SESSION_ELEMENT)
         self.status.write(root)
         sub(root, "SourceServiceId", str(self.service_id))
         sub(root, "TargetClientId", str(self.client_id))
@@ -397,7 +398,7 @@ class DestroySessionNotify:
     message_type: ClassVar[str] = "DestroySessionNotify"
 
     def body(self) -> Element:
-        root = el(self.message_type)
+        root = el(SESSION_ELEMENT)
         _write_direction(root, self.client_id, self.service_id, self.from_service)
         if self.session_id is not None:
             sub(root, "SessionId", str(self.session_id))
@@ -424,7 +425,7 @@ class ApplySessionKeyRequest:
     message_type: ClassVar[str] = "ApplySessionKeyRequest"
 
     def body(self) -> Element:
-        root = el(self.message_type)
+        root = el(SESSION_ELEMENT)
         sub(root, "SourceClientId", str(self.client_id))
         sub(root, "TargetServiceId", str(self.service_id))
         sub(root, "SessionId", str(self.session_id))
@@ -462,7 +463,7 @@ class ApplySessionKeyResponse:
     message_type: ClassVar[str] = "ApplySessionKeyResponse"
 
     def body(self) -> Element:
-        root = el(self.message_type)
+        root = el(SESSION_ELEMENT)
         self.status.write(root)
         sub(root, "SourceServiceId", str(self.service_id))
         sub(root, "TargetClientId", str(self.client_id))
@@ -496,7 +497,7 @@ class TransferSessionKeyRequest:
     message_type: ClassVar[str] = "TransferSessionKeyRequest"
 
     def body(self) -> Element:
-        root = el(self.message_type)
+        root = el(SESSION_ELEMENT)
         _write_direction(root, self.client_id, self.service_id, self.from_service)
         sub(root, "SessionId", str(self.session_id))
         sub(root, "SequenceId", str(self.sequence_id))
@@ -531,7 +532,7 @@ class TransferSessionKeyResponse:
     message_type: ClassVar[str] = "TransferSessionKeyResponse"
 
     def body(self) -> Element:
-        root = el(self.message_type)
+        root = el(SESSION_ELEMENT)
         self.status.write(root)
         sub(root, "SessionId", str(self.session_id))
         return root
@@ -619,7 +620,7 @@ class InvokeServiceRequest:
     message_type: ClassVar[str] = "InvokeServiceRequest"
 
     def body(self) -> Element:
-        root = el(self.message_type)
+        root = el(SESSION_ELEMENT)
         sub(root, "SourceClientId", str(self.client_id))
         sub(root, "TargetServiceId", str(self.service_id))
         sub(root, "SequenceId", str(self.sequence_id))
@@ -661,7 +662,7 @@ class InvokeServiceResponse:
     message_type: ClassVar[str] = "InvokeServiceResponse"
 
     def body(self) -> Element:
-        root = el(self.message_type)
+        root = el(SESSION_ELEMENT)
         self.status.write(root)
         sub(root, "SourceServiceId", str(self.service_id))
         sub(root, "TargetClientId", str(self.client_id))
@@ -702,7 +703,7 @@ class SendNotification:
     message_type: ClassVar[str] = "SendNotification"
 
     def body(self) -> Element:
-        root = el(self.message_type)
+        root = el(SESSION_ELEMENT)
         sub(root, "SourceServiceId", str(self.service_id))
         sub(root, "SubscriptionId", str(self.subscription_id))
         sub(root, "EventSequence", str(self.sequence))
