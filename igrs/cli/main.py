@@ -190,7 +190,7 @@ async def cmd_device_run(args: argparse.Namespace) -> int:
                     interfaces=args.interface, port=args.port, http_port=args.http_port,
                     max_age=args.max_age, ipv6=args.ipv6,
                     state_dir=_state_dir(args, f"devices/{_slug(args.name)}"),
-                    on_pin=None if args.no_pairing else show_pin)
+                    on_pin=None if args.no_pairing else show_pin, send_on_alt_group=args.alt_group)
     if args.dnssd:
         from igrs.bridges.dnssd import attach_dnssd
 
@@ -450,6 +450,9 @@ def build_parser(*, relay: bool = False, file: bool = False) -> argparse.Argumen
     run.add_argument("--max-age", type=int, default=DEFAULT_MAX_AGE, help="advertisement lifetime, seconds")
     run.add_argument("--json", action="store_true", help="print machine-readable status lines")
     run.add_argument("--no-pairing", action="store_true", help="refuse PIN pairing requests")
+    run.add_argument("--alt-group", action="store_true",
+                     help="also announce on 239.255.255.250:3880 (besides the IANA group 224.0.0.110), "
+                          "for ezbox-era peers that listen only there")
     run.add_argument("--dnssd", action="store_true",
                      help="also announce over mDNS/DNS-SD as _igrs._tcp (needs igrs[dnssd])")
     run.add_argument("--sample-service", action="store_true",

@@ -22,6 +22,7 @@ from igrs.constants import (
     DEFAULT_MX,
     IGRS_PORT,
     IPV4_GROUP,
+    IPV4_GROUP_ALT,
     IPV6_GROUP,
     MAX_MX,
     MAX_PENDING_RESPONSES,
@@ -79,6 +80,7 @@ def group_host(iface: Interface, port: int) -> str:
 class SendMulticast:
     interface: str
     payload: bytes
+    group: str = ""  # "" = the interface's own group (IPV4_GROUP / IPV6_GROUP); else this IPv4 group
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +163,7 @@ class DeviceDiscovery:
         max_age: int = DEFAULT_MAX_AGE,
         port: int = IGRS_PORT,
         rng: random.Random | None = None,
+        send_on_alt_group: bool = False,
     ) -> None:
         self.device_id = device_id
         self.device_type = device_type
@@ -168,6 +171,9 @@ class DeviceDiscovery:
         self.max_age = max_age
         self.port = port
         self.rng = rng or random.Random()
+        # Every announcement also to 239.255.255.250 (IPV4_GROUP_ALT), for ezbox-era peers that
+        # listen there only (specs/transport.md, Multicast groups).
+        self.send_on_alt_group = send_on_alt_group
         self.drops = DropCounter()
         self.answered = 0
         self.running = False
@@ -233,18 +239,28 @@ class DeviceDiscovery:
         delay = self.max_age * REANNOUNCE_FRACTION - self.rng.uniform(0, REANNOUNCE_JITTER * self.max_age)
         self._timers.add(now + max(delay, 0.5), _Reannounce(self._generation))
 
+    def _announce(self, iface: Interface, msg: isdp.IsdpMessage) -> list[SendMulticast]:
+        """``msg`` to the group of ``iface``; with ``send_on_alt_group`` (IPv4) to 239.255.255.250
+        as well, its HOST naming that group."""
+        out = [SendMulticast(iface.name, isdp.encode(msg, host=group_host(iface, self.port)))]
+        if self.send_on_alt_group and iface.family == 4:
+            out.append(SendMulticast(iface.name, isdp.encode(msg, host=f"{IPV4_GROUP_ALT}:{self.port}"),
+                                     IPV4_GROUP_ALT))
+        return out
+
     def _alive(self, iface: Interface) -> list[SendMulticast]:
         """The device's advertisement on ``iface``, then one per shared service."""
         msg = isdp.DeviceOnlineAdvertisement(
             self.device_id, self.device_type, self._locations[iface.name], self.max_age, self.name
         )
-        return [SendMulticast(iface.name, isdp.encode(msg, host=group_host(iface, self.port))),
-                *(self._service_alive(iface, sid, st, name) for sid, (st, name) in self._services.items())]
+        return [*self._announce(iface, msg),
+                *(a for sid, (st, name) in self._services.items()
+                  for a in self._service_alive(iface, sid, st, name))]
 
     def _byebye(self, iface: Interface) -> list[SendMulticast]:
         msg = isdp.DeviceOfflineAdvertisement(self.device_id, self.device_type)
-        return [*(self._service_byebye(iface, sid, st) for sid, (st, _) in self._services.items()),
-                SendMulticast(iface.name, isdp.encode(msg, host=group_host(iface, self.port)))]
+        return [*(a for sid, (st, _) in self._services.items() for a in self._service_byebye(iface, sid, st)),
+                *self._announce(iface, msg)]
 
     # timers
     def next_deadline(self) -> float | None:
@@ -319,18 +335,19 @@ class DeviceDiscovery:
             return []
         actions: list[Action] = []
         for iface in self._interfaces.values():
-            actions += [self._service_byebye(iface, sid, stype) for sid, (stype, _) in removed.items()]
-            actions += [self._service_alive(iface, sid, stype, name) for sid, (stype, name) in added.items()]
+            actions += [a for sid, (stype, _) in removed.items()
+                        for a in self._service_byebye(iface, sid, stype)]
+            actions += [a for sid, (stype, name) in added.items()
+                        for a in self._service_alive(iface, sid, stype, name)]
         return actions
 
-    def _service_alive(self, iface: Interface, sid: int, stype: ServiceType, name: str) -> SendMulticast:
+    def _service_alive(self, iface: Interface, sid: int, stype: ServiceType, name: str) -> list[SendMulticast]:
         msg = isdp.ServiceOnlineAdvertisement(self.device_id, stype, sid, self._locations[iface.name],
                                               self.max_age, name)
-        return SendMulticast(iface.name, isdp.encode(msg, host=group_host(iface, self.port)))
+        return self._announce(iface, msg)
 
-    def _service_byebye(self, iface: Interface, sid: int, stype: ServiceType) -> SendMulticast:
-        msg = isdp.ServiceOfflineAdvertisement(self.device_id, stype, sid)
-        return SendMulticast(iface.name, isdp.encode(msg, host=group_host(iface, self.port)))
+    def _service_byebye(self, iface: Interface, sid: int, stype: ServiceType) -> list[SendMulticast]:
+        return self._announce(iface, isdp.ServiceOfflineAdvertisement(self.device_id, stype, sid))
 
     def on_search(self, req: isdp.SearchDeviceRequest | isdp.SearchServiceRequest, source: Address,
                   interface: str, now: float) -> None:

@@ -101,6 +101,7 @@ class Device:
         allow_non_secure_pipes: bool = True,
         rng: random.Random | None = None,
         http_limits: HttpLimits | None = None,
+        send_on_alt_group: bool = False,
     ) -> None:
         self.name = check_name(name)
         self.device_type = device_type if isinstance(device_type, DeviceType) else DeviceType.parse(device_type)
@@ -124,8 +125,9 @@ class Device:
         self._interface_specs = list(interfaces) if interfaces is not None else None
         self._ipv6 = ipv6
         self._watch = watch_interfaces
+        # send_on_alt_group: announce on 239.255.255.250 too, for ezbox-era peers (transport.md)
         self.discovery = DeviceDiscovery(self.device_id, self.device_type, name, max_age=max_age,
-                                         port=port, rng=rng)
+                                         port=port, rng=rng, send_on_alt_group=send_on_alt_group)
         self.handlers: dict[str, MessageHandler] = {
             "GetDeviceDescriptionRequest": self._on_get_description,
             "SearchDeviceRequestOnDevice": self._on_search_on_device,
