@@ -133,10 +133,22 @@ async def _described(cp: Any, records: list[Any]) -> dict[Any, dict[str, Any]]:
     return out
 
 
+def _is_address(device: str) -> bool:
+    """``host:port`` or an ``http://`` URL of an /IGRS endpoint (rather than an id or a name)."""
+    if device.startswith("http://"):
+        return True
+    host, sep, port = device.rpartition(":")
+    return bool(sep and host and port.isdigit() and not device.lower().startswith("urn:"))
+
+
 async def _located(cp: Any, device: str, timeout: float) -> Any:
-    """Search, then find ``device``; on a busy network or device, one more search."""
+    """Search, then find ``device``; on a busy network or device, one more search. A device
+    given by address (``host:port``, ``http://...``) is asked for its description there instead:
+    a legacy peer may speak no discovery at all."""
     from igrs.errors import DeviceNotFound
 
+    if _is_address(device):
+        return await cp.connect(device)
     await cp.search(timeout=timeout)
     try:
         return cp.find(device)
@@ -206,13 +218,20 @@ async def cmd_device_run(args: argparse.Namespace) -> int:
     stop = _catch_signals()
     async with device, contextlib.AsyncExitStack() as profiles:
         await _attach_av(device, args, profiles)
+        if args.open_services:  # what this command shares: the sample service and the profiles
+            for info in device.services.services:
+                device.share_openly(info.service_id)
         if args.json:
             print(json.dumps({"event": "ready", "id": str(device.device_id), "location": device.location,
-                              "locations": device.locations}), flush=True)
+                              "locations": device.locations,
+                              "open_services": [s.service_id for s in device.services.open_services]}),
+                  flush=True)
         else:
             print(f"{device.name} ({device.device_type}) is up as {device.device_id}", flush=True)
             for iface, url in device.locations.items():
                 print(f"  {iface}: {url}", flush=True)
+            for info in device.services.open_services:
+                print(f"  shared OPENLY (no pairing, in the clear): {info.name} #{info.service_id}", flush=True)
             print("Ctrl-C to stop (a DeviceOfflineAdvertisement is sent on exit)", flush=True)
         await stop.wait()
     if args.json:
@@ -368,7 +387,7 @@ async def cmd_call(args: argparse.Namespace) -> int:
         kwargs[key] = _value(value)
     async with await _control_point(args) as cp:
         record = await _located(cp, args.device, args.timeout)
-        async with cp.session(record, _service_target(args.service)) as svc:
+        async with cp.session(record, _service_target(args.service), open=args.open) as svc:
             result = await getattr(svc, args.action)(**kwargs)
     print(json.dumps(result) if args.json or not isinstance(result, str) else result)
     return EXIT_OK
@@ -432,7 +451,8 @@ def build_parser(*, relay: bool = False, file: bool = False) -> argparse.Argumen
 
     p = sub.add_parser("describe", help="fetch and show a device's description document")
     _common(p)
-    p.add_argument("device", help="device id, its UUID prefix, or its exact name")
+    p.add_argument("device", help="device id, its UUID prefix, its exact name, or host:port of its /IGRS "
+                                  "endpoint (a peer that speaks no discovery)")
     p.add_argument("-t", "--timeout", type=float, default=1.5, help="seconds to search first")
     p.add_argument("--xml", action="store_true", help="print the raw description XML")
     _via_option(p)
@@ -463,6 +483,14 @@ def build_parser(*, relay: bool = False, file: bool = False) -> argparse.Argumen
                      help="share the media in a folder (AV profile: a MediaServer; repeatable)")
     run.add_argument("--renderer", action="store_true",
                      help="be a TV: a MediaRenderer with a virtual screen (AV profile)")
+    run.add_argument("--open-services", action="store_true",
+                     help="share the services this command shares (--sample-service, --share-folder, "
+                          "--media-folder, --renderer) OPENLY as well: any host on the LAN may open a "
+                          "session and invoke them in the clear, without pairing or a pipe -- for legacy "
+                          "peers that have no pipes (ezbox). SECURITY COST: no authentication (a caller's "
+                          "device id is only claimed), no confidentiality, no integrity; shared folders "
+                          "become readable (never writable) by anyone; the renderer controllable by "
+                          "anyone. Default: paired devices only, in a secure pipe (specs/security.md §11)")
     _state_option(run)
     run.set_defaults(func=cmd_device_run)
 
@@ -498,11 +526,15 @@ def build_parser(*, relay: bool = False, file: bool = False) -> argparse.Argumen
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_services)
 
-    p = sub.add_parser("call", help="invoke a service action (needs a pairing)")
+    p = sub.add_parser("call", help="invoke a service action (needs a pairing, or --open)")
     _common(p)
     _state_option(p)
     _via_option(p)
-    p.add_argument("device", help="device id, its UUID prefix, or its exact name")
+    p.add_argument("device", help="device id, its UUID prefix, its exact name, or host:port of its /IGRS "
+                                  "endpoint (a peer that speaks no discovery)")
+    p.add_argument("--open", action="store_true",
+                   help="a service the device shares openly: no pairing, no pipe, in the clear "
+                        "(legacy peers); the invocation goes out in RPC style (no ActionName)")
     p.add_argument("service", help="service id, type URN, or type name (Volume)")
     p.add_argument("action", help="action name")
     p.add_argument("arguments", nargs="*", metavar="KEY=VALUE", help="arguments (JSON values)")

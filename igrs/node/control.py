@@ -12,8 +12,16 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Self
+from urllib.parse import urlsplit
 
-from igrs.constants import IGRS_PATH, IGRS_PORT, KEEPALIVE_INTERVAL, REGISTRY_MAX_DEVICES, ReturnCode
+from igrs.constants import (
+    DEFAULT_MAX_AGE,
+    IGRS_PATH,
+    IGRS_PORT,
+    KEEPALIVE_INTERVAL,
+    REGISTRY_MAX_DEVICES,
+    ReturnCode,
+)
 from igrs.core import pipes as core_pipes
 from igrs.core.discovery import (
     Action,
@@ -39,6 +47,7 @@ from igrs.wire import description as ddesc
 from igrs.wire import messages
 from igrs.wire.answers import expect_success
 from igrs.wire.bodies import pipes as pb
+from igrs.wire.bodies import services as sv
 from igrs.wire.ids import DeviceId, DeviceType, ServiceType
 from igrs.wire.isdp import SearchTarget
 from igrs.wire.messages import Frame
@@ -110,6 +119,7 @@ class ControlPoint:
         self.keepalive_interval = keepalive_interval
         self._pipes: dict[DeviceId, Pipe] = {}
         self._agents: dict[DeviceId, ServiceAgent] = {}
+        self._open_agents: dict[DeviceId, ServiceAgent] = {}  # without a pipe (agent(open=True))
         self._callbacks: IgrsHttpServer | None = None
         self.port = port
         self._interface_specs = list(interfaces) if interfaces is not None else None
@@ -145,10 +155,11 @@ class ControlPoint:
             raise
 
     async def stop(self) -> None:
-        for agent in self._agents.values():
+        for agent in [*self._agents.values(), *self._open_agents.values()]:
             with contextlib.suppress(Exception):
                 await agent.aclose()
         self._agents.clear()
+        self._open_agents.clear()
         for pipe in list(self._pipes.values()):
             await pipe.close("control point stopping")
         self._pipes.clear()
@@ -301,6 +312,24 @@ class ControlPoint:
             raise DeviceNotFound(f"{'no' if not matches else 'more than one'} device matches {text!r}")
         return matches[0]
 
+    async def connect(self, address: str) -> DeviceRecord:
+        """A device known by the address of its ``/IGRS`` endpoint only (``host:port`` or an
+        ``http://`` URL) -- a legacy peer that speaks no discovery: its description is fetched
+        (GetDeviceDescriptionRequest, naming no target) and the device is added to the registry
+        as if it had announced itself (for DEFAULT_MAX_AGE), so it can be described and used."""
+        url = address if "://" in address else f"http://{address}{IGRS_PATH}"
+        parts = urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname or parts.port is None:
+            raise DeviceNotFound(f"not an address of an IGRS endpoint: {address!r} (host:port or http://...)")
+        seq, frame = await self.http.send(url, messages.GetDeviceDescriptionRequest(), None)
+        reply = expect_success(frame, messages.GetDeviceDescriptionResponse, seq)
+        if reply.description is None:
+            raise ProtocolError(f"{url} answered no description")
+        desc = reply.description
+        self.offer(DeviceRecord(desc.device_id, desc.device_type, desc.name, url, parts.hostname,
+                                DEFAULT_MAX_AGE, 0.0, 0.0, frozenset()))
+        return self.find(desc.device_id)
+
     async def describe(self, device: DeviceId | str | DeviceRecord) -> ddesc.DeviceDescription:
         """Fetch the device description document (GetDeviceDescriptionRequest, clause 9.3)."""
         record = self.find(device)
@@ -355,9 +384,16 @@ class ControlPoint:
         return pipe
 
     # --- services: sessions, invocation, events (10.x) ------------------------------------------
-    async def agent(self, device: DeviceId | str | DeviceRecord) -> ServiceAgent:
-        """The client agent for ``device``'s services, over a secure pipe (pair first)."""
+    async def agent(self, device: DeviceId | str | DeviceRecord, *, open: bool = False) -> ServiceAgent:
+        """The client agent for ``device``'s services, over a secure pipe (pair first).
+
+        ``open``: without any pipe, in the clear, for services a device shares openly (a
+        legacy peer that has no pipes, such as ezbox): the services are those its description
+        lists, invocations go out in RPC style (no ActionName, services.md §3.1), and there are
+        no attribute events (they need a secure pipe). Nothing is authenticated or hidden."""
         record = self.find(device)
+        if open:
+            return self._open_agent(record)
         agent = self._agents.get(record.device_id)
         if agent is not None:
             return agent
@@ -374,11 +410,27 @@ class ControlPoint:
         self._agents[record.device_id] = agent
         return agent
 
+    def _open_agent(self, record: DeviceRecord) -> ServiceAgent:
+        agent = self._open_agents.get(record.device_id)
+        if agent is None:
+            async def request(message: messages.SoapMessage) -> Frame | None:
+                return (await self.http.send(record.url, message, record.device_id))[1]
+
+            async def listed() -> list[sv.ServiceInfo]:  # the description: served without a pipe
+                desc = await self.describe(record)
+                return [sv.ServiceInfo(s.service_id, s.service_type, s.name, s.security_ids)
+                        for s in desc.services]
+
+            agent = ServiceAgent(request, device=record.device_id, rpc_style=True, listing=listed)
+            self._open_agents[record.device_id] = agent
+        return agent
+
     @asynccontextmanager
-    async def session(self, device: DeviceId | str | DeviceRecord,
-                      service: str | int) -> AsyncIterator[ServiceProxy]:
-        """``async with cp.session(tv, "urn:IGRS:ServiceType:X:1") as svc: await svc.Action(...)``"""
-        agent = await self.agent(device)
+    async def session(self, device: DeviceId | str | DeviceRecord, service: str | int, *,
+                      open: bool = False) -> AsyncIterator[ServiceProxy]:
+        """``async with cp.session(tv, "urn:IGRS:ServiceType:X:1") as svc: await svc.Action(...)``;
+        ``open``: a service shared openly, without a pipe (``agent(open=True)``)."""
+        agent = await self.agent(device, open=open)
         async with agent.session(service) as proxy:
             yield proxy
 

@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from igrs.constants import DEFAULT_MAX_AGE, IGRS_PATH, IGRS_PORT, NOTIFY_TIMEOUT, ReturnCode
-from igrs.core.access import check_access
+from igrs.core.access import Access, check_access
 from igrs.core.discovery import (
     Action,
     ControlPointDiscovery,
@@ -345,11 +345,25 @@ class Device:
         )
 
     # --- services (10.x): the resource-sharing manager --------------------------------------------
-    def add_service(self, service: Service, service_id: int | None = None) -> int:
-        """Share ``service`` from this device; returns its service id."""
-        sid = self.services.add(service, service_id)
+    def add_service(self, service: Service, service_id: int | None = None, *,
+                    access: Access | str = Access.PAIRED) -> int:
+        """Share ``service`` from this device; returns its service id. By default only paired
+        devices may use it, in a secure pipe; ``access="open"`` lets any peer on the LAN open a
+        session and invoke it in the clear, without a pipe -- for legacy peers that have none
+        (ezbox): no authentication, no confidentiality (specs/security.md §11)."""
+        sid = self.services.add(service, service_id, access=access)
         self._advertise_services()
+        if Access(access) is Access.OPEN:
+            log.warning("service %s (#%d) is shared openly: any host on the LAN may use it, unauthenticated",
+                        type(service).name or type(service).__name__, sid)
         return sid
+
+    def share_openly(self, service_id: int, openly: bool = True) -> None:
+        """Share an already hosted service openly (or back to paired devices only)."""
+        self.services.set_access(service_id, Access.OPEN if openly else Access.PAIRED)
+        if openly:
+            log.warning("service #%d is shared openly: any host on the LAN may use it, unauthenticated",
+                        service_id)
 
     async def remove_service(self, service_id: int) -> None:
         await self.services.remove(service_id)
@@ -445,7 +459,7 @@ class Device:
             return SealLater(reply, lambda m, seq: core_pipes.seal(
                 channel, pipe_id, m, source=self.device_id, target=peer, sequence_id=seq))
         handler = self._handler(frame)  # 501 before 401 for what we do not serve at all
-        check_access(frame.routing.message_type, sealed=False)
+        check_access(frame.routing.message_type, sealed=False, service=self.services.service_access(frame))
         return await handler(frame, RequestContext(address))
 
     def _handler(self, frame: Frame) -> MessageHandler:

@@ -307,8 +307,12 @@ class ServiceAgent:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
         rpc_style: bool = False,
+        listing: Callable[[], Awaitable[list[sv.ServiceInfo]]] | None = None,
     ) -> None:
         self.request = request
+        # Where the services are listed when not by SearchServiceRequestOnDevice (which needs a
+        # secure pipe): e.g. the device description, for services shared openly.
+        self._listing = listing
         # Invocations without ActionName, the operation as InvokeArguments' child (services.md §3.1).
         self.rpc_style = rpc_style
         self._location = location
@@ -331,6 +335,11 @@ class ServiceAgent:
     async def services(self, target: str | ServiceType | None = None) -> list[sv.ServiceInfo]:
         """SearchServiceRequestOnDevice: the services of the device (of one type if given)."""
         st = SearchTarget.all() if target is None else SearchTarget.parse(str(target))
+        if self._listing is not None:
+            wanted = st.service_type
+            return [s for s in await self._listing()
+                    if wanted is None or (ServiceType.parse(s.service_type).name == wanted.name
+                                          and ServiceType.parse(s.service_type).version >= wanted.version)]
         reply = expect_answer(
             await self.request(sv.SearchServiceRequestOnDevice(st)), sv.SearchServiceResponseOnDevice
         )

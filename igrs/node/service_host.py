@@ -9,7 +9,9 @@ The network glue (igrs.node.device) hands it decoded request frames and gets the
 ``reply`` is the typed response for a request, ``None`` for an accepted notify; a notify that
 cannot be accepted raises IGRSError with its return code. A request from a peer that is not
 ``secure`` gets what igrs.core.access allows (the same table the Device applies): 401 for all
-of these messages. Notifications (SendNotification,
+of these messages, but for those addressed to a service shared openly
+(``host.add(svc, access=Access.OPEN)``: a session, invocation and the WSDL in the clear, for
+pipe-less legacy peers; specs/pipes.md §1). Notifications (SendNotification,
 NotifyDeviceEvent, NotifyServiceEvent) go out through ``send(location_url, message)``;
 DestroySessionNotify to a peer through ``send(peer_device_id, message)``.
 Rules: specs/services.md, specs/sessions.md, specs/events.md.
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from igrs.constants import MAX_SERVICES, NOTIFY_TIMEOUT, ReturnCode
-from igrs.core.access import check_access
+from igrs.core.access import SERVICE_ADDRESSED, Access, check_access
 from igrs.core.events import ATTRIBUTE, DEVICE, SERVICE, Batch, Subscription, SubscriptionTable
 from igrs.core.sessions import SessionTable
 from igrs.errors import IGRSError, NotImplementedMessage, ProtocolError
@@ -136,6 +138,7 @@ class ServiceHost:
         self.subscriptions = subscriptions if subscriptions is not None else SubscriptionTable(rng=self._rng)
         self.notify_timeout = notify_timeout
         self._services: dict[int, Service] = {}
+        self._open: set[int] = set()  # ids of the services shared openly (Access.OPEN)
         self._sub_session: dict[int, int] = {}  # attribute subscription -> session id
         self._device_state: dict[str, bool] = {}
         self._pumps: dict[int, tuple[asyncio.Task[None], asyncio.Event]] = {}
@@ -159,8 +162,12 @@ class ServiceHost:
         }
 
     # --- services -------------------------------------------------------------------------
-    def add(self, service: Service, service_id: int | None = None) -> int:
-        """Host ``service``; returns its service id (random unless given)."""
+    def add(self, service: Service, service_id: int | None = None, *,
+            access: Access | str = Access.PAIRED) -> int:
+        """Host ``service``; returns its service id (random unless given). ``access`` "open"
+        shares it openly: a peer without a secure pipe may open a session and invoke it in the
+        clear (no authentication, no confidentiality: specs/security.md §11)."""
+        access = Access(access)
         if not type(service).service_type:
             raise TypeError(f"{type(service).__name__} has no service_type")
         if len(self._services) >= MAX_SERVICES:
@@ -172,6 +179,7 @@ class ServiceHost:
         elif service_id in self._services or not 0 < service_id <= 0xFFFF_FFFF:
             raise ValueError(f"service id {service_id} is taken or out of range")
         self._services[service_id] = service
+        self.set_access(service_id, access)
         service._igrs_listener = lambda name, value: self._on_attribute(service_id, name, value)
         self._publish(SERVICE, str(service_id), (True, type(service).service_type, self._name(service)))
         return service_id
@@ -182,6 +190,7 @@ class ServiceHost:
         service = self._services.pop(service_id, None)
         if service is None:
             return
+        self._open.discard(service_id)
         service._igrs_listener = None
         for sid in list(self._sub_session):
             sub = self.subscriptions.get(sid)
@@ -201,6 +210,31 @@ class ServiceHost:
 
     def service(self, service_id: int) -> Service:
         return self._services[service_id]
+
+    def set_access(self, service_id: int, access: Access | str) -> None:
+        """Share a hosted service openly (``"open"``) or with paired devices only (``"paired"``,
+        the default). Sessions already open stay; new requests follow the new access."""
+        if service_id not in self._services:
+            raise KeyError(service_id)
+        if Access(access) is Access.OPEN:
+            self._open.add(service_id)
+        else:
+            self._open.discard(service_id)
+
+    def access(self, service_id: int) -> Access:
+        return Access.OPEN if service_id in self._open else Access.PAIRED
+
+    @property
+    def open_services(self) -> list[sv.ServiceInfo]:
+        """The services shared openly (what a pipe-less peer may use)."""
+        return [info for info in self.services if info.service_id in self._open]
+
+    def service_access(self, frame: Frame) -> Access:
+        """The access of the service a request is addressed to (``SERVICE_ADDRESSED`` types, by
+        the service id in the body); ``PAIRED`` for every other message."""
+        if frame.routing.message_type not in SERVICE_ADDRESSED:
+            return Access.PAIRED
+        return self.access(getattr(frame.message, "service_id", 0))
 
     @property
     def services(self) -> list[sv.ServiceInfo]:
@@ -228,7 +262,7 @@ class ServiceHost:
         message_type = frame.routing.message_type
         handler = self.handler(message_type)
         if self.require_secure:
-            check_access(message_type, sealed=peer.secure)
+            check_access(message_type, sealed=peer.secure, service=self.service_access(frame))
         return await handler(frame, peer)
 
     # --- 10.2 / 10.4 / 10.1 ---------------------------------------------------------------
@@ -369,7 +403,8 @@ class ServiceHost:
                 return answer(ReturnCode.FORBIDDEN, "not authorised for this service")
         try:
             session = self.sessions.create(
-                str(peer.device_id), msg.client_id, msg.service_id, self.clock(), msg.user.source_user_id
+                str(peer.device_id), msg.client_id, msg.service_id, self.clock(), msg.user.source_user_id,
+                open_from="" if peer.secure else peer.address or "?",
             )
         except IGRSError as exc:
             return answer(exc.return_code, exc.reason)
@@ -536,6 +571,9 @@ class ServiceHost:
         peer: PeerInfo,
         arguments: NamedValues,
     ) -> NamedValues:
+        if not peer.secure:  # an open session: notifications go out sealed only (pipes.md §1)
+            raise _fail(ReturnCode.PRECONDITION_FAILED,
+                        f"{op}: attribute events need a secure pipe (pair first)")
         args = dict(arguments)
         allowed = {
             SUBSCRIBE: {"names", "location", "expirationTime"},
@@ -611,7 +649,10 @@ class ServiceHost:
 
     def expire(self, now: float | None = None) -> list[Subscription]:
         """Drop expired subscriptions (and end those too slow for too long); call now and then."""
-        gone = self.subscriptions.expire(self.clock() if now is None else now)
+        now = self.clock() if now is None else now
+        for session in self.sessions.expire_open(now):  # open sessions end when idle
+            self._end_session_subscriptions(session.session_id)
+        gone = self.subscriptions.expire(now)
         for sub in gone:
             self._sub_session.pop(sub.subscription_id, None)
         for sid in list(self._pumps):
