@@ -117,6 +117,19 @@ async def test_a_connection_closed_by_the_server_is_not_reused(canned) -> None: 
     await client.close()
 
 
+async def test_a_server_closing_after_each_answer_is_not_sent_to_a_closed_connection(  # type: ignore[no-untyped-def]
+        canned) -> None:
+    """ezbox closes after every answer without 'Connection: close': back-to-back requests (no
+    pause for the FIN to be noticed) each get their answer, and the host's connections are
+    then no longer kept."""
+    server, url = await canned(lambda _req: answer_bytes(), close_after=True)
+    client = IgrsHttpClient(ME, timeout=2.0)
+    for _ in range(4):
+        assert await send(url, client) is not None
+    assert server.connections == 4
+    await client.close()
+
+
 @pytest.mark.parametrize(("raw", "error"), [
     (b"NOT HTTP\r\n\r\n", IGRSError),
     (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", IGRSError),  # closed mid-body

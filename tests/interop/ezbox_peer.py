@@ -138,6 +138,12 @@ class Message:
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
 
+    def texts(self, local: str) -> list[str]:
+        """The text of every element of the body with this local name, at any depth."""
+        if not self.body.strip() or self.header("01-IGRSMessageType") == "ErrorResponse":
+            return []
+        return [(el.text or "").strip() for el in ET.fromstring(self.body).iter() if _local(el.tag) == local]
+
 
 def _local(tag: str) -> str:
     return tag.rpartition("}")[2]
