@@ -27,6 +27,9 @@ SOAP12_NS: Final = "http://www.w3.org/2003/05/soap-envelope"  # project choice (
 SOAP12_DRAFT_NS: Final = "http://www.w3.org/2002/12/soap-envelope"  # public source: ezbox
 SOAP11_NS: Final = "http://schemas.xmlsoap.org/soap/envelope/"  # accepted on input
 SOAP_NAMESPACES: Final = (SOAP12_NS, SOAP12_DRAFT_NS, SOAP11_NS)
+# public source: ezbox (EZ-CS) puts it on its Envelope; ignored on input, emitted only by the
+# conformance cases that speak ezbox's exact framing (SES-007, SES-008)
+SOAP_ENCODING_STYLE: Final = "http://schemas.xmlsoap.org/soap/encoding/"
 IGRS_NS: Final = "http://www.igrs.org/spec1.0"  # public source: ezbox message bodies
 SESSION_ELEMENT: Final = "Session"  # public source: ezbox (EZ-CS, EZ-IS): body element of 10.5/10.6
 DEVICE_TEMPLATE_NS: Final = "http://www.igrs.org/igrs/DeviceTemplate"  # public source: ezbox

@@ -30,6 +30,11 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
                    help="interface name or address to test on (repeatable; first IPv4 one is used)")
     p.add_argument("--port", type=int, default=IGRS_PORT, help=f"ISDP UDP port (default {IGRS_PORT})")
     p.add_argument("--case", action="append", metavar="ID", help="run only these case ids (repeatable)")
+    p.add_argument("--basis", choices=["all", "public"], default="all",
+                   help="which rules fail the device: all (default), or public -- only the rules that "
+                        "follow from a cited public source (IANA, the clause list, ezbox's framing, RFC "
+                        "2774/SOAP/HTTP); project-basis results (pairing, sealing, timers, the bodies this "
+                        "project designed) are then reported as advisory")
     p.add_argument("--off-subnet-source", metavar="ADDR",
                    help="an address of this host, on the test interface but outside the device's "
                         "subnet: enables DISC-008 (off-subnet searches are ignored)")
@@ -62,7 +67,8 @@ async def cmd_run(args: argparse.Namespace) -> int:
     from igrs.conformance.runner import run_suite
 
     report = await run_suite(args.target, args.profile, pin=_pin_source(args.pin), interfaces=args.interface,
-                             port=args.port, only=args.case, off_subnet_source=args.off_subnet_source)
+                             port=args.port, only=args.case, off_subnet_source=args.off_subnet_source,
+                             basis=args.basis)
     print(to_text(report))
     if args.junit:
         Path(args.junit).write_bytes(to_junit(report))
@@ -124,6 +130,6 @@ def cmd_cases(args: argparse.Namespace) -> int:
     from igrs.conformance.catalogue import load_cases, select
 
     for c in select(load_cases(), args.profile):
-        print(f"{c.id:9} {'M' if c.mandatory else 'O'} {c.clause:18} {c.title}")
+        print(f"{c.id:9} {'M' if c.mandatory else 'O'} {c.basis:7} {c.clause:18} {c.title}")
     return EXIT_OK
 

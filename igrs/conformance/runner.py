@@ -4,8 +4,12 @@ exchanged message as evidence.
 
 Verdicts: ``pass``; ``fail`` (the DUT broke the rule); ``skip`` (a precondition or a
 capability is missing — never counted as a failure); ``error`` (the tool could not carry
-out the case, e.g. the DUT did not answer at all where an answer was needed to go on).
-A run fails when a mandatory case is ``fail`` or ``error``.
+out the case, e.g. the DUT did not answer at all where an answer was needed to go on);
+``na`` (not applicable: the rule concerns something the DUT does not offer, e.g. a sealed
+case against a device that offers no secure pipe).
+A run fails when a mandatory case is ``fail`` or ``error``. Each case rests on a ``basis``
+(``public``: a cited public source; ``project``: a documented project choice). A run with
+``basis="public"`` counts only failures of public-basis rules; the rest is advisory.
 """
 
 from __future__ import annotations
@@ -22,11 +26,15 @@ from igrs.conformance.catalogue import CaseSpec, load_cases, select
 from igrs.conformance.rawnet import Exchange, GroupListener, Recorder, UnicastSocket, http_exchange
 from igrs.constants import DESCRIPTION_PATH, IGRS_PATH, IGRS_PORT, IPV4_GROUP
 from igrs.core.discovery import Interface
+from igrs.errors import IGRSError
 from igrs.net import interfaces as netifaces
 from igrs.wire import isdp
+from igrs.wire.httpu import Headers
 from igrs.wire.ids import DeviceId
 
-PASS, FAIL, SKIP, ERROR = "pass", "fail", "skip", "error"
+PASS, FAIL, SKIP, ERROR, NA = "pass", "fail", "skip", "error", "na"
+VERDICT_TEXT = {NA: "not applicable"}  # how reports spell a verdict (else the verdict itself)
+BASIS_MODES = ("all", "public")  # what a run counts: every rule, or public-basis rules only
 # Run after everything else, in this order: SEC-006's failed pairings count towards the DUT's
 # lock-out; DISC-006 stops the DUT.
 RUN_LAST = ("SEC-006", "DISC-006")
@@ -38,6 +46,16 @@ class CaseFailed(Exception):
 
 class CaseSkipped(Exception):
     """A precondition is missing (verdict skip)."""
+
+
+class CaseNotApplicable(Exception):
+    """The rule concerns something the DUT does not offer (verdict na)."""
+
+
+class ProjectRuleFailed(CaseFailed):
+    """The DUT broke a project-choice detail of a case whose main rule is public (an IGRS
+    ErrorResponse body where the public record shows a bare HTTP status): a failure, advisory
+    under ``--basis public``."""
 
 
 @dataclass
@@ -56,6 +74,7 @@ class CaseResult:
     reason: str = ""
     evidence: list[Exchange] = field(default_factory=list)
     duration: float = 0.0
+    failed_basis: str = ""  # a fail or error: the basis of the rule broken ("public" / "project")
 
 
 @dataclass
@@ -67,22 +86,32 @@ class Report:
     started: float = field(default_factory=time.time)
     results: list[CaseResult] = field(default_factory=list)
     error: str = ""  # the target could not be resolved: no case ran
+    basis: str = "all"  # "public": only failures of public-basis rules count (the rest advisory)
+    open_services: list[str] = field(default_factory=list)  # shared openly, as SES-007 found them
+    secure_pipe: str = ""  # what the probe found: offered, or why not (sealed cases not applicable)
 
     def counts(self) -> dict[str, int]:
-        out = {PASS: 0, FAIL: 0, SKIP: 0, ERROR: 0}
+        out = {PASS: 0, FAIL: 0, SKIP: 0, ERROR: 0, NA: 0}
         for r in self.results:
             out[r.verdict] += 1
         return out
 
+    def advisory(self, r: CaseResult) -> bool:
+        """Under ``basis="public"``: a project-basis case, or a failure of a project-choice
+        detail of a public case -- reported, never counted."""
+        return self.basis == "public" and (r.case.basis == "project" or r.failed_basis == "project")
+
     @property
     def mandatory_failures(self) -> list[CaseResult]:
-        return [r for r in self.results if r.case.mandatory and r.verdict in (FAIL, ERROR)]
+        return [r for r in self.results
+                if r.case.mandatory and r.verdict in (FAIL, ERROR) and not self.advisory(r)]
 
     @property
     def passed(self) -> bool:
         """No mandatory failure, and something was actually checked: a run whose every case
         was skipped (no --pin, no such service) certifies nothing."""
-        checked = any(r.verdict in (PASS, FAIL) for r in self.results)
+        checked = any(r.verdict in (PASS, FAIL) for r in self.results
+                      if self.basis != "public" or r.case.basis == "public")
         return not self.error and not self.mandatory_failures and checked
 
     @property
@@ -184,9 +213,16 @@ async def _resolve(ctx: Context, target: str) -> None:
         ctx.host, ctx.port = m.group(1).strip("[]"), int(m.group(2))
         ctx.location = f"http://{m.group(1)}:{ctx.port}{IGRS_PATH}"  # where its messages go
         res = await http_exchange(ctx.host, ctx.port, _get(DESCRIPTION_PATH, ctx), ctx.rec)
-        if res.status != 200:
-            raise LookupError(f"GET {DESCRIPTION_PATH} at {target} answered {res.status}")
-        ctx.device_id = ddesc.from_bytes(res.body).device_id
+        if res.status == 200:
+            ctx.device_id = ddesc.from_bytes(res.body).device_id
+            return
+        # GET of the document is this project's addition (messages.md §7); a peer that takes
+        # M-POST only (ezbox) is asked by the message of clause 9.3, naming no target.
+        frame = await _post_description_request(ctx)
+        if frame is None:
+            raise LookupError(f"GET {DESCRIPTION_PATH} at {target} answered {res.status}, "
+                              "and GetDeviceDescriptionRequest gave no description")
+        ctx.device_id = frame.device_id
         return
     wanted = target.lower()
 
@@ -201,6 +237,7 @@ async def _resolve(ctx: Context, target: str) -> None:
         from urllib.parse import urlsplit
 
         ctx.device_id, ctx.location = msg.device_id, msg.location
+        ctx.facts["advertised_location"] = msg.location
         parts = urlsplit(msg.location)
         ctx.host, ctx.port = parts.hostname or source, parts.port or IGRS_PORT
 
@@ -227,17 +264,69 @@ def _get(path: str, ctx: Context) -> bytes:
     return f"GET {path} HTTP/1.1\r\nHost: {ctx.host}:{ctx.port}\r\nConnection: close\r\n\r\n".encode()
 
 
+async def _post_description_request(ctx: Context) -> Any:
+    """The DeviceDescription a GetDeviceDescriptionRequest (no target named) answers, or None."""
+    from igrs.wire import messages
+
+    headers, body = messages.encode(messages.GetDeviceDescriptionRequest(), source=ctx.searcher_id,
+                                    target=None, sequence_id=1)
+    data = messages.build_request(f"{ctx.host}:{ctx.port}", [*headers, ("Connection", "close")], body)
+    try:
+        res = await http_exchange(ctx.host, ctx.port, data, ctx.rec, note="the description by M-POST")
+        reply = messages.decode(Headers(res.headers), res.body).message
+    except (OSError, TimeoutError, ValueError, IGRSError):
+        return None
+    if not isinstance(reply, messages.GetDeviceDescriptionResponse):
+        return None
+    return reply.description
+
+
+async def _probe_secure_pipe(ctx: Context) -> str:
+    """Whether the DUT offers secure pipes: a secure CreatePipeRequest from a fresh, unpaired
+    identity. A device with pipes refuses it with an IGRS answer (403: not paired); one without
+    answers 501, or a bare HTTP status with no IGRS message (ezbox). Returns "" when offered
+    (or when the answer says nothing either way), else why not; sealed cases are then not
+    applicable."""
+    from igrs.core.security import LocalIdentity, PipeInitiator
+    from igrs.wire import messages
+    from igrs.wire.bodies import pipes as pb
+
+    assert ctx.device_id is not None
+    pretend = LocalIdentity.generate(ctx.device_id).public_key  # our side goes ahead; the DUT knows us not
+    init = PipeInitiator(LocalIdentity.generate(ctx.searcher_id), ctx.device_id, peers=lambda _d: pretend,
+                         secure=True)
+    headers, body = messages.encode(pb.CreatePipeRequest(True, init.create_pipe_request()),
+                                    source=ctx.searcher_id, target=ctx.device_id, sequence_id=1)
+    data = messages.build_request(f"{ctx.host}:{ctx.port}", [*headers, ("Connection", "close")], body)
+    try:
+        res = await http_exchange(ctx.host, ctx.port, data, ctx.rec, note="probe: does it offer secure pipes?")
+    except (OSError, TimeoutError, ValueError):
+        return ""
+    if res.status == 501:
+        return "CreatePipeRequest answered 501 Not Implemented"
+    try:
+        messages.decode(Headers(res.headers), res.body)
+    except IGRSError:
+        if res.status != 200:
+            return f"CreatePipeRequest answered HTTP {res.status} without an IGRS message"
+    return ""
+
+
 async def run_suite(target: str, profile: str = "core",
                     pin: str | Callable[[int], Awaitable[str]] | None = None,
                     interfaces: list[str] | None = None, port: int = IGRS_PORT, *,
                     lifecycle: Lifecycle | None = None, only: list[str] | None = None,
-                    case_timeout: float = 20.0, off_subnet_source: str | None = None) -> Report:
-    """Run the catalogue's cases of ``profile`` against ``target``; never raises for a DUT fault."""
+                    case_timeout: float = 20.0, off_subnet_source: str | None = None,
+                    basis: str = "all") -> Report:
+    """Run the catalogue's cases of ``profile`` against ``target``; never raises for a DUT fault.
+    ``basis="public"``: only failures of public-basis rules fail the run."""
+    if basis not in BASIS_MODES:
+        raise ValueError(f"basis must be one of {', '.join(BASIS_MODES)}, not {basis!r}")
     load_checks()
     specs = select(load_cases(), profile)
     if only:
         specs = [c for c in specs if c.id in only]
-    report = Report(target, profile)
+    report = Report(target, profile, basis=basis)
     ifaces = [i for i in netifaces.resolve(interfaces) if i.family == 4]
     if not ifaces:
         report.error = "no IPv4 interface to test on"
@@ -266,10 +355,17 @@ async def run_suite(target: str, profile: str = "core",
             return report
         ctx.rec.take()
         report.device_id, report.location = str(ctx.device_id), ctx.location
+        if any(c.sealed for c in specs):
+            no_pipe = await _probe_secure_pipe(ctx)
+            ctx.rec.take()
+            report.secure_pipe = f"not offered: {no_pipe}" if no_pipe else "offered"
+            if no_pipe:
+                ctx.facts["no_secure_pipe"] = no_pipe
         ordered = sorted(specs, key=lambda c: RUN_LAST.index(c.id) if c.id in RUN_LAST else -1)
         for case in ordered:
             report.results.append(await _run_case(ctx, case, case_timeout))
         report.results.sort(key=lambda r: specs.index(r.case))
+        report.open_services = list(ctx.facts.get("open_services", []))
     finally:
         for close in reversed(ctx.closers):
             await close()
@@ -279,21 +375,28 @@ async def run_suite(target: str, profile: str = "core",
 
 async def _run_case(ctx: Context, case: CaseSpec, timeout: float) -> CaseResult:
     t0 = time.monotonic()
+    if case.sealed and "no_secure_pipe" in ctx.facts:
+        return CaseResult(case, NA, f"not applicable: no secure pipe offered ({ctx.facts['no_secure_pipe']})")
     missing = [r for r in case.requires if r not in ctx.capabilities]
     if missing:
         return CaseResult(case, SKIP, f"needs {', '.join(missing)}")
     fn = CHECKS.get(case.id)
     if fn is None:
         return CaseResult(case, SKIP, "no check implemented for this case yet")
+    failed_basis = ""
     try:
         await asyncio.wait_for(fn(ctx), timeout)
         verdict, reason = PASS, ""
+    except ProjectRuleFailed as exc:
+        verdict, reason, failed_basis = FAIL, f"{exc} [a project-choice detail]", "project"
     except CaseFailed as exc:
-        verdict, reason = FAIL, str(exc)
+        verdict, reason, failed_basis = FAIL, str(exc), case.basis
     except CaseSkipped as exc:
         verdict, reason = SKIP, str(exc)
+    except CaseNotApplicable as exc:
+        verdict, reason = NA, f"not applicable: {exc}"
     except TimeoutError:
-        verdict, reason = ERROR, f"case did not finish within {timeout:.0f} s"
+        verdict, reason, failed_basis = ERROR, f"case did not finish within {timeout:.0f} s", case.basis
     except Exception as exc:
-        verdict, reason = ERROR, f"{type(exc).__name__}: {exc}"
-    return CaseResult(case, verdict, reason, ctx.rec.take(), time.monotonic() - t0)
+        verdict, reason, failed_basis = ERROR, f"{type(exc).__name__}: {exc}", case.basis
+    return CaseResult(case, verdict, reason, ctx.rec.take(), time.monotonic() - t0, failed_basis)
