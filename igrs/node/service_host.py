@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from igrs.constants import MAX_SERVICES, NOTIFY_TIMEOUT, ReturnCode
 from igrs.core.access import SERVICE_ADDRESSED, Access, check_access
 from igrs.core.events import ATTRIBUTE, DEVICE, SERVICE, Batch, Subscription, SubscriptionTable
-from igrs.core.sessions import SessionTable
+from igrs.core.sessions import Session, SessionTable
 from igrs.errors import IGRSError, NotImplementedMessage, ProtocolError
 from igrs.net.aio import wait_event
 from igrs.node.service import Service, resolve_call
@@ -416,15 +416,24 @@ class ServiceHost:
         if msg.from_service:
             raise _fail(ReturnCode.BAD_MESSAGE, "DestroySessionNotify from a service sent to the service side")
         if msg.session_id is None:  # a session known by its id pair (sessions.md §1)
-            session = self.sessions.lookup(str(peer.device_id), msg.client_id, msg.service_id)
+            session = self._session(peer, msg.client_id, msg.service_id)
         else:
             found = self.sessions.get(msg.session_id)
             if found is None or found.client_id != msg.client_id or found.service_id != msg.service_id:
                 raise _fail(ReturnCode.NOT_FOUND, "no such session")
-            session = found
+            session = self._session(peer, msg.client_id, msg.service_id, msg.session_id)
         self.sessions.destroy(str(peer.device_id), session.session_id)
         self._end_session_subscriptions(session.session_id)
         return None
+
+    def _session(self, peer: PeerInfo, client_id: int, service_id: int,
+                 session_id: int | None = None) -> Session:
+        """The session a request names; one made in a secure pipe is not reachable from outside
+        any (a claimed device id and a guessed client id must not reach a paired peer's session)."""
+        session = self.sessions.lookup(str(peer.device_id), client_id, service_id, session_id)
+        if not peer.secure and not session.address:
+            raise _fail(ReturnCode.NOT_FOUND, "no such session")
+        return session
 
     def _end_session_subscriptions(self, session_id: int) -> None:
         gone = [sid for sid, sess in self._sub_session.items() if sess == session_id]
@@ -502,7 +511,7 @@ class ServiceHost:
         if service is None:
             return answer(ReturnCode.NOT_FOUND, "no such service")
         try:
-            session = self.sessions.lookup(str(peer.device_id), msg.client_id, msg.service_id, msg.session_id)
+            session = self._session(peer, msg.client_id, msg.service_id, msg.session_id)
             session.accept_sequence(msg.sequence_id)
             session.last_used = self.clock()
             action, arguments = msg.action, msg.arguments

@@ -74,6 +74,31 @@ async def test_the_access_rule_for_open_services(free_udp_port: int) -> None:
             await client.close()
 
 
+async def test_a_paired_peers_session_is_not_reachable_in_the_clear(free_udp_port: int) -> None:
+    """An open service's session made in a secure pipe cannot be used or ended unsealed by
+    someone claiming that peer's id and client id (sessions.md §1)."""
+    from igrs.node.service_host import PeerInfo, ServiceHost
+    from igrs.wire import messages
+
+    host = ServiceHost(require_secure=True)
+    sid = host.add(Volume(), access="open")
+    paired = PeerInfo(DeviceId.new(), "10.0.0.5")
+    claimed = PeerInfo(paired.device_id, "10.0.0.66", secure=False)
+
+    def frame(msg: messages.SoapMessage) -> messages.Frame:
+        return messages.Frame(messages.Routing(msg.message_type, paired.device_id, None, 1), msg)
+
+    made = await host.handle(frame(ss.CreateSessionRequest(9, sid, 1)), paired)
+    assert isinstance(made, ss.CreateSessionResponse) and made.status.ok
+    hijack = await host.handle(frame(ss.InvokeServiceRequest(9, sid, 2, "SetLevel", (("level", 1),))), claimed)
+    assert getattr(hijack, "message", hijack).status.return_code == ReturnCode.NOT_FOUND  # type: ignore[union-attr]
+    with pytest.raises(IGRSError) as ended:
+        await host.handle(frame(ss.DestroySessionNotify(9, sid, None)), claimed)
+    assert ended.value.return_code == ReturnCode.NOT_FOUND and len(host.sessions) == 1
+    ok = await host.handle(frame(ss.InvokeServiceRequest(9, sid, 3, "SetLevel", (("level", 2),))), paired)
+    assert getattr(ok, "message", ok).status.ok  # type: ignore[union-attr]
+
+
 def test_open_sessions_are_capped_per_address_and_end_when_idle() -> None:
     table = SessionTable(max_open_per_address=2, max_open=3, open_idle_timeout=10.0)
     table.create("a", 1, 1, 0.0, open_from="10.0.0.1")
