@@ -176,7 +176,8 @@ async def cmd_device_run(args: argparse.Namespace) -> int:
                     interfaces=args.interface, port=args.port, http_port=args.http_port,
                     max_age=args.max_age, ipv6=args.ipv6,
                     state_dir=_state_dir(args, f"devices/{_slug(args.name)}"),
-                    on_pin=None if args.no_pairing else show_pin, groups=bool(args.group))
+                    on_pin=None if args.no_pairing else show_pin, groups=bool(args.group),
+                    send_on_alt_group=args.alt_group)
     if args.dnssd:
         from igrs.bridges.dnssd import attach_dnssd
 
@@ -194,10 +195,14 @@ async def cmd_device_run(args: argparse.Namespace) -> int:
         screen = await _attach_av(device, media, args, profiles)
         upnp = await _attach_upnp(device, args, profiles)
         groups = [await device.groups.create_centralised(name) for name in args.group or []]
+        if args.open_services:  # what this command shares: the sample service and the profiles
+            for info in device.services.services:
+                device.share_openly(info.service_id)
         if args.json:
             print(json.dumps({"event": "ready", "id": str(device.device_id), "location": device.location,
                               "locations": device.locations, "upnp": upnp,
                               "groups": {str(g.group_id): g.name for g in groups},
+                              "open_services": [s.service_id for s in device.services.open_services],
                               **({"screen": screen} if screen else {})}), flush=True)
         else:
             print(f"{device.name} ({device.device_type}) is up as {device.device_id}", flush=True)
@@ -209,6 +214,8 @@ async def cmd_device_run(args: argparse.Namespace) -> int:
                 print(f"  masters the centralised group {g.name!r}: igrs group join {g.group_id}", flush=True)
             if screen:
                 print(f"  its screen (what it plays): {screen}", flush=True)
+            for info in device.services.open_services:
+                print(f"  shared OPENLY (no pairing, in the clear): {info.name} #{info.service_id}", flush=True)
             print("Ctrl-C to stop (a DeviceOfflineAdvertisement is sent on exit)", flush=True)
         await stop.wait()
     if args.json:
@@ -443,7 +450,7 @@ async def cmd_call(args: argparse.Namespace) -> int:
 
     async with await _control_point(args) as cp:
         record = await located(cp, args)
-        agent = await cp.agent(record)
+        agent = await cp.agent(record, open=args.open)
         async with agent.session(_service_target(args.service)) as svc:
             result = await svc.call(args.action, **await _arguments(agent, svc, args.action, args.arguments))
     print(json.dumps(encode_value(result)) if args.json or not isinstance(result, str) else result)
@@ -533,6 +540,9 @@ def build_parser(*, relay: bool = False, file: bool = False) -> argparse.Argumen
     run.add_argument("--max-age", type=int, default=DEFAULT_MAX_AGE, help="advertisement lifetime, seconds")
     run.add_argument("--json", action="store_true", help="print machine-readable status lines")
     run.add_argument("--no-pairing", action="store_true", help="refuse PIN pairing requests")
+    run.add_argument("--alt-group", action="store_true",
+                     help="also announce on 239.255.255.250:3880 (besides the IANA group 224.0.0.110), "
+                          "for ezbox-era peers that listen only there")
     run.add_argument("--dnssd", action="store_true",
                      help="also announce over mDNS/DNS-SD as _igrs._tcp (needs igrs[dnssd])")
     run.add_argument("--group", action="append", metavar="NAME",
@@ -553,6 +563,14 @@ def build_parser(*, relay: bool = False, file: bool = False) -> argparse.Argumen
     run.add_argument("--fetch-allow", action="append", metavar="NET|HOST[:PORT]",
                      help="also let paired peers make this device fetch media from here (beyond "
                           "its LAN; specs/av-profile.md §12; repeatable)")
+    run.add_argument("--open-services", action="store_true",
+                     help="share the services this command shares (--sample-service, --share-folder, "
+                          "--media-folder, --renderer) OPENLY as well: any host on the LAN may open a "
+                          "session and invoke them in the clear, without pairing or a pipe -- for legacy "
+                          "peers that have no pipes (ezbox). SECURITY COST: no authentication (a caller's "
+                          "device id is only claimed), no confidentiality, no integrity; shared folders "
+                          "become readable (never writable) by anyone; the renderer controllable by "
+                          "anyone. Default: paired devices only, in a secure pipe (specs/security.md §11)")
     _state_option(run)
     run.set_defaults(func=cmd_device_run)
 
@@ -591,11 +609,14 @@ def build_parser(*, relay: bool = False, file: bool = False) -> argparse.Argumen
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_services)
 
-    p = sub.add_parser("call", help="invoke a service action (needs a pairing)")
+    p = sub.add_parser("call", help="invoke a service action (needs a pairing, or --open)")
     _common(p)
     _state_option(p)
     _via_option(p)
     device_argument(p)
+    p.add_argument("--open", action="store_true",
+                   help="a service the device shares openly: no pairing, no pipe, in the clear "
+                        "(legacy peers); the invocation goes out in RPC style (no ActionName)")
     p.add_argument("service", help="service id, type URN, or type name (Volume)")
     p.add_argument("action", help="action name (igrs services DEVICE SERVICE lists them)")
     p.add_argument("arguments", nargs="*", metavar="KEY=VALUE",

@@ -53,6 +53,7 @@ from igrs.wire import description as ddesc
 from igrs.wire import messages
 from igrs.wire.answers import expect_success
 from igrs.wire.bodies import pipes as pb
+from igrs.wire.bodies import services as sv
 from igrs.wire.endpoints import Endpoint, parse_endpoint
 from igrs.wire.group_datagrams import is_group_datagram
 from igrs.wire.ids import DeviceId, DeviceType, ServiceType
@@ -133,6 +134,7 @@ class ControlPoint:
         self.keepalive_interval = keepalive_interval
         self._pipes: dict[DeviceId, Pipe] = {}
         self._agents: dict[DeviceId, ServiceAgent] = {}
+        self._open_agents: dict[DeviceId, ServiceAgent] = {}  # without a pipe (agent(open=True))
         self._callbacks: IgrsHttpServer | None = None
         self.port = port
         self._interface_specs = list(interfaces) if interfaces is not None else None
@@ -171,10 +173,11 @@ class ControlPoint:
             raise
 
     async def stop(self) -> None:
-        for agent in self._agents.values():
+        for agent in [*self._agents.values(), *self._open_agents.values()]:
             with contextlib.suppress(Exception):
                 await agent.aclose()
         self._agents.clear()
+        self._open_agents.clear()
         for pipe in list(self._pipes.values()):
             await pipe.close("control point stopping")
         self._pipes.clear()
@@ -374,12 +377,28 @@ class ControlPoint:
                 raise DeviceNotFound(f"{endpoint.host}: no address")
             address = str(sorted(infos, key=lambda i: i[0] != socket.AF_INET)[0][4][0])
             endpoint = endpoint.at(address)
-        desc = ddesc.from_bytes(await self.http.get(endpoint.description_url))
+        desc = await self._description_at(endpoint)
         now = asyncio.get_running_loop().time()
         iface = self._on_link(address)
         return DeviceRecord(desc.device_id, desc.device_type, desc.name, endpoint.location, address,
                             DEFAULT_MAX_AGE, now, now,
                             frozenset({(iface.name, address)}) if iface is not None else frozenset())
+
+    async def _description_at(self, endpoint: Endpoint) -> ddesc.DeviceDescription:
+        """The description at ``endpoint``: ``GET DESCRIPTION_PATH`` (specs/description.md, "A
+        device given by its endpoint"); when that answers an HTTP error, the message of clause
+        9.3 naming no target, M-POST only (a legacy peer: ezbox answers a GET with 400)."""
+        try:
+            return ddesc.from_bytes(await self.http.get(endpoint.description_url))
+        except IGRSError as exc:
+            if exc.return_code != ReturnCode.NOT_FOUND:  # no answer at all: no second try
+                raise
+            log.debug("%s; asking by GetDeviceDescriptionRequest", exc.reason)
+        seq, frame = await self.http.send(endpoint.location, messages.GetDeviceDescriptionRequest(), None)
+        reply = expect_success(frame, messages.GetDeviceDescriptionResponse, seq)
+        if reply.description is None:
+            raise ProtocolError(f"{endpoint.location} answered no description")
+        return reply.description
 
     async def _from_cache(self, cache: LocationCache, text: str) -> DeviceRecord | None:
         """``cache``'s entry for ``text`` once the device at its location confirms it is that
@@ -472,6 +491,19 @@ class ControlPoint:
         return [r for r in self.discovery.devices
                 if text in (str(r.device_id), r.name) or str(r.device_id.uuid).startswith(text.lower())]
 
+    async def connect(self, address: str) -> DeviceRecord:
+        """A device known by its endpoint only (``host:port`` of its ``/IGRS`` endpoint or its
+        LOCATION URL, igrs.wire.endpoints) -- a legacy peer that speaks no discovery: its
+        description is fetched there (as ``locate`` does for an endpoint) and the device is added
+        to the registry as if it had announced itself (for DEFAULT_MAX_AGE), so it can be found
+        by id, described and used."""
+        endpoint = parse_endpoint(address)
+        if endpoint is None:
+            raise DeviceNotFound(f"not an address of an IGRS endpoint: {address!r} (host:port or http://...)")
+        record = await self._at_endpoint(endpoint)
+        self.offer(record)
+        return self.discovery.get(record.device_id) or record
+
     async def describe(self, device: DeviceId | str | DeviceRecord) -> ddesc.DeviceDescription:
         """Fetch the device description document (GetDeviceDescriptionRequest, clause 9.3)."""
         record = self.find(device)
@@ -530,9 +562,16 @@ class ControlPoint:
         return pipe
 
     # --- services: sessions, invocation, events (10.x) ------------------------------------------
-    async def agent(self, device: DeviceId | str | DeviceRecord) -> ServiceAgent:
-        """The client agent for ``device``'s services, over a secure pipe (pair first)."""
+    async def agent(self, device: DeviceId | str | DeviceRecord, *, open: bool = False) -> ServiceAgent:
+        """The client agent for ``device``'s services, over a secure pipe (pair first).
+
+        ``open``: without any pipe, in the clear, for services a device shares openly (a
+        legacy peer that has no pipes, such as ezbox): the services are those its description
+        lists, invocations go out in RPC style (no ActionName, services.md §3.1), and there are
+        no attribute events (they need a secure pipe). Nothing is authenticated or hidden."""
         record = self.find(device)
+        if open:
+            return self._open_agent(record)
         agent = self._agents.get(record.device_id)
         if agent is not None:
             return agent
@@ -549,11 +588,27 @@ class ControlPoint:
         self._agents[record.device_id] = agent
         return agent
 
+    def _open_agent(self, record: DeviceRecord) -> ServiceAgent:
+        agent = self._open_agents.get(record.device_id)
+        if agent is None:
+            async def request(message: messages.SoapMessage) -> Frame | None:
+                return (await self.http.send(record.url, message, record.device_id))[1]
+
+            async def listed() -> list[sv.ServiceInfo]:  # the description: served without a pipe
+                desc = await self.describe(record)
+                return [sv.ServiceInfo(s.service_id, s.service_type, s.name, s.security_ids)
+                        for s in desc.services]
+
+            agent = ServiceAgent(request, device=record.device_id, rpc_style=True, listing=listed)
+            self._open_agents[record.device_id] = agent
+        return agent
+
     @asynccontextmanager
-    async def session(self, device: DeviceId | str | DeviceRecord,
-                      service: str | int) -> AsyncIterator[ServiceProxy]:
-        """``async with cp.session(tv, "urn:IGRS:ServiceType:X:1") as svc: await svc.Action(...)``"""
-        agent = await self.agent(device)
+    async def session(self, device: DeviceId | str | DeviceRecord, service: str | int, *,
+                      open: bool = False) -> AsyncIterator[ServiceProxy]:
+        """``async with cp.session(tv, "urn:IGRS:ServiceType:X:1") as svc: await svc.Action(...)``;
+        ``open``: a service shared openly, without a pipe (``agent(open=True)``)."""
+        agent = await self.agent(device, open=open)
         async with agent.session(service) as proxy:
             yield proxy
 
