@@ -413,18 +413,22 @@ async def _show_service(cp: Any, record: Any, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _arguments(agent: Any, svc: Any, action: str, words: list[str]) -> dict[str, Any]:
+async def _arguments(agent: Any, svc: Any, action: str, words: list[str], *,
+                     described: bool = True) -> dict[str, Any]:
     """``KEY=VALUE`` words as the action's arguments, typed by the service description (an
     unknown action or argument is refused here, naming what exists). A device that gives no
-    description gets JSON where a value parses as JSON, else the text."""
+    description, and a call with ``described`` False (``igrs call --open``: a legacy peer has
+    no service description to ask for, its session holds only what ezbox sends), get JSON
+    where a value parses as JSON, else the text."""
     from igrs.wire.bodies.services import STANDARD_OPERATIONS
     from igrs.wire.typed_text import arguments_from_text, no_such_action
 
-    try:
-        desc = await agent.describe(svc.info.service_id)
-    except IGRSError as exc:
-        log.info("no service description (%s): arguments as JSON or text", exc.reason)
-        desc = None
+    desc = None
+    if described:
+        try:
+            desc = await agent.describe(svc.info.service_id)
+        except IGRSError as exc:
+            log.info("no service description (%s): arguments as JSON or text", exc.reason)
     spec = desc.action(action) if desc is not None else None
     if spec is not None:
         try:
@@ -452,7 +456,8 @@ async def cmd_call(args: argparse.Namespace) -> int:
         record = await located(cp, args)
         agent = await cp.agent(record, open=args.open)
         async with agent.session(_service_target(args.service)) as svc:
-            result = await svc.call(args.action, **await _arguments(agent, svc, args.action, args.arguments))
+            arguments = await _arguments(agent, svc, args.action, args.arguments, described=not args.open)
+            result = await svc.call(args.action, **arguments)
     print(json.dumps(encode_value(result)) if args.json or not isinstance(result, str) else result)
     return EXIT_OK
 
@@ -616,7 +621,8 @@ def build_parser(*, relay: bool = False, file: bool = False) -> argparse.Argumen
     device_argument(p)
     p.add_argument("--open", action="store_true",
                    help="a service the device shares openly: no pairing, no pipe, in the clear "
-                        "(legacy peers); the invocation goes out in RPC style (no ActionName)")
+                        "(legacy peers); the invocation goes out in RPC style (no ActionName), and its "
+                        "arguments are JSON values or text (no service description is asked for)")
     p.add_argument("service", help="service id, type URN, or type name (Volume)")
     p.add_argument("action", help="action name (igrs services DEVICE SERVICE lists them)")
     p.add_argument("arguments", nargs="*", metavar="KEY=VALUE",

@@ -268,7 +268,7 @@ async def _public_sessions(ctx: Context) -> list[tuple[int, str, int]]:
         return ctx.facts["open_sessions"]
     services = await _listed_services(ctx)
     if not services:
-        raise CaseSkipped("the description lists no service")
+        raise NotApplicable("the device hosts no service (its description lists none)")
     opened: list[tuple[int, str, int]] = []
     ctx.facts["open_sessions"] = opened
     ctx.facts["open_services"] = []
