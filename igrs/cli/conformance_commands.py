@@ -16,9 +16,9 @@ from igrs.cli.exits import (
     EXIT_OK,
     EXIT_USAGE,
     UsageError,
+    ask,
     catch_signals,
     interrupted,
-    read_line,
 )
 from igrs.cli.options import ip_address, port_number
 from igrs.constants import IGRS_PORT
@@ -136,15 +136,12 @@ def _pin_source(pin: str | None, target: str) -> str | Callable[[int], Awaitable
     if pin != "-":
         return pin
 
-    async def ask(digits: int) -> str:
+    async def typed(digits: int) -> str:
         from igrs.node.pin_text import pin_prompt
 
-        # a whole line when a program types the PINs (it can wait for lines), a prompt for people
-        end = "" if sys.stdin.isatty() else "\n"
-        print(pin_prompt(target, digits), end=end, file=sys.stderr, flush=True)
-        return await read_line()
+        return await ask(pin_prompt(target, digits))
 
-    return ask
+    return typed
 
 
 def cmd_pcap(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ from typing import Any
 from igrs import __version__
 from igrs.cli import exits
 from igrs.cli.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, catch_signals
-from igrs.cli.options import device_id, device_name, device_type, port_number
+from igrs.cli.options import device_id, device_name, device_type, key_value, port_number
 from igrs.cli.shares import add_share_folder
 from igrs.cli.state import slug, state_dir, state_option
 from igrs.cli.targets import DEVICE_HELP, device_argument, located, location_cache
@@ -308,14 +308,12 @@ async def cmd_pair(args: argparse.Namespace) -> int:
     async with await _control_point(args) as cp:
         record = await located(cp, args)
 
-        async def ask(digits: int) -> str:
+        async def typed(digits: int) -> str:
             if args.pin:
                 return str(args.pin)
-            print(pin_prompt(record.name or str(record.device_id), digits), end="", file=sys.stderr,
-                  flush=True)  # the prompt on stderr: stdout stays the result
-            return await exits.read_line()
+            return await exits.ask(pin_prompt(record.name or str(record.device_id), digits))
 
-        paired = await cp.pair(record, ask)
+        paired = await cp.pair(record, typed)
         print(f"paired with {paired.name or paired.device_id} ({paired.device_id})")
         print(f"fingerprint {paired.fingerprint}")
     return EXIT_OK
@@ -433,15 +431,13 @@ async def _arguments(agent: Any, svc: Any, action: str, words: list[str], *,
     if spec is not None:
         try:
             return arguments_from_text(spec, words)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+        except ValueError as exc:  # what this device's service takes: not a usage error (exit 1)
+            raise IGRSError(str(exc), return_code=ReturnCode.BAD_MESSAGE) from None
     if desc is not None and action not in STANDARD_OPERATIONS:
         raise IGRSError(no_such_action(desc, action), return_code=ReturnCode.NOT_FOUND)
     kwargs = {}
-    for word in words:
-        key, sep, text = word.partition("=")
-        if not sep or not key:
-            raise UsageError(f"argument {word!r} is not KEY=VALUE")
+    for word in words:  # KEY=VALUE already (options.key_value)
+        key, _, text = word.partition("=")
         try:
             kwargs[key] = json.loads(text)
         except ValueError:
@@ -625,7 +621,7 @@ def build_parser(*, relay: bool = False, file: bool = False) -> argparse.Argumen
                         "arguments are JSON values or text (no service description is asked for)")
     p.add_argument("service", help="service id, type URN, or type name (Volume)")
     p.add_argument("action", help="action name (igrs services DEVICE SERVICE lists them)")
-    p.add_argument("arguments", nargs="*", metavar="KEY=VALUE",
+    p.add_argument("arguments", nargs="*", metavar="KEY=VALUE", type=key_value,
                    help="arguments, read as the types the service declares: ObjectID=0 is the string 0 "
                         "for a string, Level=30 a number for an int, Mute=true a bool, bytes in base64, "
                         "lists and dicts as JSON")
