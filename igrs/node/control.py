@@ -309,12 +309,13 @@ class ControlPoint:
         """One device, as soon as it is known (specs/isdp.md §10, "Locating one device").
 
         ``host:port`` of its /IGRS endpoint or its LOCATION URL: its description is fetched
-        there (``GET DESCRIPTION_PATH``; igrs.wire.endpoints). A device id, UUID prefix or exact
-        name: the registry's record, else ``cache``'s entry once the device there confirms it
-        (SearchDeviceRequestOnDevice within ``LOCATION_CHECK_TIMEOUT``), else a search that
-        ends at the first matching answer, sent again halfway through ``timeout`` if nothing
-        answered. DeviceNotFound after ``timeout`` seconds; a device found is remembered in
-        ``cache``."""
+        there (``GET DESCRIPTION_PATH``, else a GetDeviceDescriptionRequest by M-POST for a peer
+        that answers the GET with an error; igrs.wire.endpoints; ``connect`` also registers it).
+        A device id, UUID prefix or exact name: the registry's record, else ``cache``'s entry
+        once the device there confirms it (SearchDeviceRequestOnDevice within
+        ``LOCATION_CHECK_TIMEOUT``), else a search that ends at the first matching answer, sent
+        again halfway through ``timeout`` if nothing answered. DeviceNotFound after ``timeout``
+        seconds; a device found is remembered in ``cache``."""
         if isinstance(device, DeviceRecord):
             return device
         if isinstance(device, str) and (endpoint := parse_endpoint(device)) is not None:
