@@ -23,6 +23,7 @@ from _example import emit, info, parser, until_signal
 from igrs.apps.demo import setup_pc
 from igrs.apps.sample_media import sample_media
 from igrs.node.device import Device
+from igrs.node.pin_text import pin_shown
 
 
 async def main() -> int:
@@ -35,7 +36,7 @@ async def main() -> int:
     device: Device
 
     def show_pin(pin: str) -> None:
-        info(f"*** {args.name} shows PIN {pin} — type it into the phone ***")
+        info(f"*** {pin_shown(args.name, pin, 'type it into the phone')} ***")
         emit("pin", role="pc", id=str(device.device_id), name=args.name, pin=pin)
 
     with tempfile.TemporaryDirectory(prefix="igrs-pc-") as tmp:

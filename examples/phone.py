@@ -29,6 +29,7 @@ from _example import emit, info, parser
 from igrs.apps.demo import Phone
 from igrs.apps.sample_media import night_photo, write_png
 from igrs.node.control import ControlPoint
+from igrs.node.pin_text import pin_prompt, pin_shown
 from igrs.wire.ids import DeviceId
 
 PIN_WAIT = 60.0  # s to wait for a PIN line in --pins-from files
@@ -69,7 +70,7 @@ class Pins:
         self.offsets = {f: f.stat().st_size if f.exists() else 0 for f in self.files}
 
     def provider(self, record: Any):  # type: ignore[no-untyped-def]
-        async def provide(_digits: int) -> str:
+        async def provide(digits: int) -> str:
             for spec in self.given:
                 key, sep, pin = spec.rpartition("=")
                 if not sep or matches(record, key):
@@ -87,12 +88,12 @@ class Pins:
                         for line in data.decode(errors="replace").splitlines():
                             pin = pin_of_line(line, record.device_id)
                             if pin and not line.strip().isdigit():
-                                print(f"      {record.name} shows PIN {pin}; read from {f}", flush=True)
+                                print(f"      {pin_shown(record.name, pin, f'read from {f}')}", flush=True)
                                 return pin
                     await asyncio.sleep(0.1)
                 raise TimeoutError(f"no PIN line for {record.name} in {', '.join(map(str, self.files))}")
             while True:
-                line = await asyncio.to_thread(input, f"PIN shown on {record.name}: ")
+                line = await asyncio.to_thread(input, pin_prompt(record.name, digits))
                 pin = pin_of_line(line, record.device_id)
                 if pin:
                     return pin

@@ -19,6 +19,7 @@ from _example import emit, info, parser, until_signal
 
 from igrs.apps.demo import setup_tv
 from igrs.node.device import Device
+from igrs.node.pin_text import pin_shown
 
 
 async def main() -> int:
@@ -26,7 +27,7 @@ async def main() -> int:
     device: Device
 
     def show_pin(pin: str) -> None:
-        info(f"*** {args.name} shows PIN {pin} — type it into the phone ***")
+        info(f"*** {pin_shown(args.name, pin, 'type it into the phone')} ***")
         emit("pin", role="tv", id=str(device.device_id), name=args.name, pin=pin)
 
     device = Device(

@@ -27,7 +27,11 @@ SOAP12_NS: Final = "http://www.w3.org/2003/05/soap-envelope"  # project choice (
 SOAP12_DRAFT_NS: Final = "http://www.w3.org/2002/12/soap-envelope"  # public source: ezbox
 SOAP11_NS: Final = "http://schemas.xmlsoap.org/soap/envelope/"  # accepted on input
 SOAP_NAMESPACES: Final = (SOAP12_NS, SOAP12_DRAFT_NS, SOAP11_NS)
+# public source: ezbox (EZ-CS) puts it on its Envelope; ignored on input, emitted only by the
+# conformance cases that speak ezbox's exact framing (SES-007, SES-008)
+SOAP_ENCODING_STYLE: Final = "http://schemas.xmlsoap.org/soap/encoding/"
 IGRS_NS: Final = "http://www.igrs.org/spec1.0"  # public source: ezbox message bodies
+SESSION_ELEMENT: Final = "Session"  # public source: ezbox (EZ-CS, EZ-IS): body element of 10.5/10.6
 DEVICE_TEMPLATE_NS: Final = "http://www.igrs.org/igrs/DeviceTemplate"  # public source: ezbox
 SERVICE_DESCRIPTION_NS: Final = "http://www.igrs.org/igrs/ServiceDescription"
 
@@ -54,6 +58,9 @@ MAX_MX: Final = 5  # s, MX above is clamped
 SEARCH_RETRIES: Final = 2  # a control point's search sends the M-SEARCH this many times
 DESCRIBE_DEADLINE: Final = 5.0  # s a listing waits for one device's description
 DESCRIBE_CONCURRENCY: Final = 16  # descriptions a listing fetches at once
+LOCATION_CHECK_TIMEOUT: Final = 0.5  # s a remembered location has to confirm its device
+LOCATION_CACHE_TTL: Final = 600  # s a located device's location is remembered (at most its max-age)
+LOCATION_CACHE_ENTRIES: Final = 32  # locations remembered; the oldest are forgotten first
 
 # --- limits (project choice: anti-DoS caps) ---
 MAX_DATAGRAM: Final = 4096  # bytes; larger ISDP datagrams are dropped
@@ -146,6 +153,9 @@ MAX_TOKEN_LENGTH: Final = 4096  # characters of a UserInfo Token
 MAX_SESSIONS_PER_PEER: Final = 64  # open sessions one peer device may hold on this device
 MAX_SESSIONS: Final = 1024  # open sessions on this device in total
 SEQUENCE_WINDOW: Final = 1024  # recent SequenceIds remembered per session (duplicates -> 409)
+MAX_OPEN_SESSIONS_PER_ADDRESS: Final = 16  # open sessions (no pipe, a service shared openly) per source address
+MAX_OPEN_SESSIONS: Final = 256  # open sessions in total (the rest of MAX_SESSIONS stays for paired peers)
+OPEN_SESSION_IDLE_TIMEOUT: Final = 300.0  # s an open session may stay unused before it ends
 MAX_ARGUMENTS: Final = 64  # arguments of one invocation / attributes of one notification
 MAX_VALUE_DEPTH: Final = 4  # nesting of list/dict values
 MAX_VALUE_ITEMS: Final = 4096  # items in all lists/dicts of one value

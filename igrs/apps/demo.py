@@ -29,6 +29,7 @@ from typing import Any
 from igrs.apps.sample_media import night_photo, sample_media, write_png
 from igrs.node.control import ControlPoint
 from igrs.node.device import Device
+from igrs.node.pin_text import pin_shown
 from igrs.wire.ids import DeviceId
 
 PC_NAME, TV_NAME, PHONE_NAME = "Study PC", "Living room TV", "Alice's phone"
@@ -295,10 +296,8 @@ async def pair_with(
     ``pins`` (its "display"): the demo reads the PIN off it and types it into the phone."""
 
     async def read_display(_digits: int) -> str:
-        out(
-            f"      {name} shows PIN {pins[-1]} on its display; the demo reads it there (on_pin) "
-            "and types it into the phone"
-        )
+        out("      " + pin_shown(name, pins[-1], "the demo reads it off its display (on_pin) and types it "
+                                                  "into the phone"))
         return pins[-1]
 
     paired = await cp.pair(device, read_display)

@@ -16,9 +16,9 @@ from igrs.cli.exits import (
     EXIT_OK,
     EXIT_USAGE,
     UsageError,
+    ask,
     catch_signals,
     interrupted,
-    read_line,
 )
 from igrs.cli.options import ip_address, port_number
 from igrs.constants import IGRS_PORT
@@ -44,6 +44,12 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
                         "cases left out do not count, and the report says so")
     p.add_argument("--exclude", action="append", metavar="ID",
                    help="leave out this case or area (GRP); repeatable, recorded in the report like --case")
+    p.add_argument("--basis", choices=["all", "public"], default="all",
+                   help="which rules fail the device: all (default), or public -- only the rules that "
+                        "follow from a cited public source (IANA, the clause list, ezbox's framing, RFC "
+                        "2774/SOAP/HTTP); project-basis results (pairing, sealing, timers, the bodies this "
+                        "project designed) are then advisory: they neither fail the run nor leave it "
+                        "incomplete")
     p.add_argument("--off-subnet-source", metavar="ADDR", type=ip_address,
                    help="an address of this host, on the test interface but outside the device's "
                         "subnet: enables DISC-008 (off-subnet searches are ignored)")
@@ -78,7 +84,15 @@ async def cmd_run(args: argparse.Namespace) -> int:
     """Each verdict is printed as its case finishes; the verdict of the run last. Exit 0
     PASSED, 1 FAILED, 3 INCOMPLETE; Ctrl-C writes the partial report and exits 130."""
     from igrs.conformance.catalogue import load_cases, select
-    from igrs.conformance.report import text_header, text_line, text_problem, text_summary, to_html, to_junit
+    from igrs.conformance.report import (
+        text_findings,
+        text_header,
+        text_line,
+        text_problem,
+        text_summary,
+        to_html,
+        to_junit,
+    )
     from igrs.conformance.runner import FAILED, PASSED, CaseResult, Report, RunListener, choose, run_suite
 
     class Printer(RunListener):
@@ -88,7 +102,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
             print(text_header(report), flush=True)
 
         def result(self, report: Report, result: CaseResult) -> None:
-            print(text_line(result), flush=True)
+            print(text_line(report, result), flush=True)
 
         def problem(self, report: Report, text: str) -> None:
             print(text_problem(text), flush=True)
@@ -97,11 +111,12 @@ async def cmd_run(args: argparse.Namespace) -> int:
         choose(select(load_cases(), args.profile), args.case, args.exclude)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    report = await run_suite(args.target, args.profile, pin=_pin_source(args.pin), interfaces=args.interface,
-                             port=args.port, only=args.case, exclude=args.exclude,
+    report = await run_suite(args.target, args.profile, pin=_pin_source(args.pin, args.target),
+                             interfaces=args.interface, port=args.port, only=args.case, exclude=args.exclude,
                              off_subnet_source=args.off_subnet_source, listener=Printer(),
-                             stop=catch_signals())
-    print("\n".join([*map(text_problem, report.problems), text_summary(report)]), flush=True)
+                             stop=catch_signals(), basis=args.basis)
+    print("\n".join([*text_findings(report), *map(text_problem, report.problems), text_summary(report)]),
+          flush=True)
     written = []
     if args.junit:
         Path(args.junit).write_bytes(to_junit(report))
@@ -116,18 +131,17 @@ async def cmd_run(args: argparse.Namespace) -> int:
     return {PASSED: EXIT_OK, FAILED: EXIT_FAILED}.get(report.verdict, EXIT_INCOMPLETE)
 
 
-def _pin_source(pin: str | None) -> str | Callable[[int], Awaitable[str]] | None:
+def _pin_source(pin: str | None, target: str) -> str | Callable[[int], Awaitable[str]] | None:
     """``--pin -``: ask on stderr, read a line from stdin when the device shows its PIN."""
     if pin != "-":
         return pin
 
-    async def ask(digits: int) -> str:
-        # a whole line when a program types the PINs (it can wait for lines), a prompt for people
-        end = "" if sys.stdin.isatty() else "\n"
-        print(f"The device shows a {digits}-digit PIN. PIN: ", end=end, file=sys.stderr, flush=True)
-        return await read_line()
+    async def typed(digits: int) -> str:
+        from igrs.node.pin_text import pin_prompt
 
-    return ask
+        return await ask(pin_prompt(target, digits))
+
+    return typed
 
 
 def cmd_pcap(args: argparse.Namespace) -> int:
@@ -172,6 +186,6 @@ def cmd_cases(args: argparse.Namespace) -> int:
     from igrs.conformance.catalogue import load_cases, select
 
     for c in select(load_cases(), args.profile):
-        print(f"{c.id:9} {'M' if c.mandatory else 'O'} {c.clause:18} {c.title}")
+        print(f"{c.id:9} {'M' if c.mandatory else 'O'} {c.basis:7} {c.clause:18} {c.title}")
     return EXIT_OK
 

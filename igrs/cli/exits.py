@@ -78,6 +78,14 @@ async def read_line() -> str:
     return (await done).strip()
 
 
+async def ask(prompt: str) -> str:
+    """``prompt`` on stderr (stdout stays the result), then a line of stdin (``read_line``).
+    A prompt for people at a terminal; a whole line when a program types the answer (it can
+    wait for lines, not for a prompt without its end)."""
+    print(prompt, end="" if sys.stdin.isatty() else "\n", file=sys.stderr, flush=True)
+    return await read_line()
+
+
 def quiet_stdout() -> None:
     """After a BrokenPipeError on stdout: point it at /dev/null so that the interpreter's final
     flush does not complain again."""

@@ -22,6 +22,8 @@ from typing import Any
 from igrs.cli.exits import EXIT_OK, catch_signals
 from igrs.cli.options import device_name, device_type, port_number
 from igrs.cli.shares import add_share_folder
+from igrs.cli.state import state_dir
+from igrs.cli.targets import device_argument
 from igrs.constants import IGRS_PORT
 from igrs.errors import IGRSError
 
@@ -33,7 +35,6 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="interface name or address (repeatable; default: $IGRS_INTERFACES, else the LAN)")
     p.add_argument("--port", type=port_number, default=IGRS_PORT, help=f"ISDP UDP port (default {IGRS_PORT})")
     p.add_argument("--state-dir", help="identity keys and pairings (default: as igrs pair)")
-    p.add_argument("-t", "--timeout", type=float, default=1.5, help="seconds to search first")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -43,20 +44,20 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
 
     p = sub.add_parser("ls", help="list a directory (/ lists the shares)")
     _common(p)
-    p.add_argument("device", help="device id, its UUID prefix, or its exact name")
+    device_argument(p)
     p.add_argument("path", nargs="?", default="/", help="remote path, /<share>/... (default /)")
     p.set_defaults(func=cmd_ls)
 
     p = sub.add_parser("stat", help="show a file's or directory's details")
     _common(p)
-    p.add_argument("device")
+    device_argument(p)
     p.add_argument("path")
     p.add_argument("--checksum", action="store_true", help="also the SHA-256 of a file")
     p.set_defaults(func=cmd_stat)
 
     p = sub.add_parser("get", help="download a file (resumes an interrupted download)")
     _common(p)
-    p.add_argument("device")
+    device_argument(p)
     p.add_argument("path", help="remote file")
     p.add_argument("local", nargs="?", help="local file or directory (default: ./<name>)")
     p.add_argument("--restart", action="store_true", help="ignore a partial download and start over")
@@ -67,7 +68,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
 
     p = sub.add_parser("put", help="upload a file (resumes an interrupted upload)")
     _common(p)
-    p.add_argument("device")
+    device_argument(p)
     p.add_argument("local", help="local file")
     p.add_argument("path", help="remote file, or a directory ending in / (the local name is kept)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing remote file")
@@ -77,14 +78,14 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
 
     p = sub.add_parser("rm", help="delete a file or directory")
     _common(p)
-    p.add_argument("device")
+    device_argument(p)
     p.add_argument("path")
     p.add_argument("-r", "--recursive", action="store_true", help="delete a directory and its content")
     p.set_defaults(func=cmd_rm)
 
     p = sub.add_parser("mv", help="rename or move")
     _common(p)
-    p.add_argument("device")
+    device_argument(p)
     p.add_argument("path", help="source")
     p.add_argument("target", help="target")
     p.add_argument("--overwrite", action="store_true", help="replace an existing target file")
@@ -92,7 +93,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
 
     p = sub.add_parser("mkdir", help="make a directory")
     _common(p)
-    p.add_argument("device")
+    device_argument(p)
     p.add_argument("path")
     p.add_argument("-p", "--parents", action="store_true", help="make missing parents too")
     p.set_defaults(func=cmd_mkdir)
@@ -126,22 +127,16 @@ def shared_folders(specs: list[str]) -> list[Any]:
     return folders
 
 
-
-def _state_dir(args: argparse.Namespace, role: str) -> str:
-    from igrs.node.keystore import default_state_dir
-
-    return args.state_dir or str(default_state_dir() / role)
-
-
 @contextlib.asynccontextmanager
 async def _files(args: argparse.Namespace) -> AsyncIterator[Any]:
+    from igrs.cli.targets import located
     from igrs.node.control import ControlPoint
     from igrs.profiles.file.client import FileClient
 
     async with ControlPoint(interfaces=args.interface, port=args.port,
-                            state_dir=_state_dir(args, "controller")) as cp:
-        await cp.search(timeout=args.timeout)
-        async with FileClient.connect(cp, args.device) as files:
+                            state_dir=state_dir(args, "controller")) as cp:
+        record = await located(cp, args)
+        async with FileClient.connect(cp, record) as files:
             yield files
 
 
@@ -275,11 +270,13 @@ async def cmd_serve(args: argparse.Namespace) -> int:
 
     slug = "".join(c if c.isalnum() else "-" for c in args.name.lower()).strip("-") or "device"
 
+    from igrs.node.pin_text import pin_shown
+
     def show_pin(pin: str) -> None:
-        _say(args, {"event": "pin", "pin": pin}, f"Pairing requested: type this PIN on the other device: {pin}")
+        _say(args, {"event": "pin", "pin": pin}, pin_shown(args.name, pin))
 
     device = Device(name=args.name, device_type=args.type, interfaces=args.interface, port=args.port,
-                    http_port=args.http_port, state_dir=_state_dir(args, f"devices/{slug}"), on_pin=show_pin)
+                    http_port=args.http_port, state_dir=state_dir(args, f"devices/{slug}"), on_pin=show_pin)
     server = attach_file_server(device, shared_folders(args.share_folder))
     stop = catch_signals()
     async with device:

@@ -106,11 +106,12 @@ def _find_group(groups: list[Any], text: str) -> Any:
     return matches[0]
 
 
-def _show_pin(as_json: bool) -> Any:
+def _show_pin(as_json: bool, name: str) -> Any:
     """Print the PIN a pairing request asks for (members pair with the master to join)."""
+    from igrs.node.pin_text import pin_shown
 
     def show(pin: str) -> None:
-        print(json.dumps({"event": "pin", "pin": pin}) if as_json else f"pairing PIN: {pin}", flush=True)
+        print(json.dumps({"event": "pin", "pin": pin}) if as_json else pin_shown(name, pin), flush=True)
 
     return show
 
@@ -186,8 +187,8 @@ async def cmd_create(args: argparse.Namespace) -> int:
     from igrs.wire.group_datagrams import GroupId
 
     device = Device(name=args.device_name, device_id=args.id, interfaces=args.interface, port=args.port,
-                    state_dir=state_dir(args, f"devices/{slug(args.device_name)}"), on_pin=_show_pin(args.json),
-                    groups=True)
+                    state_dir=state_dir(args, f"devices/{slug(args.device_name)}"),
+                    on_pin=_show_pin(args.json, args.device_name), groups=True)
     stop = catch_signals()
     async with device:
         events = device.groups.events()

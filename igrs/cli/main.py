@@ -20,12 +20,21 @@ from typing import Any
 from igrs import __version__
 from igrs.cli import event_loop, exits
 from igrs.cli.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, catch_signals
-from igrs.cli.options import device_id, device_name, device_type, port_number
+from igrs.cli.options import device_id, device_name, device_type, key_value, port_number
 from igrs.cli.shares import add_share_folder
 from igrs.cli.state import slug, state_dir, state_option
-from igrs.constants import DEFAULT_MAX_AGE, DESCRIBE_DEADLINE, IGRS_PORT, KEEPALIVE_INTERVAL, KEEPALIVE_MISSES
+from igrs.cli.targets import DEVICE_HELP, device_argument, located, location_cache
+from igrs.constants import (
+    DEFAULT_MAX_AGE,
+    DESCRIBE_DEADLINE,
+    IGRS_PORT,
+    KEEPALIVE_INTERVAL,
+    KEEPALIVE_MISSES,
+    ReturnCode,
+)
 from igrs.errors import IGRSError
 
+log = logging.getLogger(__name__)
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 
@@ -89,6 +98,7 @@ async def cmd_discover(args: argparse.Namespace) -> int:
                           f"{rec.device_id.uuid}{extra}", flush=True)
             return EXIT_OK
         found = await cp.search(timeout=args.timeout, target=args.target, mx=args.mx)
+        location_cache(args).remember(found)  # a following one-shot command need not search
         described = await _described(cp, found) if args.describe else {}
         now = loop.time()
         if args.json:
@@ -123,24 +133,13 @@ async def _described(cp: Any, records: list[Any]) -> dict[Any, dict[str, Any]]:
     return out
 
 
-async def _located(cp: Any, device: str, timeout: float) -> Any:
-    """Search, then find ``device``; on a busy network or device, one more search."""
-    from igrs.errors import DeviceNotFound
-
-    await cp.search(timeout=timeout)
-    try:
-        return cp.find(device)
-    except DeviceNotFound:
-        await cp.search(timeout=timeout)
-        return cp.find(device)
-
-
 # --- describe ------------------------------------------------------------------------------------
 async def cmd_describe(args: argparse.Namespace) -> int:
     from igrs.wire import description as ddesc
 
     async with await _control_point(args, persistent=False) as cp:
-        desc = await cp.describe(await _located(cp, args.device, args.timeout))
+        record = await located(cp, args)
+        desc = await cp.describe(record)
         if args.xml:
             sys.stdout.write(ddesc.to_bytes(desc).decode())
             sys.stdout.write("\n")
@@ -148,7 +147,7 @@ async def cmd_describe(args: argparse.Namespace) -> int:
         rows = [
             ["id", str(desc.device_id)], ["name", desc.name], ["type", str(desc.device_type)],
             ["manufacturer", desc.manufacturer], ["model", desc.model_name],
-            ["location", cp.find(desc.device_id).location],
+            ["location", record.location],
             ["groups", ", ".join(g.name or g.group_id for g in desc.groups) or "-"],
             ["services", ", ".join(f"{s.name or s.service_type} (#{s.service_id})"
                                    for s in desc.services) or "-"],
@@ -161,6 +160,7 @@ async def cmd_describe(args: argparse.Namespace) -> int:
 async def cmd_device_run(args: argparse.Namespace) -> int:
     from igrs.cli.file_commands import shared_folders
     from igrs.node.device import Device
+    from igrs.node.pin_text import pin_shown
 
     # the folders first: a mistake there is a usage error before anything is announced
     shares = shared_folders(args.share_folder or [])
@@ -170,13 +170,14 @@ async def cmd_device_run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"event": "pin", "pin": pin}), flush=True)
         else:
-            print(f"Pairing requested: type this PIN on the other device: {pin}", flush=True)
+            print(pin_shown(args.name, pin), flush=True)
 
     device = Device(name=args.name, device_type=args.type, device_id=args.id,
                     interfaces=args.interface, port=args.port, http_port=args.http_port,
                     max_age=args.max_age, ipv6=args.ipv6,
                     state_dir=_state_dir(args, f"devices/{_slug(args.name)}"),
-                    on_pin=None if args.no_pairing else show_pin, groups=bool(args.group))
+                    on_pin=None if args.no_pairing else show_pin, groups=bool(args.group),
+                    send_on_alt_group=args.alt_group)
     if args.dnssd:
         from igrs.bridges.dnssd import attach_dnssd
 
@@ -191,13 +192,18 @@ async def cmd_device_run(args: argparse.Namespace) -> int:
         attach_file_server(device, shares)
     stop = catch_signals()
     async with device, contextlib.AsyncExitStack() as profiles:
-        await _attach_av(device, media, args, profiles)
+        screen = await _attach_av(device, media, args, profiles)
         upnp = await _attach_upnp(device, args, profiles)
         groups = [await device.groups.create_centralised(name) for name in args.group or []]
+        if args.open_services:  # what this command shares: the sample service and the profiles
+            for info in device.services.services:
+                device.share_openly(info.service_id)
         if args.json:
             print(json.dumps({"event": "ready", "id": str(device.device_id), "location": device.location,
                               "locations": device.locations, "upnp": upnp,
-                              "groups": {str(g.group_id): g.name for g in groups}}), flush=True)
+                              "groups": {str(g.group_id): g.name for g in groups},
+                              "open_services": [s.service_id for s in device.services.open_services],
+                              **({"screen": screen} if screen else {})}), flush=True)
         else:
             print(f"{device.name} ({device.device_type}) is up as {device.device_id}", flush=True)
             for iface, url in device.locations.items():
@@ -206,6 +212,10 @@ async def cmd_device_run(args: argparse.Namespace) -> int:
                 print(f"  UPnP: {url}", flush=True)
             for g in groups:
                 print(f"  masters the centralised group {g.name!r}: igrs group join {g.group_id}", flush=True)
+            if screen:
+                print(f"  its screen (what it plays): {screen}", flush=True)
+            for info in device.services.open_services:
+                print(f"  shared OPENLY (no pairing, in the clear): {info.name} #{info.service_id}", flush=True)
             print("Ctrl-C to stop (a DeviceOfflineAdvertisement is sent on exit)", flush=True)
         await stop.wait()
     if args.json:
@@ -214,25 +224,40 @@ async def cmd_device_run(args: argparse.Namespace) -> int:
 
 
 async def _attach_av(device: Any, media: dict[str, str], args: argparse.Namespace,
-                     stack: contextlib.AsyncExitStack) -> None:
+                     stack: contextlib.AsyncExitStack) -> str:
     """``--media-folder``: a MediaServer over those folders; ``--renderer [virtual|ffmpeg]``: a
-    MediaRenderer (a TV with a virtual screen, or one that decodes what it plays). Both closed
-    when the device stops."""
+    MediaRenderer (a TV with a virtual screen, or one that decodes what it plays with ffmpeg):
+    its page at /screen/ as in the demo, and a line printed for what it plays. Both closed when
+    the device stops. Returns the screen page's URL, or ""."""
     if media:
         from igrs.profiles.av.server import attach_media_server
 
         server = await attach_media_server(device, media)
         stack.push_async_callback(server.aclose)
-    if args.renderer:
-        from igrs.profiles.av.renderer import attach_renderer
+    if not args.renderer:
+        return ""
+    from urllib.parse import urlsplit
 
-        backend = None
-        if args.renderer == "ffmpeg":
-            from igrs.profiles.av.renderer import FfmpegOutput
+    from igrs.profiles.av.media import mime_type
+    from igrs.profiles.av.renderer import FfmpegOutput, ObservedOutput, Track, attach_renderer
+    from igrs.profiles.av.screen import attach_screen
 
-            backend = FfmpegOutput()
-        renderer = await attach_renderer(device, backend=backend, fetch_allow=args.fetch_allow or ())
-        stack.push_async_callback(renderer.aclose)
+    def playing(state: str, track: Track | None) -> None:
+        mime = (track.mime or mime_type(urlsplit(track.uri).path)) if track else ""
+        if args.json:
+            print(json.dumps({"event": state, "uri": track.uri if track else "",
+                              "title": track.title if track else "", "mime": mime}), flush=True)
+        elif track is None:
+            print(f"{device.name}: {state}", flush=True)
+        else:
+            what = f"{track.title!r} " if track.title else ""
+            print(f"{device.name}: {state} {what}({mime}) {track.uri}", flush=True)
+
+    inner = FfmpegOutput() if args.renderer == "ffmpeg" else None
+    renderer = await attach_renderer(device, backend=ObservedOutput(playing, inner),
+                                     fetch_allow=args.fetch_allow or ())
+    stack.push_async_callback(renderer.aclose)
+    return attach_screen(device, renderer).url()
 
 
 async def _attach_upnp(device: Any, args: argparse.Namespace, stack: contextlib.AsyncExitStack) -> list[str]:
@@ -278,17 +303,17 @@ async def _control_point(args: argparse.Namespace, *, persistent: bool = True, *
 
 
 async def cmd_pair(args: argparse.Namespace) -> int:
-    async with await _control_point(args) as cp:
-        record = await _located(cp, args.device, args.timeout)
+    from igrs.node.pin_text import pin_prompt
 
-        async def ask(digits: int) -> str:
+    async with await _control_point(args) as cp:
+        record = await located(cp, args)
+
+        async def typed(digits: int) -> str:
             if args.pin:
                 return str(args.pin)
-            print(f"{record.name} shows a {digits}-digit PIN.\nPIN: ", end="", file=sys.stderr,
-                  flush=True)  # the prompt on stderr: stdout stays the result
-            return await exits.read_line()
+            return await exits.ask(pin_prompt(record.name or str(record.device_id), digits))
 
-        paired = await cp.pair(record, ask)
+        paired = await cp.pair(record, typed)
         print(f"paired with {paired.name or paired.device_id} ({paired.device_id})")
         print(f"fingerprint {paired.fingerprint}")
     return EXIT_OK
@@ -336,20 +361,14 @@ def _service_target(text: str) -> str | int:
     return text if text.lower().startswith("urn:") else f"urn:IGRS:ServiceType:{text}:1"
 
 
-def _value(text: str) -> Any:
-    """key=value arguments: JSON where it parses (5, true, [1,2], "x"), else the text."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
 async def cmd_services(args: argparse.Namespace) -> int:
     from igrs.node.listing import describe_all
 
     async with await _control_point(args) as cp:
         if args.device:
-            records = [await _located(cp, args.device, args.timeout)]
+            records = [await located(cp, args)]
+            if args.service:
+                return await _show_service(cp, records[0], args)
         else:
             records = await cp.search(timeout=args.timeout)
         rows, out, failed = [], [], 0
@@ -372,18 +391,70 @@ async def cmd_services(args: argparse.Namespace) -> int:
     return EXIT_FAILED if records and failed == len(records) else EXIT_OK
 
 
-async def cmd_call(args: argparse.Namespace) -> int:
+async def _show_service(cp: Any, record: Any, args: argparse.Namespace) -> int:
+    """``igrs services DEVICE SERVICE``: the actions with their arguments' names and types, and
+    the attributes, from the service description (GetServiceDescriptionRequest: needs a pairing)."""
+    agent = await cp.agent(record)
+    desc = await agent.describe_service(_service_target(args.service))
+    if args.json:
+        print(json.dumps({"device": str(record.device_id), "device_name": record.name, **desc.to_json()},
+                         indent=2))
+        return EXIT_OK
+    print(f"{desc.name or desc.service_type} ({desc.service_type}, id {desc.service_id}) on {record.name}\n")
+    actions = [[a.name, ", ".join(f"{p.name}: {p.type}" + ("" if p.required else " (optional)")
+                                  for p in a.params) or "-", a.result or "-"] for a in desc.actions]
+    print(_table(actions, ["ACTION", "ARGUMENTS", "RESULT"]) if actions else "no actions")
+    attributes = [[a.name, a.type, a.mutability + (", evented" if a.notifiable else "")]
+                  for a in desc.attributes]
+    print()
+    print(_table(attributes, ["ATTRIBUTE", "TYPE", "KIND"]) if attributes else "no attributes")
+    return EXIT_OK
+
+
+async def _arguments(agent: Any, svc: Any, action: str, words: list[str], *,
+                     described: bool = True) -> dict[str, Any]:
+    """``KEY=VALUE`` words as the action's arguments, typed by the service description (an
+    unknown action or argument is refused here, naming what exists). A device that gives no
+    description, and a call with ``described`` False (``igrs call --open``: a legacy peer has
+    no service description to ask for, its session holds only what ezbox sends), get JSON
+    where a value parses as JSON, else the text."""
+    from igrs.wire.bodies.services import STANDARD_OPERATIONS
+    from igrs.wire.typed_text import arguments_from_text, no_such_action
+
+    desc = None
+    if described:
+        try:
+            desc = await agent.describe(svc.info.service_id)
+        except IGRSError as exc:
+            log.info("no service description (%s): arguments as JSON or text", exc.reason)
+    spec = desc.action(action) if desc is not None else None
+    if spec is not None:
+        try:
+            return arguments_from_text(spec, words)
+        except ValueError as exc:  # what this device's service takes: not a usage error (exit 1)
+            raise IGRSError(str(exc), return_code=ReturnCode.BAD_MESSAGE) from None
+    if desc is not None and action not in STANDARD_OPERATIONS:
+        raise IGRSError(no_such_action(desc, action), return_code=ReturnCode.NOT_FOUND)
     kwargs = {}
-    for item in args.arguments:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"argument {item!r} is not key=value")
-        kwargs[key] = _value(value)
+    for word in words:  # KEY=VALUE already (options.key_value)
+        key, _, text = word.partition("=")
+        try:
+            kwargs[key] = json.loads(text)
+        except ValueError:
+            kwargs[key] = text
+    return kwargs
+
+
+async def cmd_call(args: argparse.Namespace) -> int:
+    from igrs.wire.typed_text import encode_value
+
     async with await _control_point(args) as cp:
-        record = await _located(cp, args.device, args.timeout)
-        async with cp.session(record, _service_target(args.service)) as svc:
-            result = await getattr(svc, args.action)(**kwargs)
-    print(json.dumps(result) if args.json or not isinstance(result, str) else result)
+        record = await located(cp, args)
+        agent = await cp.agent(record, open=args.open)
+        async with agent.session(_service_target(args.service)) as svc:
+            arguments = await _arguments(agent, svc, args.action, args.arguments, described=not args.open)
+            result = await svc.call(args.action, **arguments)
+    print(json.dumps(encode_value(result)) if args.json or not isinstance(result, str) else result)
     return EXIT_OK
 
 
@@ -393,7 +464,7 @@ async def cmd_watch(args: argparse.Namespace) -> int:
     subscription (exit 1)."""
     stop = catch_signals()
     async with await _control_point(args, keepalive_interval=args.keepalive) as cp:
-        record = await _located(cp, args.device, args.timeout)
+        record = await located(cp, args)
         async with cp.session(record, _service_target(args.service)) as svc, \
                 svc.subscribe(*args.attributes) as changes:
             reader = asyncio.ensure_future(_print_changes(changes, args.json))
@@ -445,14 +516,15 @@ def build_parser(*, relay: bool = False, file: bool = False) -> argparse.Argumen
                    help="also fetch each device's description (all at once, each within "
                         f"{DESCRIBE_DEADLINE:g} s; a device that fails shows its error)")
     _via_option(p)
+    _state_option(p)
     p.set_defaults(func=cmd_discover)
 
     p = sub.add_parser("describe", help="fetch and show a device's description document")
     _common(p)
-    p.add_argument("device", help="device id, its UUID prefix, or its exact name")
-    p.add_argument("-t", "--timeout", type=float, default=1.5, help="seconds to search first")
+    device_argument(p)
     p.add_argument("--xml", action="store_true", help="print the raw description XML")
     _via_option(p)
+    _state_option(p)
     p.set_defaults(func=cmd_describe)
 
     p = sub.add_parser("device", help="run a device")
@@ -469,6 +541,9 @@ def build_parser(*, relay: bool = False, file: bool = False) -> argparse.Argumen
     run.add_argument("--max-age", type=int, default=DEFAULT_MAX_AGE, help="advertisement lifetime, seconds")
     run.add_argument("--json", action="store_true", help="print machine-readable status lines")
     run.add_argument("--no-pairing", action="store_true", help="refuse PIN pairing requests")
+    run.add_argument("--alt-group", action="store_true",
+                     help="also announce on 239.255.255.250:3880 (besides the IANA group 224.0.0.110), "
+                          "for ezbox-era peers that listen only there")
     run.add_argument("--dnssd", action="store_true",
                      help="also announce over mDNS/DNS-SD as _igrs._tcp (needs igrs[dnssd])")
     run.add_argument("--group", action="append", metavar="NAME",
@@ -480,14 +555,23 @@ def build_parser(*, relay: bool = False, file: bool = False) -> argparse.Argumen
     run.add_argument("--media-folder", action="append", metavar="[NAME=]PATH",
                      help="share the media in a folder (AV profile: a MediaServer; repeatable)")
     run.add_argument("--renderer", nargs="?", const="virtual", choices=["virtual", "ffmpeg"],
-                     help="be a TV: a MediaRenderer (AV profile) with a virtual screen, or one that "
-                          "decodes what it plays with ffmpeg (--renderer ffmpeg: a headless TV)")
+                     help="be a TV: a MediaRenderer (AV profile) with a virtual screen — its page at "
+                          "http://<device>/screen/ shows what plays, and a line is printed for each "
+                          "change — or one that decodes what it plays with ffmpeg (--renderer ffmpeg)")
     run.add_argument("--upnp", action="store_true",
                      help="also appear to UPnP AV / DLNA control points (VLC, phone apps, TVs) as a "
                           "MediaServer / MediaRenderer (needs igrs[upnp])")
     run.add_argument("--fetch-allow", action="append", metavar="NET|HOST[:PORT]",
                      help="also let paired peers make this device fetch media from here (beyond "
                           "its LAN; specs/av-profile.md §12; repeatable)")
+    run.add_argument("--open-services", action="store_true",
+                     help="share the services this command shares (--sample-service, --share-folder, "
+                          "--media-folder, --renderer) OPENLY as well: any host on the LAN may open a "
+                          "session and invoke them in the clear, without pairing or a pipe -- for legacy "
+                          "peers that have no pipes (ezbox). SECURITY COST: no authentication (a caller's "
+                          "device id is only claimed), no confidentiality, no integrity; shared folders "
+                          "become readable (never writable) by anyone; the renderer controllable by "
+                          "anyone. Default: paired devices only, in a secure pipe (specs/security.md §12)")
     _state_option(run)
     event_loop.add_loop_option(run)
     run.set_defaults(func=cmd_device_run)
@@ -496,9 +580,8 @@ def build_parser(*, relay: bool = False, file: bool = False) -> argparse.Argumen
     _common(p)
     _state_option(p)
     _via_option(p)
-    p.add_argument("device", help="device id, its UUID prefix, or its exact name")
+    device_argument(p)
     p.add_argument("--pin", help="the PIN (default: asked for)")
-    p.add_argument("-t", "--timeout", type=float, default=1.5, help="seconds to search first")
     p.set_defaults(func=cmd_pair)
 
     p = sub.add_parser("unpair", help="forget a paired device")
@@ -519,20 +602,30 @@ def build_parser(*, relay: bool = False, file: bool = False) -> argparse.Argumen
     _common(p)
     _state_option(p)
     _via_option(p)
-    p.add_argument("device", nargs="?", help="one device (default: every device found)")
-    p.add_argument("-t", "--timeout", type=float, default=1.5, help="seconds to search first")
+    p.add_argument("device", nargs="?", help=f"one device (default: every device found): {DEVICE_HELP}")
+    p.add_argument("service", nargs="?",
+                   help="one service of DEVICE (id, type URN or type name, e.g. Volume): list its actions with "
+                        "their arguments' names and types, and its attributes (needs a pairing)")
+    p.add_argument("-t", "--timeout", type=float, default=1.5,
+                   help="seconds to search (default 1.5); with DEVICE at most that, ending when it answers")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_services)
 
-    p = sub.add_parser("call", help="invoke a service action (needs a pairing)")
+    p = sub.add_parser("call", help="invoke a service action (needs a pairing, or --open)")
     _common(p)
     _state_option(p)
     _via_option(p)
-    p.add_argument("device", help="device id, its UUID prefix, or its exact name")
+    device_argument(p)
+    p.add_argument("--open", action="store_true",
+                   help="a service the device shares openly: no pairing, no pipe, in the clear "
+                        "(legacy peers); the invocation goes out in RPC style (no ActionName), and its "
+                        "arguments are JSON values or text (no service description is asked for)")
     p.add_argument("service", help="service id, type URN, or type name (Volume)")
-    p.add_argument("action", help="action name")
-    p.add_argument("arguments", nargs="*", metavar="KEY=VALUE", help="arguments (JSON values)")
-    p.add_argument("-t", "--timeout", type=float, default=1.5, help="seconds to search first")
+    p.add_argument("action", help="action name (igrs services DEVICE SERVICE lists them)")
+    p.add_argument("arguments", nargs="*", metavar="KEY=VALUE", type=key_value,
+                   help="arguments, read as the types the service declares: ObjectID=0 is the string 0 "
+                        "for a string, Level=30 a number for an int, Mute=true a bool, bytes in base64, "
+                        "lists and dicts as JSON")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_call)
 
@@ -540,10 +633,9 @@ def build_parser(*, relay: bool = False, file: bool = False) -> argparse.Argumen
     _common(p)
     _state_option(p)
     _via_option(p)
-    p.add_argument("device", help="device id, its UUID prefix, or its exact name")
+    device_argument(p)
     p.add_argument("service", help="service id, type URN, or type name")
     p.add_argument("attributes", nargs="*", help="attributes (default: every notifiable one)")
-    p.add_argument("-t", "--timeout", type=float, default=1.5, help="seconds to search first")
     p.add_argument("--json", action="store_true", help="one JSON line per change")
     p.add_argument("--keepalive", type=float, default=KEEPALIVE_INTERVAL, metavar="SECONDS",
                    help=f"seconds between keep-alive probes of the pipe (default {KEEPALIVE_INTERVAL:g}); "

@@ -53,6 +53,15 @@ def _device_name(text: str) -> None:
     check_name(text)
 
 
+def key_value(text: str) -> str:
+    """A ``KEY=VALUE`` word (``igrs call`` arguments): its value is read later, by the type the
+    service declares; only its form is checked here, before anything touches the network."""
+    key, sep, _ = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"argument {text!r} is not KEY=VALUE")
+    return text
+
+
 device_id = _checked("a device id (urn:IGRS:Device:DeviceId:<uuid>)", _device_id)
 device_type = _checked("a device type (TV, PC, ... or a URN)", _device_type)
 device_name = _checked("a device name", _device_name)

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from lxml import etree
 
 from igrs.conformance.rawnet import HttpResult, http_exchange
-from igrs.conformance.runner import CaseFailed, CaseSkipped, Context, check, search_once
+from igrs.conformance.runner import CaseFailed, CaseSkipped, Context, ProjectRuleFailed, check, search_once
 from igrs.constants import DESCRIPTION_PATH, IGRS_PATH, IGRS_VERSION, MAX_DATAGRAM, MAX_HTTP_BODY
 from igrs.wire import description as ddesc
 from igrs.wire import isdp, messages
@@ -72,30 +72,37 @@ async def post(ctx: Context, data: bytes, note: str = "") -> HttpResult:
     return await http_exchange(ctx.host, ctx.port, data, ctx.rec, note=note)
 
 
-def frame_of(res: HttpResult) -> Frame:
+def frame_of(res: HttpResult, answering: DeviceId | None = None) -> Frame:
+    """The answer decoded; ``answering``: the DUT, taken as the source of an answer whose device
+    ids are empty (ezbox's form, messages.md §3)."""
     try:
-        return messages.decode(Headers(res.headers), res.body)
+        return messages.decode(Headers(res.headers), res.body, answering=answering)
     except Exception as exc:
         raise CaseFailed(f"answer (HTTP {res.status}) does not decode: {exc}") from None
 
 
 def expect_error(res: HttpResult, code: int, ack: int | None = None, *, strict_status: bool = True) -> None:
     """An ErrorResponse with ReturnCode ``code``; HTTP status = ``code`` unless not strict
-    (then any 4xx/5xx: FRM-010 checks that rule on its own)."""
+    (then any 4xx/5xx: FRM-010 checks that rule on its own). The status is the rule a public
+    peer follows too (ezbox answers errors with a bare HTTP status); the IGRS ErrorResponse body
+    is a project choice (messages.md §6): its faults are ``ProjectRuleFailed``."""
     if res.status == 200:
         raise CaseFailed(f"expected HTTP {code} ErrorResponse, got HTTP 200")
     if strict_status and res.status != code:
         raise CaseFailed(f"expected HTTP {code}, got HTTP {res.status}")
     if res.status < 400:
         raise CaseFailed(f"expected an error status, got HTTP {res.status}")
-    frame = frame_of(res)
+    try:
+        frame = frame_of(res)
+    except CaseFailed as exc:
+        raise ProjectRuleFailed(f"HTTP {res.status} as required, but no IGRS ErrorResponse ({exc})") from None
     if not isinstance(frame.message, messages.ErrorResponse):
-        raise CaseFailed(f"HTTP {code} carries {frame.routing.message_type}, not ErrorResponse")
+        raise ProjectRuleFailed(f"HTTP {code} carries {frame.routing.message_type}, not ErrorResponse")
     if frame.message.status.return_code != code:
-        raise CaseFailed(f"ErrorResponse ReturnCode {frame.message.status.return_code}, expected {code}")
+        raise ProjectRuleFailed(f"ErrorResponse ReturnCode {frame.message.status.return_code}, expected {code}")
     if ack is not None and frame.message.status.acknowledge_id != ack:
         got = frame.message.status.acknowledge_id
-        raise CaseFailed(f"ErrorResponse AcknowledgeId {got} != SequenceId {ack}")
+        raise ProjectRuleFailed(f"ErrorResponse AcknowledgeId {got} != SequenceId {ack}")
 
 
 async def _search_answers(ctx: Context, st: str) -> tuple[float, list[tuple[float, isdp.SearchDeviceResponse]]]:
@@ -279,9 +286,13 @@ async def disc_007(ctx: Context) -> None:
 # --- description ----------------------------------------------------------------------------------
 @check("DISC-009")
 async def disc_009(ctx: Context) -> None:
-    path = urlsplit(ctx.location).path
+    answers = ctx.facts.get("search_answers") or []
+    location = ctx.facts.get("advertised_location") or (answers[0][1].location if answers else "")
+    if not location:  # a target given by address: only an advertised LOCATION says anything
+        raise CaseSkipped("no LOCATION advertised (no search answer, target given by address)")
+    path = urlsplit(location).path
     if path != IGRS_PATH:
-        raise CaseFailed(f"LOCATION {ctx.location} does not name the {IGRS_PATH} endpoint")
+        raise CaseFailed(f"LOCATION {location} does not name the {IGRS_PATH} endpoint")
 
 
 @check("DESC-001")
@@ -306,7 +317,7 @@ async def desc_002(ctx: Context) -> None:
     res = await post(ctx, request_bytes(ctx, messages.GetDeviceDescriptionRequest(), seq=seq))
     if res.status != 200:
         raise CaseFailed(f"HTTP {res.status}")
-    frame = frame_of(res)
+    frame = frame_of(res, ctx.device_id)
     msg = frame.message
     if not isinstance(msg, messages.GetDeviceDescriptionResponse):
         raise CaseFailed(f"answered {frame.routing.message_type}")
@@ -359,7 +370,7 @@ async def frm_001(ctx: Context) -> None:
     for seq in (new_seq(), new_seq()):
         res = await post(ctx, request_bytes(ctx, messages.GetDeviceDescriptionRequest(), seq=seq),
                          f"SequenceId {seq}")
-        frame = frame_of(res)
+        frame = frame_of(res, ctx.device_id)
         status = getattr(frame.message, "status", None)
         if status is None:
             raise CaseFailed(f"{frame.routing.message_type} carries no status")

@@ -1,17 +1,20 @@
 """Checks of ``specs/conformance/cases-services.toml``: services (10.2, 10.4), sessions and
 invocation (10.5, 10.6) and event subscriptions (9.7, 10.3), all sealed in the secure pipe of
-the run's ``TestPeer``."""
+the run's ``TestPeer`` -- but SES-007 and SES-008, which speak ezbox's exact framing outside any
+pipe (the public record's form) and find the services a device shares openly."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import TypeVar
 
-from igrs.conformance.cases import new_seq
+from igrs.conformance.cases import frame_of, new_seq, post
 from igrs.conformance.peer import TestPeer, expect_code, new_id, status_of
 from igrs.conformance.runner import CaseFailed, CaseSkipped, Context, NotApplicable, check
-from igrs.wire import isdp
+from igrs.constants import IGRS_EXT_URI, IGRS_NS, IGRS_PATH, SOAP12_DRAFT_NS, SOAP_ENCODING_STYLE
+from igrs.wire import isdp, messages
 from igrs.wire.bodies import events as ev
 from igrs.wire.bodies import services as sv
 from igrs.wire.bodies import sessions as ss
@@ -223,6 +226,126 @@ async def ses_006(ctx: Context) -> None:
         expect_code(frame, 409, "a repeated SequenceId")
     finally:
         await session.destroy()
+
+
+# --- the public framing, outside any pipe: services shared openly ---------------------------------
+def public_request(ctx: Context, message_type: str, fields: list[tuple[str, str]], seq: int) -> bytes:
+    """A request as ezbox writes it (ezbox-dialect.md): ``Name:value`` headers, ``Man`` without
+    spaces, the 2002/12 SOAP namespace with ``encodingStyle``, no XML declaration, a ``<Session>``
+    body whose fields each end with LF. ``fields`` values are XML (written as given)."""
+    inner = "".join(f"<{name}>{value}</{name}>\n" for name, value in fields)
+    body = (f'<SOAP-ENV:Envelope xmlns:SOAP-ENV="{SOAP12_DRAFT_NS}" '
+            f'SOAP-ENV:encodingStyle="{SOAP_ENCODING_STYLE}"><SOAP-ENV:Body>'
+            f'<Session xmlns="{IGRS_NS}">{inner}</Session>\n</SOAP-ENV:Body>\n</SOAP-ENV:Envelope>\n').encode()
+    lines = [f"M-POST {IGRS_PATH} HTTP/1.1", f"Host:{ctx.host}:{ctx.port}", f'Man:"{IGRS_EXT_URI}";ns=01',
+             "01-IGRSVersion:IGRS/1.0", f"01-IGRSMessageType:{message_type}",
+             f"01-TargetDeviceId:{ctx.device_id}", f"01-SourceDeviceId:{ctx.searcher_id}",
+             f"01-SequenceId:{seq}",
+             "Content-Type:text/xml; charset=UTF-8", f"Content-Length:{len(body)}",
+             f'Man:"{SOAP12_DRAFT_NS}";ns=02', f'02-SoapAction:"{messages.soap_action(message_type)}"']
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+async def _listed_services(ctx: Context) -> list[tuple[int, str, str]]:
+    """(service id, type, name) of the services the description lists (read without a pipe)."""
+    desc = ctx.facts.get("description")
+    if desc is None:
+        from igrs.conformance.cases import request_bytes
+
+        res = await post(ctx, request_bytes(ctx, messages.GetDeviceDescriptionRequest()), "the description")
+        reply = frame_of(res, ctx.device_id).message
+        if not isinstance(reply, messages.GetDeviceDescriptionResponse) or reply.description is None:
+            raise CaseSkipped("no description to list the services from")
+        desc = reply.description
+    return [(s.service_id, s.service_type, s.name) for s in desc.services]
+
+
+async def _public_sessions(ctx: Context) -> list[tuple[int, str, int]]:
+    """CreateSessionRequest in the public framing to every listed service; the (service id,
+    label, client id) of those that opened one -- shared openly. Runs once per run; the
+    sessions end at its close. CaseFailed when the framing is not understood."""
+    if "open_sessions" in ctx.facts:
+        return ctx.facts["open_sessions"]
+    services = await _listed_services(ctx)
+    if not services:
+        raise NotApplicable("the device hosts no service (its description lists none)")
+    opened: list[tuple[int, str, int]] = []
+    ctx.facts["open_sessions"] = opened
+    ctx.facts["open_services"] = []
+    ctx.closers.append(lambda: _end_public_sessions(ctx, opened))
+    for sid, stype, name in services:
+        seq, client = new_seq(), new_id()
+        user = ("UserInfo", "<SourceUserId>igrs-conformance</SourceUserId>\n<ServiceSecurityId>"
+                "urn:IGRS:ServiceSecurity:NULL</ServiceSecurityId>\n<Token></Token>\n")
+        fields = [("SourceClientId", str(client)), ("TargetServiceId", str(sid)), ("SequenceId", str(seq)),
+                  user]
+        data = public_request(ctx, "CreateSessionRequest", fields, seq)
+        res = await post(ctx, data, f"service {sid} {stype}, in ezbox's framing, no pipe")
+        label = f"{name or stype} #{sid}"
+        if res.status == 400:
+            raise CaseFailed(f"service {sid}: the public framing was refused with HTTP 400 (not understood)")
+        if res.status != 200:
+            continue  # 401/403 (needs a secure pipe), 404, 501 (no sessions): understood, not open
+        frame = frame_of(res, ctx.device_id)
+        reply = frame.message
+        if not isinstance(reply, ss.CreateSessionResponse):
+            raise CaseFailed(f"service {sid}: HTTP 200 carries {frame.routing.message_type}, "
+                             "not CreateSessionResponse")
+        if reply.status.acknowledge_id != seq:
+            raise CaseFailed(f"service {sid}: AcknowledgeId {reply.status.acknowledge_id} != SequenceId {seq}")
+        if reply.status.return_code == 400:
+            raise CaseFailed(f"service {sid}: ReturnCode 400 (the public framing not understood)")
+        if reply.status.ok:
+            opened.append((sid, label, client))
+            ctx.facts["open_services"].append(label)
+    return opened
+
+
+async def _end_public_sessions(ctx: Context, opened: list[tuple[int, str, int]]) -> None:
+    """DestroySessionNotify in the same framing for every session SES-007 opened (best effort:
+    an ezbox-era peer answers it with a bare 400)."""
+    for sid, _, client in opened:
+        seq = new_seq()
+        data = public_request(ctx, "DestroySessionNotify", [("SourceClientId", str(client)),
+                                                           ("TargetServiceId", str(sid))], seq)
+        with contextlib.suppress(Exception):  # cleanup only: the run's verdicts are made
+            await post(ctx, data, "end the open session")
+
+
+@check("SES-007")
+async def ses_007(ctx: Context) -> None:
+    opened = await _public_sessions(ctx)
+    shared = ", ".join(label for _, label, _ in opened) or "none"
+    ctx.rec.add("!", "", b"", f"services shared openly: {shared}")
+
+
+@check("SES-008")
+async def ses_008(ctx: Context) -> None:
+    try:
+        opened = await _public_sessions(ctx)
+    except CaseFailed as exc:
+        raise CaseSkipped(f"no session in the public framing (SES-007: {exc})") from None
+    if not opened:
+        raise NotApplicable("no service is shared openly (SES-007)")
+    sid, label, client = opened[0]
+    seq = new_seq()
+    data = public_request(ctx, "InvokeServiceRequest", [
+        ("SourceClientId", str(client)), ("TargetServiceId", str(sid)), ("SequenceId", str(seq)),
+        ("InvokeArguments", "<findServiceAttribute/>")], seq)
+    res = await post(ctx, data, f"{label}: findServiceAttribute in RPC style, no operation name")
+    if res.status != 200:
+        raise CaseFailed(f"{label}: HTTP {res.status}, expected 200")
+    frame = frame_of(res, ctx.device_id)
+    reply = frame.message
+    if not isinstance(reply, ss.InvokeServiceResponse):
+        raise CaseFailed(f"{label}: answered {frame.routing.message_type}, not InvokeServiceResponse")
+    if reply.status.return_code != 200:
+        raise CaseFailed(f"{label}: ReturnCode {reply.status.return_code} ({reply.status.reason})".rstrip())
+    if reply.status.acknowledge_id != seq:
+        raise CaseFailed(f"{label}: AcknowledgeId {reply.status.acknowledge_id} != SequenceId {seq}")
+    if (reply.service_id, reply.client_id) != (sid, client):
+        raise CaseFailed(f"{label}: SourceServiceId / TargetClientId {reply.service_id} / {reply.client_id}, "
+                         f"expected {sid} / {client}")
 
 
 # --- events -----------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ CATALOGUE_DIRS = (
     Path(__file__).resolve().parent,  # the packaged copy (pyproject package-data)
 )
 PROFILES = ("core", "av", "file", "all")
+BASES = ("public", "project")  # what a case's rule rests on (specs/conformance/README.md, "Basis")
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,9 @@ class CaseSpec:
     preconditions: str
     steps: tuple[str, ...]
     expected: str
+    basis: str = "project"  # "public": follows from a cited public source; "project": our choice
+    citation: str = ""  # the public source keys, or the project rule
+    sealed: bool = False  # needs the device's secure pipe (not applicable to a device without)
 
 
 def catalogue_files(directory: Path | None = None) -> list[Path]:
@@ -46,11 +50,14 @@ def load_cases(directory: Path | None = None) -> list[CaseSpec]:
         if raw["id"] in seen:
             raise ValueError(f"duplicate case id {raw['id']}")
         seen.add(raw["id"])
+        if raw.get("basis") not in BASES or not str(raw.get("citation", "")).strip():
+            raise ValueError(f"case {raw['id']}: basis must be one of {', '.join(BASES)}, with a citation")
         cases.append(CaseSpec(
             id=raw["id"], title=raw["title"], clause=raw["clause"], spec=raw["spec"],
             profiles=tuple(raw["profiles"]), mandatory=bool(raw["mandatory"]),
             requires=tuple(raw.get("requires", ())), preconditions=raw["preconditions"],
             steps=tuple(raw["steps"]), expected=raw["expected"],
+            basis=raw["basis"], citation=raw["citation"], sealed=bool(raw.get("sealed", False)),
         ))
     return cases
 

@@ -156,12 +156,15 @@ class TestPeer:
         self.ctx.rec.add("<", self.record.location, b"", "empty 200")
 
     def record_message(self, direction: str, message: Any, note: str) -> None:
+        """The plaintext as it would travel: its message type header, then the body (a 10.5/10.6
+        body is a ``<Session>`` element: the header says which message it is)."""
         try:
             _, body = messages.encode(message, source=self.cp.device_id, target=self.record.device_id,
                                       sequence_id=1)
         except Exception as exc:  # evidence only: never fail a case for it
             body = f"<{type(message).__name__}: not re-encodable: {exc}>".encode()
-        self.ctx.rec.add(direction, self.record.location, body, note)
+        head = f"01-IGRSMessageType: {getattr(message, 'message_type', '?')}\r\n\r\n".encode()
+        self.ctx.rec.add(direction, self.record.location, head + body, note)
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -6,11 +6,16 @@ Case verdicts: ``pass``; ``fail`` (the DUT broke the rule); ``error`` (the tool 
 carry out the case, e.g. the DUT did not answer at all where an answer was needed to go on);
 ``skip`` (the case was not checked: a capability of the run, a precondition on the DUT or an
 earlier result is missing); ``n/a`` (the case does not apply to what the DUT declares, e.g.
-the AV cases of a device without a MediaServer under ``--profile all``).
+the AV cases of a device without a MediaServer under ``--profile all``, or a sealed case
+against a device that offers no secure pipe).
 
-Run verdicts (specs/conformance/README.md "Verdicts"): FAILED when a mandatory case is
-``fail`` or ``error`` or the target was not found; INCOMPLETE when a mandatory case was not
-checked (``skip``), when nothing at all was checked, or when the run was interrupted;
+Each case rests on a ``basis`` (``public``: a cited public source; ``project``: a documented
+project choice). Under ``basis="public"`` the project-basis results (and the project-choice
+details of public cases, ``ProjectRuleFailed``) are *advisory*: reported, never counted.
+
+Run verdicts (specs/conformance/README.md "Verdicts"): FAILED when a counted mandatory case
+is ``fail`` or ``error`` or the target was not found; INCOMPLETE when a counted mandatory case
+was not checked (``skip``), when nothing counted was checked, or when the run was interrupted;
 PASSED otherwise. Only the lab narrows a run (``--profile``, ``--case``, ``--exclude``):
 a case it leaves out is not in the report at all.
 """
@@ -19,22 +24,29 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from igrs.conformance.catalogue import CaseSpec, load_cases, select
 from igrs.conformance.rawnet import Exchange, GroupListener, Recorder, UnicastSocket, http_exchange
-from igrs.constants import DESCRIPTION_PATH, IGRS_PATH, IGRS_PORT, IPV4_GROUP
+from igrs.constants import DESCRIPTION_PATH, IGRS_PORT, IPV4_GROUP
 from igrs.core.discovery import Interface
+from igrs.errors import IGRSError
 from igrs.net import interfaces as netifaces
 from igrs.wire import isdp
+from igrs.wire.endpoints import parse_endpoint
+from igrs.wire.httpu import Headers
 from igrs.wire.ids import DeviceId
+
+if TYPE_CHECKING:
+    from igrs.wire.description import DeviceDescription
 
 PASS, FAIL, SKIP, ERROR, NA = "pass", "fail", "skip", "error", "n/a"
 VERDICTS = (PASS, FAIL, ERROR, SKIP, NA)
+VERDICT_TEXT = {SKIP: "not checked", NA: "not applicable"}  # a verdict in words (reports)
+BASIS_MODES = ("all", "public")  # what a run counts: every rule, or public-basis rules only
 PASSED, FAILED, INCOMPLETE = "PASSED", "FAILED", "INCOMPLETE"
 # What the run needs for a case's ``requires``, in words a lab can act on.
 CAPABILITY_HINTS = {
@@ -43,6 +55,7 @@ CAPABILITY_HINTS = {
     "lifecycle": "a harness that starts and stops the device",
 }
 PAIR_ERROR = "pair_error"  # ctx.facts key: why pairing with the DUT failed (peer.py sets it)
+NO_SECURE_PIPE = "no_secure_pipe"  # ctx.facts key: why the DUT offers no secure pipe (the probe)
 # Run after everything else, in this order: SEC-006's failed pairings count towards the DUT's
 # lock-out; DISC-006 stops the DUT.
 RUN_LAST = ("SEC-006", "DISC-006")
@@ -57,8 +70,15 @@ class CaseSkipped(Exception):
 
 
 class NotApplicable(CaseSkipped):
-    """The case does not apply to what the DUT declares (verdict n/a), e.g. a profile case
-    for a service the device does not list."""
+    """The case does not apply to the DUT (verdict n/a): to what it declares (a profile case
+    for a service the device does not list) or to what it offers (no secure pipe, no service
+    shared openly)."""
+
+
+class ProjectRuleFailed(CaseFailed):
+    """The DUT broke a project-choice detail of a case whose main rule is public (an IGRS
+    ErrorResponse body where the public record shows a bare HTTP status): a failure, advisory
+    under ``--basis public``."""
 
 
 @dataclass
@@ -77,6 +97,7 @@ class CaseResult:
     reason: str = ""
     evidence: list[Exchange] = field(default_factory=list)
     duration: float = 0.0
+    failed_basis: str = ""  # a fail or error: the basis of the rule broken ("public" / "project")
 
 
 @dataclass
@@ -91,6 +112,9 @@ class Report:
     problems: list[str] = field(default_factory=list)  # run-level: a failed pairing, an interruption
     narrowed: list[str] = field(default_factory=list)  # how the lab narrowed the run (--case, --exclude)
     interrupted: bool = False
+    basis: str = "all"  # "public": only public-basis rules count (the rest is advisory)
+    open_services: list[str] = field(default_factory=list)  # shared openly, as SES-007 found them
+    secure_pipe: str = ""  # what the probe found: offered, or why not (sealed cases n/a)
 
     def counts(self) -> dict[str, int]:
         out = dict.fromkeys(VERDICTS, 0)
@@ -98,18 +122,32 @@ class Report:
             out[r.verdict] += 1
         return out
 
+    def advisory(self, r: CaseResult) -> bool:
+        """Under ``basis="public"``: a project-basis case, or a failure of a project-choice
+        detail of a public case -- reported, never counted (neither a failure nor unchecked)."""
+        return self.basis == "public" and (r.case.basis == "project" or r.failed_basis == "project")
+
+    @property
+    def advisory_failures(self) -> list[CaseResult]:
+        """Fails and errors that do not count (``--basis public``)."""
+        return [r for r in self.results if r.verdict in (FAIL, ERROR) and self.advisory(r)]
+
     @property
     def mandatory_failures(self) -> list[CaseResult]:
-        return [r for r in self.results if r.case.mandatory and r.verdict in (FAIL, ERROR)]
+        return [r for r in self.results
+                if r.case.mandatory and r.verdict in (FAIL, ERROR) and not self.advisory(r)]
 
     @property
     def unchecked(self) -> list[CaseResult]:
-        """Mandatory cases that were not checked (``skip``): each withholds the verdict."""
-        return [r for r in self.results if r.case.mandatory and r.verdict == SKIP]
+        """Mandatory cases that were not checked (``skip``): each withholds the verdict, unless
+        it is advisory (a project-basis case under ``--basis public``)."""
+        return [r for r in self.results if r.case.mandatory and r.verdict == SKIP and not self.advisory(r)]
 
     @property
     def checked(self) -> bool:
-        return any(r.verdict in (PASS, FAIL) for r in self.results)
+        """Something that counts was checked (under ``--basis public``: a public-basis case)."""
+        return any(r.verdict in (PASS, FAIL) for r in self.results
+                   if self.basis != "public" or r.case.basis == "public")
 
     @property
     def verdict(self) -> str:
@@ -135,6 +173,9 @@ class Report:
             failed = self.mandatory_failures
             return f"{len(failed)} mandatory case(s) failed: {id_ranges(failed)}"
         if verdict == PASSED:
+            if self.basis == "public":
+                return ("every mandatory public-basis case that applies to the device was checked and "
+                        "passed; project-basis results are advisory")
             return "every mandatory case that applies to the device was checked and passed"
         parts = []
         if self.unchecked:
@@ -237,9 +278,6 @@ def _decoded(data: bytes) -> Any:
         return exc
 
 
-_ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
-
-
 async def search_once(ctx: Context, st: str, mx: int, wait: float,
                       until: Callable[[Any], bool] | None = None,
                       source: str = "") -> tuple[float, list[Any]]:
@@ -258,17 +296,24 @@ async def search_once(ctx: Context, st: str, mx: int, wait: float,
 
 
 async def _resolve(ctx: Context, target: str) -> None:
-    """Find the DUT: ``host:port`` of its HTTP endpoint, or a device id / UUID prefix / name."""
+    """Find the DUT: ``host:port`` of its HTTP endpoint or its LOCATION URL, or a device id /
+    UUID prefix / name."""
     from igrs.wire import description as ddesc
 
-    m = _ADDRESS.match(target)
-    if m and not target.lower().startswith("urn:"):
-        ctx.host, ctx.port = m.group(1).strip("[]"), int(m.group(2))
-        ctx.location = f"http://{m.group(1)}:{ctx.port}{IGRS_PATH}"  # where its messages go
+    endpoint = parse_endpoint(target)  # host:port or LOCATION URL: igrs.wire.endpoints, as the CLI
+    if endpoint is not None:
+        ctx.host, ctx.port, ctx.location = endpoint.host, endpoint.port, endpoint.location
         res = await http_exchange(ctx.host, ctx.port, _get(DESCRIPTION_PATH, ctx), ctx.rec)
-        if res.status != 200:
-            raise LookupError(f"GET {DESCRIPTION_PATH} at {target} answered {res.status}")
-        ctx.device_id = ddesc.from_bytes(res.body).device_id
+        if res.status == 200:
+            ctx.device_id = ddesc.from_bytes(res.body).device_id
+            return
+        # GET of the document is this project's addition (messages.md §7); a peer that takes
+        # M-POST only (ezbox) is asked by the message of clause 9.3, naming no target.
+        described = await _post_description_request(ctx)
+        if described is None:
+            raise LookupError(f"GET {DESCRIPTION_PATH} at {target} answered {res.status}, "
+                              "and GetDeviceDescriptionRequest gave no description")
+        ctx.device_id = described.device_id
         return
     wanted = target.lower()
 
@@ -283,6 +328,7 @@ async def _resolve(ctx: Context, target: str) -> None:
         from urllib.parse import urlsplit
 
         ctx.device_id, ctx.location = msg.device_id, msg.location
+        ctx.facts["advertised_location"] = msg.location
         parts = urlsplit(msg.location)
         ctx.host, ctx.port = parts.hostname or source, parts.port or IGRS_PORT
 
@@ -309,6 +355,53 @@ def _get(path: str, ctx: Context) -> bytes:
     return f"GET {path} HTTP/1.1\r\nHost: {ctx.host}:{ctx.port}\r\nConnection: close\r\n\r\n".encode()
 
 
+async def _post_description_request(ctx: Context) -> DeviceDescription | None:
+    """The description a GetDeviceDescriptionRequest (no target named) answers, or None."""
+    from igrs.wire import messages
+
+    headers, body = messages.encode(messages.GetDeviceDescriptionRequest(), source=ctx.searcher_id,
+                                    target=None, sequence_id=1)
+    data = messages.build_request(f"{ctx.host}:{ctx.port}", [*headers, ("Connection", "close")], body)
+    try:
+        res = await http_exchange(ctx.host, ctx.port, data, ctx.rec, note="the description by M-POST")
+        reply = messages.decode(Headers(res.headers), res.body).message
+    except (OSError, TimeoutError, ValueError, IGRSError):
+        return None
+    if not isinstance(reply, messages.GetDeviceDescriptionResponse):
+        return None
+    return reply.description
+
+
+async def _probe_secure_pipe(ctx: Context) -> str:
+    """Whether the DUT offers secure pipes: a secure CreatePipeRequest from a fresh, unpaired
+    identity. A device with pipes refuses it with an IGRS answer (403: not paired); one without
+    answers 501, or a bare HTTP status with no IGRS message (ezbox). Returns "" when offered
+    (or when the answer says nothing either way), else why not; sealed cases are then n/a."""
+    from igrs.core.security import LocalIdentity, PipeInitiator
+    from igrs.wire import messages
+    from igrs.wire.bodies import pipes as pb
+
+    assert ctx.device_id is not None
+    pretend = LocalIdentity.generate(ctx.device_id).public_key  # our side goes ahead; the DUT knows us not
+    init = PipeInitiator(LocalIdentity.generate(ctx.searcher_id), ctx.device_id, peers=lambda _d: pretend,
+                         secure=True)
+    headers, body = messages.encode(pb.CreatePipeRequest(True, init.create_pipe_request()),
+                                    source=ctx.searcher_id, target=ctx.device_id, sequence_id=1)
+    data = messages.build_request(f"{ctx.host}:{ctx.port}", [*headers, ("Connection", "close")], body)
+    try:
+        res = await http_exchange(ctx.host, ctx.port, data, ctx.rec, note="probe: does it offer secure pipes?")
+    except (OSError, TimeoutError, ValueError):
+        return ""
+    if res.status == 501:
+        return "CreatePipeRequest answered 501 Not Implemented"
+    try:
+        messages.decode(Headers(res.headers), res.body)
+    except IGRSError:
+        if res.status != 200:
+            return f"CreatePipeRequest answered HTTP {res.status} without an IGRS message"
+    return ""
+
+
 def choose(specs: list[CaseSpec], only: list[str] | None = None,
            exclude: list[str] | None = None) -> list[CaseSpec]:
     """The lab's narrowing: ``only`` and ``exclude`` name case ids (``GRP-004``) or areas
@@ -332,13 +425,17 @@ async def run_suite(target: str, profile: str = "core",
                     lifecycle: Lifecycle | None = None, only: list[str] | None = None,
                     exclude: list[str] | None = None,
                     case_timeout: float = 20.0, off_subnet_source: str | None = None,
-                    listener: RunListener | None = None, stop: asyncio.Event | None = None) -> Report:
+                    listener: RunListener | None = None, stop: asyncio.Event | None = None,
+                    basis: str = "all") -> Report:
     """Run the catalogue's cases of ``profile`` (narrowed by ``only`` / ``exclude``: case ids or
     areas) against ``target``; never raises for a DUT fault. ``listener`` hears each verdict as
-    it comes; setting ``stop`` ends the run early with a partial report (``interrupted``)."""
+    it comes; setting ``stop`` ends the run early with a partial report (``interrupted``).
+    ``basis="public"``: only public-basis rules count; project-basis results are advisory."""
+    if basis not in BASIS_MODES:
+        raise ValueError(f"basis must be one of {', '.join(BASIS_MODES)}, not {basis!r}")
     load_checks()
     specs = choose(select(load_cases(), profile), only, exclude)
-    report = Report(target, profile)
+    report = Report(target, profile, basis=basis)
     report.narrowed = [*(f"--case {n}" for n in only or ()), *(f"--exclude {n}" for n in exclude or ())]
     listener = listener or RunListener()
     ifaces = [i for i in netifaces.resolve(interfaces) if i.family == 4]
@@ -367,6 +464,12 @@ async def run_suite(target: str, profile: str = "core",
             return report
         ctx.rec.take()
         report.device_id, report.location = str(ctx.device_id), ctx.location
+        if any(c.sealed for c in specs):
+            no_pipe = await _probe_secure_pipe(ctx)
+            ctx.rec.take()
+            report.secure_pipe = f"not offered: {no_pipe}" if no_pipe else "offered"
+            if no_pipe:
+                ctx.facts[NO_SECURE_PIPE] = no_pipe
         listener.found(report)
         ordered = sorted(specs, key=lambda c: RUN_LAST.index(c.id) if c.id in RUN_LAST else -1)
         for case in ordered:
@@ -380,6 +483,7 @@ async def run_suite(target: str, profile: str = "core",
                 report.problems.append(text)
                 listener.problem(report, text)
         report.results.sort(key=lambda r: specs.index(r.case))
+        report.open_services = list(ctx.facts.get("open_services", []))
     finally:
         for close in reversed(ctx.closers):
             await close()
@@ -409,6 +513,8 @@ def _needs(requirement: str) -> str:
 
 async def _run_case(ctx: Context, case: CaseSpec, timeout: float, stop: asyncio.Event | None) -> CaseResult:
     t0 = time.monotonic()
+    if case.sealed and NO_SECURE_PIPE in ctx.facts:
+        return CaseResult(case, NA, f"no secure pipe offered ({ctx.facts[NO_SECURE_PIPE]})")
     missing = [r for r in case.requires if r not in ctx.capabilities]
     if missing:
         return CaseResult(case, SKIP, "; ".join(_needs(r) for r in missing))
@@ -417,6 +523,7 @@ async def _run_case(ctx: Context, case: CaseSpec, timeout: float, stop: asyncio.
     fn = CHECKS.get(case.id)
     if fn is None:
         return CaseResult(case, SKIP, "no check implemented for this case yet")
+    failed_basis = ""
     try:
         await _until_stopped(asyncio.wait_for(fn(ctx), timeout), stop)
         verdict, reason = PASS, ""
@@ -424,15 +531,17 @@ async def _run_case(ctx: Context, case: CaseSpec, timeout: float, stop: asyncio.
         verdict, reason = SKIP, "not finished: the run was interrupted"
     except NotApplicable as exc:
         verdict, reason = NA, str(exc)
+    except ProjectRuleFailed as exc:
+        verdict, reason, failed_basis = FAIL, f"{exc} [a project-choice detail]", "project"
     except CaseFailed as exc:
-        verdict, reason = FAIL, str(exc)
+        verdict, reason, failed_basis = FAIL, str(exc), case.basis
     except CaseSkipped as exc:
         verdict, reason = SKIP, str(exc)
     except TimeoutError:
-        verdict, reason = ERROR, f"case did not finish within {timeout:.0f} s"
+        verdict, reason, failed_basis = ERROR, f"case did not finish within {timeout:.0f} s", case.basis
     except Exception as exc:
-        verdict, reason = ERROR, f"{type(exc).__name__}: {exc}"
-    return CaseResult(case, verdict, reason, ctx.rec.take(), time.monotonic() - t0)
+        verdict, reason, failed_basis = ERROR, f"{type(exc).__name__}: {exc}", case.basis
+    return CaseResult(case, verdict, reason, ctx.rec.take(), time.monotonic() - t0, failed_basis)
 
 
 class _Stopped(Exception):

@@ -8,9 +8,11 @@ device still tells what it does not implement at all). The ``Device`` (every mes
 sent) and a ``ServiceHost`` used on its own apply this same table, so one request gets one
 answer either way.
 
-``Access`` is also the word for how a resource is shared: a later per-service opt-in
-(``add_service(svc, access=Access.OPEN)`` for pipe-less legacy peers) would admit the
-messages addressed to that one service as ``OPEN`` ones, without touching this table.
+``Access`` is also the word for how a service is shared: by default ``PAIRED``; a device owner
+may share one ``OPEN`` (``Device.add_service(svc, access="open")``, for pipe-less legacy peers,
+which can never pair). The messages addressed to one service -- ``SERVICE_ADDRESSED``, each
+naming it by its service id -- then arrive unsealed for that service only; everything else
+keeps this table's entry. The same ``check_access`` decides both (specs/pipes.md §1).
 """
 
 from __future__ import annotations
@@ -42,15 +44,31 @@ MESSAGE_ACCESS: Final[Mapping[str, Access]] = MappingProxyType(dict.fromkeys((
 ), Access.OPEN))
 
 
+# Project choice (specs/pipes.md §1): the messages addressed to one service by its id, all a
+# pipe-less peer needs to use it -- open and end a session, invoke, read the WSDL. Not the
+# session-key messages (they need a secure pipe's key material) nor the events (delivered
+# sealed only), nor service search (the description already lists the services).
+SERVICE_ADDRESSED: Final[frozenset[str]] = frozenset({
+    "CreateSessionRequest", "DestroySessionNotify",  # 10.5
+    "InvokeServiceRequest",  # 10.6
+    "GetServiceDescriptionRequest",  # 10.4
+})
+
+
 def access_of(message_type: str) -> Access:
     """How a message type may arrive: the table's entry, else ``Access.PAIRED``."""
     return MESSAGE_ACCESS.get(message_type, Access.PAIRED)
 
 
-def check_access(message_type: str, *, sealed: bool) -> None:
-    """Raise SecurityError 401 when ``message_type`` arrived unsealed and may not."""
-    if not sealed and access_of(message_type) is not Access.OPEN:
-        raise SecurityError(f"{message_type} needs a secure pipe", return_code=ReturnCode.NOT_AUTHENTICATED)
+def check_access(message_type: str, *, sealed: bool, service: Access = Access.PAIRED) -> None:
+    """Raise SecurityError 401 when ``message_type`` arrived unsealed and may not: neither the
+    table admits it, nor is it addressed to a service shared ``OPEN`` (``service``: the access
+    of the service it names, for the ``SERVICE_ADDRESSED`` types)."""
+    if sealed or access_of(message_type) is Access.OPEN:
+        return
+    if service is Access.OPEN and message_type in SERVICE_ADDRESSED:
+        return
+    raise SecurityError(f"{message_type} needs a secure pipe", return_code=ReturnCode.NOT_AUTHENTICATED)
 
 
-__all__ = ["MESSAGE_ACCESS", "Access", "access_of", "check_access"]
+__all__ = ["MESSAGE_ACCESS", "SERVICE_ADDRESSED", "Access", "access_of", "check_access"]

@@ -77,6 +77,7 @@ def group_host(iface: Interface, port: int) -> str:
 class SendMulticast:
     interface: str
     payload: bytes
+    group: str = ""  # "" = the interface's own group (IPV4_GROUP / IPV6_GROUP); else this IPv4 group
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from igrs.constants import (
     DEFAULT_MAX_AGE,
     DEFAULT_MX,
     IGRS_PORT,
+    IPV4_GROUP_ALT,
     MAX_MX,
     MAX_TRACKED_SOURCES,
     REGISTRY_MAX_DEVICES,
@@ -71,6 +72,7 @@ class DeviceDiscovery:
         max_age: int = DEFAULT_MAX_AGE,
         port: int = IGRS_PORT,
         rng: random.Random | None = None,
+        send_on_alt_group: bool = False,
     ) -> None:
         self.device_id = device_id
         self.device_type = device_type
@@ -78,6 +80,9 @@ class DeviceDiscovery:
         self.max_age = max_age
         self.port = port
         self.rng = rng or random.Random()
+        # Every announcement also to 239.255.255.250 (IPV4_GROUP_ALT), for ezbox-era peers that
+        # listen there only (specs/transport.md, Multicast groups).
+        self.send_on_alt_group = send_on_alt_group
         self.drops = DropCounter()
         self.running = False
         self._services: dict[int, tuple[ServiceType, str]] = {}  # service id -> (type, name)
@@ -141,7 +146,7 @@ class DeviceDiscovery:
             return []
         actions: list[Action] = []
         for name, iface in self._interfaces.items():
-            actions.append(self._device_alive(iface, update=True))
+            actions += self._device_alive(iface, update=True)
             self._schedule.burst(name, now, "update")
         return actions
 
@@ -149,21 +154,31 @@ class DeviceDiscovery:
         self._schedule.burst(name, now)
         return list(self._alive(self._interfaces[name]))
 
-    def _device_alive(self, iface: Interface, *, update: bool = False) -> SendMulticast:
+    def _announce(self, iface: Interface, msg: isdp.IsdpMessage) -> list[SendMulticast]:
+        """``msg`` to the group of ``iface``; with ``send_on_alt_group`` (IPv4) to 239.255.255.250
+        as well, its HOST naming that group."""
+        out = [SendMulticast(iface.name, isdp.encode(msg, host=group_host(iface, self.port)))]
+        if self.send_on_alt_group and iface.family == 4:
+            out.append(SendMulticast(iface.name, isdp.encode(msg, host=f"{IPV4_GROUP_ALT}:{self.port}"),
+                                     IPV4_GROUP_ALT))
+        return out
+
+    def _device_alive(self, iface: Interface, *, update: bool = False) -> list[SendMulticast]:
         msg = isdp.DeviceOnlineAdvertisement(
             self.device_id, self.device_type, self._locations[iface.name], self.max_age, self.name,
             update=update)
-        return SendMulticast(iface.name, isdp.encode(msg, host=group_host(iface, self.port)))
+        return self._announce(iface, msg)
 
     def _alive(self, iface: Interface) -> list[SendMulticast]:
         """The device's advertisement on ``iface``, then one per shared service."""
-        return [self._device_alive(iface),
-                *(self._service_alive(iface, sid, st, name) for sid, (st, name) in self._services.items())]
+        return [*self._device_alive(iface),
+                *(a for sid, (st, name) in self._services.items()
+                  for a in self._service_alive(iface, sid, st, name))]
 
     def _byebye(self, iface: Interface) -> list[SendMulticast]:
         msg = isdp.DeviceOfflineAdvertisement(self.device_id, self.device_type)
-        return [*(self._service_byebye(iface, sid, st) for sid, (st, _) in self._services.items()),
-                SendMulticast(iface.name, isdp.encode(msg, host=group_host(iface, self.port)))]
+        return [*(a for sid, (st, _) in self._services.items() for a in self._service_byebye(iface, sid, st)),
+                *self._announce(iface, msg)]
 
     # timers
     def next_deadline(self) -> float | None:
@@ -179,7 +194,7 @@ class DeviceDiscovery:
                 if item.kind == "goodbye":
                     actions += self._byebye(iface)
                 elif self.running:
-                    actions += [self._device_alive(iface, update=True)] if item.kind == "update" \
+                    actions += self._device_alive(iface, update=True) if item.kind == "update" \
                         else self._alive(iface)
             elif self.running:  # the periodic round
                 actions += [a for i in self._interfaces.values() for a in self._alive(i)]
@@ -232,18 +247,19 @@ class DeviceDiscovery:
             return []
         actions: list[Action] = []
         for iface in self._interfaces.values():
-            actions += [self._service_byebye(iface, sid, stype) for sid, (stype, _) in removed.items()]
-            actions += [self._service_alive(iface, sid, stype, name) for sid, (stype, name) in added.items()]
+            actions += [a for sid, (stype, _) in removed.items()
+                        for a in self._service_byebye(iface, sid, stype)]
+            actions += [a for sid, (stype, name) in added.items()
+                        for a in self._service_alive(iface, sid, stype, name)]
         return actions
 
-    def _service_alive(self, iface: Interface, sid: int, stype: ServiceType, name: str) -> SendMulticast:
+    def _service_alive(self, iface: Interface, sid: int, stype: ServiceType, name: str) -> list[SendMulticast]:
         msg = isdp.ServiceOnlineAdvertisement(self.device_id, stype, sid, self._locations[iface.name],
                                               self.max_age, name)
-        return SendMulticast(iface.name, isdp.encode(msg, host=group_host(iface, self.port)))
+        return self._announce(iface, msg)
 
-    def _service_byebye(self, iface: Interface, sid: int, stype: ServiceType) -> SendMulticast:
-        msg = isdp.ServiceOfflineAdvertisement(self.device_id, stype, sid)
-        return SendMulticast(iface.name, isdp.encode(msg, host=group_host(iface, self.port)))
+    def _service_byebye(self, iface: Interface, sid: int, stype: ServiceType) -> list[SendMulticast]:
+        return self._announce(iface, isdp.ServiceOfflineAdvertisement(self.device_id, stype, sid))
 
     def on_search(self, req: isdp.SearchDeviceRequest | isdp.SearchServiceRequest, source: Address,
                   interface: str, now: float, request_size: int) -> None:

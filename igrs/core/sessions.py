@@ -2,7 +2,10 @@
 
 ``SessionTable`` is the service side: one entry per (peer device, client id, service id),
 with a session id (uint32, 0 reserved) allocated at random, caps per peer and in total, and
-a window of recent SequenceIds per session against duplicates. ``ClientSequencer`` is the
+a window of recent SequenceIds per session against duplicates. An *open* session (created
+without a secure pipe, with a service shared openly) has no pipe whose end would end it, and
+a claimed device id proves nothing: it is capped per source address and in total, and ends
+when idle (``expire_open``). ``ClientSequencer`` is the
 client side: it allocates SequenceIds and checks that each AcknowledgeId answers exactly one
 outstanding request. Rules: specs/sessions.md.
 """
@@ -14,7 +17,15 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from igrs.constants import MAX_SESSIONS, MAX_SESSIONS_PER_PEER, SEQUENCE_WINDOW, ReturnCode
+from igrs.constants import (
+    MAX_OPEN_SESSIONS,
+    MAX_OPEN_SESSIONS_PER_ADDRESS,
+    MAX_SESSIONS,
+    MAX_SESSIONS_PER_PEER,
+    OPEN_SESSION_IDLE_TIMEOUT,
+    SEQUENCE_WINDOW,
+    ReturnCode,
+)
 from igrs.errors import IGRSError, ProtocolError
 from igrs.wire.ids import UINT32_MAX
 
@@ -33,6 +44,7 @@ class Session:
     created: float = 0.0
     last_used: float = 0.0
     key: bytes = b""  # session key from Apply/TransferSessionKey, if any
+    address: str = ""  # source address of an open session (no pipe), for its per-address cap
     _recent: deque[int] = field(default_factory=deque)
     _recent_set: set[int] = field(default_factory=set)
 
@@ -54,10 +66,17 @@ class SessionTable:
         *,
         max_per_peer: int = MAX_SESSIONS_PER_PEER,
         max_total: int = MAX_SESSIONS,
+        max_open_per_address: int = MAX_OPEN_SESSIONS_PER_ADDRESS,
+        max_open: int = MAX_OPEN_SESSIONS,
+        open_idle_timeout: float = OPEN_SESSION_IDLE_TIMEOUT,
         rng: random.Random | None = None,
     ) -> None:
         self.max_per_peer = max_per_peer
         self.max_total = max_total
+        self.max_open_per_address = max_open_per_address
+        self.max_open = max_open
+        self.open_idle_timeout = open_idle_timeout
+        self._open: dict[str, int] = {}  # source address -> open sessions from it
         self._rng = rng or random.SystemRandom()
         self._by_id: dict[int, Session] = {}
         self._by_key: dict[tuple[str, int, int], Session] = {}
@@ -75,7 +94,9 @@ class SessionTable:
             if sid not in self._by_id:
                 return sid
 
-    def create(self, peer: str, client_id: int, service_id: int, now: float, user: str = "") -> Session:
+    def create(self, peer: str, client_id: int, service_id: int, now: float, user: str = "",
+               *, open_from: str = "") -> Session:
+        """A new session; ``open_from``: the source address of an open one (no secure pipe)."""
         key = (peer, client_id, service_id)
         if key in self._by_key:
             raise _error(ReturnCode.CONFLICT, "this client already has a session with this service")
@@ -83,7 +104,14 @@ class SessionTable:
             raise _error(ReturnCode.BUSY, f"more than {self.max_per_peer} sessions from one peer")
         if len(self._by_id) >= self.max_total:
             raise _error(ReturnCode.BUSY, "too many sessions on this device")
-        session = Session(self._new_id(), peer, client_id, service_id, user, now, now)
+        if open_from:
+            if self._open.get(open_from, 0) >= self.max_open_per_address:
+                raise _error(ReturnCode.BUSY, f"more than {self.max_open_per_address} open sessions "
+                                              "from one address")
+            if sum(self._open.values()) >= self.max_open:
+                raise _error(ReturnCode.BUSY, "too many open sessions on this device")
+            self._open[open_from] = self._open.get(open_from, 0) + 1
+        session = Session(self._new_id(), peer, client_id, service_id, user, now, now, address=open_from)
         self._by_id[session.session_id] = session
         self._by_key[key] = session
         self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
@@ -114,6 +142,20 @@ class SessionTable:
             self._per_peer[session.peer] = left
         else:
             self._per_peer.pop(session.peer, None)
+        if session.address:
+            still = self._open.get(session.address, 1) - 1
+            if still > 0:
+                self._open[session.address] = still
+            else:
+                self._open.pop(session.address, None)
+
+    def expire_open(self, now: float) -> list[Session]:
+        """End the open sessions idle for ``open_idle_timeout`` (nothing else ends them)."""
+        gone = [s for s in self._by_id.values()
+                if s.address and now - max(s.last_used, s.created) >= self.open_idle_timeout]
+        for s in gone:
+            self._remove(s)
+        return gone
 
     def drop_peer(self, peer: str) -> list[Session]:
         """The pipe to ``peer`` is gone: every session of it ends."""

@@ -16,14 +16,16 @@ import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from igrs.constants import DESCRIPTION_PATH, IGRS_PATH, MAX_HTTP_BODY, ReturnCode
-from igrs.errors import IGRSError, LimitExceeded, NotImplementedMessage, ProtocolError
+from igrs.errors import IGRSError, LimitExceeded, NotImplementedMessage, ProtocolError, RemoteError
 from igrs.net.httpclient import HttpClientPool
 from igrs.net.httpserver import TEXT, HandedOff, HttpAnswer, HttpLimits, HttpRequest, HttpServer
 from igrs.wire import messages
+from igrs.wire.answers import return_code
 from igrs.wire.http11 import BadResponse, request_bytes
 from igrs.wire.httpu import Headers
 from igrs.wire.ids import DeviceId
@@ -268,13 +270,33 @@ class IgrsHttpClient:
                 wire_message = seal(message, seq) if seal is not None else message
                 headers, body = messages.encode(wire_message, source=self.source, target=target,
                                                 sequence_id=seq)
-                return await self._post(endpoint, headers, body, seq)
+                return await self._post(endpoint, headers, body, seq, target)
         except (TimeoutError, OSError, BadResponse) as exc:
             raise IGRSError(f"{url}: {str(exc) or type(exc).__name__}",
                             return_code=ReturnCode.BUSY) from exc
 
+    async def get(self, url: str) -> bytes:
+        """``GET url`` (the plain description, DESCRIPTION_PATH) on the same connections,
+        limits and timeout as the messages; IGRSError unless it answers 200."""
+        try:
+            endpoint = _endpoint(url)
+        except ValueError as exc:
+            raise IGRSError(f"{url}: {exc}", return_code=ReturnCode.BAD_MESSAGE) from exc
+        try:
+            async with asyncio.timeout(self.timeout), self._turn((endpoint.host, endpoint.port)):
+                data = request_bytes("GET", endpoint.target, endpoint.host_header, [], b"")
+                resp = await self._pool.request(endpoint.host, endpoint.port, data)
+        except LimitExceeded:
+            raise ProtocolError(f"{url}: answer too large") from None
+        except (TimeoutError, OSError, BadResponse) as exc:
+            raise IGRSError(f"{url}: {str(exc) or type(exc).__name__}",
+                            return_code=ReturnCode.BUSY) from exc
+        if resp.status != 200:
+            raise IGRSError(f"GET {url} answered HTTP {resp.status}", return_code=ReturnCode.NOT_FOUND)
+        return resp.body
+
     async def _post(self, endpoint: _Endpoint, headers: list[tuple[str, str]], body: bytes,
-                    seq: int) -> tuple[int, Frame | None]:
+                    seq: int, target: DeviceId | None) -> tuple[int, Frame | None]:
         data = request_bytes("M-POST", endpoint.target, endpoint.host_header, headers, body)
         try:
             resp = await self._pool.request(endpoint.host, endpoint.port, data)
@@ -282,7 +304,9 @@ class IgrsHttpClient:
             raise ProtocolError("answer too large") from None
         if resp.status == 200 and not resp.body:
             return seq, None
-        return seq, messages.decode(resp.headers, resp.body)
+        if resp.status == 200:  # an answer naming no device comes from the one asked (messages.md §3)
+            return seq, messages.decode(resp.headers, resp.body, answering=target)
+        return seq, _error_answer(resp.status, resp.headers, resp.body, target)
 
     async def close(self) -> None:
         self._pool.close()
@@ -307,6 +331,23 @@ def _endpoint(url: str) -> _Endpoint:
     host_header = f"[{plain}]:{port}" if ":" in plain else f"{plain}:{port}"
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return _Endpoint(host, port, host_header, target)
+
+
+def _error_answer(status: int, headers: Headers, body: bytes, target: DeviceId | None) -> Frame:
+    """A non-200 answer: its ErrorResponse when it carries a readable one, else a RemoteError
+    with the HTTP status as the return code (messages.md §6) -- a peer such as ezbox answers
+    every error with a bare status line (ezbox-dialect.md)."""
+    try:
+        frame = messages.decode(headers, body, answering=target)
+    except ProtocolError:
+        frame = None
+    if frame is not None and isinstance(frame.message, ErrorResponse):
+        return frame
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "error"
+    raise RemoteError(f"HTTP {status} {phrase} (no IGRS ErrorResponse)", return_code=return_code(status))
 
 
 def error_from(frame: Frame) -> Any:

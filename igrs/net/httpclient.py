@@ -10,8 +10,10 @@ from collections import defaultdict
 from typing import cast
 
 from igrs.wire.http11 import BadResponse, Response, ResponseReader
+from igrs.wire.memo import Memo
 
 Key = tuple[str, int]
+CLOSING_HOSTS = 256  # hosts remembered as closing every connection after one answer
 
 
 class HttpClientPool:
@@ -23,25 +25,46 @@ class HttpClientPool:
         self.idle_timeout = idle_timeout
         self._idle: defaultdict[Key, list[_Connection]] = defaultdict(list)
         self._open: set[_Connection] = set()
+        # Servers seen closing an idle kept-alive connection unannounced (ezbox closes after
+        # every answer, without Connection: close): their connections are not kept.
+        self._closing: Memo[Key, bool] = Memo(CLOSING_HOSTS)
 
     async def request(self, host: str, port: int, data: bytes) -> Response:
         """Send ``data`` (a whole request) and return the answer. OSError / BadResponse /
         LimitExceeded (a body over ``max_body``); the connection is closed after any of them."""
         key = (host, port)
         conn = self._take(key)
+        if conn is not None:
+            try:
+                response = await conn.exchange(data, self.max_body)
+            except (OSError, BadResponse):
+                conn.abort()
+                if conn.answered:
+                    raise
+                # The keep-alive race (RFC 9112 §9.3.1): the server closed the idle connection
+                # as the request went out -- ezbox closes after every answer, unannounced. No
+                # byte came back: sent once more, on a new connection (specs/transport.md).
+                self.closed_while_idle(key)
+                conn = None
+            except BaseException:
+                conn.abort()
+                raise
         if conn is None:
             loop = asyncio.get_running_loop()
             _, conn = await loop.create_connection(lambda: _Connection(self, key), host, port)
-        try:
-            response = await conn.exchange(data, self.max_body)
-        except BaseException:
-            conn.abort()
-            raise
-        if response.keep_alive and conn.usable():
+            try:
+                response = await conn.exchange(data, self.max_body)
+            except BaseException:
+                conn.abort()
+                raise
+        if response.keep_alive and conn.usable() and self._closing.get(key) is None:
             self._park(conn)
         else:
             conn.close()
         return response
+
+    def closed_while_idle(self, key: Key) -> None:
+        self._closing.remember(key, True)
 
     def close(self) -> None:
         for conn in list(self._open):
@@ -71,11 +94,12 @@ class HttpClientPool:
 
 
 class _Connection(asyncio.Protocol):
-    __slots__ = ("_reader", "_timer", "_transport", "_waiter", "key", "pool")
+    __slots__ = ("_reader", "_timer", "_transport", "_waiter", "answered", "key", "pool")
 
     def __init__(self, pool: HttpClientPool, key: Key) -> None:
         self.pool = pool
         self.key = key
+        self.answered = False  # a byte of an answer to the current request arrived
         self._transport: asyncio.Transport | None = None
         self._reader: ResponseReader | None = None
         self._waiter: asyncio.Future[Response] | None = None
@@ -92,6 +116,7 @@ class _Connection(asyncio.Protocol):
     async def exchange(self, data: bytes, max_body: int) -> Response:
         assert self._transport is not None and self._waiter is None
         self._reader = ResponseReader(max_body)
+        self.answered = False
         self._waiter = asyncio.get_running_loop().create_future()
         self._transport.write(data)
         try:
@@ -104,6 +129,7 @@ class _Connection(asyncio.Protocol):
         if reader is None:  # nothing asked: a confused peer
             self.abort()
             return
+        self.answered = True
         try:
             response = reader.feed(data)
         except Exception as exc:  # BadResponse, LimitExceeded
@@ -118,6 +144,8 @@ class _Connection(asyncio.Protocol):
                 self._settle(self._reader.feed_eof())
             except BadResponse as exc:
                 self._settle(exc)
+        elif self._timer is not None:  # parked: the server closes its connections unannounced
+            self.pool.closed_while_idle(self.key)
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -212,12 +212,16 @@ class IsdpEndpoints:
         sockname = self._unicast[iface_name].sockname
         return sockname[0], sockname[1]
 
-    async def send_multicast(self, iface_name: str, payload: bytes) -> None:
+    async def send_multicast(self, iface_name: str, payload: bytes, group: str = "") -> None:
+        """To the interface's group (``group`` "") or to another IPv4 group (IPV4_GROUP_ALT),
+        always out of that interface (IP_MULTICAST_IF of its unicast socket)."""
         iface = self.interfaces[iface_name]
         stream = self._unicast.get(iface_name)
         if stream is None:
             return
-        dest: tuple = (IPV4_GROUP, self.port) if iface.family == 4 else (
+        if group and (iface.family != 4 or group not in (IPV4_GROUP, IPV4_GROUP_ALT)):
+            raise ValueError(f"not a group this stack sends to: {group!r}")
+        dest: tuple = (group or IPV4_GROUP, self.port) if iface.family == 4 else (
             IPV6_GROUP, self.port, 0, iface.scope_id)
         await self._send(stream, payload, dest)
 
@@ -236,7 +240,7 @@ class IsdpEndpoints:
             if action.interface not in self.interfaces:
                 continue
             if isinstance(action, SendMulticast):
-                await self.send_multicast(action.interface, action.payload)
+                await self.send_multicast(action.interface, action.payload, action.group)
             else:
                 await self.send_unicast(action.interface, action.address, action.payload)
 

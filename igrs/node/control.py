@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import random
+import socket
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Self, TypeVar
 
-from igrs.constants import IGRS_PATH, IGRS_PORT, KEEPALIVE_INTERVAL, REGISTRY_MAX_DEVICES, ReturnCode
+from igrs.constants import (
+    DEFAULT_MAX_AGE,
+    IGRS_PATH,
+    IGRS_PORT,
+    KEEPALIVE_INTERVAL,
+    LOCATION_CHECK_TIMEOUT,
+    REGISTRY_MAX_DEVICES,
+    ReturnCode,
+)
 from igrs.core import pipes as core_pipes
 from igrs.core.datagram_schedule import earliest
 from igrs.core.discovery import (
@@ -42,6 +53,8 @@ from igrs.wire import description as ddesc
 from igrs.wire import messages
 from igrs.wire.answers import expect_success
 from igrs.wire.bodies import pipes as pb
+from igrs.wire.bodies import services as sv
+from igrs.wire.endpoints import Endpoint, parse_endpoint
 from igrs.wire.group_datagrams import is_group_datagram
 from igrs.wire.ids import DeviceId, DeviceType, ServiceType
 from igrs.wire.isdp import SearchTarget
@@ -50,9 +63,11 @@ from igrs.wire.messages import Frame
 if TYPE_CHECKING:
     from igrs.core.group_events import GroupRecord
     from igrs.core.group_registry import GroupSearch
+    from igrs.node.locations import LocationCache
     from igrs.wire.group_datagrams import GroupId
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_SEARCH_TIMEOUT = 1.5
 DEFAULT_SEARCH_MX = 1
@@ -119,6 +134,7 @@ class ControlPoint:
         self.keepalive_interval = keepalive_interval
         self._pipes: dict[DeviceId, Pipe] = {}
         self._agents: dict[DeviceId, ServiceAgent] = {}
+        self._open_agents: dict[DeviceId, ServiceAgent] = {}  # without a pipe (agent(open=True))
         self._callbacks: IgrsHttpServer | None = None
         self.port = port
         self._interface_specs = list(interfaces) if interfaces is not None else None
@@ -131,6 +147,7 @@ class ControlPoint:
         self._driver = TimerDriver(self._next_deadline, self._poll)
         self._events: FanOut[DiscoveryEvent] = FanOut()
         self._interfaces: list[Interface] = []
+        self._sighting_waiters: set[asyncio.Event] = set()  # set on every sighting (locate)
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -156,10 +173,11 @@ class ControlPoint:
             raise
 
     async def stop(self) -> None:
-        for agent in self._agents.values():
+        for agent in [*self._agents.values(), *self._open_agents.values()]:
             with contextlib.suppress(Exception):
                 await agent.aclose()
         self._agents.clear()
+        self._open_agents.clear()
         for pipe in list(self._pipes.values()):
             await pipe.close("control point stopping")
         self._pipes.clear()
@@ -254,6 +272,7 @@ class ControlPoint:
         sighting of the same id (the first address stays primary), kept for ``record.max_age``;
         DeviceAppeared / DeviceUpdated go to ``events()`` readers."""
         self._publish(self.discovery.offer(record, asyncio.get_running_loop().time()))
+        self._sighted()
         self._driver.wake()
 
     def withdraw(self, device_id: DeviceId, address: str, reason: str = "byebye") -> None:
@@ -266,19 +285,157 @@ class ControlPoint:
     async def search(self, timeout: float = DEFAULT_SEARCH_TIMEOUT, target: Target = None,
                      mx: int = DEFAULT_SEARCH_MX) -> list[DeviceRecord]:
         """Multicast a search; after ``timeout`` return the matching devices heard meanwhile."""
-        loop = asyncio.get_running_loop()
         wanted = _target(target)
-        started = loop.time()
-        for source in self._running_sources:
-            source.searching(wanted)  # what each source holds counts as seen by this search
-        if self.isdp_search:
-            await self._execute(self.discovery.search(started, wanted, mx))
-        self._driver.wake()
+        started = await self._send_search(wanted, mx)
         await asyncio.sleep(timeout)
         return sorted(
             (r for r in self.discovery.devices if r.last_seen >= started and record_matches(r, wanted)),
             key=lambda r: (r.name, str(r.device_id)),
         )
+
+    async def _send_search(self, wanted: SearchTarget, mx: int) -> float:
+        """Start a search (ISDP and the other discovery sources); return when it started."""
+        started = asyncio.get_running_loop().time()
+        for source in self._running_sources:
+            source.searching(wanted)  # what each source holds counts as seen by this search
+        if self.isdp_search:
+            await self._execute(self.discovery.search(started, wanted, mx))
+        self._driver.wake()
+        return started
+
+    # --- locating one device -----------------------------------------------------------------
+    async def locate(self, device: DeviceId | str | DeviceRecord, timeout: float = DEFAULT_SEARCH_TIMEOUT,
+                     *, mx: int = DEFAULT_SEARCH_MX, cache: LocationCache | None = None) -> DeviceRecord:
+        """One device, as soon as it is known (specs/isdp.md §10, "Locating one device").
+
+        ``host:port`` of its /IGRS endpoint or its LOCATION URL: its description is fetched
+        there (``GET DESCRIPTION_PATH``, else a GetDeviceDescriptionRequest by M-POST for a peer
+        that answers the GET with an error; igrs.wire.endpoints; ``connect`` also registers it).
+        A device id, UUID prefix or exact name: the registry's record, else ``cache``'s entry
+        once the device there confirms it (SearchDeviceRequestOnDevice within
+        ``LOCATION_CHECK_TIMEOUT``), else a search that ends at the first matching answer, sent
+        again halfway through ``timeout`` if nothing answered. DeviceNotFound after ``timeout``
+        seconds; a device found is remembered in ``cache``."""
+        if isinstance(device, DeviceRecord):
+            return device
+        if isinstance(device, str) and (endpoint := parse_endpoint(device)) is not None:
+            return await self._at_endpoint(endpoint)
+        with contextlib.suppress(DeviceNotFound):
+            return self.find(device)
+        text = str(device).strip()
+        if cache is not None and (hit := await self._from_cache(cache, text)) is not None:
+            return hit
+        wanted = SearchTarget.all()
+        with contextlib.suppress(ValueError, ProtocolError):
+            wanted = _target(device if isinstance(device, DeviceId) else DeviceId.parse(text))
+
+        def found() -> DeviceRecord | None:
+            if isinstance(device, DeviceId):
+                return self.discovery.get(device)
+            matches = self._matching(text)
+            if len(matches) > 1:
+                raise DeviceNotFound(f"more than one device matches {text!r}")
+            return matches[0] if matches else None
+
+        record = await self._search_until(found, wanted, timeout / 2, mx)
+        if record is None:
+            record = await self._search_until(found, wanted, timeout / 2, mx)
+        if record is None:
+            raise DeviceNotFound(f"no device matches {text!r}")
+        if cache is not None:
+            cache.remember([record])
+        return record
+
+    async def _search_until(self, found: Callable[[], T | None], wanted: SearchTarget, timeout: float,
+                            mx: int) -> T | None:
+        """Search; return ``found()`` as soon as it is not None after a sighting, or None
+        after ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        sighting = asyncio.Event()
+        self._sighting_waiters.add(sighting)
+        try:
+            deadline = await self._send_search(wanted, mx) + timeout
+            while (result := found()) is None:
+                sighting.clear()
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return None
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(remaining):
+                        await sighting.wait()
+            return result
+        finally:
+            self._sighting_waiters.discard(sighting)
+
+    async def _at_endpoint(self, endpoint: Endpoint) -> DeviceRecord:
+        """The device answering at ``endpoint``, by its description (not put in the registry:
+        nothing says it is on our ISDP link; its pipe's keep-alive follows it)."""
+        address = endpoint.host
+        if not endpoint.is_literal:
+            infos = await asyncio.get_running_loop().getaddrinfo(endpoint.host, endpoint.port,
+                                                                type=socket.SOCK_STREAM)
+            if not infos:
+                raise DeviceNotFound(f"{endpoint.host}: no address")
+            address = str(sorted(infos, key=lambda i: i[0] != socket.AF_INET)[0][4][0])
+            endpoint = endpoint.at(address)
+        desc = await self._description_at(endpoint)
+        now = asyncio.get_running_loop().time()
+        iface = self._on_link(address)
+        return DeviceRecord(desc.device_id, desc.device_type, desc.name, endpoint.location, address,
+                            DEFAULT_MAX_AGE, now, now,
+                            frozenset({(iface.name, address)}) if iface is not None else frozenset())
+
+    async def _description_at(self, endpoint: Endpoint) -> ddesc.DeviceDescription:
+        """The description at ``endpoint``: ``GET DESCRIPTION_PATH`` (specs/description.md, "A
+        device given by its endpoint"); when that answers an HTTP error, the message of clause
+        9.3 naming no target, M-POST only (a legacy peer: ezbox answers a GET with 400)."""
+        try:
+            return ddesc.from_bytes(await self.http.get(endpoint.description_url))
+        except IGRSError as exc:
+            if exc.return_code != ReturnCode.NOT_FOUND:  # no answer at all: no second try
+                raise
+            log.debug("%s; asking by GetDeviceDescriptionRequest", exc.reason)
+        seq, frame = await self.http.send(endpoint.location, messages.GetDeviceDescriptionRequest(), None)
+        reply = expect_success(frame, messages.GetDeviceDescriptionResponse, seq)
+        if reply.description is None:
+            raise ProtocolError(f"{endpoint.location} answered no description")
+        return reply.description
+
+    async def _from_cache(self, cache: LocationCache, text: str) -> DeviceRecord | None:
+        """``cache``'s entry for ``text`` once the device at its location confirms it is that
+        device (then it counts as seen now, in the registry); None and forgotten otherwise."""
+        entry = cache.lookup(text)
+        if entry is None:
+            return None
+        iface = self._on_link(entry.address)
+        if iface is None:
+            return None  # not on an interface of ours: search
+        now = asyncio.get_running_loop().time()
+        record = DeviceRecord(entry.device_id, entry.device_type, entry.name, entry.location, entry.address,
+                              DEFAULT_MAX_AGE, now, now, frozenset({(iface.name, entry.address)}))
+        try:
+            async with asyncio.timeout(LOCATION_CHECK_TIMEOUT):
+                question = messages.SearchDeviceRequestOnDevice(_target(record.device_id))
+                seq, frame = await self.http.send(record.url, question, record.device_id)
+            reply = expect_success(frame, messages.SearchDeviceResponseOnDevice, seq)
+        except (IGRSError, OSError, TimeoutError) as exc:
+            reply = None
+            log.debug("the remembered location of %s did not answer: %s", entry.device_id, exc)
+        if reply is None or not reply.matched:
+            cache.forget(entry.device_id)
+            return None
+        record = replace(record, device_type=reply.device_type or record.device_type,
+                         name=reply.name or record.name)
+        self.offer(record)  # in the registry as a sighting: its byebye counts, its adverts refresh it
+        return self.discovery.get(record.device_id) or record
+
+    def _on_link(self, address: str) -> Interface | None:
+        """Our interface whose network holds ``address``, if any."""
+        try:
+            ip = ipaddress.ip_address(address.partition("%")[0])
+        except ValueError:
+            return None
+        return next((i for i in self._interfaces if i.family == ip.version and ip in i.network), None)
 
     async def search_services(self, service_type: str | ServiceType, timeout: float = DEFAULT_SEARCH_TIMEOUT,
                               mx: int = DEFAULT_SEARCH_MX) -> list[ServiceRecord]:
@@ -325,11 +482,28 @@ class ControlPoint:
                 raise DeviceNotFound(f"unknown device {device}")
             return record
         text = device.strip()
-        matches = [r for r in self.discovery.devices
-                   if text in (str(r.device_id), r.name) or str(r.device_id.uuid).startswith(text.lower())]
+        matches = self._matching(text)
         if len(matches) != 1:
             raise DeviceNotFound(f"{'no' if not matches else 'more than one'} device matches {text!r}")
         return matches[0]
+
+    def _matching(self, text: str) -> list[DeviceRecord]:
+        """The known devices ``text`` names: its id, its exact name, or a prefix of its UUID."""
+        return [r for r in self.discovery.devices
+                if text in (str(r.device_id), r.name) or str(r.device_id.uuid).startswith(text.lower())]
+
+    async def connect(self, address: str) -> DeviceRecord:
+        """A device known by its endpoint only (``host:port`` of its ``/IGRS`` endpoint or its
+        LOCATION URL, igrs.wire.endpoints) -- a legacy peer that speaks no discovery: its
+        description is fetched there (as ``locate`` does for an endpoint) and the device is added
+        to the registry as if it had announced itself (for DEFAULT_MAX_AGE), so it can be found
+        by id, described and used."""
+        endpoint = parse_endpoint(address)
+        if endpoint is None:
+            raise DeviceNotFound(f"not an address of an IGRS endpoint: {address!r} (host:port or http://...)")
+        record = await self._at_endpoint(endpoint)
+        self.offer(record)
+        return self.discovery.get(record.device_id) or record
 
     async def describe(self, device: DeviceId | str | DeviceRecord) -> ddesc.DeviceDescription:
         """Fetch the device description document (GetDeviceDescriptionRequest, clause 9.3)."""
@@ -389,9 +563,16 @@ class ControlPoint:
         return pipe
 
     # --- services: sessions, invocation, events (10.x) ------------------------------------------
-    async def agent(self, device: DeviceId | str | DeviceRecord) -> ServiceAgent:
-        """The client agent for ``device``'s services, over a secure pipe (pair first)."""
+    async def agent(self, device: DeviceId | str | DeviceRecord, *, open: bool = False) -> ServiceAgent:
+        """The client agent for ``device``'s services, over a secure pipe (pair first).
+
+        ``open``: without any pipe, in the clear, for services a device shares openly (a
+        legacy peer that has no pipes, such as ezbox): the services are those its description
+        lists, invocations go out in RPC style (no ActionName, services.md §3.1), and there are
+        no attribute events (they need a secure pipe). Nothing is authenticated or hidden."""
         record = self.find(device)
+        if open:
+            return self._open_agent(record)
         agent = self._agents.get(record.device_id)
         if agent is not None:
             return agent
@@ -403,16 +584,32 @@ class ControlPoint:
             _, frame = await pipe.exchange(message)
             return frame
 
-        agent = ServiceAgent(request, location=lambda: self._callback_url(record.device_id),
+        agent = ServiceAgent(request, location=lambda: self._callback_url(record),
                              device=record.device_id)
         self._agents[record.device_id] = agent
         return agent
 
+    def _open_agent(self, record: DeviceRecord) -> ServiceAgent:
+        agent = self._open_agents.get(record.device_id)
+        if agent is None:
+            async def request(message: messages.SoapMessage) -> Frame | None:
+                return (await self.http.send(record.url, message, record.device_id))[1]
+
+            async def listed() -> list[sv.ServiceInfo]:  # the description: served without a pipe
+                desc = await self.describe(record)
+                return [sv.ServiceInfo(s.service_id, s.service_type, s.name, s.security_ids)
+                        for s in desc.services]
+
+            agent = ServiceAgent(request, device=record.device_id, rpc_style=True, listing=listed)
+            self._open_agents[record.device_id] = agent
+        return agent
+
     @asynccontextmanager
-    async def session(self, device: DeviceId | str | DeviceRecord,
-                      service: str | int) -> AsyncIterator[ServiceProxy]:
-        """``async with cp.session(tv, "urn:IGRS:ServiceType:X:1") as svc: await svc.Action(...)``"""
-        agent = await self.agent(device)
+    async def session(self, device: DeviceId | str | DeviceRecord, service: str | int, *,
+                      open: bool = False) -> AsyncIterator[ServiceProxy]:
+        """``async with cp.session(tv, "urn:IGRS:ServiceType:X:1") as svc: await svc.Action(...)``;
+        ``open``: a service shared openly, without a pipe (``agent(open=True)``)."""
+        agent = await self.agent(device, open=open)
         async with agent.session(service) as proxy:
             yield proxy
 
@@ -423,14 +620,14 @@ class ControlPoint:
                                 for i in self._interfaces], 0)
             self._callbacks = server
 
-    def _callback_url(self, device_id: DeviceId) -> str:
-        """Our event endpoint, on the interface the device was heard on."""
+    def _callback_url(self, device: DeviceRecord) -> str:
+        """Our event endpoint, on the interface the device was heard on (else the one whose
+        network holds its address, else the first)."""
         assert self._callbacks is not None
-        record = self.discovery.get(device_id)
+        record = self.discovery.get(device.device_id) or device
         by_name = {i.name: i for i in self._interfaces}
         iface = next((by_name[n] for n, a in sorted(record.seen_on) if a == record.address and n in by_name),
-                     None) if record else None
-        iface = iface or self._interfaces[0]
+                     None) or self._on_link(record.address) or self._interfaces[0]
         host = iface.address if iface.family == 4 else f"[{iface.address}]"
         return f"http://{host}:{self._callbacks.port}{IGRS_PATH}"
 
@@ -460,11 +657,16 @@ class ControlPoint:
                 self._driver.wake()
             return
         self._publish(self.discovery.on_datagram(data, source, interface, now))
+        self._sighted()
         self._driver.wake()
 
     def _next_deadline(self) -> float | None:
         groups = self._groups.next_deadline() if self._groups is not None else None
         return earliest(self.discovery.next_deadline(), groups)
+
+    def _sighted(self) -> None:
+        for waiter in self._sighting_waiters:
+            waiter.set()
 
     async def _poll(self, now: float) -> None:
         actions, events = self.discovery.poll(now)

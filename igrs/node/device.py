@@ -28,7 +28,7 @@ from igrs.constants import (
     REGISTRY_MAX_DEVICES,
     ReturnCode,
 )
-from igrs.core.access import check_access
+from igrs.core.access import Access, check_access
 from igrs.core.discovery import (
     Action,
     ControlPointDiscovery,
@@ -133,6 +133,7 @@ class Device:
         group_rejoin_window: float = GROUP_REJOIN_WINDOW,
         keepalive_interval: float = KEEPALIVE_INTERVAL,
         max_devices: int = REGISTRY_MAX_DEVICES,
+        send_on_alt_group: bool = False,
     ) -> None:
         self.name = check_name(name)
         self.device_type = device_type if isinstance(device_type, DeviceType) else DeviceType.parse(device_type)
@@ -156,8 +157,9 @@ class Device:
         self._interface_specs = list(interfaces) if interfaces is not None else None
         self._ipv6 = ipv6
         self._watch = watch_interfaces
+        # send_on_alt_group: announce on 239.255.255.250 too, for ezbox-era peers (transport.md)
         self.discovery = DeviceDiscovery(self.device_id, self.device_type, name, max_age=max_age,
-                                         port=port, rng=rng)
+                                         port=port, rng=rng, send_on_alt_group=send_on_alt_group)
         self.handlers: dict[str, MessageHandler] = {
             "GetDeviceDescriptionRequest": self._on_get_description,
             "SearchDeviceRequestOnDevice": self._on_search_on_device,
@@ -435,11 +437,25 @@ class Device:
         )
 
     # --- services (10.x): the resource-sharing manager --------------------------------------------
-    def add_service(self, service: Service, service_id: int | None = None) -> int:
-        """Share ``service`` from this device; returns its service id."""
-        sid = self.services.add(service, service_id)
+    def add_service(self, service: Service, service_id: int | None = None, *,
+                    access: Access | str = Access.PAIRED) -> int:
+        """Share ``service`` from this device; returns its service id. By default only paired
+        devices may use it, in a secure pipe; ``access="open"`` lets any peer on the LAN open a
+        session and invoke it in the clear, without a pipe -- for legacy peers that have none
+        (ezbox): no authentication, no confidentiality (specs/security.md §12)."""
+        sid = self.services.add(service, service_id, access=access)
         self._advertise_services()
+        if Access(access) is Access.OPEN:
+            log.warning("service %s (#%d) is shared openly: any host on the LAN may use it, unauthenticated",
+                        type(service).name or type(service).__name__, sid)
         return sid
+
+    def share_openly(self, service_id: int, openly: bool = True) -> None:
+        """Share an already hosted service openly (or back to paired devices only)."""
+        self.services.set_access(service_id, Access.OPEN if openly else Access.PAIRED)
+        if openly:
+            log.warning("service #%d is shared openly: any host on the LAN may use it, unauthenticated",
+                        service_id)
 
     async def remove_service(self, service_id: int) -> None:
         await self.services.remove(service_id)
@@ -631,7 +647,7 @@ class Device:
             return SealLater(reply, lambda m, seq: core_pipes.seal(
                 channel, pipe_id, m, source=self.device_id, target=peer, sequence_id=seq))
         handler = self._handler(frame)  # 501 before 401 for what we do not serve at all
-        check_access(frame.routing.message_type, sealed=False)
+        check_access(frame.routing.message_type, sealed=False, service=self.services.service_access(frame))
         return await handler(frame, RequestContext(address))
 
     def _handler(self, frame: Frame) -> MessageHandler:

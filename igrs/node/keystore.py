@@ -4,7 +4,8 @@ Layout of the state directory (specs/security.md §8), created 0700:
 
 * ``identity.key`` — the Ed25519 private key, PKCS#8 PEM, 0600;
 * ``device.json`` — ``{"device_id": "urn:IGRS:Device:DeviceId:<uuid>"}``, 0600;
-* ``peers.json`` — ``{"version": 1, "peers": [PairedDevice...]}``, 0600.
+* ``peers.json`` — ``{"version": 1, "peers": [PairedDevice...]}``, 0600;
+* ``locations.json`` — devices located recently (igrs.node.locations; a cache), 0600.
 
 Every file is written atomically (temporary file in the same directory, fsync, rename) under an
 advisory lock, so the CLI (``igrs pair``/``igrs unpair``) and a running device can share it.
@@ -21,7 +22,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,7 @@ STATE_DIR_ENV = "IGRS_STATE_DIR"
 IDENTITY_FILE = "identity.key"
 DEVICE_FILE = "device.json"
 PEERS_FILE = "peers.json"
+LOCATIONS_FILE = "locations.json"
 LOCK_FILE = ".lock"
 OWNER_FILE = "owner.pid"
 FORMAT_VERSION = 1
@@ -160,7 +162,7 @@ class KeyStore:
     def _sweep_temporaries(self) -> None:
         """Remove the temporary files of writes a crash interrupted (``.peers.json.*``, ...).
         Runs under the lock, which every write holds: any such file left is stale."""
-        prefixes = tuple(f".{name}." for name in (IDENTITY_FILE, DEVICE_FILE, PEERS_FILE))
+        prefixes = tuple(f".{name}." for name in (IDENTITY_FILE, DEVICE_FILE, PEERS_FILE, LOCATIONS_FILE))
         with os.scandir(self.directory) as entries:
             stale = [e.path for e in entries
                      if e.name.startswith(prefixes) and not e.is_dir(follow_symlinks=False)]
@@ -317,6 +319,32 @@ class KeyStore:
                 return False
             self._write_peers(records)
             return True
+
+    # --- the folder's other files (``LOCATIONS_FILE``) ----------------------------------
+    def read_private(self, name: str) -> bytes | None:
+        """The content of the folder's file ``name``; None if it is absent, unreadable, or
+        not ours alone (another user could have written it: ignored, with a warning)."""
+        path = self.directory / name
+        try:
+            with open(path, "rb") as f:
+                st = os.fstat(f.fileno())
+                if st.st_uid != os.getuid() or st.st_mode & 0o022:
+                    log.warning("ignoring %s: writable by other users", path)
+                    return None
+                return f.read()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.info("cannot read %s: %s", path, exc)
+            return None
+
+    def update_private(self, name: str, update: Callable[[bytes | None], bytes]) -> None:
+        """Replace the folder's file ``name`` with ``update(its content or None)``: under the
+        folder's lock, written atomically, mode 0600."""
+        if name not in (LOCATIONS_FILE,):
+            raise ValueError(f"{name!r} is not one of the state folder's files")
+        with self._locked():
+            self._write_atomic(name, update(self.read_private(name)))
 
 
 def _dump(doc: object) -> bytes:

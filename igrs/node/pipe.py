@@ -17,7 +17,7 @@ from typing import TypeVar
 from igrs.constants import KEEPALIVE_INTERVAL, KEEPALIVE_MISSES, ReturnCode
 from igrs.core import pipes as core_pipes
 from igrs.core.discovery import ControlPointDiscovery, DeviceRecord, DiscoveryEvent
-from igrs.core.security import EstablishedPipe, LocalIdentity, PairingInitiator, PeerLookup, PipeInitiator
+from igrs.core.security import EstablishedPipe, LocalIdentity, PeerLookup, PipeInitiator
 from igrs.errors import IGRSError, ProtocolError, RemoteError, SecurityError
 from igrs.net.http import IgrsHttpClient
 from igrs.node.keystore import PairedDevice
@@ -204,6 +204,7 @@ async def pair(http: IgrsHttpClient, location: str, identity: LocalIdentity, pee
                pin: PinProvider, *, name: str = "", now: Callable[[], float]) -> PairedDevice:
     """PIN pairing with the device at ``location``: it shows a PIN, ``pin`` supplies what the
     user typed. Returns the pairing record (the caller stores it)."""
+    from igrs.core.security import PairingInitiator  # the PAKE modules load at the first pairing only
 
     async def step(message: SoapMessage, expected: type[M]) -> M:
         seq, frame = await http.send(location, message, peer)

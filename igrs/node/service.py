@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar, overload
 
 from igrs.constants import MAX_ARGUMENTS, ReturnCode
-from igrs.errors import IGRSError
+from igrs.errors import IGRSError, ProtocolError
 from igrs.wire.bodies.services import (
     STANDARD_ATTRIBUTES,
     STANDARD_OPERATIONS,
@@ -35,7 +35,7 @@ from igrs.wire.bodies.services import (
     ParamDesc,
     ServiceDescription,
 )
-from igrs.wire.bodies.sessions import Value, check_name
+from igrs.wire.bodies.sessions import BareText, NamedValues, RpcCall, Value, check_name, value_from_text
 from igrs.wire.ids import ServiceType
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,15 @@ def type_expr(tp: Any) -> str:
 
 
 def convert(value: object, tp: Any, where: str) -> Value:
-    """Check ``value`` (decoded from the wire) against ``tp``; ArgumentError if it does not fit."""
+    """Check ``value`` (decoded from the wire) against ``tp``; ArgumentError if it does not fit.
+    Bare text (an RPC-style argument without a type, ``BareText``) is read as ``tp``."""
+    if isinstance(value, BareText):
+        if tp is str:
+            return str(value)
+        try:
+            value = value_from_text(value, type_expr(tp))
+        except ProtocolError as exc:
+            raise ArgumentError(f"{where}: {exc.reason}") from None
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -179,6 +187,48 @@ def _action_spec(owner: type, func: Callable[..., Awaitable[Any]], name: str) ->
     if result is not None:
         type_expr(result)
     return ActionSpec(name, func, tuple(params), result)
+
+
+# --- RPC-style invocations (no operation name) ----------------------------------------------
+def resolve_call(actions: dict[str, ActionSpec], call: RpcCall,
+                 standard: frozenset[str] = frozenset()) -> tuple[str, NamedValues]:
+    """The operation and arguments an InvokeServiceRequest without ``ActionName`` means
+    (specs/services.md §3.1), among ``actions`` and the ``standard`` operations:
+
+    1. the one element child of InvokeArguments, when it names one of them (its children are
+       the arguments);
+    2. else the service's only action (InvokeArguments' children, or its bare text for a
+       one-parameter action, are the arguments);
+    3. else the one action whose parameters take the argument names given (all its required
+       ones among them). Several: 400 naming them; none: 404 for a named operation, else 400.
+    """
+    if call.operation and call.operation_arguments is not None and (
+            call.operation in actions or call.operation in standard):
+        return call.operation, call.operation_arguments
+    arguments = call.arguments
+    if arguments is None and call.operation:
+        raise IGRSError(f"no action {call.operation!r}", return_code=ReturnCode.NOT_FOUND)
+    if arguments is None:
+        raise ArgumentError("InvokeArguments names no operation and holds no readable arguments")
+    if len(actions) == 1:
+        (only,) = actions.values()
+        if call.text and not arguments:
+            if len(only.params) != 1:
+                raise ArgumentError(f"{only.name}: bare text where {len(only.params)} arguments are expected")
+            return only.name, ((only.params[0].name, BareText(call.text)),)
+        return only.name, arguments
+    given = {name for name, _ in arguments}
+    fits = sorted(a.name for a in actions.values()
+                  if given <= {p.name for p in a.params} and {p.name for p in a.params if p.required} <= given)
+    if len(fits) == 1:
+        return fits[0], arguments
+    shown = ", ".join(sorted(given)) or "none"
+    if fits:
+        raise ArgumentError(f"ambiguous invocation: the arguments ({shown}) fit the actions "
+                            f"{', '.join(fits)}; name the operation")
+    if call.operation:
+        raise IGRSError(f"no action {call.operation!r}", return_code=ReturnCode.NOT_FOUND)
+    raise ArgumentError(f"no action takes the arguments ({shown})")
 
 
 # --- attributes -----------------------------------------------------------------------------
@@ -296,7 +346,8 @@ class Service:
         result does not fit its annotation; exceptions of the action itself propagate."""
         spec = self.igrs_actions.get(name)
         if spec is None:
-            raise IGRSError(f"no action {name!r}", return_code=ReturnCode.NOT_FOUND)
+            raise IGRSError(f"no action {name!r}; its actions: {', '.join(self.igrs_actions) or 'none'}",
+                            return_code=ReturnCode.NOT_FOUND)
         kwargs = spec.bind(arguments)
         result = await spec.func(self, **kwargs)
         if spec.result is None:
@@ -307,4 +358,5 @@ class Service:
             raise IGRSError(exc.reason, return_code=ReturnCode.INTERNAL_ERROR) from None
 
 
-__all__ = ["ActionSpec", "ArgumentError", "Service", "action", "attribute", "convert", "type_expr"]
+__all__ = ["ActionSpec", "ArgumentError", "Service", "action", "attribute", "convert", "resolve_call",
+           "type_expr"]

@@ -196,11 +196,12 @@ class EventStream(Generic[E]):
 class ServiceProxy:
     """An open session with one service: call actions as methods."""
 
-    def __init__(self, agent: ServiceAgent, info: sv.ServiceInfo, client_id: int, session_id: int) -> None:
+    def __init__(self, agent: ServiceAgent, info: sv.ServiceInfo, client_id: int,
+                 session_id: int | None) -> None:
         self._agent = agent
         self.info = info
         self.client_id = client_id
-        self.session_id = session_id
+        self.session_id = session_id  # None: the service gave none, the id pair names the session
         self._seq = ClientSequencer(agent._rng)
         self._streams: list[EventStream[Any]] = []
         self.closed = False
@@ -220,7 +221,8 @@ class ServiceProxy:
             raise IGRSError("session is closed", return_code=ReturnCode.NOT_FOUND)
         seq = self._seq.next()
         request = ss.InvokeServiceRequest(
-            self.client_id, self.info.service_id, seq, action, arguments, self.session_id
+            self.client_id, self.info.service_id, seq, action, arguments, self.session_id,
+            rpc_style=self._agent.rpc_style,
         )
         try:
             reply = expect_answer(await self._agent.request(request), ss.InvokeServiceResponse)
@@ -304,8 +306,15 @@ class ServiceAgent:
         user: ss.UserInfo | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
+        rpc_style: bool = False,
+        listing: Callable[[], Awaitable[list[sv.ServiceInfo]]] | None = None,
     ) -> None:
         self.request = request
+        # Where the services are listed when not by SearchServiceRequestOnDevice (which needs a
+        # secure pipe): e.g. the device description, for services shared openly.
+        self._listing = listing
+        # Invocations without ActionName, the operation as InvokeArguments' child (services.md §3.1).
+        self.rpc_style = rpc_style
         self._location = location
         self.device = device
         self.user = user or ss.UserInfo()
@@ -326,6 +335,11 @@ class ServiceAgent:
     async def services(self, target: str | ServiceType | None = None) -> list[sv.ServiceInfo]:
         """SearchServiceRequestOnDevice: the services of the device (of one type if given)."""
         st = SearchTarget.all() if target is None else SearchTarget.parse(str(target))
+        if self._listing is not None:
+            wanted = st.service_type
+            return [s for s in await self._listing()
+                    if wanted is None or (ServiceType.parse(s.service_type).name == wanted.name
+                                          and ServiceType.parse(s.service_type).version >= wanted.version)]
         reply = expect_answer(
             await self.request(sv.SearchServiceRequestOnDevice(st)), sv.SearchServiceResponseOnDevice
         )
@@ -342,16 +356,26 @@ class ServiceAgent:
             raise ProtocolError("service description missing")
         return reply.description
 
-    # --- sessions ---------------------------------------------------------------------------
-    async def open(self, service: str | ServiceType | int, *, user: ss.UserInfo | None = None) -> ServiceProxy:
-        """CreateSessionRequest with a service (by type URN or service id)."""
+    async def find_service(self, service: str | ServiceType | int) -> sv.ServiceInfo:
+        """The service ``service`` names (a type URN or a service id); RemoteError 404 if the
+        device has none."""
         if isinstance(service, int):
             found = [s for s in await self.services() if s.service_id == service]
         else:
             found = await self.services(service)
         if not found:
             raise RemoteError(f"no service {service} on this device", return_code=ReturnCode.NOT_FOUND)
-        info = found[0]
+        return found[0]
+
+    async def describe_service(self, service: str | ServiceType | int) -> sv.ServiceDescription:
+        """The description of the service ``service`` names: its actions (arguments and their
+        types) and attributes (``igrs services DEVICE SERVICE``, the relay's describe)."""
+        return await self.describe((await self.find_service(service)).service_id)
+
+    # --- sessions ---------------------------------------------------------------------------
+    async def open(self, service: str | ServiceType | int, *, user: ss.UserInfo | None = None) -> ServiceProxy:
+        """CreateSessionRequest with a service (by type URN or service id)."""
+        info = await self.find_service(service)
         client_id = self._rng.randint(1, UINT32_MAX)
         seq = self._seq.next()
         request = ss.CreateSessionRequest(client_id, info.service_id, seq, user or self.user)
@@ -362,7 +386,7 @@ class ServiceAgent:
             raise
         self._seq.complete(seq, reply.status.acknowledge_id)
         raise_for_status(reply.status, "CreateSessionRequest")
-        if reply.client_id != client_id or reply.service_id != info.service_id or reply.session_id is None:
+        if reply.client_id != client_id or reply.service_id != info.service_id:
             raise ProtocolError("CreateSessionResponse does not match the request")
         return ServiceProxy(self, info, client_id, reply.session_id)
 

@@ -9,7 +9,9 @@ The network glue (igrs.node.device) hands it decoded request frames and gets the
 ``reply`` is the typed response for a request, ``None`` for an accepted notify; a notify that
 cannot be accepted raises IGRSError with its return code. A request from a peer that is not
 ``secure`` gets what igrs.core.access allows (the same table the Device applies): 401 for all
-of these messages. Notifications (SendNotification,
+of these messages, but for those addressed to a service shared openly
+(``host.add(svc, access=Access.OPEN)``: a session, invocation and the WSDL in the clear, for
+pipe-less legacy peers; specs/pipes.md §1). Notifications (SendNotification,
 NotifyDeviceEvent, NotifyServiceEvent) go out through ``send(location_url, message)``;
 DestroySessionNotify to a peer through ``send(peer_device_id, message)``.
 Rules: specs/services.md, specs/sessions.md, specs/events.md.
@@ -29,12 +31,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from igrs.constants import MAX_SERVICES, NOTIFY_TIMEOUT, ReturnCode
-from igrs.core.access import check_access
+from igrs.core.access import SERVICE_ADDRESSED, Access, check_access
 from igrs.core.events import ATTRIBUTE, DEVICE, SERVICE, Batch, Subscription, SubscriptionTable
-from igrs.core.sessions import SessionTable
+from igrs.core.sessions import Session, SessionTable
 from igrs.errors import IGRSError, NotImplementedMessage, ProtocolError
 from igrs.net.aio import wait_event
-from igrs.node.service import Service
+from igrs.node.service import Service, resolve_call
 from igrs.wire.bodies import events as ev
 from igrs.wire.bodies import services as sv
 from igrs.wire.bodies import sessions as ss
@@ -56,6 +58,7 @@ RemoteServiceHook = Callable[["PeerInfo", SoapMessage], object]
 
 # Standard operations handled by the host itself (EZ-SDT), invoked with InvokeServiceRequest.
 FIND, SUBSCRIBE, RENEW, UNSUBSCRIBE = "findServiceAttribute", "subscribe", "renewSubscription", "unsubscribe"
+STANDARD = frozenset({FIND, SUBSCRIBE, RENEW, UNSUBSCRIBE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +138,7 @@ class ServiceHost:
         self.subscriptions = subscriptions if subscriptions is not None else SubscriptionTable(rng=self._rng)
         self.notify_timeout = notify_timeout
         self._services: dict[int, Service] = {}
+        self._open: set[int] = set()  # ids of the services shared openly (Access.OPEN)
         self._sub_session: dict[int, int] = {}  # attribute subscription -> session id
         self._device_state: dict[str, bool] = {}
         self._pumps: dict[int, tuple[asyncio.Task[None], asyncio.Event]] = {}
@@ -158,8 +162,12 @@ class ServiceHost:
         }
 
     # --- services -------------------------------------------------------------------------
-    def add(self, service: Service, service_id: int | None = None) -> int:
-        """Host ``service``; returns its service id (random unless given)."""
+    def add(self, service: Service, service_id: int | None = None, *,
+            access: Access | str = Access.PAIRED) -> int:
+        """Host ``service``; returns its service id (random unless given). ``access`` "open"
+        shares it openly: a peer without a secure pipe may open a session and invoke it in the
+        clear (no authentication, no confidentiality: specs/security.md §12)."""
+        access = Access(access)
         if not type(service).service_type:
             raise TypeError(f"{type(service).__name__} has no service_type")
         if len(self._services) >= MAX_SERVICES:
@@ -171,6 +179,7 @@ class ServiceHost:
         elif service_id in self._services or not 0 < service_id <= 0xFFFF_FFFF:
             raise ValueError(f"service id {service_id} is taken or out of range")
         self._services[service_id] = service
+        self.set_access(service_id, access)
         service._igrs_listener = lambda name, value: self._on_attribute(service_id, name, value)
         self._publish(SERVICE, str(service_id), (True, type(service).service_type, self._name(service)))
         return service_id
@@ -181,6 +190,7 @@ class ServiceHost:
         service = self._services.pop(service_id, None)
         if service is None:
             return
+        self._open.discard(service_id)
         service._igrs_listener = None
         for sid in list(self._sub_session):
             sub = self.subscriptions.get(sid)
@@ -200,6 +210,31 @@ class ServiceHost:
 
     def service(self, service_id: int) -> Service:
         return self._services[service_id]
+
+    def set_access(self, service_id: int, access: Access | str) -> None:
+        """Share a hosted service openly (``"open"``) or with paired devices only (``"paired"``,
+        the default). Sessions already open stay; new requests follow the new access."""
+        if service_id not in self._services:
+            raise KeyError(service_id)
+        if Access(access) is Access.OPEN:
+            self._open.add(service_id)
+        else:
+            self._open.discard(service_id)
+
+    def access(self, service_id: int) -> Access:
+        return Access.OPEN if service_id in self._open else Access.PAIRED
+
+    @property
+    def open_services(self) -> list[sv.ServiceInfo]:
+        """The services shared openly (what a pipe-less peer may use)."""
+        return [info for info in self.services if info.service_id in self._open]
+
+    def service_access(self, frame: Frame) -> Access:
+        """The access of the service a request is addressed to (``SERVICE_ADDRESSED`` types, by
+        the service id in the body); ``PAIRED`` for every other message."""
+        if frame.routing.message_type not in SERVICE_ADDRESSED:
+            return Access.PAIRED
+        return self.access(getattr(frame.message, "service_id", 0))
 
     @property
     def services(self) -> list[sv.ServiceInfo]:
@@ -227,7 +262,7 @@ class ServiceHost:
         message_type = frame.routing.message_type
         handler = self.handler(message_type)
         if self.require_secure:
-            check_access(message_type, sealed=peer.secure)
+            check_access(message_type, sealed=peer.secure, service=self.service_access(frame))
         return await handler(frame, peer)
 
     # --- 10.2 / 10.4 / 10.1 ---------------------------------------------------------------
@@ -368,7 +403,8 @@ class ServiceHost:
                 return answer(ReturnCode.FORBIDDEN, "not authorised for this service")
         try:
             session = self.sessions.create(
-                str(peer.device_id), msg.client_id, msg.service_id, self.clock(), msg.user.source_user_id
+                str(peer.device_id), msg.client_id, msg.service_id, self.clock(), msg.user.source_user_id,
+                open_from="" if peer.secure else peer.address or "?",
             )
         except IGRSError as exc:
             return answer(exc.return_code, exc.reason)
@@ -379,12 +415,25 @@ class ServiceHost:
         assert isinstance(msg, ss.DestroySessionNotify)
         if msg.from_service:
             raise _fail(ReturnCode.BAD_MESSAGE, "DestroySessionNotify from a service sent to the service side")
-        session = self.sessions.get(msg.session_id)
-        if session is None or session.client_id != msg.client_id or session.service_id != msg.service_id:
-            raise _fail(ReturnCode.NOT_FOUND, "no such session")
-        self.sessions.destroy(str(peer.device_id), msg.session_id)
-        self._end_session_subscriptions(msg.session_id)
+        if msg.session_id is None:  # a session known by its id pair (sessions.md §1)
+            session = self._session(peer, msg.client_id, msg.service_id)
+        else:
+            found = self.sessions.get(msg.session_id)
+            if found is None or found.client_id != msg.client_id or found.service_id != msg.service_id:
+                raise _fail(ReturnCode.NOT_FOUND, "no such session")
+            session = self._session(peer, msg.client_id, msg.service_id, msg.session_id)
+        self.sessions.destroy(str(peer.device_id), session.session_id)
+        self._end_session_subscriptions(session.session_id)
         return None
+
+    def _session(self, peer: PeerInfo, client_id: int, service_id: int,
+                 session_id: int | None = None) -> Session:
+        """The session a request names; one made in a secure pipe is not reachable from outside
+        any (a claimed device id and a guessed client id must not reach a paired peer's session)."""
+        session = self.sessions.lookup(str(peer.device_id), client_id, service_id, session_id)
+        if not peer.secure and not session.address:
+            raise _fail(ReturnCode.NOT_FOUND, "no such session")
+        return session
 
     def _end_session_subscriptions(self, session_id: int) -> None:
         gone = [sid for sid, sess in self._sub_session.items() if sess == session_id]
@@ -462,26 +511,29 @@ class ServiceHost:
         if service is None:
             return answer(ReturnCode.NOT_FOUND, "no such service")
         try:
-            session = self.sessions.lookup(str(peer.device_id), msg.client_id, msg.service_id, msg.session_id)
+            session = self._session(peer, msg.client_id, msg.service_id, msg.session_id)
             session.accept_sequence(msg.sequence_id)
             session.last_used = self.clock()
-            if msg.action == FIND:
-                results = self._find(service, msg.arguments)
-            elif msg.action in (SUBSCRIBE, RENEW, UNSUBSCRIBE):
+            action, arguments = msg.action, msg.arguments
+            if msg.call is not None:  # RPC style: no ActionName (specs/services.md §3.1)
+                action, arguments = resolve_call(type(service).igrs_actions, msg.call, STANDARD)
+            if action == FIND:
+                results = self._find(service, arguments)
+            elif action in (SUBSCRIBE, RENEW, UNSUBSCRIBE):
                 results = self._attribute_subscription(
-                    msg.action, service, msg.service_id, session.session_id, peer, msg.arguments
+                    action, service, msg.service_id, session.session_id, peer, arguments
                 )
             else:
                 token = current_peer.set(peer)
                 try:
-                    value = await service.invoke(msg.action, msg.arguments)
+                    value = await service.invoke(action, arguments)
                 finally:
                     current_peer.reset(token)
                 results = () if value is None else (("result", value),)
         except IGRSError as exc:
             return answer(exc.return_code, exc.reason)
         except Exception:
-            log.exception("action %s of service %s failed", msg.action, msg.service_id)
+            log.exception("action %s of service %s failed", msg.action or "(RPC style)", msg.service_id)
             return answer(ReturnCode.INTERNAL_ERROR, "the action failed")
         try:  # build the body now, once: a result that cannot be carried is a 500, not a crash later
             return BuiltMessage.of(answer(results=results))
@@ -528,6 +580,9 @@ class ServiceHost:
         peer: PeerInfo,
         arguments: NamedValues,
     ) -> NamedValues:
+        if not peer.secure:  # an open session: notifications go out sealed only (pipes.md §1)
+            raise _fail(ReturnCode.PRECONDITION_FAILED,
+                        f"{op}: attribute events need a secure pipe (pair first)")
         args = dict(arguments)
         allowed = {
             SUBSCRIBE: {"names", "location", "expirationTime"},
@@ -603,7 +658,10 @@ class ServiceHost:
 
     def expire(self, now: float | None = None) -> list[Subscription]:
         """Drop expired subscriptions (and end those too slow for too long); call now and then."""
-        gone = self.subscriptions.expire(self.clock() if now is None else now)
+        now = self.clock() if now is None else now
+        for session in self.sessions.expire_open(now):  # open sessions end when idle
+            self._end_session_subscriptions(session.session_id)
+        gone = self.subscriptions.expire(now)
         for sub in gone:
             self._sub_session.pop(sub.subscription_id, None)
         for sid in list(self._pumps):

@@ -25,8 +25,6 @@ The remote side is :class:`RemoteHome`::
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
 import itertools
 import json
 import logging
@@ -41,7 +39,8 @@ from igrs.relay.client import Message, RelayClient
 from igrs.relay.errors import RelayError
 from igrs.relay.ids import Principal
 from igrs.wire.bodies.services import STANDARD_OPERATIONS
-from igrs.wire.ids import DeviceId
+from igrs.wire.endpoints import parse_endpoint
+from igrs.wire.typed_text import decode_value, encode_value
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +55,6 @@ AUTH_TTL = 2.0  # s, the gateway's copy of its relationships is refreshed at lea
 AUTH_MISS_REFRESH = 0.25  # s, an unknown sender refreshes it at most this often
 REMOTE_TIMEOUT = 20.0  # s, the remote side waits this long for an answer
 MAX_REQ = 2**53  # request ids are JSON-safe integers
-BYTES_TAG = "$bytes"
 
 
 class GatewayCode(IntEnum):
@@ -89,30 +87,7 @@ class GatewayError(IGRSError):
 
 
 # --------------------------------------------------------------------- typed values
-def encode_value(value: Any) -> Any:
-    """An IGRS typed value as JSON: int, float, bool, string, list and dict map to
-    themselves; bytes become ``{"$bytes": base64}``."""
-    if isinstance(value, bytes | bytearray):
-        return {BYTES_TAG: base64.b64encode(value).decode("ascii")}
-    if isinstance(value, list | tuple):
-        return [encode_value(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): encode_value(v) for k, v in value.items()}
-    return value
-
-
-def decode_value(value: Any) -> Any:
-    """The inverse of :func:`encode_value` (ValueError on a malformed ``$bytes``)."""
-    if isinstance(value, dict):
-        if len(value) == 1 and BYTES_TAG in value:
-            data = value[BYTES_TAG]
-            if not isinstance(data, str):
-                raise ValueError("$bytes must be a base64 string")
-            return base64.b64decode(data, validate=True)
-        return {k: decode_value(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [decode_value(v) for v in value]
-    return value
+# encode_value / decode_value (bytes as {"$bytes": base64}): igrs.wire.typed_text, shared with the CLI.
 
 
 def service_target(service: str | int) -> str | int:
@@ -297,15 +272,12 @@ class HomeGateway:
 
     # ----------------------------------------------------------------- LAN side
     async def _find(self, req: dict[str, Any]) -> Any:
+        """A known device, else one search ending at its first answer (ControlPoint.locate).
+        Never an endpoint: a remote party does not point the gateway at LAN addresses."""
         text = _text(req, "device")
-        try:
-            return self.cp.find(text)
-        except DeviceNotFound:
-            target = None
-            with contextlib.suppress(IGRSError):
-                target = DeviceId.parse(text)
-            await self.cp.search(timeout=LOOKUP_SEARCH, target=target)
-            return self.cp.find(text)
+        if parse_endpoint(text) is not None:
+            raise GatewayError(GatewayCode.BAD_REQUEST, "name a device by its id or name, not an address")
+        return await self.cp.locate(text, LOOKUP_SEARCH)
 
     def _need_pairing(self, record: Any) -> None:
         if self.cp.keystore.peer_key(record.device_id) is None:
@@ -339,24 +311,8 @@ class HomeGateway:
     async def _op_describe(self, req: dict[str, Any]) -> dict[str, Any]:
         record = await self._find(req)
         self._need_pairing(record)
-        service = _service_arg(req)
         agent = await self.cp.agent(record)
-        if isinstance(service, int):
-            sid = service
-        else:
-            found = await agent.services(service)
-            if not found:
-                raise GatewayError(GatewayCode.NOT_FOUND, f"no service {service} on {record.name}")
-            sid = found[0].service_id
-        d = await agent.describe(sid)
-        return {"service": {
-            "service_id": d.service_id, "name": d.name, "service_type": d.service_type,
-            "actions": [{"name": a.name, "result": a.result,
-                         "params": [{"name": p.name, "type": p.type, "required": p.required}
-                                    for p in a.params]} for a in d.actions],
-            "attributes": [{"name": a.name, "type": a.type, "mutability": a.mutability,
-                            "notifiable": a.notifiable} for a in d.attributes],
-        }}
+        return {"service": (await agent.describe_service(_service_arg(req))).to_json()}
 
     async def _op_invoke(self, req: dict[str, Any]) -> dict[str, Any]:
         action = _text(req, "action")

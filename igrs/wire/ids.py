@@ -105,6 +105,19 @@ class DeviceId:
         return str(self.uuid)[:8]
 
 
+def is_empty_device_id(text: str) -> bool:
+    """An empty device-id header: nothing, or the bare prefix (``urn:IGRS:Device:DeviceId:``),
+    as ezbox's InvokeServiceResponse writes it (ezbox-dialect.md). Only answers may carry it:
+    the receiver then takes the id its request was sent to (messages.md §3)."""
+    text = text.strip()
+    return not text or text.lower() == _DEVICE_ID_LOWER
+
+
+# The source of an answer that named no device (empty headers) to a request that named no target
+# (sent by address only, e.g. to fetch the description of a peer found without discovery): the
+# RFC 4122 nil UUID. Never a real device's id (DeviceId.new() draws version-4 UUIDs).
+UNKNOWN_DEVICE = DeviceId(uuid.UUID(int=0))
+
 _DEVICE_ID_SET_UUID = vars(DeviceId)["uuid"].__set__  # frozen: __setattr__ refuses
 _DEVICE_ID_SET_TEXT = vars(DeviceId)["_text"].__set__
 _DEVICE_ID_LOWER = DEVICE_ID_PREFIX.lower()

@@ -7,6 +7,7 @@ until a later layer gives them a type. Framing and body rules: specs/messages.md
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -23,6 +24,7 @@ from igrs.constants import (
     MAX_NAME_LENGTH,
     MAX_REASON,
     MAX_URL_LENGTH,
+    SESSION_ELEMENT,
     SOAP12_NS,
     ReturnCode,
 )
@@ -30,7 +32,16 @@ from igrs.errors import LimitExceeded, ProtocolError, UnknownMessage
 from igrs.wire import description as ddesc
 from igrs.wire.catalogue import Framing, Kind, spec_for
 from igrs.wire.httpu import Headers, build_message, man_header, parse_message
-from igrs.wire.ids import DeviceId, DeviceType, check_igrs_version, check_name, is_digits, parse_uint32
+from igrs.wire.ids import (
+    UNKNOWN_DEVICE,
+    DeviceId,
+    DeviceType,
+    check_igrs_version,
+    check_name,
+    is_digits,
+    is_empty_device_id,
+    parse_uint32,
+)
 from igrs.wire.isdp import SearchTarget, encode_name
 from igrs.wire.memo import Memo
 from igrs.wire.soap import build_envelope, build_envelope_around, parse_envelope
@@ -270,9 +281,16 @@ BODY_TYPES: dict[str, BodyParser] = {}
 WRAPPERS: dict[str, Callable[[Element, str], SoapMessage]] = {}
 
 
+# Message types whose typed body carries no field: an empty SOAP Body, or an empty body element
+# (named after the type or ``Session``), stands for them (messages.md §5).
+FIELDLESS: set[str] = set()
+
+
 def register(cls: type) -> type:
     """Register a typed body class for its ``message_type`` (used by later layers too)."""
     BODY_TYPES[cls.message_type] = cls.from_body  # type: ignore[attr-defined]
+    if dataclasses.is_dataclass(cls) and not dataclasses.fields(cls):
+        FIELDLESS.add(cls.message_type)  # type: ignore[attr-defined]
     return cls
 
 
@@ -329,10 +347,13 @@ def encode(message: SoapMessage, *, source: DeviceId, target: DeviceId | None,
     return headers, build_envelope_around(raw) if raw is not None else build_envelope(message.body())
 
 
-def decode(headers: Headers, body: bytes) -> Frame:
-    """Decode a unicast message from its headers and body; ProtocolError on any fault."""
+def decode(headers: Headers, body: bytes, *, answering: DeviceId | None = None) -> Frame:
+    """Decode a unicast message from its headers and body; ProtocolError on any fault.
+
+    ``answering``: for an answer, the device the request was sent to -- taken as the answer's
+    source when its ``01-SourceDeviceId`` is empty (ezbox's answers, messages.md §3)."""
     try:
-        return _decode(headers, body)
+        return _decode(headers, body, answering)
     except ProtocolError:
         raise
     except (ValueError, UnicodeError, TypeError) as exc:
@@ -375,7 +396,7 @@ def _device_id(text: str) -> DeviceId:
     return device_id
 
 
-def _decode(headers: Headers, body: bytes) -> Frame:
+def _decode(headers: Headers, body: bytes, answering: DeviceId | None = None) -> Frame:
     _load_bodies()
     p = headers.igrs_prefix()
     check_igrs_version(headers.one(f"{p}-IGRSVersion"))
@@ -385,9 +406,15 @@ def _decode(headers: Headers, body: bytes) -> Frame:
         raise UnknownMessage(f"unknown message type {mtype[:60]!r}")
     if spec is not None and spec.framing is not Framing.SOAP:
         raise ProtocolError(f"{mtype} is not sent over M-POST")
-    source = _device_id(headers.one(f"{p}-SourceDeviceId"))
+    answer = spec is None or spec.kind is Kind.RESPONSE  # a response or an ErrorResponse
+    source_text = headers.one(f"{p}-SourceDeviceId")
+    if answer and is_empty_device_id(source_text):
+        source = answering or UNKNOWN_DEVICE  # ezbox's answers name no device (messages.md §3)
+    else:
+        source = _device_id(source_text)
     target_text = headers.optional_one(f"{p}-TargetDeviceId")
-    target = _device_id(target_text) if target_text else None
+    empty_target = not target_text or (answer and is_empty_device_id(target_text))
+    target = None if empty_target else _device_id(target_text or "")
     seq_text = headers.optional_one(f"{p}-SequenceId")
     if seq_text is None and (spec is None or spec.kind is not Kind.RESPONSE):
         raise ProtocolError("missing header 01-SequenceId")
@@ -398,7 +425,9 @@ def _decode(headers: Headers, body: bytes) -> Frame:
         raise ProtocolError(f"SoapAction {action[:60]!r} does not match {mtype}")
     if len(body) > MAX_HTTP_BODY:
         raise LimitExceeded("body too large", return_code=ReturnCode.PAYLOAD_TOO_LARGE)
-    el = parse_envelope(body)
+    el = parse_envelope(body, allow_empty=mtype in FIELDLESS)
+    if el is None:  # an empty SOAP Body for a message without fields
+        el = body_element(mtype)
     wrapper = WRAPPERS.get(el.tag)  # type: ignore[arg-type]  # a parsed tag is str; types-lxml widens it
     message = wrapper(el, mtype) if wrapper is not None else parse_body(mtype, el)
     return Frame(Routing(mtype, source, target, seq), message)
@@ -409,10 +438,29 @@ def parse_body(message_type: str, el: Element) -> SoapMessage:
     _load_bodies()
     parser = BODY_TYPES.get(message_type)
     if parser is not None:
+        if message_type in FIELDLESS and _empty_stand_in(el):
+            el = body_element(message_type)
         return parser(el)
     if el.tag != qname(IGRS_NS, message_type):
         raise ProtocolError(f"body element is not {message_type}")
     return OpaqueMessage(message_type, etree.tostring(el))
+
+
+def _empty_stand_in(el: Element) -> bool:
+    """An empty ``Session`` element standing for a message without fields (ezbox's body element,
+    messages.md §5; an empty element named after the type is the type's own form)."""
+    return el.tag == qname(IGRS_NS, SESSION_ELEMENT) and not len(el) and not (el.text or "").strip()
+
+
+def body_for_schema(el: Element, message_type: str) -> Element:
+    """``el`` as the XSDs declare it: a ``Session`` body (10.5/10.6, which all share that element
+    on the wire) as a copy named after ``message_type``, whose declaration gives its content
+    (specs/schemas/igrs-services.xsd); any other body as it is."""
+    if el.tag != qname(IGRS_NS, SESSION_ELEMENT) or message_type == SESSION_ELEMENT:
+        return el
+    renamed: Element = el.__copy__()  # type: ignore[attr-defined]  # lxml has it; types-lxml omits it
+    renamed.tag = qname(IGRS_NS, message_type)
+    return renamed
 
 
 # --- whole HTTP messages (raw bytes: captures, fuzzing, non-aiohttp transports) ----------
@@ -444,6 +492,6 @@ def parse_http(data: bytes) -> Frame:
 __all__ = [
     "BODY_TYPES", "ErrorResponse", "Frame", "GetDeviceDescriptionRequest",
     "GetDeviceDescriptionResponse", "OpaqueMessage", "Routing", "SearchDeviceRequestOnDevice",
-    "SearchDeviceResponseOnDevice", "SoapMessage", "Status", "decode", "encode", "encode_name",
-    "parse_http", "register",
+    "SearchDeviceResponseOnDevice", "SoapMessage", "Status", "body_for_schema", "decode", "encode",
+    "encode_name", "parse_http", "register",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import overload
+
 from lxml import etree
 
 from igrs.constants import SOAP12_NS, SOAP_NAMESPACES
@@ -43,8 +45,15 @@ def build_envelope_around(body_xml: bytes) -> bytes:
     return b"".join((_ENV_PREFIX, body_xml, _ENV_SUFFIX))
 
 
-def parse_envelope(data: bytes) -> Element:
-    """Return the single child element of the SOAP Body."""
+@overload
+def parse_envelope(data: bytes) -> Element: ...
+@overload
+def parse_envelope(data: bytes, *, allow_empty: bool) -> Element | None: ...
+
+
+def parse_envelope(data: bytes, *, allow_empty: bool = False) -> Element | None:
+    """Return the single child element of the SOAP Body (None for an empty Body when
+    ``allow_empty``: a message without fields, messages.md §5)."""
     root = parse_xml(data)
     ns, _, local = str(root.tag).lstrip("{").partition("}")
     if local != "Envelope" or ns not in SOAP_NAMESPACES:
@@ -53,6 +62,8 @@ def parse_envelope(data: bytes) -> Element:
     if body is None:
         raise ProtocolError("SOAP envelope without Body")
     children = [c for c in body if isinstance(c.tag, str)]
+    if not children and allow_empty and not (body.text or "").strip():
+        return None
     if len(children) != 1:
         raise ProtocolError(f"SOAP Body must hold one element, found {len(children)}")
     return children[0]

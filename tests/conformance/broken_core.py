@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, ClassVar
 
+from igrs.constants import SOAP12_DRAFT_NS
 from igrs.core.access import Access, access_of
 from igrs.core.discovery import Action, SendMulticast, SendUnicast
 from igrs.net.http import Reply
@@ -332,11 +333,31 @@ class ZeroRandomPinDevice(BrokenDevice):
         return self._pin_host
 
 
+class PrivateDialectDevice(BrokenDevice):
+    """Understands only this stack's own dialect: a request in the public framing -- a
+    ``<Session>`` body, the 2002/12 SOAP namespace of ezbox -- is refused with 400."""
+
+    RULE = "a request in the public (ezbox) framing is understood"
+    CAUGHT_BY = ("SES-007",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        inner = self.http.answer
+
+        async def answer(request: HttpRequest) -> HttpAnswer:
+            public = b"<Session" in request.body or SOAP12_DRAFT_NS.encode() in request.body
+            if request.path == "/IGRS" and public:
+                return self.http._error(0, 400, "not a body this device reads", None)
+            return await inner(request)
+
+        self.http.answer = answer  # type: ignore[method-assign]
+
+
 BROKEN_DEVICES: tuple[type[BrokenDevice], ...] = (
     LateSearchResponseDevice, InvalidDescriptionDevice, WrongAcknowledgeIdDevice,
     UnknownTypeAcceptedDevice, UnsealedAcceptedDevice, NoByebyeDevice, VersionAs400Device,
     WedgedByGarbageDevice, ReplayAcceptedDevice, NoReorderingDevice, TamperDropsPipeDevice,
     UnknownServiceSessionDevice, BadArgumentsAs500Device, NeverExpiresDevice, CallbackAnywhereDevice,
-    ZeroRandomPinDevice,
+    ZeroRandomPinDevice, PrivateDialectDevice,
 )
 NAMESPACE_ONLY: tuple[type[BrokenDevice], ...] = (OffSubnetAnsweredDevice,)  # needs a second subnet

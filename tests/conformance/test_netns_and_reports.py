@@ -1,8 +1,9 @@
 """The issue's "Done when": ``igrs conformance run`` on one namespace host against an
 ``igrs device run`` on another (mastering a device group, so that every mandatory case can be
 checked) prints a PASSED report (pairing with the PIN the device shows, for SEC-003), and the
-HTML report reads well in a headless browser (screenshot kept
-in artifacts/conformance-report.png)."""
+HTML report reads well in a headless browser (screenshot kept in
+artifacts/conformance-report.png: the basis column and the services the device shares openly
+-- it runs with --open-services, and still passes the whole catalogue)."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def forward_pins(device_out: LineReader, suite_err: LineReader, suite_stdin: Any
 
     answered, shown, end = 0, 0, time.monotonic() + timeout
     while time.monotonic() < end:
-        if sum("PIN:" in line for line in suite_err.lines) > answered:
+        if sum("-digit PIN" in line for line in suite_err.lines) > answered:
             # the device printed its PIN before it answered the pairing request: wait for our
             # reader to have it (a new one since the last answer), then type the newest
             wait_until(lambda seen=shown: len(pins()) > seen, 2.0)
@@ -76,7 +77,7 @@ def lab_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         dut_host.run(["ip", "route", "add", "10.77.99.0/24", "dev", dut_host.iface_on(lan).name], check=True)
         home = make_home(tmp / "home")  # what the DUT shares: media (AV) and folders (File)
         dut = dut_host.popen([*IGRS, "device", "run", "--name", DUT_NAME, "--type", "TV", "--json",
-                              "--sample-service", "--group", "Lab group", "--max-age", "8",
+                              "--sample-service", "--group", "Lab group", "--open-services", "--max-age", "8",
                               "--state-dir", str(tmp / "dut"),
                               "--media-folder", f"Media={home.media}", "--renderer",
                               "--share-folder", f"pub={home.pub}", "--share-folder", f"inbox={home.inbox}:rw"],
@@ -142,6 +143,14 @@ def test_suite_passes_a_device_on_another_host(lab_run: dict[str, Any]) -> None:
     assert by_id["DISC-001"] == by_id["DISC-006"] == "skip"  # no lifecycle from a CLI run
     assert int(root.get("errors", "0")) == 0
     assert f"http://{r['dut_addr']}:" in r["html"].read_text()
+    # --open-services: found by the public-framing cases, listed by the report
+    assert by_id["SES-007"] == by_id["SES-008"] == "pass", diag
+    props = {p.get("name"): p.get("value") for p in root.findall("properties/property")}
+    opened = sorted(f"#{sid}" for sid in r["device"]["open_services"])
+    assert len(opened) == 4 and all(o in props["open_services"] for o in opened), props  # sample, AV x2, File
+    assert props["secure_pipe"] == "offered"
+    page = r["html"].read_text()
+    assert "<th>Basis</th>" in page and "Services shared openly" in page and "Volume #" in page
 
 
 def test_html_report_screenshot(lab_run: dict[str, Any], require_cmd: Any, tmp_path: Path) -> None:

@@ -652,6 +652,28 @@ def test_http_rules_chunked_error_status_and_non_igrs_traffic() -> None:
     assert checker.seen == 0 and checker.notes == []
 
 
+def test_session_bodies_are_checked_against_their_message_type() -> None:
+    """10.5/10.6 bodies travel as <Session> (messages.md §5): checked against the declaration of
+    their 01-IGRSMessageType, so a CreateSessionRequest lacking a field is a violation (H4)."""
+    from igrs.wire.bodies import sessions as ss
+
+    headers, body = messages.encode(ss.CreateSessionRequest(5, 7, 9), source=CP_ID, target=DEV_ID,
+                                    sequence_id=9)
+    assert b"<Session " in body
+    reply_headers, reply = messages.encode(ss.CreateSessionResponse(messages.Status(9), 7, 5, 11),
+                                           source=DEV_ID, target=CP_ID, sequence_id=1)
+    request = messages.build_request("10.0.0.1:3880", headers, body)
+    answer = messages.build_response(reply_headers, reply)
+    good = run_checker(segments(request, answer))
+    assert good.violations == [] and good.kinds == {"CreateSessionRequest": 1, "CreateSessionResponse": 1}
+    # a SessionId after the end of the declared sequence: decodable, not schema-valid
+    bad_reply = reply.replace(b"<SessionId>11</SessionId>", b"").replace(
+        b"<SourceServiceId>", b"<SessionId>11</SessionId><SourceServiceId>")
+    texts = [v.text for v in run_checker(segments(request, messages.build_response(reply_headers, bad_reply)))
+             .violations]
+    assert len(texts) == 1 and "not valid against igrs-services.xsd" in texts[0], texts
+
+
 # --- ISDP timing, sans-IO ------------------------------------------------------------------------
 def test_search_response_deadline_and_searcher_id() -> None:
     searcher, device = DeviceId.new(), DeviceId.new()

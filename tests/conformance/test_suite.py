@@ -165,6 +165,8 @@ async def test_address_target_and_unknown_target(free_udp_port: int) -> None:
                                  only=["DESC-001", "DESC-003", "FRM-005"])
         assert report.device_id == str(dev.device_id)
         assert [r.verdict for r in report.results] == [PASS, SKIP, PASS]  # DESC-003 needs a search answer
+        by_url = await run_suite(dev.location, "core", interfaces=LO, port=free_udp_port, only=["DESC-001"])
+        assert by_url.device_id == str(dev.device_id) and by_url.location == dev.location  # igrs.wire.endpoints
         missing = await run_suite("no-such-device-name", "core", interfaces=LO, port=free_udp_port,
                                   only=["FRM-001"])
         assert missing.error and not missing.passed

@@ -20,7 +20,7 @@ STEPS = [
     r"the TV's screen: http://127\.0\.0\.1:\d+/screen/",
     r"found Study PC +\(PC\)",
     r"found Living room TV +\(TV\)",
-    r"Study PC shows PIN \d{6} on its display; the demo reads it there \(on_pin\)",
+    r"Study PC shows PIN \d{6}: the demo reads it off its display \(on_pin\) and types it into the phone",
     r"paired with Study PC",
     r"paired with Living room TV",
     r"The phone browses the PC's media",

@@ -126,7 +126,7 @@ def test_ctrl_c_at_the_pin_prompt_does_not_hang(sharing: tuple[list[str], subpro
                                                 tmp_path: Path) -> None:
     common, _ = sharing
     other = [*common[:-1], str(tmp_path / "other-controller")]  # not paired yet: it asks for the PIN
-    status, err, took = interrupt([*IGRS, "pair", "Big PC", *other], "shows a 6-digit PIN",
+    status, err, took = interrupt([*IGRS, "pair", "Big PC", *other], "Type the 6-digit PIN Big PC shows",
                                   stdin=subprocess.PIPE)
     assert status == 130 and err.rstrip().endswith("igrs: interrupted") and quiet(err), err
     assert took < 5, took  # the stdin reader does not hold the exit

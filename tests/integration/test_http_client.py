@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from igrs.constants import MAX_HTTP_BODY, ReturnCode
-from igrs.errors import IGRSError, LimitExceeded, ProtocolError
+from igrs.errors import IGRSError, LimitExceeded, ProtocolError, RemoteError
 from igrs.net.http import IgrsHttpClient
 from igrs.wire import messages
 from igrs.wire.http11 import BadResponse, ResponseReader
@@ -117,6 +117,19 @@ async def test_a_connection_closed_by_the_server_is_not_reused(canned) -> None: 
     await client.close()
 
 
+async def test_a_server_closing_after_each_answer_is_not_sent_to_a_closed_connection(  # type: ignore[no-untyped-def]
+        canned) -> None:
+    """ezbox closes after every answer without 'Connection: close': back-to-back requests (no
+    pause for the FIN to be noticed) each get their answer, and the host's connections are
+    then no longer kept."""
+    server, url = await canned(lambda _req: answer_bytes(), close_after=True)
+    client = IgrsHttpClient(ME, timeout=2.0)
+    for _ in range(4):
+        assert await send(url, client) is not None
+    assert server.connections == 4
+    await client.close()
+
+
 @pytest.mark.parametrize(("raw", "error"), [
     (b"NOT HTTP\r\n\r\n", IGRSError),
     (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", IGRSError),  # closed mid-body
@@ -132,6 +145,30 @@ async def test_faulty_answers(canned, raw: bytes, error: type[Exception]) -> Non
         await send(url)
     if error is IGRSError:
         assert caught.value.return_code == ReturnCode.BUSY  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("raw", "status"), [
+    (b"HTTP/1.1 400 Bad Request\r\n\r\n", 400),  # ezbox: every error, no headers, closed (ezbox-dialect.md)
+    (b"HTTP/1.1 505 HTTP Version Not Supported\r\n\r\n", 505),
+    (b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 9\r\n\r\nnot a xml", 401),  # IGRS-less body
+])
+async def test_a_non_200_answer_without_an_error_response_is_a_remote_error(  # type: ignore[no-untyped-def]
+        canned, raw: bytes, status: int) -> None:
+    """messages.md §6: the HTTP status is the return code (not "missing header 01-IGRSVersion")."""
+    _, url = await canned(lambda _req: raw, close_after=True)
+    with pytest.raises(RemoteError) as caught:
+        await send(url)
+    assert caught.value.return_code == status
+
+
+async def test_a_non_200_error_response_is_the_answer(canned) -> None:  # type: ignore[no-untyped-def]
+    headers, body = messages.encode(messages.ErrorResponse(Status(5, ReturnCode.NOT_FOUND, "no")),
+                                    source=PEER, target=ME, sequence_id=2)
+    raw = messages.build_response([*headers, ("Connection", "close")], body, 404)
+    _, url = await canned(lambda _req: raw, close_after=True)
+    frame = await send(url)
+    assert frame is not None and isinstance(frame.message, messages.ErrorResponse)
+    assert frame.message.status.return_code == ReturnCode.NOT_FOUND
 
 
 async def test_unreachable_and_silent_peers_are_busy(canned) -> None:  # type: ignore[no-untyped-def]

@@ -105,6 +105,58 @@ async def test_both_groups_heard(free_udp_port: int) -> None:
         assert appeared.device.device_id == dev_id
 
 
+def alt_group_listener(port: int) -> socket.socket:
+    """An ezbox-era listener: joined to 239.255.255.250 only (on loopback), bound to that group."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    s.bind((IPV4_GROUP_ALT, port))
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                 struct.pack("4s4s", socket.inet_aton(IPV4_GROUP_ALT), socket.inet_aton("127.0.0.1")))
+    s.setblocking(False)
+    return s
+
+
+async def heard_on(sock: socket.socket, wanted: bytes, seconds: float) -> list[bytes]:
+    loop = asyncio.get_running_loop()
+    got: list[bytes] = []
+    deadline = loop.time() + seconds
+    while loop.time() < deadline:
+        try:
+            data = await asyncio.wait_for(loop.sock_recv(sock, 4096), deadline - loop.time())
+        except TimeoutError:
+            break
+        if wanted in data:
+            got.append(data)
+    return got
+
+
+@pytest.mark.parametrize("alt", [True, False], ids=["send_on_alt_group", "default"])
+async def test_announcements_on_the_ezbox_group_only_when_asked(free_udp_port: int, alt: bool) -> None:
+    """send_on_alt_group: every announcement (alive, service alive, byebye) also goes to
+    239.255.255.250, HOST naming that group; by default that group hears nothing."""
+    from igrs.apps.sample_service import Volume
+
+    listener = alt_group_listener(free_udp_port)
+    try:
+        dev = Device(name="Alt", interfaces=LO, port=free_udp_port, http_port=0, watch_interfaces=False,
+                     send_on_alt_group=alt)
+        dev.add_service(Volume())
+        async with dev:
+            alive = await heard_on(listener, str(dev.device_id).encode(), 1.0)
+        byebye = await heard_on(listener, b"isdp:byebye", 0.5)
+    finally:
+        listener.close()
+    if not alt:
+        assert alive == [] and byebye == []
+        return
+    decoded = [isdp.decode(d) for d in alive]
+    assert any(isinstance(m, isdp.DeviceOnlineAdvertisement) for m in decoded)
+    assert any(isinstance(m, isdp.ServiceOnlineAdvertisement) for m in decoded)
+    assert all(f"HOST: {IPV4_GROUP_ALT}:{free_udp_port}".encode() in d for d in alive)
+    assert any(isinstance(isdp.decode(d), isdp.DeviceOfflineAdvertisement) for d in byebye)
+
+
 async def test_hostile_datagrams_are_dropped_counted_and_harmless(free_udp_port: int) -> None:
     async with (
         Device(name="TV", device_type="TV", interfaces=LO, port=free_udp_port, http_port=0) as tv,

@@ -311,3 +311,47 @@ def test_an_unauthenticated_datagram_never_repoints_a_known_device(netbed, free_
     tv.proc.send_signal(signal.SIGTERM)  # the TV's own byebye still counts
     gone = event_for(out, "gone", tv.id, 5)
     assert gone and gone["reason"] == "byebye", f"{out.text()}\n{tv.diag()}"
+
+
+# An ezbox-era peer's ears: joined to 239.255.255.250 only, on the host's LAN interface.
+ALT_LISTENER = r"""
+import json, socket, struct, sys, time
+port, addr = int(sys.argv[1]), sys.argv[2]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("239.255.255.250", port))
+s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+             struct.pack("4s4s", socket.inet_aton("239.255.255.250"), socket.inet_aton(addr)))
+s.settimeout(0.2)
+print(json.dumps({"event": "listening"}), flush=True)
+end = time.monotonic() + float(sys.argv[3])
+while time.monotonic() < end:
+    try:
+        data, src = s.recvfrom(4096)
+    except socket.timeout:
+        continue
+    print(json.dumps({"from": src[0], "data": data.decode("utf-8", "replace")}), flush=True)
+"""
+
+
+def test_alt_group_announcements_reach_an_ezbox_era_listener(netbed, free_udp_port):
+    """``igrs device run --alt-group`` on one host is heard by a listener on another host that
+    joined 239.255.255.250 only; a device without the option is not."""
+    dev_h, other_h, ear_h = one_lan(netbed, 3)
+    ear = ear_h.popen([sys.executable, "-c", ALT_LISTENER, str(free_udp_port), ear_h.addr, "12"],
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=igrs_env())
+    out, err = LineReader(ear.stdout), LineReader(ear.stderr)
+    assert out.wait_for(lambda ln: "listening" in ln, 10), err.text()
+    alt, = start_devices([(dev_h, "Alt TV", "TV")], free_udp_port, extra=("--alt-group",))
+    plain, = start_devices([(other_h, "Plain TV", "TV")], free_udp_port)
+    heard = out.wait_for(lambda ln: alt.id in ln and "isdp:alive" in ln, 10)
+    assert heard, f"nothing on 239.255.255.250 from {alt.id}\n{out.text()}\n{err.text()}\n{alt.diag()}"
+    line = json.loads(heard)
+    assert line["from"] == dev_h.addr and f"HOST: 239.255.255.250:{free_udp_port}" in line["data"]
+    assert plain.id not in out.text()  # the IANA group only without --alt-group
+    assert any(plain.id == d["id"] for d in discover(ear_h, free_udp_port))  # found there, by search
+    for d in (alt, plain):
+        d.proc.send_signal(signal.SIGTERM)
+        assert d.proc.wait(10) == 0, d.diag()
+    assert out.wait_for(lambda ln: alt.id in ln and "isdp:byebye" in ln, 5), out.text()
+    ear.wait(15)

@@ -138,6 +138,9 @@ async def test_phone_lists_and_invokes_home_services_through_gateway(
                                         "00000000-0000-4000-8000-000000000000",
                                         "Volume", "SetLevel", level=5)) == 404
         assert await code(remote.call("reboot")) == GatewayCode.UNKNOWN_OP
+        address = tv.location.split("//", 1)[1].split("/", 1)[0]  # never an address from afar
+        assert await code(remote.invoke(address, "Volume", "SetLevel", level=5)) == 400
+        assert await code(remote.describe(tv.location, "Volume")) == 400
         assert tv.services  # the TV is untouched by the failures
     assert gateway.refused == 0
     assert gateway.served >= 15

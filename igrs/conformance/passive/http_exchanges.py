@@ -106,7 +106,10 @@ def body_schemas() -> dict[str, tuple[str, etree.XMLSchema]]:
     return out
 
 
-def _schema_problems(el: Element) -> list[Problem]:
+def _schema_problems(el: Element, message_type: str) -> list[Problem]:
+    """The body against the schema that declares it; a ``Session`` body (10.5/10.6) against the
+    declaration of its ``01-IGRSMessageType`` (messages.md §5)."""
+    el = messages.body_for_schema(el, message_type)
     found = body_schemas().get(str(el.tag))
     if found is None:
         return []
@@ -143,7 +146,7 @@ def check_request(req: _Request, body: bytes) -> list[Problem]:
     if spec is None or spec.kind not in (Kind.REQUEST, Kind.NOTIFY):
         out.append((f"{frame.routing.message_type} is not a request or notify a client sends",
                     "messages.md §7"))
-    return out + _schema_problems(el)
+    return out + _schema_problems(el, frame.routing.message_type)
 
 
 def check_response(req: _Request | None, head: HttpHead, body: bytes) -> list[Problem]:
@@ -175,7 +178,7 @@ def check_response(req: _Request | None, head: HttpHead, body: bytes) -> list[Pr
             if ack not in (None, 0, req.seq):
                 out.append((f"AcknowledgeId {ack} is neither the request's SequenceId {req.seq} nor 0",
                             "messages.md §6"))
-    return out + _schema_problems(el)
+    return out + _schema_problems(el, frame.routing.message_type)
 
 
 def _bare_answer(req: _Request | None, head: HttpHead, body: bytes) -> list[Problem]:

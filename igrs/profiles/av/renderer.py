@@ -122,6 +122,75 @@ class VirtualOutput:
         pass
 
 
+PlayObserver = Callable[[str, "Track | None"], None]
+
+
+class ObservedOutput:
+    """Another back end (default :class:`VirtualOutput`) that also tells ``observe(state,
+    track)`` what it renders: ``"playing"`` / ``"paused"`` with the track, ``"stopped"`` with
+    None -- the stop that only precedes the next track of the same transition is not told.
+    ``igrs device run --renderer`` prints these lines."""
+
+    def __init__(self, observe: PlayObserver, inner: OutputBackend | None = None) -> None:
+        self.inner: OutputBackend = inner or VirtualOutput()
+        self.observe = observe
+        self.track: Track | None = None
+        self._told = "stopped"
+        self._stopping: asyncio.Handle | None = None
+
+    @property
+    def end(self) -> Callable[[], None] | None:
+        return self.inner.end
+
+    @end.setter
+    def end(self, callback: Callable[[], None] | None) -> None:
+        self.inner.end = callback
+
+    @property
+    def reports_end(self) -> bool:
+        return self.inner.reports_end
+
+    @reports_end.setter
+    def reports_end(self, value: bool) -> None:
+        self.inner.reports_end = value
+
+    def _tell(self, state: str) -> None:
+        if self._stopping is not None:
+            self._stopping.cancel()
+            self._stopping = None
+        if state != self._told or state == "playing":
+            self._told = state
+            self.observe(state, None if state == "stopped" else self.track)
+
+    async def load(self, track: Track) -> None:
+        await self.inner.load(track)
+        self.track = track
+
+    async def play(self, position: float) -> None:
+        await self.inner.play(position)
+        self._tell("playing")
+
+    async def pause(self) -> None:
+        await self.inner.pause()
+        self._tell("paused")
+
+    async def stop(self) -> None:
+        await self.inner.stop()
+        if self._told != "stopped" and self._stopping is None:  # told unless a play follows at once
+            self._stopping = asyncio.get_running_loop().call_soon(self._tell, "stopped")
+
+    async def seek(self, position: float, playing: bool) -> None:
+        await self.inner.seek(position, playing)
+
+    async def set_volume(self, volume: int, mute: bool) -> None:
+        await self.inner.set_volume(volume, mute)
+
+    async def aclose(self) -> None:
+        if self._stopping is not None:
+            self._stopping.cancel()
+        await self.inner.aclose()
+
+
 class FfmpegOutput(VirtualOutput):
     """Decodes the stream for real with ``ffmpeg -re … -f null -`` (a headless TV): pause is
     SIGSTOP/SIGCONT, seek restarts at the position, the decoder's exit ends the track.

@@ -78,15 +78,16 @@ LISTING_TTL = 5.0  # s a sorted directory listing is reused for paging
 # --- who is calling -----------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Caller:
-    device_id: str
+    device_id: str  # as claimed in the clear when not ``secure`` (a service shared openly)
     address: str
+    secure: bool = True  # the call came sealed in a secure pipe, from a paired device
 
 
 def current_caller() -> Caller | None:
     """The peer whose InvokeServiceRequest is being handled (None outside an invocation): the
     File profile's view of ``igrs.node.service_host.current_peer``, the one "who is calling"."""
     peer = current_peer.get()
-    return None if peer is None else Caller(str(peer.device_id), peer.address)
+    return None if peer is None else Caller(str(peer.device_id), peer.address, peer.secure)
 
 
 # --- shares -------------------------------------------------------------------------------------
@@ -120,7 +121,12 @@ class SharedFolder:
             if access not in (RO, RW, NONE):
                 raise ValueError(f"access must be ro, rw or none, not {access!r}")
 
-    def access(self, device_id: str) -> str:
+    def access(self, device_id: str, *, secure: bool = True) -> str:
+        """A paired device's access; read-only for a caller outside a secure pipe (a File server
+        shared openly: its device id is only claimed, so no per-device entry applies and
+        nothing may be written; specs/file-profile.md)."""
+        if not secure:
+            return RO
         return self.peers.get(device_id, RW if self.writable else RO)
 
 
@@ -255,7 +261,7 @@ class FileServer(Service):
 
     def _share_of(self, name: str, caller: Caller) -> tuple[SharedFolder, str]:
         share = self.shares.get(name)
-        access = share.access(caller.device_id) if share is not None else NONE
+        access = share.access(caller.device_id, secure=caller.secure) if share is not None else NONE
         if share is None or access == NONE:
             raise paths.not_found("share")  # shares a peer may not use are not disclosed
         return share, access
@@ -316,7 +322,7 @@ class FileServer(Service):
             caller = self._caller()
             rows = []
             for name, share in sorted(self.shares.items()):
-                access = share.access(caller.device_id)
+                access = share.access(caller.device_id, secure=caller.secure)
                 if access != NONE:
                     with contextlib.suppress(OSError):
                         rows.append({**_entry(name, os.stat(share.root)), "type": "share", "access": access})
@@ -347,7 +353,8 @@ class FileServer(Service):
         except FileNotFoundError:
             raise paths.not_found("file or directory") from None
         out = _entry(parts[-1], s)
-        out["access"] = share.access(self._caller().device_id)
+        caller = self._caller()
+        out["access"] = share.access(caller.device_id, secure=caller.secure)
         if target.is_root:
             out["type"] = "share"
         if st.S_ISDIR(s.st_mode):

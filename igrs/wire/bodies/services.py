@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 from lxml import etree
 
@@ -121,6 +121,18 @@ class ServiceDescription:
 
     def attribute(self, name: str) -> AttributeDesc | None:
         return next((a for a in self.attributes if a.name == name), None)
+
+    def to_json(self) -> dict[str, Any]:
+        """Its actions (arguments with their types) and attributes, as ``igrs services DEVICE
+        SERVICE --json`` and the relay gateway's ``describe`` show them."""
+        return {
+            "service_id": self.service_id, "name": self.name, "service_type": self.service_type,
+            "actions": [{"name": a.name, "result": a.result,
+                         "params": [{"name": p.name, "type": p.type, "required": p.required} for p in a.params]}
+                        for a in self.actions],
+            "attributes": [{"name": a.name, "type": a.type, "mutability": a.mutability,
+                            "notifiable": a.notifiable} for a in self.attributes],
+        }
 
     # -- emit ---------------------------------------------------------------------------
     def to_wsdl(self) -> Element:

@@ -2,9 +2,10 @@
 
 Element names follow ezbox where public (EZ-CS, EZ-IS: ``SourceClientId``, ``TargetServiceId``,
 ``SequenceId``, ``UserInfo``, ``InvokeArguments``, ``AcknowledgeId``, ``ReturnCode``); the rest
-is project choice, written down in specs/sessions.md and specs/services.md. ezbox's
-``<Session>`` wrapper element is accepted on input in place of the element named after the
-message type.
+is project choice, written down in specs/sessions.md and specs/services.md. Every body of these
+clauses goes out as ezbox's ``<Session>`` element -- the only public evidence; the
+``01-IGRSMessageType`` header names the message -- and the element named after the message
+type is accepted too (specs/messages.md §5).
 
 Typed values (specs/services.md "Typed values")::
 
@@ -37,16 +38,16 @@ from igrs.constants import (
     MAX_USER_ID_LENGTH,
     MAX_VALUE_DEPTH,
     MAX_VALUE_ITEMS,
+    SESSION_ELEMENT,
 )
 from igrs.errors import LimitExceeded, ProtocolError
 from igrs.wire.ids import parse_uint32
 from igrs.wire.messages import Status, body_element, register, sub_element
-from igrs.wire.xml import Element, child_text, qname
+from igrs.wire.xml import Element, child_text, local_name, qname
 
 Value = int | float | bool | str | bytes | list["Value"] | dict[str, "Value"]
 WIRE_TYPES = ("int", "float", "bool", "string", "bytes", "list", "dict")
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
-SESSION_WRAPPER = "Session"  # public source: EZ-CS / EZ-IS body child
 
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}\Z")
 _INT_RE = re.compile(r"[+-]?[0-9]{1,19}\Z")
@@ -58,7 +59,7 @@ _B64_RE = re.compile(r"[A-Za-z0-9+/]*={0,2}\Z")
 el, sub = body_element, sub_element
 
 
-_SESSION_TAG = qname(IGRS_NS, SESSION_WRAPPER)
+_SESSION_TAG = qname(IGRS_NS, SESSION_ELEMENT)
 
 
 def expect(body: Element, message_type: str, *, session_wrapper: bool = False) -> None:
@@ -241,6 +242,26 @@ def read_value(node: Element, *, depth: int = 0, budget: _Budget | None = None) 
     raise ProtocolError(f"unknown value type {str(kind)[:20]!r}")
 
 
+class BareText(str):
+    """A value given as bare text, without a ``type`` (an RPC-style argument such as
+    ``<level>40</level>``, specs/services.md §3.1): the host converts it to the parameter's type
+    (``value_from_text``); everywhere else it is a string."""
+
+    __slots__ = ()
+
+
+def value_from_text(text: str, kind: str) -> Value:
+    """The value of bare ``text`` read as a scalar wire type (the lexical forms of the typed
+    values); ProtocolError if it is not one, or for ``list`` / ``dict`` (they need a type)."""
+    if kind == "string":
+        return str(text)
+    if kind not in ("int", "float", "bool", "bytes"):
+        raise ProtocolError(f"a {kind.partition('[')[0]} value needs a type attribute, not bare text")
+    node = etree.Element("v", type=kind)
+    node.text = text
+    return read_value(node)
+
+
 NamedValues = tuple[tuple[str, Value], ...]
 
 
@@ -306,7 +327,7 @@ class CreateSessionRequest:
     message_type: ClassVar[str] = "CreateSessionRequest"
 
     def body(self) -> Element:
-        root = el(self.message_type)
+        root = el(SESSION_ELEMENT)
         sub(root, "SourceClientId", str(self.client_id))
         sub(root, "TargetServiceId", str(self.service_id))
         sub(root, "SequenceId", str(self.sequence_id))
@@ -329,11 +350,11 @@ class CreateSessionResponse:
     status: Status
     service_id: int
     client_id: int
-    session_id: int | None = None  # project choice; required when ReturnCode is 200
+    session_id: int | None = None  # project choice, always emitted on 200; ezbox-era answers lack it
     message_type: ClassVar[str] = "CreateSessionResponse"
 
     def body(self) -> Element:
-        root = el(self.message_type)
+        root = el(SESSION_ELEMENT)
         self.status.write(root)
         sub(root, "SourceServiceId", str(self.service_id))
         sub(root, "TargetClientId", str(self.client_id))
@@ -344,11 +365,9 @@ class CreateSessionResponse:
     @classmethod
     def from_body(cls, body: Element) -> Self:
         expect(body, cls.message_type, session_wrapper=True)
-        status = Status.read(body)
-        session_id = opt_uint(body, "SessionId")
-        if status.ok and session_id is None:
-            raise ProtocolError("successful CreateSessionResponse without SessionId")
-        return cls(status, uint(body, "SourceServiceId"), uint(body, "TargetClientId"), session_id)
+        # Without SessionId (ezbox's answers carry none) the session is known by its id pair.
+        return cls(Status.read(body), uint(body, "SourceServiceId"), uint(body, "TargetClientId"),
+                   opt_uint(body, "SessionId"))
 
 
 def _write_direction(root: Element, client_id: int, service_id: int, from_service: bool) -> None:
@@ -373,15 +392,16 @@ class DestroySessionNotify:
 
     client_id: int
     service_id: int
-    session_id: int
+    session_id: int | None  # None: a session known by its id pair only (no SessionId given)
     from_service: bool = False
     reason: str = ""
     message_type: ClassVar[str] = "DestroySessionNotify"
 
     def body(self) -> Element:
-        root = el(self.message_type)
+        root = el(SESSION_ELEMENT)
         _write_direction(root, self.client_id, self.service_id, self.from_service)
-        sub(root, "SessionId", str(self.session_id))
+        if self.session_id is not None:
+            sub(root, "SessionId", str(self.session_id))
         if self.reason:
             sub(root, "Reason", self.reason[:256])
         return root
@@ -391,7 +411,7 @@ class DestroySessionNotify:
         expect(body, cls.message_type, session_wrapper=True)
         client, service, from_service = _read_direction(body)
         reason = child_text(body, IGRS_NS, "Reason", required=False, max_len=256) or ""
-        return cls(client, service, uint(body, "SessionId"), from_service, reason)
+        return cls(client, service, opt_uint(body, "SessionId"), from_service, reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,7 +425,7 @@ class ApplySessionKeyRequest:
     message_type: ClassVar[str] = "ApplySessionKeyRequest"
 
     def body(self) -> Element:
-        root = el(self.message_type)
+        root = el(SESSION_ELEMENT)
         sub(root, "SourceClientId", str(self.client_id))
         sub(root, "TargetServiceId", str(self.service_id))
         sub(root, "SessionId", str(self.session_id))
@@ -443,7 +463,7 @@ class ApplySessionKeyResponse:
     message_type: ClassVar[str] = "ApplySessionKeyResponse"
 
     def body(self) -> Element:
-        root = el(self.message_type)
+        root = el(SESSION_ELEMENT)
         self.status.write(root)
         sub(root, "SourceServiceId", str(self.service_id))
         sub(root, "TargetClientId", str(self.client_id))
@@ -477,7 +497,7 @@ class TransferSessionKeyRequest:
     message_type: ClassVar[str] = "TransferSessionKeyRequest"
 
     def body(self) -> Element:
-        root = el(self.message_type)
+        root = el(SESSION_ELEMENT)
         _write_direction(root, self.client_id, self.service_id, self.from_service)
         sub(root, "SessionId", str(self.session_id))
         sub(root, "SequenceId", str(self.sequence_id))
@@ -512,7 +532,7 @@ class TransferSessionKeyResponse:
     message_type: ClassVar[str] = "TransferSessionKeyResponse"
 
     def body(self) -> Element:
-        root = el(self.message_type)
+        root = el(SESSION_ELEMENT)
         self.status.write(root)
         sub(root, "SessionId", str(self.session_id))
         return root
@@ -524,23 +544,93 @@ class TransferSessionKeyResponse:
 
 
 # --- 10.6 invocation ------------------------------------------------------------------------
+def _rpc_arguments(parent: Element) -> NamedValues | None:
+    """``parent``'s element children read as RPC-style arguments: ``<Argument name= type=>``, or
+    an element named after the argument with a ``type`` (a typed value) or with bare text
+    (``BareText``); local names only, any namespace (ezbox compares local names). None when they
+    cannot be read so (an untyped element with element children; a name that is no argument
+    name; a name twice)."""
+    out: list[tuple[str, Value]] = []
+    seen: set[str] = set()
+    budget = _Budget()
+    for node in parent:
+        if not isinstance(node.tag, str):
+            continue
+        if len(out) >= MAX_ARGUMENTS:
+            raise LimitExceeded(f"more than {MAX_ARGUMENTS} arguments")
+        local = local_name(node)
+        name = node.get("name", "") if local == "Argument" and node.get("type") else local
+        if not _NAME_RE.match(name) or name in seen:
+            return None
+        seen.add(name)
+        if node.get("type") is not None:
+            out.append((name, read_value(node, budget=budget)))
+        elif len(node):
+            return None
+        else:
+            text = node.text or ""
+            if len(text) > MAX_STRING_VALUE:
+                raise LimitExceeded("argument text too long")
+            out.append((name, BareText(text)))
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class RpcCall:
+    """``InvokeArguments`` of an InvokeServiceRequest that names no operation (RPC style, as
+    ezbox sends it: no ``ActionName``). The host picks the action (specs/services.md §3.1)
+    from what this holds, read both ways it can be read."""
+
+    operation: str = ""  # local name of InvokeArguments' one element child, unless it holds text
+    operation_arguments: NamedValues | None = None  # that child's children as arguments
+    arguments: NamedValues | None = None  # InvokeArguments' own children as arguments
+    text: str = ""  # InvokeArguments' text, when it has no element child
+
+    @classmethod
+    def read(cls, args: Element | None) -> RpcCall:
+        if args is None:
+            return cls(arguments=())
+        children = [c for c in args if isinstance(c.tag, str)]
+        text = "" if children else (args.text or "").strip()
+        if len(text) > MAX_STRING_VALUE:
+            raise LimitExceeded("InvokeArguments text too long")
+        # The one element child names the operation unless it holds a value (text, no children).
+        one = children[0] if len(children) == 1 else None
+        wrapper = one is not None and (len(one) > 0 or not (one.text or "").strip())
+        operation = local_name(one) if one is not None and wrapper and _NAME_RE.match(local_name(one)) else ""
+        return cls(operation, _rpc_arguments(one) if operation and one is not None else None,
+                   _rpc_arguments(args), text)
+
+
 @dataclass(frozen=True, slots=True)
 class InvokeServiceRequest:
+    """``action`` names the operation (``ActionName``, project choice); a request without it
+    (RPC style, the public record's form) decodes with ``action`` empty and ``call`` set.
+    ``rpc_style`` emits that form: no ``ActionName``, the operation as the one element child of
+    ``InvokeArguments``, each argument an element named after it carrying a typed value."""
+
     client_id: int
     service_id: int
     sequence_id: int
     action: str
     arguments: NamedValues = ()
     session_id: int | None = None  # project choice; ezbox identifies the session by the id pair
+    call: RpcCall | None = None  # what an RPC-style request held (decoded only)
+    rpc_style: bool = False  # emit the RPC-style form (for peers that know no ActionName)
     message_type: ClassVar[str] = "InvokeServiceRequest"
 
     def body(self) -> Element:
-        root = el(self.message_type)
+        root = el(SESSION_ELEMENT)
         sub(root, "SourceClientId", str(self.client_id))
         sub(root, "TargetServiceId", str(self.service_id))
         sub(root, "SequenceId", str(self.sequence_id))
         if self.session_id is not None:
             sub(root, "SessionId", str(self.session_id))
+        if self.rpc_style:
+            operation = sub(sub(root, "InvokeArguments"), check_name(self.action, "ActionName"))
+            for name, value in self.arguments:
+                write_value(operation, check_name(name, "argument name"), value)
+            return root
         sub(root, "ActionName", self.action)
         args = sub(root, "InvokeArguments")
         write_named(args, "Argument", self.arguments)
@@ -549,12 +639,14 @@ class InvokeServiceRequest:
     @classmethod
     def from_body(cls, body: Element) -> Self:
         expect(body, cls.message_type, session_wrapper=True)
-        action = check_name(child_text(body, IGRS_NS, "ActionName", max_len=64) or "", "ActionName")
         args = next(body.iterchildren(qname(IGRS_NS, "InvokeArguments")), None)
+        ids = (uint(body, "SourceClientId"), uint(body, "TargetServiceId"), uint(body, "SequenceId"))
+        named = child_text(body, IGRS_NS, "ActionName", required=False, max_len=64)
+        if named is None:  # RPC style: the host resolves the operation
+            return cls(*ids, "", (), opt_uint(body, "SessionId"), RpcCall.read(args))
+        action = check_name(named, "ActionName")
         return cls(
-            uint(body, "SourceClientId"),
-            uint(body, "TargetServiceId"),
-            uint(body, "SequenceId"),
+            *ids,
             action,
             read_named(args, "Argument") if args is not None else (),
             opt_uint(body, "SessionId"),
@@ -570,7 +662,7 @@ class InvokeServiceResponse:
     message_type: ClassVar[str] = "InvokeServiceResponse"
 
     def body(self) -> Element:
-        root = el(self.message_type)
+        root = el(SESSION_ELEMENT)
         self.status.write(root)
         sub(root, "SourceServiceId", str(self.service_id))
         sub(root, "TargetClientId", str(self.client_id))
@@ -583,12 +675,14 @@ class InvokeServiceResponse:
     def from_body(cls, body: Element) -> Self:
         expect(body, cls.message_type, session_wrapper=True)
         args = next(body.iterchildren(qname(IGRS_NS, "InvokeArguments")), None)
-        return cls(
-            Status.read(body),
-            uint(body, "SourceServiceId"),
-            uint(body, "TargetClientId"),
-            read_named(args, "Argument") if args is not None else (),
-        )
+        results = read_named(args, "Argument") if args is not None else ()
+        if args is not None and not results and not len(args) and (args.text or "").strip():
+            # EZ-IS: InvokeArguments as opaque text (ezbox echoes the request's): the result.
+            text = args.text or ""
+            if len(text) > MAX_STRING_VALUE:
+                raise LimitExceeded("InvokeArguments text too long")
+            results = (("result", text),)
+        return cls(Status.read(body), uint(body, "SourceServiceId"), uint(body, "TargetClientId"), results)
 
 
 @dataclass(frozen=True, slots=True)
@@ -609,7 +703,7 @@ class SendNotification:
     message_type: ClassVar[str] = "SendNotification"
 
     def body(self) -> Element:
-        root = el(self.message_type)
+        root = el(SESSION_ELEMENT)
         sub(root, "SourceServiceId", str(self.service_id))
         sub(root, "SubscriptionId", str(self.subscription_id))
         sub(root, "EventSequence", str(self.sequence))
@@ -622,7 +716,7 @@ class SendNotification:
 
     @classmethod
     def from_body(cls, body: Element) -> Self:
-        expect(body, cls.message_type)
+        expect(body, cls.message_type, session_wrapper=True)
         seq = parse_uint32(
             child_text(body, IGRS_NS, "EventSequence", max_len=10) or "", "EventSequence", allow_zero=True
         )
@@ -655,17 +749,20 @@ __all__ = [
     "WIRE_TYPES",
     "ApplySessionKeyRequest",
     "ApplySessionKeyResponse",
+    "BareText",
     "CreateSessionRequest",
     "CreateSessionResponse",
     "DestroySessionNotify",
     "InvokeServiceRequest",
     "InvokeServiceResponse",
     "NamedValues",
+    "RpcCall",
     "SendNotification",
     "TransferSessionKeyRequest",
     "TransferSessionKeyResponse",
     "UserInfo",
     "Value",
     "read_value",
+    "value_from_text",
     "write_value",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from igrs.constants import ReturnCode
@@ -152,3 +154,26 @@ async def test_play_item_by_id_with_resolver() -> None:
     assert await r.PlayTo(ItemID="good") == PLAYING and r.CurrentTitle == "Resolved"
     with pytest.raises(TransportError):
         await r.PlayTo(ItemID="bad")
+
+
+async def test_an_observed_output_tells_what_plays_once_per_change() -> None:
+    """``igrs device run --renderer`` prints these: playing / paused with the track; stopped
+    only when nothing plays next (the stop before the next track is not told)."""
+    from igrs.profiles.av.renderer import ObservedOutput
+
+    told: list[tuple[str, str]] = []
+    clock, inner = Clock(), VirtualOutput()
+    out = ObservedOutput(lambda state, track: told.append((state, track.title if track else "")), inner)
+    r = MediaRenderer(out, clock=clock, probe=False)
+    await r.PlayTo(URI="http://h:1/a.png", Title="A")
+    await r.Enqueue(URI="http://h:1/b.png", Title="B")
+    await r.Pause()
+    await r.Play()
+    await r.Next()  # stop + load + play in one transition: only "playing B"
+    await r.Stop()
+    await asyncio.sleep(0)  # a stop is told once the transition is over
+    await r.PlayTo(URI="http://h:1/c.png", Title="C", AutoPlay=False)
+    await asyncio.sleep(0)
+    assert told == [("playing", "A"), ("paused", "A"), ("playing", "A"), ("playing", "B"), ("stopped", "")]
+    assert ("load", "http://h:1/c.png") in inner.calls and r.TransportState == STOPPED
+    assert out.reports_end is False and out.end is not None  # the renderer's end hook reaches the inner one
