@@ -69,3 +69,12 @@ def test_readme_python_example_ends_by_itself(n: int, tmp_path: Path) -> None:
                           env={"IGRS_STATE_DIR": str(tmp_path / "state"), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip(), "the example printed nothing"
+
+
+def test_spec_to_code_table_names_existing_paths() -> None:
+    """specs/README.md's "How specs map to code" table names files that exist."""
+    text = (ROOT / "specs" / "README.md").read_text()
+    table = text[text.index("## How specs map to code"):]
+    paths = re.findall(r"`(igrs/[\w/.]+)`", table)
+    assert len(paths) > 20
+    assert [p for p in paths if not (ROOT / p).exists()] == []
