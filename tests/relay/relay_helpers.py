@@ -48,7 +48,7 @@ class World:
         p, token = await register_user(self.address, name, **self.tls)
         return Party(p, token)
 
-    async def device(self, name: str = "tv", code: str = "123456") -> Party:
+    async def device(self, name: str = "tv", code: str = "tv-code-1") -> Party:
         p, token = await register_device(self.address, name, code, device_type="TV", **self.tls)
         return Party(p, token)
 

@@ -50,7 +50,7 @@ def test_serve_register_bind_send_listen(tmp_path: Path) -> None:
             "--name",
             "tv",
             "--verify-code",
-            "8812",
+            "881205",
             "--device-type",
             "TV",
             "--save",
@@ -59,7 +59,7 @@ def test_serve_register_bind_send_listen(tmp_path: Path) -> None:
         assert (user.stat().st_mode & 0o777) == 0o600
         tv_id = json.loads(tv.read_text())["id"]
         user_id = json.loads(user.read_text())["id"]
-        cli("bind", "--creds", str(user), "--device", tv_id, "--verify-code", "8812")
+        cli("bind", "--creds", str(user), "--device", tv_id, "--verify-code", "881205")
 
         listen = subprocess.Popen(
             [PY, "-m", "igrs", "relay", "listen", "--creds", str(tv), "--count", "2"],

@@ -120,8 +120,8 @@ async def test_node_loss_reconnect_elsewhere_no_stored_message_lost(
     try:
         alice = await wb.user("alice")
         a = await wb.connect(alice)
-        tv = await wa.device("tv", code="c0de")
-        await a.bind(tv.principal, "c0de")
+        tv = await wa.device("tv", code="c0de-tv")
+        await a.bind(tv.principal, "c0de-tv")
         await a.subscribe_presence()
         # stored while the TV is offline
         for i in range(3):
