@@ -254,14 +254,18 @@ class Directory:
                 out.append(acct.principal)
         return out
 
-    async def relation_table(self, p: Principal) -> dict[str, list[str]]:
+    async def relation_table(self, p: Principal) -> tuple[dict[str, list[str]], dict[str, str]]:
+        """``p``'s relationships by type, and the name of each party in them (so that a
+        client can address a related party by its name)."""
         table: dict[str, list[str]] = {}
+        names: dict[str, str] = {}
         for key in await self.kv.keys(f"rel.{p.key}."):
             r = await self._get(key)
             acct = await self.account(uuid.UUID(hex=key.rsplit(".", 1)[1]))
             if r is not None and acct is not None:
                 table.setdefault(r["type"], []).append(str(acct.principal))
-        return table
+                names[str(acct.principal)] = acct.name
+        return table, names
 
     async def verify(self, device: Principal, verify_code: str) -> bool:
         """Whether ``verify_code`` is the device's code. An unknown device costs the same

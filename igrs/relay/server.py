@@ -734,7 +734,8 @@ class RelayNode:
 
     async def _op_relations(self, conn: Connection, body: dict[str, Any]) -> dict[str, Any]:
         assert self.directory is not None
-        return {"relations": await self.directory.relation_table(self._me(conn))}
+        table, names = await self.directory.relation_table(self._me(conn))
+        return {"relations": table, "names": names}
 
     async def _op_presence(self, conn: Connection, body: dict[str, Any]) -> dict[str, Any]:
         assert self.directory is not None
