@@ -10,31 +10,55 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
 from igrs.constants import FILE_HTTP_PREFIX
 from igrs.profiles.file import paths
+from igrs.profiles.file.grants import Grant, same_host
 from igrs.profiles.file.paths import PathRefused, Resolved
 from igrs.profiles.file.pipeline import WriteBehind, io_executor
 from igrs.profiles.file.refusals import refusal
-from igrs.profiles.file.server import READ_CHUNK, FileServer, Grant, _same_host
 from igrs.profiles.file.shares import NONE, RW
 from igrs.profiles.file.transfer import COMMITTED, TransferError, Upload
 
+if TYPE_CHECKING:
+    from collections import OrderedDict
+
+    from igrs.net.tls import TlsEndpoint
+    from igrs.profiles.file.shares import SharedFolder
+
 log = logging.getLogger("igrs.profiles.file.server")
+READ_CHUNK = 1 << 20
 
 
-async def handle(self: FileServer, request: web.BaseRequest) -> web.StreamResponse:
+class TransferHost(Protocol):
+    """What the HTTP side uses of its igrs.profiles.file.server.FileServer."""
+
+    shares: dict[str, SharedFolder]
+    token_lifetime: float
+    _grants: OrderedDict[str, Grant]
+    _uploads: dict[str, Upload]
+    _file_mode: int
+
+    @property
+    def tls(self) -> TlsEndpoint | None: ...
+    def clock(self) -> float: ...
+    def _changed(self, op: str, path: str, to: str = "") -> None: ...
+    async def _receive(self, request: web.BaseRequest, grant: Grant, up: Upload,
+                       target: Resolved) -> web.StreamResponse: ...
+
+
+async def handle(self: TransferHost, request: web.BaseRequest) -> web.StreamResponse:
     """The answer to a request under ``/files/`` for ``self``'s capability URLs."""
     token = request.path[len(FILE_HTTP_PREFIX):]
     grant = self._grants.get(token)
     now = self.clock()
     if grant is None or grant.expires < now:
         return web.Response(status=404, text="no such transfer (expired?)\n")
-    if not _same_host(request.remote or "", grant.address):
+    if not same_host(request.remote or "", grant.address):
         return web.Response(status=403, text="this transfer belongs to another device\n")
     if grant.tls and (self.tls is None or not self.tls.verified(request.transport, grant.peer)):
         return web.Response(status=403, text="this transfer is for the TLS connection of the device "
@@ -72,9 +96,9 @@ async def handle(self: FileServer, request: web.BaseRequest) -> web.StreamRespon
         return web.Response(status=405, headers={"Allow": "PUT, PATCH, HEAD"})
     if share.access(grant.peer) != RW:
         return web.Response(status=403, text="read-only\n")
-    return await _receive(self, request, grant, up, target)
+    return await self._receive(request, grant, up, target)  # a seam for tests/conformance
 
-async def _receive(self: FileServer, request: web.BaseRequest, grant: Grant, up: Upload,
+async def receive(self: TransferHost, request: web.BaseRequest, grant: Grant, up: Upload,
                    target: Resolved) -> web.StreamResponse:
     try:
         offset = int(request.headers.get("Upload-Offset", "0"))

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import ipaddress
 import logging
 import os
 import secrets
@@ -46,6 +45,7 @@ from igrs.errors import IGRSError
 from igrs.node.service import Service, action, attribute
 from igrs.node.service_host import current_peer
 from igrs.profiles.file import paths
+from igrs.profiles.file.grants import Grant
 from igrs.profiles.file.paths import PARTIAL_DIR, Resolved
 from igrs.profiles.file.refusals import refusal
 from igrs.profiles.file.shares import NONE, RO, RW, SharedFolder, parse_share_spec, parse_size
@@ -55,6 +55,7 @@ from igrs.profiles.file.transfer import (
     expire_partials,
     partials,
 )
+from igrs.wire.lazy_import import lazy_import
 from igrs.wire.memo import Memo
 
 if TYPE_CHECKING:
@@ -62,11 +63,13 @@ if TYPE_CHECKING:
 
     from igrs.net.tls import TlsEndpoint
     from igrs.node.device import Device
+    from igrs.profiles.file import http_transfers
+else:  # aiohttp and the transfers' code load with the first request under /files/
+    http_transfers = lazy_import("igrs.profiles.file.http_transfers")
 
 log = logging.getLogger(__name__)
 
 SERVICE_TYPE = "urn:IGRS:ServiceType:FileServer:1"
-READ_CHUNK = 1 << 20
 LISTING_TTL = 5.0  # s a sorted directory listing is reused for paging
 
 
@@ -87,28 +90,7 @@ def current_caller() -> Caller | None:
 
 
 
-# --- capabilities ---------------------------------------------------------------------------------
-@dataclass
-class Grant:
-    kind: str  # "get" | "put"
-    share: str
-    rel: tuple[str, ...]
-    peer: str
-    address: str
-    expires: float
-    upload: Upload | None = None
-    overwrite: bool = False
-    tls: bool = False  # to be used over TLS, by the client certified by ``peer``'s identity key
-
-
-def _same_host(a: str, b: str) -> bool:
-    try:
-        x, y = ipaddress.ip_address(a.partition("%")[0]), ipaddress.ip_address(b.partition("%")[0])
-    except ValueError:
-        return a == b
-    x = x.ipv4_mapped or x if isinstance(x, ipaddress.IPv6Address) else x
-    y = y.ipv4_mapped or y if isinstance(y, ipaddress.IPv6Address) else y
-    return x == y
+# --- capabilities: igrs.profiles.file.grants ----------------------------------------------------
 
 
 def _err(code: int, reason: str) -> IGRSError:
@@ -511,11 +493,13 @@ class FileServer(Service):
 
     # --- plain HTTP under /files/ --------------------------------------------------------------
     async def handle_http(self, request: web.BaseRequest) -> web.StreamResponse:
-        """A request under ``/files/`` (a capability URL). aiohttp and this handler's code load
-        with the first one (igrs.profiles.file.http_transfers)."""
-        from igrs.profiles.file.http_transfers import handle
+        """A request under ``/files/`` (a capability URL): igrs.profiles.file.http_transfers."""
+        return await http_transfers.handle(self, request)
 
-        return await handle(self, request)
+    async def _receive(self, request: web.BaseRequest, grant: Grant, up: Upload,
+                       target: Resolved) -> web.StreamResponse:
+        """The body of a PUT/PATCH on an upload's capability URL."""
+        return await http_transfers.receive(self, request, grant, up, target)
 
 
 def _device_of(path: Path) -> int:
