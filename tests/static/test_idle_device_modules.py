@@ -3,7 +3,7 @@
 A real device is started in a subprocess (``--interface lo``, a free port, a scratch state
 dir, asyncio's loop); once it says it is up, it is asked (a line on its stdin, read by a
 thread the wrapper starts) which modules it has imported. Profiles, the relay, the bridges,
-aiohttp, the cipher and PAKE code load on first use only, not to announce and wait. What
+aiohttp, lxml, the cipher and PAKE code load on first use only, not to announce and wait. What
 each costs in RSS: benchmarks/bench_discovery.py --only footprint.
 """
 
@@ -31,8 +31,8 @@ sys.exit(main(sys.argv[1:]))
 """
 
 # Top-level packages and igrs subpackages an idle device must not import.
-HEAVY = ("aiohttp", "spake2", "construct", "xmlschema", "zeroconf", "nats", "rich", "uvloop", "multidict",
-         "yarl", "igrs.profiles", "igrs.relay", "igrs.bridges", "igrs.conformance", "igrs.apps",
+HEAVY = ("aiohttp", "lxml", "spake2", "construct", "xmlschema", "zeroconf", "nats", "rich", "uvloop",
+         "multidict", "yarl", "igrs.profiles", "igrs.relay", "igrs.bridges", "igrs.conformance", "igrs.apps",
          "igrs.core.security", "igrs.net.tls", "igrs.net.aiohttp_bridge")
 # cryptography: the identity (Ed25519) and the sealed pipes' AEAD load on the first pairing or
 # secure message; no part of it is needed to announce and wait.
