@@ -366,7 +366,9 @@ def _load_bodies() -> None:
     global _bodies_loaded
     if not _bodies_loaded:
         _bodies_loaded = True
-        import igrs.wire.bodies  # noqa: F401
+        from igrs.wire.bodies import load_all
+
+        load_all()
 
 
 _SOAP_PREFIXES: Memo[tuple[str, ...], str] = Memo(256)
