@@ -114,9 +114,11 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
 def shared_folders(specs: list[str]) -> list[Any]:
     """``--share-folder`` values as SharedFolders, each checked now (exists, readable, writable
     when ``:rw``): a mistake is a usage error naming the option, not a traceback or a device
-    that starts and then fails its clients."""
+    that starts and then fails its clients. None given: the File profile is not imported."""
+    if not specs:
+        return []
     from igrs.cli.exits import UsageError
-    from igrs.profiles.file.server import parse_share_spec
+    from igrs.profiles.file.shares import parse_share_spec
 
     folders = []
     for spec in specs:

@@ -14,6 +14,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Coroutine
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -497,183 +498,193 @@ async def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # --- parser --------------------------------------------------------------------------------------
-def build_parser(*, relay: bool = False, file: bool = False) -> argparse.ArgumentParser:
-    """The full parser. The relay and file commands are only loaded when ``relay`` / ``file``
-    (they pull in the relay node and aiohttp's web server; an idle device should carry neither)."""
+# The commands defined in their own modules: (name, module, help), in the order of the help.
+_MODULE_COMMANDS = (
+    ("group", "group_commands", "device groups: create, join, leave, list"),
+    ("file", "file_commands", "shared folders: ls, stat, get, put, rm, mv, mkdir, serve (igrs file --help)"),
+    ("conformance", "conformance_commands", "check an IGRS device against specs/ (test suite)"),
+    ("bridge", "bridge_commands", "bridges to other ecosystems: igrs bridge upnp"),
+    ("relay", "relay_commands", "IGRS 2.0 relay: serve, register, bind, send, listen, ... (igrs relay --help)"),
+)
+_NAMED_ONLY = ("file", "relay")  # built only when given: they pull in the relay node, the File profile
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of the command ``only`` (the one given); the others are placeholders that show
+    their help (a running device carries one command's argparse tree, not all of them).
+    ``only=None``: every command, but file and relay (for ``igrs --help``)."""
     parser = argparse.ArgumentParser(prog="igrs", description="IGRS (ISO/IEC 14543-5) home-network tool")
     parser.add_argument("--version", action="version", version=f"igrs {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("discover", help="find IGRS devices on the LAN")
-    _common(p)
-    p.add_argument("-t", "--timeout", type=float, default=1.5, help="seconds to listen (default 1.5)")
-    p.add_argument("--mx", type=int, default=1, help="MX: devices answer within this many seconds")
-    p.add_argument("--target", help="search target: a device type (TV), type URN or device id")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("-w", "--watch", action="store_true", help="keep watching: print devices coming and going")
-    p.add_argument("-d", "--describe", action="store_true",
-                   help="also fetch each device's description (all at once, each within "
-                        f"{DESCRIBE_DEADLINE:g} s; a device that fails shows its error)")
-    _via_option(p)
-    _state_option(p)
-    p.set_defaults(func=cmd_discover)
+    if p := _command(sub, "discover", only, help="find IGRS devices on the LAN"):
+        _common(p)
+        p.add_argument("-t", "--timeout", type=float, default=1.5, help="seconds to listen (default 1.5)")
+        p.add_argument("--mx", type=int, default=1, help="MX: devices answer within this many seconds")
+        p.add_argument("--target", help="search target: a device type (TV), type URN or device id")
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.add_argument("-w", "--watch", action="store_true",
+                       help="keep watching: print devices coming and going")
+        p.add_argument("-d", "--describe", action="store_true",
+                       help="also fetch each device's description (all at once, each within "
+                            f"{DESCRIBE_DEADLINE:g} s; a device that fails shows its error)")
+        _via_option(p)
+        _state_option(p)
+        p.set_defaults(func=cmd_discover)
 
-    p = sub.add_parser("describe", help="fetch and show a device's description document")
-    _common(p)
-    device_argument(p)
-    p.add_argument("--xml", action="store_true", help="print the raw description XML")
-    _via_option(p)
-    _state_option(p)
-    p.set_defaults(func=cmd_describe)
+    if p := _command(sub, "describe", only, help="fetch and show a device's description document"):
+        _common(p)
+        device_argument(p)
+        p.add_argument("--xml", action="store_true", help="print the raw description XML")
+        _via_option(p)
+        _state_option(p)
+        p.set_defaults(func=cmd_describe)
 
-    p = sub.add_parser("device", help="run a device")
-    dsub = p.add_subparsers(dest="device_command", metavar="ACTION", required=True)
-    run = dsub.add_parser("run", help="announce a device until Ctrl-C, then say goodbye")
-    _common(run)
-    run.add_argument("--name", required=True, type=device_name, help="friendly name")
-    run.add_argument("--type", default="PC", type=device_type,
-                     help="device type: TV, PC, MobilePhone, STB, ... or a URN")
-    run.add_argument("--id", type=device_id,
-                     help="device id (urn:IGRS:Device:DeviceId:<uuid>); default: a new one")
-    run.add_argument("--http-port", type=port_number, help="TCP port of the /IGRS endpoint (default 3880, "
-                                                           "else a free one)")
-    run.add_argument("--max-age", type=int, default=DEFAULT_MAX_AGE, help="advertisement lifetime, seconds")
-    run.add_argument("--json", action="store_true", help="print machine-readable status lines")
-    run.add_argument("--no-pairing", action="store_true", help="refuse PIN pairing requests")
-    run.add_argument("--alt-group", action="store_true",
-                     help="also announce on 239.255.255.250:3880 (besides the IANA group 224.0.0.110), "
-                          "for ezbox-era peers that listen only there")
-    run.add_argument("--dnssd", action="store_true",
-                     help="also announce over mDNS/DNS-SD as _igrs._tcp (needs igrs[dnssd])")
-    run.add_argument("--group", action="append", metavar="NAME",
-                     help="master a centralised device group of that name (repeatable); paired devices "
-                          "join it with igrs group join")
-    run.add_argument("--sample-service", action="store_true",
-                     help="share the sample Volume service (to try igrs call / igrs watch)")
-    add_share_folder(run)
-    run.add_argument("--media-folder", action="append", metavar="[NAME=]PATH",
-                     help="share the media in a folder (AV profile: a MediaServer; repeatable)")
-    run.add_argument("--renderer", nargs="?", const="virtual", choices=["virtual", "ffmpeg"],
-                     help="be a TV: a MediaRenderer (AV profile) with a virtual screen — its page at "
-                          "http://<device>/screen/ shows what plays, and a line is printed for each "
-                          "change — or one that decodes what it plays with ffmpeg (--renderer ffmpeg)")
-    run.add_argument("--upnp", action="store_true",
-                     help="also appear to UPnP AV / DLNA control points (VLC, phone apps, TVs) as a "
-                          "MediaServer / MediaRenderer (needs igrs[upnp])")
-    run.add_argument("--fetch-allow", action="append", metavar="NET|HOST[:PORT]",
-                     help="also let paired peers make this device fetch media from here (beyond "
-                          "its LAN; specs/av-profile.md §12; repeatable)")
-    run.add_argument("--open-services", action="store_true",
-                     help="share the services this command shares (--sample-service, --share-folder, "
-                          "--media-folder, --renderer) OPENLY as well: any host on the LAN may open a "
-                          "session and invoke them in the clear, without pairing or a pipe -- for legacy "
-                          "peers that have no pipes (ezbox). SECURITY COST: no authentication (a caller's "
-                          "device id is only claimed), no confidentiality, no integrity; shared folders "
-                          "become readable (never writable) by anyone; the renderer controllable by "
-                          "anyone. Default: paired devices only, in a secure pipe (specs/security.md §12)")
-    _state_option(run)
-    event_loop.add_loop_option(run)
-    run.set_defaults(func=cmd_device_run)
+    if p := _command(sub, "device", only, help="run a device"):
+        dsub = p.add_subparsers(dest="device_command", metavar="ACTION", required=True)
+        run = dsub.add_parser("run", help="announce a device until Ctrl-C, then say goodbye")
+        _common(run)
+        run.add_argument("--name", required=True, type=device_name, help="friendly name")
+        run.add_argument("--type", default="PC", type=device_type,
+                         help="device type: TV, PC, MobilePhone, STB, ... or a URN")
+        run.add_argument("--id", type=device_id,
+                         help="device id (urn:IGRS:Device:DeviceId:<uuid>); default: a new one")
+        run.add_argument("--http-port", type=port_number, help="TCP port of the /IGRS endpoint (default 3880, "
+                                                               "else a free one)")
+        run.add_argument("--max-age", type=int, default=DEFAULT_MAX_AGE, help="advertisement lifetime, seconds")
+        run.add_argument("--json", action="store_true", help="print machine-readable status lines")
+        run.add_argument("--no-pairing", action="store_true", help="refuse PIN pairing requests")
+        run.add_argument("--alt-group", action="store_true",
+                         help="also announce on 239.255.255.250:3880 (besides the IANA group 224.0.0.110), "
+                              "for ezbox-era peers that listen only there")
+        run.add_argument("--dnssd", action="store_true",
+                         help="also announce over mDNS/DNS-SD as _igrs._tcp (needs igrs[dnssd])")
+        run.add_argument("--group", action="append", metavar="NAME",
+                         help="master a centralised device group of that name (repeatable); paired devices "
+                              "join it with igrs group join")
+        run.add_argument("--sample-service", action="store_true",
+                         help="share the sample Volume service (to try igrs call / igrs watch)")
+        add_share_folder(run)
+        run.add_argument("--media-folder", action="append", metavar="[NAME=]PATH",
+                         help="share the media in a folder (AV profile: a MediaServer; repeatable)")
+        run.add_argument("--renderer", nargs="?", const="virtual", choices=["virtual", "ffmpeg"],
+                         help="be a TV: a MediaRenderer (AV profile) with a virtual screen — its page at "
+                              "http://<device>/screen/ shows what plays, and a line is printed for each "
+                              "change — or one that decodes what it plays with ffmpeg (--renderer ffmpeg)")
+        run.add_argument("--upnp", action="store_true",
+                         help="also appear to UPnP AV / DLNA control points (VLC, phone apps, TVs) as a "
+                              "MediaServer / MediaRenderer (needs igrs[upnp])")
+        run.add_argument("--fetch-allow", action="append", metavar="NET|HOST[:PORT]",
+                         help="also let paired peers make this device fetch media from here (beyond "
+                              "its LAN; specs/av-profile.md §12; repeatable)")
+        run.add_argument("--open-services", action="store_true",
+                         help="share the services this command shares (--sample-service, --share-folder, "
+                              "--media-folder, --renderer) OPENLY as well: any host on the LAN may open a "
+                              "session and invoke them in the clear, without pairing or a pipe -- for legacy "
+                              "peers that have no pipes (ezbox). SECURITY COST: no authentication (a caller's "
+                              "device id is only claimed), no confidentiality, no integrity; shared folders "
+                              "become readable (never writable) by anyone; the renderer controllable by "
+                              "anyone. Default: paired devices only, in a secure pipe (specs/security.md §12)")
+        _state_option(run)
+        event_loop.add_loop_option(run)
+        run.set_defaults(func=cmd_device_run)
 
-    p = sub.add_parser("pair", help="pair with a device by the PIN it shows")
-    _common(p)
-    _state_option(p)
-    _via_option(p)
-    device_argument(p)
-    p.add_argument("--pin", help="the PIN (default: asked for)")
-    p.set_defaults(func=cmd_pair)
+    if p := _command(sub, "pair", only, help="pair with a device by the PIN it shows"):
+        _common(p)
+        _state_option(p)
+        _via_option(p)
+        device_argument(p)
+        p.add_argument("--pin", help="the PIN (default: asked for)")
+        p.set_defaults(func=cmd_pair)
 
-    p = sub.add_parser("unpair", help="forget a paired device")
-    _state_option(p)
-    p.add_argument("device", help="device id, its UUID prefix, or its name")
-    p.set_defaults(func=cmd_unpair)
+    if p := _command(sub, "unpair", only, help="forget a paired device"):
+        _state_option(p)
+        p.add_argument("device", help="device id, its UUID prefix, or its name")
+        p.set_defaults(func=cmd_unpair)
 
-    p = sub.add_parser("paired", help="list paired devices")
-    _state_option(p)
-    p.add_argument("--role", default="controller",
-                   help="whose pairings: controller (default) or devices/<name>")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cmd_paired)
+    if p := _command(sub, "paired", only, help="list paired devices"):
+        _state_option(p)
+        p.add_argument("--role", default="controller",
+                       help="whose pairings: controller (default) or devices/<name>")
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.set_defaults(func=cmd_paired)
 
-    p = sub.add_parser("services", help="list the services devices share (descriptions fetched at once, "
-                                        f"each within {DESCRIBE_DEADLINE:g} s; a device that fails is "
-                                        "reported on stderr; exit 1 only if every device failed)")
-    _common(p)
-    _state_option(p)
-    _via_option(p)
-    p.add_argument("device", nargs="?", help=f"one device (default: every device found): {DEVICE_HELP}")
-    p.add_argument("service", nargs="?",
-                   help="one service of DEVICE (id, type URN or type name, e.g. Volume): list its actions with "
-                        "their arguments' names and types, and its attributes (needs a pairing)")
-    p.add_argument("-t", "--timeout", type=float, default=1.5,
-                   help="seconds to search (default 1.5); with DEVICE at most that, ending when it answers")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cmd_services)
+    if p := _command(sub, "services", only,
+                     help="list the services devices share (descriptions fetched at once, "
+                          f"each within {DESCRIBE_DEADLINE:g} s; a device that fails is "
+                          "reported on stderr; exit 1 only if every device failed)"):
+        _common(p)
+        _state_option(p)
+        _via_option(p)
+        p.add_argument("device", nargs="?", help=f"one device (default: every device found): {DEVICE_HELP}")
+        p.add_argument("service", nargs="?",
+                       help="one service of DEVICE (id, type URN or type name, e.g. Volume): list its actions "
+                            "with their arguments' names and types, and its attributes (needs a pairing)")
+        p.add_argument("-t", "--timeout", type=float, default=1.5,
+                       help="seconds to search (default 1.5); with DEVICE at most that, ending when it answers")
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.set_defaults(func=cmd_services)
 
-    p = sub.add_parser("call", help="invoke a service action (needs a pairing, or --open)")
-    _common(p)
-    _state_option(p)
-    _via_option(p)
-    device_argument(p)
-    p.add_argument("--open", action="store_true",
-                   help="a service the device shares openly: no pairing, no pipe, in the clear "
-                        "(legacy peers); the invocation goes out in RPC style (no ActionName), and its "
-                        "arguments are JSON values or text (no service description is asked for)")
-    p.add_argument("service", help="service id, type URN, or type name (Volume)")
-    p.add_argument("action", help="action name (igrs services DEVICE SERVICE lists them)")
-    p.add_argument("arguments", nargs="*", metavar="KEY=VALUE", type=key_value,
-                   help="arguments, read as the types the service declares: ObjectID=0 is the string 0 "
-                        "for a string, Level=30 a number for an int, Mute=true a bool, bytes in base64, "
-                        "lists and dicts as JSON")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.set_defaults(func=cmd_call)
+    if p := _command(sub, "call", only, help="invoke a service action (needs a pairing, or --open)"):
+        _common(p)
+        _state_option(p)
+        _via_option(p)
+        device_argument(p)
+        p.add_argument("--open", action="store_true",
+                       help="a service the device shares openly: no pairing, no pipe, in the clear "
+                            "(legacy peers); the invocation goes out in RPC style (no ActionName), and its "
+                            "arguments are JSON values or text (no service description is asked for)")
+        p.add_argument("service", help="service id, type URN, or type name (Volume)")
+        p.add_argument("action", help="action name (igrs services DEVICE SERVICE lists them)")
+        p.add_argument("arguments", nargs="*", metavar="KEY=VALUE", type=key_value,
+                       help="arguments, read as the types the service declares: ObjectID=0 is the string 0 "
+                            "for a string, Level=30 a number for an int, Mute=true a bool, bytes in base64, "
+                            "lists and dicts as JSON")
+        p.add_argument("--json", action="store_true", help="print the result as JSON")
+        p.set_defaults(func=cmd_call)
 
-    p = sub.add_parser("watch", help="print a service's attribute changes (needs a pairing)")
-    _common(p)
-    _state_option(p)
-    _via_option(p)
-    device_argument(p)
-    p.add_argument("service", help="service id, type URN, or type name")
-    p.add_argument("attributes", nargs="*", help="attributes (default: every notifiable one)")
-    p.add_argument("--json", action="store_true", help="one JSON line per change")
-    p.add_argument("--keepalive", type=float, default=KEEPALIVE_INTERVAL, metavar="SECONDS",
-                   help=f"seconds between keep-alive probes of the pipe (default {KEEPALIVE_INTERVAL:g}); "
-                        f"a device that stops answering {KEEPALIVE_MISSES} in a row is reported gone "
-                        "(exit 1), as one that says goodbye is at once")
-    p.set_defaults(func=cmd_watch)
+    if p := _command(sub, "watch", only, help="print a service's attribute changes (needs a pairing)"):
+        _common(p)
+        _state_option(p)
+        _via_option(p)
+        device_argument(p)
+        p.add_argument("service", help="service id, type URN, or type name")
+        p.add_argument("attributes", nargs="*", help="attributes (default: every notifiable one)")
+        p.add_argument("--json", action="store_true", help="one JSON line per change")
+        p.add_argument("--keepalive", type=float, default=KEEPALIVE_INTERVAL, metavar="SECONDS",
+                       help=f"seconds between keep-alive probes of the pipe (default {KEEPALIVE_INTERVAL:g}); "
+                            f"a device that stops answering {KEEPALIVE_MISSES} in a row is reported gone "
+                            "(exit 1), as one that says goodbye is at once")
+        p.set_defaults(func=cmd_watch)
 
-    p = sub.add_parser("demo", help="the TV/PC sharing demo: a PC, a TV and a phone on loopback, narrated")
-    _common(p)
-    port = next(a for a in p._actions if a.dest == "port")
-    port.default, port.help = None, "ISDP UDP port (default: a free random one, so demos never meet)"
-    p.add_argument("--duration", type=float, default=None,
-                   help="stay up this many seconds after the scenario (default: until Ctrl-C)")
-    p.add_argument("--upnp", action="store_true",
-                   help="also show the PC and the TV to UPnP AV / DLNA control points (needs igrs[upnp])")
-    p.set_defaults(func=cmd_demo)
+    if p := _command(sub, "demo", only,
+                     help="the TV/PC sharing demo: a PC, a TV and a phone on loopback, narrated"):
+        _common(p)
+        port = next(a for a in p._actions if a.dest == "port")
+        port.default, port.help = None, "ISDP UDP port (default: a free random one, so demos never meet)"
+        p.add_argument("--duration", type=float, default=None,
+                       help="stay up this many seconds after the scenario (default: until Ctrl-C)")
+        p.add_argument("--upnp", action="store_true",
+                       help="also show the PC and the TV to UPnP AV / DLNA control points (needs igrs[upnp])")
+        p.set_defaults(func=cmd_demo)
 
-    from igrs.cli.bridge_commands import add_subcommands as add_bridge_commands
-    from igrs.cli.conformance_commands import add_subcommands as add_conformance_commands
-    from igrs.cli.group_commands import add_subcommands as add_group_commands
-
-    add_group_commands(sub)
-    if file:
-        from igrs.cli.file_commands import add_subcommands as add_file_commands
-
-        add_file_commands(sub)
-    else:
-        _placeholder(sub, "file", "shared folders: ls, stat, get, put, rm, mv, mkdir, serve (igrs file --help)")
-    add_conformance_commands(sub)
-    add_bridge_commands(sub)
-    if relay:
-        from igrs.cli.relay_commands import add_subcommands
-
-        add_subcommands(sub)
-    else:
-        _placeholder(sub, "relay", "IGRS 2.0 relay: serve, register, bind, send, listen, ... "
-                                   "(igrs relay --help)")
+    for name, module, text in _MODULE_COMMANDS:
+        if only == name or (only is None and name not in _NAMED_ONLY):
+            import_module(f"igrs.cli.{module}").add_subcommands(sub)
+        else:
+            _placeholder(sub, name, text)
     return parser
+
+
+def _command(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, only: str | None,
+             help: str) -> argparse.ArgumentParser | None:
+    """The parser of the command ``name`` to fill in when it is to be built, else None (and a
+    placeholder in its place)."""
+    if only is None or only == name:
+        return sub.add_parser(name, help=help)
+    _placeholder(sub, name, help)
+    return None
 
 
 def _placeholder(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, text: str) -> None:
@@ -699,7 +710,7 @@ def _usage_hint(exc: IGRSError) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else argv
     command = next((w for w in words if not w.startswith("-")), "")
-    parser = build_parser(relay=command == "relay", file=command == "file")
+    parser = build_parser(command or None)
     try:
         args = parser.parse_args(argv)
         if not getattr(args, "func", None):

@@ -7,8 +7,6 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from lxml import etree
-
 from igrs.constants import (
     HANDSHAKE_TIMEOUT,
     MAX_PENDING_HANDSHAKES,
@@ -25,7 +23,7 @@ from igrs.wire import messages
 from igrs.wire.bodies import pipes as bodies
 from igrs.wire.ids import DeviceId
 from igrs.wire.messages import Frame, Routing, SoapMessage, Status
-from igrs.wire.xml import parse_xml
+from igrs.wire.xml import etree, parse_xml
 
 Urandom = Callable[[int], bytes]
 

@@ -5,8 +5,8 @@ aiohttp's C HTTP parser (llhttp) knows a fixed set of methods and refuses ``M-PO
 (RFC 2774), so these connections use aiohttp's own pure-Python request parser, which accepts
 any method token. Each handler reports its requests to the own server's connection that
 relays its socket (igrs.net.httpserver.HandedOff), which keeps timing it; a malformed request
-is logged once per peer per interval, not one traceback each. Imported on the first mount or
-hand-off only: an idle device without profiles never imports aiohttp.web.
+is logged once per peer per interval, not one traceback each. Imported on the first
+hand-off only: an idle device, profiles mounted or not, never imports aiohttp.web.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 
 The server answers ``/IGRS`` and ``/IGRS/description.xml`` itself; a request under a mounted
 prefix (the profiles' plain HTTP handlers, written for aiohttp) hands its connection to
-aiohttp (igrs/net/aiohttp_bridge.py), which is imported on the first mount or hand-off only.
+aiohttp (igrs/net/aiohttp_bridge.py), which is imported on the first hand-off only.
 """
 
 from __future__ import annotations
@@ -140,8 +140,6 @@ class IgrsHttpServer:
         application profiles stream media and files there, beside ``/IGRS``."""
         if not prefix.startswith("/") or not prefix.endswith("/") or prefix.startswith(IGRS_PATH + "/"):
             raise ValueError(f"bad mount prefix {prefix!r}")
-        import igrs.net.aiohttp_bridge  # noqa: F401  (now, not on the first request)
-
         self.mounts[prefix] = handler
 
     # --- the own server's application (igrs.net.httpserver.HttpApp) --------------------------

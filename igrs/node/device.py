@@ -52,10 +52,10 @@ from igrs.node.service import Service
 from igrs.node.service_host import PeerInfo, ServiceHandler, ServiceHost
 from igrs.wire import description as ddesc
 from igrs.wire import messages
-from igrs.wire.bodies import pipes as pb
 from igrs.wire.group_datagrams import is_group_datagram
 from igrs.wire.ids import DeviceId, DeviceType, ServiceType, check_name
 from igrs.wire.isdp import SearchTarget
+from igrs.wire.lazy_import import lazy_import
 from igrs.wire.messages import Frame, SoapMessage, Status
 
 if TYPE_CHECKING:  # pipes and pairing load their cipher modules on first use
@@ -64,6 +64,9 @@ if TYPE_CHECKING:  # pipes and pairing load their cipher modules on first use
     from igrs.node.group_manager import GroupManager, Policy
     from igrs.node.location_probe import ProbeRunner
     from igrs.node.pipe import PinProvider, Pipe
+    from igrs.wire.bodies import pipes as pb
+else:  # the pipe and pairing bodies load with the first such message
+    pb = lazy_import("igrs.wire.bodies.pipes")
 
 log = logging.getLogger(__name__)
 

@@ -37,15 +37,18 @@ from igrs.core.sessions import Session, SessionTable
 from igrs.errors import IGRSError, NotImplementedMessage, ProtocolError
 from igrs.net.aio import wait_event
 from igrs.node.service import Service, resolve_call
-from igrs.wire.bodies import events as ev
 from igrs.wire.bodies import services as sv
 from igrs.wire.bodies import sessions as ss
 from igrs.wire.bodies.sessions import NamedValues, Value
 from igrs.wire.ids import DeviceId, ServiceType
+from igrs.wire.lazy_import import lazy_import
 from igrs.wire.messages import BuiltMessage, Frame, SoapMessage, Status
 
 if TYPE_CHECKING:  # the cipher modules load only when session keys are used
     from igrs.core.security.session_keys import SessionKeySchedule
+    from igrs.wire.bodies import events as ev
+else:  # the event bodies load with the first subscription
+    ev = lazy_import("igrs.wire.bodies.events")
 
 log = logging.getLogger(__name__)
 

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lxml import etree
-
 from igrs.constants import DEVICE_TEMPLATE_NS, MAX_NAME_LENGTH, MAX_URL_LENGTH
 from igrs.errors import LimitExceeded, ProtocolError
 from igrs.wire.ids import DeviceId, DeviceType, check_name, is_digits, parse_uint32
-from igrs.wire.xml import Element, child_text, parse_xml, qname
+from igrs.wire.xml import Element, child_text, etree, parse_xml, qname
 
 NS = DEVICE_TEMPLATE_NS
 MAX_GROUPS = 32

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import ClassVar, Protocol, Self
 
-from lxml import etree
-
 from igrs.constants import (
     IGRS_EXT_URI,
     IGRS_NS,
@@ -45,7 +43,7 @@ from igrs.wire.ids import (
 from igrs.wire.isdp import SearchTarget, encode_name
 from igrs.wire.memo import Memo
 from igrs.wire.soap import build_envelope, build_envelope_around, parse_envelope
-from igrs.wire.xml import Element, child_text, qname
+from igrs.wire.xml import Element, child_text, etree, qname
 
 CONTENT_TYPE = 'text/xml; charset="utf-8"'
 
@@ -368,7 +366,9 @@ def _load_bodies() -> None:
     global _bodies_loaded
     if not _bodies_loaded:
         _bodies_loaded = True
-        import igrs.wire.bodies  # noqa: F401
+        from igrs.wire.bodies import load_all
+
+        load_all()
 
 
 _SOAP_PREFIXES: Memo[tuple[str, ...], str] = Memo(256)

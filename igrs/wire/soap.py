@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import overload
 
-from lxml import etree
-
 from igrs.constants import SOAP12_NS, SOAP_NAMESPACES
 from igrs.errors import ProtocolError
-from igrs.wire.xml import Element, parse_xml, qname
+from igrs.wire.xml import Element, etree, parse_xml, qname
 
 
 def _build_envelope_tree(body_child: Element) -> bytes:
@@ -18,15 +16,12 @@ def _build_envelope_tree(body_child: Element) -> bytes:
     return etree.tostring(env, xml_declaration=True, encoding="utf-8")
 
 
-def _envelope_frame() -> tuple[bytes, bytes]:
-    marker = etree.Element("igrs-body-marker")
-    prefix, sep, suffix = _build_envelope_tree(marker).partition(b"<igrs-body-marker/>")
-    if not sep:  # pragma: no cover - lxml serialises an empty element so
-        raise RuntimeError("cannot derive the SOAP envelope frame")
-    return prefix, suffix
-
-
-_ENV_PREFIX, _ENV_SUFFIX = _envelope_frame()
+# The constant halves of the envelope as lxml serialises it around a body child
+# (tests/unit/test_wire_envelope_identity.py compares with the tree path): written
+# out, so that importing this module does not load lxml.
+_ENV_PREFIX = (b"<?xml version='1.0' encoding='utf-8'?>\n"
+               b'<soap:Envelope xmlns:soap="' + SOAP12_NS.encode() + b'"><soap:Body>')
+_ENV_SUFFIX = b"</soap:Body></soap:Envelope>"
 
 
 def build_envelope(body_child: Element) -> bytes:

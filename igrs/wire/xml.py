@@ -1,29 +1,37 @@
-"""The one place that configures lxml: no DTDs, no entities, no network, bounded trees."""
+"""The one place that configures lxml: no DTDs, no entities, no network, bounded trees.
+
+lxml loads with the first XML built or parsed (igrs.wire.lazy_import): the wire modules
+take ``etree`` from here, so an idle device does not load it.
+"""
 
 from __future__ import annotations
 
 import re
-from typing import NoReturn
-
-from lxml import etree
+from typing import TYPE_CHECKING, NoReturn
 
 from igrs.constants import MAX_HTTP_BODY, MAX_XML_DEPTH, MAX_XML_ELEMENTS
 from igrs.errors import LimitExceeded, ProtocolError
+from igrs.wire.lazy_import import lazy_import
 from igrs.wire.memo import Memo
 
-Element = etree._Element
+if TYPE_CHECKING:
+    from lxml import etree
+
+    Element = etree._Element
+else:
+    etree = lazy_import("lxml.etree")
+    Element = "lxml.etree._Element"  # in annotations only, which stay strings at run time
 
 _FORBIDDEN = re.compile(rb"<!(?:DOCTYPE|ENTITY)", re.IGNORECASE)
 
 
-class _RefuseEverything(etree.Resolver):
-    """No external resource is ever loaded, whatever a document declares."""
-
-    def resolve(self, system_url: str | None, public_id: str | None, context: object) -> NoReturn:
-        raise ProtocolError("external resources are not loaded")
-
-
 def _new_parser() -> etree.XMLParser:
+    class _RefuseEverything(etree.Resolver):
+        """No external resource is ever loaded, whatever a document declares."""
+
+        def resolve(self, system_url: str | None, public_id: str | None, context: object) -> NoReturn:
+            raise ProtocolError("external resources are not loaded")
+
     parser = etree.XMLParser(
         # The byte check for DOCTYPE below only holds if lxml reads those same bytes: a
         # fixed encoding stops an encoding declaration (UTF-16, UTF-7, ...) from hiding one.
@@ -41,7 +49,7 @@ def _new_parser() -> etree.XMLParser:
     return parser
 
 
-_PARSER = _new_parser()
+_PARSER: etree.XMLParser | None = None  # made with the first document parsed
 
 
 def parse_xml(
@@ -60,7 +68,7 @@ def parse_xml(
         # closes entity expansion (billion laughs) and external entities (XXE) for good.
         raise ProtocolError("XML document type declarations are not accepted")
     try:
-        root = etree.fromstring(data, _PARSER)
+        root = etree.fromstring(data, _PARSER or _first_parser())
     except etree.XMLSyntaxError as exc:
         raise ProtocolError(f"malformed XML: {exc.msg}") from None
     except (etree.LxmlError, ValueError) as exc:
@@ -71,8 +79,15 @@ def parse_xml(
     return root
 
 
+def _first_parser() -> etree.XMLParser:
+    global _PARSER, _COUNT_ELEMENTS
+    _PARSER = _new_parser()
+    _COUNT_ELEMENTS = etree.XPath("count(descendant-or-self::*)")
+    return _PARSER
+
+
 _DEPTH_PROBES: Memo[int, etree.XPath] = Memo(16)
-_COUNT_ELEMENTS = etree.XPath("count(descendant-or-self::*)")
+_COUNT_ELEMENTS: etree.XPath  # made with the parser
 
 
 def _depth_probe(max_depth: int) -> etree.XPath:

@@ -33,7 +33,8 @@ from igrs.profiles.av.fetch_policy import FetchPolicy
 from igrs.profiles.av.renderer import MediaRenderer, Track
 from igrs.profiles.av.server import AV_PREFIX, MediaServer, device_base_url
 from igrs.profiles.file import paths
-from igrs.profiles.file.server import RW, Caller, FileServer, Grant, SharedFolder, _err, _same_host
+from igrs.profiles.file.grants import Grant, same_host
+from igrs.profiles.file.server import RW, Caller, FileServer, SharedFolder, _err
 from igrs.profiles.file.transfer import Upload
 from igrs.wire.ids import DeviceId
 
@@ -103,7 +104,7 @@ class _TraversalFileServer(FileServer):
     async def handle_http(self, request: web.BaseRequest) -> web.StreamResponse:
         grant = self._grants.get(request.path[len(FILE_HTTP_PREFIX):])
         if grant is not None and grant.kind == "get" and ".." in grant.rel \
-                and _same_host(request.remote or "", grant.address):
+                and same_host(request.remote or "", grant.address):
             return web.FileResponse(_lax_resolve(self.shares[grant.share], grant.rel))
         return await super().handle_http(request)
 

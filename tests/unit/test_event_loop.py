@@ -45,9 +45,10 @@ def test_without_the_extra_auto_is_asyncio_and_uvloop_an_error(monkeypatch: pyte
 
 
 def test_device_run_and_relay_serve_take_the_option() -> None:
-    device = build_parser().parse_args(["device", "run", "--name", "x", "--loop", "uvloop"])
+    device = build_parser("device").parse_args(["device", "run", "--name", "x", "--loop", "uvloop"])
     assert device.loop == "uvloop"
-    assert build_parser().parse_args(["device", "run", "--name", "x"]).loop is None  # $IGRS_LOOP, else auto
-    relay = build_parser(relay=True).parse_args(["relay", "serve", "--loop", "asyncio"])
+    # not given: $IGRS_LOOP, else auto
+    assert build_parser("device").parse_args(["device", "run", "--name", "x"]).loop is None
+    relay = build_parser("relay").parse_args(["relay", "serve", "--loop", "asyncio"])
     assert relay.loop == "asyncio"
     assert not hasattr(build_parser().parse_args(["discover"]), "loop")  # short commands: asyncio's loop

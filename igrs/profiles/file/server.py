@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import ipaddress
 import logging
 import os
 import secrets
@@ -27,19 +26,15 @@ import stat as st
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
-
-from aiohttp import web
-from aiohttp.abc import AbstractStreamWriter
+from typing import TYPE_CHECKING, Any
 
 from igrs.constants import (
     FILE_BROWSE_BYTES,
     FILE_BROWSE_LIMIT,
     FILE_HTTP_PREFIX,
     FILE_MAX_TOKENS,
-    FILE_MAX_UPLOAD,
     FILE_MAX_UPLOADS_PER_PEER,
     FILE_PARTIAL_LIFETIME,
     FILE_QUOTA_EXCEEDED,
@@ -50,28 +45,31 @@ from igrs.errors import IGRSError
 from igrs.node.service import Service, action, attribute
 from igrs.node.service_host import current_peer
 from igrs.profiles.file import paths
-from igrs.profiles.file.paths import PARTIAL_DIR, PathRefused, Resolved
-from igrs.profiles.file.pipeline import WriteBehind, io_executor
+from igrs.profiles.file.grants import Grant
+from igrs.profiles.file.paths import PARTIAL_DIR, Resolved
 from igrs.profiles.file.refusals import refusal
+from igrs.profiles.file.shares import NONE, RO, RW, SharedFolder, parse_share_spec, parse_size
 from igrs.profiles.file.transfer import (
-    COMMITTED,
-    TransferError,
     Upload,
     default_file_mode,
     expire_partials,
     partials,
 )
+from igrs.wire.lazy_import import lazy_import
 from igrs.wire.memo import Memo
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from igrs.net.tls import TlsEndpoint
     from igrs.node.device import Device
+    from igrs.profiles.file import http_transfers
+else:  # aiohttp and the transfers' code load with the first request under /files/
+    http_transfers = lazy_import("igrs.profiles.file.http_transfers")
 
 log = logging.getLogger(__name__)
 
 SERVICE_TYPE = "urn:IGRS:ServiceType:FileServer:1"
-RO, RW, NONE = "ro", "rw", "none"
-READ_CHUNK = 1 << 20
 LISTING_TTL = 5.0  # s a sorted directory listing is reused for paging
 
 
@@ -90,106 +88,9 @@ def current_caller() -> Caller | None:
     return None if peer is None else Caller(str(peer.device_id), peer.address, peer.secure)
 
 
-# --- shares -------------------------------------------------------------------------------------
-@dataclass
-class SharedFolder:
-    """A folder shared under ``name``. Access of a paired device: ``peers[device_id]`` if
-    set ("ro", "rw" or "none"), else "rw" when ``writable``, else "ro" (the default policy:
-    paired devices read, nobody writes unless the share says so)."""
-
-    name: str
-    path: str | os.PathLike[str]
-    writable: bool = False
-    peers: dict[str, str] = field(default_factory=dict)
-    quota: int | None = None  # bytes the share may hold in total (files + partial uploads)
-    max_upload: int = FILE_MAX_UPLOAD
-
-    def __post_init__(self) -> None:
-        paths.split("/" + self.name)  # PathRefused if the name is not one safe component
-        if "/" in self.name or not self.name:
-            raise ValueError(f"bad share name {self.name!r}")
-        self.root = Path(os.path.realpath(self.path))
-        if not self.root.is_dir():
-            raise ValueError(f"{self.path} is not a directory")
-        if not os.access(self.root, os.R_OK | os.X_OK):
-            raise ValueError(f"{self.path} cannot be read by this process (permission denied)")
-        if self.writable and not os.access(self.root, os.W_OK):
-            read_only = os.statvfs(self.root).f_flag & os.ST_RDONLY
-            why = "read-only file system" if read_only else "permission denied"
-            raise ValueError(f"{self.path} is shared writable but this process cannot write there ({why})")
-        for access in self.peers.values():
-            if access not in (RO, RW, NONE):
-                raise ValueError(f"access must be ro, rw or none, not {access!r}")
-
-    def access(self, device_id: str, *, secure: bool = True) -> str:
-        """A paired device's access; read-only for a caller outside a secure pipe (a File server
-        shared openly: its device id is only claimed, so no per-device entry applies and
-        nothing may be written; specs/file-profile.md)."""
-        if not secure:
-            return RO
-        return self.peers.get(device_id, RW if self.writable else RO)
 
 
-_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-
-def parse_size(text: str) -> int:
-    """``1048576``, ``512K``, ``20G``, ``1.5T`` (powers of 1024; a trailing ``B``/``iB`` is
-    allowed). ValueError otherwise."""
-    t = text.strip().upper().removesuffix("IB").removesuffix("B")
-    unit = t[-1:] if t[-1:] in _SIZE_UNITS else ""
-    number = t[: len(t) - len(unit)]
-    try:
-        value = float(number) if "." in number else int(number)
-    except ValueError:
-        raise ValueError(f"not a size: {text!r} (bytes, or a number with K, M, G or T)") from None
-    if value < 0:
-        raise ValueError(f"not a size: {text!r}")
-    return int(value * _SIZE_UNITS[unit])
-
-
-def parse_share_spec(text: str) -> SharedFolder:
-    """``[NAME=]PATH[:rw|:ro][:quota=SIZE]`` (the CLI's ``--share-folder``; specs/file-profile.md §7):
-    read-only unless ``:rw``; ``quota=SIZE`` caps what the share may hold (``parse_size``)."""
-    name, sep, rest = text.partition("=")
-    if not sep or "/" in name:
-        name, rest = "", text
-    writable, quota = False, None
-    while True:  # trailing options, in any order
-        base, colon, option = rest.rpartition(":")
-        if colon and option in (RO, RW):
-            writable = option == RW
-        elif colon and option.startswith("quota="):
-            quota = parse_size(option.removeprefix("quota="))
-        else:
-            break
-        rest = base
-    name = name or Path(os.path.realpath(rest)).name or "files"
-    return SharedFolder(name, rest, writable=writable, quota=quota)
-
-
-# --- capabilities ---------------------------------------------------------------------------------
-@dataclass
-class Grant:
-    kind: str  # "get" | "put"
-    share: str
-    rel: tuple[str, ...]
-    peer: str
-    address: str
-    expires: float
-    upload: Upload | None = None
-    overwrite: bool = False
-    tls: bool = False  # to be used over TLS, by the client certified by ``peer``'s identity key
-
-
-def _same_host(a: str, b: str) -> bool:
-    try:
-        x, y = ipaddress.ip_address(a.partition("%")[0]), ipaddress.ip_address(b.partition("%")[0])
-    except ValueError:
-        return a == b
-    x = x.ipv4_mapped or x if isinstance(x, ipaddress.IPv6Address) else x
-    y = y.ipv4_mapped or y if isinstance(y, ipaddress.IPv6Address) else y
-    return x == y
+# --- capabilities: igrs.profiles.file.grants ----------------------------------------------------
 
 
 def _err(code: int, reason: str) -> IGRSError:
@@ -592,121 +493,13 @@ class FileServer(Service):
 
     # --- plain HTTP under /files/ --------------------------------------------------------------
     async def handle_http(self, request: web.BaseRequest) -> web.StreamResponse:
-        token = request.path[len(FILE_HTTP_PREFIX):]
-        grant = self._grants.get(token)
-        now = self.clock()
-        if grant is None or grant.expires < now:
-            return web.Response(status=404, text="no such transfer (expired?)\n")
-        if not _same_host(request.remote or "", grant.address):
-            return web.Response(status=403, text="this transfer belongs to another device\n")
-        if grant.tls and (self.tls is None or not self.tls.verified(request.transport, grant.peer)):
-            return web.Response(status=403, text="this transfer is for the TLS connection of the device "
-                                "that asked for it (its paired identity's certificate)\n")
-        share = self.shares.get(grant.share)
-        if share is None or share.access(grant.peer) == NONE:
-            return web.Response(status=403, text="access withdrawn\n")
-        try:
-            target = paths.resolve(share.root, share.name, grant.rel)
-        except PathRefused as exc:
-            return web.Response(status=exc.return_code, text=exc.reason + "\n")
-        if grant.kind == "get":
-            if request.method not in ("GET", "HEAD"):
-                return web.Response(status=405, headers={"Allow": "GET, HEAD"})
-            if not target.real.is_file():
-                return web.Response(status=404, text="no such file\n")
-            try:  # a file the device cannot read: say so (FileResponse would answer a bare 403)
-                os.close(os.open(target.real, os.O_RDONLY | os.O_NONBLOCK))
-            except OSError as exc:
-                refused = refusal(exc)
-                if refused is None:
-                    raise
-                log.warning("GET refused by the file system: %s", exc)
-                return web.json_response({"error": refused.reason, "code": int(refused.return_code)},
-                                         status=int(refused.return_code))
-            return _FileResponse(target.real, chunk_size=READ_CHUNK,
-                                 headers={"Accept-Ranges": "bytes", "Cache-Control": "no-store"})
-        assert grant.upload is not None
-        grant.expires = now + self.token_lifetime  # an upload in use stays resumable
-        up = grant.upload
-        headers = {"Upload-Offset": str(up.offset), "Upload-Length": str(up.size)}
-        if request.method == "HEAD":
-            return web.Response(status=200, headers=headers)
-        if request.method not in ("PUT", "PATCH"):
-            return web.Response(status=405, headers={"Allow": "PUT, PATCH, HEAD"})
-        if share.access(grant.peer) != RW:
-            return web.Response(status=403, text="read-only\n")
-        return await self._receive(request, grant, up, target)
+        """A request under ``/files/`` (a capability URL): igrs.profiles.file.http_transfers."""
+        return await http_transfers.handle(self, request)
 
     async def _receive(self, request: web.BaseRequest, grant: Grant, up: Upload,
                        target: Resolved) -> web.StreamResponse:
-        try:
-            offset = int(request.headers.get("Upload-Offset", "0"))
-        except ValueError:
-            return web.Response(status=400, text="bad Upload-Offset\n")
-        if up.busy:
-            return web.Response(status=409, text="the upload is in progress elsewhere\n",
-                                headers={"Upload-Offset": str(up.offset)})
-        if up.state == COMMITTED:
-            return web.json_response({"offset": up.size, "complete": True, "sha256": up.sha256}, status=200)
-        if offset != up.offset:
-            return web.Response(status=409, text=f"the upload is at offset {up.offset}\n",
-                                headers={"Upload-Offset": str(up.offset)})
-        length = request.content_length
-        if length is not None and offset + length > up.size:
-            return web.Response(status=413, text="more than the declared size\n")
-        up.busy = True
-        writer = WriteBehind(up.write_chunks)  # written and hashed in a thread while more arrive
-        try:
-            await asyncio.to_thread(up.prepare)
-            async for chunk, _ in request.content.iter_chunks():
-                await writer.add(chunk)
-            await writer.flush()
-            if not up.complete:
-                return web.json_response({"offset": up.offset, "complete": False},
-                                         headers={"Upload-Offset": str(up.offset)})
-            digest = await asyncio.get_running_loop().run_in_executor(
-                io_executor(), up.finish, target.real, grant.overwrite, self._file_mode)
-        except TransferError as exc:
-            return web.json_response({"offset": up.offset, "error": exc.reason, "code": int(exc.return_code)},
-                                     status=int(exc.return_code), headers={"Upload-Offset": str(up.offset)})
-        except (ConnectionError, asyncio.CancelledError):
-            _keep_received(up, writer)
-            log.info("upload %s interrupted at %d of %d bytes", up.id, up.offset, up.size)
-            raise
-        except Exception as exc:  # the stream broke (client gone): keep what was received
-            _keep_received(up, writer)
-            refused = refusal(exc)
-            if refused is not None:  # not an interruption: the device's disk said no
-                log.warning("upload %s refused by the file system: %s", up.id, exc)
-                return web.json_response({"offset": up.offset, "error": refused.reason,
-                                          "code": int(refused.return_code)}, status=int(refused.return_code),
-                                         headers={"Upload-Offset": str(up.offset)})
-            log.info("upload %s interrupted at %d of %d bytes: %s", up.id, up.offset, up.size, exc)
-            return web.Response(status=400, text="upload interrupted\n",
-                                headers={"Upload-Offset": str(up.offset)})
-        finally:
-            up.busy = False
-            if up.state != "receiving":
-                self._uploads.pop(up.id, None)
-            up.close()
-        self._changed("put", target.virtual)
-        return web.json_response({"offset": up.offset, "complete": True, "sha256": digest}, status=201,
-                                 headers={"Upload-Offset": str(up.offset)})
-
-
-class _FileResponse(web.FileResponse):
-    """aiohttp's file response (ranges, conditional requests, sendfile on plain connections).
-    Over TLS the file goes in ``READ_CHUNK`` reads, as aiohttp sends it when sendfile is off,
-    instead of through asyncio's sendfile emulation: 16 KiB blocks with an executor round trip
-    each, which held a TLS download to a sixth of a plain one (profiled, issue 15)."""
-
-    async def _sendfile(self, request: web.BaseRequest, fobj: IO[Any], offset: int,
-                        count: int) -> AbstractStreamWriter:
-        if request.transport is None or request.transport.get_extra_info("sslcontext") is None:
-            return await super()._sendfile(request, fobj, offset, count)
-        writer = await web.StreamResponse.prepare(self, request)
-        assert writer is not None
-        return await self._sendfile_fallback(writer, fobj, offset, count)
+        """The body of a PUT/PATCH on an upload's capability URL."""
+        return await http_transfers.receive(self, request, grant, up, target)
 
 
 def _device_of(path: Path) -> int:
@@ -714,14 +507,6 @@ def _device_of(path: Path) -> int:
         return os.stat(path).st_dev
     except OSError:
         return -1
-
-
-def _keep_received(up: Upload, writer: WriteBehind) -> None:
-    """Write the bytes that arrived before the stream broke (in the writer's batches, not yet
-    written), so the upload resumes after the last byte received, not after the last full
-    batch. Synchronous: this runs on the way out of a cancelled handler (at most two batches)."""
-    if up.state == "receiving":
-        writer.settle()
 
 
 def _upload_key(peer: str, share: str, path: str, size: int, sha256: str) -> str:

@@ -1,7 +1,9 @@
 """Typed SOAP bodies of the catalogue, one module per clause group.
 
-Importing this package registers every typed body with ``igrs.wire.messages`` (via
-``messages.register``); ``messages.decode`` imports it on first use. A module here defines
+``load_all()`` registers every typed body with ``igrs.wire.messages`` (via
+``messages.register``); ``messages.decode`` calls it on first use. Importing the package
+alone imports none of them, so a module that needs one body module (igrs.node.service
+needs ``sessions`` and ``services``) does not load the others (issue 15, footprint). A module here defines
 frozen dataclasses with ``message_type``, ``body()`` and ``from_body()`` following the
 conventions of ``igrs.wire.messages`` (root element named after the message type in the
 IGRS namespace; responses start with ``Status``).
@@ -17,6 +19,3 @@ def load_all() -> None:
     for info in pkgutil.iter_modules(__path__):
         if not info.name.startswith("_"):
             importlib.import_module(f"{__name__}.{info.name}")
-
-
-load_all()

@@ -15,8 +15,6 @@ import re
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
-from lxml import etree
-
 from igrs.constants import (
     IGRS_NS,
     IGRS_PATH,
@@ -31,7 +29,7 @@ from igrs.wire.bodies.sessions import check_name, el, expect, opt_uint, sub, uin
 from igrs.wire.ids import ServiceType, parse_uint32
 from igrs.wire.isdp import SearchTarget
 from igrs.wire.messages import Status, register
-from igrs.wire.xml import Element, child_text, qname
+from igrs.wire.xml import Element, child_text, etree, qname
 
 WSDL_NS = "http://schemas.xmlsoap.org/wsdl/"  # WSDL 1.1 (public source: EZ-SDT 1.1 variant)
 XSD_NS = "http://www.w3.org/2001/XMLSchema"

@@ -26,8 +26,6 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar, Self
 
-from lxml import etree
-
 from igrs.constants import (
     EVENT_BATCH_MAX,
     IGRS_NS,
@@ -43,7 +41,7 @@ from igrs.constants import (
 from igrs.errors import LimitExceeded, ProtocolError
 from igrs.wire.ids import parse_uint32
 from igrs.wire.messages import Status, body_element, register, sub_element
-from igrs.wire.xml import Element, child_text, local_name, qname
+from igrs.wire.xml import Element, child_text, etree, local_name, qname
 
 Value = int | float | bool | str | bytes | list["Value"] | dict[str, "Value"]
 WIRE_TYPES = ("int", "float", "bool", "string", "bytes", "list", "dict")
