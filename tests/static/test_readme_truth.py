@@ -46,7 +46,13 @@ def test_every_command_is_in_the_readme() -> None:
     from igrs.cli.main import build_parser
 
     missing = []
-    for cmd in _commands(build_parser(relay=True, file=True), "igrs"):
+    top = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    commands = []
+    for name in top.choices:  # each command's own tree (build_parser builds one at a time)
+        tree = build_parser(name)
+        sub = next(a for a in tree._actions if isinstance(a, argparse._SubParsersAction))
+        commands += [f"igrs {name}", *_commands(sub.choices[name], f"igrs {name}")]
+    for cmd in commands:
         words = cmd.split()
         # "igrs file ls|stat|get ..." names several subcommands on one line
         pattern = r"\s+".join(re.escape(w) for w in words[:-1]) + \
