@@ -247,6 +247,9 @@ class XmppClient:
             try:
                 await self._connect_once()
                 return
+            except RelayError as e:  # the account is refused: retrying will not help
+                log.warning("xmpp reconnect of %s stopped: %s", self.jid, e)
+                return
             except (OSError, TimeoutError, ConnectionError) as e:
                 log.info("xmpp reconnect of %s failed: %s", self.jid, e)
                 await asyncio.sleep(delay)
