@@ -25,7 +25,7 @@ import logging
 import uuid
 import xml.etree.ElementTree as ET
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -33,6 +33,7 @@ from igrs.relay.client import Message, PresenceEvent
 from igrs.relay.errors import RelayCode, RelayError
 from igrs.relay.ids import Kind, Principal
 from igrs.relay.payloads import DEFAULT_NAMESPACE
+from igrs.relay.transport import Transport
 from igrs.xmpp import namespaces as ns
 
 log = logging.getLogger(__name__)
@@ -78,10 +79,14 @@ class XmppClient:
     client connects to the first that answers and fails over to the next when it is lost.
     """
 
+    OPS = frozenset({"relations", "presence", "subscribe_presence", "friend_request", "friend_respond",
+                     "unfriend", "bind", "unbind", "query_bind", "set_verify_code"})  # for request()
+
     def __init__(self, principal: Principal | str, password: str, *, domain: str,
                  servers: Sequence[str | tuple[str, int]] = (), cafile: str | Path | None = None,
                  register: bool = False, catchup: float = CATCHUP, auto_ack: bool = True,
-                 connect_timeout: float = 10.0, request_timeout: float = 15.0) -> None:
+                 reconnect: bool = True, connect_timeout: float = 10.0,
+                 request_timeout: float = 15.0) -> None:
         self.principal = Principal.parse(principal) if isinstance(principal, str) else principal
         self.domain = domain
         self.jid = jid_of(self.principal, domain)
@@ -91,6 +96,7 @@ class XmppClient:
         self.register = register
         self.catchup = catchup
         self.auto_ack = auto_ack
+        self.reconnect = reconnect
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
         self.max_payload = MAX_PAYLOAD
@@ -107,6 +113,7 @@ class XmppClient:
         self._ready: asyncio.Future[None] | None = None
         self._reconnector: asyncio.Task[None] | None = None
         self._multicast_service: str | bool | None = False  # False: not asked yet
+        self._presence_wanted = False  # events flow after subscribe_presence(), as on the relay
         self.xmpp: Any = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -122,7 +129,8 @@ class XmppClient:
         from slixmpp.xmlstream.handler import Callback
         from slixmpp.xmlstream.matcher import MatchXPath
 
-        x = slixmpp.ClientXMPP(self.jid + "/igrs", self.password)
+        # one resource per client: two processes of one party (a listener and a sender) coexist
+        x = slixmpp.ClientXMPP(f"{self.jid}/igrs-{self._prefix[:8]}", self.password)
         for plugin in ("xep_0030", "xep_0004", "xep_0060", "xep_0199", "xep_0198", "xep_0313", "xep_0077"):
             x.register_plugin(plugin)
         x.enable_direct_tls = False  # STARTTLS on the client port (RFC 6120); TLS is required
@@ -237,7 +245,7 @@ class XmppClient:
         if self._closing or (self._ready is not None and not self._ready.done()):
             self._settle(ConnectionError("disconnected"))
             return
-        if self._reconnector is None or self._reconnector.done():
+        if self.reconnect and (self._reconnector is None or self._reconnector.done()):
             self._reconnector = asyncio.ensure_future(self._reconnect())
 
     async def _reconnect(self) -> None:
@@ -263,12 +271,12 @@ class XmppClient:
 
     def _on_available(self, pres: Any) -> None:
         p = principal_of(str(pres["from"].bare))
-        if p is not None and self.related(str(pres["from"])):
+        if p is not None and self._presence_wanted and self.related(str(pres["from"])):
             self.presence.put_nowait(PresenceEvent(p, True))
 
     def _on_unavailable(self, pres: Any) -> None:
         p = principal_of(str(pres["from"].bare))
-        if p is not None and self.related(str(pres["from"])):
+        if p is not None and self._presence_wanted and self.related(str(pres["from"])):
             self.presence.put_nowait(PresenceEvent(p, False))
 
     def _on_subscribe(self, pres: Any) -> None:
@@ -280,7 +288,8 @@ class XmppClient:
         self.notifications.put_nowait({"event": "friend_request", "from": self._party(pres["from"])})
 
     def _on_subscription_change(self, pres: Any) -> None:
-        self.notifications.put_nowait({"event": str(pres["type"]), "from": self._party(pres["from"])})
+        event = "friend_accepted" if pres["type"] == "subscribed" else "friend_denied"  # relay's names
+        self.notifications.put_nowait({"event": event, "from": self._party(pres["from"])})
 
     def _party(self, jid: Any) -> str:
         p = principal_of(str(jid.bare))
@@ -303,6 +312,10 @@ class XmppClient:
         self.xmpp.send_presence(pto=j, ptype="unsubscribed")
 
     async def subscribe_presence(self) -> dict[str, bool]:
+        self._presence_wanted = True
+        return self._online()
+
+    def _online(self) -> dict[str, bool]:
         out: dict[str, bool] = {}
         roster = self.xmpp.client_roster
         for bare in roster:
@@ -318,34 +331,94 @@ class XmppClient:
             roster = self.xmpp.client_roster
             for bare in roster:
                 p = principal_of(str(bare))
-                if p is not None and roster[bare]["subscription"] == "both":
+                if p is not None and roster[bare]["subscription"] in RELATED:
                     (owned_by if p.is_user else linked).append(str(p))
             return {"relations": {"owned_by": owned_by, "linked": linked}}
         if op == "presence":
+            return await self.query_presence(args.get("ids"))
+        if op == "subscribe_presence":
             return {"online": await self.subscribe_presence()}
+        if op == "friend_request":  # answers as the relay does (specs/relay.md)
+            related = self.related(jid_of(args["user"], self.domain))
+            await self.add_friend(args["user"])
+            return {"state": "friend" if related else "friend_out"}
+        if op == "friend_respond":
+            await self.respond(args["user"], bool(args.get("accept")))
+            return {"state": "friend" if args.get("accept") else "none"}
+        if op == "unfriend":
+            await self.unfriend(args["user"])
+            return {"status": "ok"}
+        if op == "bind":
+            return await self.bind(args["device"], args["verify_code"])
+        if op == "unbind":
+            return await self.unbind(args["device"])
+        if op == "query_bind":
+            return await self.query_bind()
+        if op == "set_verify_code":
+            return await self.set_verify_code(args["verify_code"])
         raise RelayError(RelayCode.BAD_FRAME, f"operation {op!r} is not offered over XMPP")
 
-    async def bind(self, device: Principal | str, verify_code: str) -> dict[str, Any]:
-        """Bind a device with its verification code: an IQ to the binding component."""
-        iq = self.xmpp.Iq()
-        iq["type"], iq["to"] = "set", f"igrs.{self.domain}"
-        q = ET.SubElement(iq.xml, f"{{{ns.DEVICE_BIND}}}query")
-        ET.SubElement(q, f"{{{ns.DEVICE_BIND}}}device").text = jid_of(device, self.domain)
-        ET.SubElement(q, f"{{{ns.DEVICE_BIND}}}verifycode").text = verify_code
-        return await self._iq(iq)
+    async def query_presence(self, ids: Iterable[Principal | str] | None = None) -> dict[str, Any]:
+        online = self._online()
+        if ids is not None:
+            wanted = {str(Principal.parse(i) if isinstance(i, str) else i) for i in ids}
+            online = {k: v for k, v in online.items() if k in wanted}
+        return {"online": online}
 
-    async def _iq(self, iq: Any) -> dict[str, Any]:
+    # ------------------------------------------------------------------ the binding component
+    @property
+    def component(self) -> str:
+        """The binding component's domain (XEP-0114, igrs.xmpp.component): ``igrs.<domain>``."""
+        return f"igrs.{self.domain}"
+
+    def _query(self, uri: str, kind: str, **fields: str) -> Any:
+        iq = self.xmpp.Iq()
+        iq["type"], iq["to"] = kind, self.component
+        q = ET.SubElement(iq.xml, f"{{{uri}}}query")
+        for name, text in fields.items():
+            ET.SubElement(q, f"{{{uri}}}{name}").text = text
+        return iq
+
+    async def set_verify_code(self, verify_code: str) -> dict[str, Any]:
+        """A device sets (or resets) its verification code at the component (#verifycode)."""
+        await self._iq(self._query(ns.MOBILE_VERIFY_CODE, "set", code=verify_code))
+        return {"status": "ok"}
+
+    async def bind(self, device: Principal | str, verify_code: str) -> dict[str, Any]:
+        """Bind a device with its verification code (#devicebind); the component writes both
+        rosters, so the relation appears here by a roster push."""
+        await self._iq(self._query(ns.DEVICE_BIND, "set", device=jid_of(device, self.domain),
+                                   code=verify_code))
+        return {"status": "bound", "device": str(device)}
+
+    async def unbind(self, device: Principal | str) -> dict[str, Any]:
+        await self._iq(self._query(ns.UNBIND, "set", device=jid_of(device, self.domain)))
+        return {"status": "unbound"}
+
+    async def query_bind(self) -> dict[str, Any]:
+        """A device: its users; a user: its devices (#querybind)."""
+        res = await self._iq(self._query(ns.QUERY_BIND, "get"))
+        q = res.xml.find(f"{{{ns.QUERY_BIND}}}query")
+        out: dict[str, list[str]] = {"users": [], "devices": []}
+        for el in q if q is not None else ():
+            p = principal_of(el.text or "")
+            out["users" if el.tag.endswith("}user") else "devices"].append(str(p) if p else el.text or "")
+        return out
+
+    async def _iq(self, iq: Any) -> Any:
         from slixmpp.exceptions import IqError, IqTimeout
 
         try:
-            res = await iq.send(timeout=self.request_timeout)
+            return await iq.send(timeout=self.request_timeout)
         except IqError as e:
             cond = e.iq["error"]["condition"]
-            code = RelayCode.FORBIDDEN if cond in ("forbidden", "not-authorized") else RelayCode.NOT_FOUND
-            raise RelayError(code, f"{cond}: {e.iq['error']['text']}") from None
+            code = {"forbidden": RelayCode.FORBIDDEN, "not-authorized": RelayCode.FORBIDDEN,
+                    "resource-constraint": RelayCode.RATE_LIMITED, "conflict": RelayCode.CONFLICT,
+                    "bad-request": RelayCode.BAD_FRAME}.get(cond, RelayCode.NOT_FOUND)
+            text = e.iq["error"]["text"]
+            raise RelayError(code, f"{iq['to']}: {cond}" + (f": {text}" if text else "")) from None
         except IqTimeout:
-            raise RelayError(RelayCode.TIMEOUT, "no answer") from None
-        return {"status": "ok", "xml": str(res)}
+            raise RelayError(RelayCode.TIMEOUT, f"{iq['to']}: no answer") from None
 
     # ------------------------------------------------------------------ messages
     def _stanza(self, to: str, namespace: str, data: bytes, durable: bool) -> Any:
@@ -436,6 +509,10 @@ class XmppClient:
     async def receive(self, timeout: float | None = None) -> Message:
         return await asyncio.wait_for(self._messages.get(), timeout)
 
+    async def messages(self) -> AsyncIterator[Message]:
+        while True:
+            yield await self.receive()
+
     def route(self, namespace: str) -> asyncio.Queue[Message]:
         q = self._routes.get(namespace)
         if q is None:
@@ -484,3 +561,7 @@ class XmppClient:
         if el is None:
             raise RelayError(RelayCode.NOT_FOUND, f"item_get {key}: no item")
         return base64.b64decode(el.text or "")
+
+
+def _xmpp_client_is_a_transport(c: XmppClient) -> Transport:  # checked by mypy
+    return c
