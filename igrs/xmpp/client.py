@@ -22,6 +22,7 @@ import contextlib
 import datetime
 import itertools
 import logging
+import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections import OrderedDict
@@ -42,6 +43,7 @@ DEFAULT_PORT = 5222  # RFC 6120 client port
 CATCHUP = 60.0  # s, MAM replay after a fresh login: more than the 20 s resume window (specs)
 MAX_PAYLOAD = 192 * 1024  # bytes of IGRS body, under the 256 KiB stanza limit after base64
 SEEN = 4096  # remembered message ids for de-duplication
+RECEIPT_TIMEOUT = 5.0  # s, send(wait=True) waits this long for the target's XEP-0184 receipt
 RELATED = {"both", "to", "from"}
 
 
@@ -103,9 +105,13 @@ class XmppClient:
         self.presence: asyncio.Queue[PresenceEvent] = asyncio.Queue()
         self.notifications: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.connections = 0
+        self.receipt_timeout = RECEIPT_TIMEOUT
         self._messages: asyncio.Queue[Message] = asyncio.Queue()
         self._routes: dict[str, asyncio.Queue[Message]] = {}
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._receipts: dict[tuple[str, str], asyncio.Future[None]] = {}
+        self._unacked: dict[int, float] = {}  # Message.id of a NORMAL message -> arrival (epoch s)
+        self._local_ids = itertools.count(1)
         self._ids = itertools.count(1)
         self._prefix = uuid.uuid4().hex[:12]
         self._server_index = 0
@@ -155,6 +161,8 @@ class XmppClient:
         # slixmpp's `message` event fires only for <message> with <body>: match our element.
         x.register_handler(Callback("igrs payload", MatchXPath(
             f"{{jabber:client}}message/{{{ns.PAYLOAD}}}payload"), self._on_payload_stanza))
+        x.register_handler(Callback("igrs receipt", MatchXPath(
+            f"{{jabber:client}}message/{{{ns.RECEIPTS}}}received"), self._on_receipt))
         return x
 
     async def connect(self) -> None:
@@ -225,6 +233,9 @@ class XmppClient:
         try:
             await self.xmpp.get_roster(timeout=self.request_timeout)
             self.xmpp.send_presence()
+            # a barrier: the server answers our initial presence with the contacts' presence
+            # before it answers this ping, so send() knows who is offline from the start
+            await self.xmpp.plugin["xep_0199"].send_ping(self.domain, timeout=self.request_timeout)
             self.connections += 1
             self._settle(None)
             await self._catch_up()
@@ -421,7 +432,7 @@ class XmppClient:
             raise RelayError(RelayCode.TIMEOUT, f"{iq['to']}: no answer") from None
 
     # ------------------------------------------------------------------ messages
-    def _stanza(self, to: str, namespace: str, data: bytes, durable: bool) -> Any:
+    def _stanza(self, to: str, namespace: str, data: bytes, durable: bool, receipt: bool = False) -> Any:
         if len(data) > self.max_payload:
             raise RelayError(RelayCode.TOO_LARGE, f"payload {len(data)} bytes over {self.max_payload}")
         m = self.xmpp.make_message(mto=to, mtype="normal" if durable else "headline")
@@ -430,13 +441,60 @@ class XmppClient:
                            {"ns": namespace, "class": "normal" if durable else "realtime"})
         el.text = base64.b64encode(data).decode()
         ET.SubElement(m.xml, f"{{{ns.HINTS}}}{'store' if durable else 'no-store'}")
+        if receipt:
+            ET.SubElement(m.xml, f"{{{ns.RECEIPTS}}}request")
         return m
+
+    def known_offline(self, jid: str) -> bool:
+        """True when this party sees ``jid``'s presence (subscription to/both) and it has none."""
+        item = self.xmpp.client_roster[jid]
+        return item["subscription"] in ("to", "both") and not self.xmpp.client_roster.presence(jid)
 
     async def send(self, target: Principal | str, body: bytes | str, *, namespace: str = DEFAULT_NAMESPACE,
                    durable: bool = False, wait: bool = True) -> dict[str, Any] | None:
+        """As the relay's: ``{"status": "delivered"}`` when the target's client sent its XEP-0184
+        receipt; NORMAL to a party known offline (or silent for ``receipt_timeout``) is
+        ``"stored"`` (offline storage / archive); REALTIME then fails with 410 / 408; an
+        unrelated target is refused (403) as on the relay. ``wait=False``: no receipt asked."""
         data = body.encode() if isinstance(body, str) else body
-        self._stanza(jid_of(target, self.domain), namespace, data, durable).send()
-        return {"status": "sent"} if wait else None
+        to = jid_of(target, self.domain)
+        if not wait:
+            self._stanza(to, namespace, data, durable).send()
+            return None
+        if not self.related(to):
+            raise RelayError(RelayCode.FORBIDDEN, f"not related to {target}")
+        offline = self.known_offline(to)
+        if offline and not durable:
+            raise RelayError(RelayCode.TARGET_OFFLINE, f"{target} is offline (send durable to store)")
+        m = self._stanza(to, namespace, data, durable, receipt=not offline)
+        if offline:
+            m.send()
+            return {"status": "stored"}
+        key = (to, str(m["id"]))
+        fut = self._receipts[key] = asyncio.get_running_loop().create_future()
+        try:
+            m.send()
+            await asyncio.wait_for(fut, self.receipt_timeout)
+        except TimeoutError:
+            if durable:
+                return {"status": "stored"}
+            raise RelayError(RelayCode.TIMEOUT, f"no receipt from {target}") from None
+        finally:
+            self._receipts.pop(key, None)
+        return {"status": "delivered"}
+
+    def _on_receipt(self, stanza: Any) -> None:
+        el = stanza.xml.find(f"{{{ns.RECEIPTS}}}received")
+        fut = self._receipts.get((str(stanza["from"].bare), el.get("id", "") if el is not None else ""))
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    def _send_receipt(self, to: str, msg_id: str) -> None:
+        """The XEP-0184 receipt: a headline with <no-store/> (never stored, never archived)."""
+        r = self.xmpp.make_message(mto=to, mtype="headline")
+        ET.SubElement(r.xml, f"{{{ns.RECEIPTS}}}received", {"id": msg_id})
+        ET.SubElement(r.xml, f"{{{ns.HINTS}}}no-store")
+        r.send()
 
     async def multicast(self, body: bytes | str, *, targets: Iterable[Principal | str] = (),
                         user: Principal | str | None = None, namespace: str = DEFAULT_NAMESPACE,
@@ -494,12 +552,20 @@ class XmppClient:
             data = base64.b64decode(el.text or "", validate=True)
         except ValueError:
             return
-        msg = Message(source, el.get("ns", DEFAULT_NAMESPACE), data, stored=el.get("class") == "normal")
+        if key[1] and xml.find(f"{{{ns.RECEIPTS}}}request") is not None:
+            self._send_receipt(sender, key[1])
+        stored = el.get("class") == "normal"
+        local_id = next(self._local_ids) if stored else 0
+        if stored:
+            self._unacked[local_id] = time.time()
+        msg = Message(source, el.get("ns", DEFAULT_NAMESPACE), data, local_id, stored)
         self._routes.get(msg.namespace, self._messages).put_nowait(msg)
 
     async def _catch_up(self) -> None:
-        """After a fresh login: replay the archive of the last ``catchup`` seconds (de-duplicated)."""
-        start = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=self.catchup)
+        """After a fresh login: replay the archive since the oldest NORMAL message not yet
+        acknowledged, and at least the last ``catchup`` seconds (de-duplicated)."""
+        since = min([time.time() - self.catchup, *(t - 1.0 for t in self._unacked.values())])
+        start = datetime.datetime.fromtimestamp(since, datetime.UTC)
         with contextlib.suppress(Exception):
             async for result in self.xmpp.plugin["xep_0313"].iterate(start=start, rsm={"max": 100}):
                 fwd = result.xml.find(".//{urn:xmpp:forward:0}forwarded/{jabber:client}message")
@@ -507,7 +573,10 @@ class XmppClient:
                     self._deliver(fwd, fwd.get("from", ""))
 
     async def receive(self, timeout: float | None = None) -> Message:
-        return await asyncio.wait_for(self._messages.get(), timeout)
+        msg = await asyncio.wait_for(self._messages.get(), timeout)
+        if msg.stored and self.auto_ack:
+            self.ack(msg)
+        return msg
 
     async def messages(self) -> AsyncIterator[Message]:
         while True:
@@ -529,7 +598,9 @@ class XmppClient:
         return q
 
     def ack(self, msg: Message) -> None:
-        """Stored messages are acknowledged by XEP-0198 as they are read: nothing to send."""
+        """A NORMAL message is handled: a later fresh login of this client need not replay it
+        (until acknowledged, catch-up starts at its arrival, however long ago)."""
+        self._unacked.pop(msg.id, None)
 
     # ------------------------------------------------------------------ online storage (PEP)
     async def item_put(self, key: str, value: bytes, readers: Iterable[Principal | str] = ()) -> dict[str, Any]:

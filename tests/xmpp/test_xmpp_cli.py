@@ -66,7 +66,8 @@ async def test_cli_over_xmpp(prosody: Server, tmp_path: Path, free_udp_port: int
     assert json.loads((await cli("relations", *tc))[1])["relations"]["owned_by"] == [me]
 
     # send / listen; a NORMAL message sent while the TV is offline is stored
-    await cli("send", *pc, "--to", tv_id, "--durable", "while you were away")
+    _, out, _ = await cli("send", *pc, "--to", tv_id, "--durable", "while you were away")
+    assert json.loads(out) == {"status": "stored"}
     listen = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "igrs", "relay", "listen", *tc, "--count", "2", cwd=ROOT,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
@@ -74,7 +75,8 @@ async def test_cli_over_xmpp(prosody: Server, tmp_path: Path, free_udp_port: int
         assert listen.stdout is not None
         first = await asyncio.wait_for(listen.stdout.readline(), 20)
         assert first.decode().startswith("listening as ")
-        await cli("send", *pc, "--to", tv_id, "hello from the phone")
+        _, out, _ = await cli("send", *pc, "--to", tv_id, "hello from the phone")
+        assert json.loads(out) == {"status": "delivered"}
         out_b, err_b = await asyncio.wait_for(listen.communicate(), 20)
     finally:
         if listen.returncode is None:
