@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from igrs.cli import event_loop, xmpp_connect
+from igrs.cli import event_loop, xmpp_commands, xmpp_connect
 from igrs.cli.exits import EXIT_INTERRUPTED, UsageError, catch_signals
 from igrs.cli.options import port_number
 from igrs.errors import IGRSError
@@ -305,6 +305,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     relay = subparsers.add_parser("relay", help="IGRS 2.0 remote-access relay (specs/relay.md)")
     sub = relay.add_subparsers(dest="relay_command", required=True)
     _add_commands(sub)
+    xmpp_commands.add_commands(sub)
 
 
 def _add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -39,8 +39,12 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _hash_code(code: str, salt: str) -> str:
+def hash_verify_code(code: str, salt: str) -> str:
+    """PBKDF2-SHA256 of a device verification code (also used by igrs.xmpp.component)."""
     return hashlib.pbkdf2_hmac("sha256", code.encode(), bytes.fromhex(salt), 10_000).hex()
+
+
+_hash_code = hash_verify_code
 
 
 @dataclass(slots=True, frozen=True)
