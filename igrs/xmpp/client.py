@@ -79,6 +79,7 @@ class XmppClient:
 
     ``servers``: one or several (host, port) of the same XMPP service (cluster nodes); the
     client connects to the first that answers and fails over to the next when it is lost.
+    None given: the DNS SRV records of ``domain`` (RFC 6120 §3.2), else ``domain``:5222.
     """
 
     OPS = frozenset({"relations", "presence", "subscribe_presence", "friend_request", "friend_respond",
@@ -93,7 +94,7 @@ class XmppClient:
         self.domain = domain
         self.jid = jid_of(self.principal, domain)
         self.password = password
-        self.servers = [parse_server(s) for s in servers] or [(domain, DEFAULT_PORT)]
+        self.servers = [parse_server(s) for s in servers]  # none: DNS SRV of the domain
         self.cafile = str(cafile) if cafile else None
         self.register = register
         self.catchup = catchup
@@ -168,7 +169,7 @@ class XmppClient:
     async def connect(self) -> None:
         """Connect to the first server that accepts the session; raise if none does."""
         last: BaseException | None = None
-        for _ in range(len(self.servers)):
+        for _ in range(max(1, len(self.servers))):
             try:
                 await self._connect_once()
                 return
@@ -182,9 +183,12 @@ class XmppClient:
     async def _connect_once(self) -> None:
         if self.xmpp is None:
             self.xmpp = self._make()
-        host, port = self.servers[self._server_index % len(self.servers)]
         self._ready = asyncio.get_running_loop().create_future()
-        self.xmpp.connect(host, port)
+        if self.servers:
+            host, port = self.servers[self._server_index % len(self.servers)]
+            self.xmpp.connect(host, port)
+        else:  # slixmpp resolves _xmpp-client._tcp.<domain> (aiodns), else <domain>:5222
+            self.xmpp.connect()
         try:
             await asyncio.wait_for(asyncio.shield(self._ready), self.connect_timeout)
         except BaseException:

@@ -49,7 +49,7 @@ async def test_phone_invokes_and_watches_through_gateway(xw: XWorld, free_udp_po
         try:
             tv_id = str(tv.device_id)
             remote = RemoteHome(phone, gw.principal)
-            devices = await remote.devices(search_timeout=0.5)
+            devices = await remote.devices(search_timeout=1.2)  # > the 1 s MX answer spread
             assert [d["name"] for d in devices] == ["Living room TV"]
             assert await remote.invoke(tv_id, "Volume", "SetLevel", level=30) == 30
             assert await remote.get(tv_id, "Volume", "level") == {"level": 30}
