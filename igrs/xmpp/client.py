@@ -503,22 +503,56 @@ class XmppClient:
     async def multicast(self, body: bytes | str, *, targets: Iterable[Principal | str] = (),
                         user: Principal | str | None = None, namespace: str = DEFAULT_NAMESPACE,
                         durable: bool = False) -> dict[str, list[str]]:
-        """XEP-0033 through the server's multicast service when it has one; else one stanza each."""
+        """XEP-0033 through the server's multicast service when it has one; else one stanza
+        each. ``user``: every device bound to this party's own user (a party sees only its
+        own roster). The answer sorts the targets as the relay's: ``delivered`` (receipt
+        within ``receipt_timeout``), ``stored`` (NORMAL, offline or silent), ``offline``
+        (REALTIME, offline or silent), ``refused`` (not related); ``via``: the service used."""
         data = body.encode() if isinstance(body, str) else body
         jids = [jid_of(t, self.domain) for t in targets]
         if user is not None:
-            jids.append(jid_of(user, self.domain))
-        service = await self._multicast()
+            if jid_of(user, self.domain) != self.jid:
+                raise RelayError(RelayCode.FORBIDDEN, "over XMPP only a user's own devices are known to it")
+            roster = self.xmpp.client_roster
+            jids += [str(b) for b in roster if (p := principal_of(str(b))) is not None
+                     and not p.is_user and roster[b]["subscription"] in RELATED]
+        out: dict[str, list[str]] = {"delivered": [], "stored": [], "offline": [], "refused": []}
+        send: list[str] = []
+        for j in dict.fromkeys(jids):
+            if not self.related(j):
+                out["refused"].append(j)
+            elif self.known_offline(j):
+                out["stored" if durable else "offline"].append(j)
+                if durable:
+                    send.append(j)
+            else:
+                send.append(j)
+        service = await self._multicast() if send else None
+        stanzas = []
         if service:
-            m = self._stanza(service, namespace, data, durable)
+            m = self._stanza(service, namespace, data, durable, receipt=True)
             addrs = ET.SubElement(m.xml, f"{{{ns.ADDRESS}}}addresses")
-            for j in jids:
+            for j in send:
                 ET.SubElement(addrs, f"{{{ns.ADDRESS}}}address", {"type": "bcc", "jid": j})
-            m.send()
+            stanzas = [(j, m) for j in send]
         else:
-            for j in jids:
-                self._stanza(j, namespace, data, durable).send()
-        return {"sent": jids, "via": [service or "fan-out"]}
+            stanzas = [(j, self._stanza(j, namespace, data, durable, receipt=True)) for j in send]
+        waiting = {j: self._receipts.setdefault((j, str(m["id"])), asyncio.get_running_loop().create_future())
+                   for j, m in stanzas if j not in out["stored"]}
+        for m in {id(m): m for _, m in stanzas}.values():
+            m.send()
+        if waiting:
+            await asyncio.wait(waiting.values(), timeout=self.receipt_timeout)
+        for (j, m) in stanzas:
+            self._receipts.pop((j, str(m["id"])), None)
+        for j, fut in waiting.items():
+            out["delivered" if fut.done() else "stored" if durable else "offline"].append(j)
+        names = {k: [self._name(j) for j in v] for k, v in out.items()}
+        return {**names, "via": [service or "fan-out"]}
+
+    def _name(self, jid: str) -> str:
+        p = principal_of(jid)
+        return str(p) if p is not None else jid
 
     async def _multicast(self) -> str | None:
         if self._multicast_service is False:

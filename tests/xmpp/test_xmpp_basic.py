@@ -78,11 +78,26 @@ async def test_multicast_reaches_each_target(xw: XWorld) -> None:
     devices = [await xw.client(user=False) for _ in range(3)]
     for d in devices:
         await xw.befriend(alice, d)
-    out = await alice.multicast(b"all", targets=[d.principal for d in devices], namespace="urn:IGRS:test")
+    stranger = await xw.client(user=False)
+    out = await alice.multicast(b"all", targets=[d.principal for d in (*devices, stranger)],
+                                namespace="urn:IGRS:test")
     assert out["via"] == (["fan-out"] if xw.server.kind == "prosody" else [out["via"][0]])
+    assert out["via"][0] != "fan-out" or xw.server.kind == "prosody"  # ejabberd: XEP-0033
+    assert sorted(out["delivered"]) == sorted(str(d.principal) for d in devices)
+    assert out["refused"] == [str(stranger.principal)]
     for d in devices:
         m = await d.receive(5)
         assert (m.source, m.body) == (alice.principal, b"all")
+    await devices[0].close()  # to every device of alice's own user: one is offline
+    for _ in range(100):
+        if alice.known_offline(devices[0].jid):
+            break
+        await asyncio.sleep(0.02)
+    out = await alice.multicast(b"mine", user=alice.principal, durable=True)
+    assert sorted(out["delivered"]) == sorted(str(d.principal) for d in devices[1:])
+    assert out["stored"] == [str(devices[0].principal)]
+    for d in devices[1:]:
+        assert (await d.receive(5)).body == b"mine"
 
 
 async def test_online_storage_readable_only_by_related(xw: XWorld) -> None:

@@ -69,7 +69,7 @@ async def test_cli_over_xmpp(prosody: Server, tmp_path: Path, free_udp_port: int
     _, out, _ = await cli("send", *pc, "--to", tv_id, "--durable", "while you were away")
     assert json.loads(out) == {"status": "stored"}
     listen = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "igrs", "relay", "listen", *tc, "--count", "2", cwd=ROOT,
+        sys.executable, "-m", "igrs", "relay", "listen", *tc, "--count", "3", cwd=ROOT,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         assert listen.stdout is not None
@@ -77,6 +77,8 @@ async def test_cli_over_xmpp(prosody: Server, tmp_path: Path, free_udp_port: int
         assert first.decode().startswith("listening as ")
         _, out, _ = await cli("send", *pc, "--to", tv_id, "hello from the phone")
         assert json.loads(out) == {"status": "delivered"}
+        _, out, _ = await cli("send", *pc, "--to", me, "--to-user-devices", "to all my devices")
+        assert json.loads(out)["delivered"] == [tv_id]
         out_b, err_b = await asyncio.wait_for(listen.communicate(), 20)
     finally:
         if listen.returncode is None:
@@ -84,6 +86,7 @@ async def test_cli_over_xmpp(prosody: Server, tmp_path: Path, free_udp_port: int
     assert [ln for ln in out_b.decode().splitlines() if ln.startswith("message ")] == [
         f"message {me} urn:IGRS:relay:app stored while you were away",
         f"message {me} urn:IGRS:relay:app hello from the phone",
+        f"message {me} urn:IGRS:relay:app to all my devices",
     ], err_b.decode()
     assert json.loads((await cli("presence", *pc))[1]) == {"online": {tv_id: False}}
 
