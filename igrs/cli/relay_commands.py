@@ -22,18 +22,19 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from igrs.cli import event_loop
+from igrs.cli import event_loop, xmpp_commands, xmpp_connect
 from igrs.cli.exits import EXIT_INTERRUPTED, UsageError, catch_signals
 from igrs.cli.options import port_number
 from igrs.errors import IGRSError
 from igrs.relay.client import RelayClient, register_device, register_user
 from igrs.relay.config import DEFAULT_RELAY_PORT, RelayConfig
 from igrs.relay.errors import RelayCode, RelayError
-from igrs.relay.ids import Principal
+from igrs.relay.ids import Kind, Principal
 from igrs.relay.limits import Limits
 from igrs.relay.payloads import DEFAULT_NAMESPACE
 from igrs.relay.server import RelayNode, tune_asyncio_tls
 from igrs.relay.session import REQUEST_OPS
+from igrs.relay.transport import Transport
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 CODE_HELP = ("6-64 printable characters, at least 3 different, not a straight run like "
@@ -65,7 +66,8 @@ def _add_conn(p: argparse.ArgumentParser, creds: bool = True) -> None:
         p.add_argument("--creds", type=Path, help="credentials JSON (from --save)")
     p.add_argument("--relay", help=f"relay address host:port (default port {DEFAULT_RELAY_PORT})")
     p.add_argument("--fingerprint", help="pinned SHA-256 fingerprint of the relay certificate")
-    p.add_argument("--cafile", help="CA/certificate file to verify the relay with")
+    p.add_argument("--cafile", help="CA/certificate file to verify the relay (or XMPP server) with")
+    xmpp_connect.add_options(p)
 
 
 def _conn(args: argparse.Namespace) -> dict[str, Any]:
@@ -86,7 +88,11 @@ def _tls(c: dict[str, Any]) -> dict[str, Any]:
     return {k: c[k] for k in ("fingerprint", "cafile") if c.get(k)}
 
 
-def _client(args: argparse.Namespace, **kw: Any) -> RelayClient:
+def _client(args: argparse.Namespace, **kw: Any) -> Transport:
+    """The one place a command's connection is chosen: the relay, or XMPP with --xmpp."""
+    xmpp = xmpp_connect.settings(args)
+    if xmpp is not None:
+        return xmpp_connect.client(xmpp, **kw)
     c = _conn(args)
     if "id" not in c or "token" not in c:
         raise UsageError("this command needs --creds with an id and a token")
@@ -145,6 +151,8 @@ async def cmd_serve(args: argparse.Namespace) -> int:
 
 
 async def cmd_register_user(args: argparse.Namespace) -> int:
+    if (xmpp := xmpp_connect.settings(args)) is not None:
+        return await xmpp_connect.register(args, xmpp, Kind.USER)
     c = _conn(args)
     p, token = await register_user(c["relay"], args.name, **_tls(c))
     _save(args.save, c, str(p), token)
@@ -153,6 +161,8 @@ async def cmd_register_user(args: argparse.Namespace) -> int:
 
 
 async def cmd_register_device(args: argparse.Namespace) -> int:
+    if (xmpp := xmpp_connect.settings(args)) is not None:
+        return await xmpp_connect.register(args, xmpp, Kind.DEVICE)
     c = _conn(args)
     p, token = await register_device(c["relay"], args.name, args.verify_code,
                                      device=args.device_id, device_type=args.device_type,
@@ -165,7 +175,7 @@ async def cmd_register_device(args: argparse.Namespace) -> int:
 PARTY_HELP = "id, or the name of a party related to you (igrs relay relations)"
 
 
-async def _resolve(c: RelayClient, args: argparse.Namespace, *fields: str) -> None:
+async def _resolve(c: Transport, args: argparse.Namespace, *fields: str) -> None:
     """Replace each named party in ``args.<field>`` (a value or a list) by its id: an id is
     kept, a name is looked up among the parties related to the caller (`relations` carries
     their names). A stranger has to be given by id: the relay offers no directory search."""
@@ -332,7 +342,7 @@ async def cmd_listen(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _connection_notices(c: RelayClient, every: float = 0.5) -> None:
+async def _connection_notices(c: Transport, every: float = 0.5) -> None:
     """Say on stderr when the relay connection is lost and when it is back (the client
     reconnects by itself)."""
     up = True
@@ -381,7 +391,7 @@ def _kwargs(items: list[str]) -> dict[str, Any]:
     return out
 
 
-async def _home(args: argparse.Namespace, c: RelayClient) -> Any:
+async def _home(args: argparse.Namespace, c: Transport) -> Any:
     from igrs.relay.gateway import RemoteHome
 
     await _resolve(c, args, "gateway")
@@ -436,6 +446,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     relay = subparsers.add_parser("relay", help="IGRS 2.0 remote-access relay (specs/relay.md)")
     sub = relay.add_subparsers(dest="relay_command", required=True)
     _add_commands(sub)
+    xmpp_commands.add_commands(sub)
 
 
 def _add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -1,0 +1,44 @@
+"""``igrs relay xmpp-component``: the device-bind component beside an XMPP server.
+
+specs/relay-xmpp-server.md. Registered by igrs.cli.relay_commands; slixmpp (the ``xmpp``
+extra) is imported only when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shlex
+from pathlib import Path
+
+from igrs.cli import event_loop
+from igrs.cli.exits import EXIT_INTERRUPTED
+from igrs.cli.options import port_number
+
+
+async def cmd_component(args: argparse.Namespace) -> int:
+    from igrs.xmpp.component import EjabberdAdmin, run_component
+
+    admin = EjabberdAdmin(argv=shlex.split(args.ejabberdctl), component=args.jid)
+    await run_component(args.jid, args.secret, args.host, args.port, admin, args.state, asyncio.Event())
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        return event_loop.run(cmd_component(args), "asyncio")
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("xmpp-component", help="device-bind component for an XMPP server (XEP-0114)")
+    p.add_argument("--jid", default="igrs.localhost", help="component domain")
+    p.add_argument("--secret", required=True, help="component secret (server config)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="the XMPP server's component listener host (default 127.0.0.1)")
+    p.add_argument("--port", type=port_number, default=5347, help="its component port (XEP-0114; default 5347)")
+    p.add_argument("--state", type=Path, help="JSON file for code hashes and owners")
+    p.add_argument("--ejabberdctl", default="ejabberdctl",
+                   help="ejabberdctl invocation with its options (roster writes, privacy lists)")
+    p.set_defaults(func=_run)
