@@ -35,9 +35,10 @@ from typing import Any
 
 from igrs.constants import ReturnCode
 from igrs.errors import DeviceNotFound, IGRSError, SecurityError
-from igrs.relay.client import Message, RelayClient
+from igrs.relay.client import Message
 from igrs.relay.errors import RelayError
 from igrs.relay.ids import Principal
+from igrs.relay.transport import Transport
 from igrs.wire.bodies.services import STANDARD_OPERATIONS
 from igrs.wire.endpoints import parse_endpoint
 from igrs.wire.typed_text import decode_value, encode_value
@@ -139,7 +140,7 @@ class HomeGateway:
 
     def __init__(
         self,
-        client: RelayClient,
+        client: Transport,
         control_point: Any,
         *,
         owners_only: bool = False,
@@ -169,7 +170,7 @@ class HomeGateway:
 
     async def serve(self) -> None:
         """Answer requests until cancelled. Only the gateway namespace is taken from the
-        client (:meth:`RelayClient.route`); other messages stay for :meth:`receive`."""
+        client (:meth:`Transport.route`); other messages stay for :meth:`receive`."""
         queue = self.client.route(GATEWAY_NS)
         try:
             while True:
@@ -351,7 +352,7 @@ _req_ids = itertools.count(1)
 class _Replies:
     """Routes gateway answers arriving on one client to the calls waiting for them."""
 
-    def __init__(self, client: RelayClient) -> None:
+    def __init__(self, client: Transport) -> None:
         self.client = client
         self.queue = client.route(GATEWAY_NS)
         self.waiting: dict[tuple[str, int], asyncio.Future[dict[str, Any]]] = {}
@@ -384,7 +385,7 @@ class _Replies:
                 fut.set_result(reply)
 
 
-_replies: weakref.WeakKeyDictionary[RelayClient, _Replies] = weakref.WeakKeyDictionary()
+_replies: weakref.WeakKeyDictionary[Transport, _Replies] = weakref.WeakKeyDictionary()
 
 
 class RemoteHome:
@@ -395,7 +396,7 @@ class RemoteHome:
     offline). One client should not also serve as a gateway (both read the namespace).
     """
 
-    def __init__(self, client: RelayClient, gateway: Principal | str, *,
+    def __init__(self, client: Transport, gateway: Principal | str, *,
                  timeout: float = REMOTE_TIMEOUT) -> None:
         self.client = client
         self.gateway = Principal.parse(gateway) if isinstance(gateway, str) else gateway
@@ -457,7 +458,7 @@ class RemoteHome:
 
 
 async def list_home_devices(
-    client: RelayClient, gateway: Principal | str, *, search_timeout: float = 1.5,
+    client: Transport, gateway: Principal | str, *, search_timeout: float = 1.5,
     timeout: float = REMOTE_TIMEOUT, services: bool = True,
 ) -> list[dict[str, Any]]:
     """From anywhere: ask a home gateway (through the relay) which devices its LAN has."""

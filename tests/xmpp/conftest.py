@@ -9,14 +9,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from servers import Server, start_server
+from servers import RESUME_WINDOW, Server, start_server
 
 KINDS = ["prosody", "ejabberd"]
 
 
 @pytest.fixture(scope="module", params=KINDS)
 def xmpp_server(request: pytest.FixtureRequest) -> Iterator[Server]:
-    server = start_server(request.param)
+    server = start_server(request.param, resume_window=RESUME_WINDOW)
     try:
         yield server
     finally:

@@ -36,6 +36,7 @@ from igrs.xmpp.deploy import render_ejabberd, render_prosody
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 20.0  # s
 STOP_TIMEOUT = 15.0  # s
+RESUME_WINDOW = 4  # s, XEP-0198 window of test servers: an unclean disconnect shows within a test
 
 
 def free_port() -> int:
@@ -228,7 +229,7 @@ class EjabberdServer:
             domain=domain, certbundle=self.bundle, c2s_port=self.c2s_port, interface=LOOPBACK,
             component_domain=self.component_domain, component_secret=self.component_secret,
             component_port=self.component_port, allow_registration=allow_registration,
-            resume_window=resume_window,
+            resume_window=resume_window, registration_timeout="infinity",
         ))
         self.ctl_config.write_text(
             f'ERLANG_NODE={self.node}\nINET_DIST_INTERFACE={LOOPBACK}\nERL_EPMD_ADDRESS={LOOPBACK}\n'

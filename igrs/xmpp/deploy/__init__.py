@@ -62,6 +62,7 @@ def render_ejabberd(
     component_port: int = 5347,
     allow_registration: bool = False,
     resume_window: int = DEFAULT_RESUME_WINDOW,
+    registration_timeout: int | str = 600,
     loglevel: str = "warning",
 ) -> str:
     """ejabberd's config text (certbundle: one PEM with the key and the certificate chain)."""
@@ -70,5 +71,5 @@ def render_ejabberd(
         component_domain=component_domain or f"igrs.{domain}",
         component_secret=component_secret or "unused-" + domain,
         component_port=component_port, register_access="all" if allow_registration else "none",
-        resume_window=resume_window, loglevel=loglevel,
+        resume_window=resume_window, loglevel=loglevel, registration_timeout=registration_timeout,
     )
