@@ -34,6 +34,7 @@ from igrs.relay.errors import RelayCode, RelayError
 from igrs.relay.ids import Kind, Principal
 from igrs.relay.payloads import DEFAULT_NAMESPACE
 from igrs.xmpp import namespaces as ns
+from igrs.xmpp.liveness import Liveness
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,7 @@ class XmppClient:
         # slixmpp's `message` event fires only for <message> with <body>: match our element.
         x.register_handler(Callback("igrs payload", MatchXPath(
             f"{{jabber:client}}message/{{{ns.PAYLOAD}}}payload"), self._on_payload_stanza))
+        self.liveness = Liveness(x)  # probes contacts the server may wrongly show online
         return x
 
     async def connect(self) -> None:
