@@ -91,7 +91,9 @@ async def seen(c: XmppClient, who: Principal, online: bool, timeout: float) -> f
             return time.monotonic()
 
 
-async def test_killed_device_offline_after_resume_window(xw: XWorld, spawn: list[subprocess.Popen[str]]) -> None:
+async def test_killed_device_offline_after_resume_window(
+    xw: XWorld, spawn: list[subprocess.Popen[str]]
+) -> None:
     observer = await xw.client()
     dev, proc = await device_process(xw, observer, spawn)
     os.kill(proc.pid, signal.SIGKILL)
