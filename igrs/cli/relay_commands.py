@@ -22,15 +22,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from igrs.cli import event_loop, xmpp_commands
+from igrs.cli import event_loop, xmpp_commands, xmpp_connect
 from igrs.cli.exits import EXIT_INTERRUPTED, UsageError, catch_signals
 from igrs.cli.options import port_number
 from igrs.errors import IGRSError
 from igrs.relay.client import RelayClient, register_device, register_user
 from igrs.relay.config import DEFAULT_RELAY_PORT, RelayConfig
+from igrs.relay.ids import Kind
 from igrs.relay.limits import Limits
 from igrs.relay.payloads import DEFAULT_NAMESPACE
 from igrs.relay.server import RelayNode, tune_asyncio_tls
+from igrs.relay.transport import Transport
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
@@ -60,7 +62,8 @@ def _add_conn(p: argparse.ArgumentParser, creds: bool = True) -> None:
         p.add_argument("--creds", type=Path, help="credentials JSON (from --save)")
     p.add_argument("--relay", help=f"relay address host:port (default port {DEFAULT_RELAY_PORT})")
     p.add_argument("--fingerprint", help="pinned SHA-256 fingerprint of the relay certificate")
-    p.add_argument("--cafile", help="CA/certificate file to verify the relay with")
+    p.add_argument("--cafile", help="CA/certificate file to verify the relay (or XMPP server) with")
+    xmpp_connect.add_options(p)
 
 
 def _conn(args: argparse.Namespace) -> dict[str, Any]:
@@ -81,7 +84,11 @@ def _tls(c: dict[str, Any]) -> dict[str, Any]:
     return {k: c[k] for k in ("fingerprint", "cafile") if c.get(k)}
 
 
-def _client(args: argparse.Namespace, **kw: Any) -> RelayClient:
+def _client(args: argparse.Namespace, **kw: Any) -> Transport:
+    """The one place a command's connection is chosen: the relay, or XMPP with --xmpp."""
+    xmpp = xmpp_connect.settings(args)
+    if xmpp is not None:
+        return xmpp_connect.client(xmpp, **kw)
     c = _conn(args)
     if "id" not in c or "token" not in c:
         raise UsageError("this command needs --creds with an id and a token")
@@ -133,6 +140,8 @@ async def cmd_serve(args: argparse.Namespace) -> int:
 
 
 async def cmd_register_user(args: argparse.Namespace) -> int:
+    if (xmpp := xmpp_connect.settings(args)) is not None:
+        return await xmpp_connect.register(args, xmpp, Kind.USER)
     c = _conn(args)
     p, token = await register_user(c["relay"], args.name, **_tls(c))
     _save(args.save, c, str(p), token)
@@ -141,6 +150,8 @@ async def cmd_register_user(args: argparse.Namespace) -> int:
 
 
 async def cmd_register_device(args: argparse.Namespace) -> int:
+    if (xmpp := xmpp_connect.settings(args)) is not None:
+        return await xmpp_connect.register(args, xmpp, Kind.DEVICE)
     c = _conn(args)
     p, token = await register_device(c["relay"], args.name, args.verify_code,
                                      device=args.device_id, device_type=args.device_type,
@@ -245,7 +256,7 @@ def _kwargs(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def _home(args: argparse.Namespace, c: RelayClient) -> Any:
+def _home(args: argparse.Namespace, c: Transport) -> Any:
     from igrs.relay.gateway import RemoteHome
 
     return RemoteHome(c, args.gateway, timeout=args.timeout)

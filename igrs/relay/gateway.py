@@ -7,8 +7,14 @@ send requests as point-to-point extension messages in the namespace
 ``urn:IGRS:relay:gateway`` (project choice); JSON bodies (specs/relay.md, "Remote access
 to a home"):
 
-    request  {"op": "list_devices" | "describe" | "invoke" | "get", "req": n, ...}
+    request  {"op": "list_devices" | "describe" | "invoke" | "get" | "watch" | "unwatch",
+              "req": n, ...}
     answer   {"req": n, ...result}   or   {"req": n, "error": {"code": int, "reason": str}}
+    event    {"watch": w, "name": str, "value": typed, "seq": n}  or  {"watch": w, "end": str}
+             (namespace ``urn:IGRS:relay:gateway:event``, igrs.relay.home_sessions)
+
+LAN sessions stay open across calls (``SessionCache``); a watch holds its own session and
+IGRS subscription and forwards the service's evented attributes to the remote party.
 
 Authorisation: the relay lets only related parties reach the gateway; the gateway checks
 again against its own relationship table (owners, and linked devices unless
@@ -20,23 +26,33 @@ The remote side is :class:`RemoteHome`::
     await home.devices()                                         # devices and their services
     await home.invoke(tv_id, "urn:IGRS:ServiceType:Volume:1", "SetLevel", level=30)  # -> 30
     await home.get(tv_id, "Volume", "level")                     # -> {"level": 30}
+    async with home.watch(tv_id, "Volume", "level") as changes:  # initial value, then changes
+        name, value = await changes.next()
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
 import math
 import weakref
 from enum import IntEnum
-from typing import Any
+from typing import Any, Self
 
 from igrs.constants import ReturnCode
 from igrs.errors import DeviceNotFound, IGRSError, SecurityError
 from igrs.relay.client import Message
 from igrs.relay.errors import RelayError
+from igrs.relay.home_sessions import (
+    GATEWAY_EVENTS_NS,
+    MAX_WATCHES,
+    MAX_WATCHES_PER_PARTY,
+    SessionCache,
+    Watches,
+)
 from igrs.relay.ids import Principal
 from igrs.relay.transport import Transport
 from igrs.wire.bodies.services import STANDARD_OPERATIONS
@@ -64,6 +80,8 @@ class GatewayCode(IntEnum):
     BAD_REQUEST = 400  # malformed request, arguments that do not fit the action
     FORBIDDEN = 403  # sender not related to the gateway (owner / linked device)
     NOT_FOUND = 404  # no such device on the LAN, service, or action
+    CONFLICT = 409  # a watch with that id exists
+    GONE = 410  # a watch ended (by the device, or the gateway stopped)
     STALE = 408  # request came from offline storage: not executed
     NOT_PAIRED = 412  # the gateway is not paired with that device (pair it locally)
     TOO_LARGE = 413  # the answer does not fit in one relay message
@@ -161,17 +179,22 @@ class HomeGateway:
         self._allowed: frozenset[str] = frozenset()
         self._allowed_at = -math.inf
         self._auth_lock = asyncio.Lock()
+        self.sessions = SessionCache(control_point)
+        self.watches = Watches(client, control_point)
         self._ops = {
             "list_devices": self._op_list,
             "describe": self._op_describe,
             "invoke": self._op_invoke,
             "get": self._op_get,
+            "watch": self._op_watch,
+            "unwatch": self._op_unwatch,
         }
 
     async def serve(self) -> None:
         """Answer requests until cancelled. Only the gateway namespace is taken from the
         client (:meth:`Transport.route`); other messages stay for :meth:`receive`."""
         queue = self.client.route(GATEWAY_NS)
+        sweeper = asyncio.create_task(self._sweep())
         try:
             while True:
                 msg = await queue.get()
@@ -179,8 +202,16 @@ class HomeGateway:
                     self.client.ack(msg)
                 self._dispatch(msg)
         finally:
+            sweeper.cancel()
             for t in list(self._tasks):
                 t.cancel()
+            await self.watches.close()
+            await self.sessions.close()
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self.sessions.idle / 2)
+            await self.sessions.sweep()
 
     def _dispatch(self, msg: Message) -> None:
         try:
@@ -219,7 +250,7 @@ class HomeGateway:
             if op is None:
                 raise GatewayError(GatewayCode.UNKNOWN_OP, f"unknown gateway op {req.get('op')!r}")
             async with asyncio.timeout(self.lan_timeout):
-                return await op(req)
+                return await op(source, req)
         except GatewayError as e:
             return _error(e.code, e.reason)
         except SecurityError as e:  # the device refused our pipe: the pairing is gone
@@ -285,7 +316,7 @@ class HomeGateway:
             raise GatewayError(GatewayCode.NOT_PAIRED,
                                f"the gateway is not paired with {record.name} ({record.device_id})")
 
-    async def _op_list(self, req: dict[str, Any]) -> dict[str, Any]:
+    async def _op_list(self, _source: Principal, req: dict[str, Any]) -> dict[str, Any]:
         timeout = req.get("timeout", DEFAULT_SEARCH_TIMEOUT)
         if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout < 0:
             raise GatewayError(GatewayCode.BAD_REQUEST, "'timeout' must be a number >= 0")
@@ -309,13 +340,13 @@ class HomeGateway:
         out["services"] = [{"service_id": s.service_id, "name": s.name,
                             "service_type": s.service_type} for s in desc.services]
 
-    async def _op_describe(self, req: dict[str, Any]) -> dict[str, Any]:
+    async def _op_describe(self, _source: Principal, req: dict[str, Any]) -> dict[str, Any]:
         record = await self._find(req)
         self._need_pairing(record)
         agent = await self.cp.agent(record)
         return {"service": (await agent.describe_service(_service_arg(req))).to_json()}
 
-    async def _op_invoke(self, req: dict[str, Any]) -> dict[str, Any]:
+    async def _op_invoke(self, _source: Principal, req: dict[str, Any]) -> dict[str, Any]:
         action = _text(req, "action")
         if action in STANDARD_OPERATIONS:
             raise GatewayError(GatewayCode.BAD_REQUEST,
@@ -328,21 +359,41 @@ class HomeGateway:
         kwargs = {str(k): decode_value(v) for k, v in args.items()}
         record = await self._find(req)
         self._need_pairing(record)
-        async with self.cp.session(record, _service_arg(req)) as svc:
-            result = await svc.call(action, **kwargs)
+        result = await self.sessions.call(record, _service_arg(req), lambda svc: svc.call(action, **kwargs))
         return {"result": encode_value(result)}
 
-    async def _op_get(self, req: dict[str, Any]) -> dict[str, Any]:
+    async def _op_get(self, _source: Principal, req: dict[str, Any]) -> dict[str, Any]:
         names = req.get("names", [])
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise GatewayError(GatewayCode.BAD_REQUEST, "'names' must be a list of strings")
         record = await self._find(req)
         self._need_pairing(record)
-        async with self.cp.session(record, _service_arg(req)) as svc:
-            values = await svc.get(*names)
+        values = await self.sessions.call(record, _service_arg(req), lambda svc: svc.get(*names))
         if len(names) == 1:
             values = {names[0]: values}
         return {"values": encode_value(values)}
+
+    async def _op_watch(self, source: Principal, req: dict[str, Any]) -> dict[str, Any]:
+        wid, names = req.get("watch"), req.get("names", [])
+        if not isinstance(wid, int) or isinstance(wid, bool) or not 0 < wid <= MAX_REQ:
+            raise GatewayError(GatewayCode.BAD_REQUEST, "'watch' must be a positive integer")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise GatewayError(GatewayCode.BAD_REQUEST, "'names' must be a list of strings")
+        if self.watches.count(source) >= MAX_WATCHES_PER_PARTY or self.watches.count() >= MAX_WATCHES:
+            raise GatewayError(GatewayCode.BUSY, "too many watches")
+        record = await self._find(req)
+        self._need_pairing(record)
+        try:
+            await self.watches.start(source, wid, record, _service_arg(req), names)
+        except ValueError as e:
+            raise GatewayError(GatewayCode.CONFLICT, str(e)) from None
+        return {"watch": wid}
+
+    async def _op_unwatch(self, source: Principal, req: dict[str, Any]) -> dict[str, Any]:
+        wid = req.get("watch")
+        if not isinstance(wid, int) or not await self.watches.stop(source, wid):
+            raise GatewayError(GatewayCode.NOT_FOUND, f"no watch {wid!r}")
+        return {"watch": wid}
 
 
 # --------------------------------------------------------------------- the remote side
@@ -350,13 +401,42 @@ _req_ids = itertools.count(1)
 
 
 class _Replies:
-    """Routes gateway answers arriving on one client to the calls waiting for them."""
+    """Routes gateway answers (and watch events) arriving on one client to the calls (and
+    watches) waiting for them."""
 
     def __init__(self, client: Transport) -> None:
         self.client = client
         self.queue = client.route(GATEWAY_NS)
         self.waiting: dict[tuple[str, int], asyncio.Future[dict[str, Any]]] = {}
         self.pump: asyncio.Task[None] | None = None
+        self.events = client.route(GATEWAY_EVENTS_NS)
+        self.watching: dict[tuple[str, int], asyncio.Queue[dict[str, Any]]] = {}
+        self.event_pump: asyncio.Task[None] | None = None
+
+    def watch(self, key: tuple[str, int]) -> asyncio.Queue[dict[str, Any]]:
+        q = self.watching[key] = asyncio.Queue()
+        if self.event_pump is None or self.event_pump.done():
+            self.event_pump = asyncio.create_task(self._run_events())
+        return q
+
+    def unwatch(self, key: tuple[str, int]) -> None:
+        self.watching.pop(key, None)
+        if not self.watching and self.event_pump is not None:
+            self.event_pump.cancel()
+            self.event_pump = None
+
+    async def _run_events(self) -> None:
+        while True:
+            msg = await self.events.get()
+            if msg.stored:
+                self.client.ack(msg)
+            try:
+                event = json.loads(msg.body)
+                q = self.watching.get((str(msg.source), event["watch"]))
+            except (ValueError, TypeError, KeyError):
+                continue
+            if q is not None:
+                q.put_nowait(event)
 
     def expect(self, key: tuple[str, int]) -> asyncio.Future[dict[str, Any]]:
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -430,6 +510,13 @@ class RemoteHome:
             raise GatewayError(GatewayCode.INTERNAL, str(err))
         return reply
 
+    def watch(self, device: str, service: str | int, *names: str) -> Watch:
+        """``async with home.watch(tv, "Volume", "level") as changes:`` then
+        ``name, value = await changes.next()`` (or ``async for``): the current values first,
+        then every change, until the context ends (the gateway then unsubscribes)."""
+        return Watch(self, {"device": str(device), "service": service_target(service),
+                            "names": list(names)})
+
     async def devices(self, *, search_timeout: float = DEFAULT_SEARCH_TIMEOUT,
                       services: bool = True) -> list[dict[str, Any]]:
         """The home LAN's devices (with their services from their descriptions)."""
@@ -457,6 +544,55 @@ class RemoteHome:
         return dict(decode_value(reply["values"]))
 
 
+class Watch:
+    """One remote watch of a home service's evented attributes (``RemoteHome.watch``)."""
+
+    def __init__(self, home: RemoteHome, args: dict[str, Any]) -> None:
+        self.home = home
+        self.args = args
+        self.id = next(_req_ids)
+        self._key = (str(home.gateway), self.id)
+        self._queue: asyncio.Queue[dict[str, Any]] | None = None
+
+    async def __aenter__(self) -> Self:
+        replies = _replies.get(self.home.client)
+        if replies is None:
+            replies = _replies[self.home.client] = _Replies(self.home.client)
+        self._queue = replies.watch(self._key)  # before the request: no event is missed
+        try:
+            await self.home.call("watch", {"watch": self.id, **self.args})
+        except BaseException:
+            replies.unwatch(self._key)
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        replies = _replies.get(self.home.client)
+        if replies is not None:
+            replies.unwatch(self._key)
+        with contextlib.suppress(GatewayError, RelayError):
+            await self.home.call("unwatch", {"watch": self.id}, timeout=5.0)
+
+    async def next(self, timeout: float | None = None) -> tuple[str, Any]:
+        """The next (attribute name, typed value); GatewayError 410 when the watch ended."""
+        assert self._queue is not None, "use: async with home.watch(...) as changes"
+        event = await asyncio.wait_for(self._queue.get(), timeout)
+        if "end" in event:
+            raise GatewayError(GatewayCode.GONE, f"watch ended: {event['end']}")
+        return str(event["name"]), decode_value(event["value"])
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> tuple[str, Any]:
+        try:
+            return await self.next()
+        except GatewayError as e:
+            if e.code == GatewayCode.GONE:
+                raise StopAsyncIteration from None
+            raise
+
+
 async def list_home_devices(
     client: Transport, gateway: Principal | str, *, search_timeout: float = 1.5,
     timeout: float = REMOTE_TIMEOUT, services: bool = True,
@@ -466,5 +602,5 @@ async def list_home_devices(
         search_timeout=search_timeout, services=services)
 
 
-__all__ = ["GATEWAY_NS", "GatewayCode", "GatewayError", "HomeGateway", "RemoteHome",
-           "decode_value", "encode_value", "list_home_devices", "service_target"]
+__all__ = ["GATEWAY_EVENTS_NS", "GATEWAY_NS", "GatewayCode", "GatewayError", "HomeGateway", "RemoteHome",
+           "Watch", "decode_value", "encode_value", "list_home_devices", "service_target"]

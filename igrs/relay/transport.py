@@ -8,8 +8,8 @@ are :class:`Principal` on both; messages arrive as :class:`Message` on both.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import AsyncIterator, Iterable
+from typing import Any, Protocol, Self, runtime_checkable
 
 from igrs.relay.client import Message, PresenceEvent, RelayClient
 from igrs.relay.ids import Principal
@@ -23,6 +23,16 @@ class Transport(Protocol):
 
     max_payload: int
     presence: asyncio.Queue[PresenceEvent]
+    notifications: asyncio.Queue[dict[str, Any]]
+
+    @property
+    def principal(self) -> Principal | None: ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+    async def connect(self) -> None: ...
 
     async def close(self, *, bye: bool = True) -> None: ...
 
@@ -36,11 +46,15 @@ class Transport(Protocol):
 
     async def receive(self, timeout: float | None = None) -> Message: ...
 
+    def messages(self) -> AsyncIterator[Message]: ...
+
     def route(self, namespace: str) -> asyncio.Queue[Message]: ...
 
     def ack(self, msg: Message) -> None: ...
 
     async def subscribe_presence(self) -> dict[str, bool]: ...
+
+    async def query_presence(self, ids: Iterable[Principal | str] | None = None) -> dict[str, Any]: ...
 
     async def request(self, op: str, **args: Any) -> dict[str, Any]:
         """Operations such as ``relations`` (the gateway's authorisation table)."""

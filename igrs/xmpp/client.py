@@ -22,10 +22,11 @@ import contextlib
 import datetime
 import itertools
 import logging
+import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -33,6 +34,7 @@ from igrs.relay.client import Message, PresenceEvent
 from igrs.relay.errors import RelayCode, RelayError
 from igrs.relay.ids import Kind, Principal
 from igrs.relay.payloads import DEFAULT_NAMESPACE
+from igrs.relay.transport import Transport
 from igrs.xmpp import namespaces as ns
 from igrs.xmpp.liveness import Liveness
 
@@ -42,6 +44,7 @@ DEFAULT_PORT = 5222  # RFC 6120 client port
 CATCHUP = 60.0  # s, MAM replay after a fresh login: more than the 20 s resume window (specs)
 MAX_PAYLOAD = 192 * 1024  # bytes of IGRS body, under the 256 KiB stanza limit after base64
 SEEN = 4096  # remembered message ids for de-duplication
+RECEIPT_TIMEOUT = 5.0  # s, send(wait=True) waits this long for the target's XEP-0184 receipt
 RELATED = {"both", "to", "from"}
 
 
@@ -79,10 +82,14 @@ class XmppClient:
     client connects to the first that answers and fails over to the next when it is lost.
     """
 
+    OPS = frozenset({"relations", "presence", "subscribe_presence", "friend_request", "friend_respond",
+                     "unfriend", "bind", "unbind", "query_bind", "set_verify_code"})  # for request()
+
     def __init__(self, principal: Principal | str, password: str, *, domain: str,
                  servers: Sequence[str | tuple[str, int]] = (), cafile: str | Path | None = None,
                  register: bool = False, catchup: float = CATCHUP, auto_ack: bool = True,
-                 connect_timeout: float = 10.0, request_timeout: float = 15.0) -> None:
+                 reconnect: bool = True, connect_timeout: float = 10.0,
+                 request_timeout: float = 15.0) -> None:
         self.principal = Principal.parse(principal) if isinstance(principal, str) else principal
         self.domain = domain
         self.jid = jid_of(self.principal, domain)
@@ -92,15 +99,20 @@ class XmppClient:
         self.register = register
         self.catchup = catchup
         self.auto_ack = auto_ack
+        self.reconnect = reconnect
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
         self.max_payload = MAX_PAYLOAD
         self.presence: asyncio.Queue[PresenceEvent] = asyncio.Queue()
         self.notifications: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.connections = 0
+        self.receipt_timeout = RECEIPT_TIMEOUT
         self._messages: asyncio.Queue[Message] = asyncio.Queue()
         self._routes: dict[str, asyncio.Queue[Message]] = {}
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._receipts: dict[tuple[str, str], asyncio.Future[None]] = {}
+        self._unacked: dict[int, float] = {}  # Message.id of a NORMAL message -> arrival (epoch s)
+        self._local_ids = itertools.count(1)
         self._ids = itertools.count(1)
         self._prefix = uuid.uuid4().hex[:12]
         self._server_index = 0
@@ -108,6 +120,7 @@ class XmppClient:
         self._ready: asyncio.Future[None] | None = None
         self._reconnector: asyncio.Task[None] | None = None
         self._multicast_service: str | bool | None = False  # False: not asked yet
+        self._presence_wanted = False  # events flow after subscribe_presence(), as on the relay
         self.xmpp: Any = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -123,7 +136,8 @@ class XmppClient:
         from slixmpp.xmlstream.handler import Callback
         from slixmpp.xmlstream.matcher import MatchXPath
 
-        x = slixmpp.ClientXMPP(self.jid + "/igrs", self.password)
+        # one resource per client: two processes of one party (a listener and a sender) coexist
+        x = slixmpp.ClientXMPP(f"{self.jid}/igrs-{self._prefix[:8]}", self.password)
         for plugin in ("xep_0030", "xep_0004", "xep_0060", "xep_0199", "xep_0198", "xep_0313", "xep_0077"):
             x.register_plugin(plugin)
         x.enable_direct_tls = False  # STARTTLS on the client port (RFC 6120); TLS is required
@@ -148,6 +162,8 @@ class XmppClient:
         # slixmpp's `message` event fires only for <message> with <body>: match our element.
         x.register_handler(Callback("igrs payload", MatchXPath(
             f"{{jabber:client}}message/{{{ns.PAYLOAD}}}payload"), self._on_payload_stanza))
+        x.register_handler(Callback("igrs receipt", MatchXPath(
+            f"{{jabber:client}}message/{{{ns.RECEIPTS}}}received"), self._on_receipt))
         self.liveness = Liveness(x)  # probes contacts the server may wrongly show online
         return x
 
@@ -219,6 +235,9 @@ class XmppClient:
         try:
             await self.xmpp.get_roster(timeout=self.request_timeout)
             self.xmpp.send_presence()
+            # a barrier: the server answers our initial presence with the contacts' presence
+            # before it answers this ping, so send() knows who is offline from the start
+            await self.xmpp.plugin["xep_0199"].send_ping(self.domain, timeout=self.request_timeout)
             self.connections += 1
             self._settle(None)
             await self._catch_up()
@@ -239,7 +258,7 @@ class XmppClient:
         if self._closing or (self._ready is not None and not self._ready.done()):
             self._settle(ConnectionError("disconnected"))
             return
-        if self._reconnector is None or self._reconnector.done():
+        if self.reconnect and (self._reconnector is None or self._reconnector.done()):
             self._reconnector = asyncio.ensure_future(self._reconnect())
 
     async def _reconnect(self) -> None:
@@ -265,12 +284,12 @@ class XmppClient:
 
     def _on_available(self, pres: Any) -> None:
         p = principal_of(str(pres["from"].bare))
-        if p is not None and self.related(str(pres["from"])):
+        if p is not None and self._presence_wanted and self.related(str(pres["from"])):
             self.presence.put_nowait(PresenceEvent(p, True))
 
     def _on_unavailable(self, pres: Any) -> None:
         p = principal_of(str(pres["from"].bare))
-        if p is not None and self.related(str(pres["from"])):
+        if p is not None and self._presence_wanted and self.related(str(pres["from"])):
             self.presence.put_nowait(PresenceEvent(p, False))
 
     def _on_subscribe(self, pres: Any) -> None:
@@ -282,7 +301,8 @@ class XmppClient:
         self.notifications.put_nowait({"event": "friend_request", "from": self._party(pres["from"])})
 
     def _on_subscription_change(self, pres: Any) -> None:
-        self.notifications.put_nowait({"event": str(pres["type"]), "from": self._party(pres["from"])})
+        event = "friend_accepted" if pres["type"] == "subscribed" else "friend_denied"  # relay's names
+        self.notifications.put_nowait({"event": event, "from": self._party(pres["from"])})
 
     def _party(self, jid: Any) -> str:
         p = principal_of(str(jid.bare))
@@ -305,6 +325,10 @@ class XmppClient:
         self.xmpp.send_presence(pto=j, ptype="unsubscribed")
 
     async def subscribe_presence(self) -> dict[str, bool]:
+        self._presence_wanted = True
+        return self._online()
+
+    def _online(self) -> dict[str, bool]:
         out: dict[str, bool] = {}
         roster = self.xmpp.client_roster
         for bare in roster:
@@ -320,37 +344,97 @@ class XmppClient:
             roster = self.xmpp.client_roster
             for bare in roster:
                 p = principal_of(str(bare))
-                if p is not None and roster[bare]["subscription"] == "both":
+                if p is not None and roster[bare]["subscription"] in RELATED:
                     (owned_by if p.is_user else linked).append(str(p))
             return {"relations": {"owned_by": owned_by, "linked": linked}}
         if op == "presence":
+            return await self.query_presence(args.get("ids"))
+        if op == "subscribe_presence":
             return {"online": await self.subscribe_presence()}
+        if op == "friend_request":  # answers as the relay does (specs/relay.md)
+            related = self.related(jid_of(args["user"], self.domain))
+            await self.add_friend(args["user"])
+            return {"state": "friend" if related else "friend_out"}
+        if op == "friend_respond":
+            await self.respond(args["user"], bool(args.get("accept")))
+            return {"state": "friend" if args.get("accept") else "none"}
+        if op == "unfriend":
+            await self.unfriend(args["user"])
+            return {"status": "ok"}
+        if op == "bind":
+            return await self.bind(args["device"], args["verify_code"])
+        if op == "unbind":
+            return await self.unbind(args["device"])
+        if op == "query_bind":
+            return await self.query_bind()
+        if op == "set_verify_code":
+            return await self.set_verify_code(args["verify_code"])
         raise RelayError(RelayCode.BAD_FRAME, f"operation {op!r} is not offered over XMPP")
 
-    async def bind(self, device: Principal | str, verify_code: str) -> dict[str, Any]:
-        """Bind a device with its verification code: an IQ to the binding component."""
-        iq = self.xmpp.Iq()
-        iq["type"], iq["to"] = "set", f"igrs.{self.domain}"
-        q = ET.SubElement(iq.xml, f"{{{ns.DEVICE_BIND}}}query")
-        ET.SubElement(q, f"{{{ns.DEVICE_BIND}}}device").text = jid_of(device, self.domain)
-        ET.SubElement(q, f"{{{ns.DEVICE_BIND}}}verifycode").text = verify_code
-        return await self._iq(iq)
+    async def query_presence(self, ids: Iterable[Principal | str] | None = None) -> dict[str, Any]:
+        online = self._online()
+        if ids is not None:
+            wanted = {str(Principal.parse(i) if isinstance(i, str) else i) for i in ids}
+            online = {k: v for k, v in online.items() if k in wanted}
+        return {"online": online}
 
-    async def _iq(self, iq: Any) -> dict[str, Any]:
+    # ------------------------------------------------------------------ the binding component
+    @property
+    def component(self) -> str:
+        """The binding component's domain (XEP-0114, igrs.xmpp.component): ``igrs.<domain>``."""
+        return f"igrs.{self.domain}"
+
+    def _query(self, uri: str, kind: str, **fields: str) -> Any:
+        iq = self.xmpp.Iq()
+        iq["type"], iq["to"] = kind, self.component
+        q = ET.SubElement(iq.xml, f"{{{uri}}}query")
+        for name, text in fields.items():
+            ET.SubElement(q, f"{{{uri}}}{name}").text = text
+        return iq
+
+    async def set_verify_code(self, verify_code: str) -> dict[str, Any]:
+        """A device sets (or resets) its verification code at the component (#verifycode)."""
+        await self._iq(self._query(ns.MOBILE_VERIFY_CODE, "set", code=verify_code))
+        return {"status": "ok"}
+
+    async def bind(self, device: Principal | str, verify_code: str) -> dict[str, Any]:
+        """Bind a device with its verification code (#devicebind); the component writes both
+        rosters, so the relation appears here by a roster push."""
+        await self._iq(self._query(ns.DEVICE_BIND, "set", device=jid_of(device, self.domain),
+                                   code=verify_code))
+        return {"status": "bound", "device": str(device)}
+
+    async def unbind(self, device: Principal | str) -> dict[str, Any]:
+        await self._iq(self._query(ns.UNBIND, "set", device=jid_of(device, self.domain)))
+        return {"status": "unbound"}
+
+    async def query_bind(self) -> dict[str, Any]:
+        """A device: its users; a user: its devices (#querybind)."""
+        res = await self._iq(self._query(ns.QUERY_BIND, "get"))
+        q = res.xml.find(f"{{{ns.QUERY_BIND}}}query")
+        out: dict[str, list[str]] = {"users": [], "devices": []}
+        for el in q if q is not None else ():
+            p = principal_of(el.text or "")
+            out["users" if el.tag.endswith("}user") else "devices"].append(str(p) if p else el.text or "")
+        return out
+
+    async def _iq(self, iq: Any) -> Any:
         from slixmpp.exceptions import IqError, IqTimeout
 
         try:
-            res = await iq.send(timeout=self.request_timeout)
+            return await iq.send(timeout=self.request_timeout)
         except IqError as e:
             cond = e.iq["error"]["condition"]
-            code = RelayCode.FORBIDDEN if cond in ("forbidden", "not-authorized") else RelayCode.NOT_FOUND
-            raise RelayError(code, f"{cond}: {e.iq['error']['text']}") from None
+            code = {"forbidden": RelayCode.FORBIDDEN, "not-authorized": RelayCode.FORBIDDEN,
+                    "resource-constraint": RelayCode.RATE_LIMITED, "conflict": RelayCode.CONFLICT,
+                    "bad-request": RelayCode.BAD_FRAME}.get(cond, RelayCode.NOT_FOUND)
+            text = e.iq["error"]["text"]
+            raise RelayError(code, f"{iq['to']}: {cond}" + (f": {text}" if text else "")) from None
         except IqTimeout:
-            raise RelayError(RelayCode.TIMEOUT, "no answer") from None
-        return {"status": "ok", "xml": str(res)}
+            raise RelayError(RelayCode.TIMEOUT, f"{iq['to']}: no answer") from None
 
     # ------------------------------------------------------------------ messages
-    def _stanza(self, to: str, namespace: str, data: bytes, durable: bool) -> Any:
+    def _stanza(self, to: str, namespace: str, data: bytes, durable: bool, receipt: bool = False) -> Any:
         if len(data) > self.max_payload:
             raise RelayError(RelayCode.TOO_LARGE, f"payload {len(data)} bytes over {self.max_payload}")
         m = self.xmpp.make_message(mto=to, mtype="normal" if durable else "headline")
@@ -359,13 +443,60 @@ class XmppClient:
                            {"ns": namespace, "class": "normal" if durable else "realtime"})
         el.text = base64.b64encode(data).decode()
         ET.SubElement(m.xml, f"{{{ns.HINTS}}}{'store' if durable else 'no-store'}")
+        if receipt:
+            ET.SubElement(m.xml, f"{{{ns.RECEIPTS}}}request")
         return m
+
+    def known_offline(self, jid: str) -> bool:
+        """True when this party sees ``jid``'s presence (subscription to/both) and it has none."""
+        item = self.xmpp.client_roster[jid]
+        return item["subscription"] in ("to", "both") and not self.xmpp.client_roster.presence(jid)
 
     async def send(self, target: Principal | str, body: bytes | str, *, namespace: str = DEFAULT_NAMESPACE,
                    durable: bool = False, wait: bool = True) -> dict[str, Any] | None:
+        """As the relay's: ``{"status": "delivered"}`` when the target's client sent its XEP-0184
+        receipt; NORMAL to a party known offline (or silent for ``receipt_timeout``) is
+        ``"stored"`` (offline storage / archive); REALTIME then fails with 410 / 408; an
+        unrelated target is refused (403) as on the relay. ``wait=False``: no receipt asked."""
         data = body.encode() if isinstance(body, str) else body
-        self._stanza(jid_of(target, self.domain), namespace, data, durable).send()
-        return {"status": "sent"} if wait else None
+        to = jid_of(target, self.domain)
+        if not wait:
+            self._stanza(to, namespace, data, durable).send()
+            return None
+        if not self.related(to):
+            raise RelayError(RelayCode.FORBIDDEN, f"not related to {target}")
+        offline = self.known_offline(to)
+        if offline and not durable:
+            raise RelayError(RelayCode.TARGET_OFFLINE, f"{target} is offline (send durable to store)")
+        m = self._stanza(to, namespace, data, durable, receipt=not offline)
+        if offline:
+            m.send()
+            return {"status": "stored"}
+        key = (to, str(m["id"]))
+        fut = self._receipts[key] = asyncio.get_running_loop().create_future()
+        try:
+            m.send()
+            await asyncio.wait_for(fut, self.receipt_timeout)
+        except TimeoutError:
+            if durable:
+                return {"status": "stored"}
+            raise RelayError(RelayCode.TIMEOUT, f"no receipt from {target}") from None
+        finally:
+            self._receipts.pop(key, None)
+        return {"status": "delivered"}
+
+    def _on_receipt(self, stanza: Any) -> None:
+        el = stanza.xml.find(f"{{{ns.RECEIPTS}}}received")
+        fut = self._receipts.get((str(stanza["from"].bare), el.get("id", "") if el is not None else ""))
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    def _send_receipt(self, to: str, msg_id: str) -> None:
+        """The XEP-0184 receipt: a headline with <no-store/> (never stored, never archived)."""
+        r = self.xmpp.make_message(mto=to, mtype="headline")
+        ET.SubElement(r.xml, f"{{{ns.RECEIPTS}}}received", {"id": msg_id})
+        ET.SubElement(r.xml, f"{{{ns.HINTS}}}no-store")
+        r.send()
 
     async def multicast(self, body: bytes | str, *, targets: Iterable[Principal | str] = (),
                         user: Principal | str | None = None, namespace: str = DEFAULT_NAMESPACE,
@@ -423,12 +554,20 @@ class XmppClient:
             data = base64.b64decode(el.text or "", validate=True)
         except ValueError:
             return
-        msg = Message(source, el.get("ns", DEFAULT_NAMESPACE), data, stored=el.get("class") == "normal")
+        if key[1] and xml.find(f"{{{ns.RECEIPTS}}}request") is not None:
+            self._send_receipt(sender, key[1])
+        stored = el.get("class") == "normal"
+        local_id = next(self._local_ids) if stored else 0
+        if stored:
+            self._unacked[local_id] = time.time()
+        msg = Message(source, el.get("ns", DEFAULT_NAMESPACE), data, local_id, stored)
         self._routes.get(msg.namespace, self._messages).put_nowait(msg)
 
     async def _catch_up(self) -> None:
-        """After a fresh login: replay the archive of the last ``catchup`` seconds (de-duplicated)."""
-        start = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=self.catchup)
+        """After a fresh login: replay the archive since the oldest NORMAL message not yet
+        acknowledged, and at least the last ``catchup`` seconds (de-duplicated)."""
+        since = min([time.time() - self.catchup, *(t - 1.0 for t in self._unacked.values())])
+        start = datetime.datetime.fromtimestamp(since, datetime.UTC)
         with contextlib.suppress(Exception):
             async for result in self.xmpp.plugin["xep_0313"].iterate(start=start, rsm={"max": 100}):
                 fwd = result.xml.find(".//{urn:xmpp:forward:0}forwarded/{jabber:client}message")
@@ -436,7 +575,14 @@ class XmppClient:
                     self._deliver(fwd, fwd.get("from", ""))
 
     async def receive(self, timeout: float | None = None) -> Message:
-        return await asyncio.wait_for(self._messages.get(), timeout)
+        msg = await asyncio.wait_for(self._messages.get(), timeout)
+        if msg.stored and self.auto_ack:
+            self.ack(msg)
+        return msg
+
+    async def messages(self) -> AsyncIterator[Message]:
+        while True:
+            yield await self.receive()
 
     def route(self, namespace: str) -> asyncio.Queue[Message]:
         q = self._routes.get(namespace)
@@ -454,7 +600,9 @@ class XmppClient:
         return q
 
     def ack(self, msg: Message) -> None:
-        """Stored messages are acknowledged by XEP-0198 as they are read: nothing to send."""
+        """A NORMAL message is handled: a later fresh login of this client need not replay it
+        (until acknowledged, catch-up starts at its arrival, however long ago)."""
+        self._unacked.pop(msg.id, None)
 
     # ------------------------------------------------------------------ online storage (PEP)
     async def item_put(self, key: str, value: bytes, readers: Iterable[Principal | str] = ()) -> dict[str, Any]:
@@ -486,3 +634,7 @@ class XmppClient:
         if el is None:
             raise RelayError(RelayCode.NOT_FOUND, f"item_get {key}: no item")
         return base64.b64decode(el.text or "")
+
+
+def _xmpp_client_is_a_transport(c: XmppClient) -> Transport:  # checked by mypy
+    return c

@@ -45,3 +45,4 @@ ADDRESS = "http://jabber.org/protocol/address"  # XEP-0033 extended addressing
 STANZA_ID = "urn:xmpp:sid:0"  # XEP-0359 stanza-id (MAM de-duplication)
 MAM = "urn:xmpp:mam:2"  # XEP-0313
 DELAY = "urn:xmpp:delay"  # XEP-0203
+RECEIPTS = "urn:xmpp:receipts"  # XEP-0184 message delivery receipts (send() -> "delivered")

@@ -210,3 +210,44 @@ async def test_gateway_offline_busy_and_stale(world: World, free_udp_port: int) 
             await remote.call("list_devices", {"timeout": 0}, timeout=5)
         assert gi.value.code == GatewayCode.BUSY
         assert (await slow)["devices"] == []
+
+
+async def test_remote_watch_and_session_kept_across_calls(world: World, free_udp_port: int) -> None:
+    """A phone watches the TV's evented Volume attributes through the gateway; the gateway's
+    LAN session is opened once for many calls; a watch ends when its party stops being related."""
+    alice = await world.user("alice")
+    phone = await world.connect(alice)
+    gw = await world.owned_device(phone, "gateway")
+    gw_client = await world.connect(gw)
+    async with home(free_udp_port) as (tv, _pc, cp), serving(HomeGateway(gw_client, cp)) as gateway:
+        tv_id = str(tv.device_id)
+        remote = RemoteHome(phone, gw.principal)
+        for n in (1, 2, 3):
+            assert await remote.invoke(tv_id, "Volume", "SetLevel", level=n) == n
+        assert await remote.get(tv_id, "Volume", "level") == {"level": 3}
+        assert gateway.sessions.opened == 1 and len(gateway.sessions) == 1
+        async with remote.watch(tv_id, "Volume", "level") as changes:
+            assert await changes.next(5) == ("level", 3)  # the current value first
+            await remote.invoke(tv_id, "Volume", "SetLevel", level=42)
+            assert await changes.next(5) == ("level", 42)
+            assert gateway.watches.count(alice.principal) == 1
+        for _ in range(100):  # unwatched when the context ended
+            if gateway.watches.count() == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert gateway.watches.count() == 0
+        with pytest.raises(GatewayError) as gi:
+            async with remote.watch(tv_id, "Tuner", "channel"):
+                pass
+        assert gi.value.code == 404
+        # unbound: the next event cannot be delivered (403), the gateway ends the watch
+        async with remote.watch(tv_id, "Volume") as changes:
+            assert dict([await changes.next(5), await changes.next(5)]) == {"level": 42, "muted": False}
+            await phone.request("unbind", device=str(gw.principal))
+            async with cp.session(tv.device_id, VOLUME) as svc:  # someone at home turns it down
+                await svc.SetLevel(level=7)
+            for _ in range(200):
+                if gateway.watches.count() == 0:
+                    break
+                await asyncio.sleep(0.02)
+            assert gateway.watches.count() == 0

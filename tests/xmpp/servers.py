@@ -118,7 +118,9 @@ class ProsodyServer:
 
     def __init__(self, root: Path | None = None, *, domain: str = "localhost",
                  component_domain: str | None = None, component_secret: str | None = None,
-                 allow_registration: bool = True, resume_window: int = 20) -> None:
+                 allow_registration: bool = True, resume_window: int = 20,
+                 data_dir: Path | None = None) -> None:
+        """``data_dir``: share another server's accounts and rosters (client failover tests)."""
         self.binary = need("prosody")
         self.ctl = need("prosodyctl")
         self.root = root or make_workdir("igrs-prosody-")
@@ -128,12 +130,13 @@ class ProsodyServer:
         self.component_domain = component_domain or f"igrs.{domain}"
         self.component_secret = component_secret
         self.cert, self.key, self.bundle = make_cert(self.root, domain)
-        (self.root / "data").mkdir(exist_ok=True)
+        self.data_dir = data_dir or self.root / "data"
+        self.data_dir.mkdir(exist_ok=True)
         (self.root / "certs").mkdir(exist_ok=True)  # Prosody indexes it next to the config
         self.config = self.root / "prosody.cfg.lua"
         self.log = self.root / "prosody.log"
         self.config.write_text(render_prosody(
-            domain=domain, data_dir=self.root / "data", cert=self.cert, key=self.key,
+            domain=domain, data_dir=self.data_dir, cert=self.cert, key=self.key,
             c2s_port=self.c2s_port, interface=LOOPBACK, component_port=self.component_port,
             component_domain=self.component_domain, component_secret=component_secret,
             allow_registration=allow_registration, registration_throttle_max=100000,

@@ -46,8 +46,11 @@ async def test_wrong_password_refused(xw: XWorld) -> None:
 async def test_unrelated_users_message_not_delivered(xw: XWorld) -> None:
     alice, bob, stranger = await xw.client(), await xw.client(), await xw.client()
     await xw.befriend(alice, bob)
-    await stranger.send(bob.principal, b"spam", durable=True)
-    await alice.send(bob.principal, b"hello")
+    with pytest.raises(RelayError) as ei:  # refused at the sender, as by the relay
+        await stranger.send(bob.principal, b"spam")
+    assert ei.value.code == 403
+    await stranger.send(bob.principal, b"spam", durable=True, wait=False)  # forced out: dropped
+    assert await alice.send(bob.principal, b"hello") == {"status": "delivered"}
     m = await bob.receive(5)
     assert (m.source, m.body) == (alice.principal, b"hello")
     with pytest.raises(TimeoutError):

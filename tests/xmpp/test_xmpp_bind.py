@@ -1,0 +1,76 @@
+"""Bind with a verification code over XMPP: XmppClient against the binding component
+(igrs.xmpp.component, xmppb) beside a real ejabberd — set code, wrong code, bind, querybind,
+messages between the bound parties, unbind."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from servers import LOOPBACK, EjabberdServer, start_server
+from xmpp_helpers import XWorld
+
+from igrs.relay.errors import RelayError
+from igrs.xmpp.component import BindComponent, BindService, BindStore, EjabberdAdmin
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(scope="module")
+def ejabberd() -> Iterator[EjabberdServer]:
+    server = start_server("ejabberd")
+    assert isinstance(server, EjabberdServer)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+async def xw(ejabberd: EjabberdServer) -> AsyncIterator[XWorld]:
+    admin = EjabberdAdmin(argv=[ejabberd.ctl, "-c", str(ejabberd.ctl_config), "-n", ejabberd.node],
+                          component=ejabberd.component_domain,
+                          env={**os.environ, "ERL_EPMD_PORT": str(ejabberd.epmd.port)})
+    comp = BindComponent(ejabberd.component_domain, ejabberd.component_secret, LOOPBACK,
+                         ejabberd.component_port, BindService(BindStore(None), admin))
+    await comp.start()
+    w = XWorld(ejabberd)
+    try:
+        yield w
+    finally:
+        await w.close()
+        await comp.stop()
+
+
+async def until(cond: object, timeout: float = 10.0) -> None:
+    for _ in range(int(timeout / 0.02)):
+        if cond():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not met in time")
+
+
+async def test_bind_with_code_then_unbind(xw: XWorld) -> None:
+    alice, tv = await xw.client(), await xw.client(user=False)
+    assert await tv.set_verify_code("735194") == {"status": "ok"}
+    with pytest.raises(RelayError) as ei:
+        await alice.bind(tv.principal, "000000")
+    assert ei.value.code == 403
+    assert (await alice.bind(tv.principal, "735194"))["status"] == "bound"
+    await until(lambda: alice.related(tv.jid) and tv.related(alice.jid))  # both rosters written
+    assert (await alice.request("relations"))["relations"] == {"owned_by": [], "linked": [str(tv.principal)]}
+    assert (await tv.request("relations"))["relations"] == {"owned_by": [str(alice.principal)], "linked": []}
+    assert await alice.query_bind() == {"users": [], "devices": [str(tv.principal)]}
+    assert await tv.query_bind() == {"users": [str(alice.principal)], "devices": []}
+    with pytest.raises(RelayError) as ei:
+        await alice.bind(tv.principal, "735194")
+    assert ei.value.code == 409
+    assert await alice.send(tv.principal, b"hello") == {"status": "delivered"}
+    assert (await tv.receive(5)).body == b"hello"
+    assert await alice.unbind(tv.principal) == {"status": "unbound"}
+    await until(lambda: not alice.related(tv.jid) and not tv.related(alice.jid))
+    with pytest.raises(RelayError) as ei:
+        await alice.send(tv.principal, b"gone")
+    assert ei.value.code == 403
