@@ -69,6 +69,7 @@ async def device_process(xw: XWorld, observer: XmppClient, procs: list[subproces
     """A device related to ``observer`` (set up in-process), then logged in by its own process."""
     dev = await xw.client(user=False)
     await xw.befriend(observer, dev)
+    await observer.subscribe_presence()
     await dev.close()
     xw.clients.remove(dev)
     await seen(observer, dev.principal, False, 5)
