@@ -7,8 +7,10 @@ goes half-open while the server has no pings of its own (Prosody 0.12 core) or h
 session for XEP-0198 hibernation. So each client probes, every ``interval`` seconds, the full
 JID of every contact it believes online with an XEP-0199 ping; an error answer or no answer
 within ``timeout`` means that resource is gone, and the client applies a synthetic
-``unavailable`` presence for it (roster and presence events, as if the server had sent it). A
-later probe that succeeds restores it. Worst-case detection: ``interval + timeout``.
+``unavailable`` presence for it (roster and presence events, as if the server had sent it).
+A resource that timed out (the server still holds it: hung, or an XEP-0198 session) is probed
+again and restored when it answers; one the server reports absent is forgotten (its next login
+brings a real presence). Worst-case detection: ``interval + timeout``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ log = logging.getLogger(__name__)
 
 PROBE_INTERVAL = 30.0  # s, as the relay's ping_interval (specs/relay.md): project choice
 PROBE_TIMEOUT = 10.0  # s; interval + timeout = 40 s worst case, inside the relay's 90 s bound
-RETRIES = 3  # further probes of a resource declared gone (a resumed XEP-0198 session comes back)
 
 
 class Liveness:
@@ -33,7 +34,8 @@ class Liveness:
         self.interval = interval
         self.timeout = timeout
         self.corrected = 0  # resources this client declared gone (for tests and logs)
-        self._down: dict[str, int] = {}  # full JID declared gone -> failed probes since
+        self.restored = 0  # ... and found answering again
+        self._down: dict[str, None] = {}  # full JIDs declared gone that the server still holds
         self._task: asyncio.Task[None] | None = None
         xmpp.add_event_handler("session_start", self._start)
         xmpp.add_event_handler("session_resumed", self._start)
@@ -82,13 +84,16 @@ class Liveness:
                 self.corrected += 1
                 log.info("liveness: %s did not answer a ping (%s): offline", full, type(e).__name__)
                 self._apply(full, "unavailable")
-            self._down[full] = self._down.get(full, -1) + 1
-            if self._down[full] >= RETRIES:
-                del self._down[full]  # gone for good: its next login brings a real presence
+            if isinstance(e, IqError):
+                self._down.pop(full, None)  # the server has no such session: its next login brings presence
+            else:
+                self._down[full] = None  # held by the server (hung, hibernated): probe again
             return False
         except Exception:  # the stream went away under the probe: the next session probes again
             return False
-        if self._down.pop(full, None) is not None:
+        if full in self._down:
+            del self._down[full]
+            self.restored += 1
             self._apply(full, "available")
         return True
 

@@ -92,32 +92,29 @@ async def seen(c: XmppClient, who: Principal, online: bool, timeout: float) -> f
             return time.monotonic()
 
 
-async def test_killed_device_offline_after_resume_window(
-    xw: XWorld, spawn: list[subprocess.Popen[str]]
-) -> None:
-    observer = await xw.client()
-    dev, proc = await device_process(xw, observer, spawn)
-    os.kill(proc.pid, signal.SIGKILL)
-    t0 = time.monotonic()
-    took = await seen(observer, dev, False, RESUME_WINDOW + 10) - t0
-    print(f"\nDEAD-DEVICE {xw.server.kind}: SIGKILLed device shown offline after {took:.2f} s "
-          f"(resume window {RESUME_WINDOW} s; bound {BOUND} s)")  # fmt: skip
-    assert observer.liveness.corrected == 0  # the server told, not the probe (probe is off here)
-
-
-async def test_hung_device_offline_by_probe_and_back(xw: XWorld, spawn: list[subprocess.Popen[str]]) -> None:
-    observer = await xw.client()
-    dev, proc = await device_process(xw, observer, spawn)
-    observer.liveness.configure(PROBE_INTERVAL, PROBE_TIMEOUT)
+async def test_killed_and_hung_devices_shown_offline(xw: XWorld, spawn: list[subprocess.Popen[str]]) -> None:
+    """Two devices at once: one SIGKILLed (its observer's probe off: the server tells), one
+    SIGSTOPped (its observer's probe on: the probe tells, and restores it after SIGCONT)."""
+    watch_killed, watch_hung = await xw.client(), await xw.client()
+    (killed, p_killed), (hung, p_hung) = await asyncio.gather(
+        device_process(xw, watch_killed, spawn), device_process(xw, watch_hung, spawn))
+    watch_hung.liveness.configure(PROBE_INTERVAL, PROBE_TIMEOUT)
     await asyncio.sleep(PROBE_INTERVAL + 0.5)
-    assert observer.liveness.corrected == 0  # a live device answers the probe
-    os.kill(proc.pid, signal.SIGSTOP)
+    assert watch_hung.liveness.corrected == 0  # a live device answers the probe
+    os.kill(p_killed.pid, signal.SIGKILL)
+    os.kill(p_hung.pid, signal.SIGSTOP)
     t0 = time.monotonic()
-    took = await seen(observer, dev, False, PROBE_INTERVAL + PROBE_TIMEOUT + 5) - t0
-    assert observer.liveness.corrected == 1
-    assert (await observer.subscribe_presence())[str(dev)] is False
-    os.kill(proc.pid, signal.SIGCONT)
+    t_killed, t_hung = await asyncio.gather(
+        seen(watch_killed, killed, False, RESUME_WINDOW + 10),
+        seen(watch_hung, hung, False, PROBE_INTERVAL + PROBE_TIMEOUT + 5))
+    assert watch_killed.liveness.corrected == 0  # the server told (probe period 30 s)
+    assert watch_hung.liveness.corrected == 1
+    assert (await watch_hung.subscribe_presence())[str(hung)] is False
+    os.kill(p_hung.pid, signal.SIGCONT)
     t1 = time.monotonic()
-    back = await seen(observer, dev, True, PROBE_INTERVAL + PROBE_TIMEOUT + 5) - t1
-    print(f"\nHUNG-DEVICE {xw.server.kind}: stopped device shown offline by the probe after {took:.2f} s, "
-          f"online again {back:.2f} s after SIGCONT (probe {PROBE_INTERVAL} s / {PROBE_TIMEOUT} s)")
+    back = await seen(watch_hung, hung, True, PROBE_INTERVAL + PROBE_TIMEOUT + 5) - t1
+    assert watch_hung.liveness.restored == 1  # the probe found it answering again
+    print(f"\nDEAD-DEVICE {xw.server.kind}: SIGKILLed device shown offline after {t_killed - t0:.2f} s "
+          f"(resume window {RESUME_WINDOW} s); SIGSTOPped device shown offline by the probe after "
+          f"{t_hung - t0:.2f} s, online again {back:.2f} s after SIGCONT (probe {PROBE_INTERVAL} s / "
+          f"{PROBE_TIMEOUT} s); bound {BOUND} s")  # fmt: skip
