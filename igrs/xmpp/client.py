@@ -36,6 +36,7 @@ from igrs.relay.ids import Kind, Principal
 from igrs.relay.payloads import DEFAULT_NAMESPACE
 from igrs.relay.transport import Transport
 from igrs.xmpp import namespaces as ns
+from igrs.xmpp.liveness import Liveness
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,7 @@ class XmppClient:
             f"{{jabber:client}}message/{{{ns.PAYLOAD}}}payload"), self._on_payload_stanza))
         x.register_handler(Callback("igrs receipt", MatchXPath(
             f"{{jabber:client}}message/{{{ns.RECEIPTS}}}received"), self._on_receipt))
+        self.liveness = Liveness(x)  # probes contacts the server may wrongly show online
         return x
 
     async def connect(self) -> None:
