@@ -56,7 +56,7 @@ NOTIFY_ACCEPTED = (("Ext", ""), ("Cache-Control", 'no-cache="Ext"'))
 Reply = SoapMessage | SealLater | None  # None: a notify, answered 200 with no body
 RequestHandler = Callable[[Frame, str], Awaitable[Reply]]
 DEFAULT_REQUEST_TIMEOUT = 5.0
-PER_HOST_REQUESTS = 8  # requests in flight to one host; more wait their turn, in order
+PER_HOST_REQUESTS = 16  # requests in flight to one host; more wait their turn, in order (specs/transport.md)
 MAX_CLIENT_CONNECTIONS = 64  # requests (so connections) in flight to all hosts together
 CLIENT_IDLE_TIMEOUT = 15.0  # s an unused kept-alive client connection stays open (< HTTP_IDLE_TIMEOUT)
 _DESCRIPTION_HEADERS = [("Content-Type", "text/xml; charset=utf-8")]
