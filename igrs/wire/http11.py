@@ -107,8 +107,10 @@ def _split_common(raw: bytes) -> tuple[str, Headers] | None:
     if len(raw) > HTTP_MAX_LINE or not raw.isascii() or not raw.endswith(b"\r\n\r\n"):
         return None
     parts = raw.decode("ascii").split("\r\n")  # the start line, the header lines, "", ""
-    if len(parts) - 3 > HTTP_MAX_HEADER_FIELDS or len(raw) - len(raw.translate(None, _CONTROLS)) != 2 * len(parts) - 2:
-        return None  # ... or a control character other than the CRLFs that end the lines
+    if len(parts) - 3 > HTTP_MAX_HEADER_FIELDS:
+        return None
+    if len(raw) - len(raw.translate(None, _CONTROLS)) != 2 * len(parts) - 2:
+        return None  # a control character other than the CRLFs that end the lines
     items: list[tuple[str, str]] = []
     index: dict[str, list[str]] = {}
     names = _COMMON_NAMES

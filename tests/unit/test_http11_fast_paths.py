@@ -109,8 +109,8 @@ def mutated_heads(draw: st.DrawFn) -> bytes:
             at = draw(st.integers(0, len(lines[i])))
             lines[i] = lines[i][:at] + draw(_noise) + lines[i][at:]
         elif op == "value":
-            lines[i] = f"{name}: " + draw(st.text(st.sampled_from(["a", "1", " ", ":", "-", ",", "é", "\x01", "\t"]),
-                                                  max_size=8))
+            chars = st.sampled_from(["a", "1", " ", ":", "-", ",", "é", "\x01", "\t"])
+            lines[i] = f"{name}: " + draw(st.text(chars, max_size=8))
         elif op == "start":
             start = draw(st.sampled_from(["M-POST /IGRS HTTP/1.0", "GET / HTTP/2.0", "HTTP/1.1 204 No Content",
                                           "HTTP/1.0 200 OK", "HTTP/1.1 200", "M-POST  /IGRS HTTP/1.1", "",
@@ -208,9 +208,9 @@ def mutated_answers(draw: st.DrawFn) -> bytes:
         elif kind == "append":
             data += draw(st.sampled_from([b"x", b"HTTP/1.1 200 OK\r\n\r\n", b"\r\n"]))
         else:
-            data[i:i] = draw(st.sampled_from([b"\r\n", b"\n", b"1", b"0", b";", b":", b"\x00",
-                                              b"Transfer-Encoding: chunked\r\n", b"HTTP/1.1 100 Continue\r\n\r\n",
-                                              b"Content-Length: 5\r\n"]))
+            data[i:i] = draw(st.sampled_from([
+                b"\r\n", b"\n", b"1", b"0", b";", b":", b"\x00", b"Transfer-Encoding: chunked\r\n",
+                b"HTTP/1.1 100 Continue\r\n\r\n", b"Content-Length: 5\r\n"]))
     return bytes(data)
 
 
