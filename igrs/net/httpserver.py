@@ -31,6 +31,7 @@ from igrs.constants import (
     HTTP_SEND_TIMEOUT,
     MAX_HTTP_BODY,
 )
+from igrs.net.aio import start_eagerly
 from igrs.wire.http11 import (
     CONTINUE,
     HttpError,
@@ -405,10 +406,20 @@ class _Connection(asyncio.Protocol):
 
     # --- reading -----------------------------------------------------------------------------
     def _parse(self) -> None:
-        try:
-            self._parse_requests()
-        except HttpError as exc:
-            self._fail(exc.status, exc.reason)
+        """Read the requests buffered; write the answers made meanwhile, then read on (a
+        loop, not a recursion through _flush: a buffer may hold thousands of requests)."""
+        while True:
+            try:
+                self._parse_requests()
+            except HttpError as exc:
+                self._fail(exc.status, exc.reason)
+                return
+            queue = self._queue
+            if not queue or not isinstance(queue[0], bytes) or not self._write_ready():
+                return
+            if self._stopped or not (self._paused or self._buf):
+                self._after_written()
+                return
 
     def _parse_requests(self) -> None:
         buf, limits = self._buf, self._server.limits
@@ -469,11 +480,16 @@ class _Connection(asyncio.Protocol):
         return True
 
     def _start(self, head: RequestHead, path: str, body: bytes) -> None:
+        """Run the handler now, until it answers or waits: a handler that answers at once
+        (an invocation) is written on this turn of the loop; one that waits goes on as a task."""
         request = HttpRequest(head.method, path, head.headers, body, self._peer)
         keep_alive = head.keep_alive and not self._eof
-        task = asyncio.get_running_loop().create_task(self._run(request, head, keep_alive))
-        task.add_done_callback(self._flush)
-        self._queue.append(task)
+        task = start_eagerly(asyncio.get_running_loop(), self._run(request, head, keep_alive))
+        if task.done() and not task.cancelled():
+            self._queue.append(task.result())
+        else:
+            task.add_done_callback(self._flush)
+            self._queue.append(task)
         if not keep_alive:
             self._stop(close_after=True)
 
@@ -498,20 +514,29 @@ class _Connection(asyncio.Protocol):
 
     # --- writing -----------------------------------------------------------------------------
     def _flush(self, _task: object = None) -> None:
+        if self._write_ready():
+            self._after_written()
+
+    def _write_ready(self) -> bool:
+        """Write the answers ready at the head of the queue; True once it is empty."""
         transport, queue = self._transport, self._queue
         if transport is None:
-            return
+            return False
         while queue:
             item = queue[0]
             if not isinstance(item, bytes):
                 if not item.done():
-                    return
+                    return False
                 if item.cancelled():
                     transport.abort()
-                    return
+                    return False
                 item = item.result()
             queue.popleft()
             transport.write(item)
+        return True
+
+    def _after_written(self) -> None:
+        """Every answer is written: hand over, close, read on or wait idle."""
         if self._handoff:
             if not self._write_paused:
                 self._hand_off()

@@ -279,6 +279,19 @@ async def test_pipelining_is_bounded(served: Served) -> None:
     client.close()
 
 
+async def test_thousands_of_pipelined_requests_in_one_buffer(served: Served) -> None:
+    """Answers made while the buffer is read are written as it goes (a loop, not a recursion)."""
+    client = await Client.connect(served.port)
+    count = 3000
+    description = plain("GET", "/IGRS/description.xml")
+    await client.send(igrs_request(1) + description * count + igrs_request(2))
+    assert (await client.answer()).ack() == 1
+    for _ in range(count):
+        assert (await client.answer()).body == DESCRIPTION
+    assert (await client.answer()).ack() == 2
+    client.close()
+
+
 @pytest.mark.parametrize(("lines", "version", "closes"), [
     (("Connection: close",), "1.1", True),
     (("Connection: keep-alive, Close",), "1.1", True),
