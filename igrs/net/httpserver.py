@@ -231,10 +231,36 @@ class _Connection(asyncio.Protocol):
     """One client connection: parse, run handlers as tasks, write answers in order; after a
     hand-off, relay the socket's events to the takeover protocol and keep timing them."""
 
-    __slots__ = ("_active", "_body_open", "_body_start", "_buf", "_close_after", "_early", "_eof",
-                 "_handoff", "_head", "_inner", "_linger", "_path", "_paused", "_peer", "_progress_at",
-                 "_queue", "_scanned", "_send_timer", "_server", "_state", "_stopped", "_timer", "_tls",
-                 "_transport", "_upgrade", "_write_paused")
+    __slots__ = (
+        "_active",
+        "_body_open",
+        "_body_start",
+        "_buf",
+        "_close_after",
+        "_due",
+        "_early",
+        "_eof",
+        "_handoff",
+        "_head",
+        "_inner",
+        "_linger",
+        "_path",
+        "_paused",
+        "_peer",
+        "_progress_at",
+        "_queue",
+        "_scanned",
+        "_send_timer",
+        "_server",
+        "_state",
+        "_stopped",
+        "_timer",
+        "_timer_at",
+        "_tls",
+        "_transport",
+        "_upgrade",
+        "_write_paused",
+    )
 
     def __init__(self, server: HttpServer, tls: ssl.SSLContext | None = None) -> None:
         self._server = server
@@ -250,6 +276,8 @@ class _Connection(asyncio.Protocol):
         self._peer = ""
         self._state = -1
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0  # when it fires
+        self._due = 0.0  # the deadline of the state (0: none)
         self._stopped = False  # no further request is read
         self._close_after = False  # close once the queued answers are written
         self._linger = False  # ... after reading and dropping input for a while
@@ -657,17 +685,32 @@ class _Connection(asyncio.Protocol):
 
     # --- timers ------------------------------------------------------------------------------
     def _set_state(self, state: int) -> None:
-        """Arm the timer of ``state`` unless already in it: idle, header, body or linger."""
+        """Set the deadline of ``state`` unless already in it: idle, header, body or linger
+        (busy: none). The timer is not re-armed at every change (twice per request): one
+        that fires after the deadline moved later waits for the rest; only an earlier
+        deadline re-arms it."""
         if state == self._state:
             return
         self._state = state
-        self._cancel_timer()
         lim = self._server.limits
         delay = (lim.idle_timeout, lim.header_timeout, lim.body_timeout, 0.0, lim.linger_time)[state]
-        if delay > 0 and self._transport is not None:
-            self._timer = asyncio.get_running_loop().call_later(delay, self._on_timeout)
+        if delay <= 0 or self._transport is None:
+            self._due = 0.0
+            return
+        loop = asyncio.get_running_loop()
+        self._due = due = loop.time() + delay
+        if self._timer is not None:
+            if self._timer_at <= due:
+                return
+            self._timer.cancel()
+        self._arm(loop, due)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
+        self._timer_at = at
+        self._timer = loop.call_at(at, self._on_timeout)
 
     def _cancel_timer(self) -> None:
+        self._due = 0.0
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -679,13 +722,17 @@ class _Connection(asyncio.Protocol):
 
     def _on_timeout(self) -> None:
         self._timer = None
-        if self._transport is None:
+        if self._transport is None or not self._due:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._due > now:  # the deadline moved since the timer was armed
+            self._arm(loop, self._due)
             return
         if self._state == _BODY and self._inner is not None:  # handed off: a body must progress
             due = self._progress_at + self._server.limits.body_timeout
-            now = asyncio.get_running_loop().time()
             if due > now:
-                self._timer = asyncio.get_running_loop().call_later(due - now, self._on_timeout)
+                self._arm(loop, due)
                 return
         if self._state in (_HEAD, _BODY):
             log.debug("HTTP client %s too slow (state %d): closed", self._peer, self._state)

@@ -336,6 +336,26 @@ async def test_slow_body_and_idle_connections_are_closed(served: Served) -> None
     idle.close()
 
 
+async def test_the_idle_time_counts_from_the_last_answer(served: Served) -> None:
+    """Busy, then idle, then a slow head on one connection: each wait timed from its start."""
+    client = await Client.connect(served.port)
+    for seq in range(1, 7):  # a request every 0.25 s for 1.5 s, beyond the idle time (0.8 s)
+        await client.send(igrs_request(seq))
+        assert (await client.answer()).ack() == seq
+        await asyncio.sleep(0.25)
+    started = time.monotonic()
+    assert await client.closed(timeout=3.0)
+    assert LIMITS.idle_timeout - 0.35 <= time.monotonic() - started <= LIMITS.idle_timeout + 0.5
+    slow = await Client.connect(served.port)
+    await asyncio.sleep(0.5)  # idle (0.8 s), then a head that never ends (0.4 s from its first byte)
+    await slow.send(igrs_request(1)[:20])
+    started = time.monotonic()
+    assert await slow.closed(timeout=3.0)
+    assert LIMITS.header_timeout - 0.1 <= time.monotonic() - started <= LIMITS.header_timeout + 0.35
+    client.close()
+    slow.close()
+
+
 async def test_too_many_connections_are_refused(served: Served) -> None:
     clients = [await Client.connect(served.port, f"127.0.0.{2 + i % 2}") for i in range(LIMITS.max_connections)]
     await asyncio.sleep(0.05)
