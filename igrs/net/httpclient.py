@@ -9,6 +9,7 @@ import asyncio
 from collections import defaultdict
 from typing import cast
 
+from igrs.net.aio import limit_read_size
 from igrs.wire.http11 import BadResponse, Response, ResponseReader
 from igrs.wire.memo import Memo
 
@@ -111,6 +112,7 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # a stream transport (uvloop's does not derive from asyncio.Transport: no isinstance)
         self._transport = cast(asyncio.Transport, transport)
+        limit_read_size(transport)
         self.pool._open.add(self)
 
     def usable(self) -> bool:

@@ -31,7 +31,7 @@ from igrs.constants import (
     HTTP_SEND_TIMEOUT,
     MAX_HTTP_BODY,
 )
-from igrs.net.aio import start_eagerly
+from igrs.net.aio import limit_read_size, start_eagerly
 from igrs.wire.http11 import (
     CONTINUE,
     HttpError,
@@ -313,6 +313,7 @@ class _Connection(asyncio.Protocol):
         server.connections.add(self)
         server.per_address[peer] = held + 1
         _limit_unacknowledged(transport, limits.send_timeout)
+        limit_read_size(transport)
         if self._tls is not None:
             transport.pause_reading()  # the handshake's bytes are for the TLS layer
             self._set_state(_HEAD)  # the handshake is timed as a request head

@@ -279,6 +279,21 @@ async def test_pipelining_is_bounded(served: Served) -> None:
     client.close()
 
 
+async def test_both_sides_read_at_most_64_kib_at_a_time(served: Served) -> None:
+    """asyncio's 256 KiB recv buffer is mapped and unmapped per read: both sides ask less."""
+    from igrs.net.aio import STREAM_READ_SIZE
+    from igrs.net.http import IgrsHttpClient
+
+    client = IgrsHttpClient(CLIENT)
+    _, frame = await client.send(f"http://127.0.0.1:{served.port}/IGRS", messages.GetDeviceDescriptionRequest(),
+                                 DEVICE)
+    assert frame is not None
+    (conn,) = served.server.server.connections
+    (mine,) = client._pool._open
+    assert conn._transport.max_size == mine._transport.max_size == STREAM_READ_SIZE == 65536  # type: ignore[union-attr]
+    await client.close()
+
+
 async def test_thousands_of_pipelined_requests_in_one_buffer(served: Served) -> None:
     """Answers made while the buffer is read are written as it goes (a loop, not a recursion)."""
     client = await Client.connect(served.port)
