@@ -23,7 +23,6 @@ from igrs.wire import messages
 from igrs.wire.bodies import pipes as bodies
 from igrs.wire.ids import DeviceId
 from igrs.wire.messages import Frame, Routing, SoapMessage, Status
-from igrs.wire.xml import etree, parse_xml
 
 Urandom = Callable[[int], bytes]
 
@@ -243,7 +242,7 @@ class PipeTable:
 def seal(channel: SecureChannel, pipe_id: int, message: SoapMessage, *, source: DeviceId,
          target: DeviceId | None, sequence_id: int) -> bodies.SecureMessage:
     """Seal ``message``'s body for a secure pipe; the result replaces it on the wire."""
-    plaintext = etree.tostring(message.body())
+    plaintext = messages.body_xml(message)
     record = channel.seal(plaintext, message_type=message.message_type, source=str(source),
                           target=str(target or ""), sequence_id=sequence_id)
     return bodies.SecureMessage(pipe_id, record, message.message_type)
@@ -257,4 +256,4 @@ def unseal(channel: SecureChannel, frame: Frame) -> Frame:
     r: Routing = frame.routing
     plaintext = channel.open(sealed.record, message_type=r.message_type, source=str(r.source),
                              target=str(r.target or ""), sequence_id=r.sequence_id)
-    return Frame(r, messages.parse_body(r.message_type, parse_xml(plaintext)))
+    return Frame(r, messages.parse_body_xml(r.message_type, plaintext))

@@ -56,7 +56,7 @@ NOTIFY_ACCEPTED = (("Ext", ""), ("Cache-Control", 'no-cache="Ext"'))
 Reply = SoapMessage | SealLater | None  # None: a notify, answered 200 with no body
 RequestHandler = Callable[[Frame, str], Awaitable[Reply]]
 DEFAULT_REQUEST_TIMEOUT = 5.0
-PER_HOST_REQUESTS = 8  # requests in flight to one host; more wait their turn, in order
+PER_HOST_REQUESTS = 16  # requests in flight to one host; more wait their turn, in order (specs/transport.md)
 MAX_CLIENT_CONNECTIONS = 64  # requests (so connections) in flight to all hosts together
 CLIENT_IDLE_TIMEOUT = 15.0  # s an unused kept-alive client connection stays open (< HTTP_IDLE_TIMEOUT)
 _DESCRIPTION_HEADERS = [("Content-Type", "text/xml; charset=utf-8")]
@@ -232,21 +232,30 @@ class IgrsHttpClient:
         # a pool whose queue let new requests overtake waiting ones would leave a sealed
         # record waiting behind hundreds of younger ones, out of the peer's replay window
         # (specs/security.md), or timed out.
-        self._slots: dict[tuple[str, int], tuple[asyncio.Semaphore, list[int]]] = {}
+        self._slots: dict[tuple[str, int], _Slot] = {}
 
     @contextlib.asynccontextmanager
     async def _turn(self, key: tuple[str, int]) -> AsyncIterator[None]:
-        slot = self._slots.get(key)
-        if slot is None:
-            slot = self._slots[key] = (asyncio.Semaphore(PER_HOST_REQUESTS), [0])
-        slot[1][0] += 1
+        """A place among the requests in flight to ``key`` and to all hosts (FIFO, PER_HOST_REQUESTS
+        and MAX_CLIENT_CONNECTIONS) while the block runs (GET; send takes it inline)."""
+        slot = self._slot(key)
         try:
-            async with slot[0], self._connections:
+            async with slot.turns, self._connections:
                 yield
         finally:
-            slot[1][0] -= 1
-            if not slot[1][0]:
-                self._slots.pop(key, None)
+            self._leave(key, slot)
+
+    def _slot(self, key: tuple[str, int]) -> _Slot:
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._slots[key] = _Slot(asyncio.Semaphore(PER_HOST_REQUESTS))
+        slot.users += 1
+        return slot
+
+    def _leave(self, key: tuple[str, int], slot: _Slot) -> None:
+        slot.users -= 1
+        if not slot.users:
+            self._slots.pop(key, None)
 
     def next_sequence(self) -> int:
         return next(self._seq) & 0xFFFFFFFF or 1
@@ -262,16 +271,33 @@ class IgrsHttpClient:
             except ValueError as exc:
                 raise IGRSError(f"{url}: {exc}", return_code=ReturnCode.BUSY) from exc
             self._endpoints.remember(url, endpoint)
+        # As asyncio.timeout(self.timeout) around _turn and the exchange, with one timer
+        # handle and no context managers: this runs for every message (issue 15).
+        task = asyncio.current_task()
+        assert task is not None
+        cancelling = task.cancelling()
+        expired: list[bool] = []
+        timer = asyncio.get_running_loop().call_later(self.timeout, _expire, task, expired)
+        key = (endpoint.host, endpoint.port)
+        slot = self._slot(key)
         try:
-            async with asyncio.timeout(self.timeout), self._turn((endpoint.host, endpoint.port)):
+            async with slot.turns, self._connections:
                 seq = self.next_sequence()
                 wire_message = seal(message, seq) if seal is not None else message
                 headers, body = messages.encode(wire_message, source=self.source, target=target,
                                                 sequence_id=seq)
                 return await self._post(endpoint, headers, body, seq, target)
-        except (TimeoutError, OSError, BadResponse) as exc:
-            raise IGRSError(f"{url}: {str(exc) or type(exc).__name__}",
-                            return_code=ReturnCode.BUSY) from exc
+        except BaseException as exc:
+            # the timer's cancellation (not the caller's) is a timeout, as asyncio.timeout says
+            if expired and task.uncancel() <= cancelling and isinstance(exc, asyncio.CancelledError):
+                raise IGRSError(f"{url}: TimeoutError", return_code=ReturnCode.BUSY) from None
+            if isinstance(exc, OSError | BadResponse):
+                raise IGRSError(f"{url}: {str(exc) or type(exc).__name__}",
+                                return_code=ReturnCode.BUSY) from exc
+            raise
+        finally:
+            timer.cancel()
+            self._leave(key, slot)
 
     async def get(self, url: str) -> bytes:
         """``GET url`` (the plain description, DESCRIPTION_PATH) on the same connections,
@@ -308,6 +334,19 @@ class IgrsHttpClient:
 
     async def close(self) -> None:
         self._pool.close()
+
+
+@dataclass(slots=True)
+class _Slot:
+    """The requests to one host: FIFO turns (PER_HOST_REQUESTS at a time) and how many wait or run."""
+
+    turns: asyncio.Semaphore
+    users: int = 0
+
+
+def _expire(task: asyncio.Task[object], expired: list[bool]) -> None:
+    expired.append(True)
+    task.cancel()
 
 
 @dataclass(frozen=True, slots=True)

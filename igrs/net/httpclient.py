@@ -9,6 +9,7 @@ import asyncio
 from collections import defaultdict
 from typing import cast
 
+from igrs.net.aio import limit_read_size
 from igrs.wire.http11 import BadResponse, Response, ResponseReader
 from igrs.wire.memo import Memo
 
@@ -94,7 +95,8 @@ class HttpClientPool:
 
 
 class _Connection(asyncio.Protocol):
-    __slots__ = ("_reader", "_timer", "_transport", "_waiter", "answered", "key", "pool")
+    __slots__ = ("_parked_at", "_reader", "_timer", "_transport", "_waiter", "answered", "key", "parked",
+                 "pool")
 
     def __init__(self, pool: HttpClientPool, key: Key) -> None:
         self.pool = pool
@@ -103,11 +105,14 @@ class _Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._reader: ResponseReader | None = None
         self._waiter: asyncio.Future[Response] | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None  # the idle check, armed once per idle time
+        self.parked = False  # idle in the pool
+        self._parked_at = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # a stream transport (uvloop's does not derive from asyncio.Transport: no isinstance)
         self._transport = cast(asyncio.Transport, transport)
+        limit_read_size(transport)
         self.pool._open.add(self)
 
     def usable(self) -> bool:
@@ -144,13 +149,16 @@ class _Connection(asyncio.Protocol):
                 self._settle(self._reader.feed_eof())
             except BadResponse as exc:
                 self._settle(exc)
-        elif self._timer is not None:  # parked: the server closes its connections unannounced
+        elif self.parked:  # the server closes its connections unannounced
             self.pool.closed_while_idle(self.key)
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
         self.unpark()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self.pool._forget(self)
         self._settle(ConnectionResetError(f"connection lost: {exc}" if exc else "server closed the connection"))
 
@@ -164,12 +172,27 @@ class _Connection(asyncio.Protocol):
             waiter.set_result(outcome)
 
     def park(self, idle_timeout: float) -> None:
-        self._timer = asyncio.get_running_loop().call_later(idle_timeout, self.close)
+        """Idle from now; closed once idle for ``idle_timeout`` s. The timer is not re-armed
+        for every request: when it fires early (the connection was used since), it waits
+        for the rest of the idle time."""
+        loop = asyncio.get_running_loop()
+        self.parked = True
+        self._parked_at = loop.time()
+        if self._timer is None:
+            self._timer = loop.call_later(idle_timeout, self._idle_check, idle_timeout)
 
     def unpark(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.parked = False
+
+    def _idle_check(self, idle_timeout: float) -> None:
+        self._timer = None
+        if not self.parked or self._transport is None:
+            return  # in use: armed again when parked
+        left = self._parked_at + idle_timeout - asyncio.get_running_loop().time()
+        if left > 0:
+            self._timer = asyncio.get_running_loop().call_later(left, self._idle_check, idle_timeout)
+        else:
+            self.close()
 
     def close(self) -> None:
         if self._transport is not None:

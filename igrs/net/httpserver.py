@@ -31,6 +31,7 @@ from igrs.constants import (
     HTTP_SEND_TIMEOUT,
     MAX_HTTP_BODY,
 )
+from igrs.net.aio import limit_read_size, start_eagerly
 from igrs.wire.http11 import (
     CONTINUE,
     HttpError,
@@ -230,10 +231,36 @@ class _Connection(asyncio.Protocol):
     """One client connection: parse, run handlers as tasks, write answers in order; after a
     hand-off, relay the socket's events to the takeover protocol and keep timing them."""
 
-    __slots__ = ("_active", "_body_open", "_body_start", "_buf", "_close_after", "_early", "_eof",
-                 "_handoff", "_head", "_inner", "_linger", "_path", "_paused", "_peer", "_progress_at",
-                 "_queue", "_scanned", "_send_timer", "_server", "_state", "_stopped", "_timer", "_tls",
-                 "_transport", "_upgrade", "_write_paused")
+    __slots__ = (
+        "_active",
+        "_body_open",
+        "_body_start",
+        "_buf",
+        "_close_after",
+        "_due",
+        "_early",
+        "_eof",
+        "_handoff",
+        "_head",
+        "_inner",
+        "_linger",
+        "_path",
+        "_paused",
+        "_peer",
+        "_progress_at",
+        "_queue",
+        "_scanned",
+        "_send_timer",
+        "_server",
+        "_state",
+        "_stopped",
+        "_timer",
+        "_timer_at",
+        "_tls",
+        "_transport",
+        "_upgrade",
+        "_write_paused",
+    )
 
     def __init__(self, server: HttpServer, tls: ssl.SSLContext | None = None) -> None:
         self._server = server
@@ -249,6 +276,8 @@ class _Connection(asyncio.Protocol):
         self._peer = ""
         self._state = -1
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0  # when it fires
+        self._due = 0.0  # the deadline of the state (0: none)
         self._stopped = False  # no further request is read
         self._close_after = False  # close once the queued answers are written
         self._linger = False  # ... after reading and dropping input for a while
@@ -284,6 +313,7 @@ class _Connection(asyncio.Protocol):
         server.connections.add(self)
         server.per_address[peer] = held + 1
         _limit_unacknowledged(transport, limits.send_timeout)
+        limit_read_size(transport)
         if self._tls is not None:
             transport.pause_reading()  # the handshake's bytes are for the TLS layer
             self._set_state(_HEAD)  # the handshake is timed as a request head
@@ -405,10 +435,20 @@ class _Connection(asyncio.Protocol):
 
     # --- reading -----------------------------------------------------------------------------
     def _parse(self) -> None:
-        try:
-            self._parse_requests()
-        except HttpError as exc:
-            self._fail(exc.status, exc.reason)
+        """Read the requests buffered; write the answers made meanwhile, then read on (a
+        loop, not a recursion through _flush: a buffer may hold thousands of requests)."""
+        while True:
+            try:
+                self._parse_requests()
+            except HttpError as exc:
+                self._fail(exc.status, exc.reason)
+                return
+            queue = self._queue
+            if not queue or not isinstance(queue[0], bytes) or not self._write_ready():
+                return
+            if self._stopped or not (self._paused or self._buf):
+                self._after_written()
+                return
 
     def _parse_requests(self) -> None:
         buf, limits = self._buf, self._server.limits
@@ -469,11 +509,16 @@ class _Connection(asyncio.Protocol):
         return True
 
     def _start(self, head: RequestHead, path: str, body: bytes) -> None:
+        """Run the handler now, until it answers or waits: a handler that answers at once
+        (an invocation) is written on this turn of the loop; one that waits goes on as a task."""
         request = HttpRequest(head.method, path, head.headers, body, self._peer)
         keep_alive = head.keep_alive and not self._eof
-        task = asyncio.get_running_loop().create_task(self._run(request, head, keep_alive))
-        task.add_done_callback(self._flush)
-        self._queue.append(task)
+        task = start_eagerly(asyncio.get_running_loop(), self._run(request, head, keep_alive))
+        if task.done() and not task.cancelled():
+            self._queue.append(task.result())
+        else:
+            task.add_done_callback(self._flush)
+            self._queue.append(task)
         if not keep_alive:
             self._stop(close_after=True)
 
@@ -498,20 +543,29 @@ class _Connection(asyncio.Protocol):
 
     # --- writing -----------------------------------------------------------------------------
     def _flush(self, _task: object = None) -> None:
+        if self._write_ready():
+            self._after_written()
+
+    def _write_ready(self) -> bool:
+        """Write the answers ready at the head of the queue; True once it is empty."""
         transport, queue = self._transport, self._queue
         if transport is None:
-            return
+            return False
         while queue:
             item = queue[0]
             if not isinstance(item, bytes):
                 if not item.done():
-                    return
+                    return False
                 if item.cancelled():
                     transport.abort()
-                    return
+                    return False
                 item = item.result()
             queue.popleft()
             transport.write(item)
+        return True
+
+    def _after_written(self) -> None:
+        """Every answer is written: hand over, close, read on or wait idle."""
         if self._handoff:
             if not self._write_paused:
                 self._hand_off()
@@ -632,17 +686,32 @@ class _Connection(asyncio.Protocol):
 
     # --- timers ------------------------------------------------------------------------------
     def _set_state(self, state: int) -> None:
-        """Arm the timer of ``state`` unless already in it: idle, header, body or linger."""
+        """Set the deadline of ``state`` unless already in it: idle, header, body or linger
+        (busy: none). The timer is not re-armed at every change (twice per request): one
+        that fires after the deadline moved later waits for the rest; only an earlier
+        deadline re-arms it."""
         if state == self._state:
             return
         self._state = state
-        self._cancel_timer()
         lim = self._server.limits
         delay = (lim.idle_timeout, lim.header_timeout, lim.body_timeout, 0.0, lim.linger_time)[state]
-        if delay > 0 and self._transport is not None:
-            self._timer = asyncio.get_running_loop().call_later(delay, self._on_timeout)
+        if delay <= 0 or self._transport is None:
+            self._due = 0.0
+            return
+        loop = asyncio.get_running_loop()
+        self._due = due = loop.time() + delay
+        if self._timer is not None:
+            if self._timer_at <= due:
+                return
+            self._timer.cancel()
+        self._arm(loop, due)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
+        self._timer_at = at
+        self._timer = loop.call_at(at, self._on_timeout)
 
     def _cancel_timer(self) -> None:
+        self._due = 0.0
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -654,13 +723,17 @@ class _Connection(asyncio.Protocol):
 
     def _on_timeout(self) -> None:
         self._timer = None
-        if self._transport is None:
+        if self._transport is None or not self._due:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._due > now:  # the deadline moved since the timer was armed
+            self._arm(loop, self._due)
             return
         if self._state == _BODY and self._inner is not None:  # handed off: a body must progress
             due = self._progress_at + self._server.limits.body_timeout
-            now = asyncio.get_running_loop().time()
             if due > now:
-                self._timer = asyncio.get_running_loop().call_later(due - now, self._on_timeout)
+                self._arm(loop, due)
                 return
         if self._state in (_HEAD, _BODY):
             log.debug("HTTP client %s too slow (state %d): closed", self._peer, self._state)

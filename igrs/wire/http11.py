@@ -83,8 +83,52 @@ def find_head_end(buf: bytes | bytearray, scanned: int = 0) -> int:
     return end
 
 
+# The header names the stack itself writes (igrs/wire/messages.py, this module, the server's
+# Date and Server lines), as it spells them -> their key in Headers' index.
+_COMMON_NAMES: dict[str, str] = {name: name.lower() for name in (
+    "Host", "MAN", "01-IGRSVersion", "01-IGRSMessageType", "01-SourceDeviceId", "01-TargetDeviceId",
+    "01-SequenceId", "Content-Type", "02-SoapAction", "Content-Length", "Ext", "Cache-Control", "Date",
+    "Server", "Connection")}
+_CONTROLS = bytes([*range(0x20), 0x7F])
+
+
 def _split_head(raw: bytes) -> tuple[str, Headers]:
     """The start line and header fields of a head, within the line and header caps."""
+    common = _split_common(raw)
+    return common if common is not None else _split_general(raw)
+
+
+def _split_common(raw: bytes) -> tuple[str, Headers] | None:
+    """_split_head of a head in the form the stack writes, else None (the general parser then
+    accepts or refuses it): ASCII, every line ended by CRLF, no other control character (no
+    HTAB), shorter than one line's cap, ``Name: value`` lines with names from _COMMON_NAMES.
+    Such a head passes every check of the general parser, which would split it alike
+    (tests/unit/test_wire_fast_paths.py)."""
+    if len(raw) > HTTP_MAX_LINE or not raw.isascii() or not raw.endswith(b"\r\n\r\n"):
+        return None
+    parts = raw.decode("ascii").split("\r\n")  # the start line, the header lines, "", ""
+    if len(parts) - 3 > HTTP_MAX_HEADER_FIELDS:
+        return None
+    if len(raw) - len(raw.translate(None, _CONTROLS)) != 2 * len(parts) - 2:
+        return None  # a control character other than the CRLFs that end the lines
+    items: list[tuple[str, str]] = []
+    index: dict[str, list[str]] = {}
+    names = _COMMON_NAMES
+    for line in parts[1:-2]:
+        name, _, value = line.partition(": ")
+        key = names.get(name)
+        if key is None:
+            return None
+        value = value.strip(" ")
+        items.append((name, value))
+        if key in index:
+            index[key].append(value)
+        else:
+            index[key] = [value]
+    return parts[0], Headers._built(items, index)
+
+
+def _split_general(raw: bytes) -> tuple[str, Headers]:
     text = raw.rstrip(b"\r\n").decode("latin-1") + "\n"
     if text.count("\n") - 1 > HTTP_MAX_HEADER_FIELDS:
         raise HttpError(400, f"more than {HTTP_MAX_HEADER_FIELDS} header lines")
@@ -118,7 +162,8 @@ def _refuse_fields(block: str) -> NoReturn:
 
 
 def _connection_tokens(index: dict[str, list[str]]) -> set[str]:
-    return {t.strip(" \t").lower() for v in index.get("connection", ()) for t in v.split(",")}
+    values = index.get("connection")
+    return {t.strip(" \t").lower() for v in values for t in v.split(",")} if values else set()
 
 
 def parse_request_head(raw: bytes) -> RequestHead:
@@ -229,6 +274,10 @@ class ResponseReader:
 
     def feed(self, data: bytes) -> Response | None:
         """The answer once complete, else None (feed more). BadResponse / LimitExceeded."""
+        if self._state == _HEAD and not self._buf:
+            whole = self._read_whole(data)
+            if whole is not None:
+                return whole
         self._buf += data
         while True:
             state = self._state
@@ -255,6 +304,28 @@ class ResponseReader:
         if self._state != _UNTIL_CLOSE:
             raise BadResponse("connection closed before the end of the answer")
         return self._done(keep_alive=False)
+
+    def _read_whole(self, data: bytes) -> Response | None:
+        """The answer if ``data`` is exactly one whole final answer framed by Content-Length,
+        as the stack's server sends it in one write, else None (nothing changed: the piece
+        takes the general path, which reads it alike or says why not)."""
+        if data[:1] in (b"\r", b"\n"):
+            return None
+        try:
+            end = find_head_end(data)
+            if end < 0:
+                return None
+            status, headers, keep_alive = _parse_response_head(data[:end])
+            index = headers._index
+            if status < 200 or "transfer-encoding" in index:
+                return None
+            need = _content_length(index.get("content-length"))
+        except HttpError:
+            return None
+        if need != len(data) - end or need > self._max_body or "content-length" not in index:
+            return None
+        self._state = _DONE
+        return Response(status, headers, data[end:], keep_alive)
 
     def _read_head(self) -> bool:
         buf = self._buf

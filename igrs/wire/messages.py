@@ -43,7 +43,7 @@ from igrs.wire.ids import (
 from igrs.wire.isdp import SearchTarget, encode_name
 from igrs.wire.memo import Memo
 from igrs.wire.soap import build_envelope, build_envelope_around, parse_envelope
-from igrs.wire.xml import Element, child_text, etree, qname
+from igrs.wire.xml import Element, child_text, etree, parse_xml, qname
 
 CONTENT_TYPE = 'text/xml; charset="utf-8"'
 
@@ -253,23 +253,61 @@ class OpaqueMessage:
 
 @dataclass(frozen=True, slots=True)
 class BuiltMessage:
-    """A typed message whose body tree is already built (to learn early that its values can
-    be encoded): sent as built, never built a second time. ``message`` stays the typed one."""
+    """A typed message whose body is already built (to learn early that its values can be
+    encoded): sent as built, never built a second time. ``message`` stays the typed one;
+    ``xml`` holds the canonical bytes where igrs.wire.bodies.canonical wrote them, else ``element``
+    the tree."""
 
     message: SoapMessage
-    element: Element
+    element: Element | None
+    xml: bytes | None = None
 
     @classmethod
     def of(cls, message: SoapMessage) -> BuiltMessage:
         """Build ``message``'s body now (TypeError/ValueError: a value that cannot be carried)."""
-        return cls(message, message.body())
+        _load_bodies()
+        xml = CANONICAL_WRITE(message) if CANONICAL_WRITE is not None else None
+        return cls(message, None, xml) if xml is not None else cls(message, message.body())
 
     @property
     def message_type(self) -> str:
         return self.message.message_type
 
     def body(self) -> Element:
-        return self.element
+        return self.element if self.element is not None else self.message.body()
+
+    def wire_xml(self) -> bytes | None:
+        return self.xml
+
+
+# The canonical codec of the hot messages (igrs.wire.bodies.canonical sets these when loaded with
+# the bodies): write(message) -> bytes | None, read(type, bytes) -> message | None,
+# read_sealed(envelope, type) -> SecureMessage | None; None always means "use lxml".
+CANONICAL_WRITE: Callable[[SoapMessage], bytes | None] | None = None
+CANONICAL_READ: Callable[[str, bytes], SoapMessage | None] | None = None
+CANONICAL_READ_SEALED: Callable[[bytes, str], SoapMessage | None] | None = None
+
+
+def _canonical_xml(message: SoapMessage) -> bytes | None:
+    _load_bodies()
+    built: Callable[[], bytes | None] | None = getattr(message, "wire_xml", None)
+    if built is not None:
+        return built()
+    return CANONICAL_WRITE(message) if CANONICAL_WRITE is not None else None
+
+
+def body_xml(message: SoapMessage) -> bytes:
+    """``etree.tostring(message.body())``, by the canonical writer where it can."""
+    xml = _canonical_xml(message)
+    return xml if xml is not None else etree.tostring(message.body())
+
+
+def parse_body_xml(message_type: str, data: bytes) -> SoapMessage:
+    """The typed message of a serialised body element (e.g. an opened sealed record): the
+    canonical reader's where it accepts the bytes, else parse_xml and parse_body."""
+    _load_bodies()
+    message = CANONICAL_READ(message_type, data) if CANONICAL_READ is not None else None
+    return message if message is not None else parse_body(message_type, parse_xml(data))
 
 
 BodyParser = Callable[[Element], SoapMessage]
@@ -342,6 +380,8 @@ def encode(message: SoapMessage, *, source: DeviceId, target: DeviceId | None,
     # its bytes are those of body() (tests compare them).
     wire_body: Callable[[], bytes | None] | None = getattr(message, "wire_body", None)
     raw = wire_body() if wire_body is not None else None
+    if raw is None:  # the canonical bytes of the body element, where they can be written so
+        raw = _canonical_xml(message)
     return headers, build_envelope_around(raw) if raw is not None else build_envelope(message.body())
 
 
@@ -425,6 +465,9 @@ def _decode(headers: Headers, body: bytes, answering: DeviceId | None = None) ->
         raise ProtocolError(f"SoapAction {action[:60]!r} does not match {mtype}")
     if len(body) > MAX_HTTP_BODY:
         raise LimitExceeded("body too large", return_code=ReturnCode.PAYLOAD_TOO_LARGE)
+    sealed = CANONICAL_READ_SEALED(body, mtype) if CANONICAL_READ_SEALED is not None else None
+    if sealed is not None:  # a SecureMessage as the stack writes it: no tree needed
+        return Frame(Routing(mtype, source, target, seq), sealed)
     el = parse_envelope(body, allow_empty=mtype in FIELDLESS)
     if el is None:  # an empty SOAP Body for a message without fields
         el = body_element(mtype)

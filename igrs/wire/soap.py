@@ -24,6 +24,11 @@ _ENV_PREFIX = (b"<?xml version='1.0' encoding='utf-8'?>\n"
 _ENV_SUFFIX = b"</soap:Body></soap:Envelope>"
 
 
+def envelope_frame() -> tuple[bytes, bytes]:
+    """The bytes of the envelope before and after its body element, as built here."""
+    return _ENV_PREFIX, _ENV_SUFFIX
+
+
 def build_envelope(body_child: Element) -> bytes:
     # The envelope around the body is constant: serialise the body alone between its
     # pre-serialised halves. Same bytes as the tree: a parentless body child declares all the

@@ -103,6 +103,41 @@ async def test_answer_framings(canned, framing: dict[str, bool]) -> None:  # typ
     await client.close()
 
 
+async def test_an_idle_connection_is_closed_after_the_idle_time_not_before(  # type: ignore[no-untyped-def]
+        canned) -> None:
+    server, url = await canned(lambda _req: answer_bytes(4))
+    client = IgrsHttpClient(ME, timeout=2.0)
+    client._pool.idle_timeout = 0.3
+    for _ in range(6):  # used every 0.1 s for 0.6 s: the same connection throughout
+        await send(url, client)
+        await asyncio.sleep(0.1)
+    assert server.connections == 1 and len(client._pool._open) == 1
+    await asyncio.sleep(0.45)  # then idle for longer than the idle time: closed
+    assert not client._pool._open
+    await send(url, client)
+    assert server.connections == 2
+    await client.close()
+
+
+async def test_a_timeout_is_busy_and_the_caller_s_cancel_stays_a_cancel(  # type: ignore[no-untyped-def]
+        canned) -> None:
+    _, url = await canned(lambda _req: b"")  # never answers
+    client = IgrsHttpClient(ME, timeout=0.2)
+    with pytest.raises(IGRSError, match="TimeoutError") as timed_out:
+        await send(url, client)
+    assert timed_out.value.return_code == ReturnCode.BUSY
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+    task = asyncio.create_task(send(url, client))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    async with asyncio.timeout(0.05):  # an outer timeout is the caller's: not turned into BUSY
+        with pytest.raises(asyncio.CancelledError):
+            await send(url, client)
+    await client.close()
+
+
 async def test_a_bare_200_is_the_answer_to_a_notify(canned) -> None:  # type: ignore[no-untyped-def]
     _, url = await canned(lambda _req: b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
     assert await send(url) is None

@@ -279,6 +279,34 @@ async def test_pipelining_is_bounded(served: Served) -> None:
     client.close()
 
 
+async def test_both_sides_read_at_most_64_kib_at_a_time(served: Served) -> None:
+    """asyncio's 256 KiB recv buffer is mapped and unmapped per read: both sides ask less."""
+    from igrs.net.aio import STREAM_READ_SIZE
+    from igrs.net.http import IgrsHttpClient
+
+    client = IgrsHttpClient(CLIENT)
+    _, frame = await client.send(f"http://127.0.0.1:{served.port}/IGRS", messages.GetDeviceDescriptionRequest(),
+                                 DEVICE)
+    assert frame is not None
+    (conn,) = served.server.server.connections
+    (mine,) = client._pool._open
+    assert conn._transport.max_size == mine._transport.max_size == STREAM_READ_SIZE == 65536  # type: ignore[union-attr]
+    await client.close()
+
+
+async def test_thousands_of_pipelined_requests_in_one_buffer(served: Served) -> None:
+    """Answers made while the buffer is read are written as it goes (a loop, not a recursion)."""
+    client = await Client.connect(served.port)
+    count = 3000
+    description = plain("GET", "/IGRS/description.xml")
+    await client.send(igrs_request(1) + description * count + igrs_request(2))
+    assert (await client.answer()).ack() == 1
+    for _ in range(count):
+        assert (await client.answer()).body == DESCRIPTION
+    assert (await client.answer()).ack() == 2
+    client.close()
+
+
 @pytest.mark.parametrize(("lines", "version", "closes"), [
     (("Connection: close",), "1.1", True),
     (("Connection: keep-alive, Close",), "1.1", True),
@@ -321,6 +349,26 @@ async def test_slow_body_and_idle_connections_are_closed(served: Served) -> None
     assert await idle.closed() and LIMITS.idle_timeout - 0.1 <= time.monotonic() - started
     client.close()
     idle.close()
+
+
+async def test_the_idle_time_counts_from_the_last_answer(served: Served) -> None:
+    """Busy, then idle, then a slow head on one connection: each wait timed from its start."""
+    client = await Client.connect(served.port)
+    for seq in range(1, 7):  # a request every 0.25 s for 1.5 s, beyond the idle time (0.8 s)
+        await client.send(igrs_request(seq))
+        assert (await client.answer()).ack() == seq
+        await asyncio.sleep(0.25)
+    started = time.monotonic()
+    assert await client.closed(timeout=3.0)
+    assert LIMITS.idle_timeout - 0.35 <= time.monotonic() - started <= LIMITS.idle_timeout + 0.5
+    slow = await Client.connect(served.port)
+    await asyncio.sleep(0.5)  # idle (0.8 s), then a head that never ends (0.4 s from its first byte)
+    await slow.send(igrs_request(1)[:20])
+    started = time.monotonic()
+    assert await slow.closed(timeout=3.0)
+    assert LIMITS.header_timeout - 0.1 <= time.monotonic() - started <= LIMITS.header_timeout + 0.35
+    client.close()
+    slow.close()
 
 
 async def test_too_many_connections_are_refused(served: Served) -> None:

@@ -231,15 +231,24 @@ async def test_search_describe_session_invoke() -> None:
 
 
 async def test_an_invocation_reply_body_is_built_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Checked encodable by the host and then sent: one body tree, not two."""
+    """Checked encodable by the host and then sent: the body written once (by the canonical
+    writer, igrs.wire.bodies.canonical, or as a tree), not twice."""
+    from igrs.wire.bodies import canonical
+
     built = []
     body = ss.InvokeServiceResponse.body
+    write = canonical.WRITERS[ss.InvokeServiceResponse]
 
     def counted(self: ss.InvokeServiceResponse) -> Any:
         built.append(self.results)
         return body(self)
 
+    def counted_write(message: Any) -> bytes | None:
+        built.append(message.results)
+        return write(message)
+
     monkeypatch.setattr(ss.InvokeServiceResponse, "body", counted)
+    monkeypatch.setitem(canonical.WRITERS, ss.InvokeServiceResponse, counted_write)
     bed = Bed()
     async with bed.agent.session(LIGHT) as light:
         assert await light.Echo(value=3) == 3  # host.handle, then the reply encoded for the wire

@@ -123,7 +123,7 @@ def wire_type(value: object) -> str:
     raise TypeError(f"cannot carry a value of type {type(value).__name__}")
 
 
-def _format_float(value: float) -> str:
+def format_float(value: float) -> str:
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):
@@ -151,7 +151,7 @@ def write_value(
             raise ValueError("int value outside the signed 64-bit range")
         child.text = str(value)
     elif kind == "float":
-        child.text = _format_float(value)  # type: ignore[arg-type]
+        child.text = format_float(value)  # type: ignore[arg-type]
     elif kind == "string":
         if len(value) > MAX_STRING_VALUE:  # type: ignore[arg-type]
             raise ValueError("string value too long")
@@ -210,6 +210,15 @@ def read_value(node: Element, *, depth: int = 0, budget: _Budget | None = None) 
         return result_list if kind == "list" else result_dict
     if len(node):
         raise ProtocolError(f"a {kind} value has no child elements")
+    return scalar_value(kind, text)
+
+
+_SPECIAL_FLOATS = {"INF": math.inf, "+INF": math.inf, "-INF": -math.inf, "NaN": math.nan}
+
+
+def scalar_value(kind: str | None, text: str) -> Value:
+    """The value of a scalar typed value's text (everything but ``list`` / ``dict``); the
+    general reader and the canonical one (igrs.wire.bodies.canonical) both read values here."""
     if kind == "string":
         if len(text) > MAX_STRING_VALUE:
             raise LimitExceeded("string value too long")
@@ -223,9 +232,8 @@ def read_value(node: Element, *, depth: int = 0, budget: _Budget | None = None) 
             raise ProtocolError("int value outside the signed 64-bit range")
         return number
     if kind == "float":
-        special = {"INF": math.inf, "+INF": math.inf, "-INF": -math.inf, "NaN": math.nan}
-        if text in special:
-            return special[text]
+        if text in _SPECIAL_FLOATS:
+            return _SPECIAL_FLOATS[text]
         if not _FLOAT_RE.match(text):
             raise ProtocolError("malformed float value")
         return float(text)
