@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shlex
 from pathlib import Path
 
 from igrs.cli import event_loop
@@ -17,9 +16,13 @@ from igrs.cli.options import port_number
 
 
 async def cmd_component(args: argparse.Namespace) -> int:
-    from igrs.xmpp.component import EjabberdAdmin, run_component
+    from igrs.xmpp.component import EjabberdAdmin, ProsodyAdmin, RosterAdmin, run_component
 
-    admin = EjabberdAdmin(argv=shlex.split(args.ejabberdctl), component=args.jid)
+    admin: RosterAdmin
+    if args.server == "ejabberd":
+        admin = EjabberdAdmin(url=args.ejabberd_api, component=args.jid)
+    else:
+        admin = ProsodyAdmin(domain=args.domain or args.jid.partition(".")[2])
     await run_component(args.jid, args.secret, args.host, args.port, admin, args.state, asyncio.Event())
     return 0
 
@@ -38,6 +41,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=port_number, default=5347)
     p.add_argument("--state", type=Path, help="JSON file for code hashes and owners")
-    p.add_argument("--ejabberdctl", default="ejabberdctl",
-                   help="ejabberdctl invocation with its options (roster writes, privacy lists)")
+    p.add_argument("--server", choices=("prosody", "ejabberd"), default="prosody",
+                   help="the XMPP server beside which the component runs (how rosters are written)")
+    p.add_argument("--domain", help="the XMPP server's domain (default: --jid without its first label)")
+    p.add_argument("--ejabberd-api", default="http://127.0.0.1:5281/api",
+                   help="ejabberd's HTTP API (mod_http_api, the shipped config's loopback listener)")
     p.set_defaults(func=_run)

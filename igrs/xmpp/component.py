@@ -26,7 +26,9 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Callable, Sequence
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -43,11 +45,14 @@ if TYPE_CHECKING:
 MIN_CODE, MAX_CODE = 4, 64  # characters, as the relay's register_device (specs/relay.md)
 MAX_GUARDS = 10_000  # guards kept per kind; idle ones are dropped first (memory bound)
 PRIVACY_LIST = "igrs-related-only"
+# Project namespace of the component -> Prosody roster writes (igrs/xmpp/deploy/mod_igrs_roster_admin.lua).
+ROSTER_ADMIN = "urn:igrs:xmpp:roster-admin:0"
 
 
 class RosterAdmin(Protocol):
     """The server's admin interface the component writes through (one per server kind)."""
 
+    def attach(self, xmpp: Any) -> None: ...
     async def relate(self, a: str, b: str) -> None: ...
     async def unrelate(self, a: str, b: str) -> None: ...
     async def provision(self, jid: str) -> None: ...
@@ -79,45 +84,93 @@ def privacy_query(component: str, list_name: str = PRIVACY_LIST) -> str:
 
 @dataclass
 class EjabberdAdmin:
-    """ejabberd through ``ejabberdctl`` (mod_admin_extra): add/delete_rosteritem, privacy_set.
+    """ejabberd through its HTTP API (mod_http_api on loopback, the shipped config's ``/api``
+    listener): add/delete_rosteritem, privacy_set (mod_admin_extra).
 
-    ``argv`` is the ejabberdctl invocation up to the command (``-c``/``-n`` options included).
-    Each call starts an Erlang VM (~0.3 s); binds are rare, so this is the simple honest path.
+    One HTTP request per command (milliseconds; ``ejabberdctl`` starts an Erlang VM per call,
+    about 0.3 s); the two sides of a relation are written concurrently.
     """
 
-    argv: Sequence[str]
+    url: str  # e.g. http://127.0.0.1:5281/api
     component: str  # the component's domain, allowed through every account's list
-    env: dict[str, str] | None = None
     provisioned: set[str] = field(default_factory=set)
 
-    async def _ctl(self, *args: str) -> str:
-        proc = await asyncio.create_subprocess_exec(
-            *self.argv, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=self.env
-        )
-        out, _ = await proc.communicate()
-        text = out.decode(errors="replace")
-        if proc.returncode != 0:
-            raise RuntimeError(f"ejabberdctl {args[0]} -> {proc.returncode}: {text.strip()}")
-        return text
+    def attach(self, xmpp: Any) -> None:
+        """Nothing to attach: ejabberd is written over HTTP."""
+
+    async def _call(self, command: str, **args: str) -> None:
+        body = json.dumps(args).encode()
+
+        def post() -> None:
+            req = urllib.request.Request(f"{self.url}/{command}", data=body,
+                                         headers={"Content-Type": "application/json"})  # fmt: skip
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    answer = r.read().decode(errors="replace").strip()
+            except urllib.error.HTTPError as e:
+                raise RuntimeError(f"ejabberd {command} -> {e.code}: {e.read()[:200]!r}") from e
+            if answer not in ("0", ""):  # ejabberd commands of type rescode answer 0 on success
+                raise RuntimeError(f"ejabberd {command} -> {answer[:200]}")
+
+        await asyncio.to_thread(post)
+
+    async def _item(self, a: str, b: str) -> None:
+        (au, ah), (bu, bh) = _split(a), _split(b)
+        await self._call("add_rosteritem", localuser=au, localhost=ah, user=bu, host=bh, nick=bu,
+                         group="IGRS", subs="both")  # fmt: skip
 
     async def relate(self, a: str, b: str) -> None:
-        (au, ah), (bu, bh) = _split(a), _split(b)
-        await self._ctl("add_rosteritem", au, ah, bu, bh, bu, "IGRS", "both")
-        await self._ctl("add_rosteritem", bu, bh, au, ah, au, "IGRS", "both")
+        await asyncio.gather(self._item(a, b), self._item(b, a))
 
     async def unrelate(self, a: str, b: str) -> None:
         (au, ah), (bu, bh) = _split(a), _split(b)
-        await self._ctl("delete_rosteritem", au, ah, bu, bh)
-        await self._ctl("delete_rosteritem", bu, bh, au, ah)
+        await asyncio.gather(
+            self._call("delete_rosteritem", localuser=au, localhost=ah, user=bu, host=bh),
+            self._call("delete_rosteritem", localuser=bu, localhost=bh, user=au, host=ah),
+        )
 
     async def provision(self, jid: str) -> None:
         if jid in self.provisioned:
             return
         user, host = _split(jid)
-        await self._ctl("privacy_set", user, host, privacy_query(self.component))
+        await self._call("privacy_set", user=user, host=host, xmlquery=privacy_query(self.component))
         default = f"<query xmlns='jabber:iq:privacy'><default name='{PRIVACY_LIST}'/></query>"
-        await self._ctl("privacy_set", user, host, default)
+        await self._call("privacy_set", user=user, host=host, xmlquery=default)
         self.provisioned.add(jid)
+
+
+@dataclass
+class ProsodyAdmin:
+    """Prosody through the shipped module mod_igrs_roster_admin: one IQ from the component to
+    the server per change. The strangers rule is server-wide there (mod_igrs_strangers), so
+    ``provision`` has nothing to do."""
+
+    domain: str  # the XMPP server's domain (the IQ's ``to``)
+    xmpp: Any = None
+
+    def attach(self, xmpp: Any) -> None:
+        self.xmpp = xmpp
+
+    async def _send(self, op: str, a: str, b: str) -> None:
+        from slixmpp.exceptions import IqError
+
+        iq = self.xmpp.make_iq_set(ito=self.domain, ifrom=self.xmpp.boundjid)
+        query = ET.Element(f"{{{ROSTER_ADMIN}}}query")
+        ET.SubElement(query, f"{{{ROSTER_ADMIN}}}{op}", a=a, b=b)
+        iq.append(query)
+        try:
+            await iq.send(timeout=10)
+        except IqError as e:
+            raise RuntimeError(f"prosody {op} -> {e.iq['error']['condition']}") from e
+
+    async def relate(self, a: str, b: str) -> None:
+        await self._send("relate", a, b)
+
+    async def unrelate(self, a: str, b: str) -> None:
+        await self._send("unrelate", a, b)
+
+    async def provision(self, jid: str) -> None:
+        """Nothing: mod_igrs_strangers applies to every account."""
 
 
 @dataclass
@@ -256,6 +309,7 @@ class BindComponent:
         self.service = service
         self.host, self.port = host, port
         self.xmpp = ComponentXMPP(jid, secret, host, port)
+        service.admin.attach(self.xmpp)
         for uri in self.HANDLED:
             self.xmpp.register_handler(CoroutineCallback(
                 uri, MatchXPath(f"{{{self.xmpp.default_ns}}}iq/{{{uri}}}query"), self._on_iq

@@ -1,0 +1,67 @@
+"""A throw-away server with the bind component on it, for the component and strangers tests.
+
+``bind_server(kind)`` starts Prosody or ejabberd from the shipped configs with the component
+port open; ``BindBed`` connects the component (``igrs.xmpp.component``) with the roster
+writer of that server kind and logs in ``Peer`` clients, each registered in-band under a name
+unique to the test (one server serves a whole module).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+
+from peers import Peer
+from servers import LOOPBACK, Server, start_server
+
+from igrs.xmpp.component import BindComponent, BindService, BindStore, EjabberdAdmin, ProsodyAdmin, RosterAdmin
+
+KINDS = ["prosody", "ejabberd"]
+SECRET = "igrs-test-component"
+
+
+def bind_server(kind: str) -> Iterator[Server]:
+    server = start_server(kind, component_secret=SECRET, resume_window=4)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def admin_for(server: Server) -> RosterAdmin:
+    if server.kind == "ejabberd":
+        return EjabberdAdmin(url=f"http://{LOOPBACK}:{server.api_port}/api",  # type: ignore[union-attr]
+                             component=server.component_domain)  # fmt: skip
+    return ProsodyAdmin(domain=server.domain)
+
+
+class BindBed:
+    """``async with BindBed(server) as bed``: the component connected; ``await bed.peers(...)``."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.tag = secrets.token_hex(3)
+        self.component = BindComponent(server.component_domain, SECRET, LOOPBACK, server.component_port,
+                                       BindService(BindStore(None), admin_for(server)))  # fmt: skip
+        self.opened: list[Peer] = []
+
+    def jid(self, name: str) -> str:
+        return f"{name}{self.tag}@{self.server.domain}"
+
+    async def peers(self, *names: str) -> list[Peer]:
+        out = []
+        for name in names:
+            p = Peer(self.jid(name) + "/t", "pw-" + name, [(LOOPBACK, self.server.c2s_port)], register=True)
+            self.opened.append(p)
+            await p.login()
+            out.append(p)
+        return out
+
+    async def __aenter__(self) -> BindBed:
+        await self.component.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for p in self.opened:
+            await p.close()
+        await self.component.stop()
