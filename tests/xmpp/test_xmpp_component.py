@@ -63,8 +63,8 @@ async def test_bind_lockout_rosters_unbind(server: Server) -> None:
         # service-unavailable bounce comes from the device's JID, which the owner's own privacy
         # list (it spoke to the component, so it is provisioned) now refuses like any stranger.
         seen = len(dev1.iqs)
-        after = await user1.ask(dev + "/t", ns.REQUEST, timeout=1)
-        assert after == await user1.ask(ghost + "/t", ns.REQUEST, timeout=1) == FORMER_OWNER[server.kind]
+        after = await user1.ask(dev + "/t", ns.REQUEST, timeout=0.5)
+        assert after == await user1.ask(ghost + "/t", ns.REQUEST, timeout=0.5) == FORMER_OWNER[server.kind]
         said = await user1.send_and_wait_error(dev, "after-unbind", wait=0.5)
         assert said == await user1.send_and_wait_error(ghost, "after-unbind", wait=0.5)
         await asyncio.sleep(0.2)
