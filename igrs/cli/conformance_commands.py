@@ -31,7 +31,9 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     p = sub.add_parser("run", help="run the conformance cases against a device")
     p.add_argument("target", help="device id, UUID prefix or name (found by ISDP search), "
                                   "or host:port of its /IGRS endpoint")
-    p.add_argument("--profile", default="core", choices=["core", "av", "file", "all"])
+    p.add_argument("--profile", default="core", choices=["core", "av", "file", "all"],
+                   help="which cases: core (discovery, description, pipes, services, groups), "
+                        "av, file, or all (default core)")
     p.add_argument("--pin", help="PIN the device shows, for the cases that need pairing; '-' reads "
                                  "it from stdin once the device shows it")
     p.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
@@ -76,7 +78,8 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     p.set_defaults(func=cmd_watch)
 
     p = sub.add_parser("cases", help="list the catalogue's cases")
-    p.add_argument("--profile", default="all", choices=["core", "av", "file", "all"])
+    p.add_argument("--profile", default="all", choices=["core", "av", "file", "all"],
+                   help="list the cases of this profile (default all)")
     p.set_defaults(func=cmd_cases)
 
 

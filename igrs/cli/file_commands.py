@@ -51,7 +51,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     p = sub.add_parser("stat", help="show a file's or directory's details")
     _common(p)
     device_argument(p)
-    p.add_argument("path")
+    p.add_argument("path", help="remote path, /<share>/...")
     p.add_argument("--checksum", action="store_true", help="also the SHA-256 of a file")
     p.set_defaults(func=cmd_stat)
 
@@ -79,7 +79,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     p = sub.add_parser("rm", help="delete a file or directory")
     _common(p)
     device_argument(p)
-    p.add_argument("path")
+    p.add_argument("path", help="remote file or directory")
     p.add_argument("-r", "--recursive", action="store_true", help="delete a directory and its content")
     p.set_defaults(func=cmd_rm)
 
@@ -94,7 +94,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     p = sub.add_parser("mkdir", help="make a directory")
     _common(p)
     device_argument(p)
-    p.add_argument("path")
+    p.add_argument("path", help="remote directory to make")
     p.add_argument("-p", "--parents", action="store_true", help="make missing parents too")
     p.set_defaults(func=cmd_mkdir)
 

@@ -167,6 +167,11 @@ class RelayClient:
         if self._runner is not None:
             self._runner.cancel()
 
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is up and authenticated now (it reconnects by itself)."""
+        return self._connected.is_set()
+
     async def wait_connected(self, timeout: float | None = None) -> None:
         await asyncio.wait_for(self._connected.wait(), timeout)
 

@@ -19,6 +19,33 @@ from igrs.relay.limits import Limits, TokenBucket
 PRE_AUTH_TYPES = frozenset({FrameType.AUTH, FrameType.REQUEST, FrameType.PING, FrameType.BYE})
 PRE_AUTH_OPS = frozenset({"register_user", "register_device"})
 
+# Every REQUEST op of the relay protocol and what it takes (specs/relay.md, "Requests"): the
+# node's dispatch table and `igrs relay request --help` are both checked against it.
+REQUEST_OPS: dict[str, str] = {
+    "register_user": "name -> id, token (before AUTH)",
+    "register_device": "name, verify_code, [id, device_type] -> id, token (before AUTH)",
+    "whoami": "-> your id, kind, name",
+    "bind": "device, verify_code: bind a device to you",
+    "unbind": "device",
+    "link": "a, b: link two devices bound to you",
+    "unlink": "a, b",
+    "friend_request": "user",
+    "friend_respond": "user, accept (true/false)",
+    "unfriend": "user",
+    "relations": "-> relations by type, names",
+    "presence": "[ids] -> online status of related parties",
+    "subscribe_presence": "-> current presence; changes follow as notifications",
+    "unsubscribe_presence": "",
+    "item_put": "key, value (base64), [readers] (online storage)",
+    "item_get": "key, [owner]",
+    "item_list": "-> your item keys",
+    "item_delete": "key",
+    "delete_account": "[device]",
+    "modify_account": "[name], [device_type], [device]",
+    "reset_verify_code": "verify_code, [device]",
+    "rotate_token": "[device] -> id, token",
+}
+
 
 class State(Enum):
     AWAIT_AUTH = "await-auth"

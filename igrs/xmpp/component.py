@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from xml.etree import ElementTree as ET
 
 from igrs.core.security.pairing import PairingGuard
-from igrs.relay.directory import hash_verify_code
+from igrs.relay.codes import stretch as hash_verify_code
 from igrs.xmpp import namespaces as ns
 
 if TYPE_CHECKING:
