@@ -38,7 +38,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p = sub.add_parser("xmpp-component", help="device-bind component for an XMPP server (XEP-0114)")
     p.add_argument("--jid", default="igrs.localhost", help="component domain")
     p.add_argument("--secret", required=True, help="component secret (server config)")
-    p.add_argument("--host", default="127.0.0.1", help="the XMPP server's component address (default 127.0.0.1)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="the XMPP server's component address (default 127.0.0.1)")
     p.add_argument("--port", type=port_number, default=5347,
                    help="the server's XEP-0114 component port (default 5347, as the shipped configs)")
     p.add_argument("--state", type=Path, help="JSON file for code hashes and owners")

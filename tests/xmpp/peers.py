@@ -50,6 +50,7 @@ class Peer(slixmpp.ClientXMPP):
         self.register_handler(Callback("probe", MatchXPath(f"{{{self.default_ns}}}iq/{{{PROBE_NS}}}query"),
                                        self._probe))  # fmt: skip
         self.address_used: tuple[str, int] | None = None
+        self.error_text = ""  # the <text/> of the last IQ error ask() got
 
     async def _start(self, _event: Any) -> None:
         self.send_presence()
@@ -109,6 +110,7 @@ class Peer(slixmpp.ClientXMPP):
         try:
             res = await iq.send(timeout=timeout)
         except IqError as e:
+            self.error_text = e.iq["error"]["text"]
             return "error", e.iq["error"]["condition"]
         except IqTimeout:
             return "timeout", None

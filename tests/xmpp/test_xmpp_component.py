@@ -1,19 +1,25 @@
 """The bind component on Prosody and ejabberd (real server, real component, real clients).
 
-A device sets its verification code; a user binds it: a wrong code and an unknown device get the
-same answer, attempts lock out, the right code writes both rosters and the two reach each other;
-after unbind the former owner is a stranger again: its IQ and message do not reach the device.
+A device sets its verification code (the relay's minimum strength); a user binds it under the
+relay's bind rule (the same BindGuard, texts and lock-out): a wrong code and an unknown device get
+the same answer, attempts lock out per device and per account, the right code writes both
+rosters and the two reach each other; after unbind the former owner is a stranger again: its IQ
+and message do not reach the device.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 
 import pytest
 from bindbed import KINDS, BindBed, bind_server
 from servers import Server
 
+from igrs.relay import codes
+from igrs.relay.directory import BIND_REFUSED
+from igrs.relay.errors import RelayError
 from igrs.xmpp import namespaces as ns
 
 # What a former owner hears from the device (and from a non-existent account) after unbind.
@@ -30,20 +36,33 @@ async def test_bind_lockout_rosters_unbind(server: Server) -> None:
         comp = server.component_domain
         user1, user2, dev1 = await bed.peers("user", "other", "dev")
         dev, ghost = bed.jid("dev"), bed.jid("ghost")
-        assert (await dev1.ask(comp, ns.MOBILE_VERIFY_CODE, "set", code="12"))[1] == "bad-request"
+        # The relay's minimum code strength, with the relay's words.
+        for weak in ("12", "123456", "121212"):
+            assert await dev1.ask(comp, ns.MOBILE_VERIFY_CODE, "set", code=weak) == ("error", "bad-request")
+            with pytest.raises(RelayError) as ei:
+                codes.check_strength(weak)
+            assert dev1.error_text == ei.value.reason
         assert (await dev1.ask(comp, ns.MOBILE_VERIFY_CODE, "set", code="735194"))[0] == "result"
+        # One answer, in the relay's words, for a wrong code and an unknown device.
         wrong = await user1.ask(comp, ns.DEVICE_BIND, "set", device=dev, code="000000")
+        wrong_text = user1.error_text
         unknown = await user1.ask(comp, ns.DEVICE_BIND, "set", device=ghost, code="735194")
         assert wrong == unknown == ("error", "not-authorized")
-        # user2: 5 failures in all lock binding of the device, even with the right code.
-        for _ in range(4):
-            guess = await user2.ask(comp, ns.DEVICE_BIND, "set", device=dev, code="111111")
-            assert guess == ("error", "not-authorized")
+        assert wrong_text == user1.error_text == BIND_REFUSED
+        # The relay's bind guard: 5 failures on the device (however its JID is spelled) lock its
+        # binding for 30 s, even for another account with the right code; 5 failures of an
+        # account lock that account's binds of any device.
+        for device in (dev, dev, dev, dev.upper() + "/x"):
+            assert await user2.ask(comp, ns.DEVICE_BIND, "set", device=device, code="111111") == (
+                "error", "not-authorized")
         locked = await user1.ask(comp, ns.DEVICE_BIND, "set", device=dev, code="735194")
         assert locked == ("error", "resource-constraint")
+        assert user1.error_text == "bind locked for 30 s after failed attempts"
+        for answer in ("not-authorized", "resource-constraint"):  # user2's 5th failure, then locked
+            assert (await user2.ask(comp, ns.DEVICE_BIND, "set", device=ghost, code="111111"))[1] == answer
         svc = bed.component.service
-        svc.by_device.get(dev).record_success()  # the lock-out's time passes
-        svc.by_account.get(user1.boundjid.bare).record_success()
+        assert svc.guard.evaluated == 7  # refused attempts cost no key stretching
+        svc.clock = lambda: time.monotonic() + 31  # the lock-out's time passes
         assert (await user1.ask(comp, ns.DEVICE_BIND, "set", device=dev, code="735194"))[0] == "result"
         assert await user1.ask(comp, ns.DEVICE_BIND, "set", device=dev, code="735194") == ("error", "conflict")
         assert user1.boundjid.bare in (await dev1.ask(comp, ns.QUERY_BIND, "get"))[1]
