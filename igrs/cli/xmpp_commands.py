@@ -7,23 +7,42 @@ extra) is imported only when the command runs.
 from __future__ import annotations
 
 import argparse
-import asyncio
+import sys
 from pathlib import Path
 
 from igrs.cli import event_loop
-from igrs.cli.exits import EXIT_INTERRUPTED
+from igrs.cli.exits import EXIT_FAILED, EXIT_INTERRUPTED, catch_signals
 from igrs.cli.options import port_number
+
+CONNECT_TIMEOUT = 10.0  # s to get a session with the server's component port
 
 
 async def cmd_component(args: argparse.Namespace) -> int:
-    from igrs.xmpp.component import EjabberdAdmin, ProsodyAdmin, RosterAdmin, run_component
+    """Connect, say so on stdout, serve until SIGTERM/SIGINT (exit 0; 130 for SIGINT)."""
+    from igrs.xmpp import component as c
 
-    admin: RosterAdmin
+    admin: c.RosterAdmin
     if args.server == "ejabberd":
-        admin = EjabberdAdmin(url=args.ejabberd_api, component=args.jid)
+        admin = c.EjabberdAdmin(url=args.ejabberd_api, component=args.jid)
     else:
-        admin = ProsodyAdmin(domain=args.domain or args.jid.partition(".")[2])
-    await run_component(args.jid, args.secret, args.host, args.port, admin, args.state, asyncio.Event())
+        admin = c.ProsodyAdmin(domain=args.domain or args.jid.partition(".")[2])
+    stop = catch_signals()
+    service = c.BindService(c.BindStore.load(args.state), admin)
+    component = c.BindComponent(args.jid, args.secret, args.host, args.port, service)
+    try:
+        try:
+            await component.start(CONNECT_TIMEOUT)
+        except TimeoutError:
+            print(f"igrs relay: xmpp-component: no component session with {args.host}:{args.port} "
+                  f"in {CONNECT_TIMEOUT:.0f} s (is the port the server's component port, "
+                  f"--jid and --secret as in its config?)", file=sys.stderr)
+            return EXIT_FAILED
+        print(f"xmpp component {args.jid} connected to {args.host}:{args.port} ({args.server})",
+              flush=True)
+        await stop.wait()
+    finally:
+        await component.stop()
+        service.close()
     return 0
 
 

@@ -360,17 +360,3 @@ class BindComponent:
         if text:
             reply["error"]["text"] = text
         return reply
-
-
-async def run_component(
-    jid: str, secret: str, host: str, port: int, admin: RosterAdmin, state: Path | None,
-    stop: asyncio.Event | None = None,
-) -> None:  # fmt: skip
-    """Connect and serve until ``stop`` is set (the CLI: until interrupted)."""
-    component = BindComponent(jid, secret, host, port, BindService(BindStore.load(state), admin))
-    await component.start()
-    try:
-        await (stop or asyncio.Event()).wait()
-    finally:
-        await component.stop()
-        component.service.close()

@@ -36,13 +36,15 @@ def admin_for(server: Server) -> RosterAdmin:
 
 
 class BindBed:
-    """``async with BindBed(server) as bed``: the component connected; ``await bed.peers(...)``."""
+    """``async with BindBed(server) as bed``: the component connected (unless ``component=False``:
+    another process runs it); ``await bed.peers(...)``."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, component: bool = True) -> None:
         self.server = server
         self.tag = secrets.token_hex(3)
         self.component = BindComponent(server.component_domain, SECRET, LOOPBACK, server.component_port,
                                        BindService(BindStore(None), admin_for(server)))  # fmt: skip
+        self.connect = component
         self.opened: list[Peer] = []
 
     def jid(self, name: str) -> str:
@@ -58,10 +60,13 @@ class BindBed:
         return out
 
     async def __aenter__(self) -> BindBed:
-        await self.component.start()
+        if self.connect:
+            await self.component.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         for p in self.opened:
             await p.close()
-        await self.component.stop()
+        if self.connect:
+            await self.component.stop()
+        self.component.service.close()

@@ -10,12 +10,16 @@ and message do not reach the device.
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from bindbed import KINDS, BindBed, bind_server
-from servers import Server
+from bindbed import KINDS, SECRET, BindBed, bind_server
+from servers import LOOPBACK, Server
 
 from igrs.relay import codes
 from igrs.relay.directory import BIND_REFUSED
@@ -89,3 +93,40 @@ async def test_bind_lockout_rosters_unbind(server: Server) -> None:
         await asyncio.sleep(0.2)
         assert len(dev1.iqs) == seen, f"the device received the former owner's IQ: {dev1.iqs[seen:]}"
         assert "after-unbind" not in [m[2] for m in dev1.messages]
+
+
+async def test_component_command_binds_and_stops_on_sigterm(server: Server, tmp_path: Path) -> None:
+    """``igrs relay xmpp-component`` started as an operator would: a bind through it writes both
+    rosters and its state file; SIGTERM ends it cleanly (exit 0) within a few seconds."""
+    state = tmp_path / "bind.json"
+    args = ["--jid", server.component_domain, "--secret", SECRET, "--host", LOOPBACK,
+            "--port", str(server.component_port), "--server", server.kind, "--state", str(state)]
+    if server.kind == "ejabberd":
+        args += ["--ejabberd-api", f"http://{LOOPBACK}:{server.api_port}/api"]  # type: ignore[union-attr]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "igrs", "relay", "xmpp-component", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        assert line.decode().startswith(f"xmpp component {server.component_domain} connected"), (
+            line, await asyncio.wait_for(proc.stderr.read(), 15))
+        async with BindBed(server, component=False) as bed:
+            comp, dev = server.component_domain, bed.jid("dev")
+            user, dev1 = await bed.peers("user", "dev")
+            assert (await dev1.ask(comp, ns.MOBILE_VERIFY_CODE, "set", code="246810"))[0] == "result"
+            assert (await user.ask(comp, ns.DEVICE_BIND, "set", device=dev, code="246810"))[0] == "result"
+            await user.get_roster()
+            assert user.client_roster[dev]["subscription"] == "both"
+        assert json.loads(state.read_text())["owners"] == {dev: [user.boundjid.bare]}
+        assert state.stat().st_mode & 0o777 == 0o600
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        rc = await asyncio.wait_for(proc.wait(), 15)
+        took = time.monotonic() - t0
+        print(f"\nigrs relay xmpp-component ({server.kind}) exited {took:.2f} s after SIGTERM (rc {rc})")
+        assert rc == 0 and took < 5, (await proc.stderr.read()).decode()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
