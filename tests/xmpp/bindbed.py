@@ -1,31 +1,20 @@
-"""A throw-away server with the bind component on it, for the component and strangers tests.
+"""The bind component on a test server, for the component and strangers tests.
 
-``bind_server(kind)`` starts Prosody or ejabberd from the shipped configs with the component
-port open; ``BindBed`` connects the component (``igrs.xmpp.component``) with the roster
-writer of that server kind and logs in ``Peer`` clients, each registered in-band under a name
-unique to the test (one server serves a whole module).
+The servers are conftest's shared ones (component port open with ``SECRET``); ``BindBed``
+connects the component (``igrs.xmpp.component``) with the roster writer of that server kind and
+logs in ``Peer`` clients, each registered in-band under a name unique to the test.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 
 from peers import Peer
-from servers import LOOPBACK, Server, start_server
+from servers import LOOPBACK, Server
 
 from igrs.xmpp.component import BindComponent, BindService, BindStore, EjabberdAdmin, ProsodyAdmin, RosterAdmin
 
-KINDS = ["prosody", "ejabberd"]
-SECRET = "igrs-test-component"
-
-
-def bind_server(kind: str) -> Iterator[Server]:
-    server = start_server(kind, component_secret=SECRET, resume_window=4)
-    try:
-        yield server
-    finally:
-        server.close()
+SECRET = "igrs-test-component"  # the component secret of the test servers (conftest)
 
 
 def admin_for(server: Server) -> RosterAdmin:

@@ -14,11 +14,10 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from bindbed import KINDS, SECRET, BindBed, bind_server
+from bindbed import SECRET, BindBed
 from servers import LOOPBACK, Server
 
 from igrs.relay import codes
@@ -30,9 +29,9 @@ from igrs.xmpp import namespaces as ns
 FORMER_OWNER = {"prosody": ("error", "service-unavailable"), "ejabberd": ("timeout", None)}
 
 
-@pytest.fixture(scope="module", params=KINDS)
-def server(request: pytest.FixtureRequest) -> Iterator[Server]:
-    yield from bind_server(request.param)
+@pytest.fixture
+def server(xmpp_server: Server) -> Server:
+    return xmpp_server
 
 
 async def test_bind_lockout_rosters_unbind(server: Server) -> None:

@@ -10,10 +10,9 @@ no client can pose as the component to write rosters.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
-from bindbed import KINDS, BindBed, bind_server
+from bindbed import BindBed
 from servers import Server
 from slixmpp.exceptions import IqError
 
@@ -21,9 +20,9 @@ from igrs.xmpp import namespaces as ns
 from igrs.xmpp.component import ROSTER_ADMIN
 
 
-@pytest.fixture(scope="module", params=KINDS)
-def server(request: pytest.FixtureRequest) -> Iterator[Server]:
-    yield from bind_server(request.param)
+@pytest.fixture
+def server(xmpp_server: Server) -> Server:
+    return xmpp_server
 
 
 async def test_only_related_parties_reach_each_other(server: Server) -> None:
