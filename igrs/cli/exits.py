@@ -7,7 +7,8 @@ conformance run FAILED); 2 usage error (bad option value, unknown case, missing 
 Signals: Ctrl-C (SIGINT) ends any command with 130 and an ``igrs: interrupted`` line on
 stderr, after the command's own clean-up (a device says byebye, a conformance run writes its
 partial report, a transfer says how to resume). SIGTERM asks a long-running command (device
-run, file serve, group create/join, watch, relay serve) to stop cleanly: exit 0.
+run, file serve, group create/join, watch, relay serve, relay xmpp-component) to stop
+cleanly: exit 0.
 A closed stdout (``| head``) ends a command quietly, exit 0.
 """
 

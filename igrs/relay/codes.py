@@ -6,13 +6,15 @@ A code is printed on the device or shown on its screen and typed by the owner at
 code suffices: the weakest accepted one (6 digits, about 10^6 values) needs on average
 more than ten years of guessing at the guard's steady state of 5 tries an hour.
 
-Stored as PBKDF2-SHA256 with a random salt, computed off the event loop by the caller
-(:meth:`igrs.relay.directory.Directory.stretch`).
+Stored as PBKDF2-SHA256 with a random salt (:func:`seal`, checked by :func:`matches`),
+computed off the event loop in a pool of ``KDF_THREADS`` (the relay's
+:class:`igrs.relay.directory.Directory` and the XMPP bind component, igrs.xmpp.component).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import itertools
 import secrets
 
@@ -23,6 +25,7 @@ MAX_CODE_LENGTH = 64
 MIN_DISTINCT = 3
 PBKDF2_ITERATIONS = 10_000
 SALT_BYTES = 16
+KDF_THREADS = 2  # the key stretching's thread pool: a bind flood cannot take the whole machine
 
 
 def check_strength(code: str) -> None:
@@ -48,3 +51,16 @@ def stretch(code: str, salt: str) -> str:
     """PBKDF2-SHA256 of the code (hex). CPU-bound for milliseconds: run it in an executor."""
     return hashlib.pbkdf2_hmac("sha256", code.encode(), bytes.fromhex(salt),
                                PBKDF2_ITERATIONS).hex()
+
+
+def seal(code: str) -> str:
+    """The stored form ``salt$digest`` of a code (CPU-bound: run it in an executor)."""
+    salt = new_salt()
+    return f"{salt}${stretch(code, salt)}"
+
+
+def matches(stored: str | None, code: str) -> bool:
+    """Whether ``code`` is the one ``stored`` by :func:`seal`. ``None`` (no such device)
+    costs the same stretching and gives the same False: no existence oracle."""
+    salt, digest = stored.split("$", 1) if stored else (new_salt(), "")
+    return hmac.compare_digest(digest, stretch(code, salt)) and stored is not None

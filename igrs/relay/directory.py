@@ -103,10 +103,9 @@ class Directory:
             raise RelayError(RelayCode.NOT_FOUND, f"no such user or device {u}")
         return acct
 
-    async def stretch(self, code: str, salt: str) -> str:
+    async def seal(self, code: str) -> str:
         """The stored form of a verification code, computed in the executor."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, codes.stretch, code, salt)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, codes.seal, code)
 
     async def account_count(self) -> int:
         now = time.monotonic()
@@ -148,8 +147,7 @@ class Directory:
         await self._check_capacity()
         if await self.kv.get(f"acct.{device.key}") is not None:  # before the stretching
             raise RelayError(RelayCode.CONFLICT, f"{device} is already registered")
-        salt = codes.new_salt()
-        record["verify"] = f"{salt}${await self.stretch(verify_code, salt)}"
+        record["verify"] = await self.seal(verify_code)
         return await self._create_account(device, record)
 
     async def authenticate(self, p: Principal, token: str) -> Account:
@@ -202,8 +200,7 @@ class Directory:
         rec = await self._record(device)
         if device.kind is not Kind.DEVICE:
             raise RelayError(RelayCode.BAD_FRAME, "only devices have a verification code")
-        salt = codes.new_salt()
-        rec["verify"] = f"{salt}${await self.stretch(verify_code, salt)}"
+        rec["verify"] = await self.seal(verify_code)
         await self._put(f"acct.{device.key}", rec)
 
     async def rotate_token(self, p: Principal) -> str:
@@ -272,9 +269,9 @@ class Directory:
         stretching and gives the same False: no existence oracle."""
         rec = await self._get(f"acct.{device.key}")
         known = rec is not None and rec["kind"] == Kind.DEVICE.value and "verify" in rec
-        salt, digest = rec["verify"].split("$") if known and rec else (codes.new_salt(), "")
-        right = hmac.compare_digest(digest, await self.stretch(verify_code, salt))
-        return known and right
+        stored = rec["verify"] if known and rec else None
+        return await asyncio.get_running_loop().run_in_executor(
+            self.executor, codes.matches, stored, verify_code)
 
     async def bind(self, user: Principal, device: Principal, verify_code: str) -> None:
         """User-Device: bind with the device's verification code (IRSP account server).

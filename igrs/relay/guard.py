@@ -17,11 +17,15 @@ from __future__ import annotations
 
 import collections
 import ipaddress
-from collections.abc import Hashable
+import math
+import time
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
 from igrs.core.security.pairing import DEFAULT_LOCKOUT, DEFAULT_MAX_FAILURES, MAX_LOCKOUT, PairingGuard
+from igrs.relay.directory import BIND_REFUSED
+from igrs.relay.errors import RelayCode, RelayError
 from igrs.relay.limits import TokenBucket
 
 MAX_ENTRIES = 100_000  # per table: memory stays bounded whatever the attacker sends
@@ -133,6 +137,24 @@ class BindGuard:
     def end(self, attempt: BindAttempt, now: float, *, right: bool) -> None:
         for kind, key in attempt.parts():
             self.tables[kind].end(key, now, failed=not right, reset=right and kind == "device")
+
+    async def check(self, attempt: BindAttempt, verify: Callable[[], Awaitable[bool]],
+                    clock: Callable[[], float] = time.monotonic) -> None:
+        """The bind rule, for the relay and the XMPP bind component alike: refused with 429
+        while locked; else the code is checked (``verify``) as a counted attempt, and a wrong
+        code or an unknown device gives the one answer 403 :data:`BIND_REFUSED`."""
+        wait = self.locked_for(attempt, clock())
+        if wait > 0:
+            raise RelayError(RelayCode.RATE_LIMITED,
+                             f"bind locked for {math.ceil(wait)} s after failed attempts")
+        self.begin(attempt)
+        right = False
+        try:
+            right = await verify()
+        finally:
+            self.end(attempt, clock(), right=right)
+        if not right:
+            raise RelayError(RelayCode.FORBIDDEN, BIND_REFUSED)
 
 
 class AddressBuckets:

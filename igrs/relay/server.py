@@ -13,7 +13,6 @@ import base64
 import collections
 import contextlib
 import logging
-import math
 import secrets
 import ssl
 import tempfile
@@ -28,8 +27,9 @@ from igrs.errors import ProtocolError
 from igrs.relay import payloads
 from igrs.relay.backbone.base import Backbone
 from igrs.relay.backbone.embedded import EmbeddedBackbone
+from igrs.relay.codes import KDF_THREADS
 from igrs.relay.config import RelayConfig
-from igrs.relay.directory import BIND_REFUSED, Directory
+from igrs.relay.directory import Directory
 from igrs.relay.errors import RelayCode, RelayError
 from igrs.relay.frames import Flags, Frame, FrameError, FrameType, encode
 from igrs.relay.guard import AddressBuckets, AddressSlots, BindAttempt, BindGuard, address_key
@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 
 NOTIFY_NS = "urn:IGRS:relay:notify"
 MAIL_BATCH = 256
-KDF_THREADS = 2  # key stretching of verification codes runs here, never on the event loop
 
 
 def _kind_flag(p: Principal, bit: Flags) -> Flags:
@@ -674,18 +673,9 @@ class RelayNode:
         if me.kind is not Kind.USER:
             raise RelayError(RelayCode.FORBIDDEN, "bind is for users")
         attempt = BindAttempt(dev.uuid, me.uuid, address_key(conn.peer))
-        wait = self.bind_guard.locked_for(attempt, time.monotonic())
-        if wait > 0:
-            raise RelayError(RelayCode.RATE_LIMITED,
-                             f"bind locked for {math.ceil(wait)} s after failed attempts")
-        self.bind_guard.begin(attempt)
-        right = False
-        try:
-            right = await self.directory.verify(dev, str(body.get("verify_code", "")))
-        finally:
-            self.bind_guard.end(attempt, time.monotonic(), right=right)
-        if not right:
-            raise RelayError(RelayCode.FORBIDDEN, BIND_REFUSED)
+        directory = self.directory
+        await self.bind_guard.check(
+            attempt, lambda: directory.verify(dev, str(body.get("verify_code", ""))))
         await self.directory.add_owner(me, dev)
         await self._notify(dev, {"event": "bound", "user": str(me)})
         return {"bound": str(dev)}

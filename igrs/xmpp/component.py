@@ -3,12 +3,12 @@
 An XMPP server knows rosters but not IGRS binding, so a small component (``igrs.<domain>``)
 does what the relay's account server does (specs/relay-xmpp-server.md):
 
-* a device sets its verification code (``#verifycode``); it is kept as PBKDF2-SHA256 with a
-  random salt (the relay's ``codes.stretch``), hashed in a thread, never on the loop;
-* a user binds a device with the code (``#devicebind``): attempt guards per device and per
-  account (``PairingGuard``: 5 failures lock for 30 s, doubling, at most 1 h); an unknown
-  device and a wrong code get the same answer; on success the component writes **both
-  rosters** (subscription ``both``) through the server's admin interface (``RosterAdmin``);
+* a device sets its verification code (``#verifycode``): the relay's minimum strength, kept
+  as the relay's PBKDF2-SHA256 (``igrs.relay.codes``), stretched in a thread, never on the loop;
+* a user binds a device with the code (``#devicebind``) under the relay's bind rule
+  (``BindGuard.check``: per device, per account; 5 failures lock for 30 s, doubling, at most
+  1 h; an unknown device and a wrong code get the one answer); on success the component writes
+  **both rosters** (subscription ``both``) through the server's admin interface (``RosterAdmin``);
 * ``#unbind`` removes both roster items; ``#querybind`` lists a device's users or a user's
   devices;
 * every account that speaks to it is provisioned with the strangers rule (``RosterAdmin.
@@ -24,30 +24,44 @@ import asyncio
 import contextlib
 import json
 import os
-import secrets
 import time
-from collections.abc import Callable, Sequence
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 from xml.etree import ElementTree as ET
 
-from igrs.core.security.pairing import PairingGuard
-from igrs.relay.codes import stretch
+from igrs.relay import codes
+from igrs.relay.errors import RelayCode, RelayError
+from igrs.relay.guard import BindAttempt, BindGuard
+from igrs.relay.limits import Limits
 from igrs.xmpp import namespaces as ns
 
 if TYPE_CHECKING:
     from slixmpp import Iq
     from slixmpp.xmlstream import StanzaBase
 
-MIN_CODE, MAX_CODE = 4, 64  # characters, as the relay's register_device (specs/relay.md)
-MAX_GUARDS = 10_000  # guards kept per kind; idle ones are dropped first (memory bound)
+ADDRESS_OF_ACCOUNT = "xmpp-account:"  # the bind guard's address key of an account (no address seen)
+# The relay's error codes as IQ errors (RFC 6120 condition, type); the text is the relay's reason.
+CONDITIONS: dict[int, tuple[str, str]] = {
+    RelayCode.BAD_FRAME: ("bad-request", "modify"),
+    RelayCode.FORBIDDEN: ("not-authorized", "auth"),
+    RelayCode.NOT_FOUND: ("item-not-found", "cancel"),
+    RelayCode.CONFLICT: ("conflict", "cancel"),
+    RelayCode.RATE_LIMITED: ("resource-constraint", "wait"),
+}
 PRIVACY_LIST = "igrs-related-only"
+# Project namespace of the component -> Prosody roster writes (igrs/xmpp/deploy/mod_igrs_roster_admin.lua).
+ROSTER_ADMIN = "urn:igrs:xmpp:roster-admin:0"
 
 
 class RosterAdmin(Protocol):
     """The server's admin interface the component writes through (one per server kind)."""
 
+    def attach(self, xmpp: Any) -> None: ...
     async def relate(self, a: str, b: str) -> None: ...
     async def unrelate(self, a: str, b: str) -> None: ...
     async def provision(self, jid: str) -> None: ...
@@ -79,45 +93,93 @@ def privacy_query(component: str, list_name: str = PRIVACY_LIST) -> str:
 
 @dataclass
 class EjabberdAdmin:
-    """ejabberd through ``ejabberdctl`` (mod_admin_extra): add/delete_rosteritem, privacy_set.
+    """ejabberd through its HTTP API (mod_http_api on loopback, the shipped config's ``/api``
+    listener): add/delete_rosteritem, privacy_set (mod_admin_extra).
 
-    ``argv`` is the ejabberdctl invocation up to the command (``-c``/``-n`` options included).
-    Each call starts an Erlang VM (~0.3 s); binds are rare, so this is the simple honest path.
+    One HTTP request per command (milliseconds; ``ejabberdctl`` starts an Erlang VM per call,
+    about 0.3 s); the two sides of a relation are written concurrently.
     """
 
-    argv: Sequence[str]
+    url: str  # e.g. http://127.0.0.1:5281/api
     component: str  # the component's domain, allowed through every account's list
-    env: dict[str, str] | None = None
     provisioned: set[str] = field(default_factory=set)
 
-    async def _ctl(self, *args: str) -> str:
-        proc = await asyncio.create_subprocess_exec(
-            *self.argv, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=self.env
-        )
-        out, _ = await proc.communicate()
-        text = out.decode(errors="replace")
-        if proc.returncode != 0:
-            raise RuntimeError(f"ejabberdctl {args[0]} -> {proc.returncode}: {text.strip()}")
-        return text
+    def attach(self, xmpp: Any) -> None:
+        """Nothing to attach: ejabberd is written over HTTP."""
+
+    async def _call(self, command: str, **args: str) -> None:
+        body = json.dumps(args).encode()
+
+        def post() -> None:
+            req = urllib.request.Request(f"{self.url}/{command}", data=body,
+                                         headers={"Content-Type": "application/json"})  # fmt: skip
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    answer = r.read().decode(errors="replace").strip()
+            except urllib.error.HTTPError as e:
+                raise RuntimeError(f"ejabberd {command} -> {e.code}: {e.read()[:200]!r}") from e
+            if answer not in ("0", ""):  # ejabberd commands of type rescode answer 0 on success
+                raise RuntimeError(f"ejabberd {command} -> {answer[:200]}")
+
+        await asyncio.to_thread(post)
+
+    async def _item(self, a: str, b: str) -> None:
+        (au, ah), (bu, bh) = _split(a), _split(b)
+        await self._call("add_rosteritem", localuser=au, localhost=ah, user=bu, host=bh, nick=bu,
+                         group="IGRS", subs="both")  # fmt: skip
 
     async def relate(self, a: str, b: str) -> None:
-        (au, ah), (bu, bh) = _split(a), _split(b)
-        await self._ctl("add_rosteritem", au, ah, bu, bh, bu, "IGRS", "both")
-        await self._ctl("add_rosteritem", bu, bh, au, ah, au, "IGRS", "both")
+        await asyncio.gather(self._item(a, b), self._item(b, a))
 
     async def unrelate(self, a: str, b: str) -> None:
         (au, ah), (bu, bh) = _split(a), _split(b)
-        await self._ctl("delete_rosteritem", au, ah, bu, bh)
-        await self._ctl("delete_rosteritem", bu, bh, au, ah)
+        await asyncio.gather(
+            self._call("delete_rosteritem", localuser=au, localhost=ah, user=bu, host=bh),
+            self._call("delete_rosteritem", localuser=bu, localhost=bh, user=au, host=ah),
+        )
 
     async def provision(self, jid: str) -> None:
         if jid in self.provisioned:
             return
         user, host = _split(jid)
-        await self._ctl("privacy_set", user, host, privacy_query(self.component))
+        await self._call("privacy_set", user=user, host=host, xmlquery=privacy_query(self.component))
         default = f"<query xmlns='jabber:iq:privacy'><default name='{PRIVACY_LIST}'/></query>"
-        await self._ctl("privacy_set", user, host, default)
+        await self._call("privacy_set", user=user, host=host, xmlquery=default)
         self.provisioned.add(jid)
+
+
+@dataclass
+class ProsodyAdmin:
+    """Prosody through the shipped module mod_igrs_roster_admin: one IQ from the component to
+    the server per change. The strangers rule is server-wide there (mod_igrs_strangers), so
+    ``provision`` has nothing to do."""
+
+    domain: str  # the XMPP server's domain (the IQ's ``to``)
+    xmpp: Any = None
+
+    def attach(self, xmpp: Any) -> None:
+        self.xmpp = xmpp
+
+    async def _send(self, op: str, a: str, b: str) -> None:
+        from slixmpp.exceptions import IqError
+
+        iq = self.xmpp.make_iq_set(ito=self.domain, ifrom=self.xmpp.boundjid)
+        query = ET.Element(f"{{{ROSTER_ADMIN}}}query")
+        ET.SubElement(query, f"{{{ROSTER_ADMIN}}}{op}", a=a, b=b)
+        iq.append(query)
+        try:
+            await iq.send(timeout=10)
+        except IqError as e:
+            raise RuntimeError(f"prosody {op} -> {e.iq['error']['condition']}") from e
+
+    async def relate(self, a: str, b: str) -> None:
+        await self._send("relate", a, b)
+
+    async def unrelate(self, a: str, b: str) -> None:
+        await self._send("unrelate", a, b)
+
+    async def provision(self, jid: str) -> None:
+        """Nothing: mod_igrs_strangers applies to every account."""
 
 
 @dataclass
@@ -147,84 +209,48 @@ class BindStore:
         return sorted(d for d, users in self.owners.items() if user in users)
 
 
-class Guards:
-    """One ``PairingGuard`` per key (device JID or account JID), bounded in number."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
-        self.by_key: dict[str, PairingGuard] = {}
-
-    def get(self, key: str) -> PairingGuard:
-        g = self.by_key.get(key)
-        if g is None:
-            if len(self.by_key) >= MAX_GUARDS:
-                now = self.clock()
-                idle = [k for k, v in self.by_key.items() if v.failures == 0 and v.locked_for(now) == 0]
-                for k in idle[: len(self.by_key) // 2 or 1]:
-                    del self.by_key[k]
-            g = self.by_key[key] = PairingGuard()
-        return g
-
-    def locked_for(self, *keys: str) -> float:
-        now = self.clock()
-        return max(self.get(k).locked_for(now) for k in keys)
-
-
-class BindError(Exception):
-    """An IQ error: RFC 6120 condition and type."""
-
-    def __init__(self, condition: str, etype: str, text: str = "") -> None:
-        super().__init__(text or condition)
-        self.condition, self.etype, self.text = condition, etype, text
-
-
-WRONG = BindError("not-authorized", "auth", "unknown device or wrong verification code")
-
-
 class BindService:
-    """The component's rules, free of XMPP framing (tested through the component)."""
+    """The component's rules, free of XMPP framing (tested through the component).
 
-    def __init__(
-        self, store: BindStore, admin: RosterAdmin, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    The bind rule is the relay's, by the same code: ``igrs.relay.codes`` for the code's strength
+    and its PBKDF2 (in a pool of ``KDF_THREADS``, never on the loop), ``igrs.relay.guard.BindGuard``
+    with the relay's limits for the attempts. Errors are the relay's ``RelayError`` (mapped to IQ
+    errors by :data:`CONDITIONS`)."""
+
+    def __init__(self, store: BindStore, admin: RosterAdmin, limits: Limits | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+        lim = limits or Limits()
         self.store = store
         self.admin = admin
-        self.by_device = Guards(clock)
-        self.by_account = Guards(clock)
+        self.guard = BindGuard(lim.bind_max_failures, lim.bind_lockout, lim.bind_max_lockout)
         self.clock = clock
+        self.kdf = ThreadPoolExecutor(codes.KDF_THREADS, thread_name_prefix="igrs-xmpp-kdf")
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.kdf, fn, *args)
 
     async def set_code(self, device: str, code: str) -> None:
-        if not MIN_CODE <= len(code) <= MAX_CODE:
-            raise BindError("bad-request", "modify", f"a verification code is {MIN_CODE}-{MAX_CODE} characters")
-        salt = secrets.token_hex(16)
-        digest = await asyncio.to_thread(stretch, code, salt)
-        self.store.codes[device] = f"{salt}${digest}"
+        codes.check_strength(code)
+        self.store.codes[device] = await self._run(codes.seal, code)
         self.store.save()
 
     async def bind(self, user: str, device: str, code: str) -> None:
-        wait = max(self.by_device.locked_for(device), self.by_account.locked_for(user))
-        if wait > 0:
-            raise BindError("resource-constraint", "wait", f"bind locked for {wait:.0f} s after failures")
-        record = self.store.codes.get(device)
-        # Hash even for an unknown device: the same work, the same answer (no enumeration).
-        salt, digest = record.split("$") if record else (secrets.token_hex(16), "")
-        got = await asyncio.to_thread(stretch, code, salt)
-        if not record or not secrets.compare_digest(got, digest):
-            now = self.clock()
-            self.by_device.get(device).record_failure(now)
-            self.by_account.get(user).record_failure(now)
-            raise WRONG
-        self.by_device.get(device).record_success()
-        self.by_account.get(user).record_success()
+        device = bare_jid(device)
+        # The source-address dimension: an XEP-0114 component never sees the client's address,
+        # so it is keyed by the account (specs/relay-xmpp-server.md, "Bind guard").
+        attempt = BindAttempt(device, user, ADDRESS_OF_ACCOUNT + user)
+        await self.guard.check(attempt, lambda: self._run(codes.matches, self.store.codes.get(device), code),
+                               lambda: self.clock())  # fmt: skip
         if user in self.store.owners.get(device, []):
-            raise BindError("conflict", "cancel", "device already bound to this user")
+            raise RelayError(RelayCode.CONFLICT, "device already bound to this user")
         await self.admin.relate(user, device)
         self.store.owners.setdefault(device, []).append(user)
         self.store.save()
 
     async def unbind(self, user: str, device: str) -> None:
+        device = bare_jid(device)
         if user not in self.store.owners.get(device, []):
-            raise BindError("item-not-found", "cancel", "device is not bound to this user")
+            raise RelayError(RelayCode.NOT_FOUND, "device is not bound to this user")
         await self.admin.unrelate(user, device)
         self.store.owners[device].remove(user)
         if not self.store.owners[device]:
@@ -236,6 +262,21 @@ class BindService:
         if jid in self.store.codes:
             return "user", sorted(self.store.owners.get(jid, []))
         return "device", self.store.devices_of(jid)
+
+    def close(self) -> None:
+        self.kdf.shutdown(wait=False, cancel_futures=True)
+
+
+def bare_jid(text: str) -> str:
+    """The normalised bare JID (``Dev@Host/x`` -> ``dev@host``); a malformed one is kept as
+    given: it names no device, so it gets the one bind answer."""
+    from slixmpp import JID
+    from slixmpp.jid import InvalidJID
+
+    try:
+        return str(JID(text).bare)
+    except InvalidJID:
+        return text
 
 
 def _text(query: ET.Element, ns_uri: str, name: str) -> str:
@@ -256,6 +297,7 @@ class BindComponent:
         self.service = service
         self.host, self.port = host, port
         self.xmpp = ComponentXMPP(jid, secret, host, port)
+        service.admin.attach(self.xmpp)
         for uri in self.HANDLED:
             self.xmpp.register_handler(CoroutineCallback(
                 uri, MatchXPath(f"{{{self.xmpp.default_ns}}}iq/{{{uri}}}query"), self._on_iq
@@ -284,10 +326,10 @@ class BindComponent:
             result = await self._handle(uri, iq["type"], sender, query)
             if result is not None:
                 reply.xml.append(result)
-        except BindError as e:
-            reply = self._error(iq, e)
+        except RelayError as e:
+            reply = self._error(iq, *CONDITIONS.get(e.code, ("internal-server-error", "wait")), e.reason)
         except Exception as e:  # an admin-interface failure: the caller learns, the component lives
-            reply = self._error(iq, BindError("internal-server-error", "wait", str(e)[:200]))
+            reply = self._error(iq, "internal-server-error", "wait", str(e)[:200])
         reply.send()
 
     async def _handle(self, uri: str, kind: str, sender: str, query: ET.Element) -> ET.Element | None:
@@ -307,27 +349,14 @@ class BindComponent:
             for j in jids:
                 ET.SubElement(out, f"{{{uri}}}{tag}").text = j
             return out
-        raise BindError("bad-request", "modify", f"{kind} not defined for {uri}")
+        raise RelayError(RelayCode.BAD_FRAME, f"{kind} not defined for {uri}")
 
     @staticmethod
-    def _error(iq: Iq, e: BindError) -> Any:
+    def _error(iq: Iq, condition: str, etype: str, text: str) -> Any:
         reply = iq.reply(clear=True)
         reply["type"] = "error"
-        reply["error"]["condition"] = e.condition
-        reply["error"]["type"] = e.etype
-        if e.text:
-            reply["error"]["text"] = e.text
+        reply["error"]["condition"] = condition
+        reply["error"]["type"] = etype
+        if text:
+            reply["error"]["text"] = text
         return reply
-
-
-async def run_component(
-    jid: str, secret: str, host: str, port: int, admin: RosterAdmin, state: Path | None,
-    stop: asyncio.Event | None = None,
-) -> None:  # fmt: skip
-    """Connect and serve until ``stop`` is set (the CLI: until interrupted)."""
-    component = BindComponent(jid, secret, host, port, BindService(BindStore.load(state), admin))
-    await component.start()
-    try:
-        await (stop or asyncio.Event()).wait()
-    finally:
-        await component.stop()

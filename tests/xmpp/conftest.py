@@ -1,7 +1,11 @@
-"""Fixtures for the XMPP binding tests: a throw-away Prosody or ejabberd per test module.
+"""Fixtures for the XMPP binding tests: one throw-away Prosody and one ejabberd per test session.
 
-``xmpp_server`` is parametrized over both servers (tests/xmpp/servers.py); accounts are
-created per test with unique names, so one server serves a whole module.
+``xmpp_server`` is parametrized over both servers (tests/xmpp/servers.py). Each kind is started
+once, at first use, and shared by every module (an ejabberd costs ~3 s to start and ~3 s to
+stop): accounts are created per test with unique names, and the component port is open with the
+test secret (tests/xmpp/bindbed.py) so the bind component's tests use the same servers. A test
+that restarts its server (test_xmpp_delivery) leaves it running with the same ports and data.
+``prosody_server`` / ``ejabberd_server`` give one kind directly.
 """
 
 from __future__ import annotations
@@ -9,15 +13,31 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from bindbed import SECRET
 from servers import RESUME_WINDOW, Server, start_server
 
 KINDS = ["prosody", "ejabberd"]
 
 
-@pytest.fixture(scope="module", params=KINDS)
-def xmpp_server(request: pytest.FixtureRequest) -> Iterator[Server]:
-    server = start_server(request.param, resume_window=RESUME_WINDOW)
+def _serve(kind: str) -> Iterator[Server]:
+    server = start_server(kind, component_secret=SECRET, resume_window=RESUME_WINDOW)
     try:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def prosody_server() -> Iterator[Server]:
+    yield from _serve("prosody")
+
+
+@pytest.fixture(scope="session")
+def ejabberd_server() -> Iterator[Server]:
+    yield from _serve("ejabberd")
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def xmpp_server(request: pytest.FixtureRequest) -> Server:
+    server: Server = request.getfixturevalue(f"{request.param}_server")
+    return server

@@ -25,8 +25,14 @@ PROBE_NS = ns.REQUEST
 
 
 class Peer(slixmpp.ClientXMPP):
-    def __init__(self, jid: str, password: str, addresses: list[tuple[str, int]], *, sm: bool = False) -> None:
+    def __init__(self, jid: str, password: str, addresses: list[tuple[str, int]], *, sm: bool = False,
+                 register: bool = False) -> None:  # fmt: skip
         super().__init__(jid, password)
+        self.iqs: list[tuple[float, str, str]] = []  # probes received: (time, from full, type)
+        if register:  # XEP-0077 in-band, at the first login (no admin tool call per account)
+            self.register_plugin("xep_0077")
+            self.plugin["xep_0077"].force_registration = True
+            self.add_event_handler("register", self._register)
         self.addresses = addresses
         self.ssl_context.check_hostname = False
         self.ssl_context.verify_mode = ssl.CERT_NONE
@@ -44,6 +50,7 @@ class Peer(slixmpp.ClientXMPP):
         self.register_handler(Callback("probe", MatchXPath(f"{{{self.default_ns}}}iq/{{{PROBE_NS}}}query"),
                                        self._probe))  # fmt: skip
         self.address_used: tuple[str, int] | None = None
+        self.error_text = ""  # the <text/> of the last IQ error ask() got
 
     async def _start(self, _event: Any) -> None:
         self.send_presence()
@@ -58,7 +65,15 @@ class Peer(slixmpp.ClientXMPP):
             return
         self.messages.append((time.monotonic(), m["from"].bare, m["body"]))
 
+    async def _register(self, _form: Any) -> None:
+        resp = self.Iq()
+        resp["type"] = "set"
+        resp["register"]["username"] = self.boundjid.user
+        resp["register"]["password"] = self.password
+        await resp.send()
+
     def _probe(self, iq: Any) -> None:
+        self.iqs.append((time.monotonic(), str(iq["from"]), iq["type"]))
         if iq["type"] == "get":
             iq.reply().send()
 
@@ -84,7 +99,8 @@ class Peer(slixmpp.ClientXMPP):
         else:
             self.abort()
 
-    async def ask(self, to: str, uri: str, kind: str = "get", **fields: str) -> tuple[str, str | None]:
+    async def ask(self, to: str, uri: str, kind: str = "get", timeout: float = 5, **fields: str
+                  ) -> tuple[str, str | None]:  # fmt: skip
         """Send an IQ with ``<query xmlns=uri>`` children; ("result", None) or ("error", condition)."""
         iq = self.make_iq(ito=to, itype=kind)
         q = ET.Element(f"{{{uri}}}query")
@@ -92,8 +108,9 @@ class Peer(slixmpp.ClientXMPP):
             ET.SubElement(q, f"{{{uri}}}{k}").text = v
         iq.append(q)
         try:
-            res = await iq.send(timeout=5)
+            res = await iq.send(timeout=timeout)
         except IqError as e:
+            self.error_text = e.iq["error"]["text"]
             return "error", e.iq["error"]["condition"]
         except IqTimeout:
             return "timeout", None

@@ -218,6 +218,7 @@ class EjabberdServer:
         self.epmd = epmd or Epmd()
         self.c2s_port = free_port()
         self.component_port = free_port()
+        self.api_port = free_port()  # HTTP API (bind component's roster writes), loopback
         self.component_domain = component_domain or f"igrs.{domain}"
         self.component_secret = component_secret or "igrs-test-component"
         self.cert, self.key, self.bundle = cert or make_cert(self.root, domain)
@@ -232,7 +233,7 @@ class EjabberdServer:
             domain=domain, certbundle=self.bundle, c2s_port=self.c2s_port, interface=LOOPBACK,
             component_domain=self.component_domain, component_secret=self.component_secret,
             component_port=self.component_port, allow_registration=allow_registration,
-            resume_window=resume_window, registration_timeout="infinity",
+            resume_window=resume_window, registration_timeout="infinity", api_port=self.api_port,
         ))
         self.ctl_config.write_text(
             f'ERLANG_NODE={self.node}\nINET_DIST_INTERFACE={LOOPBACK}\nERL_EPMD_ADDRESS={LOOPBACK}\n'

@@ -1,102 +1,131 @@
-"""The bind component and the strangers rule on ejabberd (real server, real component, real clients).
+"""The bind component on Prosody and ejabberd (real server, real component, real clients).
 
-A device sets its verification code; a user binds it: a wrong code and an unknown device get the
-same answer, attempts lock out, the right code writes both rosters; an unrelated user's message
-and IQ get exactly the error a non-existent account gets, while the bound user's get through.
+A device sets its verification code (the relay's minimum strength); a user binds it under the
+relay's bind rule (the same BindGuard, texts and lock-out): a wrong code and an unknown device get
+the same answer, attempts lock out per device and per account, the right code writes both
+rosters and the two reach each other; after unbind the former owner is a stranger again: its IQ
+and message do not reach the device.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator
+import asyncio
+import json
+import signal
+import sys
+import time
+from pathlib import Path
 
 import pytest
-from cluster import EjabberdCluster
-from peers import Peer
+from bindbed import SECRET, BindBed
+from servers import LOOPBACK, Server
 
+from igrs.relay import codes
+from igrs.relay.directory import BIND_REFUSED
+from igrs.relay.errors import RelayError
 from igrs.xmpp import namespaces as ns
-from igrs.xmpp.component import BindComponent, BindService, BindStore, EjabberdAdmin
 
-COMPONENT = "igrs.localhost"
-
-
-@pytest.fixture(scope="module")
-def ejabberd() -> EjabberdCluster:
-    with EjabberdCluster(1) as c:
-        for u in ("user1", "user2", "dev1", "stranger"):
-            c.nodes[0].register(u, "pw-" + u)
-        yield c
+# What a former owner hears from the device (and from a non-existent account) after unbind.
+FORMER_OWNER = {"prosody": ("error", "service-unavailable"), "ejabberd": ("timeout", None)}
 
 
 @pytest.fixture
-async def component(ejabberd: EjabberdCluster) -> AsyncIterator[BindComponent]:
-    n = ejabberd.nodes[0]
-    admin = EjabberdAdmin(argv=[n.ctl, "-c", str(n.ctl_config), "-n", n.node], component=COMPONENT,
-                          env={**os.environ, "ERL_EPMD_PORT": str(n.epmd.port)})  # fmt: skip
-    comp = BindComponent(COMPONENT, ejabberd.component_secret, "127.0.0.1", n.component_port,
-                         BindService(BindStore(None), admin))  # fmt: skip
-    await comp.start()
-    yield comp
-    await comp.stop()
+def server(xmpp_server: Server) -> Server:
+    return xmpp_server
 
 
-async def _peers(ejabberd: EjabberdCluster, *names: str) -> list[Peer]:
-    addr = [("127.0.0.1", ejabberd.nodes[0].c2s_port)]
-    peers = [Peer(f"{u}@localhost/t", "pw-" + u, addr) for u in names]
-    for p in peers:
-        await p.login()
-    return peers
-
-
-async def test_bind_codes_lockout_rosters_and_strangers(
-    ejabberd: EjabberdCluster, component: BindComponent
-) -> None:
-    user1, user2, dev1, stranger = await _peers(ejabberd, "user1", "user2", "dev1", "stranger")
-    try:
-        assert (await dev1.ask(COMPONENT, ns.MOBILE_VERIFY_CODE, "set", code="12"))[1] == "bad-request"
-        assert (await dev1.ask(COMPONENT, ns.MOBILE_VERIFY_CODE, "set", code="735194"))[0] == "result"
-        wrong = await user1.ask(COMPONENT, ns.DEVICE_BIND, "set", device="dev1@localhost", code="000000")
-        unknown = await user1.ask(COMPONENT, ns.DEVICE_BIND, "set", device="ghost@localhost", code="735194")
+async def test_bind_lockout_rosters_unbind(server: Server) -> None:
+    async with BindBed(server) as bed:
+        comp = server.component_domain
+        user1, user2, dev1 = await bed.peers("user", "other", "dev")
+        dev, ghost = bed.jid("dev"), bed.jid("ghost")
+        # The relay's minimum code strength, with the relay's words.
+        for weak in ("12", "123456", "121212"):
+            assert await dev1.ask(comp, ns.MOBILE_VERIFY_CODE, "set", code=weak) == ("error", "bad-request")
+            with pytest.raises(RelayError) as ei:
+                codes.check_strength(weak)
+            assert dev1.error_text == ei.value.reason
+        assert (await dev1.ask(comp, ns.MOBILE_VERIFY_CODE, "set", code="735194"))[0] == "result"
+        # One answer, in the relay's words, for a wrong code and an unknown device.
+        wrong = await user1.ask(comp, ns.DEVICE_BIND, "set", device=dev, code="000000")
+        wrong_text = user1.error_text
+        unknown = await user1.ask(comp, ns.DEVICE_BIND, "set", device=ghost, code="735194")
         assert wrong == unknown == ("error", "not-authorized")
-        # user2: 5 failures lock binding of dev1, even with the right code (per-device guard).
-        for _ in range(4):
-            assert (await user2.ask(COMPONENT, ns.DEVICE_BIND, "set", device="dev1@localhost",
-                                    code="111111"))[1] == "not-authorized"  # fmt: skip
-        locked = await user1.ask(COMPONENT, ns.DEVICE_BIND, "set", device="dev1@localhost", code="735194")
+        assert wrong_text == user1.error_text == BIND_REFUSED
+        # The relay's bind guard: 5 failures on the device (however its JID is spelled) lock its
+        # binding for 30 s, even for another account with the right code; 5 failures of an
+        # account lock that account's binds of any device.
+        for device in (dev, dev, dev, dev.upper() + "/x"):
+            assert await user2.ask(comp, ns.DEVICE_BIND, "set", device=device, code="111111") == (
+                "error", "not-authorized")
+        locked = await user1.ask(comp, ns.DEVICE_BIND, "set", device=dev, code="735194")
         assert locked == ("error", "resource-constraint")
-        svc = component.service
-        svc.by_device.get("dev1@localhost").record_success()  # the lock-out's time passes
-        svc.by_account.get("user1@localhost").record_success()
-        assert (await user1.ask(COMPONENT, ns.DEVICE_BIND, "set", device="dev1@localhost",
-                                code="735194"))[0] == "result"  # fmt: skip
-        again = await user1.ask(COMPONENT, ns.DEVICE_BIND, "set", device="dev1@localhost", code="735194")
-        assert again == ("error", "conflict")
-        assert "user1@localhost" in (await dev1.ask(COMPONENT, ns.QUERY_BIND, "get"))[1]
-        assert "dev1@localhost" in (await user1.ask(COMPONENT, ns.QUERY_BIND, "get"))[1]
-        await user1.get_roster()
-        await dev1.get_roster()
-        assert user1.client_roster["dev1@localhost"]["subscription"] == "both"
-        assert dev1.client_roster["user1@localhost"]["subscription"] == "both"
+        assert user1.error_text == "bind locked for 30 s after failed attempts"
+        for answer in ("not-authorized", "resource-constraint"):  # user2's 5th failure, then locked
+            assert (await user2.ask(comp, ns.DEVICE_BIND, "set", device=ghost, code="111111"))[1] == answer
+        svc = bed.component.service
+        assert svc.guard.evaluated == 7  # refused attempts cost no key stretching
+        svc.clock = lambda: time.monotonic() + 31  # the lock-out's time passes
+        assert (await user1.ask(comp, ns.DEVICE_BIND, "set", device=dev, code="735194"))[0] == "result"
+        assert await user1.ask(comp, ns.DEVICE_BIND, "set", device=dev, code="735194") == ("error", "conflict")
+        assert user1.boundjid.bare in (await dev1.ask(comp, ns.QUERY_BIND, "get"))[1]
+        assert dev in (await user1.ask(comp, ns.QUERY_BIND, "get"))[1]
+        for a, b in ((user1, dev), (dev1, user1.boundjid.bare)):
+            await a.get_roster()
+            assert a.client_roster[b]["subscription"] == "both"
+        # Related: the IQ and the message reach the device.
+        assert (await user1.ask(dev + "/t", ns.REQUEST))[0] == "result"
+        assert await user1.send_and_wait_error(dev, "from-owner", wait=0.5) is None
 
-        # Related: IQ and message reach the device.
-        assert (await user1.ask("dev1@localhost/t", ns.REQUEST))[0] == "result"
-        assert await user1.send_and_wait_error("dev1@localhost", "from-owner", wait=0.5) is None
-        # Unrelated: the same refusal as for an account that does not exist, messages and IQs.
-        for to in ("dev1@localhost/t", "dev1@localhost"):
-            ghost = to.replace("dev1", "ghost")
-            assert await stranger.ask(to, ns.REQUEST) == await stranger.ask(ghost, ns.REQUEST) == (
-                "error", "service-unavailable")  # fmt: skip
-        assert await stranger.send_and_wait_error("dev1@localhost", "from-stranger") == "service-unavailable"
-        assert await stranger.send_and_wait_error("ghost@localhost", "from-stranger") == "service-unavailable"
-        bodies = [m[2] for m in dev1.messages]
-        assert "from-owner" in bodies and "from-stranger" not in bodies
+        # Unbind: both roster items go, and the former owner is a stranger to the device.
+        assert (await user1.ask(comp, ns.UNBIND, "set", device=dev))[0] == "result"
+        assert await user1.ask(comp, ns.UNBIND, "set", device=dev) == ("error", "item-not-found")
+        # Not a leak: the device receives nothing, and the former owner gets the same answer as for
+        # an account that does not exist. On ejabberd that answer is none at all: the server's
+        # service-unavailable bounce comes from the device's JID, which the owner's own privacy
+        # list (it spoke to the component, so it is provisioned) now refuses like any stranger.
+        seen = len(dev1.iqs)
+        after = await user1.ask(dev + "/t", ns.REQUEST, timeout=0.5)
+        assert after == await user1.ask(ghost + "/t", ns.REQUEST, timeout=0.5) == FORMER_OWNER[server.kind]
+        said = await user1.send_and_wait_error(dev, "after-unbind", wait=0.5)
+        assert said == await user1.send_and_wait_error(ghost, "after-unbind", wait=0.5)
+        await asyncio.sleep(0.2)
+        assert len(dev1.iqs) == seen, f"the device received the former owner's IQ: {dev1.iqs[seen:]}"
+        assert "after-unbind" not in [m[2] for m in dev1.messages]
 
-        # Unbind: both roster items go, and the user becomes a stranger to the device.
-        assert (await user1.ask(COMPONENT, ns.UNBIND, "set", device="dev1@localhost"))[0] == "result"
-        gone = await user1.ask(COMPONENT, ns.UNBIND, "set", device="dev1@localhost")
-        assert gone == ("error", "item-not-found")
-        # Not answered any more. Seen: a timeout, not service-unavailable (open, specs/relay-xmpp-server.md).
-        assert (await user1.ask("dev1@localhost/t", ns.REQUEST))[0] != "result"
+
+async def test_component_command_binds_and_stops_on_sigterm(server: Server, tmp_path: Path) -> None:
+    """``igrs relay xmpp-component`` started as an operator would: a bind through it writes both
+    rosters and its state file; SIGTERM ends it cleanly (exit 0) within a few seconds."""
+    state = tmp_path / "bind.json"
+    args = ["--jid", server.component_domain, "--secret", SECRET, "--host", LOOPBACK,
+            "--port", str(server.component_port), "--server", server.kind, "--state", str(state)]
+    if server.kind == "ejabberd":
+        args += ["--ejabberd-api", f"http://{LOOPBACK}:{server.api_port}/api"]  # type: ignore[union-attr]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "igrs", "relay", "xmpp-component", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        assert line.decode().startswith(f"xmpp component {server.component_domain} connected"), (
+            line, await asyncio.wait_for(proc.stderr.read(), 15))
+        async with BindBed(server, component=False) as bed:
+            comp, dev = server.component_domain, bed.jid("dev")
+            user, dev1 = await bed.peers("user", "dev")
+            assert (await dev1.ask(comp, ns.MOBILE_VERIFY_CODE, "set", code="246810"))[0] == "result"
+            assert (await user.ask(comp, ns.DEVICE_BIND, "set", device=dev, code="246810"))[0] == "result"
+            await user.get_roster()
+            assert user.client_roster[dev]["subscription"] == "both"
+        assert json.loads(state.read_text())["owners"] == {dev: [user.boundjid.bare]}
+        assert state.stat().st_mode & 0o777 == 0o600
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        rc = await asyncio.wait_for(proc.wait(), 15)
+        took = time.monotonic() - t0
+        print(f"\nigrs relay xmpp-component ({server.kind}) exited {took:.2f} s after SIGTERM (rc {rc})")
+        assert rc == 0 and took < 5, (await proc.stderr.read()).decode()
     finally:
-        for p in (user1, user2, dev1, stranger):
-            await p.close()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

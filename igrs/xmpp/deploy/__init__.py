@@ -11,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 
+PLUGIN_DIR = Path(__file__).resolve().parent  # Prosody modules mod_igrs_*.lua (plugin_paths)
 DEFAULT_RESUME_WINDOW = 20  # s, XEP-0198 resume window (project choice, specs/relay-xmpp.md)
 
 
@@ -48,6 +49,7 @@ def render_prosody(
         registration_throttle_max=registration_throttle_max, resume_window=resume_window,
         pidfile=str(pidfile or Path(data_dir) / "prosody.pid"), log=log,
         run_as_root=str(run_as_root).lower(),
+        plugin_dir=str(PLUGIN_DIR), igrs_component=component_domain or f"igrs.{domain}",
     )
 
 
@@ -64,6 +66,7 @@ def render_ejabberd(
     resume_window: int = DEFAULT_RESUME_WINDOW,
     registration_timeout: int | str = 600,
     loglevel: str = "warning",
+    api_port: int = 5281,
 ) -> str:
     """ejabberd's config text (certbundle: one PEM with the key and the certificate chain)."""
     return _template("ejabberd.yml").substitute(
@@ -72,4 +75,5 @@ def render_ejabberd(
         component_secret=component_secret or "unused-" + domain,
         component_port=component_port, register_access="all" if allow_registration else "none",
         resume_window=resume_window, loglevel=loglevel, registration_timeout=registration_timeout,
+        api_port=api_port,
     )

@@ -29,7 +29,12 @@ modules_enabled = {
   "pep";       -- XEP-0163 online storage, presence/whitelist access
   "blocklist"; "carbons"; "limits"; "time"; "uptime"; "version";
   ${register_module}
+  -- IGRS modules shipped beside this file (specs/relay-xmpp-server.md): only related parties
+  -- reach each other (messages, IQs, presence), and the bind component's roster writer.
+  "igrs_strangers"; "igrs_roster_admin";
 }
+plugin_paths = { "${plugin_dir}" }
+igrs_component = "${igrs_component}"
 modules_disabled = { "s2s"; "dialback"; "bosh"; "websocket"; "http"; "posix" }
 
 -- Accounts: SCRAM (internal_hashed stores only salted hashes), TLS required.
