@@ -5,38 +5,27 @@ messages between the bound parties, unbind."""
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
-from servers import LOOPBACK, EjabberdServer, start_server
+from bindbed import SECRET, admin_for
+from servers import LOOPBACK, Server
 from xmpp_helpers import XWorld
 
 from igrs.relay.errors import RelayError
-from igrs.xmpp.component import BindComponent, BindService, BindStore, EjabberdAdmin
+from igrs.xmpp.component import BindComponent, BindService, BindStore
 
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture(scope="module")
-def ejabberd() -> Iterator[EjabberdServer]:
-    server = start_server("ejabberd")
-    assert isinstance(server, EjabberdServer)
-    try:
-        yield server
-    finally:
-        server.close()
-
-
 @pytest.fixture
-async def xw(ejabberd: EjabberdServer) -> AsyncIterator[XWorld]:
-    admin = EjabberdAdmin(argv=[ejabberd.ctl, "-c", str(ejabberd.ctl_config), "-n", ejabberd.node],
-                          component=ejabberd.component_domain,
-                          env={**os.environ, "ERL_EPMD_PORT": str(ejabberd.epmd.port)})
-    comp = BindComponent(ejabberd.component_domain, ejabberd.component_secret, LOOPBACK,
-                         ejabberd.component_port, BindService(BindStore(None), admin))
+async def xw(ejabberd_server: Server) -> AsyncIterator[XWorld]:
+    """The session's ejabberd (conftest) with the bind component connected beside it."""
+    comp = BindComponent(ejabberd_server.component_domain, SECRET, LOOPBACK,
+                         ejabberd_server.component_port,
+                         BindService(BindStore(None), admin_for(ejabberd_server)))
     await comp.start()
-    w = XWorld(ejabberd)
+    w = XWorld(ejabberd_server)
     try:
         yield w
     finally:
