@@ -15,14 +15,13 @@ per sealed invocation (benchmarks/README.md, "Where the time goes per invocation
 
 from __future__ import annotations
 
-import base64
 import binascii
 import re
 from collections.abc import Callable
 
 from igrs.constants import EVENT_BATCH_MAX, IGRS_NS, MAX_ARGUMENTS, MAX_HTTP_BODY, MAX_REASON, MAX_STRING_VALUE
 from igrs.errors import ProtocolError
-from igrs.wire import messages
+from igrs.wire import messages, strict_base64
 from igrs.wire.bodies import sessions as ss
 from igrs.wire.bodies.pipes import SECURE_MESSAGE, SecureMessage
 from igrs.wire.ids import parse_uint32
@@ -300,7 +299,7 @@ def read(message_type: str, data: bytes) -> SoapMessage | None:
 _PREFIX, _SUFFIX = envelope_frame()
 _SECURE_RE = re.compile(
     re.escape(_PREFIX + f'<{SECURE_MESSAGE} xmlns="{IGRS_NS}"><PipeId>'.encode()) + _UINT
-    + rb"</PipeId><Record>([A-Za-z0-9+/]*={0,2})</Record></" + SECURE_MESSAGE.encode() + rb">"
+    + rb"</PipeId><Record>([^<]*)</Record></" + SECURE_MESSAGE.encode() + rb">"  # alphabet: strict_base64
     + re.escape(_SUFFIX) + rb"\Z")
 
 
@@ -310,7 +309,7 @@ def read_sealed(body: bytes, message_type: str) -> SecureMessage | None:
     if m is None:
         return None
     try:
-        record = base64.b64decode(m.group(2), validate=True)
+        record = strict_base64.decode(m.group(2))
         return SecureMessage(_uint(m.group(1), "PipeId"), record, message_type)
     except (ProtocolError, ValueError, binascii.Error):
         return None
