@@ -24,7 +24,7 @@ from igrs.errors import ProtocolError
 from igrs.wire import messages, strict_base64
 from igrs.wire.bodies import sessions as ss
 from igrs.wire.bodies.pipes import SECURE_MESSAGE, SecureMessage
-from igrs.wire.ids import parse_uint32
+from igrs.wire.ids import UINT32_MAX, parse_uint32
 from igrs.wire.messages import SoapMessage, Status
 from igrs.wire.soap import envelope_frame
 
@@ -233,7 +233,14 @@ def _read_named(block: bytes | None, pattern: re.Pattern[bytes], limit: int,
 
 
 def _uint(raw: bytes | None, field: str, *, allow_zero: bool = False) -> int:
-    return parse_uint32(raw.decode("ascii"), field, allow_zero=allow_zero) if raw is not None else 0
+    """parse_uint32 of a group the patterns matched as ``[0-9]{1,10}``: its text checks hold,
+    so only the range is left (parse_uint32 gives the refusal)."""
+    if raw is None:
+        return 0
+    value = int(raw)
+    if value > UINT32_MAX or (value == 0 and not allow_zero):
+        return parse_uint32(raw.decode("ascii"), field, allow_zero=allow_zero)
+    return value
 
 
 def _status_of(ack: bytes, code: bytes, reason: bytes | None) -> Status:
