@@ -281,12 +281,29 @@ class IgrsHttpClient:
         key = (endpoint.host, endpoint.port)
         slot = self._slot(key)
         try:
-            async with slot.turns, self._connections:
-                seq = self.next_sequence()
-                wire_message = seal(message, seq) if seal is not None else message
-                headers, body = messages.encode(wire_message, source=self.source, target=target,
-                                                sequence_id=seq)
-                return await self._post(endpoint, headers, body, seq, target)
+            # As ``async with slot.turns, self._connections``, without its four coroutines.
+            await slot.turns.acquire()
+            try:
+                await self._connections.acquire()
+                try:
+                    seq = self.next_sequence()
+                    wire_message = seal(message, seq) if seal is not None else message
+                    headers, body = messages.encode(wire_message, source=self.source, target=target,
+                                                    sequence_id=seq)
+                    data = request_bytes("M-POST", endpoint.target, endpoint.host_header, headers, body)
+                    try:
+                        resp = await self._pool.request(endpoint.host, endpoint.port, data)
+                    except LimitExceeded:
+                        raise ProtocolError("answer too large") from None
+                finally:
+                    self._connections.release()
+            finally:
+                slot.turns.release()
+            if resp.status == 200 and not resp.body:
+                return seq, None
+            if resp.status == 200:  # an answer naming no device comes from the one asked (messages.md §3)
+                return seq, messages.decode(resp.headers, resp.body, answering=target)
+            return seq, _error_answer(resp.status, resp.headers, resp.body, target)
         except BaseException as exc:
             # the timer's cancellation (not the caller's) is a timeout, as asyncio.timeout says
             if expired and task.uncancel() <= cancelling and isinstance(exc, asyncio.CancelledError):
@@ -318,19 +335,6 @@ class IgrsHttpClient:
         if resp.status != 200:
             raise IGRSError(f"GET {url} answered HTTP {resp.status}", return_code=ReturnCode.NOT_FOUND)
         return resp.body
-
-    async def _post(self, endpoint: _Endpoint, headers: list[tuple[str, str]], body: bytes,
-                    seq: int, target: DeviceId | None) -> tuple[int, Frame | None]:
-        data = request_bytes("M-POST", endpoint.target, endpoint.host_header, headers, body)
-        try:
-            resp = await self._pool.request(endpoint.host, endpoint.port, data)
-        except LimitExceeded:
-            raise ProtocolError("answer too large") from None
-        if resp.status == 200 and not resp.body:
-            return seq, None
-        if resp.status == 200:  # an answer naming no device comes from the one asked (messages.md §3)
-            return seq, messages.decode(resp.headers, resp.body, answering=target)
-        return seq, _error_answer(resp.status, resp.headers, resp.body, target)
 
     async def close(self) -> None:
         self._pool.close()

@@ -580,7 +580,9 @@ class ControlPoint:
         await self._start_callbacks()
 
         async def request(message: messages.SoapMessage) -> Frame | None:
-            pipe = await self.open_pipe(record)  # the record: it may not be in the registry
+            pipe = self._pipes.get(record.device_id)  # open_pipe's first step, inline (every call)
+            if pipe is None or not pipe.alive or not pipe.secure:
+                pipe = await self.open_pipe(record)  # the record: it may not be in the registry
             _, frame = await pipe.exchange(message)
             return frame
 

@@ -14,7 +14,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
+from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Self
 
 from igrs.constants import (
@@ -69,6 +69,18 @@ else:  # the pipe and pairing bodies load with the first such message
     pb = lazy_import("igrs.wire.bodies.pipes")
 
 log = logging.getLogger(__name__)
+_core_pipes_module: ModuleType | None = None
+
+
+def _core_pipes() -> ModuleType:
+    """igrs.core.pipes, imported at the first use (an idle device has no pipe); a function-level
+    import on every sealed message cost more than a microsecond (issue 15)."""
+    global _core_pipes_module
+    if _core_pipes_module is None:
+        from igrs.core import pipes
+
+        _core_pipes_module = pipes
+    return _core_pipes_module
 
 INTERFACE_WATCH_INTERVAL = 5.0  # s between checks for changed interface addresses
 SERVICE_MAINTENANCE_INTERVAL = 1.0  # s between subscription expiry checks
@@ -520,8 +532,7 @@ class Device:
         if pipe is None or pipe.pipe.channel is None:
             raise SecurityError(f"no secure pipe to {subscriber} for its notification")
         channel, pipe_id = pipe.pipe.channel, pipe.pipe_id
-        from igrs.core import pipes as core_pipes
-
+        core_pipes = _core_pipes()
         _, answer = await self._client.send(target, message, peer, seal=lambda m, seq: core_pipes.seal(
             channel, pipe_id, m, source=self.device_id, target=peer, sequence_id=seq))
         if answer is not None and isinstance(answer.message, messages.ErrorResponse):
@@ -636,8 +647,7 @@ class Device:
     async def _dispatch(self, frame: Frame, address: str) -> Reply:
         sealed = frame.message
         if isinstance(sealed, pb.SecureMessage):
-            from igrs.core import pipes as core_pipes
-
+            core_pipes = _core_pipes_module or _core_pipes()
             record = self.pipes.get(sealed.pipe_id, frame.routing.source, self._now())
             channel = record.pipe.channel
             if channel is None:

@@ -22,7 +22,7 @@ import inspect
 import logging
 import typing
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar, overload
 
 from igrs.constants import MAX_ARGUMENTS, ReturnCode
@@ -121,6 +121,10 @@ class ActionSpec:
     func: Callable[..., Awaitable[Any]]
     params: tuple[Param, ...]
     result: Any  # annotation, or None
+    names: frozenset[str] = field(init=False, repr=False, compare=False)  # of params: bind's check
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", frozenset(p.name for p in self.params))
 
     def describe(self) -> ActionDesc:
         params = tuple(ParamDesc(p.name, type_expr(p.type), p.required) for p in self.params)
@@ -128,10 +132,9 @@ class ActionSpec:
 
     def bind(self, arguments: tuple[tuple[str, Value], ...]) -> dict[str, Any]:
         """Validate and convert wire arguments to keyword arguments (ArgumentError: 400)."""
-        known = {p.name: p for p in self.params}
         given = dict(arguments)
-        extra = sorted(set(given) - set(known))
-        if extra:
+        if not self.names.issuperset(given):
+            extra = sorted(set(given) - self.names)
             raise ArgumentError(f"{self.name}: unexpected argument {extra[0]!r}")
         kwargs: dict[str, Any] = {}
         for p in self.params:

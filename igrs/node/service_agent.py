@@ -210,8 +210,8 @@ class ServiceProxy:
         if name.startswith("_"):
             raise AttributeError(name)
 
-        async def call(**kwargs: Value) -> Any:
-            return await self.call(name, **kwargs)
+        async def call(**kwargs: Value) -> Any:  # = self.call(name, **kwargs), one coroutine less
+            return (await self._invoke(name, tuple(kwargs.items()))).get("result")
 
         call.__name__ = name
         return call

@@ -15,17 +15,16 @@ per sealed invocation (benchmarks/README.md, "Where the time goes per invocation
 
 from __future__ import annotations
 
-import base64
 import binascii
 import re
 from collections.abc import Callable
 
 from igrs.constants import EVENT_BATCH_MAX, IGRS_NS, MAX_ARGUMENTS, MAX_HTTP_BODY, MAX_REASON, MAX_STRING_VALUE
 from igrs.errors import ProtocolError
-from igrs.wire import messages
+from igrs.wire import messages, strict_base64
 from igrs.wire.bodies import sessions as ss
 from igrs.wire.bodies.pipes import SECURE_MESSAGE, SecureMessage
-from igrs.wire.ids import parse_uint32
+from igrs.wire.ids import UINT32_MAX, parse_uint32
 from igrs.wire.messages import SoapMessage, Status
 from igrs.wire.soap import envelope_frame
 
@@ -234,7 +233,14 @@ def _read_named(block: bytes | None, pattern: re.Pattern[bytes], limit: int,
 
 
 def _uint(raw: bytes | None, field: str, *, allow_zero: bool = False) -> int:
-    return parse_uint32(raw.decode("ascii"), field, allow_zero=allow_zero) if raw is not None else 0
+    """parse_uint32 of a group the patterns matched as ``[0-9]{1,10}``: its text checks hold,
+    so only the range is left (parse_uint32 gives the refusal)."""
+    if raw is None:
+        return 0
+    value = int(raw)
+    if value > UINT32_MAX or (value == 0 and not allow_zero):
+        return parse_uint32(raw.decode("ascii"), field, allow_zero=allow_zero)
+    return value
 
 
 def _status_of(ack: bytes, code: bytes, reason: bytes | None) -> Status:
@@ -300,7 +306,7 @@ def read(message_type: str, data: bytes) -> SoapMessage | None:
 _PREFIX, _SUFFIX = envelope_frame()
 _SECURE_RE = re.compile(
     re.escape(_PREFIX + f'<{SECURE_MESSAGE} xmlns="{IGRS_NS}"><PipeId>'.encode()) + _UINT
-    + rb"</PipeId><Record>([A-Za-z0-9+/]*={0,2})</Record></" + SECURE_MESSAGE.encode() + rb">"
+    + rb"</PipeId><Record>([^<]*)</Record></" + SECURE_MESSAGE.encode() + rb">"  # alphabet: strict_base64
     + re.escape(_SUFFIX) + rb"\Z")
 
 
@@ -310,7 +316,7 @@ def read_sealed(body: bytes, message_type: str) -> SecureMessage | None:
     if m is None:
         return None
     try:
-        record = base64.b64decode(m.group(2), validate=True)
+        record = strict_base64.decode(m.group(2))
         return SecureMessage(_uint(m.group(1), "PipeId"), record, message_type)
     except (ProtocolError, ValueError, binascii.Error):
         return None

@@ -14,6 +14,7 @@ from typing import ClassVar, Self
 
 from igrs.constants import IGRS_NS, MAX_HANDSHAKE_DATA, MAX_HTTP_BODY, MAX_REASON
 from igrs.errors import ProtocolError
+from igrs.wire import strict_base64
 from igrs.wire.ids import parse_uint32
 from igrs.wire.messages import WRAPPERS, Status, body_element, expect_element, register, sub_element
 from igrs.wire.xml import Element, child_text, qname
@@ -29,7 +30,7 @@ def _b64(el: Element, local: str, *, required: bool = True) -> bytes:
     if not text:
         return b""
     try:
-        return base64.b64decode(text, validate=True)
+        return strict_base64.decode(text)
     except (binascii.Error, ValueError):
         raise ProtocolError(f"{local} is not base64") from None
 
@@ -324,7 +325,7 @@ class SecureMessage:
         _expect(el, SECURE_MESSAGE)
         record = child_text(el, IGRS_NS, "Record", max_len=MAX_HTTP_BODY * 2)
         try:
-            raw = base64.b64decode(record or "", validate=True)
+            raw = strict_base64.decode(record or "")
         except (binascii.Error, ValueError):
             raise ProtocolError("Record is not base64") from None
         return cls(_uint(el, "PipeId"), raw, inner_type)
