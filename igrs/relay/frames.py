@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import struct
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum, IntFlag
 
 import construct as c
 
 from igrs.relay.errors import RelayCode, RelayError
+from igrs.wire.memo import Memo
 
 VERSION = 1
 HEADER_SIZE = 48
@@ -143,7 +143,6 @@ class Frame:
 
 
 _pack = _HEADER_STRUCT.pack
-_unpack = _HEADER_STRUCT.unpack
 
 
 def encode(frame: Frame) -> bytes:
@@ -162,58 +161,81 @@ def decode(data: bytes, *, max_payload: int) -> Frame:
     return frames[0]
 
 
-class FrameDecoder:
-    """Incremental decoder. ``feed`` yields whole frames; raises FrameError on bad input."""
+# Hot-path lookups: a frame's type by code, and memos of flag words and UUIDs (the same few
+# principals and flag words repeat on a connection; a full memo empties itself, igrs.wire.memo).
+_TYPE_BY_CODE: list[FrameType | None] = [None] * 256
+for _t in FrameType:
+    _TYPE_BY_CODE[_t] = _t
+_FLAGS: Memo[int, Flags] = Memo(1024)
+_flags_get = _FLAGS.get
+_UUIDS: Memo[bytes, uuid.UUID] = Memo(8192)
+_uuid_get = _UUIDS.get
+_unpack_from = _HEADER_STRUCT.unpack_from
 
-    __slots__ = ("_buf", "_header", "max_payload")
+
+def _flags(word: int) -> Flags:
+    return _flags_get(word) or _FLAGS.remember(word, Flags(word))
+
+
+def _uuid(raw: bytes) -> uuid.UUID:
+    return _uuid_get(raw) or _UUIDS.remember(raw, uuid.UUID(bytes=raw))
+
+
+class FrameDecoder:
+    """Incremental decoder. ``feed`` returns the whole frames; raises FrameError on bad input.
+
+    Frames are cut straight out of the received chunk (one copy: the payload); only an
+    incomplete tail is kept, and it is joined with the next chunks once they complete it
+    (``_need``), so a large frame arriving in many chunks is copied once, not once per chunk.
+    """
+
+    __slots__ = ("_buf", "_need", "max_payload")
 
     def __init__(self, *, max_payload: int) -> None:
         self.max_payload = max_payload
         self._buf = bytearray()
-        self._header: tuple[int, int, int, int, bytes, bytes, int] | None = None
+        self._need = HEADER_SIZE  # bytes needed in _buf before the next frame can progress
 
     @property
     def buffered(self) -> int:
         return len(self._buf)
 
-    def feed(self, data: bytes) -> Iterator[Frame]:
-        self._buf += data
-        while True:
-            if self._header is None:
-                if len(self._buf) < HEADER_SIZE:
-                    return
-                self._header = self._parse_header(bytes(self._buf[:HEADER_SIZE]))
-                del self._buf[:HEADER_SIZE]
-            version, ftype, flags, fid, source, target, length = self._header
-            if len(self._buf) < length:
-                return
-            payload = bytes(self._buf[:length])
-            del self._buf[:length]
-            self._header = None
-            yield Frame(
-                type=FrameType(ftype),
-                id=fid,
-                flags=Flags(flags),
-                source=uuid.UUID(bytes=source),
-                target=uuid.UUID(bytes=target),
-                payload=payload,
-                version=version,
-            )
-
-    def _parse_header(self, raw: bytes) -> tuple[int, int, int, int, bytes, bytes, int]:
-        if raw[0] != VERSION:
-            raise FrameError(RelayCode.VERSION, f"unsupported frame version {raw[0]}")
-        h = _unpack(raw)
-        if h[1] not in _TYPES:
-            raise FrameError(RelayCode.BAD_FRAME, f"unknown frame type 0x{h[1]:02x}")
-        if h[6] > self.max_payload:
-            raise FrameError(
-                RelayCode.TOO_LARGE,
-                f"frame payload {h[6]} bytes exceeds the cap of {self.max_payload}",
-            )
-        return h
+    def feed(self, data: bytes) -> list[Frame]:
+        buf = self._buf
+        if buf:
+            buf += data
+            if len(buf) < self._need:
+                return []
+            data = bytes(buf)
+            self._buf = bytearray()
+        out: list[Frame] = []
+        off, end = 0, len(data)
+        need = HEADER_SIZE
+        while end - off >= HEADER_SIZE:
+            if data[off] != VERSION:
+                raise FrameError(RelayCode.VERSION, f"unsupported frame version {data[off]}")
+            version, code, flags, fid, source, target, length = _unpack_from(data, off)
+            ftype = _TYPE_BY_CODE[code]
+            if ftype is None:
+                raise FrameError(RelayCode.BAD_FRAME, f"unknown frame type 0x{code:02x}")
+            if length > self.max_payload:
+                raise FrameError(
+                    RelayCode.TOO_LARGE,
+                    f"frame payload {length} bytes exceeds the cap of {self.max_payload}",
+                )
+            start = off + HEADER_SIZE
+            if end - start < length:
+                need = HEADER_SIZE + length
+                break
+            off = start + length
+            out.append(Frame(ftype, fid, _flags(flags), _uuid(source), _uuid(target),
+                             data[start:off], version))
+        if off < end:
+            self._buf = bytearray(memoryview(data)[off:])
+            self._need = need
+        return out
 
     def at_eof(self) -> None:
         """Call when the peer closed: a partial frame left over is a truncation."""
-        if self._buf or self._header is not None:
+        if self._buf:
             raise FrameError(RelayCode.BAD_FRAME, "truncated frame at end of stream")
