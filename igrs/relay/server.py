@@ -18,7 +18,7 @@ import ssl
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, Self
 
@@ -27,12 +27,13 @@ from igrs.relay import payloads
 from igrs.relay.backbone.base import Backbone
 from igrs.relay.backbone.embedded import EmbeddedBackbone
 from igrs.relay.config import RelayConfig
+from igrs.relay.connection import Connection
 from igrs.relay.directory import Directory
 from igrs.relay.errors import RelayCode, RelayError
 from igrs.relay.frames import Flags, Frame, FrameError, FrameType, encode
 from igrs.relay.ids import Kind, Principal
 from igrs.relay.limits import TokenBucket
-from igrs.relay.session import PRE_AUTH_OPS, ServerSession, State
+from igrs.relay.session import PRE_AUTH_OPS, State
 from igrs.relay.tlsutil import fingerprint_pem, make_self_signed, server_context
 
 log = logging.getLogger(__name__)
@@ -57,87 +58,6 @@ def tune_asyncio_tls(read_buffer: int = 32 * 1024) -> None:
     sslproto.SSLProtocol.max_size = read_buffer
 
 
-class Connection:
-    """One client connection (shell side)."""
-
-    __slots__ = (
-        "_flush_pending",
-        "_loop",
-        "_out",
-        "_out_bytes",
-        "clean",
-        "closing",
-        "inflight",
-        "more_mail",
-        "peer",
-        "reader",
-        "session",
-        "subscribed",
-        "writer",
-    )
-
-    def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, session: ServerSession
-    ) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.session = session
-        self.subscribed = False
-        self.closing = False
-        self.clean = False
-        self.inflight: set[int] = set()
-        self.more_mail = False  # the last mail push was a full batch: refill after ACKs
-        self.peer = writer.get_extra_info("peername")
-        self._loop = asyncio.get_running_loop()
-        self._out: list[bytes] = []
-        self._out_bytes = 0
-        self._flush_pending = False
-
-    @property
-    def principal(self) -> Principal | None:
-        return self.session.principal
-
-    def buffered(self) -> int:
-        return self.writer.transport.get_write_buffer_size() + self._out_bytes
-
-    def send(self, data: bytes, limit: int | None = None) -> bool:
-        """Queue bytes; with ``limit``, refuse (False) when the send buffer is over it.
-
-        Frames queued in one event-loop turn leave as one TLS write (fewer records and
-        system calls under load, no added delay when idle)."""
-        if self.closing or self.writer.transport.is_closing():
-            return False
-        if limit is not None and self.buffered() > limit:
-            return False
-        self._out.append(data)
-        self._out_bytes += len(data)
-        if not self._flush_pending:
-            self._flush_pending = True
-            self._loop.call_soon(self.flush)
-        return True
-
-    def flush(self) -> None:
-        self._flush_pending = False
-        if self._out:
-            data = b"".join(self._out)
-            self._out.clear()
-            self._out_bytes = 0
-            if not self.writer.transport.is_closing():
-                self.writer.write(data)
-
-    def goaway(self, code: int, reason: str, stats: collections.Counter[str] | None = None) -> None:
-        if stats is not None:
-            stats[f"goaway.{int(code)}"] += 1
-        self.flush()
-        if not self.closing:
-            frame = Frame(FrameType.GOAWAY, payload=payloads.encode_error(code, reason))
-            with contextlib.suppress(Exception):
-                self.writer.write(encode(frame))
-            self.closing = True
-        self.session.close()
-        self.writer.transport.close()
-
-
 class RelayNode:
     """``async with RelayNode(RelayConfig(...)) as node:`` runs one relay node."""
 
@@ -148,6 +68,7 @@ class RelayNode:
         self._backbone = backbone
         self.directory: Directory | None = None
         self._server: asyncio.Server | None = None
+        self._tls: ssl.SSLContext | None = None
         self._conns: set[Connection] = set()
         self._local: dict[uuid.UUID, set[Connection]] = {}
         self._buckets: dict[uuid.UUID, TokenBucket] = {}
@@ -222,14 +143,9 @@ class RelayNode:
             self._backbone = EmbeddedBackbone(db, node_id=self.node_id)
         await self._backbone.start(self)
         self.directory = Directory(self._backbone.kv, self.limits)
-        self._server = await asyncio.start_server(
-            self._handle,
-            self.config.host,
-            self.config.port,
-            ssl=ctx,
-            ssl_handshake_timeout=self.limits.tls_handshake_timeout,
-            limit=self.limits.read_buffer,
-            backlog=1024,
+        self._tls = ctx
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: Connection(self), self.config.host, self.config.port, backlog=1024,
         )
         self._housekeeper = asyncio.create_task(self._housekeeping())
         log.info("relay node %s on port %d, fingerprint %s", self.node_id, self.port,
@@ -244,7 +160,7 @@ class RelayNode:
         for conn in list(self._conns):
             if abort:
                 conn.closing = True
-                conn.writer.transport.abort()
+                conn.abort()
             else:
                 conn.goaway(RelayCode.GOING_AWAY, "relay node shutting down")
         self._closing = True
@@ -267,10 +183,8 @@ class RelayNode:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _spawn(self, coro: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        self.spawn(coro)
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -290,48 +204,35 @@ class RelayNode:
                     del self._buckets[key]
 
     # ------------------------------------------------------------------ connections
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._tasks.add(asyncio.current_task())  # type: ignore[arg-type]
-        conn = Connection(reader, writer, ServerSession(self.limits, time.monotonic()))
+    def tls_server_context(self) -> ssl.SSLContext:
+        assert self._tls is not None, "node not started"
+        return self._tls
+
+    def accepted(self, conn: Connection) -> None:
+        """The TLS handshake of ``conn`` is done."""
         if len(self._conns) >= self.limits.max_connections:
             conn.goaway(RelayCode.SERVER_FULL, "relay full: max connections reached", self.stats)
-            self._tasks.discard(asyncio.current_task())
             return
         self._conns.add(conn)
-        try:
-            await self._read_loop(conn)
-        except FrameError as e:
-            log.info("closing %s: %s", conn.peer, e)
-            conn.goaway(e.code, e.reason, self.stats)
-        except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError, OSError):
-            pass
-        except Exception as e:  # pragma: no cover - a bug must not kill the node
-            log.exception("internal error on %s", conn.peer)
-            conn.goaway(RelayCode.INTERNAL, f"internal error: {type(e).__name__}", self.stats)
-        finally:
-            self._tasks.discard(asyncio.current_task())
-            await self._drop(conn)
 
-    async def _read_loop(self, conn: Connection) -> None:
-        read = conn.reader.read
-        size = self.limits.read_buffer
-        while not conn.closing:
-            data = await read(size)
-            if not data:
-                conn.session.eof()
-                return
-            for frame in conn.session.receive(data, time.monotonic()):
-                await self._dispatch(conn, frame)
-                if conn.closing:
-                    return
-            if conn.buffered() > self.limits.max_send_buffer:
-                await conn.writer.drain()  # a client that does not read gets no more reads
+    def dispatch(self, conn: Connection, frame: Frame) -> Coroutine[Any, Any, None]:
+        return self._dispatch(conn, frame)
+
+    def dropped(self, conn: Connection) -> None:
+        if conn in self._conns:
+            self.spawn(self._drop(conn))
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
 
     async def _drop(self, conn: Connection) -> None:
         conn.session.close()
         self._conns.discard(conn)
-        if not conn.writer.transport.is_closing():
-            conn.writer.transport.close()
+        if not conn.link_closing():
+            conn.close()
         p = conn.principal
         if p is None:
             return
@@ -350,7 +251,8 @@ class RelayNode:
         if t is FrameType.MESSAGE:
             await self._on_message(conn, frame)
         elif t is FrameType.ACK:
-            conn.inflight.discard(frame.id)
+            if conn.inflight is not None:
+                conn.inflight.discard(frame.id)
             assert conn.principal is not None
             await self.backbone.mailbox.ack(conn.principal, frame.id)
             if conn.more_mail and not conn.inflight:
@@ -564,6 +466,8 @@ class RelayNode:
                 payload=payloads.encode_message(m.namespace, m.body),
             ))
             for c in conns:
+                if c.inflight is None:
+                    c.inflight = set()
                 if m.id not in c.inflight and c.send(data, self.limits.max_send_buffer):
                     c.inflight.add(m.id)
 
