@@ -1,13 +1,17 @@
-"""Relay benchmarks (issue 5): run ``python benchmarks/bench_relay.py [--quick]``.
+"""Relay benchmarks (issues 5, 15): run ``python benchmarks/bench_relay.py [--quick]``.
 
 1. Messages/s and one-way latency (median, p99) from a sender client to a receiver client
    through one relay node (its own process, TLS), against raw NATS publish/subscribe
    between the same two client connections through ``nats-server`` (its own process, plain
    TCP as NATS is usually run inside a data centre). Same payload, same in-flight window.
-2. Concurrent connected clients on one node (goal 5,000) and the node's RSS per connection.
+   Goal (issue 15): >= 0.5x NATS's msg/s, p99 latency <= 2x NATS's.
+2. Concurrent connected clients on one node (goal 20,000, <= 30 KiB of node RSS each,
+   connect p99 reported). The clients live in worker processes (``--clients``), a few
+   thousand each, so no process needs more file descriptors than RLIMIT_NOFILE allows.
 
-Prints a small table; nothing here is asserted. The relay node runs in a child process
-(``--serve``) so its CPU and memory are measured apart from the clients'.
+Prints a table and ``BENCH-RESULT`` lines (benchmarks/_result.py); nothing is asserted. The
+relay node runs in a child process (``--serve``) so its CPU and memory are measured apart
+from the clients'. Every process raises its RLIMIT_NOFILE soft limit to the hard limit.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import resource
 import shutil
@@ -24,16 +29,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _result import BenchResult, say  # noqa: E402
+
 from igrs.relay import Limits, RelayClient, RelayConfig, RelayNode  # noqa: E402
 from igrs.relay.backbone.embedded import EmbeddedBackbone  # noqa: E402
 from igrs.relay.directory import Directory  # noqa: E402
-from igrs.relay.server import tune_asyncio_tls  # noqa: E402
+
+QUICK = os.environ.get("IGRS_BENCH_QUICK") == "1"
+CLIENTS_PER_WORKER = 5_000
 
 BENCH_LIMITS = Limits(
     max_connections=20_000, message_rate=1e7, message_burst=1e7, flood_rate=1e7,
@@ -42,12 +51,23 @@ BENCH_LIMITS = Limits(
 )
 
 
+@dataclass
+class Result(BenchResult):
+    bench: str = "relay"
+
+
 def raise_nofile(want: int = 65_536) -> int:
+    """Raise the soft RLIMIT_NOFILE towards ``want``, at most to the hard limit (raising the
+    hard limit needs CAP_SYS_RESOURCE, which a container often lacks)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = min(want, hard) if hard != resource.RLIM_INFINITY else want
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, target), hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def open_fds(pid: int | str = "self") -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def rss_kib(pid: int) -> int:
@@ -66,7 +86,6 @@ def free_port() -> int:
 # ------------------------------------------------------------------ child: the relay node
 async def serve(state: Path, port: int) -> None:
     raise_nofile()
-    tune_asyncio_tls()
     node = RelayNode(RelayConfig(port=port, state_dir=state, limits=BENCH_LIMITS,
                                  housekeeping_interval=5.0))
     await node.start()
@@ -214,100 +233,180 @@ def start_nats(tmp: Path) -> tuple[subprocess.Popen[bytes], str] | None:
 
 
 # ------------------------------------------------------------------ 2. many connections
-async def many(child: Child, users: list[tuple[str, str]], target: int, parallel: int
-               ) -> tuple[int, float, list[float], int, int]:
-    base = rss_kib(child.proc.pid)
+async def hold_clients(port: int, fingerprint: str, users: list[tuple[str, str]],
+                       parallel: int) -> None:
+    """Worker process (``--clients``): connect ``users``, print the connect times, hold the
+    connections until stdin closes."""
+    raise_nofile()
     sem = asyncio.Semaphore(parallel)
     clients: list[RelayClient] = []
     times: list[float] = []
-    failures = 0
+    failures: dict[str, int] = {}
 
     async def one(u: tuple[str, str]) -> None:
-        nonlocal failures
         async with sem:
-            c = RelayClient(("127.0.0.1", child.port), principal=u[0], token=u[1],
-                            fingerprint=child.fingerprint, reconnect=False,
-                            connect_timeout=60)
+            c = RelayClient(("127.0.0.1", port), principal=u[0], token=u[1],
+                            fingerprint=fingerprint, reconnect=False, connect_timeout=120)
             t0 = time.perf_counter()
             try:
                 await c.connect()
-            except Exception:
-                failures += 1
+            except Exception as e:
+                key = f"{type(e).__name__}: {e}"[:80]
+                failures[key] = failures.get(key, 0) + 1
                 return
             times.append(time.perf_counter() - t0)
             clients.append(c)
 
-    t0 = time.perf_counter()
-    await asyncio.gather(*(one(u) for u in users[:target]))
-    elapsed = time.perf_counter() - t0
-    await asyncio.sleep(0.5)
-    loaded = rss_kib(child.proc.pid)
+    await asyncio.gather(*(one(u) for u in users))
+    print("HELD " + json.dumps({"times": times, "failures": failures}), flush=True)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_reader(sys.stdin.fileno(), stop.set)
+    await stop.wait()
     for c in clients:
         c.abort()
-    await asyncio.sleep(0.2)
-    return len(clients), elapsed, times, base, loaded
+
+
+def many(child: Child, users: list[tuple[str, str]], target: int, parallel: int, tmp: Path
+         ) -> tuple[int, float, list[float], dict[str, int], int, int, int]:
+    """``target`` clients in worker processes of CLIENTS_PER_WORKER each, ``parallel``
+    connecting at a time in all; returns (connected, seconds, connect times, failures,
+    node RSS before, node RSS with all connected (KiB), the node's open fds then)."""
+    base = rss_kib(child.proc.pid)
+    chunks = [users[i : i + CLIENTS_PER_WORKER] for i in range(0, target, CLIENTS_PER_WORKER)]
+    workers = []
+    t0 = time.perf_counter()
+    for i, chunk in enumerate(chunks):
+        f = tmp / f"clients-{i}.json"
+        f.write_text(json.dumps(chunk))
+        workers.append(subprocess.Popen(
+            [sys.executable, __file__, "--clients", str(f), str(child.port), child.fingerprint,
+             str(max(1, parallel // len(chunks)))],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT))
+    times: list[float] = []
+    failures: dict[str, int] = {}
+    try:
+        for w in workers:
+            assert w.stdout is not None
+            line = w.stdout.readline()
+            if not line.startswith("HELD "):
+                failures["worker died"] = failures.get("worker died", 0) + 1
+                continue
+            got = json.loads(line[5:])
+            times += got["times"]
+            for k, v in got["failures"].items():
+                failures[k] = failures.get(k, 0) + v
+        elapsed = time.perf_counter() - t0
+        time.sleep(1.0)
+        loaded = rss_kib(child.proc.pid)
+        fds = open_fds(child.proc.pid)
+    finally:
+        for w in workers:
+            if w.stdin:
+                w.stdin.close()
+        for w in workers:
+            try:
+                w.wait(30)
+            except subprocess.TimeoutExpired:
+                w.kill()
+    return len(times), elapsed, times, failures, base, loaded, fds
 
 
 # ------------------------------------------------------------------ main
-async def run(quick: bool) -> None:
+async def run(quick: bool, conns: int | None) -> None:
     n_msgs = 5_000 if quick else 20_000
-    n_conns = 500 if quick else 5_000
+    n_conns = conns or (500 if quick else 20_000)
     nofile = raise_nofile()
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     rows: list[tuple[str, str]] = []
+    results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmpd:
         tmp = Path(tmpd)
         users, dev, dev_tok = await make_accounts(tmp / "state", n_conns + 1)
         child = Child(tmp / "state")
         nats_srv = start_nats(tmp)
         try:
-            for size in (128,):
-                r_rate, r_lat = await relay_flow(child, users[0], (dev, dev_tok), n_msgs, 64, size)
-                rows.append((f"relay msgs/s ({size} B, window 64)", f"{r_rate:,.0f}"))
-                rows.append(("relay one-way latency median / p99",
-                             f"{statistics.median(r_lat) * 1e6:,.0f} / "
-                             f"{pct(r_lat, 0.99) * 1e6:,.0f} us"))
-                if nats_srv is not None:
-                    n_rate, n_lat = await nats_flow(nats_srv[1], n_msgs, 64, size)
-                    rows.append((f"raw NATS msgs/s ({size} B, window 64)", f"{n_rate:,.0f}"))
-                    rows.append(("raw NATS one-way latency median / p99",
-                                 f"{statistics.median(n_lat) * 1e6:,.0f} / "
-                                 f"{pct(n_lat, 0.99) * 1e6:,.0f} us"))
-                    rows.append(("relay / NATS throughput ratio", f"{r_rate / n_rate:.2f}"))
-                    rows.append(("relay / NATS median latency ratio",
-                                 f"{statistics.median(r_lat) / statistics.median(n_lat):.2f}"))
-            count, elapsed, times, base, loaded = await many(child, users[1:], n_conns, 100)
-            rows.append(("concurrent TLS clients connected", f"{count:,} of {n_conns:,} "
-                         f"in {elapsed:.1f} s (RLIMIT_NOFILE {nofile})"))
+            size = 128
+            r_rate, r_lat = await relay_flow(child, users[0], (dev, dev_tok), n_msgs, 64, size)
+            r_med, r_p99 = statistics.median(r_lat) * 1e6, pct(r_lat, 0.99) * 1e6
+            rows.append((f"relay msgs/s ({size} B, window 64)", f"{r_rate:,.0f}"))
+            rows.append(("relay one-way latency median / p99", f"{r_med:,.0f} / {r_p99:,.0f} us"))
+            if nats_srv is not None:
+                n_rate, n_lat = await nats_flow(nats_srv[1], n_msgs, 64, size)
+                n_med, n_p99 = statistics.median(n_lat) * 1e6, pct(n_lat, 0.99) * 1e6
+                rows.append((f"raw NATS msgs/s ({size} B, window 64)", f"{n_rate:,.0f}"))
+                rows.append(("raw NATS one-way latency median / p99",
+                             f"{n_med:,.0f} / {n_p99:,.0f} us"))
+                results.append(Result(
+                    "Relay messages/s, 128 B, window 64 (TLS relay)", r_rate, "msg/s",
+                    "raw NATS pub/sub, same clients", n_rate, goal=">= 0.5x",
+                    met=r_rate / n_rate >= 0.5))
+                results.append(Result(
+                    "Relay one-way latency p99, 128 B (TLS relay)", r_p99, "us",
+                    "raw NATS pub/sub p99, same clients", n_p99, better="lower", goal="<= 2x",
+                    met=r_p99 / n_p99 <= 2.0,
+                    note=f"median {r_med:,.0f} us vs NATS {n_med:,.0f} us ({r_med / n_med:.2f}x)"))
+            count, elapsed, times, failures, base, loaded, node_fds = many(
+                child, users[1:], n_conns, 100, tmp)
+            limit_note = (f"RLIMIT_NOFILE soft {nofile}, hard {hard} per process (the node holds "
+                          f"{node_fds} fds with the clients connected)")
+            rows.append(("concurrent TLS clients connected",
+                         f"{count:,} of {n_conns:,} in {elapsed:.1f} s ({limit_note})"))
+            if failures:
+                rows.append(("connect failures", ", ".join(f"{v} x {k}" for k, v in failures.items())))
+            p50 = p99 = float("nan")
             if times:
+                p50, p99 = statistics.median(times) * 1e3, pct(times, 0.99) * 1e3
                 rows.append(("connect+TLS+AUTH median / p99",
-                             f"{statistics.median(times) * 1e3:,.1f} / "
-                             f"{pct(times, 0.99) * 1e3:,.1f} ms (100 in parallel)"))
+                             f"{p50:,.1f} / {p99:,.1f} ms (100 in parallel)"))
+            per_conn = (loaded - base) / count if count else float("nan")
             if count:
                 rows.append(("relay RSS idle -> loaded",
                              f"{base / 1024:,.1f} -> {loaded / 1024:,.1f} MiB"))
-                rows.append(("relay RSS per connection",
-                             f"{(loaded - base) / count:,.1f} KiB"))
+                rows.append(("relay RSS per connection", f"{per_conn:,.1f} KiB"))
+            results.append(Result(
+                "Relay connections on one node (TLS, authenticated)", count, "conns",
+                "goal", n_conns, goal=f">= {n_conns:,}", met=count >= n_conns,
+                note=f"connect p99 {p99:,.1f} ms, median {p50:,.1f} ms (100 in parallel); "
+                     + limit_note))
+            results.append(Result(
+                "Relay node RSS per connection", per_conn, "KiB",
+                "goal (issue 15)", 30.0, better="lower", goal="<= 30 KiB", met=per_conn <= 30.0,
+                note=f"node RSS {base / 1024:,.1f} -> {loaded / 1024:,.1f} MiB with {count:,} "
+                     "clients"))
         finally:
             child.close()
             if nats_srv is not None:
                 nats_srv[0].kill()
                 nats_srv[0].wait()
     width = max(len(k) for k, _ in rows)
-    print(f"\nIGRS relay benchmark ({os.cpu_count()} CPUs, Python {sys.version.split()[0]})")
-    print("-" * (width + 40))
+    say(f"\nIGRS relay benchmark ({os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
+        f"load {os.getloadavg()[0]:.1f})")
+    say("-" * (width + 40))
     for k, v in rows:
-        print(f"{k:<{width}}  {v}")
+        say(f"{k:<{width}}  {v}")
+    for r in results:
+        r.emit()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="smaller run (CI smoke)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smaller run (CI smoke; also IGRS_BENCH_QUICK=1)")
+    ap.add_argument("--conns", type=int, default=None,
+                    help="clients to connect at once (default 20,000; quick 500)")
     ap.add_argument("--serve", nargs=2, metavar=("STATE", "PORT"), help=argparse.SUPPRESS)
+    ap.add_argument("--clients", nargs=4, metavar=("USERS", "PORT", "FP", "PARALLEL"),
+                    help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
         asyncio.run(serve(Path(args.serve[0]), int(args.serve[1])))
         return
-    asyncio.run(run(args.quick))
+    if args.clients:
+        f, port, fp, parallel = args.clients
+        users = [tuple(u) for u in json.loads(Path(f).read_text())]
+        asyncio.run(hold_clients(int(port), fp, users, int(parallel)))  # type: ignore[arg-type]
+        return
+    asyncio.run(run(args.quick or QUICK, args.conns))
 
 
 if __name__ == "__main__":
