@@ -40,6 +40,7 @@ from _result import BenchResult, say  # noqa: E402
 from igrs.relay import Limits, RelayClient, RelayConfig, RelayNode  # noqa: E402
 from igrs.relay.backbone.embedded import EmbeddedBackbone  # noqa: E402
 from igrs.relay.directory import Directory  # noqa: E402
+from igrs.relay.server import raise_fd_limit  # noqa: E402
 
 QUICK = os.environ.get("IGRS_BENCH_QUICK") == "1"
 CLIENTS_PER_WORKER = 5_000
@@ -54,16 +55,6 @@ BENCH_LIMITS = Limits(
 @dataclass
 class Result(BenchResult):
     bench: str = "relay"
-
-
-def raise_nofile(want: int = 65_536) -> int:
-    """Raise the soft RLIMIT_NOFILE towards ``want``, at most to the hard limit (raising the
-    hard limit needs CAP_SYS_RESOURCE, which a container often lacks)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = min(want, hard) if hard != resource.RLIM_INFINITY else want
-    with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, target), hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def open_fds(pid: int | str = "self") -> int:
@@ -85,7 +76,7 @@ def free_port() -> int:
 
 # ------------------------------------------------------------------ child: the relay node
 async def serve(state: Path, port: int) -> None:
-    raise_nofile()
+    raise_fd_limit()
     node = RelayNode(RelayConfig(port=port, state_dir=state, limits=BENCH_LIMITS,
                                  housekeeping_interval=5.0))
     await node.start()
@@ -237,7 +228,7 @@ async def hold_clients(port: int, fingerprint: str, users: list[tuple[str, str]]
                        parallel: int) -> None:
     """Worker process (``--clients``): connect ``users``, print the connect times, hold the
     connections until stdin closes."""
-    raise_nofile()
+    raise_fd_limit()
     sem = asyncio.Semaphore(parallel)
     clients: list[RelayClient] = []
     times: list[float] = []
@@ -315,7 +306,7 @@ def many(child: Child, users: list[tuple[str, str]], target: int, parallel: int,
 async def run(quick: bool, conns: int | None) -> None:
     n_msgs = 5_000 if quick else 20_000
     n_conns = conns or (500 if quick else 20_000)
-    nofile = raise_nofile()
+    nofile = raise_fd_limit()
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     rows: list[tuple[str, str]] = []
     results: list[Result] = []

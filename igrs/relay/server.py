@@ -46,16 +46,20 @@ def _kind_flag(p: Principal, bit: Flags) -> Flags:
     return bit if p.kind is Kind.USER else Flags.NONE
 
 
-def tune_asyncio_tls(read_buffer: int = 32 * 1024) -> None:
-    """Lower asyncio's per-TLS-connection read buffer (256 KiB in CPython 3.11-3.13).
+def raise_fd_limit() -> int:
+    """Raise this process's soft RLIMIT_NOFILE to its hard limit; return the soft limit.
 
-    Process-wide (a class attribute of asyncio.sslproto.SSLProtocol); TLS records are at most
-    16 KiB, so 32 KiB loses nothing. ``igrs relay serve`` calls it: at 5,000 connections it
-    is the difference between ~1.3 GiB and ~200 MiB of buffers.
+    Every client connection is a file descriptor: a node with the usual soft limit (1,024)
+    would refuse clients long before its memory is used. Raising the hard limit needs
+    privileges a node should not have; ``igrs relay serve`` calls this at start-up.
     """
-    from asyncio import sslproto
+    import resource
 
-    sslproto.SSLProtocol.max_size = read_buffer
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, target), hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 class RelayNode:
