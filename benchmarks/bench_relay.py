@@ -111,9 +111,11 @@ async def make_accounts(state: Path, n_users: int) -> tuple[list[tuple[str, str]
 
 class Child:
     def __init__(self, state: Path) -> None:
+        self.log = state.parent / "node.log"  # the node's stderr
         self.proc = subprocess.Popen(
             [sys.executable, __file__, "--serve", str(state), str(free_port())],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
+            stderr=self.log.open("w"),
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().split()
@@ -272,7 +274,8 @@ def many(child: Child, users: list[tuple[str, str]], target: int, parallel: int,
         workers.append(subprocess.Popen(
             [sys.executable, __file__, "--clients", str(f), str(child.port), child.fingerprint,
              str(max(1, parallel // len(chunks)))],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT))
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
+            stderr=subprocess.DEVNULL))  # failures come back counted in the HELD line
     times: list[float] = []
     failures: dict[str, int] = {}
     try:
@@ -366,6 +369,11 @@ async def run(quick: bool, conns: int | None) -> None:
                      "clients"))
         finally:
             child.close()
+            errors = [line for line in child.log.read_text(errors="replace").splitlines()
+                      if "Error" in line]
+            if errors:  # e.g. EMFILE at the fd limit: asyncio logs every refused accept
+                rows.append(("relay node stderr", f"{len(errors):,} error lines, first: "
+                             f"{errors[0][:100]}"))
             if nats_srv is not None:
                 nats_srv[0].kill()
                 nats_srv[0].wait()
