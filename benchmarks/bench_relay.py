@@ -49,6 +49,7 @@ BENCH_LIMITS = Limits(
     max_connections=20_000, message_rate=1e7, message_burst=1e7, flood_rate=1e7,
     flood_burst=1e7, max_send_buffer=8 * 1024 * 1024, max_connections_per_principal=64,
     idle_timeout=600, auth_timeout=120, tls_handshake_timeout=60,
+    max_preauth_per_address=20_000,  # every client connects from 127.0.0.1, 100 at a time
 )
 
 

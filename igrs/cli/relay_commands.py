@@ -33,6 +33,8 @@ from igrs.relay.payloads import DEFAULT_NAMESPACE
 from igrs.relay.server import RelayNode, raise_fd_limit
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+CODE_HELP = ("6-64 printable characters, at least 3 different, not a straight run like "
+             "123456 (specs/relay.md)")
 
 
 def _runner(cmd: Command) -> Callable[[argparse.Namespace], int]:
@@ -102,6 +104,10 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     limits = Limits()
     if args.max_connections is not None:
         limits = replace(limits, max_connections=args.max_connections)
+    if args.max_accounts is not None:
+        limits = replace(limits, max_accounts=args.max_accounts)
+    if args.max_stored_mib is not None:
+        limits = replace(limits, max_stored_bytes=args.max_stored_mib << 20)
     cfg = RelayConfig(
         host=args.host,
         port=args.port,
@@ -157,6 +163,70 @@ def _request_cmd(op: str, build: Callable[[argparse.Namespace], dict[str, Any]])
         return 0
 
     return cmd
+
+
+async def cmd_add_account(args: argparse.Namespace) -> int:
+    """The operator's registration, straight into the state dir (works with
+    --closed-registration; the running node sees the account within a second)."""
+    from igrs.relay.backbone.embedded import EmbeddedBackbone
+    from igrs.relay.directory import Directory
+    from igrs.relay.ids import Principal
+    from igrs.relay.statedir import DATABASE, secure_state_dir
+    from igrs.relay.tlsutil import fingerprint_pem
+
+    if args.kind == "device" and not args.verify_code:
+        raise UsageError("a device needs --verify-code")
+    for note in secure_state_dir(args.state_dir):
+        print(f"igrs relay: {note}", file=sys.stderr)
+    backbone = EmbeddedBackbone(args.state_dir / DATABASE)
+    try:
+        directory = Directory(backbone.kv, Limits())
+        if args.kind == "user":
+            p, token = await directory.register_user(args.name)
+        else:
+            p = Principal.parse(args.device_id) if args.device_id else Principal.device()
+            token = await directory.register_device(p, args.name, args.device_type,
+                                                    args.verify_code)
+    finally:
+        await backbone.close()
+    if args.save is not None:
+        if not args.relay:
+            raise UsageError("--save needs --relay host:port (the address clients use)")
+        cert = args.state_dir / "relay-cert.pem"
+        fp = args.fingerprint or (fingerprint_pem(cert) if cert.exists() else None)
+        tls = {"fingerprint": fp} if fp else {"cafile": args.cafile}
+        _save(args.save, {"relay": args.relay, **tls}, str(p), token)
+    _out({"id": str(p), "token": token})
+    return 0
+
+
+async def cmd_rotate_token(args: argparse.Namespace) -> int:
+    """A new token; your own is written back into --creds (or --save) so access is kept."""
+    c = _conn(args)
+    body = {"device": args.device} if args.device else {}
+    async with _client(args, reconnect=False) as client:
+        r = await client.request("rotate_token", **body)
+    target = args.save or (None if args.device else args.creds)
+    _save(target, c, r["id"], r["token"])
+    _out(r if target is None else {"id": r["id"], "saved": str(target), "closed": r["closed"]})
+    return 0
+
+
+async def cmd_delete_account(args: argparse.Namespace) -> int:
+    if not args.yes:
+        raise UsageError("deleting an account cannot be undone: add --yes")
+    body = {"device": args.device} if args.device else {}
+    async with _client(args, reconnect=False) as c:
+        _out(await c.request("delete_account", **body))
+    return 0
+
+
+def _modify_body(args: argparse.Namespace) -> dict[str, Any]:
+    body = {k: v for k, v in (("name", args.name), ("device_type", args.device_type),
+                              ("device", args.device)) if v is not None}
+    if args.name is None and args.device_type is None:
+        raise UsageError("give --name and/or --device-type")
+    return body
 
 
 async def cmd_request(args: argparse.Namespace) -> int:
@@ -306,12 +376,33 @@ def _add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--key", type=Path, help="PEM private key for --cert")
     p.add_argument("--cert-host", action="append", help="name/IP for the generated cert")
     p.add_argument("--closed-registration", action="store_true",
-                   help="refuse register-user/register-device from clients")
+                   help="refuse register-user/register-device from clients: the production "
+                        "setting (accounts are made by the operator, add-account); open "
+                        "registration is for test beds")
     p.add_argument("--max-connections", type=int)
+    p.add_argument("--max-accounts", type=int,
+                   help=f"total users + devices (default {Limits().max_accounts:,}; then 507)")
+    p.add_argument("--max-stored-mib", type=int,
+                   help="node-wide cap on stored (offline) message bodies in MiB (default "
+                        f"{Limits().max_stored_bytes >> 20:,}; then 509)")
     p.add_argument("--nats", help="NATS server URL(s), comma-separated: cluster backbone")
     p.add_argument("--node-id")
     event_loop.add_loop_option(p)
     p.set_defaults(func=_runner(cmd_serve))
+
+    p = sub.add_parser("add-account", help="operator: create a user or device account in a "
+                                           "relay's state dir (also with --closed-registration)")
+    p.add_argument("kind", choices=("user", "device"))
+    p.add_argument("--state-dir", type=Path, default=Path("relay-state"))
+    p.add_argument("--name", required=True)
+    p.add_argument("--verify-code", help="for a device; " + CODE_HELP)
+    p.add_argument("--device-id", help="urn:IGRS:Device:DeviceId:<uuid> (default: new)")
+    p.add_argument("--device-type", default="Unknown")
+    p.add_argument("--save", type=Path, help="write a credentials file (needs --relay)")
+    p.add_argument("--relay", help="host:port clients reach the relay at (for --save)")
+    p.add_argument("--fingerprint", help="default: of the state dir's relay-cert.pem")
+    p.add_argument("--cafile")
+    p.set_defaults(func=_runner(cmd_add_account))
 
     p = sub.add_parser("register-user", help="create an RA user; prints id and token")
     _add_conn(p, creds=False)
@@ -322,7 +413,7 @@ def _add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p = sub.add_parser("register-device", help="create an RA device with a verification code")
     _add_conn(p, creds=False)
     p.add_argument("--name", required=True)
-    p.add_argument("--verify-code", required=True)
+    p.add_argument("--verify-code", required=True, help=CODE_HELP)
     p.add_argument("--device-id", help="urn:IGRS:Device:DeviceId:<uuid> (default: new)")
     p.add_argument("--device-type", default="Unknown")
     p.add_argument("--save", type=Path)
@@ -334,6 +425,41 @@ def _add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--verify-code", required=True)
     p.set_defaults(func=_runner(_request_cmd(
         "bind", lambda a: {"device": a.device, "verify_code": a.verify_code})))
+
+    p = sub.add_parser("modify", help="change your account's name or device type (or, with "
+                                      "--device, those of a device bound to you)")
+    _add_conn(p)
+    p.add_argument("--name")
+    p.add_argument("--device-type")
+    p.add_argument("--device", help="a device bound to you (default: your own account)")
+    p.set_defaults(func=_runner(_request_cmd("modify_account", _modify_body)))
+
+    p = sub.add_parser("reset-code", help="set a new device verification code (the device's "
+                                          "own, or with --device one bound to you): the old "
+                                          "code stops binding at once")
+    _add_conn(p)
+    p.add_argument("--verify-code", required=True, help="the new code; " + CODE_HELP)
+    p.add_argument("--device", help="a device bound to you (default: the device in --creds)")
+    p.set_defaults(func=_runner(_request_cmd(
+        "reset_verify_code", lambda a: {"verify_code": a.verify_code,
+                                        **({"device": a.device} if a.device else {})})))
+
+    p = sub.add_parser("rotate-token", help="replace a token (yours, or with --device that of "
+                                            "a device bound to you): the old one is revoked "
+                                            "and its connections closed")
+    _add_conn(p)
+    p.add_argument("--device", help="a device bound to you: revoke its token, print the new one")
+    p.add_argument("--save", type=Path,
+                   help="write the new credentials here (default for your own token: --creds)")
+    p.set_defaults(func=_runner(cmd_rotate_token))
+
+    p = sub.add_parser("delete-account", help="delete your account (or, with --device, a device "
+                                              "bound to you): relationships, items and stored "
+                                              "messages go too")
+    _add_conn(p)
+    p.add_argument("--device", help="a device bound to you (default: your own account)")
+    p.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
+    p.set_defaults(func=_runner(cmd_delete_account))
 
     p = sub.add_parser("unbind", help="unbind a device")
     _add_conn(p)

@@ -13,6 +13,7 @@ Keys (hex = the 32-hex-digit UUID)::
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -21,9 +22,11 @@ import re
 import secrets
 import time
 import uuid
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
+from igrs.relay import codes
 from igrs.relay.backbone.base import KeyValue
 from igrs.relay.errors import RelayCode, RelayError
 from igrs.relay.ids import Kind, Principal
@@ -33,14 +36,12 @@ from igrs.wire.memo import Memo
 RELATED = frozenset({"owns", "owned_by", "linked", "friend"})
 _ITEM_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 MAX_NAME = 128
+ACCOUNT_RECOUNT = 60.0  # s: the account count is re-read this often (other cluster nodes)
+BIND_REFUSED = "bind refused: unknown device or wrong verification code"
 
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def _hash_code(code: str, salt: str) -> str:
-    return hashlib.pbkdf2_hmac("sha256", code.encode(), bytes.fromhex(salt), 10_000).hex()
 
 
 @dataclass(slots=True, frozen=True)
@@ -53,13 +54,18 @@ class Account:
 class Directory:
     """Account-server logic. ``cache_ttl``: relationship/account lookups on the message path
     are cached this long (s); local writes clear the cache at once, writes made on another
-    cluster node are seen after at most ``cache_ttl``."""
+    cluster node are seen after at most ``cache_ttl``. ``executor`` runs the key stretching
+    of verification codes (None: the loop's default executor), never the event loop."""
 
-    def __init__(self, kv: KeyValue, limits: Limits, cache_ttl: float = 1.0) -> None:
+    def __init__(self, kv: KeyValue, limits: Limits, cache_ttl: float = 1.0,
+                 executor: Executor | None = None) -> None:
         self.kv = kv
         self.limits = limits
         self.cache_ttl = cache_ttl
+        self.executor = executor
         self._cache: Memo[tuple[str, uuid.UUID, uuid.UUID], tuple[float, Any]] = Memo(100_000)
+        self._accounts: int | None = None  # counted accounts (max_accounts)
+        self._counted = 0.0
 
     def _cached(self, key: tuple[str, uuid.UUID, uuid.UUID]) -> tuple[bool, Any]:
         hit = self._cache.get(key)
@@ -97,6 +103,22 @@ class Directory:
             raise RelayError(RelayCode.NOT_FOUND, f"no such user or device {u}")
         return acct
 
+    async def stretch(self, code: str, salt: str) -> str:
+        """The stored form of a verification code, computed in the executor."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, codes.stretch, code, salt)
+
+    async def account_count(self) -> int:
+        now = time.monotonic()
+        if self._accounts is None or now - self._counted > ACCOUNT_RECOUNT:
+            self._accounts = len(await self.kv.keys("acct."))
+            self._counted = now
+        return self._accounts
+
+    async def _check_capacity(self) -> None:
+        if await self.account_count() >= self.limits.max_accounts:
+            raise RelayError(RelayCode.STORAGE_FULL, "the relay has reached its account cap")
+
     async def _create_account(self, p: Principal, record: dict[str, Any]) -> str:
         token = secrets.token_urlsafe(32)
         record = {**record, "kind": p.kind.value, "token": hash_token(token)}
@@ -104,12 +126,15 @@ class Directory:
         ok = await self.kv.create(f"acct.{p.key}", json.dumps(record).encode())
         if not ok:
             raise RelayError(RelayCode.CONFLICT, f"{p} is already registered")
+        if self._accounts is not None:
+            self._accounts += 1
         self.invalidate()
         return token
 
     # ---- registration and authentication ----
     async def register_user(self, name: str, user: Principal | None = None) -> tuple[Principal, str]:
         name = _name(name)
+        await self._check_capacity()
         p = user or Principal.user()
         return p, await self._create_account(p, {"name": name})
 
@@ -118,14 +143,13 @@ class Directory:
     ) -> str:
         if device.kind is not Kind.DEVICE:
             raise RelayError(RelayCode.BAD_FRAME, "register_device needs a device id")
-        if not 4 <= len(verify_code) <= 64:
-            raise RelayError(RelayCode.BAD_FRAME, "verification code must be 4-64 characters")
-        salt = secrets.token_hex(16)
-        record = {
-            "name": _name(name),
-            "device_type": _name(device_type or "Unknown"),
-            "verify": f"{salt}${_hash_code(verify_code, salt)}",
-        }
+        codes.check_strength(verify_code)
+        record = {"name": _name(name), "device_type": _name(device_type or "Unknown")}
+        await self._check_capacity()
+        if await self.kv.get(f"acct.{device.key}") is not None:  # before the stretching
+            raise RelayError(RelayCode.CONFLICT, f"{device} is already registered")
+        salt = codes.new_salt()
+        record["verify"] = f"{salt}${await self.stretch(verify_code, salt)}"
         return await self._create_account(device, record)
 
     async def authenticate(self, p: Principal, token: str) -> Account:
@@ -147,7 +171,48 @@ class Directory:
             await self.kv.delete(key)
         for key in await self.kv.keys(f"item.{p.key}."):
             await self.kv.delete(key)
+        if await self.kv.get(f"acct.{p.key}") is not None and self._accounts is not None:
+            self._accounts -= 1
         await self.kv.delete(f"acct.{p.key}")
+        self.invalidate()
+
+    # ---- account maintenance (5-9 §2.5: modify, delete, reset the verification code) ----
+    async def _record(self, p: Principal) -> dict[str, Any]:
+        rec = await self._get(f"acct.{p.key}")
+        if rec is None or rec["kind"] != p.kind.value:
+            raise RelayError(RelayCode.NOT_FOUND, f"no such user or device {p}")
+        return rec
+
+    async def modify(self, p: Principal, name: str | None, device_type: str | None) -> Account:
+        """Change the name (and, of a device, the device type)."""
+        rec = await self._record(p)
+        if name is not None:
+            rec["name"] = _name(name)
+        if device_type is not None:
+            if p.kind is not Kind.DEVICE:
+                raise RelayError(RelayCode.BAD_FRAME, "only devices have a device type")
+            rec["device_type"] = _name(device_type)
+        await self._put(f"acct.{p.key}", rec)
+        self.invalidate()
+        return Account(p, rec["name"], rec.get("device_type"))
+
+    async def reset_code(self, device: Principal, verify_code: str) -> None:
+        """Give the device a new verification code (the old one stops binding at once)."""
+        codes.check_strength(verify_code)
+        rec = await self._record(device)
+        if device.kind is not Kind.DEVICE:
+            raise RelayError(RelayCode.BAD_FRAME, "only devices have a verification code")
+        salt = codes.new_salt()
+        rec["verify"] = f"{salt}${await self.stretch(verify_code, salt)}"
+        await self._put(f"acct.{device.key}", rec)
+
+    async def rotate_token(self, p: Principal) -> str:
+        """A new token for ``p``; the old one no longer authenticates."""
+        rec = await self._record(p)
+        token = secrets.token_urlsafe(32)
+        rec["token"] = hash_token(token)
+        await self._put(f"acct.{p.key}", rec)
+        return token
 
     # ---- relationships ----
     async def relation(self, a: uuid.UUID, b: uuid.UUID) -> str | None:
@@ -198,15 +263,26 @@ class Directory:
                 table.setdefault(r["type"], []).append(str(acct.principal))
         return table
 
-    async def bind(self, user: Principal, device: Principal, verify_code: str) -> None:
-        """User-Device: bind with the device's verification code (IRSP account server)."""
-        _need(user, Kind.USER, "bind")
+    async def verify(self, device: Principal, verify_code: str) -> bool:
+        """Whether ``verify_code`` is the device's code. An unknown device costs the same
+        stretching and gives the same False: no existence oracle."""
         rec = await self._get(f"acct.{device.key}")
-        if rec is None or rec["kind"] != Kind.DEVICE.value:
-            raise RelayError(RelayCode.NOT_FOUND, f"no such device {device}")
-        salt, digest = rec["verify"].split("$")
-        if not hmac.compare_digest(digest, _hash_code(verify_code, salt)):
-            raise RelayError(RelayCode.FORBIDDEN, "wrong device verification code")
+        known = rec is not None and rec["kind"] == Kind.DEVICE.value and "verify" in rec
+        salt, digest = rec["verify"].split("$") if known and rec else (codes.new_salt(), "")
+        right = hmac.compare_digest(digest, await self.stretch(verify_code, salt))
+        return known and right
+
+    async def bind(self, user: Principal, device: Principal, verify_code: str) -> None:
+        """User-Device: bind with the device's verification code (IRSP account server).
+        The relay node calls :meth:`verify` and :meth:`add_owner` itself, between the
+        checks of its bind guard."""
+        _need(user, Kind.USER, "bind")
+        if not await self.verify(device, verify_code):
+            raise RelayError(RelayCode.FORBIDDEN, BIND_REFUSED)
+        await self.add_owner(user, device)
+
+    async def add_owner(self, user: Principal, device: Principal) -> None:
+        """Relate a user and a device whose code the user has proved."""
         if await self.relation(user.uuid, device.uuid) == "owns":
             raise RelayError(RelayCode.CONFLICT, "device already bound to this user")
         await self._relate(user, device, "owns", "owned_by")

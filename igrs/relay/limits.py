@@ -28,6 +28,15 @@ class Limits:
     tls_handshake_timeout: float = 10.0  # s
     idle_timeout: float = 90.0  # s without any frame -> GOAWAY 408 (half-open detection)
     ping_interval: float = 30.0  # s, advised to clients in AUTH_OK
+    # account server (specs/relay.md "Limits"; project choices)
+    bind_max_failures: int = 5  # wrong codes per device / account / address -> ERROR 429
+    bind_lockout: float = 30.0  # s, first lock-out; doubles up to bind_max_lockout
+    bind_max_lockout: float = 3600.0  # s
+    registration_rate: float = 0.2  # registrations per s per source address -> ERROR 429
+    registration_burst: float = 20.0
+    max_accounts: int = 100_000  # users + devices on the relay -> ERROR 507
+    max_preauth_per_address: int = 16  # connections not yet authenticated -> GOAWAY 503
+    max_stored_bytes: int = 1 << 30  # stored-message bodies, whole node -> ERROR 509
 
     def advertised(self) -> dict[str, Any]:
         """The subset a client needs to know, sent in AUTH_OK."""

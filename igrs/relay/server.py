@@ -13,12 +13,14 @@ import base64
 import collections
 import contextlib
 import logging
+import math
 import secrets
 import ssl
 import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Self
 
@@ -28,18 +30,21 @@ from igrs.relay.backbone.base import Backbone
 from igrs.relay.backbone.embedded import EmbeddedBackbone
 from igrs.relay.config import RelayConfig
 from igrs.relay.connection import Connection
-from igrs.relay.directory import Directory
+from igrs.relay.directory import BIND_REFUSED, Directory
 from igrs.relay.errors import RelayCode, RelayError
 from igrs.relay.frames import Flags, Frame, FrameError, FrameType, encode
+from igrs.relay.guard import AddressBuckets, AddressSlots, BindAttempt, BindGuard, address_key
 from igrs.relay.ids import Kind, Principal
 from igrs.relay.limits import TokenBucket
 from igrs.relay.session import PRE_AUTH_OPS, State
+from igrs.relay.statedir import secure_state_dir
 from igrs.relay.tlsutil import fingerprint_pem, make_self_signed, server_context
 
 log = logging.getLogger(__name__)
 
 NOTIFY_NS = "urn:IGRS:relay:notify"
 MAIL_BATCH = 256
+KDF_THREADS = 2  # key stretching of verification codes runs here, never on the event loop
 
 
 def _kind_flag(p: Principal, bit: Flags) -> Flags:
@@ -83,6 +88,11 @@ class RelayNode:
         self.fingerprint = ""
         self.stats: collections.Counter[str] = collections.Counter()
         self._closing = False
+        lim = self.limits
+        self.bind_guard = BindGuard(lim.bind_max_failures, lim.bind_lockout, lim.bind_max_lockout)
+        self._registrations = AddressBuckets(lim.registration_rate, lim.registration_burst)
+        self._preauth = AddressSlots(lim.max_preauth_per_address)
+        self._kdf = ThreadPoolExecutor(KDF_THREADS, thread_name_prefix="igrs-relay-kdf")
         self._ops: dict[str, Callable[[Connection, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
             "register_user": self._op_register_user,
             "register_device": self._op_register_device,
@@ -103,6 +113,9 @@ class RelayNode:
             "item_list": self._op_item_list,
             "item_delete": self._op_item_delete,
             "delete_account": self._op_delete_account,
+            "modify_account": self._op_modify_account,
+            "reset_verify_code": self._op_reset_verify_code,
+            "rotate_token": self._op_rotate_token,
         }
 
     # ------------------------------------------------------------------ lifecycle
@@ -139,14 +152,19 @@ class RelayNode:
         return server_context(cert, key)
 
     async def start(self) -> None:
+        if self.config.state_dir is not None:
+            for note in secure_state_dir(Path(self.config.state_dir),
+                                         database=self._backbone is None):
+                log.warning("%s", note)
         ctx = self._ensure_tls()
         if self._backbone is None:
             db: str | Path = ":memory:"
             if self.config.state_dir is not None:
                 db = Path(self.config.state_dir) / "relay.sqlite3"
-            self._backbone = EmbeddedBackbone(db, node_id=self.node_id)
+            self._backbone = EmbeddedBackbone(db, node_id=self.node_id,
+                                              max_bytes=self.limits.max_stored_bytes)
         await self._backbone.start(self)
-        self.directory = Directory(self._backbone.kv, self.limits)
+        self.directory = Directory(self._backbone.kv, self.limits, executor=self._kdf)
         self._tls = ctx
         self._server = await asyncio.get_running_loop().create_server(
             lambda: Connection(self), self.config.host, self.config.port, backlog=1024,
@@ -168,6 +186,7 @@ class RelayNode:
             else:
                 conn.goaway(RelayCode.GOING_AWAY, "relay node shutting down")
         self._closing = True
+        self._kdf.shutdown(wait=False, cancel_futures=True)  # queued stretching is dropped
         for t in list(self._tasks):
             t.cancel()
         if self._tasks:
@@ -217,6 +236,10 @@ class RelayNode:
         if len(self._conns) >= self.limits.max_connections:
             conn.goaway(RelayCode.SERVER_FULL, "relay full: max connections reached", self.stats)
             return
+        if not self._preauth.acquire(conn, address_key(conn.peer)):
+            conn.goaway(RelayCode.SERVER_FULL, "too many unauthenticated connections from "
+                                               "this address", self.stats)
+            return
         self._conns.add(conn)
 
     def dispatch(self, conn: Connection, frame: Frame) -> Coroutine[Any, Any, None]:
@@ -234,6 +257,7 @@ class RelayNode:
 
     async def _drop(self, conn: Connection) -> None:
         conn.session.close()
+        self._preauth.release(conn)
         self._conns.discard(conn)
         if not conn.link_closing():
             conn.close()
@@ -307,6 +331,7 @@ class RelayNode:
                 del self._local[p.uuid]
             raise FrameError(RelayCode.SERVER_FULL, "too many connections for this principal")
         conn.session.authenticated(acct.principal)
+        self._preauth.release(conn)
         first = not conns
         conns.add(conn)
         info = {
@@ -520,17 +545,22 @@ class RelayNode:
             raise RelayError(RelayCode.NOT_FOUND, f"no such user or device {p}")
         return p
 
-    async def _op_register_user(self, conn: Connection, body: dict[str, Any]) -> dict[str, Any]:
-        assert self.directory is not None
+    def _may_register(self, conn: Connection) -> None:
         if not self.config.open_registration:
             raise RelayError(RelayCode.FORBIDDEN, "registration is closed on this relay")
+        if not self._registrations.take(address_key(conn.peer), time.monotonic()):
+            raise RelayError(RelayCode.RATE_LIMITED,
+                             "registration rate limit for this address exceeded")
+
+    async def _op_register_user(self, conn: Connection, body: dict[str, Any]) -> dict[str, Any]:
+        assert self.directory is not None
+        self._may_register(conn)
         p, token = await self.directory.register_user(str(body.get("name", "")))
         return {"id": str(p), "token": token}
 
     async def _op_register_device(self, conn: Connection, body: dict[str, Any]) -> dict[str, Any]:
         assert self.directory is not None
-        if not self.config.open_registration:
-            raise RelayError(RelayCode.FORBIDDEN, "registration is closed on this relay")
+        self._may_register(conn)
         p = Principal.parse(body["id"]) if body.get("id") else Principal.device()
         token = await self.directory.register_device(
             p, str(body.get("name", "")), str(body.get("device_type", "Unknown")),
@@ -545,9 +575,25 @@ class RelayNode:
                 "device_type": acct.device_type, "node": self.node_id}
 
     async def _op_bind(self, conn: Connection, body: dict[str, Any]) -> dict[str, Any]:
+        """Bind with the bind guard around the code check (specs/relay.md, "Binding")."""
         assert self.directory is not None
         me, dev = self._me(conn), Principal.parse(body["device"])
-        await self.directory.bind(me, dev, str(body.get("verify_code", "")))
+        if me.kind is not Kind.USER:
+            raise RelayError(RelayCode.FORBIDDEN, "bind is for users")
+        attempt = BindAttempt(dev.uuid, me.uuid, address_key(conn.peer))
+        wait = self.bind_guard.locked_for(attempt, time.monotonic())
+        if wait > 0:
+            raise RelayError(RelayCode.RATE_LIMITED,
+                             f"bind locked for {math.ceil(wait)} s after failed attempts")
+        self.bind_guard.begin(attempt)
+        right = False
+        try:
+            right = await self.directory.verify(dev, str(body.get("verify_code", "")))
+        finally:
+            self.bind_guard.end(attempt, time.monotonic(), right=right)
+        if not right:
+            raise RelayError(RelayCode.FORBIDDEN, BIND_REFUSED)
+        await self.directory.add_owner(me, dev)
         await self._notify(dev, {"event": "bound", "user": str(me)})
         return {"bound": str(dev)}
 
@@ -645,9 +691,55 @@ class RelayNode:
         await self.directory.item_delete(self._me(conn), str(body["key"]))
         return {"deleted": body["key"]}
 
-    async def _op_delete_account(self, conn: Connection, body: dict[str, Any]) -> dict[str, Any]:
+    # ---- account maintenance (5-9 §2.5) ----
+    async def _subject(self, conn: Connection, body: dict[str, Any]) -> Principal:
+        """The account an op applies to: the caller's, or with ``device`` a device it owns."""
         assert self.directory is not None
         me = self._me(conn)
-        await self.directory.delete_account(me)
-        await self.backbone.mailbox.purge(me)
-        return {"deleted": str(me)}
+        if not body.get("device"):
+            return me
+        dev = Principal.parse(str(body["device"]))
+        if dev != me and await self.directory.relation(me.uuid, dev.uuid) != "owns":
+            raise RelayError(RelayCode.FORBIDDEN, f"{dev} is not bound to you")
+        return dev
+
+    def _revoke(self, p: Principal, keep: Connection | None, reason: str) -> int:
+        """Close ``p``'s connections on this node (but ``keep``) with GOAWAY 401."""
+        closed = 0
+        for c in list(self._local.get(p.uuid, ())):
+            if c is not keep:
+                c.goaway(RelayCode.NOT_AUTHENTICATED, reason, self.stats)
+                closed += 1
+        return closed
+
+    async def _op_delete_account(self, conn: Connection, body: dict[str, Any]) -> dict[str, Any]:
+        assert self.directory is not None
+        p = await self._subject(conn, body)
+        await self.directory.delete_account(p)
+        await self.backbone.mailbox.purge(p)
+        self._revoke(p, conn, "account deleted")
+        return {"deleted": str(p)}
+
+    async def _op_modify_account(self, conn: Connection, body: dict[str, Any]) -> dict[str, Any]:
+        assert self.directory is not None
+        p = await self._subject(conn, body)
+        name, dtype = body.get("name"), body.get("device_type")
+        if name is None and dtype is None:
+            raise RelayError(RelayCode.BAD_FRAME, "give name and/or device_type")
+        acct = await self.directory.modify(p, None if name is None else str(name),
+                                           None if dtype is None else str(dtype))
+        return {"id": str(p), "name": acct.name, "device_type": acct.device_type}
+
+    async def _op_reset_verify_code(self, conn: Connection,
+                                    body: dict[str, Any]) -> dict[str, Any]:
+        assert self.directory is not None
+        p = await self._subject(conn, body)
+        await self.directory.reset_code(p, str(body.get("verify_code", "")))
+        return {"reset": str(p)}
+
+    async def _op_rotate_token(self, conn: Connection, body: dict[str, Any]) -> dict[str, Any]:
+        assert self.directory is not None
+        p = await self._subject(conn, body)
+        token = await self.directory.rotate_token(p)
+        closed = self._revoke(p, conn, "token revoked")
+        return {"id": str(p), "token": token, "closed": closed}

@@ -48,7 +48,7 @@ class World:
         p, token = await register_user(self.address, name, **self.tls)
         return Party(p, token)
 
-    async def device(self, name: str = "tv", code: str = "123456") -> Party:
+    async def device(self, name: str = "tv", code: str = "tv-code-1") -> Party:
         p, token = await register_device(self.address, name, code, device_type="TV", **self.tls)
         return Party(p, token)
 
@@ -85,15 +85,21 @@ class RawConn:
         self.pending: collections.deque[Frame] = collections.deque()
 
     @classmethod
-    async def open(cls, node: RelayNode, rcvbuf: int | None = None) -> RawConn:
+    async def open(cls, node: RelayNode | int, rcvbuf: int | None = None,
+                   source: str | None = None) -> RawConn:
+        """To a node (or a port on 127.0.0.1), from ``source`` (another loopback address:
+        another attacker or client as the relay sees it)."""
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if source is not None:
+            sock.bind((source, 0))
         sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", node.port))
+        port = node if isinstance(node, int) else node.port
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
         r, w = await asyncio.open_connection(sock=sock, ssl=ctx, server_hostname="localhost")
         return cls(r, w)
 
@@ -134,5 +140,25 @@ class RawConn:
         f = await self.until(FrameType.AUTH_OK)
         assert f is not None
 
+    async def request(self, op: str, rid: int = 1, **args: object) -> Frame:
+        """One REQUEST; its RESPONSE or ERROR (other frames are skipped)."""
+        self.send(request_frame(op, rid, **args))
+        while True:
+            f = await self.frame()
+            assert f is not None, "connection closed"
+            if f.type in (FrameType.RESPONSE, FrameType.ERROR) and f.id == rid:
+                return f
+
     def close(self) -> None:
         self.writer.transport.abort()
+
+
+def request_frame(op: str, rid: int = 1, **args: object) -> bytes:
+    return Frame(FrameType.REQUEST, id=rid, payload=payloads.encode_json({"op": op, **args})).encode()
+
+
+def answer(f: Frame) -> tuple[int, object]:
+    """(200, result) of a RESPONSE, (code, reason) of an ERROR."""
+    if f.type is FrameType.ERROR:
+        return payloads.decode_error(f.payload)
+    return 200, payloads.decode_json(f.payload)

@@ -57,11 +57,11 @@ async def test_bind_needs_the_verification_code(world: World) -> None:
 
 
 async def test_device_is_notified_when_bound(world: World) -> None:
-    tv = await world.device("tv", code="abcd")
+    tv = await world.device("tv", code="abcd-7")
     t = await world.connect(tv)
     alice = await world.user()
     a = await world.connect(alice)
-    await a.bind(tv.principal, "abcd")
+    await a.bind(tv.principal, "abcd-7")
     note = await asyncio.wait_for(t.notifications.get(), 5)
     assert note == {"event": "bound", "user": str(alice.principal)}
 

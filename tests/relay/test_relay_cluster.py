@@ -120,8 +120,8 @@ async def test_node_loss_reconnect_elsewhere_no_stored_message_lost(
     try:
         alice = await wb.user("alice")
         a = await wb.connect(alice)
-        tv = await wa.device("tv", code="c0de")
-        await a.bind(tv.principal, "c0de")
+        tv = await wa.device("tv", code="c0de-tv")
+        await a.bind(tv.principal, "c0de-tv")
         await a.subscribe_presence()
         # stored while the TV is offline
         for i in range(3):
@@ -183,6 +183,24 @@ async def test_stored_message_cap_is_enforced_by_jetstream(tmp_path: Path, nats_
         with pytest.raises(RelayError) as e:
             await a.send(tv.principal, "third", durable=True)
         assert e.value.code == RelayCode.STORAGE_FULL
+    finally:
+        await w.close()
+        await node.close()
+
+
+async def test_node_wide_storage_cap_is_the_mail_streams_max_bytes(tmp_path: Path, nats_url: str
+                                                                   ) -> None:
+    node = cluster_node(tmp_path, nats_url, "D", Limits(max_stored_bytes=8_000))
+    await node.start()
+    w = World(node)
+    try:
+        a = await w.connect(await w.user())
+        tv = await w.owned_device(a, "tv")
+        assert (await a.send(tv.principal, b"x" * 3000, durable=True))["status"] == "stored"
+        with pytest.raises(RelayError) as e:
+            for _ in range(3):
+                await a.send(tv.principal, b"x" * 3000, durable=True)
+        assert e.value.code == RelayCode.NODE_STORAGE_FULL
     finally:
         await w.close()
         await node.close()

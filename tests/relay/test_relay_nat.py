@@ -111,12 +111,12 @@ def test_home_device_behind_nat_gets_pushed_messages(netbed: NetBed, tmp_path: P
             "--device-type",
             "TV",
             "--verify-code",
-            "4711",
+            "471193",
             "--save",
             str(tv_c),
         )
     )["id"]
-    run(phone, "bind", "--creds", str(user_c), "--device", tv_id, "--verify-code", "4711")
+    run(phone, "bind", "--creds", str(user_c), "--device", tv_id, "--verify-code", "471193")
 
     # 4. one message stored while the TV is away, then the TV connects outward and listens
     stored = json.loads(

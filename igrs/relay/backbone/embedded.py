@@ -70,8 +70,14 @@ class SqliteKV:
 
 
 class SqliteMailbox:
-    def __init__(self, store: SqliteStore) -> None:
+    """Stored messages; ``max_bytes`` caps the bodies stored on the node (ERROR 509), kept
+    as a running total (one sum at start)."""
+
+    def __init__(self, store: SqliteStore, max_bytes: int | None = None) -> None:
         self.db = store.db
+        self.max_bytes = max_bytes
+        (total,) = self.db.execute("SELECT coalesce(sum(length(body)), 0) FROM mail").fetchone()
+        self.stored_bytes = int(total)
 
     async def put(
         self,
@@ -91,12 +97,16 @@ class SqliteMailbox:
             raise RelayError(
                 RelayCode.STORAGE_FULL, f"{recipient} already has {count} stored messages"
             )
+        if self.max_bytes is not None and self.stored_bytes + len(body) > self.max_bytes:
+            raise RelayError(RelayCode.NODE_STORAGE_FULL,
+                             "the relay's storage for stored messages is full")
         cur = self.db.execute(
             "INSERT INTO mail (recipient, source, flags, namespace, body, created)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             (recipient.uuid.bytes, source.uuid.bytes, flags, namespace, body, now),
         )
         assert cur.lastrowid is not None
+        self.stored_bytes += len(body)
         return cur.lastrowid
 
     async def pending(self, recipient: Principal, limit: int) -> list[StoredMessage]:
@@ -111,22 +121,31 @@ class SqliteMailbox:
         ]
 
     async def ack(self, recipient: Principal, msg_id: int) -> bool:
-        cur = self.db.execute(
-            "DELETE FROM mail WHERE id = ? AND recipient = ?", (msg_id, recipient.uuid.bytes)
-        )
-        return cur.rowcount == 1
+        key = (msg_id, recipient.uuid.bytes)
+        row = self.db.execute("SELECT length(body) FROM mail WHERE id = ? AND recipient = ?",
+                              key).fetchone()
+        if row is None:
+            return False
+        self.db.execute("DELETE FROM mail WHERE id = ? AND recipient = ?", key)
+        self.stored_bytes -= int(row[0])
+        return True
 
     async def purge(self, recipient: Principal) -> None:
-        self.db.execute("DELETE FROM mail WHERE recipient = ?", (recipient.uuid.bytes,))
+        who = (recipient.uuid.bytes,)
+        (size,) = self.db.execute(
+            "SELECT coalesce(sum(length(body)), 0) FROM mail WHERE recipient = ?", who).fetchone()
+        self.db.execute("DELETE FROM mail WHERE recipient = ?", who)
+        self.stored_bytes -= int(size)
 
 
 class EmbeddedBackbone(Backbone):
     """One node: presence is this process's connection table."""
 
-    def __init__(self, path: str | Path = ":memory:", node_id: str = "embedded") -> None:
+    def __init__(self, path: str | Path = ":memory:", node_id: str = "embedded",
+                 max_bytes: int | None = None) -> None:
         self.store = SqliteStore(path)
         self.kv = SqliteKV(self.store)
-        self.mailbox = SqliteMailbox(self.store)
+        self.mailbox = SqliteMailbox(self.store, max_bytes)
         self.node_id = node_id
         self._online: set[uuid.UUID] = set()
         self._hooks: NodeHooks | None = None

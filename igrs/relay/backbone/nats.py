@@ -101,6 +101,9 @@ class JetStreamMailbox:
             ack = await self.js.publish(self._subject(recipient), body, stream=self.stream,
                                         headers=headers)
         except (BadRequestError, nats.js.errors.APIError) as e:
+            if "maximum bytes" in str(e).lower():  # the stream's max_bytes: whole relay
+                raise RelayError(RelayCode.NODE_STORAGE_FULL,
+                                 "the relay's storage for stored messages is full") from None
             if "maximum messages per subject" in str(e).lower() or getattr(
                 e, "err_code", 0) in (10077, 10168):
                 raise RelayError(RelayCode.STORAGE_FULL,
@@ -183,6 +186,7 @@ class NatsBackbone(Backbone):
             name=stream, subjects=[f"{p}.mail.>"], storage=api.StorageType.FILE,
             retention=api.RetentionPolicy.LIMITS, discard=api.DiscardPolicy.NEW,
             max_msgs_per_subject=self.limits.max_stored_per_party,
+            max_bytes=self.limits.max_stored_bytes,
             discard_new_per_subject=True, num_replicas=self.replicas, allow_direct=True,
         )
         try:
