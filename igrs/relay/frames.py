@@ -53,6 +53,15 @@ class Flags(IntFlag):
     TARGET_USER = 0x0200  # target uuid is a user
 
 
+# The flag bits as plain ints, for hot paths: ``IntFlag`` arithmetic runs Python-level
+# ``__and__``/``__or__`` and makes a new member each time (a plain int on either side does
+# not help: ``int & Flags.X`` calls ``Flags.__rand__``). Frames carry their flags as ints.
+DURABLE = int(Flags.DURABLE)
+ACK_REQUESTED = int(Flags.ACK_REQUESTED)
+STORED = int(Flags.STORED)
+SOURCE_USER = int(Flags.SOURCE_USER)
+TARGET_USER = int(Flags.TARGET_USER)
+
 _TYPES = frozenset(int(t) for t in FrameType)
 CLIENT_TYPES = frozenset(
     {
@@ -132,7 +141,7 @@ class FrameError(RelayError):
 class Frame:
     type: FrameType
     id: int = 0
-    flags: Flags = Flags.NONE
+    flags: int = 0  # Flags bits (a plain int when decoded)
     source: uuid.UUID = NIL
     target: uuid.UUID = NIL
     payload: bytes = field(default=b"", repr=False)
@@ -142,7 +151,9 @@ class Frame:
         return encode(self)
 
 
-_pack = _HEADER_STRUCT.pack
+_pack = pack_header = _HEADER_STRUCT.pack  # (version, type, flags, id, source, target, length)
+_pack_length = struct.Struct(">I").pack
+TEMPLATE_SIZE = HEADER_SIZE - 4  # a header up to its length field
 
 
 def encode(frame: Frame) -> bytes:
@@ -150,6 +161,17 @@ def encode(frame: Frame) -> bytes:
         frame.version, frame.type, frame.flags, frame.id, frame.source.bytes,
         frame.target.bytes, len(frame.payload),
     ) + frame.payload
+
+
+def template(ftype: FrameType, flags: int, source: uuid.UUID, target: uuid.UUID,
+             fid: int = 0) -> bytes:
+    """A frame header without its length: a frame that repeats (every message between the
+    same two parties) is then ``template + length + payload``, see :func:`from_template`."""
+    return _pack(VERSION, ftype, flags, fid, source.bytes, target.bytes, 0)[:TEMPLATE_SIZE]
+
+
+def from_template(head: bytes, payload: bytes) -> bytes:
+    return head + _pack_length(len(payload)) + payload
 
 
 def decode(data: bytes, *, max_payload: int) -> Frame:
@@ -161,20 +183,14 @@ def decode(data: bytes, *, max_payload: int) -> Frame:
     return frames[0]
 
 
-# Hot-path lookups: a frame's type by code, and memos of flag words and UUIDs (the same few
-# principals and flag words repeat on a connection; a full memo empties itself, igrs.wire.memo).
+# Hot-path lookups: a frame's type by code, and a memo of UUIDs (the same few principals
+# repeat on a connection; a full memo empties itself, igrs.wire.memo).
 _TYPE_BY_CODE: list[FrameType | None] = [None] * 256
 for _t in FrameType:
     _TYPE_BY_CODE[_t] = _t
-_FLAGS: Memo[int, Flags] = Memo(1024)
-_flags_get = _FLAGS.get
 _UUIDS: Memo[bytes, uuid.UUID] = Memo(8192)
 _uuid_get = _UUIDS.get
 _unpack_from = _HEADER_STRUCT.unpack_from
-
-
-def _flags(word: int) -> Flags:
-    return _flags_get(word) or _FLAGS.remember(word, Flags(word))
 
 
 def _uuid(raw: bytes) -> uuid.UUID:
@@ -228,7 +244,7 @@ class FrameDecoder:
                 need = HEADER_SIZE + length
                 break
             off = start + length
-            out.append(Frame(ftype, fid, _flags(flags), _uuid(source), _uuid(target),
+            out.append(Frame(ftype, fid, flags, _uuid(source), _uuid(target),
                              data[start:off], version))
         if off < end:
             self._buf = bytearray(memoryview(data)[off:])
