@@ -8,8 +8,9 @@ used, a connection at rest holds only OpenSSL's state (``SSL_MODE_RELEASE_BUFFER
 received chunk reaches the frame decoder in one call. The same code runs on asyncio's loop
 and on uvloop (plain TCP transports on both). Used by the relay node and the relay client.
 
-Subclasses implement :meth:`tls_ready`, :meth:`plain_received`, :meth:`plain_eof` and
-:meth:`link_lost`; they write with :meth:`send_plain` and end with :meth:`close` / :meth:`abort`.
+Subclasses implement :meth:`tls_ready`, :meth:`plain_received`, :meth:`plain_eof`,
+:meth:`link_lost` and :meth:`tls_failed`; they write with :meth:`send_plain` and end with
+:meth:`close` / :meth:`abort`.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ class TlsLink(asyncio.Protocol):
 
     def link_lost(self, exc: Exception | None) -> None:
         """The TCP connection is gone (after the handshake or not)."""
+
+    def tls_failed(self, exc: Exception) -> None:
+        """The handshake failed (the link is aborted next)."""
 
     # ---- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -95,8 +99,9 @@ class TlsLink(asyncio.Protocol):
         except ssl.SSLWantReadError:
             self._send_records()
             return
-        except (ssl.SSLError, OSError, ValueError):
+        except (ssl.SSLError, OSError, ValueError) as e:
             self._send_records()  # the alert, if any
+            self.tls_failed(e)
             self.abort()
             return
         self._tls_open = True
