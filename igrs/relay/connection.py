@@ -24,7 +24,7 @@ from igrs.relay.eager import Continue, step
 from igrs.relay.errors import RelayCode
 from igrs.relay.frames import Frame, FrameError, FrameType, encode
 from igrs.relay.ids import Principal
-from igrs.relay.limits import Limits
+from igrs.relay.limits import Limits, TokenBucket
 from igrs.relay.session import ServerSession
 from igrs.relay.tlslink import TlsLink
 
@@ -46,6 +46,8 @@ class ConnectionOwner(Protocol):
 
     def dispatch(self, conn: Connection, frame: Frame) -> Coroutine[Any, Any, None]: ...
 
+    def handle_now(self, conn: Connection, frame: Frame, now: float) -> bool: ...
+
     def dropped(self, conn: Connection) -> None: ...
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]: ...
@@ -61,6 +63,7 @@ class Connection(TlsLink):
         "_out",
         "_out_bytes",
         "_paused",
+        "bucket",
         "clean",
         "closing",
         "inflight",
@@ -80,6 +83,7 @@ class Connection(TlsLink):
         self.inflight: set[int] | None = None  # stored ids sent, not yet acknowledged
         self.more_mail = False  # the last mail push was a full batch: refill after ACKs
         self.peer: Any = None
+        self.bucket: TokenBucket | None = None  # the principal's message rate (after AUTH)
         self._out: list[bytes] | None = None
         self._out_bytes = 0
         self._flush_pending = False
@@ -107,8 +111,9 @@ class Connection(TlsLink):
     def plain_received(self, data: bytes) -> None:
         if self.closing:
             return
+        now = time.monotonic()
         try:
-            frames = self.session.receive(data, time.monotonic())
+            frames = self.session.receive(data, now)
         except FrameError as e:
             log.info("closing %s: %s", self.peer, e)
             self.goaway(e.code, e.reason, self._node.stats)
@@ -116,10 +121,13 @@ class Connection(TlsLink):
         if self._backlog is not None:
             self._backlog.extend(frames)
             return
-        dispatch = self._node.dispatch
+        node = self._node
+        handle_now, dispatch = node.handle_now, node.dispatch
         for i, frame in enumerate(frames):
-            coro = dispatch(self, frame)
             try:
+                if handle_now(self, frame, now):
+                    continue
+                coro = dispatch(self, frame)
                 done, yielded = step(coro)
             except Exception as e:
                 self._failed(e)
