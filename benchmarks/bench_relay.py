@@ -29,8 +29,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -138,43 +140,118 @@ def pct(xs: list[float], q: float) -> float:
 
 
 # ------------------------------------------------------------------ 1. throughput/latency
+STALL = 15.0  # s without progress: a flow is stopped and reported, not waited for
+
+
+class Stalled(Exception):
+    """A flow made no progress for STALL s (a lost message): which counters stopped."""
+
+
+@dataclass
+class Flow:
+    """One measured flow's counters (what the watchdog reports) and figures."""
+
+    what: str
+    sent: int = 0
+    received: int = 0
+    rate: float = 0.0
+    lat: list[float] | None = None
+    cpu_us: float = float("nan")  # this process's CPU per message in the throughput phase
+    node_cpu_us: float = float("nan")  # the relay node's (relay flows only)
+    state: Callable[[], str] | None = None  # client internals, for a stall report
+
+    def snapshot(self) -> tuple[int, int]:
+        return self.sent, self.received
+
+
+async def watched(flow: Flow, coro: Coroutine[Any, Any, None]) -> None:
+    """Run ``coro``; when neither counter of ``flow`` has moved for STALL s, cancel it and
+    raise :class:`Stalled` naming them (and the clients' state): a lost message must not
+    hang the benchmark."""
+    task = asyncio.ensure_future(coro)
+    last, since = flow.snapshot(), time.monotonic()
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=1.0)
+        if done:
+            task.result()
+            return
+        now = time.monotonic()
+        if flow.snapshot() != last:
+            last, since = flow.snapshot(), now
+        elif now - since > STALL:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            state = f"; {flow.state()}" if flow.state is not None else ""
+            raise Stalled(f"{flow.what}: no progress for {STALL:.0f} s at sent {flow.sent:,}, "
+                          f"received {flow.received:,}{state}")
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    if pid is None:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def pump(flow: Flow, n: int, window: int, send: Callable[[], Awaitable[None]],
+               receive: Callable[[], Awaitable[int]]) -> None:
+    """The same loop for both subjects: one-way latency one message at a time (one process
+    clock at both ends), then ``n`` messages with ``window`` in flight."""
+    flow.lat = lat = []
+    for _ in range(min(n // 5, 2000)):
+        t0 = time.perf_counter()
+        await send()
+        flow.sent += 1
+        flow.received += await receive()
+        lat.append(time.perf_counter() - t0)
+    got = sent = 0
+    t0 = time.perf_counter()
+    while got < n:
+        while sent < n and sent - got < window:
+            await send()
+            sent += 1
+            flow.sent += 1
+        k = await receive()
+        got += k
+        flow.received += k
+    flow.rate = n / (time.perf_counter() - t0)
+
+
 async def relay_flow(child: Child, user: tuple[str, str], dev: tuple[str, str], n: int,
-                     window: int, size: int) -> tuple[float, list[float]]:
+                     window: int, size: int) -> Flow:
     kw = {"fingerprint": child.fingerprint}
     tx = RelayClient(("127.0.0.1", child.port), principal=user[0], token=user[1], **kw)
     rx = RelayClient(("127.0.0.1", child.port), principal=dev[0], token=dev[1], **kw)
     await tx.connect()
     await rx.connect()
     pad = b"x" * max(0, size - 8)
+    flow = Flow("relay flow")
+    flow.state = lambda: (f"sender connections {tx.connections}, closed {tx.closed_reason}; "
+                          f"receiver connections {rx.connections}, closed {rx.closed_reason}, "
+                          f"errors queued {tx.errors.qsize()}")
+    target = dev[0]
+
+    async def send() -> None:
+        await tx.send(target, pad, wait=False)
+
+    async def receive() -> int:
+        return len(await rx.receive_many())
+
     try:
-        # latency: one message at a time, one-way (same process clock on both ends)
-        lat = []
-        for _ in range(min(n // 5, 2000)):
-            t0 = time.perf_counter()
-            await tx.send(dev[0], pad, wait=False)
-            await rx.receive()
-            lat.append(time.perf_counter() - t0)
-        # throughput with a window of in-flight messages
-        got = 0
-        sent = 0
-        t0 = time.perf_counter()
-        while got < n:
-            while sent < n and sent - got < window:
-                await tx.send(dev[0], pad, wait=False)
-                sent += 1
-            await rx.receive()
-            got += 1
-            while not rx._messages.empty() and got < n:
-                rx._messages.get_nowait()
-                got += 1
-        rate = n / (time.perf_counter() - t0)
-        return rate, lat
+        cpu0, node0 = cpu_seconds(), cpu_seconds(child.proc.pid)
+        await watched(flow, pump(flow, n, window, send, receive))
+        cpu1, node1 = cpu_seconds(), cpu_seconds(child.proc.pid)
+        total = flow.sent
+        flow.cpu_us, flow.node_cpu_us = 1e6 * (cpu1 - cpu0) / total, 1e6 * (node1 - node0) / total
+        return flow
     finally:
         await tx.close()
         await rx.close()
 
 
-async def nats_flow(url: str, n: int, window: int, size: int) -> tuple[float, list[float]]:
+async def nats_flow(url: str, n: int, window: int, size: int) -> Flow:
     import nats
 
     tx = await nats.connect(url)
@@ -186,26 +263,31 @@ async def nats_flow(url: str, n: int, window: int, size: int) -> tuple[float, li
 
     await rx.subscribe("bench.rx", cb=cb)
     await rx.flush()
+    # nats-server 2.15 with nats-py 2.16 dropped the first message of a publisher connected
+    # before the subscription in about 1 pair in 20 (seen here, the next one arrives): a
+    # round trip on the publisher's connection after the SUB is confirmed avoids it (0 in 400)
+    await tx.flush()
     pad = b"x" * max(0, size - 8)
+    flow = Flow("NATS flow")
+    flow.state = lambda: (f"publisher out_msgs {tx.stats['out_msgs']}, subscriber in_msgs "
+                          f"{rx.stats['in_msgs']}")
+
+    async def send() -> None:
+        await tx.publish("bench.rx", pad)
+
+    async def receive() -> int:
+        await q.get()
+        k = 1
+        while not q.empty():
+            q.get_nowait()
+            k += 1
+        return k
+
     try:
-        lat = []
-        for _ in range(min(n // 5, 2000)):
-            t0 = time.perf_counter()
-            await tx.publish("bench.rx", pad)
-            await q.get()
-            lat.append(time.perf_counter() - t0)
-        got = sent = 0
-        t0 = time.perf_counter()
-        while got < n:
-            while sent < n and sent - got < window:
-                await tx.publish("bench.rx", pad)
-                sent += 1
-            await q.get()
-            got += 1
-            while not q.empty() and got < n:
-                q.get_nowait()
-                got += 1
-        return n / (time.perf_counter() - t0), lat
+        cpu0 = cpu_seconds()
+        await watched(flow, pump(flow, n, window, send, receive))
+        flow.cpu_us = 1e6 * (cpu_seconds() - cpu0) / flow.sent
+        return flow
     finally:
         await tx.close()
         await rx.close()
@@ -307,11 +389,88 @@ def many(child: Child, users: list[tuple[str, str]], target: int, parallel: int,
 
 
 # ------------------------------------------------------------------ main
-async def run(quick: bool, conns: int | None) -> None:
+def best(flows: list[Flow]) -> tuple[Flow | None, Flow | None]:
+    """The best round for throughput (highest rate) and for latency (lowest p99)."""
+    done = [f for f in flows if f.lat]
+    if not done:
+        return None, None
+    return (max(done, key=lambda f: f.rate),
+            min(done, key=lambda f: pct(f.lat or [0.0], 0.99)))
+
+
+def lat_text(f: Flow) -> str:
+    lat = f.lat or [0.0]
+    return f"{statistics.median(lat) * 1e6:,.0f} / {pct(lat, 0.99) * 1e6:,.0f} us"
+
+
+async def messages(child: Child, users: list[tuple[str, str]], dev: tuple[str, str],
+                   nats_url: str | None, n_msgs: int, rounds: int, size: int,
+                   rows: list[tuple[str, str]], results: list[Result]) -> None:
+    """Rounds alternating relay and NATS, the best round of each kept (benchmarks/README)."""
+    relay: list[Flow] = []
+    nats: list[Flow] = []
+    stalls = 0
+    for _ in range(rounds):
+        try:
+            relay.append(await relay_flow(child, users[0], dev, n_msgs, 64, size))
+        except Stalled as e:
+            stalls += 1
+            rows.append(("STALLED", str(e)))
+        if nats_url is not None:
+            try:
+                nats.append(await nats_flow(nats_url, n_msgs, 64, size))
+            except Stalled as e:
+                stalls += 1
+                rows.append(("STALLED", str(e)))
+    r_rate, r_lat = best(relay)
+    n_rate, n_lat = best(nats)
+    rows.append(("message rounds (relay, NATS alternating)",
+                 f"{rounds}, {n_msgs:,} messages each; best round kept"))
+    if r_rate is not None and r_lat is not None:
+        rows.append((f"relay msgs/s ({size} B, window 64)",
+                     f"{r_rate.rate:,.0f} (rounds: {', '.join(f'{f.rate:,.0f}' for f in relay)})"))
+        rows.append(("relay one-way latency median / p99", lat_text(r_lat)))
+        rows.append(("relay CPU per message: node / both clients",
+                     f"{r_rate.node_cpu_us:.1f} / {r_rate.cpu_us:.1f} us"))
+    if n_rate is not None and n_lat is not None:
+        rows.append((f"raw NATS msgs/s ({size} B, window 64)",
+                     f"{n_rate.rate:,.0f} (rounds: {', '.join(f'{f.rate:,.0f}' for f in nats)})"))
+        rows.append(("raw NATS one-way latency median / p99", lat_text(n_lat)))
+        rows.append(("raw NATS CPU per message: both clients", f"{n_rate.cpu_us:.1f} us"))
+    if nats_url is None:
+        rows.append(("raw NATS", "nats-server not found: no baseline"))
+        return
+    r_tp = r_rate.rate if r_rate else 0.0
+    n_tp = n_rate.rate if n_rate else float("nan")
+    results.append(Result(
+        "Relay messages/s, 128 B, window 64 (TLS relay)", r_tp, "msg/s",
+        "raw NATS pub/sub, same clients", n_tp, goal=">= 0.5x", met=r_tp / n_tp >= 0.5,
+        note=f"best of {rounds} rounds each" + (f"; {stalls} flow(s) stalled" if stalls else "")))
+    if r_lat is not None and n_lat is not None and r_lat.lat and n_lat.lat:
+        r_p99, n_p99 = pct(r_lat.lat, 0.99) * 1e6, pct(n_lat.lat, 0.99) * 1e6
+        r_med, n_med = statistics.median(r_lat.lat) * 1e6, statistics.median(n_lat.lat) * 1e6
+        results.append(Result(
+            "Relay one-way latency p99, 128 B (TLS relay)", r_p99, "us",
+            "raw NATS pub/sub p99, same clients", n_p99, better="lower", goal="<= 2x",
+            met=r_p99 / n_p99 <= 2.0,
+            note=f"median {r_med:,.0f} us vs NATS {n_med:,.0f} us ({r_med / n_med:.2f}x); "
+                 f"best of {rounds} rounds each"))
+
+
+FD_MARGIN = 64  # descriptors a node keeps for itself (listener, database, pipes, ...)
+
+
+def conn_target(hard: int) -> int:
+    """Issue 15's 20,000, or what the hard RLIMIT_NOFILE lets one node hold if that is less:
+    every client is a descriptor of the node's, and raising the hard limit needs privileges."""
+    return min(20_000, hard - FD_MARGIN)
+
+
+async def run(quick: bool, conns: int | None, rounds: int | None) -> None:
     n_msgs = 5_000 if quick else 20_000
-    n_conns = conns or (500 if quick else 20_000)
     nofile = raise_fd_limit()
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    n_conns = conns or (500 if quick else conn_target(hard))
     rows: list[tuple[str, str]] = []
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmpd:
@@ -320,30 +479,15 @@ async def run(quick: bool, conns: int | None) -> None:
         child = Child(tmp / "state")
         nats_srv = start_nats(tmp)
         try:
-            size = 128
-            r_rate, r_lat = await relay_flow(child, users[0], (dev, dev_tok), n_msgs, 64, size)
-            r_med, r_p99 = statistics.median(r_lat) * 1e6, pct(r_lat, 0.99) * 1e6
-            rows.append((f"relay msgs/s ({size} B, window 64)", f"{r_rate:,.0f}"))
-            rows.append(("relay one-way latency median / p99", f"{r_med:,.0f} / {r_p99:,.0f} us"))
-            if nats_srv is not None:
-                n_rate, n_lat = await nats_flow(nats_srv[1], n_msgs, 64, size)
-                n_med, n_p99 = statistics.median(n_lat) * 1e6, pct(n_lat, 0.99) * 1e6
-                rows.append((f"raw NATS msgs/s ({size} B, window 64)", f"{n_rate:,.0f}"))
-                rows.append(("raw NATS one-way latency median / p99",
-                             f"{n_med:,.0f} / {n_p99:,.0f} us"))
-                results.append(Result(
-                    "Relay messages/s, 128 B, window 64 (TLS relay)", r_rate, "msg/s",
-                    "raw NATS pub/sub, same clients", n_rate, goal=">= 0.5x",
-                    met=r_rate / n_rate >= 0.5))
-                results.append(Result(
-                    "Relay one-way latency p99, 128 B (TLS relay)", r_p99, "us",
-                    "raw NATS pub/sub p99, same clients", n_p99, better="lower", goal="<= 2x",
-                    met=r_p99 / n_p99 <= 2.0,
-                    note=f"median {r_med:,.0f} us vs NATS {n_med:,.0f} us ({r_med / n_med:.2f}x)"))
+            await messages(child, users, (dev, dev_tok), nats_srv[1] if nats_srv else None,
+                           n_msgs, rounds or (2 if quick else 3), 128, rows, results)
             count, elapsed, times, failures, base, loaded, node_fds = many(
                 child, users[1:], n_conns, 100, tmp)
             limit_note = (f"RLIMIT_NOFILE soft {nofile}, hard {hard} per process (the node holds "
                           f"{node_fds} fds with the clients connected)")
+            if n_conns < 20_000 and conns is None and not quick:
+                limit_note += (f"; target {n_conns:,}, not issue 15's 20,000: the hard "
+                               f"RLIMIT_NOFILE minus {FD_MARGIN} for the node's own descriptors")
             rows.append(("concurrent TLS clients connected",
                          f"{count:,} of {n_conns:,} in {elapsed:.1f} s ({limit_note})"))
             if failures:
@@ -393,7 +537,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true",
                     help="smaller run (CI smoke; also IGRS_BENCH_QUICK=1)")
     ap.add_argument("--conns", type=int, default=None,
-                    help="clients to connect at once (default 20,000; quick 500)")
+                    help="clients to connect at once (default 20,000, or the hard RLIMIT_NOFILE "
+                         f"minus {FD_MARGIN} if lower; quick 500)")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="message rounds, relay and NATS alternating (default 3; quick 2)")
     ap.add_argument("--serve", nargs=2, metavar=("STATE", "PORT"), help=argparse.SUPPRESS)
     ap.add_argument("--clients", nargs=4, metavar=("USERS", "PORT", "FP", "PARALLEL"),
                     help=argparse.SUPPRESS)
@@ -406,7 +553,7 @@ def main() -> None:
         users = [tuple(u) for u in json.loads(Path(f).read_text())]
         asyncio.run(hold_clients(int(port), fp, users, int(parallel)))  # type: ignore[arg-type]
         return
-    asyncio.run(run(args.quick or QUICK, args.conns))
+    asyncio.run(run(args.quick or QUICK, args.conns, args.rounds))
 
 
 if __name__ == "__main__":

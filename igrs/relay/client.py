@@ -84,6 +84,8 @@ def parse_address(addr: str | tuple[str, int]) -> tuple[str, int]:
 
 _SOURCES: Memo[int, Principal] = Memo(4096)  # uuid int << 1 | is user -> Principal
 _source_get = _SOURCES.get
+_TARGETS: Memo[str, Principal] = Memo(4096)  # ids given as text to send()
+_target_get = _TARGETS.get
 _NIL_BYTES = NIL.bytes
 _MESSAGE = FrameType.MESSAGE
 
@@ -399,7 +401,8 @@ class RelayClient:
     ) -> dict[str, Any] | None:
         """Point-to-point. ``durable``: stored until the target acknowledges (offline
         storage). ``wait``: ask for a receipt and return it ({"status": ...})."""
-        target = Principal.parse(target) if isinstance(target, str) else target
+        if isinstance(target, str):
+            target = _target_get(target) or _TARGETS.remember(target, Principal.parse(target))
         data = body.encode() if isinstance(body, str) else body
         payload = payloads.encode_message(namespace, data)
         if len(payload) > self.max_payload:
@@ -444,6 +447,21 @@ class RelayClient:
         if msg.stored and self.auto_ack:
             self.ack(msg)
         return msg
+
+    async def receive_many(self, limit: int = 1024, timeout: float | None = None
+                           ) -> list[Message]:
+        """Wait for a message, then take every one already waiting too (at most ``limit``):
+        one wake-up for a whole received chunk. Stored ones are acknowledged as by
+        :meth:`receive` (their ACKs leave together)."""
+        first = await self.receive(timeout)
+        out = [first]
+        q = self._messages
+        while len(out) < limit and not q.empty():
+            msg = q.get_nowait()
+            if msg.stored and self.auto_ack:
+                self.ack(msg)
+            out.append(msg)
+        return out
 
     async def messages(self) -> AsyncIterator[Message]:
         while True:
