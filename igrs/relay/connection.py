@@ -208,25 +208,32 @@ class Connection(TlsLink):
 
     # ---- sending
     def buffered(self) -> int:
-        return self.write_buffer_size() + self._out_bytes
+        return self._out_bytes if self._out is not None else self.write_buffer_size()
 
     def send(self, data: bytes, limit: int | None = None) -> bool:
         """Queue bytes; with ``limit``, refuse (False) when the send buffer is over it.
 
         Frames queued in one event-loop turn leave as one TLS write (fewer records and
-        system calls under load, no added delay when idle)."""
-        if self.closing or self.link_closing():
-            return False
-        if limit is not None and self.buffered() > limit:
-            return False
-        if self._out is None:
+        system calls under load, no added delay when idle). The transport is asked about
+        its state at the first frame of a turn only: until the flush nothing is written to
+        it, so ``_out_bytes`` (its buffer then, plus what is queued) stays exact."""
+        out = self._out
+        if out is None:
+            if self.closing or self.link_closing():
+                return False
+            size = self.write_buffer_size()
+            if limit is not None and size > limit:
+                return False
             self._out = [data]
-        else:
-            self._out.append(data)
+            self._out_bytes = size + len(data)
+            if not self._flush_pending:
+                self._flush_pending = True
+                asyncio.get_running_loop().call_soon(self.flush)
+            return True
+        if self.closing or (limit is not None and self._out_bytes > limit):
+            return False
+        out.append(data)
         self._out_bytes += len(data)
-        if not self._flush_pending:
-            self._flush_pending = True
-            asyncio.get_running_loop().call_soon(self.flush)
         return True
 
     def flush(self) -> None:

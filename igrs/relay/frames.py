@@ -137,8 +137,12 @@ class FrameError(RelayError):
     """Bytes that are not a valid frame: the connection that sent them is closed."""
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Frame:
+    """One frame. Treat it as immutable; it is not ``frozen`` because a frozen dataclass
+    sets each field through ``object.__setattr__`` in Python code, and the decoder makes one
+    of these per received frame."""
+
     type: FrameType
     id: int = 0
     flags: int = 0  # Flags bits (a plain int when decoded)
@@ -194,7 +198,7 @@ _unpack_from = _HEADER_STRUCT.unpack_from
 
 
 def _uuid(raw: bytes) -> uuid.UUID:
-    return _uuid_get(raw) or _UUIDS.remember(raw, uuid.UUID(bytes=raw))
+    return _UUIDS.remember(raw, uuid.UUID(bytes=raw))
 
 
 class FrameDecoder:
@@ -244,8 +248,8 @@ class FrameDecoder:
                 need = HEADER_SIZE + length
                 break
             off = start + length
-            out.append(Frame(ftype, fid, flags, _uuid(source), _uuid(target),
-                             data[start:off], version))
+            out.append(Frame(ftype, fid, flags, _uuid_get(source) or _uuid(source),
+                             _uuid_get(target) or _uuid(target), data[start:off], version))
         if off < end:
             self._buf = bytearray(memoryview(data)[off:])
             self._need = need
