@@ -156,7 +156,7 @@ class Flow:
     received: int = 0
     rate: float = 0.0
     lat: list[float] | None = None
-    cpu_us: float = float("nan")  # this process's CPU per message in the throughput phase
+    cpu_us: float = float("nan")  # this process's CPU per message, throughput phase
     node_cpu_us: float = float("nan")  # the relay node's (relay flows only)
     state: Callable[[], str] | None = None  # client internals, for a stall report
 
@@ -196,9 +196,10 @@ def cpu_seconds(pid: int | None = None) -> float:
 
 
 async def pump(flow: Flow, n: int, window: int, send: Callable[[], Awaitable[None]],
-               receive: Callable[[], Awaitable[int]]) -> None:
+               receive: Callable[[], Awaitable[int]], node_pid: int | None = None) -> None:
     """The same loop for both subjects: one-way latency one message at a time (one process
-    clock at both ends), then ``n`` messages with ``window`` in flight."""
+    clock at both ends), then ``n`` messages with ``window`` in flight (CPU per message
+    measured over these: this process's, and the relay node's)."""
     flow.lat = lat = []
     for _ in range(min(n // 5, 2000)):
         t0 = time.perf_counter()
@@ -207,6 +208,7 @@ async def pump(flow: Flow, n: int, window: int, send: Callable[[], Awaitable[Non
         flow.received += await receive()
         lat.append(time.perf_counter() - t0)
     got = sent = 0
+    cpu0, node0 = cpu_seconds(), cpu_seconds(node_pid) if node_pid else 0.0
     t0 = time.perf_counter()
     while got < n:
         while sent < n and sent - got < window:
@@ -217,6 +219,9 @@ async def pump(flow: Flow, n: int, window: int, send: Callable[[], Awaitable[Non
         got += k
         flow.received += k
     flow.rate = n / (time.perf_counter() - t0)
+    flow.cpu_us = 1e6 * (cpu_seconds() - cpu0) / n
+    if node_pid:
+        flow.node_cpu_us = 1e6 * (cpu_seconds(node_pid) - node0) / n
 
 
 async def relay_flow(child: Child, user: tuple[str, str], dev: tuple[str, str], n: int,
@@ -240,11 +245,7 @@ async def relay_flow(child: Child, user: tuple[str, str], dev: tuple[str, str], 
         return len(await rx.receive_many())
 
     try:
-        cpu0, node0 = cpu_seconds(), cpu_seconds(child.proc.pid)
-        await watched(flow, pump(flow, n, window, send, receive))
-        cpu1, node1 = cpu_seconds(), cpu_seconds(child.proc.pid)
-        total = flow.sent
-        flow.cpu_us, flow.node_cpu_us = 1e6 * (cpu1 - cpu0) / total, 1e6 * (node1 - node0) / total
+        await watched(flow, pump(flow, n, window, send, receive, child.proc.pid))
         return flow
     finally:
         await tx.close()
@@ -284,9 +285,7 @@ async def nats_flow(url: str, n: int, window: int, size: int) -> Flow:
         return k
 
     try:
-        cpu0 = cpu_seconds()
         await watched(flow, pump(flow, n, window, send, receive))
-        flow.cpu_us = 1e6 * (cpu_seconds() - cpu0) / flow.sent
         return flow
     finally:
         await tx.close()
