@@ -1,9 +1,12 @@
 """Relay benchmarks (issues 5, 15): run ``python benchmarks/bench_relay.py [--quick]``.
 
 1. Messages/s and one-way latency (median, p99) from a sender client to a receiver client
-   through one relay node (its own process, TLS), against raw NATS publish/subscribe
-   between the same two client connections through ``nats-server`` (its own process, plain
-   TCP as NATS is usually run inside a data centre). Same payload, same in-flight window.
+   through one relay node (its own process, TLS, on the loop ``igrs relay serve`` would
+   take), against raw NATS publish/subscribe between two nats-py clients in the same
+   process through ``nats-server`` (its own process, plain TCP as NATS is usually run inside
+   a data centre). Same payload, same in-flight window. Latency samples are taken in turns
+   of 50 (relay, NATS, relay, ...), throughput in rounds alternating the two (best kept).
+   A watchdog stops a flow that makes no progress and reports its counters.
    Goal (issue 15): >= 0.5x NATS's msg/s, p99 latency <= 2x NATS's.
 2. Concurrent connected clients on one node (goal 20,000, <= 30 KiB of node RSS each,
    connect p99 reported). The clients live in worker processes (``--clients``), a few
@@ -39,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from _result import BenchResult, say  # noqa: E402
 
+from igrs.cli import event_loop  # noqa: E402
 from igrs.relay import Limits, RelayClient, RelayConfig, RelayNode  # noqa: E402
 from igrs.relay.backbone.embedded import EmbeddedBackbone  # noqa: E402
 from igrs.relay.directory import Directory  # noqa: E402
@@ -83,7 +87,8 @@ async def serve(state: Path, port: int) -> None:
     node = RelayNode(RelayConfig(port=port, state_dir=state, limits=BENCH_LIMITS,
                                  housekeeping_interval=5.0))
     await node.start()
-    print(f"READY {node.port} {node.fingerprint}", flush=True)
+    loop = event_loop.loop_name(asyncio.get_running_loop())
+    print(f"READY {node.port} {node.fingerprint} {loop}", flush=True)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_reader(sys.stdin.fileno(), stop.set)  # parent closes stdin
     await stop.wait()
@@ -113,17 +118,17 @@ async def make_accounts(state: Path, n_users: int) -> tuple[list[tuple[str, str]
 
 
 class Child:
-    def __init__(self, state: Path) -> None:
+    def __init__(self, state: Path, loop: str = "auto") -> None:
         self.log = state.parent / "node.log"  # the node's stderr
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--serve", str(state), str(free_port())],
+            [sys.executable, __file__, "--serve", str(state), str(free_port()), "--loop", loop],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
             stderr=self.log.open("w"),
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().split()
         assert line and line[0] == "READY", line
-        self.port, self.fingerprint = int(line[1]), line[2]
+        self.port, self.fingerprint, self.loop = int(line[1]), line[2], line[3]
 
     def close(self) -> None:
         if self.proc.stdin:
@@ -195,47 +200,25 @@ def cpu_seconds(pid: int | None = None) -> float:
     return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
 
 
-async def pump(flow: Flow, n: int, window: int, send: Callable[[], Awaitable[None]],
-               receive: Callable[[], Awaitable[int]], node_pid: int | None = None) -> None:
-    """The same loop for both subjects: one-way latency one message at a time (one process
-    clock at both ends), then ``n`` messages with ``window`` in flight (CPU per message
-    measured over these: this process's, and the relay node's)."""
-    flow.lat = lat = []
-    for _ in range(min(n // 5, 2000)):
-        t0 = time.perf_counter()
-        await send()
-        flow.sent += 1
-        flow.received += await receive()
-        lat.append(time.perf_counter() - t0)
-    got = sent = 0
-    cpu0, node0 = cpu_seconds(), cpu_seconds(node_pid) if node_pid else 0.0
-    t0 = time.perf_counter()
-    while got < n:
-        while sent < n and sent - got < window:
-            await send()
-            sent += 1
-            flow.sent += 1
-        k = await receive()
-        got += k
-        flow.received += k
-    flow.rate = n / (time.perf_counter() - t0)
-    flow.cpu_us = 1e6 * (cpu_seconds() - cpu0) / n
-    if node_pid:
-        flow.node_cpu_us = 1e6 * (cpu_seconds(node_pid) - node0) / n
+@dataclass
+class Pair:
+    """A sending and a receiving client, as the flows drive them."""
+
+    what: str
+    send: Callable[[], Awaitable[None]]
+    receive: Callable[[], Awaitable[int]]  # waits for messages, returns how many arrived
+    close: Callable[[], Awaitable[None]]
+    state: Callable[[], str]  # the clients' internals, for a stall report
 
 
-async def relay_flow(child: Child, user: tuple[str, str], dev: tuple[str, str], n: int,
-                     window: int, size: int) -> Flow:
+async def relay_pair(child: Child, user: tuple[str, str], dev: tuple[str, str],
+                     size: int) -> Pair:
     kw = {"fingerprint": child.fingerprint}
     tx = RelayClient(("127.0.0.1", child.port), principal=user[0], token=user[1], **kw)
     rx = RelayClient(("127.0.0.1", child.port), principal=dev[0], token=dev[1], **kw)
     await tx.connect()
     await rx.connect()
     pad = b"x" * max(0, size - 8)
-    flow = Flow("relay flow")
-    flow.state = lambda: (f"sender connections {tx.connections}, closed {tx.closed_reason}; "
-                          f"receiver connections {rx.connections}, closed {rx.closed_reason}, "
-                          f"errors queued {tx.errors.qsize()}")
     target = dev[0]
 
     async def send() -> None:
@@ -244,15 +227,19 @@ async def relay_flow(child: Child, user: tuple[str, str], dev: tuple[str, str], 
     async def receive() -> int:
         return len(await rx.receive_many())
 
-    try:
-        await watched(flow, pump(flow, n, window, send, receive, child.proc.pid))
-        return flow
-    finally:
+    async def close() -> None:
         await tx.close()
         await rx.close()
 
+    def state() -> str:
+        return (f"relay sender connections {tx.connections}, closed {tx.closed_reason}, "
+                f"errors {tx.errors.qsize()}; receiver connections {rx.connections}, "
+                f"closed {rx.closed_reason}")
 
-async def nats_flow(url: str, n: int, window: int, size: int) -> Flow:
+    return Pair("relay", send, receive, close, state)
+
+
+async def nats_pair(url: str, size: int) -> Pair:
     import nats
 
     tx = await nats.connect(url)
@@ -269,9 +256,6 @@ async def nats_flow(url: str, n: int, window: int, size: int) -> Flow:
     # round trip on the publisher's connection after the SUB is confirmed avoids it (0 in 400)
     await tx.flush()
     pad = b"x" * max(0, size - 8)
-    flow = Flow("NATS flow")
-    flow.state = lambda: (f"publisher out_msgs {tx.stats['out_msgs']}, subscriber in_msgs "
-                          f"{rx.stats['in_msgs']}")
 
     async def send() -> None:
         await tx.publish("bench.rx", pad)
@@ -284,12 +268,77 @@ async def nats_flow(url: str, n: int, window: int, size: int) -> Flow:
             k += 1
         return k
 
-    try:
-        await watched(flow, pump(flow, n, window, send, receive))
-        return flow
-    finally:
+    async def close() -> None:
         await tx.close()
         await rx.close()
+
+    def state() -> str:
+        return f"NATS publisher out_msgs {tx.stats['out_msgs']}, subscriber in_msgs {rx.stats['in_msgs']}"
+
+    return Pair("NATS", send, receive, close, state)
+
+
+async def latencies(pairs: list[Pair], samples: int, block: int = 50) -> list[list[float]]:
+    """One-way latency, one message at a time (one process clock at both ends), ``samples``
+    per pair, the pairs taking turns in blocks of ``block``: a load spike from another process
+    hits all of them alike."""
+    flow = Flow("latency (" + ", ".join(p.what for p in pairs) + " in turns)")
+    flow.state = lambda: "; ".join(p.state() for p in pairs)
+    out: list[list[float]] = [[] for _ in pairs]
+
+    async def measure() -> None:
+        for _ in range(0, samples, block):
+            for pair, lat in zip(pairs, out, strict=True):
+                for _ in range(block):
+                    t0 = time.perf_counter()
+                    await pair.send()
+                    flow.sent += 1
+                    flow.received += await pair.receive()
+                    lat.append(time.perf_counter() - t0)
+
+    await watched(flow, measure())
+    return out
+
+
+async def throughput(pair: Pair, n: int, window: int, node_pid: int | None = None) -> Flow:
+    """``n`` messages with ``window`` in flight; CPU per message of this process (both
+    clients) and of the relay node's loop thread."""
+    flow = Flow(f"{pair.what} flow")
+    flow.state = pair.state
+
+    async def measure() -> None:
+        got = sent = 0
+        cpu0, node0 = cpu_seconds(), cpu_seconds(node_pid) if node_pid else 0.0
+        t0 = time.perf_counter()
+        while got < n:
+            while sent < n and sent - got < window:
+                await pair.send()
+                sent += 1
+                flow.sent += 1
+            k = await pair.receive()
+            got += k
+            flow.received += k
+        flow.rate = n / (time.perf_counter() - t0)
+        flow.cpu_us = 1e6 * (cpu_seconds() - cpu0) / n
+        if node_pid:
+            flow.node_cpu_us = 1e6 * (cpu_seconds(node_pid) - node0) / n
+
+    await watched(flow, measure())
+    return flow
+
+
+async def relay_flow(child: Child, user: tuple[str, str], dev: tuple[str, str], n: int,
+                     window: int, size: int) -> Flow:
+    """The relay alone (bench_loop.py): latency of min(n // 5, 2000) messages, then
+    :func:`throughput`."""
+    pair = await relay_pair(child, user, dev, size)
+    try:
+        (lat,) = await latencies([pair], min(n // 5, 2000))
+        flow = await throughput(pair, n, window, child.proc.pid)
+        flow.lat = lat
+        return flow
+    finally:
+        await pair.close()
 
 
 def start_nats(tmp: Path) -> tuple[subprocess.Popen[bytes], str] | None:
@@ -388,72 +437,76 @@ def many(child: Child, users: list[tuple[str, str]], target: int, parallel: int,
 
 
 # ------------------------------------------------------------------ main
-def best(flows: list[Flow]) -> tuple[Flow | None, Flow | None]:
-    """The best round for throughput (highest rate) and for latency (lowest p99)."""
-    done = [f for f in flows if f.lat]
-    if not done:
-        return None, None
-    return (max(done, key=lambda f: f.rate),
-            min(done, key=lambda f: pct(f.lat or [0.0], 0.99)))
-
-
-def lat_text(f: Flow) -> str:
-    lat = f.lat or [0.0]
+def lat_text(lat: list[float]) -> str:
     return f"{statistics.median(lat) * 1e6:,.0f} / {pct(lat, 0.99) * 1e6:,.0f} us"
 
 
 async def messages(child: Child, users: list[tuple[str, str]], dev: tuple[str, str],
                    nats_url: str | None, n_msgs: int, rounds: int, size: int,
                    rows: list[tuple[str, str]], results: list[Result]) -> None:
-    """Rounds alternating relay and NATS, the best round of each kept (benchmarks/README)."""
-    relay: list[Flow] = []
-    nats: list[Flow] = []
-    stalls = 0
-    for _ in range(rounds):
-        try:
-            relay.append(await relay_flow(child, users[0], dev, n_msgs, 64, size))
-        except Stalled as e:
-            stalls += 1
-            rows.append(("STALLED", str(e)))
+    """Latency with relay and NATS taking turns in blocks, then throughput rounds alternating
+    relay and NATS, the best round of each kept (benchmarks/README, "Rules")."""
+    samples = rounds * min(n_msgs // 5, 2000)
+    pairs = [await relay_pair(child, users[0], dev, size)]
+    stalls: list[str] = []
+    lat: list[list[float]] = []
+    try:
         if nats_url is not None:
-            try:
-                nats.append(await nats_flow(nats_url, n_msgs, 64, size))
-            except Stalled as e:
-                stalls += 1
-                rows.append(("STALLED", str(e)))
-    r_rate, r_lat = best(relay)
-    n_rate, n_lat = best(nats)
-    rows.append(("message rounds (relay, NATS alternating)",
-                 f"{rounds}, {n_msgs:,} messages each; best round kept"))
-    if r_rate is not None and r_lat is not None:
+            pairs.append(await nats_pair(nats_url, size))
+        try:
+            lat = await latencies(pairs, samples)
+        except Stalled as e:
+            stalls.append(str(e))
+        relay: list[Flow] = []
+        nats: list[Flow] = []
+        for _ in range(rounds):
+            for pair, flows in zip(pairs, (relay, nats), strict=False):
+                try:
+                    node = child.proc.pid if pair.what == "relay" else None
+                    flows.append(await throughput(pair, n_msgs, 64, node))
+                except Stalled as e:
+                    stalls.append(str(e))
+    finally:
+        for pair in pairs:
+            await pair.close()
+    rows += [("STALLED", s) for s in stalls]
+    rows.append(("one-way latency samples", f"{samples:,} each, relay and NATS in turns of 50"))
+    rows.append(("throughput rounds", f"{rounds} of {n_msgs:,} messages each, relay and NATS "
+                                      "alternating; best round kept"))
+    r_best = max(relay, key=lambda f: f.rate) if relay else None
+    n_best = max(nats, key=lambda f: f.rate) if nats else None
+    if r_best is not None:
         rows.append((f"relay msgs/s ({size} B, window 64)",
-                     f"{r_rate.rate:,.0f} (rounds: {', '.join(f'{f.rate:,.0f}' for f in relay)})"))
-        rows.append(("relay one-way latency median / p99", lat_text(r_lat)))
+                     f"{r_best.rate:,.0f} (rounds: {', '.join(f'{f.rate:,.0f}' for f in relay)})"))
         rows.append(("relay CPU per message: node / both clients",
-                     f"{r_rate.node_cpu_us:.1f} / {r_rate.cpu_us:.1f} us"))
-    if n_rate is not None and n_lat is not None:
+                     f"{r_best.node_cpu_us:.1f} / {r_best.cpu_us:.1f} us"))
+    if lat:
+        rows.append(("relay one-way latency median / p99", lat_text(lat[0])))
+    if n_best is not None:
         rows.append((f"raw NATS msgs/s ({size} B, window 64)",
-                     f"{n_rate.rate:,.0f} (rounds: {', '.join(f'{f.rate:,.0f}' for f in nats)})"))
-        rows.append(("raw NATS one-way latency median / p99", lat_text(n_lat)))
-        rows.append(("raw NATS CPU per message: both clients", f"{n_rate.cpu_us:.1f} us"))
+                     f"{n_best.rate:,.0f} (rounds: {', '.join(f'{f.rate:,.0f}' for f in nats)})"))
+        rows.append(("raw NATS CPU per message: both clients", f"{n_best.cpu_us:.1f} us"))
+    if len(lat) > 1:
+        rows.append(("raw NATS one-way latency median / p99", lat_text(lat[1])))
     if nats_url is None:
         rows.append(("raw NATS", "nats-server not found: no baseline"))
         return
-    r_tp = r_rate.rate if r_rate else 0.0
-    n_tp = n_rate.rate if n_rate else float("nan")
+    note = f"; {len(stalls)} stalled" if stalls else ""
+    r_tp = r_best.rate if r_best else 0.0
+    n_tp = n_best.rate if n_best else float("nan")
     results.append(Result(
         "Relay messages/s, 128 B, window 64 (TLS relay)", r_tp, "msg/s",
         "raw NATS pub/sub, same clients", n_tp, goal=">= 0.5x", met=r_tp / n_tp >= 0.5,
-        note=f"best of {rounds} rounds each" + (f"; {stalls} flow(s) stalled" if stalls else "")))
-    if r_lat is not None and n_lat is not None and r_lat.lat and n_lat.lat:
-        r_p99, n_p99 = pct(r_lat.lat, 0.99) * 1e6, pct(n_lat.lat, 0.99) * 1e6
-        r_med, n_med = statistics.median(r_lat.lat) * 1e6, statistics.median(n_lat.lat) * 1e6
+        note=f"best of {rounds} rounds each" + note))
+    if len(lat) > 1:
+        r_p99, n_p99 = pct(lat[0], 0.99) * 1e6, pct(lat[1], 0.99) * 1e6
+        r_med, n_med = statistics.median(lat[0]) * 1e6, statistics.median(lat[1]) * 1e6
         results.append(Result(
             "Relay one-way latency p99, 128 B (TLS relay)", r_p99, "us",
             "raw NATS pub/sub p99, same clients", n_p99, better="lower", goal="<= 2x",
             met=r_p99 / n_p99 <= 2.0,
             note=f"median {r_med:,.0f} us vs NATS {n_med:,.0f} us ({r_med / n_med:.2f}x); "
-                 f"best of {rounds} rounds each"))
+                 f"{samples:,} samples each, in turns of 50" + note))
 
 
 FD_MARGIN = 64  # descriptors a node keeps for itself (listener, database, pipes, ...)
@@ -465,7 +518,7 @@ def conn_target(hard: int) -> int:
     return min(20_000, hard - FD_MARGIN)
 
 
-async def run(quick: bool, conns: int | None, rounds: int | None) -> None:
+async def run(quick: bool, conns: int | None, rounds: int | None, loop: str) -> None:
     n_msgs = 5_000 if quick else 20_000
     nofile = raise_fd_limit()
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
@@ -475,8 +528,10 @@ async def run(quick: bool, conns: int | None, rounds: int | None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmpd:
         tmp = Path(tmpd)
         users, dev, dev_tok = await make_accounts(tmp / "state", n_conns + 1)
-        child = Child(tmp / "state")
+        child = Child(tmp / "state", loop)
         nats_srv = start_nats(tmp)
+        rows.append(("relay node's event loop", f"{child.loop} (--loop {loop}; igrs relay serve "
+                                                 "takes uvloop when installed)"))
         try:
             await messages(child, users, (dev, dev_tok), nats_srv[1] if nats_srv else None,
                            n_msgs, rounds or (2 if quick else 3), 128, rows, results)
@@ -540,19 +595,20 @@ def main() -> None:
                          f"minus {FD_MARGIN} if lower; quick 500)")
     ap.add_argument("--rounds", type=int, default=None,
                     help="message rounds, relay and NATS alternating (default 3; quick 2)")
+    event_loop.add_loop_option(ap)  # the node's, as igrs relay serve --loop
     ap.add_argument("--serve", nargs=2, metavar=("STATE", "PORT"), help=argparse.SUPPRESS)
     ap.add_argument("--clients", nargs=4, metavar=("USERS", "PORT", "FP", "PARALLEL"),
                     help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
-        asyncio.run(serve(Path(args.serve[0]), int(args.serve[1])))
+        event_loop.run(serve(Path(args.serve[0]), int(args.serve[1])), args.loop)
         return
     if args.clients:
         f, port, fp, parallel = args.clients
         users = [tuple(u) for u in json.loads(Path(f).read_text())]
         asyncio.run(hold_clients(int(port), fp, users, int(parallel)))  # type: ignore[arg-type]
         return
-    asyncio.run(run(args.quick or QUICK, args.conns, args.rounds))
+    asyncio.run(run(args.quick or QUICK, args.conns, args.rounds, event_loop.chosen(args.loop)))
 
 
 if __name__ == "__main__":
