@@ -18,7 +18,7 @@ from igrs.relay.tlslink import TlsLink
 
 
 class ClientLink(TlsLink):
-    __slots__ = ("_decoder", "_drain", "_on_frame", "_out", "_tls", "lost", "ready")
+    __slots__ = ("_decoder", "_drain", "_loop", "_on_frame", "_out", "_tls", "lost", "ready")
 
     def __init__(self, tls: tuple[ssl.SSLContext, str | None, float],
                  on_frame: Callable[[Frame], None], max_payload: int) -> None:
@@ -28,7 +28,7 @@ class ClientLink(TlsLink):
         self._decoder = FrameDecoder(max_payload=max_payload)
         self._out: list[bytes] | None = None
         self._drain: asyncio.Future[None] | None = None  # set while writing is paused
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()  # kept: each call costs a getpid
         self.ready: asyncio.Future[None] = loop.create_future()  # the TLS handshake is done
         self.lost: asyncio.Future[Exception | None] = loop.create_future()  # the link is gone
 
@@ -74,7 +74,7 @@ class ClientLink(TlsLink):
 
     def pause_writing(self) -> None:
         if self._drain is None:
-            self._drain = asyncio.get_running_loop().create_future()
+            self._drain = self._loop.create_future()
 
     def resume_writing(self) -> None:
         self._wake()
@@ -93,7 +93,7 @@ class ClientLink(TlsLink):
         """Queue bytes; what is queued in one loop turn leaves as one TLS write."""
         if self._out is None:
             self._out = [data]
-            asyncio.get_running_loop().call_soon(self.flush)
+            self._loop.call_soon(self.flush)
         else:
             self._out.append(data)
 

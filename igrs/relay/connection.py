@@ -39,6 +39,7 @@ class ConnectionOwner(Protocol):
 
     limits: Limits
     stats: collections.Counter[str]
+    loop: asyncio.AbstractEventLoop  # its running loop (asyncio.get_running_loop() costs a getpid)
 
     def tls_server_context(self) -> ssl.SSLContext: ...
 
@@ -228,7 +229,7 @@ class Connection(TlsLink):
             self._out_bytes = size + len(data)
             if not self._flush_pending:
                 self._flush_pending = True
-                asyncio.get_running_loop().call_soon(self.flush)
+                self._node.loop.call_soon(self.flush)
             return True
         if self.closing or (limit is not None and self._out_bytes > limit):
             return False

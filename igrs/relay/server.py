@@ -91,6 +91,8 @@ def raise_fd_limit() -> int:
 class RelayNode:
     """``async with RelayNode(RelayConfig(...)) as node:`` runs one relay node."""
 
+    loop: asyncio.AbstractEventLoop  # the loop it runs on (set by start)
+
     def __init__(self, config: RelayConfig | None = None, backbone: Backbone | None = None) -> None:
         self.config = config or RelayConfig()
         self.limits = self.config.limits
@@ -176,6 +178,7 @@ class RelayNode:
         return server_context(cert, key)
 
     async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
         if self.config.state_dir is not None:
             for note in secure_state_dir(Path(self.config.state_dir),
                                          database=self._backbone is None):

@@ -112,8 +112,8 @@ class TlsLink(asyncio.Protocol):
         self.tls_ready()
 
     def _read_plain(self) -> None:
-        sslobj = self._sslobj
-        assert sslobj is not None
+        sslobj, bio_in = self._sslobj, self._bio_in
+        assert sslobj is not None and bio_in is not None
         while self._tls_open:
             try:
                 chunk = sslobj.read(READ_SIZE)
@@ -129,6 +129,8 @@ class TlsLink(asyncio.Protocol):
                 self.plain_eof()
                 break
             self.plain_received(chunk)
+            if not bio_in.pending and not sslobj.pending():
+                break  # all read: no SSLWantReadError raised just to learn that
         if self._bio_out is not None and self._bio_out.pending:
             self._send_records()  # post-handshake messages (key update, alerts)
 
