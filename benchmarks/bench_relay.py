@@ -278,26 +278,33 @@ async def nats_pair(url: str, size: int) -> Pair:
     return Pair("NATS", send, receive, close, state)
 
 
-async def latencies(pairs: list[Pair], samples: int, block: int = 50) -> list[list[float]]:
+async def latencies(pairs: list[Pair], samples: int, block: int = 50,
+                    node_pid: int | None = None) -> tuple[list[list[float]], list[float]]:
     """One-way latency, one message at a time (one process clock at both ends), ``samples``
     per pair, the pairs taking turns in blocks of ``block``: a load spike from another process
-    hits all of them alike."""
+    hits all of them alike. Also returns this process's CPU per lone message for each pair,
+    and the relay node's (``node_pid``) after them."""
     flow = Flow("latency (" + ", ".join(p.what for p in pairs) + " in turns)")
     flow.state = lambda: "; ".join(p.state() for p in pairs)
     out: list[list[float]] = [[] for _ in pairs]
+    cpu = [0.0] * (len(pairs) + 1)
 
     async def measure() -> None:
         for _ in range(0, samples, block):
-            for pair, lat in zip(pairs, out, strict=True):
+            for i, (pair, lat) in enumerate(zip(pairs, out, strict=True)):
+                c0, n0 = cpu_seconds(), cpu_seconds(node_pid) if node_pid else 0.0
                 for _ in range(block):
                     t0 = time.perf_counter()
                     await pair.send()
                     flow.sent += 1
                     flow.received += await pair.receive()
                     lat.append(time.perf_counter() - t0)
+                cpu[i] += cpu_seconds() - c0
+                if node_pid and pair.what == "relay":
+                    cpu[-1] += cpu_seconds(node_pid) - n0
 
     await watched(flow, measure())
-    return out
+    return out, [1e6 * c / max(1, len(out[0])) for c in cpu]
 
 
 async def throughput(pair: Pair, n: int, window: int, node_pid: int | None = None) -> Flow:
@@ -333,7 +340,7 @@ async def relay_flow(child: Child, user: tuple[str, str], dev: tuple[str, str], 
     :func:`throughput`."""
     pair = await relay_pair(child, user, dev, size)
     try:
-        (lat,) = await latencies([pair], min(n // 5, 2000))
+        (lat,), _ = await latencies([pair], min(n // 5, 2000))
         flow = await throughput(pair, n, window, child.proc.pid)
         flow.lat = lat
         return flow
@@ -450,11 +457,12 @@ async def messages(child: Child, users: list[tuple[str, str]], dev: tuple[str, s
     pairs = [await relay_pair(child, users[0], dev, size)]
     stalls: list[str] = []
     lat: list[list[float]] = []
+    lone: list[float] = []
     try:
         if nats_url is not None:
             pairs.append(await nats_pair(nats_url, size))
         try:
-            lat = await latencies(pairs, samples)
+            lat, lone = await latencies(pairs, samples, node_pid=child.proc.pid)
         except Stalled as e:
             stalls.append(str(e))
         relay: list[Flow] = []
@@ -482,12 +490,15 @@ async def messages(child: Child, users: list[tuple[str, str]], dev: tuple[str, s
                      f"{r_best.node_cpu_us:.1f} / {r_best.cpu_us:.1f} us"))
     if lat:
         rows.append(("relay one-way latency median / p99", lat_text(lat[0])))
+        rows.append(("relay CPU per lone message: node / both clients",
+                     f"{lone[-1]:.0f} / {lone[0]:.0f} us"))
     if n_best is not None:
         rows.append((f"raw NATS msgs/s ({size} B, window 64)",
                      f"{n_best.rate:,.0f} (rounds: {', '.join(f'{f.rate:,.0f}' for f in nats)})"))
         rows.append(("raw NATS CPU per message: both clients", f"{n_best.cpu_us:.1f} us"))
     if len(lat) > 1:
         rows.append(("raw NATS one-way latency median / p99", lat_text(lat[1])))
+        rows.append(("raw NATS CPU per lone message: both clients", f"{lone[1]:.0f} us"))
     if nats_url is None:
         rows.append(("raw NATS", "nats-server not found: no baseline"))
         return

@@ -409,7 +409,8 @@ class RelayClient:
             self._check_size(payload)
         flags = (DURABLE if durable else 0) | (TARGET_USER if target.kind is Kind.USER else 0)
         if not wait:
-            await self._connected.wait()
+            if not self._connected.is_set():
+                await self._connected.wait()
             self._write_bytes(pack_header(VERSION, _MESSAGE, flags, next(self._ids), _NIL_BYTES,
                                           target.uuid.bytes, len(payload)) + payload)
             return None
