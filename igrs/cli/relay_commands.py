@@ -32,7 +32,7 @@ from igrs.relay.errors import RelayCode, RelayError
 from igrs.relay.ids import Kind, Principal
 from igrs.relay.limits import Limits
 from igrs.relay.payloads import DEFAULT_NAMESPACE
-from igrs.relay.server import RelayNode, tune_asyncio_tls
+from igrs.relay.server import RelayNode, raise_fd_limit
 from igrs.relay.session import REQUEST_OPS
 from igrs.relay.transport import Transport
 
@@ -133,7 +133,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         from igrs.relay.backbone.nats import NatsBackbone  # optional extra "cluster"
 
         backbone = NatsBackbone(args.nats.split(","), node_id=args.node_id, limits=limits)
-    tune_asyncio_tls()
+    raise_fd_limit()  # one descriptor per client
     node = RelayNode(cfg, backbone)
     await node.start()
     print(f"relay node {node.node_id} listening on {args.host}:{node.port}", flush=True)

@@ -6,6 +6,10 @@ point-to-point and point-to-multipoint messages, and the inbound streams ``recei
 ``presence`` and ``notifications``. After a lost connection it reconnects (the next address
 in the list, exponential backoff with jitter), re-authenticates and re-subscribes; stored
 (durable) messages not yet acknowledged are redelivered by the relay and de-duplicated here.
+
+The connection is an asyncio Protocol doing TLS itself (igrs.relay.clientlink, the node's
+link): received frames are handled in the read callback, frames written in one loop turn
+(messages, ACKs) leave as one TLS write.
 """
 
 from __future__ import annotations
@@ -24,11 +28,25 @@ from pathlib import Path
 from typing import Any, Self
 
 from igrs.relay import payloads
+from igrs.relay.clientlink import ClientLink
 from igrs.relay.config import DEFAULT_RELAY_PORT
 from igrs.relay.errors import ConnectionClosed, RelayCode, RelayError
-from igrs.relay.frames import NIL, Flags, Frame, FrameDecoder, FrameType, encode
+from igrs.relay.frames import (
+    ACK_REQUESTED,
+    DURABLE,
+    NIL,
+    SOURCE_USER,
+    STORED,
+    TARGET_USER,
+    VERSION,
+    Frame,
+    FrameType,
+    encode,
+    pack_header,
+)
 from igrs.relay.ids import Kind, Principal
 from igrs.relay.tlsutil import client_context, fingerprint_matches
+from igrs.wire.memo import Memo
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +82,19 @@ def parse_address(addr: str | tuple[str, int]) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+_SOURCES: Memo[int, Principal] = Memo(4096)  # uuid int << 1 | is user -> Principal
+_source_get = _SOURCES.get
+_TARGETS: Memo[str, Principal] = Memo(4096)  # ids given as text to send()
+_target_get = _TARGETS.get
+_NIL_BYTES = NIL.bytes
+_MESSAGE = FrameType.MESSAGE
+
+
 def _source(frame: Frame) -> Principal:
-    kind = Kind.USER if frame.flags & Flags.SOURCE_USER else Kind.DEVICE
-    return Principal(kind, frame.source)
+    user = frame.flags & SOURCE_USER
+    key = frame.source.int << 1 | (1 if user else 0)
+    return _source_get(key) or _SOURCES.remember(
+        key, Principal(Kind.USER if user else Kind.DEVICE, frame.source))
 
 
 class RelayClient:
@@ -110,7 +138,7 @@ class RelayClient:
         self._routes: dict[str, asyncio.Queue[Message]] = {}
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Frame]] = {}
-        self._writer: asyncio.StreamWriter | None = None
+        self._link: ClientLink | None = None
         self._connected = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
         self._subscribed = False
@@ -118,8 +146,6 @@ class RelayClient:
         self._closing = False
         self._addr_index = 0
         self._fast_retry = False
-        self._out: list[bytes] = []
-        self._flush_pending = False
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Self:
@@ -143,27 +169,26 @@ class RelayClient:
 
     async def close(self, *, bye: bool = True) -> None:
         self._closing = True
-        w = self._writer
-        if w is not None and bye and not w.transport.is_closing():
-            self._flush()
+        link = self._link
+        if link is not None and bye and link.usable:
+            link.write(encode(Frame(FrameType.BYE)))
             with contextlib.suppress(Exception):
-                w.write(encode(Frame(FrameType.BYE)))
-                await asyncio.wait_for(w.drain(), 1)
+                await asyncio.wait_for(link.drain(), 1)
         if self._runner is not None:
             self._runner.cancel()
             with contextlib.suppress(BaseException):
                 await self._runner
-        if w is not None:
+        if link is not None:
             if bye:
-                w.close()
+                link.close()
             else:
-                w.transport.abort()
+                link.abort()
 
     def abort(self) -> None:
         """Drop the connection without a goodbye (tests: an unclean disconnect)."""
         self._closing = True
-        if self._writer is not None:
-            self._writer.transport.abort()
+        if self._link is not None:
+            self._link.abort()
         if self._runner is not None:
             self._runner.cancel()
 
@@ -176,36 +201,38 @@ class RelayClient:
         await asyncio.wait_for(self._connected.wait(), timeout)
 
     # ------------------------------------------------------------------ connection loop
-    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _open(self) -> ClientLink:
         host, port = self.addresses[self._addr_index % len(self.addresses)]
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(
-                host, port, ssl=self._ssl,
-                server_hostname=self.server_hostname or (None if self.fingerprint else host),
-                limit=CLIENT_MAX_PAYLOAD,
-            ),
-            self.connect_timeout,
-        )
+        hostname = self.server_hostname or (None if self.fingerprint else host)
+        link = ClientLink((self._ssl, hostname, self.connect_timeout), self._on_frame,
+                          CLIENT_MAX_PAYLOAD)
+        loop = asyncio.get_running_loop()
+
+        async def opened() -> None:
+            await loop.create_connection(lambda: link, host, port)
+            await link.ready
+
+        try:
+            await asyncio.wait_for(opened(), self.connect_timeout)
+        except BaseException:
+            link.abort()
+            raise
         if self.fingerprint is not None:
-            sslobj = writer.get_extra_info("ssl_object")
-            der = sslobj.getpeercert(binary_form=True) if sslobj else None
+            der = link.peer_certificate()
             if der is None or not fingerprint_matches(der, self.fingerprint):
-                writer.transport.abort()
+                link.abort()
                 raise ssl.SSLError(f"relay certificate of {host}:{port} does not match the pin")
-        return reader, writer
+        return link
 
     async def _run(self, first: asyncio.Future[None]) -> None:
         delay = self.backoff[0]
         attempts = 0
         while True:
             attempts += 1
-            reader_task: asyncio.Task[None] | None = None
+            link: ClientLink | None = None
             try:
-                reader, writer = await self._open()
-                self._writer = writer
-                self._out.clear()
-                decoder = FrameDecoder(max_payload=CLIENT_MAX_PAYLOAD)
-                reader_task = asyncio.create_task(self._read(reader, decoder))
+                link = self._link = await self._open()
+                link.lost.add_done_callback(self._lost)
                 if self.principal is not None and self.token is not None:
                     await self._authenticate()
                 if self._subscribed:
@@ -215,21 +242,17 @@ class RelayClient:
                 delay = self.backoff[0]
                 if not first.done():
                     first.set_result(None)
-                ping = asyncio.create_task(self._pinger())
+                ping = asyncio.create_task(self._pinger(link))
                 try:
-                    await reader_task
+                    await asyncio.shield(link.lost)
                 finally:
                     ping.cancel()
             except asyncio.CancelledError:
-                if reader_task is not None:
-                    reader_task.cancel()
                 self._fail_pending(ConnectionClosed(RelayCode.GOING_AWAY, "client closed"))
                 raise
             except (OSError, ssl.SSLError, TimeoutError, RelayError) as e:
                 err = e if isinstance(e, RelayError) else ConnectionClosed(
                     RelayCode.GOING_AWAY, f"connection failed: {e}")
-                if reader_task is not None:
-                    reader_task.cancel()
                 if not first.done() and (
                     not self.reconnect
                     or isinstance(e, RelayError | ssl.SSLError)
@@ -240,8 +263,8 @@ class RelayClient:
                 log.debug("relay connection error: %s", err)
             finally:
                 self._connected.clear()
-                if self._writer is not None:
-                    self._writer.transport.abort()
+                if link is not None and not self._closing:
+                    link.abort()
             reason = self.closed_reason or ConnectionClosed(RelayCode.GOING_AWAY, "lost")
             self._fail_pending(reason)
             if self._closing or not self.reconnect or (
@@ -257,6 +280,12 @@ class RelayClient:
                 continue
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, self.backoff[1])
+
+    def _lost(self, lost: asyncio.Future[Exception | None]) -> None:
+        """The link is gone: what waits for an answer fails now (not at its timeout)."""
+        if self.closed_reason is None:
+            self.closed_reason = ConnectionClosed(RelayCode.GOING_AWAY, "relay closed")
+        self._fail_pending(self.closed_reason)
 
     def _fail_pending(self, err: RelayError) -> None:
         for fut in self._pending.values():
@@ -275,42 +304,28 @@ class RelayClient:
         self.server_limits = info.get("limits", {})
         self.max_payload = int(self.server_limits.get("max_frame_payload", self.max_payload))
 
-    async def _pinger(self) -> None:
+    async def _pinger(self, link: ClientLink) -> None:
         interval = float(self.server_limits.get("ping_interval", 30.0))
         while True:
             await asyncio.sleep(interval)
             try:
                 await asyncio.wait_for(self._call(Frame(FrameType.PING)), interval)
             except (TimeoutError, RelayError):
-                if self._writer is not None:
-                    self._writer.transport.abort()  # dead relay: reconnect
+                link.abort()  # dead relay: reconnect
                 return
 
-    async def _read(self, reader: asyncio.StreamReader, decoder: FrameDecoder) -> None:
-        try:
-            while True:
-                data = await reader.read(256 * 1024)
-                if not data:
-                    return
-                for frame in decoder.feed(data):
-                    self._on_frame(frame)
-        except (OSError, ssl.SSLError):
-            return
-        finally:
-            if self.closed_reason is None:
-                self.closed_reason = ConnectionClosed(RelayCode.GOING_AWAY, "relay closed")
-            self._fail_pending(self.closed_reason)
-
     def _on_frame(self, frame: Frame) -> None:
+        """One received frame, in the link's read callback: nothing here may wait."""
         t = frame.type
         if t is FrameType.DELIVER:
-            msg = payloads.decode_message(frame.payload)
-            stored = bool(frame.flags & Flags.STORED)
+            payload = frame.payload
+            ns = payloads.message_namespace(payload)
+            stored = frame.flags & STORED != 0
             if stored and frame.id in self._seen:
                 self._send_ack(frame.id)  # redelivery of one already handed over
                 return
-            self._routes.get(msg.namespace, self._messages).put_nowait(
-                Message(_source(frame), msg.namespace, msg.body, frame.id, stored)
+            self._routes.get(ns, self._messages).put_nowait(
+                Message(_source(frame), ns, payload[1 + payload[0] :], frame.id, stored)
             )
         elif t in (FrameType.RESPONSE, FrameType.RECEIPT, FrameType.AUTH_OK, FrameType.PONG):
             fut = self._pending.pop(frame.id, None)
@@ -332,7 +347,8 @@ class RelayClient:
         elif t is FrameType.NOTIFY:
             self.notifications.put_nowait(payloads.decode_json(frame.payload))
         elif t is FrameType.PING:
-            self._write(Frame(FrameType.PONG, id=frame.id))
+            with contextlib.suppress(RelayError):
+                self._write(Frame(FrameType.PONG, id=frame.id))
         elif t is FrameType.GOAWAY:
             code, reason = payloads.decode_error(frame.payload)
             self.closed_reason = ConnectionClosed(code, reason)
@@ -341,19 +357,14 @@ class RelayClient:
 
     # ------------------------------------------------------------------ primitives
     def _write(self, frame: Frame) -> None:
-        """Queue a frame; frames queued in one loop turn leave as one TLS write."""
-        if self._writer is None or self._writer.transport.is_closing():
-            raise ConnectionClosed(RelayCode.GOING_AWAY, "not connected")
-        self._out.append(encode(frame))
-        if not self._flush_pending:
-            self._flush_pending = True
-            asyncio.get_running_loop().call_soon(self._flush)
+        self._write_bytes(encode(frame))
 
-    def _flush(self) -> None:
-        self._flush_pending = False
-        if self._out and self._writer is not None and not self._writer.transport.is_closing():
-            self._writer.write(b"".join(self._out))
-        self._out.clear()
+    def _write_bytes(self, data: bytes) -> None:
+        """Queue an encoded frame; frames queued in one loop turn leave as one TLS write."""
+        link = self._link
+        if link is None or not link.usable:
+            raise ConnectionClosed(RelayCode.GOING_AWAY, "not connected")
+        link.write(data)
 
     async def _call(self, frame: Frame) -> Frame:
         fid = frame.id or next(self._ids)
@@ -376,9 +387,8 @@ class RelayClient:
         return await self._request({"op": op, **args})
 
     async def drain(self) -> None:
-        self._flush()
-        if self._writer is not None:
-            await self._writer.drain()
+        if self._link is not None:
+            await self._link.drain()
 
     def _check_size(self, payload: bytes) -> None:
         if len(payload) > self.max_payload:
@@ -396,19 +406,21 @@ class RelayClient:
     ) -> dict[str, Any] | None:
         """Point-to-point. ``durable``: stored until the target acknowledges (offline
         storage). ``wait``: ask for a receipt and return it ({"status": ...})."""
-        target = Principal.parse(target) if isinstance(target, str) else target
+        if isinstance(target, str):
+            target = _target_get(target) or _TARGETS.remember(target, Principal.parse(target))
         data = body.encode() if isinstance(body, str) else body
         payload = payloads.encode_message(namespace, data)
-        self._check_size(payload)
-        flags = (Flags.DURABLE if durable else Flags.NONE) | (
-            Flags.TARGET_USER if target.kind is Kind.USER else Flags.NONE)
+        if len(payload) > self.max_payload:
+            self._check_size(payload)
+        flags = (DURABLE if durable else 0) | (TARGET_USER if target.kind is Kind.USER else 0)
         if not wait:
-            await self._connected.wait()
-            self._write(Frame(FrameType.MESSAGE, id=next(self._ids), flags=flags,
-                              target=target.uuid, payload=payload))
+            if not self._connected.is_set():
+                await self._connected.wait()
+            self._write_bytes(pack_header(VERSION, _MESSAGE, flags, next(self._ids), _NIL_BYTES,
+                                          target.uuid.bytes, len(payload)) + payload)
             return None
         await self._connected.wait()
-        frame = await self._call(Frame(FrameType.MESSAGE, flags=flags | Flags.ACK_REQUESTED,
+        frame = await self._call(Frame(FrameType.MESSAGE, flags=flags | ACK_REQUESTED,
                                        target=target.uuid, payload=payload))
         return payloads.decode_json(frame.payload)
 
@@ -426,11 +438,11 @@ class RelayClient:
         data = body.encode() if isinstance(body, str) else body
         payload = payloads.encode_multicast([t.uuid for t in ts], namespace, data)
         self._check_size(payload)
-        flags = Flags.DURABLE if durable else Flags.NONE
+        flags = DURABLE if durable else 0
         dest = NIL
         if user is not None:
             u = Principal.parse(user) if isinstance(user, str) else user
-            dest, flags = u.uuid, flags | Flags.TARGET_USER
+            dest, flags = u.uuid, flags | TARGET_USER
         await self._connected.wait()
         frame = await self._call(Frame(FrameType.MULTICAST, flags=flags, target=dest,
                                        payload=payload))
@@ -441,6 +453,21 @@ class RelayClient:
         if msg.stored and self.auto_ack:
             self.ack(msg)
         return msg
+
+    async def receive_many(self, limit: int = 1024, timeout: float | None = None
+                           ) -> list[Message]:
+        """Wait for a message, then take every one already waiting too (at most ``limit``):
+        one wake-up for a whole received chunk. Stored ones are acknowledged as by
+        :meth:`receive` (their ACKs leave together)."""
+        first = await self.receive(timeout)
+        out = [first]
+        q = self._messages
+        while len(out) < limit and not q.empty():
+            msg = q.get_nowait()
+            if msg.stored and self.auto_ack:
+                self.ack(msg)
+            out.append(msg)
+        return out
 
     async def messages(self) -> AsyncIterator[Message]:
         while True:

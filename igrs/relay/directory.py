@@ -63,21 +63,34 @@ class Directory:
         self.limits = limits
         self.cache_ttl = cache_ttl
         self.executor = executor
-        self._cache: Memo[tuple[str, uuid.UUID, uuid.UUID], tuple[float, Any]] = Memo(100_000)
+        # keyed by the UUIDs' ints: a tuple of ints hashes in C, a UUID's hash is Python code
+        self._cache: Memo[tuple[str, int, int], tuple[float, Any]] = Memo(100_000)
+        self.generation = 0  # counts invalidations: a cache built on this one checks it
         self._accounts: int | None = None  # counted accounts (max_accounts)
         self._counted = 0.0
 
-    def _cached(self, key: tuple[str, uuid.UUID, uuid.UUID]) -> tuple[bool, Any]:
+    def _cached(self, key: tuple[str, int, int]) -> tuple[bool, Any]:
         hit = self._cache.get(key)
         if hit is not None and time.monotonic() - hit[0] < self.cache_ttl:
             return True, hit[1]
         return False, None
 
-    def _remember(self, key: tuple[str, uuid.UUID, uuid.UUID], value: Any) -> None:
+    def _remember(self, key: tuple[str, int, int], value: Any) -> None:
         self._cache.remember(key, (time.monotonic(), value))
 
     def invalidate(self) -> None:
         self._cache.clear()
+        self.generation += 1
+
+    def fresh_until(self, a: uuid.UUID, b: uuid.UUID) -> float:
+        """Until when (monotonic s) the cached answers "``a`` is related to ``b``" and "``b``'s
+        account" stay valid; 0 if either is not cached. No I/O: the node's message path keeps
+        its own cache of routes on this (with :attr:`generation`)."""
+        rel = self._cache.get(("rel", a.int, b.int))
+        acct = self._cache.get(("acct", b.int, b.int))
+        if rel is None or acct is None or acct[1] is None or rel[1] not in RELATED:
+            return 0.0
+        return min(rel[0], acct[0]) + self.cache_ttl
 
     # ---- helpers ----
     async def _get(self, key: str) -> dict[str, Any] | None:
@@ -88,13 +101,13 @@ class Directory:
         await self.kv.put(key, json.dumps(obj, separators=(",", ":")).encode())
 
     async def account(self, u: uuid.UUID) -> Account | None:
-        hit, value = self._cached(("acct", u, u))
+        hit, value = self._cached(("acct", u.int, u.int))
         if hit:
             return value
         a = await self._get(f"acct.{u.hex}")
         acct = None if a is None else Account(
             Principal(Kind(a["kind"]), u), a["name"], a.get("device_type"))
-        self._remember(("acct", u, u), acct)
+        self._remember(("acct", u.int, u.int), acct)
         return acct
 
     async def require(self, u: uuid.UUID) -> Account:
@@ -213,7 +226,7 @@ class Directory:
 
     # ---- relationships ----
     async def relation(self, a: uuid.UUID, b: uuid.UUID) -> str | None:
-        hit, value = self._cached(("rel", a, b))
+        hit, value = self._cached(("rel", a.int, b.int))
         if hit:
             return value
         r = await self._get(f"rel.{a.hex}.{b.hex}")
@@ -221,7 +234,7 @@ class Directory:
         if rel is not None:
             # Only relations are cached: a new relation made on another node must work at
             # once (no stale "unrelated"); a removed one is honoured within cache_ttl.
-            self._remember(("rel", a, b), rel)
+            self._remember(("rel", a.int, b.int), rel)
         return rel
 
     async def related(self, a: uuid.UUID, b: uuid.UUID) -> bool:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import struct
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum, IntFlag
 
 import construct as c
 
 from igrs.relay.errors import RelayCode, RelayError
+from igrs.wire.memo import Memo
 
 VERSION = 1
 HEADER_SIZE = 48
@@ -52,6 +52,15 @@ class Flags(IntFlag):
     SOURCE_USER = 0x0100  # source uuid is a user (else a device, or nil)
     TARGET_USER = 0x0200  # target uuid is a user
 
+
+# The flag bits as plain ints, for hot paths: ``IntFlag`` arithmetic runs Python-level
+# ``__and__``/``__or__`` and makes a new member each time (a plain int on either side does
+# not help: ``int & Flags.X`` calls ``Flags.__rand__``). Frames carry their flags as ints.
+DURABLE = int(Flags.DURABLE)
+ACK_REQUESTED = int(Flags.ACK_REQUESTED)
+STORED = int(Flags.STORED)
+SOURCE_USER = int(Flags.SOURCE_USER)
+TARGET_USER = int(Flags.TARGET_USER)
 
 _TYPES = frozenset(int(t) for t in FrameType)
 CLIENT_TYPES = frozenset(
@@ -128,11 +137,15 @@ class FrameError(RelayError):
     """Bytes that are not a valid frame: the connection that sent them is closed."""
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Frame:
+    """One frame. Treat it as immutable; it is not ``frozen`` because a frozen dataclass
+    sets each field through ``object.__setattr__`` in Python code, and the decoder makes one
+    of these per received frame."""
+
     type: FrameType
     id: int = 0
-    flags: Flags = Flags.NONE
+    flags: int = 0  # Flags bits (a plain int when decoded)
     source: uuid.UUID = NIL
     target: uuid.UUID = NIL
     payload: bytes = field(default=b"", repr=False)
@@ -142,8 +155,9 @@ class Frame:
         return encode(self)
 
 
-_pack = _HEADER_STRUCT.pack
-_unpack = _HEADER_STRUCT.unpack
+_pack = pack_header = _HEADER_STRUCT.pack  # (version, type, flags, id, source, target, length)
+_pack_length = struct.Struct(">I").pack
+TEMPLATE_SIZE = HEADER_SIZE - 4  # a header up to its length field
 
 
 def encode(frame: Frame) -> bytes:
@@ -151,6 +165,17 @@ def encode(frame: Frame) -> bytes:
         frame.version, frame.type, frame.flags, frame.id, frame.source.bytes,
         frame.target.bytes, len(frame.payload),
     ) + frame.payload
+
+
+def template(ftype: FrameType, flags: int, source: uuid.UUID, target: uuid.UUID,
+             fid: int = 0) -> bytes:
+    """A frame header without its length: a frame that repeats (every message between the
+    same two parties) is then ``template + length + payload``, see :func:`from_template`."""
+    return _pack(VERSION, ftype, flags, fid, source.bytes, target.bytes, 0)[:TEMPLATE_SIZE]
+
+
+def from_template(head: bytes, payload: bytes) -> bytes:
+    return head + _pack_length(len(payload)) + payload
 
 
 def decode(data: bytes, *, max_payload: int) -> Frame:
@@ -162,58 +187,75 @@ def decode(data: bytes, *, max_payload: int) -> Frame:
     return frames[0]
 
 
-class FrameDecoder:
-    """Incremental decoder. ``feed`` yields whole frames; raises FrameError on bad input."""
+# Hot-path lookups: a frame's type by code, and a memo of UUIDs (the same few principals
+# repeat on a connection; a full memo empties itself, igrs.wire.memo).
+_TYPE_BY_CODE: list[FrameType | None] = [None] * 256
+for _t in FrameType:
+    _TYPE_BY_CODE[_t] = _t
+_UUIDS: Memo[bytes, uuid.UUID] = Memo(8192)
+_uuid_get = _UUIDS.get
+_unpack_from = _HEADER_STRUCT.unpack_from
 
-    __slots__ = ("_buf", "_header", "max_payload")
+
+def _uuid(raw: bytes) -> uuid.UUID:
+    return _UUIDS.remember(raw, uuid.UUID(bytes=raw))
+
+
+class FrameDecoder:
+    """Incremental decoder. ``feed`` returns the whole frames; raises FrameError on bad input.
+
+    Frames are cut straight out of the received chunk (one copy: the payload); only an
+    incomplete tail is kept, and it is joined with the next chunks once they complete it
+    (``_need``), so a large frame arriving in many chunks is copied once, not once per chunk.
+    """
+
+    __slots__ = ("_buf", "_need", "max_payload")
 
     def __init__(self, *, max_payload: int) -> None:
         self.max_payload = max_payload
         self._buf = bytearray()
-        self._header: tuple[int, int, int, int, bytes, bytes, int] | None = None
+        self._need = HEADER_SIZE  # bytes needed in _buf before the next frame can progress
 
     @property
     def buffered(self) -> int:
         return len(self._buf)
 
-    def feed(self, data: bytes) -> Iterator[Frame]:
-        self._buf += data
-        while True:
-            if self._header is None:
-                if len(self._buf) < HEADER_SIZE:
-                    return
-                self._header = self._parse_header(bytes(self._buf[:HEADER_SIZE]))
-                del self._buf[:HEADER_SIZE]
-            version, ftype, flags, fid, source, target, length = self._header
-            if len(self._buf) < length:
-                return
-            payload = bytes(self._buf[:length])
-            del self._buf[:length]
-            self._header = None
-            yield Frame(
-                type=FrameType(ftype),
-                id=fid,
-                flags=Flags(flags),
-                source=uuid.UUID(bytes=source),
-                target=uuid.UUID(bytes=target),
-                payload=payload,
-                version=version,
-            )
-
-    def _parse_header(self, raw: bytes) -> tuple[int, int, int, int, bytes, bytes, int]:
-        if raw[0] != VERSION:
-            raise FrameError(RelayCode.VERSION, f"unsupported frame version {raw[0]}")
-        h = _unpack(raw)
-        if h[1] not in _TYPES:
-            raise FrameError(RelayCode.BAD_FRAME, f"unknown frame type 0x{h[1]:02x}")
-        if h[6] > self.max_payload:
-            raise FrameError(
-                RelayCode.TOO_LARGE,
-                f"frame payload {h[6]} bytes exceeds the cap of {self.max_payload}",
-            )
-        return h
+    def feed(self, data: bytes) -> list[Frame]:
+        buf = self._buf
+        if buf:
+            buf += data
+            if len(buf) < self._need:
+                return []
+            data = bytes(buf)
+            self._buf = bytearray()
+        out: list[Frame] = []
+        off, end = 0, len(data)
+        need = HEADER_SIZE
+        while end - off >= HEADER_SIZE:
+            if data[off] != VERSION:
+                raise FrameError(RelayCode.VERSION, f"unsupported frame version {data[off]}")
+            version, code, flags, fid, source, target, length = _unpack_from(data, off)
+            ftype = _TYPE_BY_CODE[code]
+            if ftype is None:
+                raise FrameError(RelayCode.BAD_FRAME, f"unknown frame type 0x{code:02x}")
+            if length > self.max_payload:
+                raise FrameError(
+                    RelayCode.TOO_LARGE,
+                    f"frame payload {length} bytes exceeds the cap of {self.max_payload}",
+                )
+            start = off + HEADER_SIZE
+            if end - start < length:
+                need = HEADER_SIZE + length
+                break
+            off = start + length
+            out.append(Frame(ftype, fid, flags, _uuid_get(source) or _uuid(source),
+                             _uuid_get(target) or _uuid(target), data[start:off], version))
+        if off < end:
+            self._buf = bytearray(memoryview(data)[off:])
+            self._need = need
+        return out
 
     def at_eof(self) -> None:
         """Call when the peer closed: a partial frame left over is a truncation."""
-        if self._buf or self._header is not None:
+        if self._buf:
             raise FrameError(RelayCode.BAD_FRAME, "truncated frame at end of stream")

@@ -19,6 +19,7 @@ import construct as c
 
 from igrs.relay.errors import RelayCode
 from igrs.relay.frames import FrameError, Uuid
+from igrs.wire.memo import Memo
 
 DEFAULT_NAMESPACE = "urn:IGRS:relay:app"  # project choice: uniform application primitive
 MAX_NAMESPACE = 255
@@ -47,22 +48,43 @@ def _check_ns(ns: str) -> str:
     return ns
 
 
+# Checked namespaces, both ways (a handful repeat; hostile new ones cost a bounded memo).
+_PREFIXES: Memo[str, bytes] = Memo(1024)  # namespace -> its length byte + ASCII
+_prefix_get = _PREFIXES.get
+_NAMESPACES: Memo[bytes, str] = Memo(1024)  # raw namespace bytes -> checked namespace
+_namespace_get = _NAMESPACES.get
+
+
+def _prefix(namespace: str) -> bytes:
+    ns = _check_ns(namespace).encode()
+    return _PREFIXES.remember(namespace, bytes((len(ns),)) + ns)
+
+
 def encode_message(namespace: str, body: bytes) -> bytes:
     # hot path, equivalent to MESSAGE_BODY.build (tests check it): ns is ASCII, 1-255 bytes
-    ns = _check_ns(namespace).encode()
-    return bytes((len(ns),)) + ns + body
+    return (_prefix_get(namespace) or _prefix(namespace)) + body
+
+
+def _namespace(raw: bytes) -> str:
+    try:
+        ns = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise FrameError(RelayCode.BAD_FRAME, "bad message payload: namespace not ASCII") from None
+    return _NAMESPACES.remember(raw, _check_ns(ns))
+
+
+def message_namespace(payload: bytes) -> str:
+    """The checked namespace of a MESSAGE/DELIVER payload (FrameError if it is bad)."""
+    n = payload[0] if payload else 0
+    if n == 0 or len(payload) < 1 + n:
+        raise FrameError(RelayCode.BAD_FRAME, "bad message payload: namespace missing/short")
+    raw = payload[1 : 1 + n]
+    return _namespace_get(raw) or _namespace(raw)
 
 
 def decode_message(payload: bytes) -> MessageBody:
     # hot path, equivalent to MESSAGE_BODY.parse plus the namespace check
-    n = payload[0] if payload else 0
-    if n == 0 or len(payload) < 1 + n:
-        raise FrameError(RelayCode.BAD_FRAME, "bad message payload: namespace missing/short")
-    try:
-        ns = payload[1 : 1 + n].decode("ascii")
-    except UnicodeDecodeError:
-        raise FrameError(RelayCode.BAD_FRAME, "bad message payload: namespace not ASCII") from None
-    return MessageBody(_check_ns(ns), payload[1 + n :])
+    return MessageBody(message_namespace(payload), payload[1 + payload[0] :])
 
 
 def encode_multicast(targets: list[uuid.UUID], namespace: str, body: bytes) -> bytes:

@@ -18,7 +18,7 @@ import ssl
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Self
@@ -29,15 +29,31 @@ from igrs.relay.backbone.base import Backbone
 from igrs.relay.backbone.embedded import EmbeddedBackbone
 from igrs.relay.codes import KDF_THREADS
 from igrs.relay.config import RelayConfig
+from igrs.relay.connection import Connection
 from igrs.relay.directory import Directory
 from igrs.relay.errors import RelayCode, RelayError
-from igrs.relay.frames import Flags, Frame, FrameError, FrameType, encode
+from igrs.relay.frames import (
+    ACK_REQUESTED,
+    DURABLE,
+    SOURCE_USER,
+    STORED,
+    TARGET_USER,
+    VERSION,
+    Frame,
+    FrameError,
+    FrameType,
+    encode,
+    from_template,
+    pack_header,
+    template,
+)
 from igrs.relay.guard import AddressBuckets, AddressSlots, BindAttempt, BindGuard, address_key
 from igrs.relay.ids import Kind, Principal
 from igrs.relay.limits import TokenBucket
-from igrs.relay.session import PRE_AUTH_OPS, ServerSession, State
+from igrs.relay.session import PRE_AUTH_OPS, State
 from igrs.relay.statedir import secure_state_dir
 from igrs.relay.tlsutil import fingerprint_pem, make_self_signed, server_context
+from igrs.wire.memo import Memo
 
 log = logging.getLogger(__name__)
 
@@ -45,105 +61,36 @@ NOTIFY_NS = "urn:IGRS:relay:notify"
 MAIL_BATCH = 256
 
 
-def _kind_flag(p: Principal, bit: Flags) -> Flags:
-    return bit if p.kind is Kind.USER else Flags.NONE
+def _kind_flag(p: Principal, bit: int) -> int:
+    return bit if p.kind is Kind.USER else 0
 
 
-def tune_asyncio_tls(read_buffer: int = 32 * 1024) -> None:
-    """Lower asyncio's per-TLS-connection read buffer (256 KiB in CPython 3.11-3.13).
+_MESSAGE, _DELIVER, _RECEIPT, _PING, _PONG = (
+    FrameType.MESSAGE, FrameType.DELIVER, FrameType.RECEIPT, FrameType.PING, FrameType.PONG)
+_DELIVERED = payloads.encode_json({"status": "delivered"})
+_NIL16 = bytes(16)
 
-    Process-wide (a class attribute of asyncio.sslproto.SSLProtocol); TLS records are at most
-    16 KiB, so 32 KiB loses nothing. ``igrs relay serve`` calls it: at 5,000 connections it
-    is the difference between ~1.3 GiB and ~200 MiB of buffers.
+
+def raise_fd_limit() -> int:
+    """Raise this process's soft RLIMIT_NOFILE to its hard limit; return the soft limit.
+
+    Every client connection is a file descriptor: a node with the usual soft limit (1,024)
+    would refuse clients long before its memory is used. Raising the hard limit needs
+    privileges a node should not have; ``igrs relay serve`` calls this at start-up.
     """
-    from asyncio import sslproto
+    import resource
 
-    sslproto.SSLProtocol.max_size = read_buffer
-
-
-class Connection:
-    """One client connection (shell side)."""
-
-    __slots__ = (
-        "_flush_pending",
-        "_loop",
-        "_out",
-        "_out_bytes",
-        "clean",
-        "closing",
-        "inflight",
-        "more_mail",
-        "peer",
-        "reader",
-        "session",
-        "subscribed",
-        "writer",
-    )
-
-    def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, session: ServerSession
-    ) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.session = session
-        self.subscribed = False
-        self.closing = False
-        self.clean = False
-        self.inflight: set[int] = set()
-        self.more_mail = False  # the last mail push was a full batch: refill after ACKs
-        self.peer = writer.get_extra_info("peername")
-        self._loop = asyncio.get_running_loop()
-        self._out: list[bytes] = []
-        self._out_bytes = 0
-        self._flush_pending = False
-
-    @property
-    def principal(self) -> Principal | None:
-        return self.session.principal
-
-    def buffered(self) -> int:
-        return self.writer.transport.get_write_buffer_size() + self._out_bytes
-
-    def send(self, data: bytes, limit: int | None = None) -> bool:
-        """Queue bytes; with ``limit``, refuse (False) when the send buffer is over it.
-
-        Frames queued in one event-loop turn leave as one TLS write (fewer records and
-        system calls under load, no added delay when idle)."""
-        if self.closing or self.writer.transport.is_closing():
-            return False
-        if limit is not None and self.buffered() > limit:
-            return False
-        self._out.append(data)
-        self._out_bytes += len(data)
-        if not self._flush_pending:
-            self._flush_pending = True
-            self._loop.call_soon(self.flush)
-        return True
-
-    def flush(self) -> None:
-        self._flush_pending = False
-        if self._out:
-            data = b"".join(self._out)
-            self._out.clear()
-            self._out_bytes = 0
-            if not self.writer.transport.is_closing():
-                self.writer.write(data)
-
-    def goaway(self, code: int, reason: str, stats: collections.Counter[str] | None = None) -> None:
-        if stats is not None:
-            stats[f"goaway.{int(code)}"] += 1
-        self.flush()
-        if not self.closing:
-            frame = Frame(FrameType.GOAWAY, payload=payloads.encode_error(code, reason))
-            with contextlib.suppress(Exception):
-                self.writer.write(encode(frame))
-            self.closing = True
-        self.session.close()
-        self.writer.transport.close()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, target), hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 class RelayNode:
     """``async with RelayNode(RelayConfig(...)) as node:`` runs one relay node."""
+
+    loop: asyncio.AbstractEventLoop  # the loop it runs on (set by start)
 
     def __init__(self, config: RelayConfig | None = None, backbone: Backbone | None = None) -> None:
         self.config = config or RelayConfig()
@@ -152,9 +99,13 @@ class RelayNode:
         self._backbone = backbone
         self.directory: Directory | None = None
         self._server: asyncio.Server | None = None
+        self._tls: ssl.SSLContext | None = None
         self._conns: set[Connection] = set()
         self._local: dict[uuid.UUID, set[Connection]] = {}
         self._buckets: dict[uuid.UUID, TokenBucket] = {}
+        # the message path's routes: (sender, target) UUID ints -> (valid until, directory
+        # generation, DELIVER header template); see handle_now
+        self._routes: Memo[tuple[int, int], tuple[float, int, bytes]] = Memo(100_000)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._housekeeper: asyncio.Task[None] | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -226,6 +177,7 @@ class RelayNode:
         return server_context(cert, key)
 
     async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
         if self.config.state_dir is not None:
             for note in secure_state_dir(Path(self.config.state_dir),
                                          database=self._backbone is None):
@@ -239,14 +191,9 @@ class RelayNode:
                                               max_bytes=self.limits.max_stored_bytes)
         await self._backbone.start(self)
         self.directory = Directory(self._backbone.kv, self.limits, executor=self._kdf)
-        self._server = await asyncio.start_server(
-            self._handle,
-            self.config.host,
-            self.config.port,
-            ssl=ctx,
-            ssl_handshake_timeout=self.limits.tls_handshake_timeout,
-            limit=self.limits.read_buffer,
-            backlog=1024,
+        self._tls = ctx
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: Connection(self), self.config.host, self.config.port, backlog=1024,
         )
         self._housekeeper = asyncio.create_task(self._housekeeping())
         log.info("relay node %s on port %d, fingerprint %s", self.node_id, self.port,
@@ -261,7 +208,7 @@ class RelayNode:
         for conn in list(self._conns):
             if abort:
                 conn.closing = True
-                conn.writer.transport.abort()
+                conn.abort()
             else:
                 conn.goaway(RelayCode.GOING_AWAY, "relay node shutting down")
         self._closing = True
@@ -285,10 +232,8 @@ class RelayNode:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _spawn(self, coro: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        self.spawn(coro)
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -308,54 +253,91 @@ class RelayNode:
                     del self._buckets[key]
 
     # ------------------------------------------------------------------ connections
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._tasks.add(asyncio.current_task())  # type: ignore[arg-type]
-        conn = Connection(reader, writer, ServerSession(self.limits, time.monotonic()))
+    def tls_server_context(self) -> ssl.SSLContext:
+        assert self._tls is not None, "node not started"
+        return self._tls
+
+    def accepted(self, conn: Connection) -> None:
+        """The TLS handshake of ``conn`` is done."""
         if len(self._conns) >= self.limits.max_connections:
             conn.goaway(RelayCode.SERVER_FULL, "relay full: max connections reached", self.stats)
-            self._tasks.discard(asyncio.current_task())
             return
         if not self._preauth.acquire(conn, address_key(conn.peer)):
             conn.goaway(RelayCode.SERVER_FULL, "too many unauthenticated connections from "
                                                "this address", self.stats)
-            self._tasks.discard(asyncio.current_task())
             return
         self._conns.add(conn)
-        try:
-            await self._read_loop(conn)
-        except FrameError as e:
-            log.info("closing %s: %s", conn.peer, e)
-            conn.goaway(e.code, e.reason, self.stats)
-        except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError, OSError):
-            pass
-        except Exception as e:  # pragma: no cover - a bug must not kill the node
-            log.exception("internal error on %s", conn.peer)
-            conn.goaway(RelayCode.INTERNAL, f"internal error: {type(e).__name__}", self.stats)
-        finally:
-            self._tasks.discard(asyncio.current_task())
-            await self._drop(conn)
 
-    async def _read_loop(self, conn: Connection) -> None:
-        read = conn.reader.read
-        size = self.limits.read_buffer
-        while not conn.closing:
-            data = await read(size)
-            if not data:
-                conn.session.eof()
-                return
-            for frame in conn.session.receive(data, time.monotonic()):
-                await self._dispatch(conn, frame)
-                if conn.closing:
-                    return
-            if conn.buffered() > self.limits.max_send_buffer:
-                await conn.writer.drain()  # a client that does not read gets no more reads
+    def dispatch(self, conn: Connection, frame: Frame) -> Coroutine[Any, Any, None]:
+        return self._dispatch(conn, frame)
+
+    def handle_now(self, conn: Connection, frame: Frame, now: float) -> bool:
+        """Handle ``frame`` here and now if nothing has to be waited for, else return False
+        (it is then :meth:`dispatch`-ed). The common case of a relay, a message to a party
+        connected to this node whose relation is cached, costs no coroutine, no await and no
+        directory call: the route (relation and account checked, the DELIVER header built)
+        is cached per sender and target for as long as the directory's answers are."""
+        t = frame.type
+        if t is _MESSAGE:
+            flags = frame.flags
+            sender = conn.session.principal
+            if flags & DURABLE or sender is None:
+                return False
+            target = frame.target
+            route = self._routes.get((sender.uuid.int, target.int))
+            directory = self.directory
+            if (route is None or now >= route[0] or directory is None
+                    or route[1] != directory.generation):
+                return False
+            conns = self._local.get(target)
+            if not conns:
+                return False  # on another node, or offline: the backbone decides
+            if not self._rate_ok(conn, now):
+                self._error(conn, frame.id, RelayError(RelayCode.RATE_LIMITED,
+                                                       "message rate limit exceeded"))
+                return True
+            payload = frame.payload
+            payloads.message_namespace(payload)  # checked (memoised); FrameError closes
+            if not self._send_local(conns, from_template(route[2], payload)):
+                self._error(conn, frame.id, RelayError(RelayCode.TARGET_BUSY,
+                                                       "target's send buffer is full"))
+            elif flags & ACK_REQUESTED:
+                conn.send(pack_header(VERSION, _RECEIPT, 0, frame.id, _NIL16, _NIL16,
+                                      len(_DELIVERED)) + _DELIVERED)
+            return True
+        if t is _PING:
+            conn.send(pack_header(VERSION, _PONG, 0, frame.id, _NIL16, _NIL16, 0))
+            return True
+        return False
+
+    def _remember_route(self, sender: Principal, target: Principal) -> bytes:
+        """The DELIVER header template from ``sender`` to ``target`` (cached with the route
+        while the directory's answers that allowed it are fresh)."""
+        key = (sender.uuid.int, target.uuid.int)
+        head = template(_DELIVER, _kind_flag(sender, SOURCE_USER), sender.uuid, target.uuid)
+        directory = self.directory
+        if directory is not None:
+            until = directory.fresh_until(sender.uuid, target.uuid)
+            if until > time.monotonic():
+                self._routes.remember(key, (until, directory.generation, head))
+        return head
+
+    def dropped(self, conn: Connection) -> None:
+        if conn in self._conns:
+            self.spawn(self._drop(conn))
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
 
     async def _drop(self, conn: Connection) -> None:
         conn.session.close()
         self._preauth.release(conn)
         self._conns.discard(conn)
-        if not conn.writer.transport.is_closing():
-            conn.writer.transport.close()
+        if not conn.link_closing():
+            conn.close()
         p = conn.principal
         if p is None:
             return
@@ -374,7 +356,8 @@ class RelayNode:
         if t is FrameType.MESSAGE:
             await self._on_message(conn, frame)
         elif t is FrameType.ACK:
-            conn.inflight.discard(frame.id)
+            if conn.inflight is not None:
+                conn.inflight.discard(frame.id)
             assert conn.principal is not None
             await self.backbone.mailbox.ack(conn.principal, frame.id)
             if conn.more_mail and not conn.inflight:
@@ -399,14 +382,17 @@ class RelayNode:
                                payload=payloads.encode_error(int(err.code), err.reason))))
 
     def _rate_ok(self, conn: Connection, now: float) -> bool:
-        p = conn.principal
-        if p is None:
-            return True  # pre-auth: only the flood limit applies
-        bucket = self._buckets.get(p.uuid)
+        bucket = conn.bucket
         if bucket is None:
-            bucket = self._buckets[p.uuid] = TokenBucket(
-                self.limits.message_rate, self.limits.message_burst, now
-            )
+            p = conn.principal
+            if p is None:
+                return True  # pre-auth: only the flood limit applies
+            bucket = self._buckets.get(p.uuid)
+            if bucket is None:
+                bucket = self._buckets[p.uuid] = TokenBucket(
+                    self.limits.message_rate, self.limits.message_burst, now
+                )
+            conn.bucket = bucket  # shared by the principal's connections on this node
         return bucket.take(now)
 
     async def _on_auth(self, conn: Connection, frame: Frame) -> None:
@@ -489,7 +475,7 @@ class RelayNode:
         except RelayError as e:
             self._error(conn, frame.id, e)
             return
-        if frame.flags & Flags.ACK_REQUESTED:
+        if frame.flags & ACK_REQUESTED:
             conn.send(encode(Frame(FrameType.RECEIPT, id=frame.id,
                                    payload=payloads.encode_json(status))))
 
@@ -498,12 +484,12 @@ class RelayNode:
         sender: Principal,
         target: Principal,
         msg: payloads.MessageBody,
-        flags: Flags,
+        flags: int,
         raw_payload: bytes,
     ) -> dict[str, Any]:
         """Deliver one message; returns the receipt body or raises RelayError."""
-        src_flag = _kind_flag(sender, Flags.SOURCE_USER)
-        if flags & Flags.DURABLE:
+        src_flag = _kind_flag(sender, SOURCE_USER)
+        if flags & DURABLE:
             msg_id = await self.backbone.mailbox.put(
                 target, sender, msg.namespace, msg.body, int(src_flag),
                 cap=self.limits.max_stored_per_party, now=time.time(),
@@ -515,8 +501,7 @@ class RelayNode:
                 await self.backbone.mail_hint(target)
                 return {"status": "delivered", "id": msg_id}
             return {"status": "stored", "id": msg_id}
-        data = encode(Frame(FrameType.DELIVER, flags=src_flag, source=sender.uuid,
-                            target=target.uuid, payload=raw_payload))
+        data = from_template(self._remember_route(sender, target), raw_payload)
         conns = self._local.get(target.uuid)
         if conns:
             if not self._send_local(conns, data):
@@ -542,7 +527,7 @@ class RelayNode:
                 raise RelayError(RelayCode.RATE_LIMITED, "message rate limit exceeded")
             targets, msg = payloads.decode_multicast(frame.payload)
             if not targets:
-                if not frame.flags & Flags.TARGET_USER:
+                if not frame.flags & TARGET_USER:
                     raise RelayError(RelayCode.BAD_FRAME, "multicast without targets")
                 user = Principal(Kind.USER, frame.target)
                 if user != sender and not await self.directory.related(sender.uuid, user.uuid):
@@ -584,11 +569,13 @@ class RelayNode:
             c.more_mail = len(pending) >= MAIL_BATCH
         for m in pending:
             data = encode(Frame(
-                FrameType.DELIVER, id=m.id, flags=Flags(m.flags) | Flags.STORED,
+                FrameType.DELIVER, id=m.id, flags=m.flags | STORED,
                 source=m.source, target=target.uuid,
                 payload=payloads.encode_message(m.namespace, m.body),
             ))
             for c in conns:
+                if c.inflight is None:
+                    c.inflight = set()
                 if m.id not in c.inflight and c.send(data, self.limits.max_send_buffer):
                     c.inflight.add(m.id)
 
@@ -610,7 +597,7 @@ class RelayNode:
     async def _notify_presence(self, principal: Principal, online: bool) -> None:
         assert self.directory is not None
         data = encode(Frame(FrameType.PRESENCE, source=principal.uuid,
-                            flags=_kind_flag(principal, Flags.SOURCE_USER),
+                            flags=_kind_flag(principal, SOURCE_USER),
                             payload=payloads.encode_json({"id": str(principal),
                                                           "online": online})))
         for other in await self.directory.relations(principal):

@@ -17,6 +17,7 @@ from igrs.relay.ids import Principal
 from igrs.relay.limits import Limits, TokenBucket
 
 PRE_AUTH_TYPES = frozenset({FrameType.AUTH, FrameType.REQUEST, FrameType.PING, FrameType.BYE})
+OPEN_TYPES = CLIENT_TYPES - {FrameType.AUTH}
 PRE_AUTH_OPS = frozenset({"register_user", "register_device"})
 
 # Every REQUEST op of the relay protocol and what it takes (specs/relay.md, "Requests"): the
@@ -54,7 +55,7 @@ class State(Enum):
 
 
 class ServerSession:
-    __slots__ = ("_decoder", "_flood", "last_frame", "opened", "principal", "state")
+    __slots__ = ("_allowed", "_decoder", "_flood", "last_frame", "opened", "principal", "state")
 
     def __init__(self, limits: Limits, now: float) -> None:
         self.state = State.AWAIT_AUTH
@@ -63,25 +64,33 @@ class ServerSession:
         self.last_frame = now
         self._decoder = FrameDecoder(max_payload=limits.max_frame_payload)
         self._flood = TokenBucket(limits.flood_rate, limits.flood_burst, now)
+        self._allowed = PRE_AUTH_TYPES  # frame types this state accepts
 
     def receive(self, data: bytes, now: float) -> list[Frame]:
-        """Decode and screen incoming bytes. Raises FrameError (close the connection)."""
+        """Decode and screen incoming bytes. Raises FrameError (close the connection).
+
+        A chunk is screened whole: its frames take their flood tokens at once, and each
+        frame's type is checked against the set this state accepts (the reason is worked
+        out only for a refused one)."""
         if self.state is State.CLOSED:
             return []
-        out: list[Frame] = []
         try:
-            for frame in self._decoder.feed(data):
-                self._screen(frame, now)
-                out.append(frame)
+            frames = self._decoder.feed(data)
+            if frames:
+                if not self._flood.take(now, len(frames)):
+                    raise FrameError(RelayCode.FLOOD, "frame flood: too many frames per second")
+                self.last_frame = now
+                allowed = self._allowed
+                for frame in frames:
+                    if frame.type not in allowed:
+                        self._refuse(frame)
         except FrameError:
             self.state = State.CLOSED
             raise
-        return out
+        return frames
 
-    def _screen(self, frame: Frame, now: float) -> None:
-        if not self._flood.take(now):
-            raise FrameError(RelayCode.FLOOD, "frame flood: too many frames per second")
-        self.last_frame = now
+    def _refuse(self, frame: Frame) -> None:
+        """Raise the FrameError for a frame type this state does not accept."""
         if frame.type not in CLIENT_TYPES:
             raise FrameError(
                 RelayCode.BAD_FRAME, f"frame type {frame.type.name} not allowed from a client"
@@ -93,6 +102,7 @@ class ServerSession:
                 )
         elif frame.type is FrameType.AUTH:
             raise FrameError(RelayCode.BAD_FRAME, "AUTH on an authenticated connection")
+        raise AssertionError(f"{frame.type.name} refused in state {self.state}")  # not reached
 
     def eof(self) -> None:
         """The peer closed its side; raises FrameError if a frame was cut short."""
@@ -103,6 +113,7 @@ class ServerSession:
     def authenticated(self, principal: Principal) -> None:
         self.principal = principal
         self.state = State.OPEN
+        self._allowed = OPEN_TYPES
 
     def timeout(self, now: float, limits: Limits) -> FrameError | None:
         """Return the error to close with if this connection has timed out."""
