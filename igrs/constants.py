@@ -101,6 +101,7 @@ HTTP_IDLE_TIMEOUT: Final = 75.0  # s a kept-alive connection may stay idle betwe
 HTTP_SEND_TIMEOUT: Final = 60.0  # s an answer may make no progress (the peer stopped reading)
 HTTP_LINGER_TIME: Final = 2.0  # s input is still read (and dropped) after an error answer
 HTTP_MALFORMED_LOG_INTERVAL: Final = 60.0  # s: one log line per peer for malformed requests
+HTTP_ACCEPT_RETRY_DELAY: Final = 1.0  # s a TLS port waits when accept fails for want of descriptors
 HTTP_HANDOFF_BUFFER: Final = 256 * 1024  # bytes of a handed-off request body buffered (pauses at 2x)
 
 

@@ -5,6 +5,8 @@ It serves what the IGRS endpoint needs: Content-Length bodies, keep-alive, pipel
 address capped (specs/transport.md, "HTTP server"). A request under a mounted prefix hands
 its connection over to another protocol for good (aiohttp's, for the profiles' plain HTTP
 handlers); the connection stays counted and timed here, relaying the socket's events to it.
+A TLS port accepts its connections itself (``_TlsListener``): the TLS layer reads their first
+byte.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, cast
 
 from igrs.constants import (
+    HTTP_ACCEPT_RETRY_DELAY,
     HTTP_BODY_TIMEOUT,
     HTTP_HEADER_TIMEOUT,
     HTTP_IDLE_TIMEOUT,
@@ -159,17 +162,34 @@ class HttpServer:
         self.refusing: set[_Connection] = set()  # answered 503, lingering until the peer reads it
         self.refused = 0  # connections answered 503 (over a cap)
         self.closing = False
-        self._listeners: list[asyncio.Server] = []
+        self._listeners: list[asyncio.Server | _TlsListener] = []
 
     async def listen(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> int:
         """Listen on ``host``:``port`` (0: an ephemeral port); return the port. With ``tls``, a
-        connection is counted and capped when accepted, then speaks TLS (server side): the
-        handshake must end within the header timeout."""
-        loop = asyncio.get_running_loop()
+        connection is counted and capped when accepted, then speaks TLS (server side) from its
+        first byte: the handshake must end within the header timeout."""
         self.closing = False
-        listener = await loop.create_server(lambda: _Connection(self, tls), host, port, reuse_address=True)
+        if tls is not None:
+            tls_listener = await _TlsListener.open(self, host, port, tls)
+            self._listeners.append(tls_listener)
+            return tls_listener.port
+        listener = await asyncio.get_running_loop().create_server(lambda: _Connection(self), host, port,
+                                                                   reuse_address=True)
         self._listeners.append(listener)
         return int(listener.sockets[0].getsockname()[1])
+
+    def admit(self, conn: _Connection, peer: str) -> bytes | None:
+        """Count a new connection from ``peer``; over a cap (or closing), the 503 to answer
+        instead, and it is not counted."""
+        limits = self.limits
+        if self.closing or len(self.connections) >= limits.max_connections:
+            return _BUSY
+        held = self.per_address.get(peer, 0)
+        if held >= limits.max_connections_per_address:
+            return _BUSY_ADDRESS
+        self.connections.add(conn)
+        self.per_address[peer] = held + 1
+        return None
 
     def open_connections(self) -> int:
         return len(self.connections)
@@ -211,16 +231,15 @@ class HttpServer:
 _IDLE, _HEAD, _BODY, _BUSY_STATE, _LINGER = range(5)
 
 
-def _address(transport: asyncio.BaseTransport) -> str:
-    peer = transport.get_extra_info("peername")
+def _address(peer: object) -> str:
+    """The host of a peer address (``getpeername``, the ``peername`` of a transport)."""
     return str(peer[0]) if isinstance(peer, tuple) and peer else ""
 
 
-def _limit_unacknowledged(transport: asyncio.BaseTransport, seconds: float) -> None:
+def _limit_unacknowledged(sock: socket.socket | None, seconds: float) -> None:
     """TCP_USER_TIMEOUT (Linux): the kernel drops the connection when sent data stays
     unacknowledged, or the peer's window stays closed, for ``seconds`` -- the send deadline
     of bytes the server no longer sees (sendfile, the kernel's buffers)."""
-    sock = transport.get_extra_info("socket")
     option = getattr(socket, "TCP_USER_TIMEOUT", None)
     if sock is not None and option is not None and seconds > 0:
         with contextlib.suppress(OSError):
@@ -241,6 +260,7 @@ class _Connection(asyncio.Protocol):
         "_early",
         "_eof",
         "_handoff",
+        "_handshake",
         "_head",
         "_inner",
         "_linger",
@@ -258,14 +278,13 @@ class _Connection(asyncio.Protocol):
         "_timer_at",
         "_tls",
         "_transport",
-        "_upgrade",
         "_write_paused",
     )
 
-    def __init__(self, server: HttpServer, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, server: HttpServer, tls: bool = False) -> None:
         self._server = server
-        self._tls = tls  # TLS to start once accepted
-        self._upgrade: asyncio.Task[None] | None = None
+        self._tls = tls  # accepted and counted by a _TlsListener; connection_made ends its handshake
+        self._handshake: asyncio.Task[None] | None = None  # that handshake, while it runs
         self._transport: asyncio.Transport | None = None
         self._buf = bytearray()
         self._scanned = 0  # bytes of an incomplete head already searched for its end
@@ -300,60 +319,56 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, base: asyncio.BaseTransport) -> None:
         # a stream transport (uvloop's does not derive from asyncio.Transport: no isinstance)
         transport = cast(asyncio.Transport, base)
-        server, limits = self._server, self._server.limits
-        self._peer = peer = _address(transport)
-        if server.closing or len(server.connections) >= limits.max_connections:
-            self._refuse(transport, _BUSY)
+        if self._tls:  # counted since the accept (_TlsListener); the TLS handshake has just ended
+            self._handshake = None
+            if self not in self._server.connections:  # aborted meanwhile
+                transport.abort()
+                return
+            self._transport = transport
+            self._set_state(_IDLE)
             return
-        held = server.per_address.get(peer, 0)
-        if held >= limits.max_connections_per_address:
-            self._refuse(transport, _BUSY_ADDRESS)
+        self._peer = _address(transport.get_extra_info("peername"))
+        refusal = self._server.admit(self, self._peer)
+        if refusal is not None:
+            self._refuse(transport, refusal)
             return
         self._transport = transport
-        server.connections.add(self)
-        server.per_address[peer] = held + 1
-        _limit_unacknowledged(transport, limits.send_timeout)
+        _limit_unacknowledged(transport.get_extra_info("socket"), self._server.limits.send_timeout)
         limit_read_size(transport)
-        if self._tls is not None:
-            transport.pause_reading()  # the handshake's bytes are for the TLS layer
-            self._set_state(_HEAD)  # the handshake is timed as a request head
-            self._upgrade = asyncio.get_running_loop().create_task(self._start_tls(transport, self._tls))
-            return
         self._set_state(_IDLE)
 
-    async def _start_tls(self, transport: asyncio.Transport, context: ssl.SSLContext) -> None:
-        """Speak TLS on the accepted connection; from then on ``_transport`` is the TLS one."""
+    def start_tls(self, sock: socket.socket, peer: str, context: ssl.SSLContext) -> None:
+        """Run the TLS handshake of ``sock``, accepted and counted by a _TlsListener, within the
+        header timeout; the loop's TLS transport owns the socket from its first byte on and
+        calls connection_made when the handshake ends."""
+        self._peer = peer
         loop = asyncio.get_running_loop()
-        secure: asyncio.Transport | None = None
-        try:
-            secure = await loop.start_tls(transport, self, context, server_side=True,
-                                          ssl_handshake_timeout=self._server.limits.header_timeout)
-        except (OSError, ValueError) as exc:  # ssl.SSLError, a reset, the handshake timeout
-            log.debug("TLS handshake with %s failed: %s", self._peer, exc)
-        finally:
-            self._upgrade = None
-            if secure is None or self._transport is None:  # failed, lost or cancelled meanwhile
-                transport.abort()
-                if self in self._server.connections:
-                    self.connection_lost(None)
-        if secure is None or self._transport is None:
-            return
-        self._transport = secure
-        self._state = -1
-        self._set_state(_IDLE)
-        if self._buf:
-            self._parse()
-        if self._eof:
-            self.eof_received()
+        handed = False
+
+        async def handshake() -> None:
+            nonlocal handed
+            handed = True  # the transport closes the socket from here on, whatever happens
+            try:
+                await loop.connect_accepted_socket(lambda: self, sock, ssl=context,
+                                                   ssl_handshake_timeout=self._server.limits.header_timeout)
+            except (OSError, ValueError) as exc:  # ssl.SSLError, a reset, the handshake timeout
+                log.debug("TLS handshake with %s failed: %s", peer, str(exc) or type(exc).__name__)
+
+        def over(_task: object) -> None:
+            self._handshake = None
+            if not handed:  # cancelled before it began (abort)
+                sock.close()
+            if self._transport is None and self in self._server.connections:  # failed or aborted
+                self.connection_lost(None)
+
+        self._handshake = loop.create_task(handshake())
+        self._handshake.add_done_callback(over)
 
     def _refuse(self, transport: asyncio.Transport, answer: bytes) -> None:
         """Answer 503 and close; half-close and read until the peer closes (or the linger
         time), so that the answer is not lost to a reset caused by the peer's unread request."""
         server = self._server
         server.refused += 1
-        if self._tls is not None:  # a 503 in clear would not reach a TLS client: just close
-            transport.abort()
-            return
         transport.write(answer)
         if len(server.refusing) >= server.limits.max_refusing or not transport.can_write_eof():
             transport.close()
@@ -378,17 +393,13 @@ class _Connection(asyncio.Protocol):
         if self._stopped or self._transport is None:
             return  # after an error, Connection: close, or at the cap: input is dropped
         self._buf += data
-        if self._upgrade is None:
-            self._parse()
-        # else: the first request came with the end of the TLS handshake; parsed in _start_tls
+        self._parse()
 
     def eof_received(self) -> bool | None:
         self._eof = True
         if self._inner is not None:
             return self._inner.eof_received()
-        half_close = self._tls is None  # TLS has none: its layer closes after the peer's EOF
-        if self._upgrade is not None:
-            return half_close  # handled in _start_tls, once the TLS transport is known
+        half_close = not self._tls  # TLS has none: its layer closes after the peer's EOF
         if self._state == _LINGER or self._transport is None:
             return False
         if self._handoff:
@@ -683,6 +694,8 @@ class _Connection(asyncio.Protocol):
     def abort(self) -> None:
         if self._transport is not None:
             self._transport.abort()
+        elif self._handshake is not None:  # its end forgets the connection
+            self._handshake.cancel()
 
     # --- timers ------------------------------------------------------------------------------
     def _set_state(self, state: int) -> None:
@@ -744,3 +757,66 @@ class _Connection(asyncio.Protocol):
         if self._transport is not None:
             log.debug("HTTP client %s stopped reading its answers: cut", self._peer)
             self._transport.abort()
+
+
+class _TlsListener:
+    """A TLS port: its connections are accepted here, counted against the caps by source
+    address at once (over a cap: closed), then given to the loop's TLS transport, which reads
+    their first byte. Not ``create_server`` and then ``start_tls`` on the accepted transport:
+    uvloop starts reading after ``connection_made`` even when the protocol paused reading there,
+    so a ClientHello already waiting at the accept (a loaded machine) went to the HTTP parser and
+    the handshake waited for it until its timeout; and bytes once read cannot be given to a TLS
+    layer."""
+
+    def __init__(self, server: HttpServer, sock: socket.socket, context: ssl.SSLContext) -> None:
+        self._server, self._sock, self._context = server, sock, context
+        self.port = int(sock.getsockname()[1])
+        self._task = asyncio.get_running_loop().create_task(self._accept())
+
+    @classmethod
+    async def open(cls, server: HttpServer, host: str, port: int, context: ssl.SSLContext) -> _TlsListener:
+        """Listen on ``host``:``port`` (0: an ephemeral port), as ``create_server`` binds."""
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen()
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        return cls(server, sock, context)
+
+    async def _accept(self) -> None:
+        loop = asyncio.get_running_loop()
+        server = self._server
+        while True:
+            try:
+                sock, peername = await loop.sock_accept(self._sock)
+            except ConnectionAbortedError:  # the peer gave up while in the backlog
+                continue
+            except OSError as exc:  # out of descriptors or memory: wait, as asyncio's own accept does
+                log.warning("TLS port %d cannot accept: %s (again in %.0f s)", self.port, exc,
+                            HTTP_ACCEPT_RETRY_DELAY)
+                await asyncio.sleep(HTTP_ACCEPT_RETRY_DELAY)
+                continue
+            conn = _Connection(server, tls=True)
+            peer = _address(peername)
+            if server.admit(conn, peer) is not None:  # a 503 in clear would not reach a TLS client
+                server.refused += 1
+                sock.close()
+                continue
+            _limit_unacknowledged(sock, server.limits.send_timeout)
+            conn.start_tls(sock, peer, self._context)
+
+    def close(self) -> None:
+        self._task.cancel()
+
+    async def wait_closed(self) -> None:
+        await asyncio.wait([self._task])  # cancelled by close: it no longer waits on the socket
+        self._sock.close()
