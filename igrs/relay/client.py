@@ -97,6 +97,25 @@ def _source(frame: Frame) -> Principal:
         key, Principal(Kind.USER if user else Kind.DEVICE, frame.source))
 
 
+def route_queue(routes: dict[str, asyncio.Queue[Message]], inbox: asyncio.Queue[Message],
+                namespace: str) -> asyncio.Queue[Message]:
+    """The queue of ``namespace``'s messages (made at the first call); messages of it already
+    waiting in ``inbox`` move there, in order, the others stay. Shared by both transports."""
+    q = routes.get(namespace)
+    if q is None:
+        q = routes[namespace] = asyncio.Queue()
+        keep: list[Message] = []
+        while not inbox.empty():
+            m = inbox.get_nowait()
+            if m.namespace == namespace:
+                q.put_nowait(m)
+            else:
+                keep.append(m)
+        for m in keep:
+            inbox.put_nowait(m)
+    return q
+
+
 class RelayClient:
     def __init__(
         self,
@@ -477,19 +496,7 @@ class RelayClient:
         """From now on, messages in ``namespace`` go to a queue of their own (returned; the
         same one on every call) instead of :meth:`receive`. Messages of that namespace already
         waiting move there. Its reader acknowledges stored messages with :meth:`ack`."""
-        q = self._routes.get(namespace)
-        if q is None:
-            q = self._routes[namespace] = asyncio.Queue()
-            keep: list[Message] = []
-            while not self._messages.empty():
-                m = self._messages.get_nowait()
-                if m.namespace == namespace:
-                    q.put_nowait(m)
-                else:
-                    keep.append(m)
-            for m in keep:
-                self._messages.put_nowait(m)
-        return q
+        return route_queue(self._routes, self._messages, namespace)
 
     def ack(self, msg: Message) -> None:
         """Acknowledge a stored message: the relay deletes it (at-least-once delivery)."""

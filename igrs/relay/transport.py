@@ -72,3 +72,4 @@ class Transport(Protocol):
 
 def _relay_client_is_a_transport(c: RelayClient) -> Transport:  # checked by mypy
     return c
+

@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Self
 
-from igrs.relay.client import Message, PresenceEvent
+from igrs.relay.client import Message, PresenceEvent, route_queue
 from igrs.relay.errors import RelayCode, RelayError
 from igrs.relay.ids import Kind, Principal
 from igrs.relay.payloads import DEFAULT_NAMESPACE
@@ -632,19 +632,7 @@ class XmppClient:
             yield await self.receive()
 
     def route(self, namespace: str) -> asyncio.Queue[Message]:
-        q = self._routes.get(namespace)
-        if q is None:
-            q = self._routes[namespace] = asyncio.Queue()
-            keep: list[Message] = []
-            while not self._messages.empty():
-                m = self._messages.get_nowait()
-                if m.namespace == namespace:
-                    q.put_nowait(m)
-                else:
-                    keep.append(m)
-            for m in keep:
-                self._messages.put_nowait(m)
-        return q
+        return route_queue(self._routes, self._messages, namespace)
 
     def ack(self, msg: Message) -> None:
         """A NORMAL message is handled: a later fresh login of this client need not replay it

@@ -10,11 +10,12 @@ that restarts its server (test_xmpp_delivery) leaves it running with the same po
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from bindbed import SECRET
 from servers import RESUME_WINDOW, Server, start_server
+from xmpp_helpers import XWorld
 
 KINDS = ["prosody", "ejabberd"]
 
@@ -41,3 +42,13 @@ def ejabberd_server() -> Iterator[Server]:
 def xmpp_server(request: pytest.FixtureRequest) -> Server:
     server: Server = request.getfixturevalue(f"{request.param}_server")
     return server
+
+
+@pytest.fixture
+async def xw(xmpp_server: Server) -> AsyncIterator[XWorld]:
+    """XmppClients on the module's server, closed at the end (tests may override it)."""
+    w = XWorld(xmpp_server)
+    try:
+        yield w
+    finally:
+        await w.close()

@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
-from servers import RESUME_WINDOW, Server
+from servers import RESUME_WINDOW
 from xmpp_helpers import XWorld
 
 from igrs.relay.errors import RelayError
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-async def xw(xmpp_server: Server) -> AsyncIterator[XWorld]:
-    w = XWorld(xmpp_server)
-    try:
-        yield w
-    finally:
-        await w.close()
 
 
 async def test_register_friends_p2p_both_kinds(xw: XWorld) -> None:

@@ -4,13 +4,12 @@ messages between the bound parties, unbind."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 from bindbed import SECRET, admin_for
 from servers import LOOPBACK, Server
-from xmpp_helpers import XWorld
+from xmpp_helpers import XWorld, until
 
 from igrs.relay.errors import RelayError
 from igrs.xmpp.component import BindComponent, BindService, BindStore
@@ -31,14 +30,6 @@ async def xw(ejabberd_server: Server) -> AsyncIterator[XWorld]:
     finally:
         await w.close()
         await comp.stop()
-
-
-async def until(cond: object, timeout: float = 10.0) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if cond():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not met in time")
 
 
 async def test_bind_with_code_then_unbind(xw: XWorld) -> None:

@@ -11,30 +11,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from servers import LOOPBACK, RESUME_WINDOW, ProsodyServer, Server
-from xmpp_helpers import XWorld
+from servers import LOOPBACK, RESUME_WINDOW, ProsodyServer
+from xmpp_helpers import XWorld, until
 
 from igrs.relay.errors import RelayError
 from igrs.xmpp.client import XmppClient
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture
-async def xw(xmpp_server: Server) -> AsyncIterator[XWorld]:
-    w = XWorld(xmpp_server)
-    try:
-        yield w
-    finally:
-        await w.close()
-
-
-async def until(cond: object, timeout: float = 10.0) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if cond():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not met in time")
 
 
 async def drain(c: XmppClient, quiet: float) -> list[bytes]:

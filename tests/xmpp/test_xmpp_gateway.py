@@ -4,10 +4,8 @@ it, and watches its evented attributes through the gateway; the LAN session is k
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
-from servers import Server
 from xmpp_helpers import XWorld
 
 from igrs import ControlPoint, Device
@@ -17,15 +15,6 @@ from igrs.relay.gateway import GatewayCode, GatewayError, HomeGateway, RemoteHom
 
 pytestmark = pytest.mark.timeout(60)
 LO = ["lo"]
-
-
-@pytest.fixture
-async def xw(xmpp_server: Server) -> AsyncIterator[XWorld]:
-    w = XWorld(xmpp_server)
-    try:
-        yield w
-    finally:
-        await w.close()
 
 
 async def test_phone_invokes_and_watches_through_gateway(xw: XWorld, free_udp_port: int) -> None:

@@ -17,10 +17,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
-from servers import LOOPBACK, RESUME_WINDOW, Server
+from servers import LOOPBACK, RESUME_WINDOW
 from xmpp_helpers import XWorld
 
 from igrs.relay.ids import Principal
@@ -42,15 +42,6 @@ async def main():
     await asyncio.Event().wait()
 asyncio.run(main())
 """
-
-
-@pytest.fixture
-async def xw(xmpp_server: Server) -> AsyncIterator[XWorld]:
-    w = XWorld(xmpp_server)
-    try:
-        yield w
-    finally:
-        await w.close()
 
 
 @pytest.fixture

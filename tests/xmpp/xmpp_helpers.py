@@ -46,3 +46,12 @@ class XWorld:
         for c in self.clients:
             with contextlib.suppress(Exception):
                 await c.close()
+
+
+async def until(cond: object, timeout: float = 10.0) -> None:
+    """Wait until ``cond()`` is true (polled every 20 ms), else fail."""
+    for _ in range(int(timeout / 0.02)):
+        if cond():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not met in time")
