@@ -36,10 +36,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "xmpp")]
 
 from _result import BenchResult, say  # noqa: E402
-from bench_relay import Child, make_accounts, many, pct, raise_nofile, rss_kib  # noqa: E402
+from bench_relay import Child, make_accounts, many, pct, rss_kib  # noqa: E402
 
 from igrs.relay import RelayClient  # noqa: E402
 from igrs.relay.ids import Principal  # noqa: E402
+from igrs.relay.server import raise_fd_limit  # noqa: E402
 from igrs.relay.transport import Transport  # noqa: E402
 from igrs.xmpp.client import XmppClient  # noqa: E402
 
@@ -137,7 +138,7 @@ async def connect_many(server: Any, n: int, parallel: int) -> tuple[int, float, 
 async def run(quick: bool, rounds: int) -> None:
     n_msgs = 2_000 if quick else 10_000
     n_conns = 300 if quick else 2_000
-    raise_nofile()
+    raise_fd_limit()
     with tempfile.TemporaryDirectory(prefix="bench-xmpp-") as tmpd:
         users, dev, dev_tok = await make_accounts(Path(tmpd) / "state", n_conns + 1)
         child = Child(Path(tmpd) / "state")
@@ -167,7 +168,8 @@ async def run(quick: bool, rounds: int) -> None:
             emit_flow(best)
 
             say(f"\nconnections: {n_conns} clients on one relay node, then on one ejabberd node")
-            r_count, r_secs, _times, r_base, r_loaded = await many(child, users[1:], n_conns, 100)
+            r_count, r_secs, _times, _failures, r_base, r_loaded, _fds = many(
+                child, users[1:], n_conns, 100, Path(tmpd))
             e_count, e_secs, e_base, e_loaded = await connect_many(servers["ejabberd"], n_conns, 50)
             say(f"relay    {r_count} connected in {r_secs:.1f} s, RSS {r_base / 1024:.1f} -> "
                 f"{r_loaded / 1024:.1f} MiB")
