@@ -56,6 +56,15 @@ def _via_option(p: argparse.ArgumentParser) -> None:
                         "needs igrs[dnssd]) or both")
 
 
+def _peer_options(p: argparse.ArgumentParser, *, device: bool = True) -> None:
+    """The options of a command that talks to found devices (and its DEVICE argument)."""
+    _common(p)
+    _state_option(p)
+    _via_option(p)
+    if device:
+        device_argument(p)
+
+
 def _record_json(rec: Any, now: float) -> dict[str, Any]:
     return {
         "id": str(rec.device_id), "name": rec.name, "type": str(rec.device_type),
@@ -591,10 +600,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         run.set_defaults(func=cmd_device_run)
 
     if p := _command(sub, "pair", only, help="pair with a device by the PIN it shows"):
-        _common(p)
-        _state_option(p)
-        _via_option(p)
-        device_argument(p)
+        _peer_options(p)
         p.add_argument("--pin", help="the PIN (default: asked for)")
         p.set_defaults(func=cmd_pair)
 
@@ -614,9 +620,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
                      help="list the services devices share (descriptions fetched at once, "
                           f"each within {DESCRIBE_DEADLINE:g} s; a device that fails is "
                           "reported on stderr; exit 1 only if every device failed)"):
-        _common(p)
-        _state_option(p)
-        _via_option(p)
+        _peer_options(p, device=False)
         p.add_argument("device", nargs="?", help=f"one device (default: every device found): {DEVICE_HELP}")
         p.add_argument("service", nargs="?",
                        help="one service of DEVICE (id, type URN or type name, e.g. Volume): list its actions "
@@ -627,10 +631,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         p.set_defaults(func=cmd_services)
 
     if p := _command(sub, "call", only, help="invoke a service action (needs a pairing, or --open)"):
-        _common(p)
-        _state_option(p)
-        _via_option(p)
-        device_argument(p)
+        _peer_options(p)
         p.add_argument("--open", action="store_true",
                        help="a service the device shares openly: no pairing, no pipe, in the clear "
                             "(legacy peers); the invocation goes out in RPC style (no ActionName), and its "
@@ -645,10 +646,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         p.set_defaults(func=cmd_call)
 
     if p := _command(sub, "watch", only, help="print a service's attribute changes (needs a pairing)"):
-        _common(p)
-        _state_option(p)
-        _via_option(p)
-        device_argument(p)
+        _peer_options(p)
         p.add_argument("service", help="service id, type URN, or type name")
         p.add_argument("attributes", nargs="*", help="attributes (default: every notifiable one)")
         p.add_argument("--json", action="store_true", help="one JSON line per change")

@@ -39,8 +39,9 @@ import json
 import logging
 import math
 import weakref
+from collections.abc import Callable
 from enum import IntEnum
-from typing import Any, Self
+from typing import Any, Generic, Self, TypeVar
 
 from igrs.constants import ReturnCode
 from igrs.errors import DeviceNotFound, IGRSError, SecurityError
@@ -398,54 +399,29 @@ class HomeGateway:
 
 # --------------------------------------------------------------------- the remote side
 _req_ids = itertools.count(1)
+W = TypeVar("W")
 
 
-class _Replies:
-    """Routes gateway answers (and watch events) arriving on one client to the calls (and
-    watches) waiting for them."""
+class _KeyedRouter(Generic[W]):
+    """Reads one routed queue while anyone waits on it, and hands each JSON message to the
+    waiter its (source, ``field``) names; messages nobody waits for are dropped."""
 
-    def __init__(self, client: Transport) -> None:
+    def __init__(self, client: Transport, namespace: str, field: str,
+                 deliver: Callable[[W, dict[str, Any]], None]) -> None:
         self.client = client
-        self.queue = client.route(GATEWAY_NS)
-        self.waiting: dict[tuple[str, int], asyncio.Future[dict[str, Any]]] = {}
+        self.queue = client.route(namespace)
+        self.field = field
+        self.deliver = deliver
+        self.waiting: dict[tuple[str, int], W] = {}
         self.pump: asyncio.Task[None] | None = None
-        self.events = client.route(GATEWAY_EVENTS_NS)
-        self.watching: dict[tuple[str, int], asyncio.Queue[dict[str, Any]]] = {}
-        self.event_pump: asyncio.Task[None] | None = None
 
-    def watch(self, key: tuple[str, int]) -> asyncio.Queue[dict[str, Any]]:
-        q = self.watching[key] = asyncio.Queue()
-        if self.event_pump is None or self.event_pump.done():
-            self.event_pump = asyncio.create_task(self._run_events())
-        return q
-
-    def unwatch(self, key: tuple[str, int]) -> None:
-        self.watching.pop(key, None)
-        if not self.watching and self.event_pump is not None:
-            self.event_pump.cancel()
-            self.event_pump = None
-
-    async def _run_events(self) -> None:
-        while True:
-            msg = await self.events.get()
-            if msg.stored:
-                self.client.ack(msg)
-            try:
-                event = json.loads(msg.body)
-                q = self.watching.get((str(msg.source), event["watch"]))
-            except (ValueError, TypeError, KeyError):
-                continue
-            if q is not None:
-                q.put_nowait(event)
-
-    def expect(self, key: tuple[str, int]) -> asyncio.Future[dict[str, Any]]:
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self.waiting[key] = fut
+    def add(self, key: tuple[str, int], waiter: W) -> W:
+        self.waiting[key] = waiter
         if self.pump is None or self.pump.done():
             self.pump = asyncio.create_task(self._run())
-        return fut
+        return waiter
 
-    def forget(self, key: tuple[str, int]) -> None:
+    def remove(self, key: tuple[str, int]) -> None:
         self.waiting.pop(key, None)
         if not self.waiting and self.pump is not None:
             self.pump.cancel()
@@ -457,12 +433,40 @@ class _Replies:
             if msg.stored:
                 self.client.ack(msg)
             try:
-                reply = json.loads(msg.body)
-                fut = self.waiting.get((str(msg.source), reply["req"]))
+                body = json.loads(msg.body)
+                waiter = self.waiting.get((str(msg.source), body[self.field]))
             except (ValueError, TypeError, KeyError):
                 continue
-            if fut is not None and not fut.done():
-                fut.set_result(reply)
+            if waiter is not None:
+                self.deliver(waiter, body)
+
+
+def _resolve(fut: asyncio.Future[dict[str, Any]], reply: dict[str, Any]) -> None:
+    if not fut.done():
+        fut.set_result(reply)
+
+
+class _Replies:
+    """Routes gateway answers (and watch events) arriving on one client to the calls (and
+    watches) waiting for them."""
+
+    def __init__(self, client: Transport) -> None:
+        self.answers: _KeyedRouter[asyncio.Future[dict[str, Any]]] = _KeyedRouter(
+            client, GATEWAY_NS, "req", _resolve)
+        self.events: _KeyedRouter[asyncio.Queue[dict[str, Any]]] = _KeyedRouter(
+            client, GATEWAY_EVENTS_NS, "watch", asyncio.Queue.put_nowait)
+
+    def expect(self, key: tuple[str, int]) -> asyncio.Future[dict[str, Any]]:
+        return self.answers.add(key, asyncio.get_running_loop().create_future())
+
+    def forget(self, key: tuple[str, int]) -> None:
+        self.answers.remove(key)
+
+    def watch(self, key: tuple[str, int]) -> asyncio.Queue[dict[str, Any]]:
+        return self.events.add(key, asyncio.Queue())
+
+    def unwatch(self, key: tuple[str, int]) -> None:
+        self.events.remove(key)
 
 
 _replies: weakref.WeakKeyDictionary[Transport, _Replies] = weakref.WeakKeyDictionary()
