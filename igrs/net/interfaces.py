@@ -26,7 +26,7 @@ def _all() -> list[tuple[str, Interface]]:
     if sys.platform.startswith("linux"):
         try:
             found = netlink.addresses()
-        except OSError:
+        except (OSError, ValueError):  # refused, or an answer not understood: ask ifaddr
             pass
         else:
             by_name: dict[str, list[tuple[str, Interface]]] = {}

@@ -67,7 +67,8 @@ def parse(data: bytes, names: dict[int, str]) -> tuple[list[Address], bool]:
             return out, True
         if kind == NLMSG_ERROR:
             (err,) = struct.unpack_from("=i", data, pos + _NLMSGHDR.size)
-            raise OSError(-err, os.strerror(-err))
+            if err:  # 0 is an acknowledgement
+                raise OSError(-err, os.strerror(-err))
         if kind == RTM_NEWADDR:
             address = _address(data[pos + _NLMSGHDR.size:pos + length], names)
             if address is not None:
@@ -98,8 +99,8 @@ def _address(msg: bytes, names: dict[int, str]) -> Address | None:
 
 def addresses() -> list[Address]:
     """Every IPv4 and IPv6 address of this host, in getifaddrs's order (ifaddr then groups them
-    by name). OSError if the
-    kernel refuses (no netlink: not Linux, or a sandbox)."""
+    by name). OSError if the kernel refuses (no netlink: not Linux, or a sandbox), ValueError
+    if its answer does not parse."""
     names = dict(socket.if_nameindex())
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE) as s:
         s.bind((0, 0))

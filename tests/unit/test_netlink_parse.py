@@ -55,6 +55,8 @@ def test_more_to_come_error_and_truncation() -> None:
     with pytest.raises(OSError) as refused:
         netlink.parse(_msg(netlink.NLMSG_ERROR, struct.pack("=i", -errno.EPERM) + b"\0" * 16), NAMES)
     assert refused.value.errno == errno.EPERM
+    ack = _msg(netlink.NLMSG_ERROR, struct.pack("=i", 0) + b"\0" * 16)
+    assert netlink.parse(ack + one, NAMES)[0] == netlink.parse(one, NAMES)[0]
     with pytest.raises(ValueError):
         netlink.parse(one[:-4], NAMES)
 
@@ -65,9 +67,10 @@ def test_request_asks_a_dump_of_every_family() -> None:
     assert netlink.request()[16] == socket.AF_UNSPEC
 
 
-def test_ifaddr_is_the_fallback_when_netlink_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("failure", [PermissionError(errno.EPERM, "no netlink here"), ValueError("truncated")])
+def test_ifaddr_is_the_fallback_when_netlink_fails(monkeypatch: pytest.MonkeyPatch, failure: Exception) -> None:
     def refused() -> list[netlink.Address]:
-        raise PermissionError(errno.EPERM, "no netlink here")
+        raise failure
 
     monkeypatch.setattr(netlink, "addresses", refused)
     assert interfaces._all() == interfaces._from_ifaddr()
