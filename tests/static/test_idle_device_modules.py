@@ -24,7 +24,8 @@ _WRAPPER = """
 import json, sys, threading
 def report():
     sys.stdin.readline()
-    print("MODULES " + json.dumps(sorted(sys.modules)), flush=True)
+    sys.stdout.write("MODULES " + json.dumps(sorted(sys.modules)) + "\\n")  # one write: print's two
+    sys.stdout.flush()  # could take the device's own lines in between
 threading.Thread(target=report, daemon=True).start()
 from igrs.cli.main import main
 sys.exit(main(sys.argv[1:]))
@@ -67,9 +68,9 @@ def _idle_modules(tmp_path: Path, *options: str) -> set[str]:
             pytest.fail(f"the device did not start: {proc.stderr.read() if proc.stderr else ''}")
         proc.stdin.write("\n")
         proc.stdin.flush()
-        for line in proc.stdout:
-            if line.startswith("MODULES "):
-                return set(json.loads(line.removeprefix("MODULES ")))
+        for line in proc.stdout:  # the device's last start-up lines may still be coming
+            if "MODULES " in line:
+                return set(json.loads(line[line.index("MODULES ") + len("MODULES "):]))
         pytest.fail("no module list")
     finally:
         proc.terminate()
