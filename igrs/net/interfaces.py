@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
+import sys
 from collections.abc import Sequence
-
-import ifaddr
 
 from igrs.core.discovery import Interface
 from igrs.errors import IGRSError
+from igrs.net import netlink
 
 ENV_INTERFACES = "IGRS_INTERFACES"
 
@@ -19,6 +20,32 @@ class InterfaceError(IGRSError):
 
 
 def _all() -> list[tuple[str, Interface]]:
+    """Every local address as (interface name, Interface), grouped by name in order of first
+    appearance as ifaddr does: from netlink on Linux (no ctypes: igrs.net.netlink), else from
+    ifaddr, imported only then."""
+    if sys.platform.startswith("linux"):
+        try:
+            found = netlink.addresses()
+        except (OSError, ValueError):  # refused, or an answer not understood: ask ifaddr
+            pass
+        else:
+            by_name: dict[str, list[tuple[str, Interface]]] = {}
+            for a in found:
+                by_name.setdefault(a.name, []).append((a.name, _interface(a)))
+            return [pair for group in by_name.values() for pair in group]
+    return _from_ifaddr()
+
+
+def _interface(a: netlink.Address) -> Interface:
+    network = ipaddress.ip_interface(f"{a.address}/{a.prefixlen}").network
+    if a.family == socket.AF_INET6:
+        return Interface(a.name, a.address, network, a.index)
+    return Interface(a.name, a.address, network)
+
+
+def _from_ifaddr() -> list[tuple[str, Interface]]:
+    import ifaddr
+
     out = []
     for adapter in ifaddr.get_adapters():
         for ip in adapter.ips:

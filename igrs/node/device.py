@@ -50,9 +50,7 @@ from igrs.node.extensions import DeviceExtension
 from igrs.node.keystore import Claim, KeyStore, MemoryKeyStore, PairedDevice, open_keystore
 from igrs.node.service import Service
 from igrs.node.service_host import PeerInfo, ServiceHandler, ServiceHost
-from igrs.wire import description as ddesc
 from igrs.wire import messages
-from igrs.wire.group_datagrams import is_group_datagram
 from igrs.wire.ids import DeviceId, DeviceType, ServiceType, check_name
 from igrs.wire.isdp import SearchTarget
 from igrs.wire.lazy_import import lazy_import
@@ -64,9 +62,14 @@ if TYPE_CHECKING:  # pipes and pairing load their cipher modules on first use
     from igrs.node.group_manager import GroupManager, Policy
     from igrs.node.location_probe import ProbeRunner
     from igrs.node.pipe import PinProvider, Pipe
+    from igrs.wire import description as ddesc
+    from igrs.wire import group_datagrams
     from igrs.wire.bodies import pipes as pb
-else:  # the pipe and pairing bodies load with the first such message
+else:  # the pipe and pairing bodies load with the first such message, the description's model
+    # with the first description asked, the group datagrams with the first one heard
     pb = lazy_import("igrs.wire.bodies.pipes")
+    ddesc = lazy_import("igrs.wire.description")
+    group_datagrams = lazy_import("igrs.wire.group_datagrams")
 
 log = logging.getLogger(__name__)
 _core_pipes_module: ModuleType | None = None
@@ -385,7 +388,7 @@ class Device:
 
     # --- I/O glue ------------------------------------------------------------------------------
     def _on_datagram(self, data: bytes, source: tuple[str, int], interface: str) -> None:
-        if b"DeviceGroup" in data and is_group_datagram(data):
+        if b"DeviceGroup" in data and group_datagrams.is_group_datagram(data):
             if self._groups is not None:  # device groups (9.5/9.8)
                 self._groups.on_datagram(data, source, interface)
             return

@@ -23,20 +23,21 @@ import logging
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
 
 from igrs.constants import MAX_ARGUMENTS, ReturnCode
 from igrs.errors import IGRSError, ProtocolError
-from igrs.wire.bodies.services import (
-    STANDARD_ATTRIBUTES,
-    STANDARD_OPERATIONS,
-    ActionDesc,
-    AttributeDesc,
-    ParamDesc,
-    ServiceDescription,
-)
-from igrs.wire.bodies.sessions import BareText, NamedValues, RpcCall, Value, check_name, value_from_text
 from igrs.wire.ids import ServiceType
+from igrs.wire.lazy_import import lazy_import
+
+if TYPE_CHECKING:
+    from igrs.wire.bodies import services as sv
+    from igrs.wire.bodies import sessions as ss
+    from igrs.wire.bodies.services import ActionDesc, AttributeDesc, ServiceDescription
+    from igrs.wire.bodies.sessions import NamedValues, RpcCall, Value
+else:  # the service and session bodies load with the first service defined or message read
+    sv = lazy_import("igrs.wire.bodies.services")
+    ss = lazy_import("igrs.wire.bodies.sessions")
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -66,11 +67,11 @@ def type_expr(tp: Any) -> str:
 def convert(value: object, tp: Any, where: str) -> Value:
     """Check ``value`` (decoded from the wire) against ``tp``; ArgumentError if it does not fit.
     Bare text (an RPC-style argument without a type, ``BareText``) is read as ``tp``."""
-    if isinstance(value, BareText):
+    if isinstance(value, ss.BareText):
         if tp is str:
             return str(value)
         try:
-            value = value_from_text(value, type_expr(tp))
+            value = ss.value_from_text(value, type_expr(tp))
         except ProtocolError as exc:
             raise ArgumentError(f"{where}: {exc.reason}") from None
     if tp is bool:
@@ -127,8 +128,8 @@ class ActionSpec:
         object.__setattr__(self, "names", frozenset(p.name for p in self.params))
 
     def describe(self) -> ActionDesc:
-        params = tuple(ParamDesc(p.name, type_expr(p.type), p.required) for p in self.params)
-        return ActionDesc(self.name, params, None if self.result is None else type_expr(self.result))
+        params = tuple(sv.ParamDesc(p.name, type_expr(p.type), p.required) for p in self.params)
+        return sv.ActionDesc(self.name, params, None if self.result is None else type_expr(self.result))
 
     def bind(self, arguments: tuple[tuple[str, Value], ...]) -> dict[str, Any]:
         """Validate and convert wire arguments to keyword arguments (ArgumentError: 400)."""
@@ -168,8 +169,8 @@ def action(func: Any = None, *, name: str | None = None) -> Any:
 
 
 def _action_spec(owner: type, func: Callable[..., Awaitable[Any]], name: str) -> ActionSpec:
-    check_name(name, "action name")
-    if name in STANDARD_OPERATIONS:
+    ss.check_name(name, "action name")
+    if name in sv.STANDARD_OPERATIONS:
         raise TypeError(f"{name} is a standard IGRS operation and cannot be an action")
     hints = typing.get_type_hints(func)
     params = []
@@ -179,7 +180,7 @@ def _action_spec(owner: type, func: Callable[..., Awaitable[Any]], name: str) ->
         if pname not in hints:
             raise TypeError(f"{owner.__name__}.{name}: parameter {pname} needs a type annotation")
         type_expr(hints[pname])
-        check_name(pname, "parameter name")
+        ss.check_name(pname, "parameter name")
         required = p.default is inspect.Parameter.empty
         params.append(Param(pname, hints[pname], required, None if required else p.default))
     if len(params) > MAX_ARGUMENTS:
@@ -218,7 +219,7 @@ def resolve_call(actions: dict[str, ActionSpec], call: RpcCall,
         if call.text and not arguments:
             if len(only.params) != 1:
                 raise ArgumentError(f"{only.name}: bare text where {len(only.params)} arguments are expected")
-            return only.name, ((only.params[0].name, BareText(call.text)),)
+            return only.name, ((only.params[0].name, ss.BareText(call.text)),)
         return only.name, arguments
     given = {name for name, _ in arguments}
     fits = sorted(a.name for a in actions.values()
@@ -257,8 +258,8 @@ class attribute(Generic[T]):
         self.name = ""
 
     def __set_name__(self, owner: type, name: str) -> None:
-        check_name(name, "attribute name")
-        if name in STANDARD_ATTRIBUTES:
+        ss.check_name(name, "attribute name")
+        if name in sv.STANDARD_ATTRIBUTES:
             raise TypeError(f"{name} is a standard IGRS attribute")
         self.name = name
 
@@ -289,7 +290,7 @@ class attribute(Generic[T]):
             listener(self.name, copy.deepcopy(converted))
 
     def describe(self) -> AttributeDesc:
-        return AttributeDesc(self.name, self.expr, self.mutability, self.notifiable)
+        return sv.AttributeDesc(self.name, self.expr, self.mutability, self.notifiable)
 
 
 # --- the service base class -----------------------------------------------------------------
@@ -324,7 +325,7 @@ class Service:
         """The service description (clause 10.4) of this class hosted under ``service_id``."""
         if not cls.service_type:
             raise TypeError(f"{cls.__name__} has no service_type")
-        return ServiceDescription(
+        return sv.ServiceDescription(
             cls.service_type,
             cls.name or cls.__name__,
             service_id,

@@ -37,9 +37,6 @@ from igrs.core.sessions import Session, SessionTable
 from igrs.errors import IGRSError, NotImplementedMessage, ProtocolError
 from igrs.net.aio import wait_event
 from igrs.node.service import Service, resolve_call
-from igrs.wire.bodies import services as sv
-from igrs.wire.bodies import sessions as ss
-from igrs.wire.bodies.sessions import NamedValues, Value
 from igrs.wire.ids import DeviceId, ServiceType
 from igrs.wire.lazy_import import lazy_import
 from igrs.wire.messages import BuiltMessage, Frame, SoapMessage, Status
@@ -47,14 +44,20 @@ from igrs.wire.messages import BuiltMessage, Frame, SoapMessage, Status
 if TYPE_CHECKING:  # the cipher modules load only when session keys are used
     from igrs.core.security.session_keys import SessionKeySchedule
     from igrs.wire.bodies import events as ev
-else:  # the event bodies load with the first subscription
+    from igrs.wire.bodies import services as sv
+    from igrs.wire.bodies import sessions as ss
+    from igrs.wire.bodies.sessions import NamedValues, Value
+else:  # the event bodies load with the first subscription, the service and session bodies
+    # with the first service hosted or message read
     ev = lazy_import("igrs.wire.bodies.events")
+    sv = lazy_import("igrs.wire.bodies.services")
+    ss = lazy_import("igrs.wire.bodies.sessions")
 
 log = logging.getLogger(__name__)
 
 # (callback URL or peer device id, message, subscriber device id or None)
 Send = Callable[[str | DeviceId, SoapMessage, str | None], Awaitable[object]]
-Authorize = Callable[["PeerInfo", Service, ss.UserInfo], bool | Awaitable[bool]]
+Authorize = Callable[["PeerInfo", Service, "ss.UserInfo"], bool | Awaitable[bool]]
 # One message type's handler: (decoded frame, who sent it) -> the reply (None: a notify taken).
 ServiceHandler = Callable[[Frame, "PeerInfo"], Awaitable[SoapMessage | None]]
 RemoteServiceHook = Callable[["PeerInfo", SoapMessage], object]

@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import ClassVar, Protocol, Self
+from typing import TYPE_CHECKING, ClassVar, Protocol, Self
 
 from igrs.constants import (
     IGRS_EXT_URI,
@@ -27,7 +27,6 @@ from igrs.constants import (
     ReturnCode,
 )
 from igrs.errors import LimitExceeded, ProtocolError, UnknownMessage
-from igrs.wire import description as ddesc
 from igrs.wire.catalogue import Framing, Kind, spec_for
 from igrs.wire.httpu import Headers, build_message, man_header, parse_message
 from igrs.wire.ids import (
@@ -41,9 +40,15 @@ from igrs.wire.ids import (
     parse_uint32,
 )
 from igrs.wire.isdp import SearchTarget, encode_name
+from igrs.wire.lazy_import import lazy_import
 from igrs.wire.memo import Memo
 from igrs.wire.soap import build_envelope, build_envelope_around, parse_envelope
 from igrs.wire.xml import Element, child_text, etree, parse_xml, qname
+
+if TYPE_CHECKING:
+    from igrs.wire import description as ddesc
+else:  # the description's model loads with the first description sent or read
+    ddesc = lazy_import("igrs.wire.description")
 
 CONTENT_TYPE = 'text/xml; charset="utf-8"'
 

@@ -12,10 +12,11 @@ IGRS namespace; responses start with ``Status``).
 from __future__ import annotations
 
 import importlib
-import pkgutil
 
 
 def load_all() -> None:
+    import pkgutil  # here: an idle device never lists the bodies
+
     for info in pkgutil.iter_modules(__path__):
         if not info.name.startswith("_"):
             importlib.import_module(f"{__name__}.{info.name}")
