@@ -89,7 +89,8 @@ LOCATE_TIMEOUT = 2.0  # s a search for a group peer's address may take (MX 1 and
 GROUP_REQUESTS = ("JoinCentralisedDeviceGroupRequest", "QuitCentralisedDeviceGroupNotify")
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, for speed: made for every message (issue 15); never mutated, hashed as before.
+@dataclass(slots=True, unsafe_hash=True)
 class RequestContext:
     """Who sent a request: its address, and the pipe it came in (None: outside any pipe)."""
 

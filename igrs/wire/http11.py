@@ -41,7 +41,8 @@ class HttpError(ProtocolError):
         self.status = status
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, for speed: made for every message (issue 15); never mutated, hashed as before.
+@dataclass(slots=True, unsafe_hash=True)
 class RequestHead:
     """A parsed request line and header block."""
 
@@ -232,7 +233,8 @@ class BadResponse(ProtocolError):
     """An answer that cannot be framed or parsed (the connection is unusable after it)."""
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, for speed: made for every message (issue 15); never mutated, hashed as before.
+@dataclass(slots=True, unsafe_hash=True)
 class Response:
     status: int
     headers: Headers

@@ -58,7 +58,8 @@ class SoapMessage(Protocol):
     def body(self) -> Element: ...
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, for speed: made for every message (issue 15); never mutated, hashed as before.
+@dataclass(slots=True, unsafe_hash=True)
 class Routing:
     """What the ``01-`` extension headers carry."""
 
@@ -68,7 +69,8 @@ class Routing:
     sequence_id: int
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, for speed: made for every message (issue 15); never mutated, hashed as before.
+@dataclass(slots=True, unsafe_hash=True)
 class Frame:
     routing: Routing
     message: SoapMessage
@@ -107,7 +109,8 @@ _el, _sub, _expect = body_element, sub_element, expect_element
 
 
 # --- response status shared by every response ---------------------------------------------
-@dataclass(frozen=True, slots=True)
+# Not frozen, for speed: made for every message (issue 15); never mutated, hashed as before.
+@dataclass(slots=True, unsafe_hash=True)
 class Status:
     acknowledge_id: int
     return_code: int = ReturnCode.SUCCESS
@@ -251,7 +254,8 @@ class OpaqueMessage:
         return etree.fromstring(self.body_xml)
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, for speed: made for every message (issue 15); never mutated, hashed as before.
+@dataclass(slots=True, unsafe_hash=True)
 class BuiltMessage:
     """A typed message whose body is already built (to learn early that its values can be
     encoded): sent as built, never built a second time. ``message`` stays the typed one;

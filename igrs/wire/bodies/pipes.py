@@ -291,7 +291,8 @@ _SECURE_MIDDLE = b"</PipeId><Record>"
 _SECURE_CLOSE = f"</Record></{SECURE_MESSAGE}>".encode("ascii")
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, for speed: made for every message (issue 15); never mutated, hashed as before.
+@dataclass(slots=True, unsafe_hash=True)
 class SecureMessage:
     """Replaces the body of a message sent in a secure pipe: the sealed inner body.
 
