@@ -40,10 +40,10 @@ async def main(calls: int, collect: bool) -> None:
 
     from igrs import ControlPoint, Device
 
-    with tempfile.TemporaryDirectory(prefix="igrs-inproc-") as tmp, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-        s.close()
+    with tempfile.TemporaryDirectory(prefix="igrs-inproc-") as tmp:
         pins: asyncio.Queue[str] = asyncio.Queue()
         service = _make_service()()
         dev = Device(name="Bench TV", device_type="TV", interfaces=LO, port=port, http_port=0,

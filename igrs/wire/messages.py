@@ -478,7 +478,8 @@ def _decode(headers: Headers, body: bytes, answering: DeviceId | None = None) ->
     empty_target = not target_text or (answer and is_empty_device_id(target_text))
     target = None if empty_target else _device_id(target_text or "")
     found = index.get(k_seq)
-    seq_text = None if found is None else found[0] if len(found) == 1 else headers.optional_one(f"{p}-SequenceId")
+    seq_text = (None if found is None else found[0] if len(found) == 1
+                else headers.optional_one(f"{p}-SequenceId"))
     if seq_text is None and (spec is None or spec.kind is not Kind.RESPONSE):
         raise ProtocolError("missing header 01-SequenceId")
     # ezbox's responses carry no SequenceId header (their AcknowledgeId is in the body).

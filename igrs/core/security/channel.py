@@ -159,7 +159,7 @@ class SecureChannel:
     def open(
         self, record: bytes, *, message_type: str, source: str, target: str, sequence_id: int
     ) -> bytes:
-        raw = as_bytes(record)
+        raw = record if type(record) is bytes else as_bytes(record)
         if not HEADER_LEN + TAG_LEN <= len(raw) <= MAX_RECORD:
             raise bad_message("record length out of range")
         if raw[0] != FORMAT_VERSION:

@@ -41,7 +41,7 @@ INT_MIN, INT_MAX = ss.INT_MIN, ss.INT_MAX
 
 # --- writer ------------------------------------------------------------------------------------
 def _text(text: str) -> str | None:
-    if not _PLAIN_TEXT.match(text):
+    if not (text.isascii() and text.isprintable()) and not _PLAIN_TEXT.match(text):  # (C first: cheaper)
         return None
     if "&" in text or "<" in text or ">" in text:
         text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -308,6 +308,7 @@ _SEALED_HEAD = _PREFIX + f'<{SECURE_MESSAGE} xmlns="{IGRS_NS}"><PipeId>'.encode(
 _SEALED_MIDDLE = b"</PipeId><Record>"
 _SEALED_TAIL = f"</Record></{SECURE_MESSAGE}>".encode() + _SUFFIX
 _SEALED_MIN = len(_SEALED_HEAD) + 1 + len(_SEALED_MIDDLE) + len(_SEALED_TAIL)
+_HEAD_LEN, _MIDDLE_LEN, _TAIL_LEN = len(_SEALED_HEAD), len(_SEALED_MIDDLE), len(_SEALED_TAIL)
 
 
 def read_sealed(body: bytes, message_type: str) -> SecureMessage | None:
@@ -318,15 +319,15 @@ def read_sealed(body: bytes, message_type: str) -> SecureMessage | None:
     byte outside its alphabet ('<' included) -- a regex scan of the record cost as much."""
     if len(body) < _SEALED_MIN or not body.startswith(_SEALED_HEAD) or not body.endswith(_SEALED_TAIL):
         return None
-    start, end = len(_SEALED_HEAD), len(body) - len(_SEALED_TAIL)
-    middle = body.find(_SEALED_MIDDLE, start, start + 10 + len(_SEALED_MIDDLE))  # after 1-10 digits
-    if middle < 0 or middle + len(_SEALED_MIDDLE) > end:
+    start, end = _HEAD_LEN, len(body) - _TAIL_LEN
+    middle = body.find(_SEALED_MIDDLE, start, start + 10 + _MIDDLE_LEN)  # after 1-10 digits
+    if middle < 0 or middle + _MIDDLE_LEN > end:
         return None
     pipe_id = body[start:middle]
     if not pipe_id.isdigit():  # bytes.isdigit: ASCII digits only, and none when empty
         return None
     try:
-        record = strict_base64.decode(body[middle + len(_SEALED_MIDDLE):end])
+        record = strict_base64.decode(body[middle + _MIDDLE_LEN:end])
         return SecureMessage(_uint(pipe_id, "PipeId"), record, message_type)
     except (ProtocolError, ValueError, binascii.Error):
         return None
