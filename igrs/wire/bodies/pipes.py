@@ -319,7 +319,7 @@ class SecureMessage:
         if not self.record or type(self.pipe_id) is not int or type(self) is not SecureMessage:
             return None
         return b"".join((_SECURE_OPEN, str(self.pipe_id).encode("ascii"), _SECURE_MIDDLE,
-                         base64.b64encode(self.record), _SECURE_CLOSE))
+                         binascii.b2a_base64(self.record, newline=False), _SECURE_CLOSE))  # = b64encode
 
     @classmethod
     def parse(cls, el: Element, inner_type: str) -> SecureMessage:
