@@ -49,7 +49,7 @@ from igrs.net.isdp import IsdpEndpoints
 from igrs.node.extensions import DeviceExtension
 from igrs.node.keystore import Claim, KeyStore, MemoryKeyStore, PairedDevice, open_keystore
 from igrs.node.service import Service
-from igrs.node.service_host import PeerInfo, ServiceHandler, ServiceHost
+from igrs.node.service_host import ServiceHandler, ServiceHost, peer_info
 from igrs.wire import description as ddesc
 from igrs.wire import messages
 from igrs.wire.group_datagrams import is_group_datagram
@@ -511,8 +511,8 @@ class Device:
 
         async def to_services(frame: Frame, ctx: RequestContext) -> Reply:
             pipe = ctx.pipe
-            peer = PeerInfo(frame.routing.source, ctx.address.partition("%")[0], secure=ctx.secure,
-                            key_schedule=pipe.pipe.session_keys if pipe is not None else None)
+            peer = peer_info(frame.routing.source, ctx.address.partition("%")[0], ctx.secure,
+                             pipe.pipe.session_keys if pipe is not None else None)
             return await handler(frame, peer)
 
         return to_services
