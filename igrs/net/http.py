@@ -44,7 +44,8 @@ log = logging.getLogger(__name__)
 Sealer = Callable[[SoapMessage, int], SoapMessage]
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, for speed: made for every message (issue 15); never mutated, hashed as before.
+@dataclass(slots=True, unsafe_hash=True)
 class SealLater:
     """A reply to seal for a secure pipe once its SequenceId is chosen."""
 

@@ -49,7 +49,7 @@ from igrs.net.isdp import IsdpEndpoints
 from igrs.node.extensions import DeviceExtension
 from igrs.node.keystore import Claim, KeyStore, MemoryKeyStore, PairedDevice, open_keystore
 from igrs.node.service import Service
-from igrs.node.service_host import PeerInfo, ServiceHandler, ServiceHost
+from igrs.node.service_host import ServiceHandler, ServiceHost, peer_info
 from igrs.wire import messages
 from igrs.wire.ids import DeviceId, DeviceType, ServiceType, check_name
 from igrs.wire.isdp import SearchTarget
@@ -92,7 +92,8 @@ LOCATE_TIMEOUT = 2.0  # s a search for a group peer's address may take (MX 1 and
 GROUP_REQUESTS = ("JoinCentralisedDeviceGroupRequest", "QuitCentralisedDeviceGroupNotify")
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, for speed: made for every message (issue 15); never mutated, hashed as before.
+@dataclass(slots=True, unsafe_hash=True)
 class RequestContext:
     """Who sent a request: its address, and the pipe it came in (None: outside any pipe)."""
 
@@ -513,8 +514,8 @@ class Device:
 
         async def to_services(frame: Frame, ctx: RequestContext) -> Reply:
             pipe = ctx.pipe
-            peer = PeerInfo(frame.routing.source, ctx.address.partition("%")[0], secure=ctx.secure,
-                            key_schedule=pipe.pipe.session_keys if pipe is not None else None)
+            peer = peer_info(frame.routing.source, ctx.address.partition("%")[0], ctx.secure,
+                             pipe.pipe.session_keys if pipe is not None else None)
             return await handler(frame, peer)
 
         return to_services

@@ -123,9 +123,14 @@ class ActionSpec:
     params: tuple[Param, ...]
     result: Any  # annotation, or None
     names: frozenset[str] = field(init=False, repr=False, compare=False)  # of params: bind's check
+    # (param, "Action.param") and "Action result": bind's and invoke's error labels, made once
+    labelled: tuple[tuple[Param, str], ...] = field(init=False, repr=False, compare=False)
+    result_label: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", frozenset(p.name for p in self.params))
+        object.__setattr__(self, "labelled", tuple((p, f"{self.name}.{p.name}") for p in self.params))
+        object.__setattr__(self, "result_label", f"{self.name} result")
 
     def describe(self) -> ActionDesc:
         params = tuple(sv.ParamDesc(p.name, type_expr(p.type), p.required) for p in self.params)
@@ -138,9 +143,9 @@ class ActionSpec:
             extra = sorted(set(given) - self.names)
             raise ArgumentError(f"{self.name}: unexpected argument {extra[0]!r}")
         kwargs: dict[str, Any] = {}
-        for p in self.params:
+        for p, label in self.labelled:
             if p.name in given:
-                kwargs[p.name] = convert(given[p.name], p.type, f"{self.name}.{p.name}")
+                kwargs[p.name] = convert(given[p.name], p.type, label)
             elif p.required:
                 raise ArgumentError(f"{self.name}: missing argument {p.name!r}")
         return kwargs
@@ -357,7 +362,7 @@ class Service:
         if spec.result is None:
             return None
         try:
-            return convert(result, spec.result, f"{name} result")
+            return convert(result, spec.result, spec.result_label)
         except ArgumentError as exc:
             raise IGRSError(exc.reason, return_code=ReturnCode.INTERNAL_ERROR) from None
 

@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlsplit
 from igrs.constants import HTTP_MAX_HEAD, HTTP_MAX_HEADER_FIELDS, HTTP_MAX_LINE
 from igrs.errors import LimitExceeded, ProtocolError
 from igrs.wire.httpu import Headers
+from igrs.wire.memo import Memo
 
 _REQUEST_LINE = re.compile(
     r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([^\x00-\x20\x7f]+) HTTP/([0-9])\.([0-9])\Z", re.ASCII)
@@ -41,7 +42,8 @@ class HttpError(ProtocolError):
         self.status = status
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, for speed: made for every message (issue 15); never mutated, hashed as before.
+@dataclass(slots=True, unsafe_hash=True)
 class RequestHead:
     """A parsed request line and header block."""
 
@@ -89,7 +91,6 @@ _COMMON_NAMES: dict[str, str] = {name: name.lower() for name in (
     "Host", "MAN", "01-IGRSVersion", "01-IGRSMessageType", "01-SourceDeviceId", "01-TargetDeviceId",
     "01-SequenceId", "Content-Type", "02-SoapAction", "Content-Length", "Ext", "Cache-Control", "Date",
     "Server", "Connection")}
-_CONTROLS = bytes([*range(0x20), 0x7F])
 
 
 def _split_head(raw: bytes) -> tuple[str, Headers]:
@@ -103,29 +104,47 @@ def _split_common(raw: bytes) -> tuple[str, Headers] | None:
     accepts or refuses it): ASCII, every line ended by CRLF, no other control character (no
     HTAB), shorter than one line's cap, ``Name: value`` lines with names from _COMMON_NAMES.
     Such a head passes every check of the general parser, which would split it alike
-    (tests/unit/test_wire_fast_paths.py)."""
+    (tests/unit/test_http11_fast_paths.py). No control character but the CRLFs: the start
+    line and each header line are printable ASCII (``str.isprintable``; a line remembered in
+    _LINES was checked when it was first split), so the head's only controls are the CRLFs
+    it was split at."""
     if len(raw) > HTTP_MAX_LINE or not raw.isascii() or not raw.endswith(b"\r\n\r\n"):
         return None
     parts = raw.decode("ascii").split("\r\n")  # the start line, the header lines, "", ""
-    if len(parts) - 3 > HTTP_MAX_HEADER_FIELDS:
+    if len(parts) - 3 > HTTP_MAX_HEADER_FIELDS or not parts[0].isprintable():
         return None
-    if len(raw) - len(raw.translate(None, _CONTROLS)) != 2 * len(parts) - 2:
-        return None  # a control character other than the CRLFs that end the lines
     items: list[tuple[str, str]] = []
     index: dict[str, list[str]] = {}
-    names = _COMMON_NAMES
     for line in parts[1:-2]:
-        name, _, value = line.partition(": ")
-        key = names.get(name)
-        if key is None:
-            return None
-        value = value.strip(" ")
-        items.append((name, value))
+        split = _line_of(line)  # most lines repeat from message to message: split once
+        if split is None:
+            split = _split_line(line)
+            if split is None:
+                return None
+        item, key = split
+        items.append(item)
         if key in index:
-            index[key].append(value)
+            index[key].append(item[1])
         else:
-            index[key] = [value]
+            index[key] = [item[1]]
     return parts[0], Headers._built(items, index)
+
+
+_Line = tuple[tuple[str, str], str]  # (name, value), index key
+_LINES: Memo[str, _Line] = Memo(256)  # header line -> its split (lines of _COMMON_NAMES only)
+_line_of = _LINES.get
+_EVERY_TIME_NEW = frozenset(("01-sequenceid", "content-length", "date"))  # not worth remembering
+
+
+def _split_line(line: str) -> _Line | None:
+    """``Name: value`` with a name of _COMMON_NAMES, the value stripped of spaces, else None
+    (also for a control character: printable ASCII only)."""
+    name, _, value = line.partition(": ")
+    key = _COMMON_NAMES.get(name)
+    if key is None or not line.isprintable():
+        return None
+    split = (name, value.strip(" ")), key
+    return split if key in _EVERY_TIME_NEW else _LINES.remember(line, split)
 
 
 def _split_general(raw: bytes) -> tuple[str, Headers]:
@@ -193,7 +212,7 @@ def _content_length(values: list[str] | None) -> int:
     if not values:
         return 0
     text = values[0]
-    if any(v != text for v in values) or not (text.isascii() and text.isdigit()) or len(text) > 18:
+    if values.count(text) != len(values) or not (text.isascii() and text.isdigit()) or len(text) > 18:
         raise HttpError(400, "malformed Content-Length")
     return int(text)
 
@@ -232,7 +251,8 @@ class BadResponse(ProtocolError):
     """An answer that cannot be framed or parsed (the connection is unusable after it)."""
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, for speed: made for every message (issue 15); never mutated, hashed as before.
+@dataclass(slots=True, unsafe_hash=True)
 class Response:
     status: int
     headers: Headers

@@ -63,7 +63,8 @@ class SoapMessage(Protocol):
     def body(self) -> Element: ...
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, for speed: made for every message (issue 15); never mutated, hashed as before.
+@dataclass(slots=True, unsafe_hash=True)
 class Routing:
     """What the ``01-`` extension headers carry."""
 
@@ -73,7 +74,8 @@ class Routing:
     sequence_id: int
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, for speed: made for every message (issue 15); never mutated, hashed as before.
+@dataclass(slots=True, unsafe_hash=True)
 class Frame:
     routing: Routing
     message: SoapMessage
@@ -112,7 +114,8 @@ _el, _sub, _expect = body_element, sub_element, expect_element
 
 
 # --- response status shared by every response ---------------------------------------------
-@dataclass(frozen=True, slots=True)
+# Not frozen, for speed: made for every message (issue 15); never mutated, hashed as before.
+@dataclass(slots=True, unsafe_hash=True)
 class Status:
     acknowledge_id: int
     return_code: int = ReturnCode.SUCCESS
@@ -256,7 +259,8 @@ class OpaqueMessage:
         return etree.fromstring(self.body_xml)
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, for speed: made for every message (issue 15); never mutated, hashed as before.
+@dataclass(slots=True, unsafe_hash=True)
 class BuiltMessage:
     """A typed message whose body is already built (to learn early that its values can be
     encoded): sent as built, never built a second time. ``message`` stays the typed one;
@@ -441,26 +445,46 @@ def _device_id(text: str) -> DeviceId:
     return device_id
 
 
+_ROUTING_KEYS: Memo[str, tuple[str, ...]] = Memo(128)
+_routing_keys_of = _ROUTING_KEYS.get
+_ROUTING_FIELDS = ("IGRSVersion", "IGRSMessageType", "SourceDeviceId", "TargetDeviceId", "SequenceId")
+
+
+def _routing_keys(prefix: str) -> tuple[str, ...]:
+    """The index keys of the routing headers under an extension prefix (two digits), cached."""
+    return _ROUTING_KEYS.remember(prefix, tuple(f"{prefix}-{name}".lower() for name in _ROUTING_FIELDS))
+
+
 def _decode(headers: Headers, body: bytes, answering: DeviceId | None = None) -> Frame:
     _load_bodies()
     p = headers.igrs_prefix()
-    check_igrs_version(headers.one(f"{p}-IGRSVersion"))
-    mtype = headers.one(f"{p}-IGRSMessageType")
+    # headers.one / optional_one on the index directly; they give the errors (missing, repeated)
+    index = headers._index
+    k_version, k_type, k_source, k_target, k_seq = _routing_keys_of(p) or _routing_keys(p)
+    found = index.get(k_version)
+    check_igrs_version(found[0] if found is not None and len(found) == 1 else headers.one(f"{p}-IGRSVersion"))
+    found = index.get(k_type)
+    mtype = found[0] if found is not None and len(found) == 1 else headers.one(f"{p}-IGRSMessageType")
     spec = spec_for(mtype)
     if spec is None and mtype != ErrorResponse.message_type:
         raise UnknownMessage(f"unknown message type {mtype[:60]!r}")
     if spec is not None and spec.framing is not Framing.SOAP:
         raise ProtocolError(f"{mtype} is not sent over M-POST")
     answer = spec is None or spec.kind is Kind.RESPONSE  # a response or an ErrorResponse
-    source_text = headers.one(f"{p}-SourceDeviceId")
+    found = index.get(k_source)
+    source_text = found[0] if found is not None and len(found) == 1 else headers.one(f"{p}-SourceDeviceId")
     if answer and is_empty_device_id(source_text):
         source = answering or UNKNOWN_DEVICE  # ezbox's answers name no device (messages.md §3)
     else:
         source = _device_id(source_text)
-    target_text = headers.optional_one(f"{p}-TargetDeviceId")
+    found = index.get(k_target)
+    target_text = (None if found is None else found[0] if len(found) == 1
+                   else headers.optional_one(f"{p}-TargetDeviceId"))
     empty_target = not target_text or (answer and is_empty_device_id(target_text))
     target = None if empty_target else _device_id(target_text or "")
-    seq_text = headers.optional_one(f"{p}-SequenceId")
+    found = index.get(k_seq)
+    seq_text = (None if found is None else found[0] if len(found) == 1
+                else headers.optional_one(f"{p}-SequenceId"))
     if seq_text is None and (spec is None or spec.kind is not Kind.RESPONSE):
         raise ProtocolError("missing header 01-SequenceId")
     # ezbox's responses carry no SequenceId header (their AcknowledgeId is in the body).

@@ -41,7 +41,7 @@ INT_MIN, INT_MAX = ss.INT_MIN, ss.INT_MAX
 
 # --- writer ------------------------------------------------------------------------------------
 def _text(text: str) -> str | None:
-    if not _PLAIN_TEXT.match(text):
+    if not (text.isascii() and text.isprintable()) and not _PLAIN_TEXT.match(text):  # (C first: cheaper)
         return None
     if "&" in text or "<" in text or ">" in text:
         text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -304,20 +304,31 @@ def read(message_type: str, data: bytes) -> SoapMessage | None:
 
 
 _PREFIX, _SUFFIX = envelope_frame()
-_SECURE_RE = re.compile(
-    re.escape(_PREFIX + f'<{SECURE_MESSAGE} xmlns="{IGRS_NS}"><PipeId>'.encode()) + _UINT
-    + rb"</PipeId><Record>([^<]*)</Record></" + SECURE_MESSAGE.encode() + rb">"  # alphabet: strict_base64
-    + re.escape(_SUFFIX) + rb"\Z")
+_SEALED_HEAD = _PREFIX + f'<{SECURE_MESSAGE} xmlns="{IGRS_NS}"><PipeId>'.encode()
+_SEALED_MIDDLE = b"</PipeId><Record>"
+_SEALED_TAIL = f"</Record></{SECURE_MESSAGE}>".encode() + _SUFFIX
+_SEALED_MIN = len(_SEALED_HEAD) + 1 + len(_SEALED_MIDDLE) + len(_SEALED_TAIL)
+_HEAD_LEN, _MIDDLE_LEN, _TAIL_LEN = len(_SEALED_HEAD), len(_SEALED_MIDDLE), len(_SEALED_TAIL)
 
 
 def read_sealed(body: bytes, message_type: str) -> SecureMessage | None:
-    """A SecureMessage in the canonical envelope (as the stack writes it), or None."""
-    m = _SECURE_RE.match(body)
-    if m is None:
+    """A SecureMessage in the canonical envelope (as the stack writes it), or None.
+
+    The fixed parts are compared and the record sliced out, no pattern: ``PipeId`` is 1-10
+    ASCII digits, and the record between them is left to strict_base64, which refuses any
+    byte outside its alphabet ('<' included) -- a regex scan of the record cost as much."""
+    if len(body) < _SEALED_MIN or not body.startswith(_SEALED_HEAD) or not body.endswith(_SEALED_TAIL):
+        return None
+    start, end = _HEAD_LEN, len(body) - _TAIL_LEN
+    middle = body.find(_SEALED_MIDDLE, start, start + 10 + _MIDDLE_LEN)  # after 1-10 digits
+    if middle < 0 or middle + _MIDDLE_LEN > end:
+        return None
+    pipe_id = body[start:middle]
+    if not pipe_id.isdigit():  # bytes.isdigit: ASCII digits only, and none when empty
         return None
     try:
-        record = strict_base64.decode(m.group(2))
-        return SecureMessage(_uint(m.group(1), "PipeId"), record, message_type)
+        record = strict_base64.decode(body[middle + _MIDDLE_LEN:end])
+        return SecureMessage(_uint(pipe_id, "PipeId"), record, message_type)
     except (ProtocolError, ValueError, binascii.Error):
         return None
 

@@ -291,7 +291,8 @@ _SECURE_MIDDLE = b"</PipeId><Record>"
 _SECURE_CLOSE = f"</Record></{SECURE_MESSAGE}>".encode("ascii")
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, for speed: made for every message (issue 15); never mutated, hashed as before.
+@dataclass(slots=True, unsafe_hash=True)
 class SecureMessage:
     """Replaces the body of a message sent in a secure pipe: the sealed inner body.
 
@@ -318,7 +319,7 @@ class SecureMessage:
         if not self.record or type(self.pipe_id) is not int or type(self) is not SecureMessage:
             return None
         return b"".join((_SECURE_OPEN, str(self.pipe_id).encode("ascii"), _SECURE_MIDDLE,
-                         base64.b64encode(self.record), _SECURE_CLOSE))
+                         binascii.b2a_base64(self.record, newline=False), _SECURE_CLOSE))  # = b64encode
 
     @classmethod
     def parse(cls, el: Element, inner_type: str) -> SecureMessage:

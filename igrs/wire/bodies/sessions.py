@@ -608,7 +608,8 @@ class RpcCall:
                    _rpc_arguments(args), text)
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, for speed: made for every message (issue 15); never mutated, hashed as before.
+@dataclass(slots=True, unsafe_hash=True)
 class InvokeServiceRequest:
     """``action`` names the operation (``ActionName``, project choice); a request without it
     (RPC style, the public record's form) decodes with ``action`` empty and ``call`` set.
@@ -659,7 +660,8 @@ class InvokeServiceRequest:
         )
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, for speed: made for every message (issue 15); never mutated, hashed as before.
+@dataclass(slots=True, unsafe_hash=True)
 class InvokeServiceResponse:
     status: Status
     service_id: int
