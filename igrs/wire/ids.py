@@ -93,6 +93,12 @@ class DeviceId:
     def __str__(self) -> str:
         return self._text
 
+    def __hash__(self) -> int:
+        # uuid.UUID's own hash (of its int), without the generated hash((self.uuid,)) and the
+        # Python-level UUID.__hash__ call behind it: ids are the keys of every registry (pipes,
+        # sessions, discovery). Deterministic across runs, as before (not the text's hash).
+        return hash(self.uuid.int)
+
     @property
     def short(self) -> str:
         return str(self.uuid)[:8]
