@@ -137,10 +137,14 @@ def real_worker(devices: int, procs: int, searches: int, mx: int) -> list[Result
 
         async def all_searches() -> None:
             for i in range(searches):
+                workers = pool.cpu()
                 run = await search_once(port, tag, devices, mx)
+                workers = pool.cpu() - workers
                 runs.append(run)
                 say(f"  search {i + 1}: {run[1]}/{devices} known, all after "
-                    + (f"{run[0]:.3f} s" if run[0] is not None else "-- (incomplete)") + f"; drops: {run[2]}")
+                    + (f"{run[0]:.3f} s" if run[0] is not None else "-- (incomplete)") + f"; drops: {run[2]}; "
+                    f"the {procs} device processes' CPU {workers:.2f} s "
+                    f"({workers / devices * 1e6:.0f} us per device)")
                 await asyncio.sleep(1.0)
 
         asyncio.run(all_searches())

@@ -48,7 +48,8 @@ _RecvQueue = asyncio.Queue[tuple[bytes | None, "_Address | None"]]
 # (2,000 answers to one search) then costs one event-loop iteration per batch instead of one
 # per datagram (asyncio's datagram transport reads one per readiness event), and each read
 # allocates MAX_DATAGRAM + 1 bytes instead of the transport's 256 KiB. Bounded, so that the
-# other sockets and tasks of the loop still take turns.
+# other sockets and tasks of the loop still take turns. (The transport's own read is set to
+# MAX_DATAGRAM + 1 bytes as well where it has that setting, see connection_made.)
 _READ_BATCH = 64
 
 
@@ -67,10 +68,18 @@ class _DirectProtocol(Protocol):
         self._deliver = deliver
         self._recvfrom = sock.recvfrom
         self._reading: asyncio.BaseTransport | None = None
+        # False after a callback whose socket held nothing more: the next one reads only its
+        # own datagram. A socket that gets one datagram at a time (each device's group socket
+        # hearing a search) then pays the empty read (a syscall and an exception) every other
+        # time, not every time; one that gets a burst stays batching.
+        self._batching = True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self._reading = transport
+        if hasattr(transport, "max_size"):  # asyncio's selector transport (not uvloop's)
+            # its own read (the first of a batch) allocated 256 KiB per datagram, too
+            transport.max_size = MAX_DATAGRAM + 1
 
     def datagram_received(self, data: bytes, addr: _Address) -> None:
         recvfrom, deliver, transport = self._recvfrom, self._deliver, self._reading
@@ -83,9 +92,13 @@ class _DirectProtocol(Protocol):
             left -= 1
             if not left or transport is None or transport.is_closing():  # batch done, or closed by a handler
                 return
+            if not self._batching:
+                self._batching = True
+                return
             try:
                 data, addr = recvfrom(MAX_DATAGRAM + 1)
             except (BlockingIOError, InterruptedError):
+                self._batching = left < _READ_BATCH - 1  # something more was read
                 return
             except OSError as exc:
                 self.error_received(exc)
