@@ -516,7 +516,7 @@ def _decode_common(data: bytes) -> IsdpMessage | None:
     if not data.isascii() or not data.endswith(b"\r\n\r\n"):
         return None
     text = data.decode("ascii")
-    if (response := _layout_response(text)) is not None:
+    if text[0] == "H" and (response := _layout_response(text)) is not None:  # "HTTP/1.1 200 OK"
         return response
     parts = text.split("\r\n")  # start line, header lines, "", ""
     start, lines = parts[0], parts[1:-2]  # an empty line (a body follows) fails the split below
