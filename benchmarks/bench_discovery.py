@@ -701,18 +701,18 @@ class WorkerPool:
                     break
         self.wait_idle()
 
+    def cpu(self) -> float:
+        """CPU seconds the workers used so far (user + system, clock-tick resolution)."""
+        total = 0
+        for p in self.procs:
+            fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+        return total / os.sysconf("SC_CLK_TCK")
+
     def wait_idle(self, quiet: float = 0.02, timeout: float = 120.0) -> None:
         """Wait until the workers' CPU use falls below ``quiet`` of a core: the storm of
         start-up announcements (every device hears every other device's) is over."""
-        tick = os.sysconf("SC_CLK_TCK")
-
-        def cpu() -> float:
-            total = 0
-            for p in self.procs:
-                fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])  # utime + stime
-            return total / tick
-
+        cpu = self.cpu
         deadline = time.monotonic() + timeout
         last = cpu()
         while time.monotonic() < deadline:

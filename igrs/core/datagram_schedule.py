@@ -180,6 +180,12 @@ class AdvertisementSchedule(Generic[S]):
 Answer = tuple[bytes, bytes | None]  # (the full datagram, a compact form or None)
 
 
+def response_budget(request_size: int) -> int:
+    """Bytes of answers a search of ``request_size`` bytes may draw (anti-amplification). Where
+    the full answers together fit, no compact form is ever sent: a caller may leave them None."""
+    return min(MAX_RESPONSE_BYTES_PER_REQUEST, SEARCH_AMPLIFICATION * request_size)
+
+
 @dataclass(frozen=True, slots=True)
 class _Pending:
     key: tuple[str, int, str]  # (requester ip, port, ST)
@@ -234,7 +240,7 @@ class SearchResponder:
         if not self._requesters.allow(str(src_ip), now):
             self.drops.drop("requester_rate")
             return
-        budget = min(MAX_RESPONSE_BYTES_PER_REQUEST, SEARCH_AMPLIFICATION * request_size)
+        budget = response_budget(request_size)
         payloads: list[SendUnicast] = []
         for full, compact in answers():
             payload = full if len(full) <= budget else compact

@@ -42,6 +42,7 @@ from igrs.core.datagram_schedule import (
     SendUnicast,
     earliest,
     group_host,
+    response_budget,
 )
 from igrs.core.ratelimit import KeyedRateLimiter
 from igrs.core.timers import ExpiryQueue, Timers
@@ -285,7 +286,10 @@ class DeviceDiscovery:
             return
 
         def encoded() -> list[Answer]:
-            return [(isdp.encode(a, host=""), isdp.encode(a, host="", compact=True)) for a in answers]
+            full = [isdp.encode(a, host="") for a in answers]
+            if sum(map(len, full)) <= response_budget(request_size):  # all go whole: no compact form
+                return [(f, None) for f in full]
+            return [(f, isdp.encode(a, host="", compact=True)) for f, a in zip(full, answers, strict=True)]
 
         self._responder.respond(encoded, target=str(req.target), mx=req.mx, request_size=request_size,
                                 source=source, iface=self._interfaces.get(interface), now=now)

@@ -44,24 +44,65 @@ _Deliver = Callable[[bytes, "_Address"], None]
 _RecvQueue = asyncio.Queue[tuple[bytes | None, "_Address | None"]]
 
 
+# Datagrams read from the socket in one read callback, the transport's own included: a burst
+# (2,000 answers to one search) then costs one event-loop iteration per batch instead of one
+# per datagram (asyncio's datagram transport reads one per readiness event), and each read
+# allocates MAX_DATAGRAM + 1 bytes instead of the transport's 256 KiB. Bounded, so that the
+# other sockets and tasks of the loop still take turns. (The transport's own read is set to
+# MAX_DATAGRAM + 1 bytes as well where it has that setting, see connection_made.)
+_READ_BATCH = 64
+
+
 class _DirectProtocol(Protocol):
     """asyncio-dgram's protocol with its receive queue bypassed: each datagram goes straight
-    to ``deliver`` from the transport's read callback. Queueing it for a reader task cost a
-    task switch and a loop iteration per datagram, and a control point answered by 2,000
-    devices within MX fell behind (benchmarks/bench_lan.py). The kernel's buffer
+    to ``deliver`` from the transport's read callback, and that callback goes on reading the
+    socket until it is empty (at most _READ_BATCH datagrams). Queueing each for a reader task
+    cost a task switch and a loop iteration per datagram, and a control point answered by
+    2,000 devices within MX fell behind (benchmarks/bench_lan.py). The kernel's buffer
     (ISDP_RECV_BUFFER) absorbs bursts; the handlers are synchronous and short."""
 
     def __init__(self, recvq: _RecvQueue, excq: asyncio.Queue[Exception], drained: asyncio.Event,
-                 drops: Counter[str], deliver: _Deliver) -> None:
+                 drops: Counter[str], deliver: _Deliver, sock: socket.socket) -> None:
         super().__init__(recvq, excq, drained)
         self._drops = drops
         self._deliver = deliver
+        self._recvfrom = sock.recvfrom
+        self._reading: asyncio.BaseTransport | None = None
+        # False after a callback whose socket held nothing more: the next one reads only its
+        # own datagram. A socket that gets one datagram at a time (each device's group socket
+        # hearing a search) then pays the empty read (a syscall and an exception) every other
+        # time, not every time; one that gets a burst stays batching.
+        self._batching = True
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._reading = transport
+        if hasattr(transport, "max_size"):  # asyncio's selector transport (not uvloop's)
+            # its own read (the first of a batch) allocated 256 KiB per datagram, too
+            transport.max_size = MAX_DATAGRAM + 1
 
     def datagram_received(self, data: bytes, addr: _Address) -> None:
-        if len(data) > MAX_DATAGRAM:
-            self._drops["oversized"] += 1
-        else:
-            self._deliver(data, addr)
+        recvfrom, deliver, transport = self._recvfrom, self._deliver, self._reading
+        left = _READ_BATCH
+        while True:
+            if len(data) > MAX_DATAGRAM:  # a larger one arrives cut to MAX_DATAGRAM + 1 bytes
+                self._drops["oversized"] += 1
+            else:
+                deliver(data, addr)
+            left -= 1
+            if not left or transport is None or transport.is_closing():  # batch done, or closed by a handler
+                return
+            if not self._batching:
+                self._batching = True
+                return
+            try:
+                data, addr = recvfrom(MAX_DATAGRAM + 1)
+            except (BlockingIOError, InterruptedError):
+                self._batching = left < _READ_BATCH - 1  # something more was read
+                return
+            except OSError as exc:
+                self.error_received(exc)
+                return
 
     def error_received(self, exc: Exception) -> None:
         # ICMP errors (e.g. port unreachable after a reply) are not worth a log line.
@@ -74,7 +115,7 @@ async def _stream(sock: socket.socket, drops: Counter[str], deliver: _Deliver) -
     excq: asyncio.Queue[Exception] = asyncio.Queue()
     drained = asyncio.Event()
     transport, _ = await loop.create_datagram_endpoint(
-        lambda: _DirectProtocol(recvq, excq, drained, drops, deliver), sock=sock)
+        lambda: _DirectProtocol(recvq, excq, drained, drops, deliver, sock), sock=sock)
     # asyncio-dgram's stub types this first argument as a protocol; it is the transport.
     return DatagramServer(transport, recvq, excq, drained)  # type: ignore[arg-type]
 

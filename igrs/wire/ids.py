@@ -73,7 +73,7 @@ class DeviceId:
         return cls(uuid.uuid4())
 
     @classmethod
-    def parse(cls, text: str) -> Self:
+    def parse(cls, text: str) -> DeviceId:
         if not _CANONICAL_DEVICE_ID.match(text):  # the form every stack sends goes straight on
             text = text.strip()
             if len(text) > MAX_ID_LENGTH:
@@ -88,17 +88,16 @@ class DeviceId:
                 except ValueError:
                     raise ProtocolError(f"device id has no valid UUID: {text[:60]!r}") from None
             text = DEVICE_ID_PREFIX + rest
-        # canonical text: the UUID of its 32 hex digits, without uuid.UUID's general parser
-        u = object.__new__(uuid.UUID)
-        _UUID_SET_INT(u, int(text[_PREFIX_LENGTH:].replace("-", ""), 16))
-        _UUID_SET_SAFE(u, _SAFE_UNKNOWN)
-        parsed = object.__new__(cls)
-        _DEVICE_ID_SET_UUID(parsed, u)
-        _DEVICE_ID_SET_TEXT(parsed, text)  # = f"{DEVICE_ID_PREFIX}{u}"
-        return parsed
+        return canonical_device_id(text)
 
     def __str__(self) -> str:
         return self._text
+
+    def __hash__(self) -> int:
+        # uuid.UUID's own hash (of its int), without the generated hash((self.uuid,)) and the
+        # Python-level UUID.__hash__ call behind it: ids are the keys of every registry (pipes,
+        # sessions, discovery). Deterministic across runs, as before (not the text's hash).
+        return hash(self.uuid.int)
 
     @property
     def short(self) -> str:
@@ -118,6 +117,20 @@ def is_empty_device_id(text: str) -> bool:
 # RFC 4122 nil UUID. Never a real device's id (DeviceId.new() draws version-4 UUIDs).
 UNKNOWN_DEVICE = DeviceId(uuid.UUID(int=0))
 
+def canonical_device_id(text: str) -> DeviceId:
+    """The DeviceId of ``text``, known to be canonical (``DEVICE_ID_PREFIX`` and a lower-case
+    UUID in its 8-4-4-4-12 form): the UUID of its 32 hex digits, without uuid.UUID's general
+    parser nor the dataclass's __init__ (same objects: tests/unit/test_wire_fast_paths.py)."""
+    u = _new(uuid.UUID)
+    _UUID_SET_INT(u, int(text[_PREFIX_LENGTH:].replace("-", ""), 16))
+    _UUID_SET_SAFE(u, _SAFE_UNKNOWN)
+    parsed = _new(DeviceId)
+    _DEVICE_ID_SET_UUID(parsed, u)
+    _DEVICE_ID_SET_TEXT(parsed, text)  # = f"{DEVICE_ID_PREFIX}{u}"
+    return parsed
+
+
+_new = object.__new__
 _DEVICE_ID_SET_UUID = vars(DeviceId)["uuid"].__set__  # frozen: __setattr__ refuses
 _DEVICE_ID_SET_TEXT = vars(DeviceId)["_text"].__set__
 _DEVICE_ID_LOWER = DEVICE_ID_PREFIX.lower()

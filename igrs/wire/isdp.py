@@ -35,9 +35,11 @@ from igrs.constants import (
 from igrs.errors import LimitExceeded, ProtocolError
 from igrs.wire.httpu import Headers, build_message, man_header, parse_parts
 from igrs.wire.ids import (
+    DEVICE_ID_PREFIX,
     DeviceId,
     DeviceType,
     ServiceType,
+    canonical_device_id,
     check_igrs_version,
     check_name,
     is_digits,
@@ -513,7 +515,10 @@ def _decode_common(data: bytes) -> IsdpMessage | None:
     """The device datagram in ``data`` if it is in the common wire form, else None."""
     if not data.isascii() or not data.endswith(b"\r\n\r\n"):
         return None
-    parts = data.decode("ascii").split("\r\n")  # start line, header lines, "", ""
+    text = data.decode("ascii")
+    if text[0] == "H" and (response := _layout_response(text)) is not None:  # "HTTP/1.1 200 OK"
+        return response
+    parts = text.split("\r\n")  # start line, header lines, "", ""
     start, lines = parts[0], parts[1:-2]  # an empty line (a body follows) fails the split below
     # No control character (tab included) but the CRLFs that end the start line, each header
     # line and the head: translate() removes exactly two bytes for each of them.
@@ -630,6 +635,67 @@ def _common_response(s: dict[str, str]) -> IsdpMessage | None:
     _set_response_name(msg, name)
     _set_response_requester(msg, DeviceId.parse(requester) if requester else None)
     _set_response_server(msg, s.get("SERVER", "").strip()[:256])
+    return msg
+
+
+# --- the search response in the encoder's own layout, read by one regular expression ---------
+# The answer every igrs device sends (``encode``, not compact): its 13 lines in this order, the
+# constant ones as written, each value in the form the dict path above reads without a
+# question (no space around it, a canonical device id, a plain LOCATION with a valid port, each
+# line within MAX_HEADER_LINE). One match checks the lines and finds the values; what it does
+# not match (another order or spelling, a compact answer) goes on to the dict path. Values
+# are checked as there (LOCATION's length, the memos' parses, the name), so both give the same
+# message, tested against the general path in tests/unit/test_wire_fast_paths.py.
+def _value(header: str) -> str:
+    """A value with no space around it, its line ``header: value`` within MAX_HEADER_LINE."""
+    return f"([!-~](?:[ -~]{{0,{MAX_HEADER_LINE - len(header) - 4}}}[!-~])?)"
+
+
+def _token(header: str) -> str:
+    return f"([!-~]{{1,{MAX_HEADER_LINE - len(header) - 2}}})"
+
+
+_UUID_TEXT = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_ID_TEXT = f"({re.escape(DEVICE_ID_PREFIX)}{_UUID_TEXT})"
+_PORT = "(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+_response_layout = re.compile(
+    "HTTP/1\\.1 200 OK\r\n"
+    "CACHE-CONTROL: (max-age=[0-9]{1,9})\r\n"
+    "EXT: \r\n"
+    f"LOCATION: (https?://[A-Za-z0-9._~-]+(?::{_PORT})?(?:[/?#][!-~]*)?)\r\n"
+    f"SERVER: {_value('SERVER')}\r\n"
+    f"ST: {_token('ST')}\r\n"
+    f"USN: {_ID_TEXT}\r\n"
+    f"{re.escape(_MAN_LINE)}\r\n"
+    f"01-IGRSVersion: {re.escape(IGRS_VERSION)}\r\n"
+    "01-IGRSMessageType: SearchDeviceResponse\r\n"
+    f"01-SourceDeviceId: {re.escape(DEVICE_ID_PREFIX)}{_UUID_TEXT}\r\n"
+    f"01-DeviceType: {_token('01-DeviceType')}\r\n"
+    f"(?:01-TargetDeviceId: {_ID_TEXT}\r\n)?"
+    f"(?:01-DeviceName: {_value('01-DeviceName')}\r\n)?"
+    "\r\n"
+).fullmatch
+
+
+def _layout_response(text: str) -> SearchDeviceResponse | None:
+    """The search response in ``text`` if it is in the encoder's layout, else None."""
+    if (m := _response_layout(text)) is None:
+        return None
+    max_age, location, server, target, usn, device_type, requester, name = m.groups()
+    if len(location) > MAX_URL_LENGTH:
+        return None
+    msg = _new(SearchDeviceResponse)
+    try:
+        _set_response_type(msg, _device_type_of(device_type) or _device_type(device_type))
+        _set_response_max_age(msg, _max_age_of(max_age) or _max_age(max_age))
+        _set_response_target(msg, _target_of(target) or _search_target(target))
+        _set_response_name(msg, _name(name) if name else "")
+    except (ProtocolError, ValueError):  # a refused value (or name): the general path says why
+        return None
+    _set_response_id(msg, canonical_device_id(usn))
+    _set_response_location(msg, location)
+    _set_response_requester(msg, canonical_device_id(requester) if requester else None)
+    _set_response_server(msg, server[:256])
     return msg
 
 

@@ -481,3 +481,24 @@ def test_minimal_search_gets_a_compact_answer_within_four_times_its_size() -> No
     dev.on_datagram(search(), ("10.77.1.21", 40000), "eth-a", 2.0)  # our own 280-byte search
     [full] = [a for _, a in run_until(dev, 10.0) if isinstance(a, SendUnicast)]
     assert b"01-DeviceName" in full.payload and len(full.payload) > len(answer.payload)
+
+
+def test_the_compact_answer_is_built_only_when_the_full_does_not_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    compact_built = []
+    encode = isdp.encode
+
+    def counting(msg: isdp.IsdpMessage, *, host: str, compact: bool = False) -> bytes:
+        compact_built.append(compact)
+        return encode(msg, host=host, compact=compact)
+
+    monkeypatch.setattr(isdp, "encode", counting)
+    dev = make_device()
+    dev.start(0.0)
+    compact_built.clear()
+    dev.on_datagram(search(), ("10.77.1.21", 40000), "eth-a", 2.0)  # our own search: the full answer fits
+    [full] = [a for _, a in run_until(dev, 10.0) if isinstance(a, SendUnicast)]
+    assert b"01-DeviceName" in full.payload and True not in compact_built
+    smallest = b"M-SEARCH * HTTP/1.1\nMAN:isdp:discover\nMX:0\nST:isdp:all\n"
+    dev.on_datagram(smallest, ("10.77.1.20", 40000), "eth-a", 11.0)
+    [answer] = [a for _, a in run_until(dev, 11.0) if isinstance(a, SendUnicast)]
+    assert compact_built.count(True) == 1 and b"01-DeviceName" not in answer.payload

@@ -384,3 +384,55 @@ def test_common_form_examples(change: Callable[[bytes], bytes], taken: bool) -> 
     data = change(NOTIFY)
     assert (isdp._decode_common(data) is not None) is taken
     assert outcome(isdp.decode, data) == outcome(general_decode, data)
+
+
+# --- the search response in the encoder's layout (isdp._layout_response) --------------------------
+PLAIN_LOCATIONS = ("http://192.168.1.20:3880/IGRS", "https://tv.local/IGRS", "http://h/x?y#z")
+
+
+@PROFILE
+@given(msg=device_messages)
+def test_layout_takes_every_full_search_response_the_encoder_writes(msg: isdp.IsdpMessage) -> None:
+    text = encoded(msg).decode()
+    layout = isdp._layout_response(text)
+    if isinstance(msg, isdp.SearchDeviceResponse) and msg.location in PLAIN_LOCATIONS:
+        assert layout is not None, text
+    if layout is not None:
+        general = general_decode(text.encode())
+        assert layout == general and repr(layout) == repr(general) and layout.server == general.server
+    # the compact answer has another layout: the dict path reads it
+    if isinstance(msg, isdp.SearchDeviceResponse):
+        assert isdp._layout_response(isdp.encode(msg, host="", compact=True).decode()) is None
+
+
+@settings(PROFILE, max_examples=1500 * SCALE)
+@given(data=mutated())
+def test_layout_decodes_as_the_general_path(data: bytes) -> None:
+    layout = isdp._layout_response(data.decode("utf-8", "surrogatepass")) if data.isascii() else None
+    assert layout is None or outcome(general_decode, data) == ("ok", layout)
+
+
+RESPONSE = isdp.encode(isdp.SearchDeviceResponse(D1, TV, "http://192.168.1.20:3880/IGRS", 1800,
+                                                 isdp.SearchTarget.all(), "Hall TV", D1), host="")
+
+
+@pytest.mark.parametrize("change, taken", [
+    (lambda d: d, True),
+    (lambda d: d.replace(b":3880/", b":65535/"), True),
+    (lambda d: d.replace(b":3880/", b":65536/"), False),  # not a port: refused by the general path
+    (lambda d: d.replace(b":3880/", b":03880/"), False),  # leading zero: the dict path reads it
+    (lambda d: d.replace(b":3880/", b":0/"), False),
+    (lambda d: d.replace(b"/IGRS", b"/" + b"x" * 600), False),  # LOCATION too long
+    (lambda d: d.replace(b"Hall TV", b"Hall%20TV"), True),
+    (lambda d: d.replace(b"Hall TV", b"Hall%ZZ"), True),  # no escape: the name as written
+    (lambda d: d.replace(b"Hall TV", b"Hall%C3"), False),  # not UTF-8: refused
+    (lambda d: d.replace(b"Hall TV", b"H" * 200), False),  # name too long: refused
+    (lambda d: d.replace(b"Hall TV", b"Hall TV "), False),
+    (lambda d: d.replace(b"DeviceId:6f1b", b"DeviceId:6F1B"), False),
+    (lambda d: d.replace(b"ST: isdp:all", b"ST: isdp:nothing"), False),
+    (lambda d: d.replace(b"IGRS/1.0\r\n01", b"IGRS/1.1\r\n01"), False),
+])
+def test_layout_examples(change: Callable[[bytes], bytes], taken: bool) -> None:
+    data = change(RESPONSE)
+    assert (isdp._layout_response(data.decode()) is not None) is taken
+    assert outcome(isdp.decode, data) == outcome(general_decode, data)
