@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from pairing import pair_with
 
 from igrs import ControlPoint, Device
 from igrs.constants import IGRS_PATH, ReturnCode
@@ -61,12 +62,7 @@ async def tv(free_udp_port: int) -> AsyncIterator[tuple[Device, list[str]]]:
 async def paired_cp(port: int, tv: Device, pins: list[str]) -> ControlPoint:
     cp = ControlPoint(interfaces=LO, port=port, keepalive_interval=0)
     await cp.start()
-    await cp.search(timeout=1.2, mx=1)
-
-    async def read_pin(_digits: int) -> str:
-        return pins[-1]
-
-    await cp.pair(tv.device_id, read_pin)
+    await pair_with(cp, tv, pins)
     return cp
 
 
