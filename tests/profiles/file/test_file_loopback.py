@@ -299,7 +299,7 @@ async def test_a_committed_upload_gets_the_normal_file_mode(home: dict) -> None:
 
 async def test_unpaired_peer_cannot_use_the_file_server(home: dict, free_udp_port: int) -> None:
     async with ControlPoint(interfaces=LO, port=free_udp_port) as stranger:
-        await stranger.search(timeout=1.0, mx=1)
+        await stranger.locate(home["dev"].device_id, mx=1)
         with pytest.raises(IGRSError):
             async with FileClient.connect(stranger, home["dev"].device_id) as files:
                 await files.ls("/")
