@@ -87,16 +87,9 @@ def lift_limits(server: Any) -> None:
 
 
 def start(kind: str) -> Any:
-    from servers import EjabberdServer, ProsodyServer
+    from servers import start_server
 
-    server = ProsodyServer() if kind == "prosody" else EjabberdServer()
-    lift_limits(server)
-    try:
-        server.start()
-    except BaseException:
-        server.close()
-        raise
-    return server
+    return start_server(kind, prepare=lift_limits)
 
 
 async def xmpp_pair(server: Any) -> tuple[XmppClient, XmppClient]:

@@ -19,6 +19,7 @@ from xml.etree import ElementTree as ET
 
 import pytest
 from netbed import LineReader
+from support import stop
 
 IGRS = [sys.executable, "-m", "igrs"]
 NAME = "Verdict TV"
@@ -41,12 +42,7 @@ def device(tmp_path: Path, free_udp_port: int) -> Iterator[tuple[LineReader, int
         assert out.wait_for(lambda s: '"event": "ready"' in s, 20), out.lines + err.lines
         yield out, free_udp_port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop(proc)
 
 
 def suite(tmp: Path, port: int, *args: str) -> subprocess.Popen[str]:

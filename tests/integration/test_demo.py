@@ -8,6 +8,8 @@ import re
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import pytest
 
@@ -44,41 +46,61 @@ STEPS = [
 ]
 
 
-def test_igrs_demo_runs_the_whole_scenario() -> None:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+@dataclass
+class DemoRun:
+    returncode: int
+    stdout: str
+    stderr: str
+    took: float  # s, from the start of the three to this one's exit
+
+
+@pytest.fixture(scope="module")
+def demos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, DemoRun]:
+    """Three ``igrs demo`` runs at once, as three users would start them on one machine: two
+    plain ones ("a", "b") and one without ffmpeg on PATH ("no-ffmpeg"). Each test below reads
+    the runs it is about; at once, because the demos wait on their own timers more than they
+    compute, and because two (three) at once must not meet (random ISDP ports)."""
+    argv = [sys.executable, "-m", "igrs", "demo", "--duration", "0", "--interface", "lo"]
+    no_path = tmp_path_factory.mktemp("no-ffmpeg")
+    envs = {"a": {}, "b": {}, "no-ffmpeg": {"PATH": str(no_path)}}
     started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "igrs", "demo", "--duration", "0", "--interface", "lo"],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        env=env,
-        stdin=subprocess.DEVNULL,
-    )
-    took = time.monotonic() - started
-    out = done.stdout
-    assert done.returncode == 0, f"exit {done.returncode}\n{out}\n{done.stderr}"
-    assert "DEMO FAILED" not in out and "Traceback" not in done.stderr, out + done.stderr
+    procs = {name: subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    stdin=subprocess.DEVNULL,
+                                    env={**os.environ, "PYTHONUNBUFFERED": "1", **extra})
+             for name, extra in envs.items()}
+
+    def finish(proc: subprocess.Popen[str]) -> DemoRun:
+        try:
+            out, err = proc.communicate(timeout=100)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        return DemoRun(proc.returncode, out, err, time.monotonic() - started)
+
+    with ThreadPoolExecutor(len(procs)) as pool:
+        runs = dict(zip(procs, pool.map(finish, procs.values()), strict=True))
+    return runs
+
+
+@pytest.mark.parametrize("name", ["a", "b"])
+def test_igrs_demo_runs_the_whole_scenario(demos: dict[str, DemoRun], name: str) -> None:
+    run = demos[name]
+    out = run.stdout
+    assert run.returncode == 0, f"exit {run.returncode}\n{out}\n{run.stderr}"
+    assert "DEMO FAILED" not in out and "Traceback" not in run.stderr, out + run.stderr
     for pattern in STEPS:
         assert re.search(pattern, out), f"missing {pattern!r} in the narration:\n{out}"
     numbered = [int(m) for m in re.findall(r"^(\d+)\. ", out, re.M)]
     assert numbered == list(range(1, len(numbered) + 1)) and len(numbered) >= 9, numbered
-    assert took < 60, f"the demo took {took:.1f} s"
+    assert run.took < 60, f"the demo took {run.took:.1f} s"
 
 
-def test_igrs_demo_without_ffmpeg(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_igrs_demo_without_ffmpeg(demos: dict[str, DemoRun]) -> None:
     """No ffmpeg on PATH: the bundled clip, the synthetic live stream, still the whole scenario."""
-    env = {**os.environ, "PATH": str(tmp_path), "PYTHONUNBUFFERED": "1"}
-    done = subprocess.run(
-        [sys.executable, "-m", "igrs", "demo", "--duration", "0", "--interface", "lo"],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        env=env,
-        stdin=subprocess.DEVNULL,
-    )
-    out = done.stdout
-    assert done.returncode == 0, out + done.stderr
+    run = demos["no-ffmpeg"]
+    out = run.stdout
+    assert run.returncode == 0, out + run.stderr
     for pattern in (
         r"clip\.mp4 .*bundled sample",
         r"live programme \(synthetic MPEG-TS\)",
@@ -90,26 +112,12 @@ def test_igrs_demo_without_ffmpeg(tmp_path) -> None:  # type: ignore[no-untyped-
         assert re.search(pattern, out), f"missing {pattern!r}:\n{out}"
 
 
-def test_two_demos_at_once_do_not_meet() -> None:
-    """Random ISDP ports: two demos on one machine each pair with their own TV and PC."""
-    argv = [sys.executable, "-m", "igrs", "demo", "--duration", "0", "--interface", "lo"]
-    procs = [
-        subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL
-        )
-        for _ in range(2)
-    ]
-    try:
-        outs = [p.communicate(timeout=100) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+def test_demos_at_once_do_not_meet(demos: dict[str, DemoRun]) -> None:
+    """Random ISDP ports: demos on one machine each pair with their own TV and PC."""
     ports = set()
-    for p, (out, err) in zip(procs, outs, strict=True):
-        assert p.returncode == 0, out + err
-        assert "SCENARIO COMPLETE" in out
-        assert len(re.findall(r"found Living room TV", out)) == 1, out  # its own TV only
-        ports.add(re.search(r"UDP port (\d+)", out).group(1))  # type: ignore[union-attr]
-    assert len(ports) == 2
+    for run in demos.values():
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "SCENARIO COMPLETE" in run.stdout
+        assert len(re.findall(r"found Living room TV", run.stdout)) == 1, run.stdout  # its own TV only
+        ports.add(re.search(r"UDP port (\d+)", run.stdout).group(1))  # type: ignore[union-attr]
+    assert len(ports) == len(demos)

@@ -142,7 +142,7 @@ async def test_keepalive_declares_a_silent_device_gone(free_udp_port: int, board
                  watch_interfaces=False)
     await dev.start()
     async with ControlPoint(interfaces=LO, port=free_udp_port, keepalive_interval=0.2) as cp:
-        await cp.search(timeout=1.2, mx=1)
+        await cp.locate(dev.device_id, mx=1)  # ends at its first answer (tests/pairing.py)
         await cp.pair(dev.device_id, board.read)
         pipe = await cp.open_pipe(dev.device_id)
         await asyncio.sleep(0.7)
@@ -160,7 +160,7 @@ async def test_pairing_needs_a_screen(free_udp_port: int) -> None:
         Device(name="Headless", interfaces=LO, port=free_udp_port, http_port=0) as dev,
         ControlPoint(interfaces=LO, port=free_udp_port) as cp,
     ):
-        await cp.search(timeout=1.2, mx=1)
+        await cp.locate(dev.device_id, mx=1)
         with pytest.raises(RemoteError) as err:
             await cp.pair(dev.device_id, "123456")
         assert err.value.return_code == ReturnCode.FORBIDDEN

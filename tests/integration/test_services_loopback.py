@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from pairing import pair_with
 
 from igrs import ControlPoint, Device
 from igrs.constants import IGRS_PATH, ReturnCode
@@ -61,12 +62,7 @@ async def tv(free_udp_port: int) -> AsyncIterator[tuple[Device, list[str]]]:
 async def paired_cp(port: int, tv: Device, pins: list[str]) -> ControlPoint:
     cp = ControlPoint(interfaces=LO, port=port, keepalive_interval=0)
     await cp.start()
-    await cp.search(timeout=1.2, mx=1)
-
-    async def read_pin(_digits: int) -> str:
-        return pins[-1]
-
-    await cp.pair(tv.device_id, read_pin)
+    await pair_with(cp, tv, pins)
     return cp
 
 
@@ -109,7 +105,7 @@ async def test_an_unpaired_control_point_cannot_use_the_service(tv: tuple[Device
                                                                free_udp_port: int) -> None:
     dev, _ = tv
     async with ControlPoint(interfaces=LO, port=free_udp_port) as stranger:
-        await stranger.search(timeout=1.2, mx=1)
+        await stranger.locate(dev.device_id, mx=1)
         assert (await stranger.describe(dev.device_id)).name == "TV"  # the description: yes
         with pytest.raises(IGRSError):
             async with stranger.session(dev.device_id, RENDERER) as svc:  # anything else: no
@@ -264,7 +260,7 @@ async def test_a_subscription_ends_with_device_lost_when_the_device_process_dies
         assert proc.stdout is not None
         ready = json.loads(await asyncio.wait_for(proc.stdout.readline(), 20))
         async with ControlPoint(interfaces=LO, port=free_udp_port, keepalive_interval=0.3) as cp:
-            await cp.search(timeout=1.2, mx=1)
+            await cp.locate(ready["id"], mx=1)
 
             async def shown_pin(_digits: int) -> str:
                 return str(json.loads(await proc.stdout.readline())["pin"])  # type: ignore[union-attr]

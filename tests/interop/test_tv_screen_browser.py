@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pairing import pair_with
 
 from igrs import ControlPoint, Device
 from igrs.apps.demo import setup_pc, setup_tv
@@ -241,9 +242,8 @@ async def test_tv_screen_in_headless_chromium(
         tv_role = await setup_tv(tv)
         roles.append(tv_role)
         url = tv_role.screen.url()
-        await cp.search(timeout=1.0, mx=1)
         for dev, key in ((pc, "pc"), (tv, "tv")):
-            await cp.pair(dev.device_id, lambda _d, key=key: asyncio.sleep(0, pins[key][-1]))
+            await pair_with(cp, dev, pins[key])
         with chromedriver(driver_exe, free_tcp_port) as wd, tempfile.TemporaryDirectory() as profile:
             await asyncio.to_thread(wd.start, chromium, profile)
             try:

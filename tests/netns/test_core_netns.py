@@ -100,12 +100,7 @@ async def main():
     st = {}
 
     async def find(device):
-        dev = DeviceId.parse(device)
-        for _ in range(10):
-            if cp.discovery.get(dev) is not None:
-                return cp.find(dev)
-            await cp.search(timeout=1.0, target=dev, mx=1)
-        raise RuntimeError(f"{device} not found")
+        return await cp.locate(DeviceId.parse(device), timeout=10, mx=1)  # ends at its first answer
 
     async def search(device):
         rec = await find(device)

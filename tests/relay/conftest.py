@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from relay_helpers import World, make_node
+from support import closing
 
 from igrs.relay import RelayNode
 
@@ -19,8 +20,5 @@ async def node(tmp_path: Path) -> AsyncIterator[RelayNode]:
 
 @pytest.fixture
 async def world(node: RelayNode) -> AsyncIterator[World]:
-    w = World(node)
-    try:
+    async with closing(World(node)) as w:
         yield w
-    finally:
-        await w.close()

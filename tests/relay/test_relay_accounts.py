@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from relay_helpers import RawConn, World, answer, make_node
+from support import closing
 
 from igrs.relay import Limits, Principal, RelayClient, RelayCode, RelayError
 from igrs.relay.frames import Frame, FrameType
@@ -98,12 +99,8 @@ async def test_unknown_device_and_wrong_code_get_the_same_answer(world: World) -
 @pytest.fixture
 async def gworld(tmp_path: Path) -> AsyncIterator[World]:
     limits = Limits(bind_max_failures=3, bind_lockout=0.5, bind_max_lockout=0.5)
-    async with make_node(tmp_path / "s", limits) as n:
-        w = World(n)
-        try:
-            yield w
-        finally:
-            await w.close()
+    async with make_node(tmp_path / "s", limits) as n, closing(World(n)) as w:
+        yield w
 
 
 async def guess(conn: RawConn, device: Principal | str, rid: int, code: str = "wrong-one") -> int:

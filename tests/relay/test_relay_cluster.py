@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from relay_helpers import World
+from support import closing
 
 from igrs.relay import (
     Limits,
@@ -71,6 +72,13 @@ def cluster_node(tmp_path: Path, url: str, name: str, limits: Limits | None = No
                       housekeeping_interval=0.1, limits=limits or Limits())
     return RelayNode(cfg, NatsBackbone(url, node_id=name, limits=cfg.limits, heartbeat=0.3))
 
+
+
+@contextlib.asynccontextmanager
+async def one_node_world(tmp_path: Path, url: str, name: str, limits: Limits) -> AsyncIterator[World]:
+    """A World on one started cluster node; both closed on the way out."""
+    async with cluster_node(tmp_path, url, name, limits) as node, closing(World(node)) as w:
+        yield w
 
 @pytest.fixture
 async def nodes(tmp_path: Path, nats_url: str) -> AsyncIterator[list[RelayNode]]:
@@ -171,10 +179,7 @@ async def test_node_loss_reconnect_elsewhere_no_stored_message_lost(
 
 async def test_stored_message_cap_is_enforced_by_jetstream(tmp_path: Path, nats_url: str
                                                            ) -> None:
-    node = cluster_node(tmp_path, nats_url, "C", Limits(max_stored_per_party=2))
-    await node.start()
-    w = World(node)
-    try:
+    async with one_node_world(tmp_path, nats_url, "C", Limits(max_stored_per_party=2)) as w:
         alice = await w.user()
         a = await w.connect(alice)
         tv = await w.owned_device(a, "tv")
@@ -183,17 +188,11 @@ async def test_stored_message_cap_is_enforced_by_jetstream(tmp_path: Path, nats_
         with pytest.raises(RelayError) as e:
             await a.send(tv.principal, "third", durable=True)
         assert e.value.code == RelayCode.STORAGE_FULL
-    finally:
-        await w.close()
-        await node.close()
 
 
 async def test_node_wide_storage_cap_is_the_mail_streams_max_bytes(tmp_path: Path, nats_url: str
                                                                    ) -> None:
-    node = cluster_node(tmp_path, nats_url, "D", Limits(max_stored_bytes=8_000))
-    await node.start()
-    w = World(node)
-    try:
+    async with one_node_world(tmp_path, nats_url, "D", Limits(max_stored_bytes=8_000)) as w:
         a = await w.connect(await w.user())
         tv = await w.owned_device(a, "tv")
         assert (await a.send(tv.principal, b"x" * 3000, durable=True))["status"] == "stored"
@@ -201,6 +200,3 @@ async def test_node_wide_storage_cap_is_the_mail_streams_max_bytes(tmp_path: Pat
             for _ in range(3):
                 await a.send(tv.principal, b"x" * 3000, durable=True)
         assert e.value.code == RelayCode.NODE_STORAGE_FULL
-    finally:
-        await w.close()
-        await node.close()

@@ -10,6 +10,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
+from pairing import pair_with
 from relay_helpers import World
 
 from igrs import ControlPoint, Device
@@ -66,12 +67,7 @@ async def home(port: int) -> AsyncIterator[tuple[Device, Device, ControlPoint]]:
         tv.add_service(Volume())
         tv.add_service(Blob())
         pc.add_service(Volume())
-        await cp.search(timeout=1.0)
-
-        async def read_pin(_digits: int) -> str:
-            return pins[-1]
-
-        await cp.pair(tv.device_id, read_pin)  # the owner pairs the gateway, locally
+        await pair_with(cp, tv, pins)  # the owner pairs the gateway, locally
         yield tv, pc, cp
 
 

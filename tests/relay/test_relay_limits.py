@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from relay_helpers import RawConn, World, make_node
+from support import closing
 
 from igrs.relay import Limits, RelayClient, RelayCode, RelayError
 from igrs.relay.frames import Frame, FrameType
@@ -29,12 +30,8 @@ LIMITS = Limits(
 
 @pytest.fixture
 async def lworld(tmp_path: Path) -> AsyncIterator[World]:
-    async with make_node(tmp_path / "s", LIMITS) as n:
-        w = World(n)
-        try:
-            yield w
-        finally:
-            await w.close()
+    async with make_node(tmp_path / "s", LIMITS) as n, closing(World(n)) as w:
+        yield w
 
 
 async def bystander(w: World) -> tuple[RelayClient, RelayClient]:

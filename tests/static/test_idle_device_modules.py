@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from static_support import ROOT
+from support import stop
 
 # Runs the CLI in-process; a line on stdin prints the imported modules as one JSON line.
 _WRAPPER = """
@@ -73,12 +74,7 @@ def _idle_modules(tmp_path: Path, *options: str) -> set[str]:
                 return set(json.loads(line[line.index("MODULES ") + len("MODULES "):]))
         pytest.fail("no module list")
     finally:
-        proc.terminate()
-        try:
-            proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
+        stop(proc)
 
 
 def _heavy(modules: set[str], heavy: tuple[str, ...] = HEAVY) -> list[str]:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from head_mutations import Mutations, mutate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -79,59 +80,36 @@ def test_the_stack_s_own_heads_take_the_fast_path(raw: bytes) -> None:
     assert _plain(fast) == _plain(http11._split_general(raw))
 
 
-_noise = st.sampled_from([" ", "  ", "\t", "\r", "\n", "\x00", "\x7f", ":", ": ", "é", "::", "a", "", "\r\n",
-                          "\r\n ", "\r\r\n", "\n\r"])
+HTTP_MUTATIONS = Mutations(
+    starts=("M-POST /IGRS HTTP/1.0", "GET / HTTP/2.0", "HTTP/1.1 204 No Content", "HTTP/1.0 200 OK",
+            "HTTP/1.1 200", "M-POST  /IGRS HTTP/1.1", "", "HTTP/1.1 200 OK ", "POST /IGRS HTTP/1.1"),
+    unknown=("X-Foo: 1", "Content-Length: 12", "Connection: close", "Transfer-Encoding: chunked",
+             "Expect: 100-continue", "Connection: keep-alive, Upgrade", "Content-Length: 1x"),
+    value_chars=("a", "1", " ", ":", "-", ",", "é", "\x01", "\t"),
+    noise=(" ", "  ", "\t", "\r", "\n", "\x00", "\x7f", ":", ": ", "é", "::", "a", "", "\r\n", "\r\n ",
+           "\r\r\n", "\n\r"),
+    default_line="Host: x",
+    extra_ops=("many", "long", "fold", "empty"),
+)
+
+
+def _http_extra(draw: st.DrawFn, op: str, start: str, lines: list[str], i: int) -> None:
+    """The limits (field count, line length), obsolete line folding, empty values."""
+    name = lines[i].partition(": ")[0]
+    if op == "many":
+        lines += ["Ext: "] * (HTTP_MAX_HEADER_FIELDS + draw(st.integers(-2, 2)) - len(lines))
+    elif op == "long":
+        lines[i] = f"{name}: " + "v" * (HTTP_MAX_LINE + draw(st.integers(-len(name) - 4, 2)))
+    elif op == "fold":
+        lines.insert(i + 1, " folded")
+    elif op == "empty":
+        lines[i] = f"{name}: "
 
 
 @st.composite
 def mutated_heads(draw: st.DrawFn) -> bytes:
     """A head the stack writes, changed the ways peers and fuzzers change them."""
-    start, *lines = draw(st.sampled_from(STACK_HEADS)).decode()[:-4].split("\r\n")
-    for _ in range(draw(st.integers(1, 3))):
-        op = draw(st.sampled_from(["shuffle", "drop", "repeat", "lower", "space", "noise", "value", "start",
-                                   "unknown", "nospace", "eol", "many", "long", "fold", "empty"]))
-        if not lines:
-            lines = ["Host: x"]
-        i = draw(st.integers(0, len(lines) - 1))
-        name, _, value = lines[i].partition(": ")
-        if op == "shuffle":
-            lines = draw(st.permutations(lines))
-        elif op == "drop":
-            del lines[i]
-        elif op == "repeat":
-            lines.insert(draw(st.integers(0, len(lines))), draw(st.sampled_from([lines[i], lines[i].upper()])))
-        elif op == "lower":
-            lines[i] = f"{name.lower()}: {value}"
-        elif op == "space":
-            lines[i] = draw(st.sampled_from([f"{name}:  {value}", f"{name}: {value} ", f"{name}: {value}\t",
-                                             f"{name} : {value}", f" {name}: {value}", f"{name}:\t{value}"]))
-        elif op == "noise":
-            at = draw(st.integers(0, len(lines[i])))
-            lines[i] = lines[i][:at] + draw(_noise) + lines[i][at:]
-        elif op == "value":
-            chars = st.sampled_from(["a", "1", " ", ":", "-", ",", "é", "\x01", "\t"])
-            lines[i] = f"{name}: " + draw(st.text(chars, max_size=8))
-        elif op == "start":
-            start = draw(st.sampled_from(["M-POST /IGRS HTTP/1.0", "GET / HTTP/2.0", "HTTP/1.1 204 No Content",
-                                          "HTTP/1.0 200 OK", "HTTP/1.1 200", "M-POST  /IGRS HTTP/1.1", "",
-                                          "HTTP/1.1 200 OK ", "POST /IGRS HTTP/1.1"]))
-        elif op == "unknown":
-            lines.insert(i, draw(st.sampled_from(["X-Foo: 1", "Content-Length: 12", "Connection: close",
-                                                  "Transfer-Encoding: chunked", "Expect: 100-continue",
-                                                  "Connection: keep-alive, Upgrade", "Content-Length: 1x"])))
-        elif op == "nospace":
-            lines[i] = f"{name}:{value}"
-        elif op == "eol":
-            return ("\n".join([start, *lines]) + "\n\n").encode()
-        elif op == "many":
-            lines += ["Ext: "] * (HTTP_MAX_HEADER_FIELDS + draw(st.integers(-2, 2)) - len(lines))
-        elif op == "long":
-            lines[i] = f"{name}: " + "v" * (HTTP_MAX_LINE + draw(st.integers(-len(name) - 4, 2)))
-        elif op == "fold":
-            lines.insert(i + 1, " folded")
-        elif op == "empty":
-            lines[i] = f"{name}: "
-    return ("\r\n".join([start, *lines]) + "\r\n\r\n").encode("utf-8", "surrogatepass")
+    return mutate(draw, draw(st.sampled_from(STACK_HEADS)), HTTP_MUTATIONS, _http_extra)
 
 
 @PROFILE

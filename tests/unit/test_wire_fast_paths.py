@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import pytest
+from head_mutations import Mutations, mutate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -310,58 +311,35 @@ def test_common_form_is_what_the_encoder_writes(msg: isdp.IsdpMessage) -> None:
     assert fast == general and repr(fast) == repr(general) and hash(fast) == hash(general)
 
 
-_noise = st.sampled_from([" ", "  ", "\t", "\r", "\n", "\x00", "\x7f", ":", ": ", "é", "%", "::", '"', "a", ""])
+ISDP_MUTATIONS = Mutations(
+    starts=("NOTIFY * HTTP/1.1", "M-SEARCH * HTTP/1.1", "HTTP/1.1 200 OK", "NOTIFY / HTTP/1.1",
+            "HTTP/1.1 404 Not Found", "HTTP/1.0 200 OK"),
+    unknown=("X-Foo: 1", "Content-Length: 0", "Content-Length: 3", "02-DeviceName: x", "01-ServiceId: 3"),
+    value_chars=("a", "1", " ", ":", "-", "%", "é", "\x01"),
+    noise=(" ", "  ", "\t", "\r", "\n", "\x00", "\x7f", ":", ": ", "é", "%", "::", '"', "a", ""),
+    default_line="HOST: x",
+    extra_ops=("body", "man", "ext"),
+)
+
+
+def _isdp_extra(draw: st.DrawFn, op: str, start: str, lines: list[str], i: int) -> bytes | None:
+    """A body after the head, and the MAN and extension lines of other IGRS messages."""
+    if op == "body":
+        return ("\r\n".join([start, *lines]) + "\r\n\r\nxyz").encode()
+    if op == "man":
+        lines.append(draw(st.sampled_from(['MAN: "http://www.igrs.org/spec1.0"; ns=02', 'MAN: "isdp:discover"',
+                                           'MAN: "http://www.igrs.org/session"; ns=01'])))
+    elif op == "ext":
+        lines.append(draw(st.sampled_from(["01-IGRSVersion: IGRS/1.1", "01-IGRSVersion: IGRS/2.0",
+                                           "01-IGRSMessageType: SearchServiceRequest",
+                                           "01-IGRSMessageType: DeviceOfflineAdvertisement"])))
+    return None
 
 
 @st.composite
 def mutated(draw: st.DrawFn) -> bytes:
     """A datagram the stack sends, changed the ways peers and fuzzers change them."""
-    start, *lines = encoded(draw(device_messages)).decode()[:-4].split("\r\n")
-    for _ in range(draw(st.integers(1, 3))):
-        op = draw(st.sampled_from(["shuffle", "drop", "repeat", "lower", "space", "noise", "value", "start",
-                                   "unknown", "nospace", "body", "eol", "man", "ext"]))
-        i = draw(st.integers(0, max(0, len(lines) - 1)))
-        if not lines:
-            lines = ["HOST: x"]
-        name, _, value = lines[i].partition(": ")
-        if op == "shuffle":
-            lines = draw(st.permutations(lines))
-        elif op == "drop":
-            del lines[i]
-        elif op == "repeat":
-            lines.insert(draw(st.integers(0, len(lines))), draw(st.sampled_from([lines[i], lines[i].lower()])))
-        elif op == "lower":
-            lines[i] = f"{name.lower()}: {value}"
-        elif op == "space":
-            lines[i] = draw(st.sampled_from([f"{name}:  {value}", f"{name}: {value} ", f"{name}: {value}\t",
-                                             f"{name} : {value}", f" {name}: {value}"]))
-        elif op == "noise":
-            at = draw(st.integers(0, len(lines[i])))
-            lines[i] = lines[i][:at] + draw(_noise) + lines[i][at:]
-        elif op == "value":
-            lines[i] = f"{name}: " + draw(st.text(st.sampled_from(["a", "1", " ", ":", "-", "%", "é", "\x01"]),
-                                                  max_size=8))
-        elif op == "start":
-            start = draw(st.sampled_from(["NOTIFY * HTTP/1.1", "M-SEARCH * HTTP/1.1", "HTTP/1.1 200 OK",
-                                          "NOTIFY / HTTP/1.1", "HTTP/1.1 404 Not Found", "HTTP/1.0 200 OK"]))
-        elif op == "unknown":
-            lines.insert(i, draw(st.sampled_from(["X-Foo: 1", "Content-Length: 0", "Content-Length: 3",
-                                                  "02-DeviceName: x", "01-ServiceId: 3"])))
-        elif op == "nospace":
-            lines[i] = f"{name}:{value}"
-        elif op == "eol":
-            return ("\n".join([start, *lines]) + "\n\n").encode()
-        elif op == "body":
-            return ("\r\n".join([start, *lines]) + "\r\n\r\nxyz").encode()
-        elif op == "man":
-            lines.append(draw(st.sampled_from(['MAN: "http://www.igrs.org/spec1.0"; ns=02',
-                                               'MAN: "isdp:discover"',
-                                               'MAN: "http://www.igrs.org/session"; ns=01'])))
-        elif op == "ext":
-            lines.append(draw(st.sampled_from(["01-IGRSVersion: IGRS/1.1", "01-IGRSVersion: IGRS/2.0",
-                                               "01-IGRSMessageType: SearchServiceRequest",
-                                               "01-IGRSMessageType: DeviceOfflineAdvertisement"])))
-    return ("\r\n".join([start, *lines]) + "\r\n\r\n").encode("utf-8", "surrogatepass")
+    return mutate(draw, encoded(draw(device_messages)), ISDP_MUTATIONS, _isdp_extra)
 
 
 @settings(PROFILE, max_examples=1500 * SCALE)

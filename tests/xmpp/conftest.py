@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from bindbed import SECRET
 from servers import RESUME_WINDOW, Server, start_server
+from support import closing
 from xmpp_helpers import XWorld
 
 KINDS = ["prosody", "ejabberd"]
@@ -47,8 +48,5 @@ def xmpp_server(request: pytest.FixtureRequest) -> Server:
 @pytest.fixture
 async def xw(xmpp_server: Server) -> AsyncIterator[XWorld]:
     """XmppClients on the module's server, closed at the end (tests may override it)."""
-    w = XWorld(xmpp_server)
-    try:
+    async with closing(XWorld(xmpp_server)) as w:
         yield w
-    finally:
-        await w.close()

@@ -23,6 +23,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography import x509
@@ -308,10 +309,13 @@ class EjabberdServer:
 Server = ProsodyServer | EjabberdServer
 
 
-def start_server(kind: str, **options: object) -> Server:
-    """Start a server of ``kind`` ("prosody" or "ejabberd"); the caller closes it."""
+def start_server(kind: str, prepare: Callable[[Server], None] | None = None, **options: object) -> Server:
+    """Start a server of ``kind`` ("prosody" or "ejabberd"); the caller closes it. ``prepare``
+    may change its files (its config) before it starts (benchmarks/bench_xmpp.py lifts limits)."""
     server: Server = ProsodyServer(**options) if kind == "prosody" else EjabberdServer(**options)  # type: ignore[arg-type]
     try:
+        if prepare is not None:
+            prepare(server)
         server.start()
     except BaseException:
         server.close()

@@ -39,7 +39,8 @@ async def test_bind_with_code_then_unbind(xw: XWorld) -> None:
         await alice.bind(tv.principal, "000000")
     assert ei.value.code == 403
     assert (await alice.bind(tv.principal, "735194"))["status"] == "bound"
-    await until(lambda: alice.related(tv.jid) and tv.related(alice.jid))  # both rosters written
+    # both rosters written, and alice has seen tv's presence (until then tv counts as offline: 410)
+    await until(lambda: alice.related(tv.jid) and tv.related(alice.jid) and not alice.known_offline(tv.jid))
     assert (await alice.request("relations"))["relations"] == {"owned_by": [], "linked": [str(tv.principal)]}
     assert (await tv.request("relations"))["relations"] == {"owned_by": [str(alice.principal)], "linked": []}
     assert await alice.query_bind() == {"users": [], "devices": [str(tv.principal)]}

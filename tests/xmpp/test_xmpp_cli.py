@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pairing import pair_with
 from servers import LOOPBACK, RESUME_WINDOW, Server, start_server
 
 from igrs import ControlPoint, Device
@@ -102,12 +103,7 @@ async def test_cli_over_xmpp(prosody: Server, tmp_path: Path, free_udp_port: int
         dev.add_service(Volume())
         async with ControlPoint(interfaces=LO, port=free_udp_port, keepalive_interval=0,
                                 state_dir=state) as cp:
-            await cp.search(timeout=1.0)
-
-            async def read_pin(_digits: int) -> str:
-                return pins[-1]
-
-            await cp.pair(dev.device_id, read_pin)
+            await pair_with(cp, dev, pins)
         gw = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "igrs", "relay", "gateway", *tc, "--interface", "lo",
             "--port", str(free_udp_port), "--state-dir", str(state), cwd=ROOT,

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from cluster import EjabberdCluster
 from servers import LOOPBACK, EjabberdServer
+from support import closing
 
 from igrs.relay.client import Message, PresenceEvent
 from igrs.relay.ids import Principal
@@ -57,11 +58,8 @@ class Parties:
 
 @pytest.fixture
 async def parties(cluster: EjabberdCluster) -> AsyncIterator[Parties]:
-    p = Parties(cluster)
-    try:
+    async with closing(Parties(cluster)) as p:
         yield p
-    finally:
-        await p.close()
 
 
 async def befriend(a: XmppClient, b: XmppClient) -> None:

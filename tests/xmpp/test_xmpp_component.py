@@ -29,14 +29,9 @@ from igrs.xmpp import namespaces as ns
 FORMER_OWNER = {"prosody": ("error", "service-unavailable"), "ejabberd": ("timeout", None)}
 
 
-@pytest.fixture
-def server(xmpp_server: Server) -> Server:
-    return xmpp_server
-
-
-async def test_bind_lockout_rosters_unbind(server: Server) -> None:
-    async with BindBed(server) as bed:
-        comp = server.component_domain
+async def test_bind_lockout_rosters_unbind(xmpp_server: Server) -> None:
+    async with BindBed(xmpp_server) as bed:
+        comp = xmpp_server.component_domain
         user1, user2, dev1 = await bed.peers("user", "other", "dev")
         dev, ghost = bed.jid("dev"), bed.jid("ghost")
         # The relay's minimum code strength, with the relay's words.
@@ -86,7 +81,7 @@ async def test_bind_lockout_rosters_unbind(server: Server) -> None:
         # list (it spoke to the component, so it is provisioned) now refuses like any stranger.
         seen = len(dev1.iqs)
         after = await user1.ask(dev + "/t", ns.REQUEST, timeout=0.5)
-        assert after == await user1.ask(ghost + "/t", ns.REQUEST, timeout=0.5) == FORMER_OWNER[server.kind]
+        assert after == await user1.ask(ghost + "/t", ns.REQUEST, timeout=0.5) == FORMER_OWNER[xmpp_server.kind]
         said = await user1.send_and_wait_error(dev, "after-unbind", wait=0.5)
         assert said == await user1.send_and_wait_error(ghost, "after-unbind", wait=0.5)
         await asyncio.sleep(0.2)
@@ -94,24 +89,24 @@ async def test_bind_lockout_rosters_unbind(server: Server) -> None:
         assert "after-unbind" not in [m[2] for m in dev1.messages]
 
 
-async def test_component_command_binds_and_stops_on_sigterm(server: Server, tmp_path: Path) -> None:
+async def test_component_command_binds_and_stops_on_sigterm(xmpp_server: Server, tmp_path: Path) -> None:
     """``igrs relay xmpp-component`` started as an operator would: a bind through it writes both
     rosters and its state file; SIGTERM ends it cleanly (exit 0) within a few seconds."""
     state = tmp_path / "bind.json"
-    args = ["--jid", server.component_domain, "--secret", SECRET, "--host", LOOPBACK,
-            "--port", str(server.component_port), "--server", server.kind, "--state", str(state)]
-    if server.kind == "ejabberd":
-        args += ["--ejabberd-api", f"http://{LOOPBACK}:{server.api_port}/api"]  # type: ignore[union-attr]
+    args = ["--jid", xmpp_server.component_domain, "--secret", SECRET, "--host", LOOPBACK,
+            "--port", str(xmpp_server.component_port), "--server", xmpp_server.kind, "--state", str(state)]
+    if xmpp_server.kind == "ejabberd":
+        args += ["--ejabberd-api", f"http://{LOOPBACK}:{xmpp_server.api_port}/api"]  # type: ignore[union-attr]
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "igrs", "relay", "xmpp-component", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     assert proc.stdout is not None and proc.stderr is not None
     try:
         line = await asyncio.wait_for(proc.stdout.readline(), 30)
-        assert line.decode().startswith(f"xmpp component {server.component_domain} connected"), (
+        assert line.decode().startswith(f"xmpp component {xmpp_server.component_domain} connected"), (
             line, await asyncio.wait_for(proc.stderr.read(), 15))
-        async with BindBed(server, component=False) as bed:
-            comp, dev = server.component_domain, bed.jid("dev")
+        async with BindBed(xmpp_server, component=False) as bed:
+            comp, dev = xmpp_server.component_domain, bed.jid("dev")
             user, dev1 = await bed.peers("user", "dev")
             assert (await dev1.ask(comp, ns.MOBILE_VERIFY_CODE, "set", code="246810"))[0] == "result"
             assert (await user.ask(comp, ns.DEVICE_BIND, "set", device=dev, code="246810"))[0] == "result"
@@ -123,7 +118,7 @@ async def test_component_command_binds_and_stops_on_sigterm(server: Server, tmp_
         proc.send_signal(signal.SIGTERM)
         rc = await asyncio.wait_for(proc.wait(), 15)
         took = time.monotonic() - t0
-        print(f"\nigrs relay xmpp-component ({server.kind}) exited {took:.2f} s after SIGTERM (rc {rc})")
+        print(f"\nigrs relay xmpp-component ({xmpp_server.kind}) exited {took:.2f} s after SIGTERM (rc {rc})")
         assert rc == 0 and took < 5, (await proc.stderr.read()).decode()
     finally:
         if proc.returncode is None:

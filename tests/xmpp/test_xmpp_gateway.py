@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from pairing import pair_with
 from xmpp_helpers import XWorld
 
 from igrs import ControlPoint, Device
@@ -27,12 +28,7 @@ async def test_phone_invokes_and_watches_through_gateway(xw: XWorld, free_udp_po
         ControlPoint(interfaces=LO, port=free_udp_port, keepalive_interval=0) as cp,
     ):
         tv.add_service(Volume())
-        await cp.search(timeout=1.0)
-
-        async def read_pin(_digits: int) -> str:
-            return pins[-1]
-
-        await cp.pair(tv.device_id, read_pin)
+        await pair_with(cp, tv, pins)
         gateway = HomeGateway(gw, cp)
         serving = asyncio.create_task(gateway.serve())
         try:

@@ -20,14 +20,9 @@ from igrs.xmpp import namespaces as ns
 from igrs.xmpp.component import ROSTER_ADMIN
 
 
-@pytest.fixture
-def server(xmpp_server: Server) -> Server:
-    return xmpp_server
-
-
-async def test_only_related_parties_reach_each_other(server: Server) -> None:
-    async with BindBed(server) as bed:
-        comp = server.component_domain
+async def test_only_related_parties_reach_each_other(xmpp_server: Server) -> None:
+    async with BindBed(xmpp_server) as bed:
+        comp = xmpp_server.component_domain
         owner, dev1, stranger = await bed.peers("owner", "dev", "stranger")
         dev, ghost = bed.jid("dev"), bed.jid("ghost")
         assert (await dev1.ask(comp, ns.MOBILE_VERIFY_CODE, "set", code="583920"))[0] == "result"
@@ -60,8 +55,8 @@ async def test_only_related_parties_reach_each_other(server: Server) -> None:
         assert "dev-to-owner" in [m[2] for m in owner.messages]
         assert len(dev1.iqs) == probes, f"a stranger's IQ reached the device: {dev1.iqs[probes:]}"
 
-        if server.kind == "prosody":  # only the component may write rosters through the server
-            iq = stranger.make_iq_set(ito=server.domain)
+        if xmpp_server.kind == "prosody":  # only the component may write rosters through the server
+            iq = stranger.make_iq_set(ito=xmpp_server.domain)
             q = iq.xml.makeelement(f"{{{ROSTER_ADMIN}}}query", {})
             q.append(q.makeelement(f"{{{ROSTER_ADMIN}}}relate", {"a": stranger.boundjid.bare, "b": dev}))
             iq.xml.append(q)

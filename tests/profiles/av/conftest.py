@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from av_helpers import Home, have_ffmpeg
+from pairing import pair_with
 
 from igrs import ControlPoint, Device
 
@@ -89,13 +90,8 @@ async def home(free_udp_port: int) -> AsyncIterator[Home]:
     await tv.start()
     await cp.start()
     try:
-        await cp.search(timeout=1.0, mx=1)
         for dev, key in ((pc, "pc"), (tv, "tv")):
-
-            async def read_pin(_digits: int, key: str = key) -> str:
-                return pins[key][-1]
-
-            await cp.pair(dev.device_id, read_pin)
+            await pair_with(cp, dev, pins[key])
         yield Home(pc, tv, cp, pins)
     finally:
         await cp.stop()

@@ -50,13 +50,7 @@ async def tv(args: argparse.Namespace) -> None:
 
 async def phone(args: argparse.Namespace) -> None:
     async with ControlPoint(interfaces=[args.interface], port=args.port, state_dir=args.state_dir) as cp:
-        record = None
-        for _ in range(10):
-            found = [r for r in await cp.search(timeout=1.0) if r.name == "TV"]
-            if found:
-                record = found[0]
-                break
-        assert record is not None, "TV not found"
+        record = await cp.locate("TV", timeout=10)  # ends at its first answer
 
         async def pin(_digits: int) -> str:
             for _ in range(100):

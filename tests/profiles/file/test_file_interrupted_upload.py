@@ -9,6 +9,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from pairing import pair_with
 
 from igrs import ControlPoint, Device
 from igrs.profiles.file import SharedFolder, attach_file_server
@@ -29,12 +30,7 @@ async def test_bytes_received_before_a_disconnect_are_kept(tmp_path: Path, free_
                       watch_interfaces=False) as dev, \
             ControlPoint(interfaces=LO, port=free_udp_port, keepalive_interval=0) as cp:
         attach_file_server(dev, [SharedFolder("inbox", inbox, writable=True)])
-        await cp.search(timeout=1.0, mx=1)
-
-        async def read_pin(_digits: int) -> str:
-            return pins[-1]
-
-        await cp.pair(dev.device_id, read_pin)
+        await pair_with(cp, dev, pins)
         async with FileClient.connect(cp, dev.device_id) as files:
             info = await files.proxy.BeginPut(path="/inbox/f.bin", size=len(data), sha256=digest)
             host, port = files.base_url.split("//", 1)[1].rsplit(":", 1)

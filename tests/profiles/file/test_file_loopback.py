@@ -13,6 +13,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from pairing import Pairings
+from support import closing
 
 from igrs import ControlPoint, Device
 from igrs.constants import (
@@ -55,26 +57,9 @@ async def home(tmp_path: Path, free_udp_port: int) -> AsyncIterator[dict]:
                       on_pin=pins.append, watch_interfaces=False) as dev:
         server = attach_file_server(dev, [SharedFolder("pub", pub),
                                           SharedFolder("inbox", inbox, writable=True, quota=2_000_000)])
-        cps = []
-
-        async def paired() -> ControlPoint:
-            cp = ControlPoint(interfaces=LO, port=free_udp_port, keepalive_interval=0)
-            await cp.start()
-            cps.append(cp)
-            await cp.search(timeout=1.0, mx=1)
-
-            async def read_pin(_digits: int) -> str:
-                return pins[-1]
-
-            await cp.pair(dev.device_id, read_pin)
-            return cp
-
-        try:
+        async with closing(Pairings(dev, free_udp_port, pins, LO)) as paired:
             yield {"dev": dev, "server": server, "paired": paired, "pub": pub, "inbox": inbox,
                    "outside": outside, "tmp": tmp_path}
-        finally:
-            for cp in cps:
-                await cp.stop()
 
 
 async def _code(coro) -> int | None:
@@ -314,7 +299,7 @@ async def test_a_committed_upload_gets_the_normal_file_mode(home: dict) -> None:
 
 async def test_unpaired_peer_cannot_use_the_file_server(home: dict, free_udp_port: int) -> None:
     async with ControlPoint(interfaces=LO, port=free_udp_port) as stranger:
-        await stranger.search(timeout=1.0, mx=1)
+        await stranger.locate(home["dev"].device_id, mx=1)
         with pytest.raises(IGRSError):
             async with FileClient.connect(stranger, home["dev"].device_id) as files:
                 await files.ls("/")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from pairing import pair_with
 
 from igrs import ControlPoint, Device
 from igrs.net.tls import TlsEndpoint
@@ -49,12 +50,7 @@ async def test_a_stalled_transfer_times_out(tmp_path: Path, free_udp_port: int, 
         dev.add_service(stalling)  # as attach_file_server does
         dev.http.mount("/files/", stalling.handle_http)
         stalling.serve_tls(lambda: TlsEndpoint(dev.http, lambda: dev.identity, dev.keystore.peer_key))
-        await cp.search(timeout=1.0, mx=1)
-
-        async def read_pin(_digits: int) -> str:
-            return pins[-1]
-
-        await cp.pair(dev.device_id, read_pin)
+        await pair_with(cp, dev, pins)
         async with FileClient.connect(cp, dev.device_id, tls=tls, stall_timeout=0.5) as files:
             loop = asyncio.get_running_loop()
             started = loop.time()

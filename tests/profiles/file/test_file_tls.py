@@ -15,8 +15,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from pairing import Pairings, pair_with
+from support import closing
 
-from igrs import ControlPoint, Device
+from igrs import Device
 from igrs.constants import ReturnCode
 from igrs.core.security.identity import LocalIdentity
 from igrs.errors import IGRSError
@@ -45,26 +47,9 @@ async def home(tmp_path: Path, free_udp_port: int) -> AsyncIterator[dict]:
                       watch_interfaces=False, http_limits=limits) as dev:
         server = attach_file_server(dev, [SharedFolder("pub", pub),
                                           SharedFolder("inbox", inbox, writable=True)])
-        cps: list[ControlPoint] = []
-
-        async def paired() -> ControlPoint:
-            cp = ControlPoint(interfaces=LO, port=free_udp_port, keepalive_interval=0)
-            await cp.start()
-            cps.append(cp)
-            await cp.search(timeout=1.0, mx=1)
-
-            async def read_pin(_digits: int) -> str:
-                return pins[-1]
-
-            await cp.pair(dev.device_id, read_pin)
-            return cp
-
-        try:
+        async with closing(Pairings(dev, free_udp_port, pins, LO)) as paired:
             yield {"dev": dev, "server": server, "paired": paired, "data": data, "inbox": inbox,
                    "tmp": tmp_path}
-        finally:
-            for cp in cps:
-                await cp.stop()
 
 
 async def test_get_put_and_resume_inside_tls(home: dict) -> None:
@@ -211,12 +196,7 @@ async def test_plain_http_for_legacy_peers_and_only_if_allowed(home: dict, tmp_p
         legacy = _LegacyFileServer([SharedFolder("s", share)])
         old.add_service(legacy)
         old.http.mount("/files/", legacy.handle_http)
-        await cp.search(timeout=1.0, mx=1)
-
-        async def read_pin(_digits: int) -> str:
-            return pins[-1]
-
-        await cp.pair(old.device_id, read_pin)
+        await pair_with(cp, old, pins)
         async with FileClient.connect(cp, old.device_id) as files:
             await files.get("/s/f.txt", tmp_path / "legacy.txt")
             assert files.transport == "http" and (tmp_path / "legacy.txt").read_text() == "legacy bytes"
