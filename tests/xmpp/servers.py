@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -248,10 +249,18 @@ class EjabberdServer:
 
     def ctl_cmd(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "ERL_EPMD_PORT": str(self.epmd.port)}
+        as_user: dict[str, Any] = {}
+        if os.geteuid() == 0:
+            # As the ejabberd user ourselves, not through ejabberdctl's su: su's PAM session sets
+            # the node's soft open-file limit back to 1,024 (pam_limits starts from init's), so
+            # a node could not hold the benchmark's 2,000 clients ("too many open files").
+            user = pwd.getpwnam("ejabberd")
+            as_user = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+            env["HOME"] = user.pw_dir  # the Erlang cookie, as su gave it
         return subprocess.run(
             [self.ctl, "-c", str(self.ctl_config), "-f", str(self.config), "-s", str(self.spool),
              "-l", str(self.logs), "-n", self.node, *args],
-            env=env, capture_output=True, text=True, timeout=timeout, cwd=self.root,
+            env=env, capture_output=True, text=True, timeout=timeout, cwd=self.root, **as_user,
         )
 
     def start(self) -> None:
